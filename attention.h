@@ -1,0 +1,1139 @@
+/* attention.h - v0.1.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
+
+   Scaled dot-product attention, multi-head self- and cross-attention and their building blocks (projection,
+   scores, softmax, weighted sum, log-sum-exp merge), float32, no dependency beyond the C standard library.
+
+   ==================================================================================================
+   QUICK START
+   ==================================================================================================
+
+   In exactly one C or C++ file:
+
+       #define ATTENTION_IMPLEMENTATION
+       #include "attention.h"
+
+   everywhere else just #include "attention.h". Then, for causal self-attention of x [1, 4, 8] with 2 heads:
+
+       float x[4 * 8], out[4 * 8], wq[8 * 8], wk[8 * 8], wv[8 * 8], wo[8 * 8];
+       // ... fill x and the weights ([d_in x d_out], so Q = x . wq) ...
+       attn_mha m = {0};
+       m.d_model = 8; m.n_heads = 2;
+       m.w_q = wq; m.w_k = wk; m.w_v = wv; m.w_o = wo;
+       attn_options opt = {0};
+       opt.causal = ATTN_CAUSAL_TOP_LEFT;
+       attn_result r = attn_self_forward(out, x, 1, 4, &m, &opt, NULL, 0);
+       if (r != ATTN_OK) fprintf(stderr, "attention: %s\n", attn_result_string(r));
+
+   Link with -lm.
+
+   ==================================================================================================
+   OPTION MACROS (define before the #include that has ATTENTION_IMPLEMENTATION)
+   ==================================================================================================
+
+   | macro                      | effect                                                                  |
+   |----------------------------|-------------------------------------------------------------------------|
+   | ATTENTION_IMPLEMENTATION   | emit the definitions in this translation unit                           |
+   | ATTN_STATIC                | give every public function static linkage (define it, with the          |
+   |                            | implementation, in each file that uses the header)                      |
+   | ATTN_ASSERT(x)             | assert for internal invariants only (default: assert from <assert.h>)   |
+   | ATTN_MALLOC(size, user)    | allocator; define both or neither (default: malloc/free). `user` is     |
+   | ATTN_FREE(ptr, user)       | attn_options.alloc_user                                                 |
+
+   ==================================================================================================
+   CONVENTIONS
+   ==================================================================================================
+
+   - Tensors are row-major float32. Every matrix argument has an explicit row stride, in elements (floats),
+     and its rows are contiguous. A row stride smaller than the row is an error.
+   - 4-D tensors [B, H, N, D] are a pointer plus an attn_stride {batch, head, row}. The same data can be
+     [B, H, N, D] (attn_stride_bhnd) or the interleaved [B, N, H*D] output of a projection
+     (attn_stride_bnhd), or any other strided view (a packed QKV buffer: row stride 3*H*D), without copies.
+     Input strides may be 0 on the batch and head axes (broadcast); output strides must not make two
+     elements share memory (checked: sorted by size, each stride covers the extent of the axes inside it).
+   - Outputs must not overlap inputs, except where a function says so.
+   - Every fallible call returns attn_result: ATTN_OK (0) or a negative code; attn_result_string names it.
+     Arguments are validated before anything is written: on error every output is left untouched.
+   - Option structs are zero-initialised by the caller ({0}); zero means the documented default, and
+     fields added later keep today's behaviour at zero.
+   - Nothing allocates except attn_sdpa, attn_self_forward and attn_cross_forward when they are given no
+     workspace: then they take one block through ATTN_MALLOC and free it before returning. There is no
+     global state: every call is reentrant and thread-safe.
+
+   ==================================================================================================
+   REFERENCE
+   ==================================================================================================
+
+   Building blocks (each never allocates):
+
+   attn_project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out)
+       Y[n x d_out] = X[n x d_in] . W + bias. layout ATTN_LAYOUT_IN_OUT (0): W is [d_in x d_out] (Q = X.W^Q);
+       ATTN_LAYOUT_OUT_IN: W is [d_out x d_in] as PyTorch stores nn.Linear.weight and in_proj_weight
+       (Y = X.W^T), loaded as is. w_stride is the row stride of W as stored. bias [d_out] or NULL.
+
+   attn_scores(s, s_stride, q, q_stride, k, k_stride, n_q, n_k, d_k, scale)
+       S[n_q x n_k] = scale . Q[n_q x d_k] . K[n_k x d_k]^T; scale 0 means 1/sqrt(d_k).
+
+   attn_softmax(p, p_stride, s, s_stride, n_rows, n_cols, lse)
+       P = softmax over each row of S[n_rows x n_cols], stable (the row max is subtracted). -inf entries are
+       masked. lse [n_rows] (or NULL) receives log(sum_j exp(s_ij)). p may be s (same stride): in place.
+
+   attn_weighted_sum(o, o_stride, p, p_stride, v, v_stride, n_q, n_k, d_v)
+       O[n_q x d_v] = P[n_q x n_k] . V[n_k x d_v].
+
+   attn_merge(o, o_stride, lse, o_a, o_a_stride, lse_a, o_b, o_b_stride, lse_b, n_rows, d_v)
+       Combines two attention results over disjoint key sets, O_a, O_b [n_rows x d_v] with their log-sum-exps
+       lse_a, lse_b [n_rows], into the result over the union:
+           lse = log(exp(lse_a) + exp(lse_b)),  O = exp(lse_a - lse) O_a + exp(lse_b - lse) O_b.
+       lse (or NULL) receives the merged log-sum-exp. o may be o_a or o_b and lse may be lse_a or lse_b
+       (in place). A side with lse -inf (no visible key) contributes nothing, whatever its O holds.
+
+   Fused scaled dot-product attention:
+
+   attn_sdpa(out, out_s, q, q_s, k, k_s, v, v_s, dims, opt, workspace, workspace_bytes)
+   attn_sdpa_workspace_size(&bytes, dims, opt)
+       out [B, Hq, Nq, Dv] = softmax(scale . Q.K^T + masks) . V, per batch b and query head h, reading kv head
+       h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
+           q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
+       dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}.
+       The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an
+       online softmax, so the workspace is a few tiles (about 4 * 32 * (64 + Dv) bytes, independent of Nq
+       and Nk; attn_sdpa_workspace_size tells). workspace NULL: allocated and freed inside. A workspace
+       smaller than reported gives ATTN_ERR_WORKSPACE.
+
+   attn_options (all optional, zero = default):
+       scale             0: 1/sqrt(Dk). Must be finite.
+       causal            ATTN_CAUSAL_NONE; ATTN_CAUSAL_TOP_LEFT: query i sees keys j <= i (PyTorch
+                         is_causal); ATTN_CAUSAL_BOTTOM_RIGHT: j <= i + Nk - Nq (the last query sees every
+                         key: KV-cache decoding, FlashAttention's convention). With bottom-right and Nq > Nk
+                         the first Nq - Nk queries see no key.
+       mask, mask_stride additive float mask [Nq x Nk], added to the scaled scores (-inf hides a key).
+                         mask_stride.row 0 means Nk; .batch and .head 0 broadcast over batches and heads,
+                         or give a per-batch / per-head mask.
+       kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read.
+                         Each value in [0, Nk].
+       key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
+       out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scaled, masked scores.
+       out_weights       the attention weights (PyTorch's need_weights): [B, Hq, Nq, Nk] dense, or with
+       average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
+                         average_attn_weights=True). This output is Nq x Nk per head by nature.
+       alloc_user        passed to ATTN_MALLOC / ATTN_FREE.
+
+   Multi-head attention (x, x_q, x_kv and out dense, batch first, as PyTorch's batch_first tensors):
+
+   attn_self_forward(out, x, batch, n, mha, opt, workspace, workspace_bytes)
+   attn_self_workspace_size(&bytes, batch, n, mha, opt)
+       out [B, N, d_model] = (softmax(scale . Q.K^T + masks) . V) . W_o + b_o, per head, with
+       Q = x.W_q + b_q, K = x.W_k + b_k, V = x.W_v + b_v; x [B, N, d_model].
+   attn_cross_forward(out, x_q, x_kv, batch, n_q, n_kv, mha, opt, workspace, workspace_bytes)
+   attn_cross_workspace_size(&bytes, batch, n_q, n_kv, mha, opt)
+       As self, with Q from x_q [B, Nq, d_model] and K, V from x_kv [B, Nk, d_kv] (encoder-decoder
+       attention; PyTorch's kdim = vdim = d_kv).
+   attn_mha fields: d_model; n_heads (d_model % n_heads == 0, head_dim = d_model / n_heads); n_kv_heads
+       (0 = n_heads; n_heads % n_kv_heads == 0); d_kv (cross only, 0 = d_model; self needs 0 or d_model);
+       layout (of all four weights, as in attn_project); w_q [d_model x d_model], w_k and w_v
+       [d_kv x n_kv_heads*head_dim], w_o [d_model x d_model] (shapes for ATTN_LAYOUT_IN_OUT; transposed for
+       ATTN_LAYOUT_OUT_IN, e.g. PyTorch's in_proj_weight, in_proj_weight + E*E, + 2*E*E, out_proj.weight);
+       b_q, b_o [d_model], b_k, b_v [n_kv_heads*head_dim], each optional.
+       The options of attn_sdpa apply per head; scale 0 is 1/sqrt(head_dim); out_lse is [B, Hq, Nq];
+       out_weights [B, Hq, Nq, Nk] or averaged [B, Nq, Nk]. The workspace holds the projected Q, K, V and
+       the attention output of one batch, plus attn_sdpa's.
+
+   Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(H, N, D) -> {N*H*D, D, H*D};
+   attn_result_string(r).
+
+   ==================================================================================================
+   NUMERIC CONTRACT
+   ==================================================================================================
+
+   - float32 storage and arithmetic; the tests hold every function to a relative error of 1e-5 (max-norm
+     error over the max-norm of the result) against a float64 reference, typically ~1e-7.
+   - Softmax subtracts the row max, so logits of any finite magnitude (1e30, or around 88.7 where expf
+     overflows) are safe.
+   - A row whose keys are all masked (all -inf, all padded, before the causal diagonal, kv_len 0) gives
+     weights 0, output 0 and log-sum-exp -inf, never NaN.
+   - +inf scores: the weight is shared equally among the +inf entries (the limit), log-sum-exp +inf.
+   - NaN: a NaN score makes its whole row NaN (weights, output, log-sum-exp); other rows are unaffected.
+     A masked key's value is still multiplied by 0, so a NaN in V there poisons the row, as in PyTorch;
+     keys past kv_len or past the causal limit of a query tile are never read.
+   - Deterministic: the same inputs give bitwise the same outputs, whatever the workspace.
+
+   ==================================================================================================
+   ERRORS (attn_result)
+   ==================================================================================================
+
+       ATTN_OK              0  success
+       ATTN_ERR_NULL       -1  a required pointer is NULL
+       ATTN_ERR_SHAPE      -2  a size is zero or negative, or two sizes disagree
+       ATTN_ERR_HEADS      -3  d_model is not divisible by n_heads
+       ATTN_ERR_KV_HEADS   -4  n_heads is not a multiple of n_kv_heads
+       ATTN_ERR_STRIDE     -5  a row stride is smaller than its row, a stride is negative, or an
+                               output's strides make two of its elements overlap
+       ATTN_ERR_OVERFLOW   -6  an element or byte count does not fit in ptrdiff_t / size_t
+       ATTN_ERR_OPTION     -7  an option has an invalid value (enum out of range, non-finite scale,
+                               kv_len outside [0, Nk])
+       ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
+       ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
+
+   ==================================================================================================
+   REVISION HISTORY
+   ==================================================================================================
+
+       0.1.0 (2026-11-26)  first release: building blocks, fused SDPA (masks, causal, GQA, LSE, weights),
+                           multi-head self- and cross-attention, workspace, error codes.
+*/
+
+#ifndef ATTENTION_H
+#define ATTENTION_H
+
+#include <stddef.h> /* size_t, ptrdiff_t */
+
+#define ATTN_VERSION_MAJOR 0
+#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_PATCH 0
+#define ATTN_VERSION_STRING "0.1.0"
+
+#ifndef ATTNDEF
+#ifdef ATTN_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define ATTNDEF static __attribute__((unused))
+#else
+#define ATTNDEF static
+#endif
+#else
+#define ATTNDEF extern
+#endif
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum attn_result {
+    ATTN_OK = 0,
+    ATTN_ERR_NULL = -1,
+    ATTN_ERR_SHAPE = -2,
+    ATTN_ERR_HEADS = -3,
+    ATTN_ERR_KV_HEADS = -4,
+    ATTN_ERR_STRIDE = -5,
+    ATTN_ERR_OVERFLOW = -6,
+    ATTN_ERR_OPTION = -7,
+    ATTN_ERR_WORKSPACE = -8,
+    ATTN_ERR_NOMEM = -9
+} attn_result;
+
+typedef enum attn_layout {
+    ATTN_LAYOUT_IN_OUT = 0, /* W [d_in x d_out]: Y = X.W */
+    ATTN_LAYOUT_OUT_IN = 1  /* W [d_out x d_in] (PyTorch nn.Linear.weight): Y = X.W^T */
+} attn_layout;
+
+typedef enum attn_causal {
+    ATTN_CAUSAL_NONE = 0,
+    ATTN_CAUSAL_TOP_LEFT = 1,    /* query i sees keys j <= i */
+    ATTN_CAUSAL_BOTTOM_RIGHT = 2 /* query i sees keys j <= i + Nk - Nq */
+} attn_causal;
+
+/* Element strides of a 4-D tensor [B, H, N, D] whose last axis is contiguous. */
+typedef struct attn_stride {
+    ptrdiff_t batch, head, row;
+} attn_stride;
+
+typedef struct attn_dims {
+    int batch;      /* B */
+    int n_heads;    /* Hq: query (and output) heads */
+    int n_kv_heads; /* Hkv: key/value heads, Hq % Hkv == 0; 0 = Hq */
+    int n_q;        /* Nq: queries per head */
+    int n_kv;       /* Nk: keys (and values) per head */
+    int d_k;        /* Dk: query and key width */
+    int d_v;        /* Dv: value and output width; 0 = Dk */
+} attn_dims;
+
+typedef struct attn_options {
+    float scale;                           /* 0: 1/sqrt(Dk) */
+    attn_causal causal;                    /* ATTN_CAUSAL_NONE (0), _TOP_LEFT, _BOTTOM_RIGHT */
+    const float *mask;                     /* additive [Nq x Nk] per (batch, head), or NULL */
+    attn_stride mask_stride;               /* row 0 = Nk; batch, head 0 = broadcast */
+    const int *kv_len;                     /* [B] valid keys per batch, or NULL */
+    const unsigned char *key_padding_mask; /* [B x Nk], nonzero = ignore the key, or NULL */
+    float *out_lse;                        /* [B, Hq, Nq] log-sum-exp out, or NULL */
+    float *out_weights;                    /* [B, Hq, Nq, Nk] (or [B, Nq, Nk] averaged) out, or NULL */
+    int average_weights;                   /* nonzero: out_weights is the mean over heads */
+    void *alloc_user;                      /* user pointer for ATTN_MALLOC / ATTN_FREE */
+} attn_options;
+
+typedef struct attn_mha {
+    int d_model;        /* width of x_q and out; n_heads * head_dim */
+    int n_heads;        /* query heads */
+    int n_kv_heads;     /* key/value heads; 0 = n_heads */
+    int d_kv;           /* width of x_kv (cross-attention); 0 = d_model */
+    attn_layout layout; /* orientation of w_q, w_k, w_v, w_o */
+    const float *w_q;   /* [d_model x d_model] */
+    const float *w_k;   /* [d_kv x n_kv_heads*head_dim] */
+    const float *w_v;   /* [d_kv x n_kv_heads*head_dim] */
+    const float *w_o;   /* [d_model x d_model] */
+    const float *b_q;   /* [d_model] or NULL */
+    const float *b_k;   /* [n_kv_heads*head_dim] or NULL */
+    const float *b_v;   /* [n_kv_heads*head_dim] or NULL */
+    const float *b_o;   /* [d_model] or NULL */
+} attn_mha;
+
+ATTNDEF const char *attn_result_string(attn_result r);
+
+ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d);
+ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d);
+
+ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                 const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                 int n, int d_in, int d_out);
+
+ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, ptrdiff_t q_stride,
+                                const float *k, ptrdiff_t k_stride, int n_q, int n_k, int d_k, float scale);
+
+ATTNDEF attn_result attn_softmax(float *p, ptrdiff_t p_stride, const float *s, ptrdiff_t s_stride,
+                                 int n_rows, int n_cols, float *lse);
+
+ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float *p, ptrdiff_t p_stride,
+                                      const float *v, ptrdiff_t v_stride, int n_q, int n_k, int d_v);
+
+ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const float *o_a,
+                               ptrdiff_t o_a_stride, const float *lse_a, const float *o_b,
+                               ptrdiff_t o_b_stride, const float *lse_b, int n_rows, int d_v);
+
+ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
+ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
+                              attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
+                              const attn_options *opt, void *workspace, size_t workspace_bytes);
+
+ATTNDEF attn_result attn_self_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
+                                             const attn_options *opt);
+ATTNDEF attn_result attn_self_forward(float *out, const float *x, int batch, int n, const attn_mha *mha,
+                                      const attn_options *opt, void *workspace, size_t workspace_bytes);
+
+ATTNDEF attn_result attn_cross_workspace_size(size_t *bytes, int batch, int n_q, int n_kv,
+                                              const attn_mha *mha, const attn_options *opt);
+ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float *x_kv, int batch, int n_q,
+                                       int n_kv, const attn_mha *mha, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTENTION_H */
+
+/* ============================================================================================== */
+/*                                        IMPLEMENTATION                                          */
+/* ============================================================================================== */
+
+#if defined(ATTENTION_IMPLEMENTATION) && !defined(ATTN__IMPLEMENTATION_DONE)
+#define ATTN__IMPLEMENTATION_DONE
+
+#include <math.h>   /* expf, logf, sqrtf, INFINITY */
+#include <stdint.h> /* SIZE_MAX, PTRDIFF_MAX, uintptr_t */
+#include <string.h> /* memset */
+
+#ifndef ATTN_ASSERT
+#include <assert.h>
+#define ATTN_ASSERT(x) assert(x)
+#endif
+
+#if defined(ATTN_MALLOC) != defined(ATTN_FREE)
+#error "attention.h: define both ATTN_MALLOC and ATTN_FREE, or neither"
+#endif
+#ifndef ATTN_MALLOC
+#include <stdlib.h>
+#define ATTN_MALLOC(size, user) ((void)(user), malloc(size))
+#define ATTN_FREE(ptr, user) ((void)(user), free(ptr))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Tile sizes of the fused kernel: ATTN__TQ queries against ATTN__TK keys at a time. */
+#define ATTN__TQ 32
+#define ATTN__TK 64
+/* Alignment of the arrays carved from a workspace, and the slack reserved to reach it. */
+#define ATTN__ALIGN 64
+/* Largest element count an array may have: its byte count and every offset fit in ptrdiff_t. */
+#define ATTN__MAX_ELEMS ((size_t)PTRDIFF_MAX / sizeof(float))
+
+ATTNDEF const char *attn_result_string(attn_result r)
+{
+    switch (r) {
+    case ATTN_OK: return "success";
+    case ATTN_ERR_NULL: return "a required pointer is NULL";
+    case ATTN_ERR_SHAPE: return "a size is zero or negative, or two sizes disagree";
+    case ATTN_ERR_HEADS: return "d_model is not divisible by n_heads";
+    case ATTN_ERR_KV_HEADS: return "n_heads is not a multiple of n_kv_heads";
+    case ATTN_ERR_STRIDE: return "a stride is smaller than its row, negative, or makes an output overlap itself";
+    case ATTN_ERR_OVERFLOW: return "an element or byte count overflows";
+    case ATTN_ERR_OPTION: return "an option has an invalid value";
+    case ATTN_ERR_WORKSPACE: return "the workspace is smaller than the size function reported";
+    case ATTN_ERR_NOMEM: return "out of memory";
+    }
+    return "unknown attn_result";
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Size arithmetic: every count is checked before use, never wrapped.                             */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* *r = a * b; returns 0 when the product exceeds ATTN__MAX_ELEMS. */
+static int attn__mul(size_t *r, size_t a, size_t b)
+{
+    if (b != 0 && a > ATTN__MAX_ELEMS / b) return 0;
+    *r = a * b;
+    return 1;
+}
+
+/* *r = a + b; returns 0 when the sum exceeds ATTN__MAX_ELEMS. */
+static int attn__add(size_t *r, size_t a, size_t b)
+{
+    if (a > ATTN__MAX_ELEMS || b > ATTN__MAX_ELEMS - a) return 0;
+    *r = a + b;
+    return 1;
+}
+
+/* Product of up to three non-negative ints, saturating at PTRDIFF_MAX (used for stride helpers, where a
+   saturated stride is then rejected as ATTN_ERR_OVERFLOW by the validation of the call that uses it). */
+static ptrdiff_t attn__mul3_sat(int a, int b, int c)
+{
+    size_t r;
+    if (a < 0 || b < 0 || c < 0) return -1;
+    if (!attn__mul(&r, (size_t)a, (size_t)b) || !attn__mul(&r, r, (size_t)c)) return PTRDIFF_MAX;
+    return (ptrdiff_t)r;
+}
+
+ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d)
+{
+    attn_stride s;
+    s.batch = attn__mul3_sat(n_heads, n, d);
+    s.head = attn__mul3_sat(n, d, 1);
+    s.row = d;
+    return s;
+}
+
+ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d)
+{
+    attn_stride s;
+    s.batch = attn__mul3_sat(n, n_heads, d);
+    s.head = d;
+    s.row = attn__mul3_sat(n_heads, d, 1);
+    return s;
+}
+
+/* Validates the strides of a view [nb, nh, nr, nc] (sizes already checked positive): the row stride holds
+   a row, no stride is negative, the highest offset fits, and for an output no two elements share memory
+   (sorted by stride, each axis's stride covers the span of the axes inside it). */
+static attn_result attn__check_view(attn_stride s, int nb, int nh, int nr, int nc, int is_output)
+{
+    ptrdiff_t ext[4], str[4];
+    size_t span = 1;
+    int i, n = 0;
+    if (s.row < nc || s.batch < 0 || s.head < 0) return ATTN_ERR_STRIDE;
+    ext[0] = nc; str[0] = 1;
+    ext[1] = nr; str[1] = s.row;
+    ext[2] = nh; str[2] = s.head;
+    ext[3] = nb; str[3] = s.batch;
+    for (i = 0; i < 4; ++i) {
+        size_t term;
+        if (!attn__mul(&term, (size_t)(ext[i] - 1), (size_t)str[i]) || !attn__add(&span, span, term))
+            return ATTN_ERR_OVERFLOW;
+    }
+    if (is_output) {
+        /* keep the axes of extent > 1, insertion-sorted by stride */
+        ptrdiff_t e[4], t[4];
+        size_t covered = 1;
+        for (i = 0; i < 4; ++i) {
+            int j;
+            if (ext[i] <= 1) continue;
+            for (j = n; j > 0 && t[j - 1] > str[i]; --j) { e[j] = e[j - 1]; t[j] = t[j - 1]; }
+            e[j] = ext[i]; t[j] = str[i];
+            ++n;
+        }
+        for (i = 0; i < n; ++i) {
+            if ((size_t)t[i] < covered) return ATTN_ERR_STRIDE;
+            covered += (size_t)(e[i] - 1) * (size_t)t[i]; /* <= span: no overflow */
+        }
+    }
+    return ATTN_OK;
+}
+
+/* A plain matrix [rows x cols] with row stride `stride`, as a view. */
+static attn_result attn__check_matrix(ptrdiff_t stride, int rows, int cols, int is_output)
+{
+    attn_stride s;
+    s.batch = 0; s.head = 0; s.row = stride;
+    return attn__check_view(s, 1, 1, rows, cols, is_output);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Kernels                                                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Dot product of a[n] and b[n] with eight partial sums (a fixed order, so results are reproducible). */
+static float attn__dot(const float *a, const float *b, int n)
+{
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int i = 0, l;
+    for (; i + 8 <= n; i += 8)
+        for (l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+    for (l = 0; i < n; ++i, ++l) acc[l] += a[i] * b[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* c[m x n] = alpha * a[m x k] . b[n x k]^T (+ c when accumulate). c is not read when !accumulate. */
+static void attn__gemm_nt(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda, const float *b,
+                          ptrdiff_t ldb, int m, int n, int k, float alpha, int accumulate)
+{
+    int i, j;
+    for (i = 0; i < m; ++i) {
+        const float *a_i = a + (ptrdiff_t)i * lda;
+        float *c_i = c + (ptrdiff_t)i * ldc;
+        for (j = 0; j < n; ++j) {
+            float dot = alpha * attn__dot(a_i, b + (ptrdiff_t)j * ldb, k);
+            c_i[j] = accumulate ? c_i[j] + dot : dot;
+        }
+    }
+}
+
+/* c[m x n] = a[m x k] . b[k x n] (+ c when accumulate). c is not read when !accumulate. */
+static void attn__gemm_nn(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda, const float *b,
+                          ptrdiff_t ldb, int m, int n, int k, int accumulate)
+{
+    int i, j, p;
+    for (i = 0; i < m; ++i) {
+        const float *a_i = a + (ptrdiff_t)i * lda;
+        float *c_i = c + (ptrdiff_t)i * ldc;
+        if (!accumulate)
+            for (j = 0; j < n; ++j) c_i[j] = 0.0f;
+        for (p = 0; p < k; ++p) {
+            const float a_ip = a_i[p];
+            const float *b_p = b + (ptrdiff_t)p * ldb;
+            for (j = 0; j < n; ++j) c_i[j] += a_ip * b_p[j];
+        }
+    }
+}
+
+/* Largest of s[n], ignoring NaN; -inf when every entry is -inf or NaN. */
+static float attn__row_max(const float *s, int n)
+{
+    float m = -INFINITY;
+    int j;
+    for (j = 0; j < n; ++j) m = s[j] > m ? s[j] : m;
+    return m;
+}
+
+/* p[j] = exp(s[j] - m) for a row whose max (or a running max at least as large) is m; returns the sum.
+   m = -inf (every entry masked) gives zeros; m = +inf gives 1 at the +inf entries and 0 elsewhere (the
+   limit); NaN entries stay NaN. p may be s. */
+static float attn__exp_row(float *p, const float *s, int n, float m)
+{
+    float sum = 0.0f;
+    int j;
+    if (m == INFINITY) {
+        for (j = 0; j < n; ++j) {
+            const float x = s[j];
+            p[j] = x == INFINITY ? 1.0f : (x != x ? x : 0.0f);
+            sum += p[j];
+        }
+        return sum;
+    }
+    if (m == -INFINITY) m = 0.0f;
+    for (j = 0; j < n; ++j) {
+        p[j] = expf(s[j] - m);
+        sum += p[j];
+    }
+    return sum;
+}
+
+/* 1/sum for a softmax denominator: 0 for a fully masked row (sum 0), NaN stays NaN. */
+static float attn__inv_sum(float sum)
+{
+    return sum == 0.0f ? 0.0f : 1.0f / sum;
+}
+
+/* log-sum-exp of a row from its max m and sum of exp(s - m): -inf when fully masked. */
+static float attn__lse(float m, float sum)
+{
+    if (sum == 0.0f) return -INFINITY;
+    return m == -INFINITY ? logf(sum) : m + logf(sum);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Building blocks                                                                                */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* y[n x d_out] = x[n x d_in] . W + bias, validated. */
+static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
+                          ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in,
+                          int d_out)
+{
+    int i, j;
+    if (bias)
+        for (i = 0; i < n; ++i)
+            for (j = 0; j < d_out; ++j) y[(ptrdiff_t)i * y_stride + j] = bias[j];
+    if (layout == ATTN_LAYOUT_IN_OUT)
+        attn__gemm_nn(y, y_stride, x, x_stride, w, w_stride, n, d_out, d_in, bias != NULL);
+    else
+        attn__gemm_nt(y, y_stride, x, x_stride, w, w_stride, n, d_out, d_in, 1.0f, bias != NULL);
+}
+
+ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                 const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                 int n, int d_in, int d_out)
+{
+    attn_result r;
+    if (!y || !x || !w) return ATTN_ERR_NULL;
+    if (n <= 0 || d_in <= 0 || d_out <= 0) return ATTN_ERR_SHAPE;
+    if (layout != ATTN_LAYOUT_IN_OUT && layout != ATTN_LAYOUT_OUT_IN) return ATTN_ERR_OPTION;
+    if ((r = attn__check_matrix(y_stride, n, d_out, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(x_stride, n, d_in, 0)) != ATTN_OK) return r;
+    if (layout == ATTN_LAYOUT_IN_OUT) r = attn__check_matrix(w_stride, d_in, d_out, 0);
+    else r = attn__check_matrix(w_stride, d_out, d_in, 0);
+    if (r != ATTN_OK) return r;
+    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out);
+    return ATTN_OK;
+}
+
+/* The scale in force: the caller's, or 1/sqrt(d_k) for 0. */
+static float attn__scale(float scale, int d_k)
+{
+    return scale != 0.0f ? scale : (float)(1.0 / sqrt((double)d_k));
+}
+
+ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, ptrdiff_t q_stride,
+                                const float *k, ptrdiff_t k_stride, int n_q, int n_k, int d_k, float scale)
+{
+    attn_result r;
+    if (!s || !q || !k) return ATTN_ERR_NULL;
+    if (n_q <= 0 || n_k <= 0 || d_k <= 0) return ATTN_ERR_SHAPE;
+    if (!isfinite(scale)) return ATTN_ERR_OPTION;
+    if ((r = attn__check_matrix(s_stride, n_q, n_k, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(q_stride, n_q, d_k, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(k_stride, n_k, d_k, 0)) != ATTN_OK) return r;
+    attn__gemm_nt(s, s_stride, q, q_stride, k, k_stride, n_q, n_k, d_k, attn__scale(scale, d_k), 0);
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_softmax(float *p, ptrdiff_t p_stride, const float *s, ptrdiff_t s_stride,
+                                 int n_rows, int n_cols, float *lse)
+{
+    attn_result r;
+    int i, j;
+    if (!p || !s) return ATTN_ERR_NULL;
+    if (n_rows <= 0 || n_cols <= 0) return ATTN_ERR_SHAPE;
+    if ((r = attn__check_matrix(p_stride, n_rows, n_cols, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(s_stride, n_rows, n_cols, 0)) != ATTN_OK) return r;
+    for (i = 0; i < n_rows; ++i) {
+        const float *s_i = s + (ptrdiff_t)i * s_stride;
+        float *p_i = p + (ptrdiff_t)i * p_stride;
+        const float m = attn__row_max(s_i, n_cols);
+        const float sum = attn__exp_row(p_i, s_i, n_cols, m);
+        const float inv = attn__inv_sum(sum);
+        for (j = 0; j < n_cols; ++j) p_i[j] *= inv;
+        if (lse) lse[i] = attn__lse(m, sum);
+    }
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float *p, ptrdiff_t p_stride,
+                                      const float *v, ptrdiff_t v_stride, int n_q, int n_k, int d_v)
+{
+    attn_result r;
+    if (!o || !p || !v) return ATTN_ERR_NULL;
+    if (n_q <= 0 || n_k <= 0 || d_v <= 0) return ATTN_ERR_SHAPE;
+    if ((r = attn__check_matrix(o_stride, n_q, d_v, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(p_stride, n_q, n_k, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(v_stride, n_k, d_v, 0)) != ATTN_OK) return r;
+    attn__gemm_nn(o, o_stride, p, p_stride, v, v_stride, n_q, d_v, n_k, 0);
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const float *o_a,
+                               ptrdiff_t o_a_stride, const float *lse_a, const float *o_b,
+                               ptrdiff_t o_b_stride, const float *lse_b, int n_rows, int d_v)
+{
+    attn_result r;
+    int i, j;
+    if (!o || !o_a || !lse_a || !o_b || !lse_b) return ATTN_ERR_NULL;
+    if (n_rows <= 0 || d_v <= 0) return ATTN_ERR_SHAPE;
+    if ((r = attn__check_matrix(o_stride, n_rows, d_v, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(o_a_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(o_b_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
+    for (i = 0; i < n_rows; ++i) {
+        const float la = lse_a[i], lb = lse_b[i];
+        const float m = la > lb ? la : lb; /* a NaN side loses here but poisons wa or wb below */
+        const float *oa_i = o_a + (ptrdiff_t)i * o_a_stride;
+        const float *ob_i = o_b + (ptrdiff_t)i * o_b_stride;
+        float *o_i = o + (ptrdiff_t)i * o_stride;
+        float wa, wb, inv;
+        if (m == -INFINITY && la == la && lb == lb) { /* neither side saw a key */
+            for (j = 0; j < d_v; ++j) o_i[j] = 0.0f;
+            if (lse) lse[i] = -INFINITY;
+            continue;
+        }
+        if (m == INFINITY) {
+            wa = la == INFINITY ? 1.0f : 0.0f;
+            wb = lb == INFINITY ? 1.0f : 0.0f;
+        } else {
+            wa = expf(la - m);
+            wb = expf(lb - m);
+        }
+        inv = 1.0f / (wa + wb);
+        /* a side of weight 0 (lse -inf, or far below the other) is skipped, not multiplied by 0 */
+        if (wa == 0.0f) for (j = 0; j < d_v; ++j) o_i[j] = ob_i[j];
+        else if (wb == 0.0f) for (j = 0; j < d_v; ++j) o_i[j] = oa_i[j];
+        else for (j = 0; j < d_v; ++j) o_i[j] = (wa * inv) * oa_i[j] + (wb * inv) * ob_i[j];
+        if (lse) lse[i] = m + logf(wa + wb);
+    }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Fused attention                                                                                */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* One (batch, query head) problem of the fused kernel, as views of the caller's tensors. */
+typedef struct attn__head {
+    float *out; ptrdiff_t out_rs;         /* [Nq x Dv] */
+    const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
+    const float *k; ptrdiff_t k_rs;       /* [Nk x Dk] */
+    const float *v; ptrdiff_t v_rs;       /* [Nk x Dv] */
+    const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
+    const unsigned char *kpm;             /* [Nk] nonzero = masked, or NULL */
+    float *lse;                           /* [Nq], or NULL */
+    float *w;                             /* [Nq x Nk] weights, or NULL */
+    int w_accumulate;                     /* add into w (head averaging) instead of writing */
+    int nq, nk, dk, dv;
+    int n_valid;                          /* keys >= n_valid are masked and never read */
+    int causal;                           /* key j visible from query i iff j <= i + diag */
+    ptrdiff_t diag;
+    float scale;
+} attn__head;
+
+/* Floats of fused-kernel workspace: scores [TQ x TK], accumulator [TQ x Dv], running max and sum [TQ]. */
+static int attn__sdpa_ws_floats(size_t *n, int d_v)
+{
+    size_t acc;
+    return attn__mul(&acc, ATTN__TQ, (size_t)d_v) && attn__add(n, acc, ATTN__TQ * ATTN__TK + 2 * ATTN__TQ);
+}
+
+/* s[tq x TK] = scale * Q[i0 .. i0+tq) . K[j0 .. j0+tk)^T with every mask applied (-inf = hidden). */
+static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int j0, int tk)
+{
+    int r, c;
+    attn__gemm_nt(s, ATTN__TK, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, h->k + (ptrdiff_t)j0 * h->k_rs,
+                  h->k_rs, tq, tk, h->dk, h->scale, 0);
+    for (r = 0; r < tq; ++r) {
+        float *s_r = s + r * ATTN__TK;
+        if (h->mask) {
+            const float *m_r = h->mask + (ptrdiff_t)(i0 + r) * h->mask_rs + j0;
+            for (c = 0; c < tk; ++c) s_r[c] += m_r[c];
+        }
+        if (h->kpm)
+            for (c = 0; c < tk; ++c) s_r[c] = h->kpm[j0 + c] ? -INFINITY : s_r[c];
+        if (h->causal) {
+            /* visible: j0 + c <= i0 + r + diag */
+            ptrdiff_t lim = (ptrdiff_t)(i0 + r) + h->diag - j0 + 1;
+            for (c = lim < 0 ? 0 : (int)(lim < tk ? lim : tk); c < tk; ++c) s_r[c] = -INFINITY;
+        }
+    }
+}
+
+/* Keys [0, end) that any query of the tile [i0, i0 + tq) may see. */
+static int attn__key_end(const attn__head *h, int i0, int tq)
+{
+    ptrdiff_t end = h->n_valid;
+    if (h->causal) {
+        ptrdiff_t last = (ptrdiff_t)(i0 + tq - 1) + h->diag + 1;
+        if (last < end) end = last;
+    }
+    return end < 0 ? 0 : (int)end;
+}
+
+/* The fused kernel for one head: for each query tile, walk the key tiles with an online softmax
+   (running max m and sum l per row, the accumulator rescaled when the max grows), then normalise. */
+static void attn__head_forward(const attn__head *h, float *ws)
+{
+    float *s = ws;                                 /* [TQ x TK] scores, then probabilities */
+    float *m = s + ATTN__TQ * ATTN__TK;            /* [TQ] running max */
+    float *l = m + ATTN__TQ;                       /* [TQ] running sum */
+    float *acc = l + ATTN__TQ;                     /* [TQ x Dv] unnormalised output */
+    int i0, j0, r, c;
+    for (i0 = 0; i0 < h->nq; i0 += ATTN__TQ) {
+        const int tq = h->nq - i0 < ATTN__TQ ? h->nq - i0 : ATTN__TQ;
+        const int key_end = attn__key_end(h, i0, tq);
+        for (r = 0; r < tq; ++r) { m[r] = -INFINITY; l[r] = 0.0f; }
+        memset(acc, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
+        /* pass 1: online softmax over the key tiles that any query of this tile may see */
+        for (j0 = 0; j0 < key_end; j0 += ATTN__TK) {
+            const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
+            attn__score_tile(s, h, i0, tq, j0, tk);
+            for (r = 0; r < tq; ++r) {
+                float *s_r = s + r * ATTN__TK;
+                float *acc_r = acc + (ptrdiff_t)r * h->dv;
+                const float m_tile = attn__row_max(s_r, tk);
+                const float m_new = m_tile > m[r] ? m_tile : m[r];
+                const float alpha = m_new == m[r] ? 1.0f : expf(m[r] - m_new);
+                const float sum = attn__exp_row(s_r, s_r, tk, m_new);
+                l[r] = l[r] * alpha + sum;
+                m[r] = m_new;
+                if (alpha != 1.0f)
+                    for (c = 0; c < h->dv; ++c) acc_r[c] *= alpha;
+            }
+            attn__gemm_nn(acc, h->dv, s, ATTN__TK, h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tq, h->dv, tk, 1);
+        }
+        /* pass 2 (only when asked): the normalised weights, recomputing each score tile */
+        if (h->w) {
+            for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
+                const int tk = h->nk - j0 < ATTN__TK ? h->nk - j0 : ATTN__TK;
+                const int tv = key_end - j0 < 0 ? 0 : (key_end - j0 < tk ? key_end - j0 : tk);
+                if (tv > 0) attn__score_tile(s, h, i0, tq, j0, tv);
+                for (r = 0; r < tq; ++r) {
+                    float *s_r = s + r * ATTN__TK;
+                    float *w_r = h->w + (ptrdiff_t)(i0 + r) * h->nk + j0;
+                    const float inv = attn__inv_sum(l[r]);
+                    attn__exp_row(s_r, s_r, tv, m[r]);
+                    for (c = tv; c < tk; ++c) s_r[c] = 0.0f; /* never visible to this tile */
+                    if (h->w_accumulate) for (c = 0; c < tk; ++c) w_r[c] += s_r[c] * inv;
+                    else for (c = 0; c < tk; ++c) w_r[c] = s_r[c] * inv;
+                }
+            }
+        }
+        for (r = 0; r < tq; ++r) {
+            const float inv = attn__inv_sum(l[r]);
+            const float *acc_r = acc + (ptrdiff_t)r * h->dv;
+            float *o_r = h->out + (ptrdiff_t)(i0 + r) * h->out_rs;
+            for (c = 0; c < h->dv; ++c) o_r[c] = acc_r[c] * inv;
+            if (h->lse) h->lse[i0 + r] = attn__lse(m[r], l[r]);
+        }
+    }
+}
+
+/* Resolved sizes: n_kv_heads and d_v defaults filled in. Checks sizes and head counts. */
+static attn_result attn__resolve_dims(attn_dims *d, const attn_dims *in)
+{
+    *d = *in;
+    if (d->n_kv_heads == 0) d->n_kv_heads = d->n_heads;
+    if (d->d_v == 0) d->d_v = d->d_k;
+    if (d->batch <= 0 || d->n_heads <= 0 || d->n_kv_heads <= 0 || d->n_q <= 0 || d->n_kv <= 0 ||
+        d->d_k <= 0 || d->d_v <= 0)
+        return ATTN_ERR_SHAPE;
+    if (d->n_heads % d->n_kv_heads != 0) return ATTN_ERR_KV_HEADS;
+    return ATTN_OK;
+}
+
+/* Validates the options against resolved sizes. Reads kv_len. */
+static attn_result attn__check_options(const attn_options *o, const attn_dims *d)
+{
+    size_t n;
+    attn_result r;
+    int b;
+    if (!isfinite(o->scale)) return ATTN_ERR_OPTION;
+    if (o->causal != ATTN_CAUSAL_NONE && o->causal != ATTN_CAUSAL_TOP_LEFT &&
+        o->causal != ATTN_CAUSAL_BOTTOM_RIGHT)
+        return ATTN_ERR_OPTION;
+    if (o->mask) {
+        attn_stride ms = o->mask_stride;
+        if (ms.row == 0) ms.row = d->n_kv;
+        if ((r = attn__check_view(ms, d->batch, d->n_heads, d->n_q, d->n_kv, 0)) != ATTN_OK) return r;
+    }
+    if (o->kv_len)
+        for (b = 0; b < d->batch; ++b)
+            if (o->kv_len[b] < 0 || o->kv_len[b] > d->n_kv) return ATTN_ERR_OPTION;
+    if (o->key_padding_mask && !attn__mul(&n, (size_t)d->batch, (size_t)d->n_kv)) return ATTN_ERR_OVERFLOW;
+    if (o->out_lse && (!attn__mul(&n, (size_t)d->batch, (size_t)d->n_heads) || !attn__mul(&n, n, (size_t)d->n_q)))
+        return ATTN_ERR_OVERFLOW;
+    if (o->out_weights &&
+        (!attn__mul(&n, (size_t)d->batch, o->average_weights ? 1u : (size_t)d->n_heads) ||
+         !attn__mul(&n, n, (size_t)d->n_q) || !attn__mul(&n, n, (size_t)d->n_kv)))
+        return ATTN_ERR_OVERFLOW;
+    return ATTN_OK;
+}
+
+/* Bytes of an aligned workspace holding `floats` floats. */
+static attn_result attn__ws_bytes(size_t *bytes, size_t floats)
+{
+    if (!attn__mul(bytes, floats, sizeof(float)) || !attn__add(bytes, *bytes, ATTN__ALIGN))
+        return ATTN_ERR_OVERFLOW;
+    return ATTN_OK;
+}
+
+/* The first ATTN__ALIGN-aligned float in a workspace. */
+static float *attn__ws_base(void *ws)
+{
+    const size_t off = (ATTN__ALIGN - (size_t)((uintptr_t)ws % ATTN__ALIGN)) % ATTN__ALIGN;
+    return (float *)(void *)((char *)ws + off);
+}
+
+/* The fused kernel over all batches and heads, on validated arguments and resolved sizes. */
+static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
+                           attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *d,
+                           const attn_options *o, float *ws)
+{
+    const int group = d->n_heads / d->n_kv_heads;
+    const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv;
+    attn__head h;
+    int b, hq;
+    memset(&h, 0, sizeof h);
+    h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
+    h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
+    h.mask_rs = o->mask_stride.row ? o->mask_stride.row : d->n_kv;
+    h.causal = o->causal != ATTN_CAUSAL_NONE;
+    h.diag = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT ? (ptrdiff_t)d->n_kv - d->n_q : 0;
+    h.scale = attn__scale(o->scale, d->d_k);
+    for (b = 0; b < d->batch; ++b) {
+        float *w_b = NULL;
+        h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
+        h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
+        if (o->out_weights) w_b = o->out_weights + (size_t)b * (o->average_weights ? 1u : (size_t)d->n_heads) * head_w;
+        for (hq = 0; hq < d->n_heads; ++hq) {
+            const int hk = hq / group;
+            h.out = out + b * out_s.batch + hq * out_s.head;
+            h.q = q + b * q_s.batch + hq * q_s.head;
+            h.k = k + b * k_s.batch + hk * k_s.head;
+            h.v = v + b * v_s.batch + hk * v_s.head;
+            h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
+            h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
+            h.w = w_b ? (o->average_weights ? w_b : w_b + (size_t)hq * head_w) : NULL;
+            h.w_accumulate = o->average_weights && hq > 0;
+            attn__head_forward(&h, ws);
+        }
+        if (w_b && o->average_weights && d->n_heads > 1) {
+            const float inv_h = 1.0f / (float)d->n_heads;
+            size_t i;
+            for (i = 0; i < head_w; ++i) w_b[i] *= inv_h;
+        }
+    }
+}
+
+#ifdef __cplusplus
+static const attn_options attn__default_options = {}; /* all zero: every default */
+#else
+static const attn_options attn__default_options = {0};
+#endif
+
+ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt)
+{
+    attn_dims d;
+    attn_result r;
+    size_t floats;
+    if (!bytes || !dims) return ATTN_ERR_NULL;
+    if ((r = attn__resolve_dims(&d, dims)) != ATTN_OK) return r;
+    (void)opt; /* the workspace does not depend on the options yet */
+    if (!attn__sdpa_ws_floats(&floats, d.d_v)) return ATTN_ERR_OVERFLOW;
+    return attn__ws_bytes(bytes, floats);
+}
+
+ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
+                              attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
+                              const attn_options *opt, void *workspace, size_t workspace_bytes)
+{
+    attn_dims d;
+    attn_result r;
+    size_t need;
+    void *mem = workspace;
+    if (!opt) opt = &attn__default_options;
+    if (!out || !q || !k || !v || !dims) return ATTN_ERR_NULL;
+    if ((r = attn__resolve_dims(&d, dims)) != ATTN_OK) return r;
+    if ((r = attn__check_view(out_s, d.batch, d.n_heads, d.n_q, d.d_v, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_view(q_s, d.batch, d.n_heads, d.n_q, d.d_k, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_view(k_s, d.batch, d.n_kv_heads, d.n_kv, d.d_k, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_view(v_s, d.batch, d.n_kv_heads, d.n_kv, d.d_v, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_options(opt, &d)) != ATTN_OK) return r;
+    if ((r = attn_sdpa_workspace_size(&need, &d, opt)) != ATTN_OK) return r;
+    if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user))) return ATTN_ERR_NOMEM;
+    attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, attn__ws_base(mem));
+    if (!workspace) ATTN_FREE(mem, opt->alloc_user);
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Multi-head attention                                                                           */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Sizes of one multi-head call, resolved and validated. */
+typedef struct attn__mha_dims {
+    attn_dims sdpa;  /* per batch: batch = 1 */
+    int batch, d_model, d_kv, kv_dim;
+    size_t ws_floats; /* Q, K, V, attention output of one batch, then the fused kernel's tiles */
+} attn__mha_dims;
+
+static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int n_kv, const attn_mha *m,
+                                     const attn_options *opt, int self)
+{
+    attn_dims full;
+    attn_result r;
+    size_t n, q_floats, kv_floats, sdpa_floats;
+    int head_dim, n_kv_heads, d_kv;
+    if (!m) return ATTN_ERR_NULL;
+    n_kv_heads = m->n_kv_heads ? m->n_kv_heads : m->n_heads;
+    d_kv = m->d_kv ? m->d_kv : m->d_model;
+    if (batch <= 0 || n_q <= 0 || n_kv <= 0 || m->d_model <= 0 || m->n_heads <= 0 || n_kv_heads <= 0 ||
+        d_kv <= 0 || (self && d_kv != m->d_model))
+        return ATTN_ERR_SHAPE;
+    if (m->d_model % m->n_heads != 0) return ATTN_ERR_HEADS;
+    if (m->n_heads % n_kv_heads != 0) return ATTN_ERR_KV_HEADS;
+    if (m->layout != ATTN_LAYOUT_IN_OUT && m->layout != ATTN_LAYOUT_OUT_IN) return ATTN_ERR_OPTION;
+    head_dim = m->d_model / m->n_heads;
+    md->batch = batch;
+    md->d_model = m->d_model;
+    md->d_kv = d_kv;
+    md->kv_dim = n_kv_heads * head_dim; /* <= d_model */
+    full.batch = batch; full.n_heads = m->n_heads; full.n_kv_heads = n_kv_heads;
+    full.n_q = n_q; full.n_kv = n_kv; full.d_k = head_dim; full.d_v = head_dim;
+    if (opt && (r = attn__check_options(opt, &full)) != ATTN_OK) return r;
+    md->sdpa = full;
+    md->sdpa.batch = 1;
+    /* the dense inputs and output must be addressable */
+    if (!attn__mul(&n, (size_t)batch, (size_t)n_q) || !attn__mul(&n, n, (size_t)m->d_model) ||
+        !attn__mul(&n, (size_t)batch, (size_t)n_kv) || !attn__mul(&n, n, (size_t)d_kv) ||
+        !attn__mul(&n, (size_t)d_kv, (size_t)m->d_model) || !attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model))
+        return ATTN_ERR_OVERFLOW;
+    if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
+        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_ws_floats(&sdpa_floats, head_dim) ||
+        !attn__add(&n, q_floats, q_floats) || !attn__add(&n, n, kv_floats) || !attn__add(&n, n, kv_floats) ||
+        !attn__add(&md->ws_floats, n, sdpa_floats))
+        return ATTN_ERR_OVERFLOW;
+    return ATTN_OK;
+}
+
+/* Per batch: project Q, K, V into the workspace, run the fused kernel on the interleaved [N, H*D] heads,
+   project the result through W_o into out. */
+static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n_q, int n_kv, const attn_mha *m,
+                          const attn_options *o, const attn__mha_dims *md, float *ws)
+{
+    const attn_dims *d = &md->sdpa;
+    const ptrdiff_t d_model = md->d_model, kv_dim = md->kv_dim, d_kv = md->d_kv;
+    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kv_dim : d_kv; /* W_q, W_o: d_model either way */
+    float *qb = ws;                             /* [Nq x d_model]  */
+    float *kb = qb + (size_t)n_q * md->d_model; /* [Nk x kv_dim]   */
+    float *vb = kb + (size_t)n_kv * md->kv_dim; /* [Nk x kv_dim]   */
+    float *ab = vb + (size_t)n_kv * md->kv_dim; /* [Nq x d_model]  */
+    float *sdpa_ws = ab + (size_t)n_q * md->d_model;
+    const attn_stride q_s = attn_stride_bnhd(d->n_heads, n_q, d->d_k);
+    const attn_stride kv_s = attn_stride_bnhd(d->n_kv_heads, n_kv, d->d_k);
+    const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
+    int b;
+    for (b = 0; b < md->batch; ++b) {
+        const float *xq_b = x_q + (size_t)b * (size_t)n_q * md->d_model;
+        const float *xkv_b = x_kv + (size_t)b * (size_t)n_kv * md->d_kv;
+        attn_options ob = *o; /* the options seen from batch b */
+        ob.mask = o->mask ? o->mask + b * o->mask_stride.batch : NULL;
+        ob.kv_len = o->kv_len ? o->kv_len + b : NULL;
+        ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
+        ob.out_lse = o->out_lse ? o->out_lse + (size_t)b * (size_t)d->n_heads * (size_t)n_q : NULL;
+        ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
+        attn__project(qb, d_model, xq_b, d_model, m->w_q, d_model, m->layout, m->b_q, n_q, md->d_model, md->d_model);
+        attn__project(kb, kv_dim, xkv_b, d_kv, m->w_k, wkv_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim);
+        attn__project(vb, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim);
+        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws);
+        attn__project(out + (size_t)b * (size_t)n_q * md->d_model, d_model, ab, d_model, m->w_o, d_model, m->layout,
+                      m->b_o, n_q, md->d_model, md->d_model);
+    }
+}
+
+static attn_result attn__mha_workspace_size(size_t *bytes, int batch, int n_q, int n_kv, const attn_mha *m,
+                                            const attn_options *opt, int self)
+{
+    attn__mha_dims md;
+    attn_result r;
+    if (!bytes) return ATTN_ERR_NULL;
+    if ((r = attn__mha_resolve(&md, batch, n_q, n_kv, m, opt, self)) != ATTN_OK) return r;
+    return attn__ws_bytes(bytes, md.ws_floats);
+}
+
+static attn_result attn__mha_forward(float *out, const float *x_q, const float *x_kv, int batch, int n_q,
+                                     int n_kv, const attn_mha *m, const attn_options *opt, void *workspace,
+                                     size_t workspace_bytes, int self)
+{
+    attn__mha_dims md;
+    attn_result r;
+    size_t need;
+    void *mem = workspace;
+    if (!opt) opt = &attn__default_options;
+    if (!out || !x_q || !x_kv || !m) return ATTN_ERR_NULL;
+    if (!m->w_q || !m->w_k || !m->w_v || !m->w_o) return ATTN_ERR_NULL;
+    if ((r = attn__mha_resolve(&md, batch, n_q, n_kv, m, opt, self)) != ATTN_OK) return r;
+    if ((r = attn__ws_bytes(&need, md.ws_floats)) != ATTN_OK) return r;
+    if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user))) return ATTN_ERR_NOMEM;
+    attn__mha_run(out, x_q, x_kv, n_q, n_kv, m, opt, &md, attn__ws_base(mem));
+    if (!workspace) ATTN_FREE(mem, opt->alloc_user);
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_self_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
+                                             const attn_options *opt)
+{
+    return attn__mha_workspace_size(bytes, batch, n, n, mha, opt, 1);
+}
+
+ATTNDEF attn_result attn_self_forward(float *out, const float *x, int batch, int n, const attn_mha *mha,
+                                      const attn_options *opt, void *workspace, size_t workspace_bytes)
+{
+    return attn__mha_forward(out, x, x, batch, n, n, mha, opt, workspace, workspace_bytes, 1);
+}
+
+ATTNDEF attn_result attn_cross_workspace_size(size_t *bytes, int batch, int n_q, int n_kv,
+                                              const attn_mha *mha, const attn_options *opt)
+{
+    return attn__mha_workspace_size(bytes, batch, n_q, n_kv, mha, opt, 0);
+}
+
+ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float *x_kv, int batch, int n_q,
+                                       int n_kv, const attn_mha *mha, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes)
+{
+    return attn__mha_forward(out, x_q, x_kv, batch, n_q, n_kv, mha, opt, workspace, workspace_bytes, 0);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTENTION_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the attention.h authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this
+software dedicate any and all copyright interest in the software to the public
+domain. We make this dedication in perpetuity and in the spirit of
+encouragement to help facilitate our growth of the software. To that end, we
+intend this dedication to be an overt act of relinquishment of all present and
+future rights to this software under copyright law.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN
+ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION
+WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/
