@@ -12,20 +12,29 @@ EXAMPLES = $(BUILD)/quickstart
 
 .PHONY: all test examples run check-build clean
 
-all: $(BUILD)/test_attention examples
+all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
-# the test suite; its last line is "N passed, N failed"
-test: $(BUILD)/test_attention
-	./$(BUILD)/test_attention tests/data
+# The test suite, once per kernel path this machine can run: runtime dispatch (AVX-512 where the CPU has
+# it), AVX2 (ATTN_NO_AVX512), the portable scalar reference (ATTN_NO_SIMD), OpenMP threads, and a
+# -march=native build. The last line is the total "N passed, N failed".
+TEST_PATHS = dispatch avx2 scalar openmp native
+PATH_FLAGS_dispatch =
+PATH_FLAGS_avx2 = -DATTN_NO_AVX512
+PATH_FLAGS_scalar = -DATTN_NO_SIMD
+PATH_FLAGS_openmp = -fopenmp
+PATH_FLAGS_native = -march=native -fopenmp
+
+test: $(TEST_PATHS:%=$(BUILD)/test_%)
+	sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
+
+$(BUILD)/test_%: tests/test_attention.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
 examples: $(EXAMPLES)
 
 # build and run the quick-start example
 run: $(BUILD)/quickstart
 	./$(BUILD)/quickstart
-
-$(BUILD)/test_attention: tests/test_attention.c $(HEADER) | $(BUILD)
-	$(CC) $(CFLAGS) -o $@ tests/test_attention.c $(LDLIBS)
 
 $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)

@@ -182,6 +182,8 @@
                            multi-head self- and cross-attention, workspace, error codes.
 */
 
+#ifndef ATTN__TEMPLATE /* the whole header, except the SIMD kernel template at its end */
+
 #ifndef ATTENTION_H
 #define ATTENTION_H
 
@@ -258,6 +260,8 @@ typedef struct attn_options {
     float *out_weights;                    /* [B, Hq, Nq, Nk] (or [B, Nq, Nk] averaged) out, or NULL */
     int average_weights;                   /* nonzero: out_weights is the mean over heads */
     void *alloc_user;                      /* user pointer for ATTN_MALLOC / ATTN_FREE */
+    int n_threads;                         /* OpenMP threads (with -fopenmp): 0 = omp_get_max_threads() */
+    int split_index, split_count;          /* split_count > 0: run only slice split_index of the work */
 } attn_options;
 
 typedef struct attn_mha {
@@ -277,6 +281,7 @@ typedef struct attn_mha {
 } attn_mha;
 
 ATTNDEF const char *attn_result_string(attn_result r);
+ATTNDEF const char *attn_simd_name(void);
 
 ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d);
 ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d);
@@ -330,6 +335,9 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
 #include <math.h>   /* expf, logf, sqrtf, INFINITY */
 #include <stdint.h> /* SIZE_MAX, PTRDIFF_MAX, uintptr_t */
 #include <string.h> /* memset */
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifndef ATTN_ASSERT
 #include <assert.h>
@@ -347,6 +355,12 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+#ifdef __cplusplus
+static const attn_options attn__default_options = {}; /* all zero: every default */
+#else
+static const attn_options attn__default_options = {0};
 #endif
 
 /* Tile sizes of the fused kernel: ATTN__TQ queries against ATTN__TK keys at a time. */
@@ -561,22 +575,359 @@ static float attn__lse(float m, float sum)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Fused attention: the portable kernel                                                           */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* One (batch, query head) problem of the fused kernel, as views of the caller's tensors. */
+typedef struct attn__head {
+    float *out; ptrdiff_t out_rs;         /* [Nq x Dv] */
+    const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
+    const float *k; ptrdiff_t k_rs;       /* [Nk x Dk] */
+    const float *v; ptrdiff_t v_rs;       /* [Nk x Dv] */
+    const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
+    const unsigned char *kpm;             /* [Nk] nonzero = masked, or NULL */
+    float *lse;                           /* [Nq], or NULL */
+    float *w;                             /* [Nq x Nk] weights, or NULL */
+    int w_accumulate;                     /* add into w (head averaging) instead of writing */
+    int nq, nk, dk, dv;
+    int n_valid;                          /* keys >= n_valid are masked and never read */
+    int causal;                           /* key j visible from query i iff j <= i + diag */
+    ptrdiff_t diag;
+    float scale;
+} attn__head;
+
+/* Floats of one thread's fused-kernel workspace, enough for every instruction set (the SIMD kernels hold
+   Q^T [Dk x TQ], scores [TK x TQ], O^T [Dv x TQ] and four [TQ] vectors; the scalar one less), rounded up
+   to whole ATTN__ALIGN blocks so that each thread's slice stays aligned. */
+static int attn__sdpa_ws_floats(size_t *n, int d_k, int d_v)
+{
+    size_t dims;
+    if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, ATTN__TK + 4) ||
+        !attn__mul(n, dims, ATTN__TQ))
+        return 0;
+    return 1; /* TQ floats are a whole number of ATTN__ALIGN blocks */
+}
+
+/* s[tq x TK] = scale * Q[i0 .. i0+tq) . K[j0 .. j0+tk)^T with every mask applied (-inf = hidden). */
+static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int j0, int tk)
+{
+    int r, c;
+    attn__gemm_nt(s, ATTN__TK, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, h->k + (ptrdiff_t)j0 * h->k_rs,
+                  h->k_rs, tq, tk, h->dk, h->scale, 0);
+    for (r = 0; r < tq; ++r) {
+        float *s_r = s + r * ATTN__TK;
+        if (h->mask) {
+            const float *m_r = h->mask + (ptrdiff_t)(i0 + r) * h->mask_rs + j0;
+            for (c = 0; c < tk; ++c) s_r[c] += m_r[c];
+        }
+        if (h->kpm)
+            for (c = 0; c < tk; ++c) s_r[c] = h->kpm[j0 + c] ? -INFINITY : s_r[c];
+        if (h->causal) {
+            /* visible: j0 + c <= i0 + r + diag */
+            ptrdiff_t lim = (ptrdiff_t)(i0 + r) + h->diag - j0 + 1;
+            for (c = lim < 0 ? 0 : (int)(lim < tk ? lim : tk); c < tk; ++c) s_r[c] = -INFINITY;
+        }
+    }
+}
+
+/* Keys [0, end) that any query of the tile [i0, i0 + tq) may see. */
+static int attn__key_end(const attn__head *h, int i0, int tq)
+{
+    ptrdiff_t end = h->n_valid;
+    if (h->causal) {
+        ptrdiff_t last = (ptrdiff_t)(i0 + tq - 1) + h->diag + 1;
+        if (last < end) end = last;
+    }
+    return end < 0 ? 0 : (int)end;
+}
+
+/* The portable fused kernel (and the reference for the SIMD ones) for one query tile [i0, i0 + TQ):
+   walk the visible key tiles with an online softmax (running max m and sum l per row, the accumulator
+   rescaled when the max grows), then normalise. */
+static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
+{
+    const int tq = h->nq - i0 < ATTN__TQ ? h->nq - i0 : ATTN__TQ;
+    const int key_end = attn__key_end(h, i0, tq);
+    float *s = ws;                                 /* [TQ x TK] scores, then probabilities */
+    float *m = s + ATTN__TQ * ATTN__TK;            /* [TQ] running max */
+    float *l = m + ATTN__TQ;                       /* [TQ] running sum */
+    float *acc = l + ATTN__TQ;                     /* [TQ x Dv] unnormalised output */
+    int j0, r, c;
+    for (r = 0; r < tq; ++r) { m[r] = -INFINITY; l[r] = 0.0f; }
+    memset(acc, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
+    /* pass 1: online softmax over the key tiles that any query of this tile may see */
+    for (j0 = 0; j0 < key_end; j0 += ATTN__TK) {
+        const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
+        attn__score_tile(s, h, i0, tq, j0, tk);
+        for (r = 0; r < tq; ++r) {
+            float *s_r = s + r * ATTN__TK;
+            float *acc_r = acc + (ptrdiff_t)r * h->dv;
+            const float m_tile = attn__row_max(s_r, tk);
+            const float m_new = m_tile > m[r] ? m_tile : m[r];
+            const float alpha = m_new == m[r] ? 1.0f : expf(m[r] - m_new);
+            const float sum = attn__exp_row(s_r, s_r, tk, m_new);
+            l[r] = l[r] * alpha + sum;
+            m[r] = m_new;
+            if (alpha != 1.0f)
+                for (c = 0; c < h->dv; ++c) acc_r[c] *= alpha;
+        }
+        attn__gemm_nn(acc, h->dv, s, ATTN__TK, h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tq, h->dv, tk, 1);
+    }
+    /* pass 2 (only when asked): the normalised weights, recomputing each score tile */
+    if (h->w) {
+        for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
+            const int tk = h->nk - j0 < ATTN__TK ? h->nk - j0 : ATTN__TK;
+            const int tv = key_end - j0 < 0 ? 0 : (key_end - j0 < tk ? key_end - j0 : tk);
+            if (tv > 0) attn__score_tile(s, h, i0, tq, j0, tv);
+            for (r = 0; r < tq; ++r) {
+                float *s_r = s + r * ATTN__TK;
+                float *w_r = h->w + (ptrdiff_t)(i0 + r) * h->nk + j0;
+                const float inv = attn__inv_sum(l[r]);
+                attn__exp_row(s_r, s_r, tv, m[r]);
+                for (c = tv; c < tk; ++c) s_r[c] = 0.0f; /* never visible to this tile */
+                if (h->w_accumulate) for (c = 0; c < tk; ++c) w_r[c] += s_r[c] * inv;
+                else for (c = 0; c < tk; ++c) w_r[c] = s_r[c] * inv;
+            }
+        }
+    }
+    for (r = 0; r < tq; ++r) {
+        const float inv = attn__inv_sum(l[r]);
+        const float *acc_r = acc + (ptrdiff_t)r * h->dv;
+        float *o_r = h->out + (ptrdiff_t)(i0 + r) * h->out_rs;
+        for (c = 0; c < h->dv; ++c) o_r[c] = acc_r[c] * inv;
+        if (h->lse) h->lse[i0 + r] = attn__lse(m[r], l[r]);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* SIMD selection (the one place): the kernel template instantiated per instruction set           */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* x86-64 with gcc or clang: AVX-512 and AVX2+FMA kernels are compiled with target attributes, so a
+   binary built without -march still runs them, and chosen at each call from the CPU's features
+   (__builtin_cpu_supports: no state of ours). aarch64: NEON, always present. Elsewhere, or with
+   ATTN_NO_SIMD: the portable scalar kernels, which are also the reference the tests hold the others to.
+   ATTN_NO_AVX512 caps x86 at AVX2 (the test suite builds once per path with these macros). */
+#define ATTN__LOG2E 1.44269504088896341f
+#define ATTN__LN2 0.69314718055994531f
+
+#if !defined(ATTN_NO_SIMD) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ATTN__HAVE_X86 1
+#include <immintrin.h>
+#endif
+#if !defined(ATTN_NO_SIMD) && defined(__aarch64__) && defined(__ARM_NEON)
+#define ATTN__HAVE_NEON 1
+#include <arm_neon.h>
+#endif
+
+#ifndef ATTN_HEADER_FILE
+#define ATTN_HEADER_FILE "attention.h" /* this file's name, for the self-includes below */
+#endif
+
+#define ATTN__VLOAD(p) ATTN__P(loadu_ps)(p)
+#define ATTN__VSTORE(p, v) ATTN__P(storeu_ps)(p, v)
+#define ATTN__VSET1(x) ATTN__P(set1_ps)(x)
+#define ATTN__VZERO ATTN__P(setzero_ps)()
+#define ATTN__VADD(a, b) ATTN__P(add_ps)(a, b)
+#define ATTN__VSUB(a, b) ATTN__P(sub_ps)(a, b)
+#define ATTN__VMUL(a, b) ATTN__P(mul_ps)(a, b)
+#define ATTN__VFMA(a, b, c) ATTN__P(fmadd_ps)(a, b, c)
+#define ATTN__VMAX(a, b) ATTN__P(max_ps)(a, b)
+
+#ifdef ATTN__HAVE_X86
+#ifndef ATTN_NO_AVX512
+#define ATTN__TEMPLATE 1
+#define ATTN__SFX(name) name##_avx512
+#define ATTN__TARGET __attribute__((target("avx512f,fma")))
+#define ATTN__P(op) _mm512_##op
+#define ATTN__V __m512
+#define ATTN__W 16
+#define ATTN__EXP2_LO -200.0f /* scalef flushes 2^-200 to exactly 0 */
+#define ATTN__VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define ATTN__VLDEXP(p, n) _mm512_scalef_ps(p, n)
+#define ATTN__M __mmask16
+#define ATTN__VEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
+#define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define ATTN__VANY(m) ((m) != 0)
+#if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm512_undefined_ps trips a false   */
+#pragma GCC diagnostic push                   /* -Wmaybe-uninitialized in C++ (gcc bug 105593) */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include ATTN_HEADER_FILE
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#undef ATTN__TEMPLATE
+#undef ATTN__SFX
+#undef ATTN__TARGET
+#undef ATTN__P
+#undef ATTN__V
+#undef ATTN__W
+#undef ATTN__EXP2_LO
+#undef ATTN__VROUND
+#undef ATTN__VLDEXP
+#undef ATTN__M
+#undef ATTN__VEQ
+#undef ATTN__VBLEND
+#undef ATTN__VANY
+#endif
+#define ATTN__TEMPLATE 1
+#define ATTN__SFX(name) name##_avx2
+#define ATTN__TARGET __attribute__((target("avx2,fma")))
+#define ATTN__P(op) _mm256_##op
+#define ATTN__V __m256
+#define ATTN__W 8
+#define ATTN__EXP2_LO -127.0f /* 2^-127 built from exponent bits 0: exactly 0 */
+#define ATTN__VROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define ATTN__VLDEXP(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
+#define ATTN__M __m256
+#define ATTN__VEQ(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
+#define ATTN__VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
+#define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
+#include ATTN_HEADER_FILE
+#undef ATTN__TEMPLATE
+#undef ATTN__SFX
+#undef ATTN__TARGET
+#undef ATTN__P
+#undef ATTN__V
+#undef ATTN__W
+#undef ATTN__EXP2_LO
+#undef ATTN__VROUND
+#undef ATTN__VLDEXP
+#undef ATTN__M
+#undef ATTN__VEQ
+#undef ATTN__VBLEND
+#undef ATTN__VANY
+#endif /* ATTN__HAVE_X86 */
+
+#ifdef ATTN__HAVE_NEON
+#define ATTN__TEMPLATE 1
+#define ATTN__SFX(name) name##_neon
+#define ATTN__TARGET
+#define ATTN__V float32x4_t
+#define ATTN__W 4
+#define ATTN__EXP2_LO -127.0f
+#undef ATTN__VLOAD
+#undef ATTN__VSTORE
+#undef ATTN__VSET1
+#undef ATTN__VZERO
+#undef ATTN__VADD
+#undef ATTN__VSUB
+#undef ATTN__VMUL
+#undef ATTN__VFMA
+#undef ATTN__VMAX
+#define ATTN__VLOAD(p) vld1q_f32(p)
+#define ATTN__VSTORE(p, v) vst1q_f32(p, v)
+#define ATTN__VSET1(x) vdupq_n_f32(x)
+#define ATTN__VZERO vdupq_n_f32(0.0f)
+#define ATTN__VADD(a, b) vaddq_f32(a, b)
+#define ATTN__VSUB(a, b) vsubq_f32(a, b)
+#define ATTN__VMUL(a, b) vmulq_f32(a, b)
+#define ATTN__VFMA(a, b, c) vfmaq_f32(c, a, b)
+/* x86 semantics: a > b ? a : b, so a NaN in a yields b and a NaN in b yields b */
+#define ATTN__VMAX(a, b) vbslq_f32(vcgtq_f32(a, b), a, b)
+#define ATTN__VROUND(x) vrndnq_f32(x)
+#define ATTN__VLDEXP(p, n) vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23)))
+#define ATTN__M uint32x4_t
+#define ATTN__VEQ(a, b) vceqq_f32(a, b)
+#define ATTN__VBLEND(m, a, b) vbslq_f32(m, b, a)
+#define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
+#include ATTN_HEADER_FILE
+#undef ATTN__TEMPLATE
+#endif /* ATTN__HAVE_NEON */
+
+/* Instruction sets, best last. */
+enum { ATTN__ISA_SCALAR = 0, ATTN__ISA_NEON, ATTN__ISA_AVX2, ATTN__ISA_AVX512 };
+
+/* The instruction set this call runs on. */
+static int attn__isa(void)
+{
+#if defined(ATTN__HAVE_X86)
+#ifndef ATTN_NO_AVX512
+    if (__builtin_cpu_supports("avx512f")) return ATTN__ISA_AVX512;
+#endif
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ATTN__ISA_AVX2;
+    return ATTN__ISA_SCALAR;
+#elif defined(ATTN__HAVE_NEON)
+    return ATTN__ISA_NEON;
+#else
+    return ATTN__ISA_SCALAR;
+#endif
+}
+
+ATTNDEF const char *attn_simd_name(void)
+{
+    switch (attn__isa()) {
+    case ATTN__ISA_AVX512: return "avx512";
+    case ATTN__ISA_AVX2: return "avx2";
+    case ATTN__ISA_NEON: return "neon";
+    default: return "scalar";
+    }
+}
+
+/* c[m x n] (+)= a[m x k] . op(b), op(b) = b [k x n] or, with b_trans, b^T for b [n x k]. */
+static void attn__matmul(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb,
+                         int b_trans, int m, int n, int k, int accumulate)
+{
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__gemm_avx512(c, ldc, a, lda, b, ldb, b_trans, m, n, k, accumulate); return;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__gemm_avx2(c, ldc, a, lda, b, ldb, b_trans, m, n, k, accumulate); return;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__gemm_neon(c, ldc, a, lda, b, ldb, b_trans, m, n, k, accumulate); return;
+#endif
+    default:
+        if (b_trans) attn__gemm_nt(c, ldc, a, lda, b, ldb, m, n, k, 1.0f, accumulate);
+        else attn__gemm_nn(c, ldc, a, lda, b, ldb, m, n, k, accumulate);
+    }
+}
+
+/* The fused kernel for one query tile, on the instruction set of this call. */
+typedef void (*attn__tile_fn)(const attn__head *h, int i0, float *ws);
+static attn__tile_fn attn__tile_kernel(void)
+{
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: return attn__tile_forward_avx512;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: return attn__tile_forward_avx2;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: return attn__tile_forward_neon;
+#endif
+    default: return attn__tile_forward_scalar;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Building blocks                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* y[n x d_out] = x[n x d_in] . W + bias, validated. */
+/* y[n x d_out] = x[n x d_in] . W + bias, validated, on `threads` threads: blocks of 64 output columns
+   (every row and column gets the same arithmetic whatever the threads). */
 static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
-                          ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in,
-                          int d_out)
+                          ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
+                          int threads)
 {
-    int i, j;
-    if (bias)
-        for (i = 0; i < n; ++i)
-            for (j = 0; j < d_out; ++j) y[(ptrdiff_t)i * y_stride + j] = bias[j];
-    if (layout == ATTN_LAYOUT_IN_OUT)
-        attn__gemm_nn(y, y_stride, x, x_stride, w, w_stride, n, d_out, d_in, bias != NULL);
-    else
-        attn__gemm_nt(y, y_stride, x, x_stride, w, w_stride, n, d_out, d_in, 1.0f, bias != NULL);
+    const int cols = 64, n_blocks = (d_out + cols - 1) / cols, out_in = layout == ATTN_LAYOUT_OUT_IN;
+    int blk;
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n_blocks > 1)
+#endif
+    for (blk = 0; blk < n_blocks; ++blk) {
+        const int j0 = blk * cols, nc = d_out - j0 < cols ? d_out - j0 : cols;
+        int i, j;
+        if (bias)
+            for (i = 0; i < n; ++i)
+                for (j = 0; j < nc; ++j) y[(ptrdiff_t)i * y_stride + j0 + j] = bias[j0 + j];
+        attn__matmul(y + j0, y_stride, x, x_stride, out_in ? w + (ptrdiff_t)j0 * w_stride : w + j0, w_stride, out_in,
+                     n, nc, d_in, bias != NULL);
+    }
 }
 
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
@@ -592,7 +943,11 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
     if (layout == ATTN_LAYOUT_IN_OUT) r = attn__check_matrix(w_stride, d_in, d_out, 0);
     else r = attn__check_matrix(w_stride, d_out, d_in, 0);
     if (r != ATTN_OK) return r;
-    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out);
+#ifdef _OPENMP
+    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, omp_get_max_threads());
+#else
+    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1);
+#endif
     return ATTN_OK;
 }
 
@@ -606,13 +961,17 @@ ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, pt
                                 const float *k, ptrdiff_t k_stride, int n_q, int n_k, int d_k, float scale)
 {
     attn_result r;
+    int i, j;
     if (!s || !q || !k) return ATTN_ERR_NULL;
     if (n_q <= 0 || n_k <= 0 || d_k <= 0) return ATTN_ERR_SHAPE;
     if (!isfinite(scale)) return ATTN_ERR_OPTION;
     if ((r = attn__check_matrix(s_stride, n_q, n_k, 1)) != ATTN_OK) return r;
     if ((r = attn__check_matrix(q_stride, n_q, d_k, 0)) != ATTN_OK) return r;
     if ((r = attn__check_matrix(k_stride, n_k, d_k, 0)) != ATTN_OK) return r;
-    attn__gemm_nt(s, s_stride, q, q_stride, k, k_stride, n_q, n_k, d_k, attn__scale(scale, d_k), 0);
+    attn__matmul(s, s_stride, q, q_stride, k, k_stride, 1, n_q, n_k, d_k, 0);
+    scale = attn__scale(scale, d_k);
+    for (i = 0; i < n_q; ++i)
+        for (j = 0; j < n_k; ++j) s[(ptrdiff_t)i * s_stride + j] *= scale;
     return ATTN_OK;
 }
 
@@ -646,7 +1005,7 @@ ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float 
     if ((r = attn__check_matrix(o_stride, n_q, d_v, 1)) != ATTN_OK) return r;
     if ((r = attn__check_matrix(p_stride, n_q, n_k, 0)) != ATTN_OK) return r;
     if ((r = attn__check_matrix(v_stride, n_k, d_v, 0)) != ATTN_OK) return r;
-    attn__gemm_nn(o, o_stride, p, p_stride, v, v_stride, n_q, d_v, n_k, 0);
+    attn__matmul(o, o_stride, p, p_stride, v, v_stride, 0, n_q, d_v, n_k, 0);
     return ATTN_OK;
 }
 
@@ -694,123 +1053,6 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
 /* Fused attention                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* One (batch, query head) problem of the fused kernel, as views of the caller's tensors. */
-typedef struct attn__head {
-    float *out; ptrdiff_t out_rs;         /* [Nq x Dv] */
-    const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
-    const float *k; ptrdiff_t k_rs;       /* [Nk x Dk] */
-    const float *v; ptrdiff_t v_rs;       /* [Nk x Dv] */
-    const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
-    const unsigned char *kpm;             /* [Nk] nonzero = masked, or NULL */
-    float *lse;                           /* [Nq], or NULL */
-    float *w;                             /* [Nq x Nk] weights, or NULL */
-    int w_accumulate;                     /* add into w (head averaging) instead of writing */
-    int nq, nk, dk, dv;
-    int n_valid;                          /* keys >= n_valid are masked and never read */
-    int causal;                           /* key j visible from query i iff j <= i + diag */
-    ptrdiff_t diag;
-    float scale;
-} attn__head;
-
-/* Floats of fused-kernel workspace: scores [TQ x TK], accumulator [TQ x Dv], running max and sum [TQ]. */
-static int attn__sdpa_ws_floats(size_t *n, int d_v)
-{
-    size_t acc;
-    return attn__mul(&acc, ATTN__TQ, (size_t)d_v) && attn__add(n, acc, ATTN__TQ * ATTN__TK + 2 * ATTN__TQ);
-}
-
-/* s[tq x TK] = scale * Q[i0 .. i0+tq) . K[j0 .. j0+tk)^T with every mask applied (-inf = hidden). */
-static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int j0, int tk)
-{
-    int r, c;
-    attn__gemm_nt(s, ATTN__TK, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, h->k + (ptrdiff_t)j0 * h->k_rs,
-                  h->k_rs, tq, tk, h->dk, h->scale, 0);
-    for (r = 0; r < tq; ++r) {
-        float *s_r = s + r * ATTN__TK;
-        if (h->mask) {
-            const float *m_r = h->mask + (ptrdiff_t)(i0 + r) * h->mask_rs + j0;
-            for (c = 0; c < tk; ++c) s_r[c] += m_r[c];
-        }
-        if (h->kpm)
-            for (c = 0; c < tk; ++c) s_r[c] = h->kpm[j0 + c] ? -INFINITY : s_r[c];
-        if (h->causal) {
-            /* visible: j0 + c <= i0 + r + diag */
-            ptrdiff_t lim = (ptrdiff_t)(i0 + r) + h->diag - j0 + 1;
-            for (c = lim < 0 ? 0 : (int)(lim < tk ? lim : tk); c < tk; ++c) s_r[c] = -INFINITY;
-        }
-    }
-}
-
-/* Keys [0, end) that any query of the tile [i0, i0 + tq) may see. */
-static int attn__key_end(const attn__head *h, int i0, int tq)
-{
-    ptrdiff_t end = h->n_valid;
-    if (h->causal) {
-        ptrdiff_t last = (ptrdiff_t)(i0 + tq - 1) + h->diag + 1;
-        if (last < end) end = last;
-    }
-    return end < 0 ? 0 : (int)end;
-}
-
-/* The fused kernel for one head: for each query tile, walk the key tiles with an online softmax
-   (running max m and sum l per row, the accumulator rescaled when the max grows), then normalise. */
-static void attn__head_forward(const attn__head *h, float *ws)
-{
-    float *s = ws;                                 /* [TQ x TK] scores, then probabilities */
-    float *m = s + ATTN__TQ * ATTN__TK;            /* [TQ] running max */
-    float *l = m + ATTN__TQ;                       /* [TQ] running sum */
-    float *acc = l + ATTN__TQ;                     /* [TQ x Dv] unnormalised output */
-    int i0, j0, r, c;
-    for (i0 = 0; i0 < h->nq; i0 += ATTN__TQ) {
-        const int tq = h->nq - i0 < ATTN__TQ ? h->nq - i0 : ATTN__TQ;
-        const int key_end = attn__key_end(h, i0, tq);
-        for (r = 0; r < tq; ++r) { m[r] = -INFINITY; l[r] = 0.0f; }
-        memset(acc, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
-        /* pass 1: online softmax over the key tiles that any query of this tile may see */
-        for (j0 = 0; j0 < key_end; j0 += ATTN__TK) {
-            const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
-            attn__score_tile(s, h, i0, tq, j0, tk);
-            for (r = 0; r < tq; ++r) {
-                float *s_r = s + r * ATTN__TK;
-                float *acc_r = acc + (ptrdiff_t)r * h->dv;
-                const float m_tile = attn__row_max(s_r, tk);
-                const float m_new = m_tile > m[r] ? m_tile : m[r];
-                const float alpha = m_new == m[r] ? 1.0f : expf(m[r] - m_new);
-                const float sum = attn__exp_row(s_r, s_r, tk, m_new);
-                l[r] = l[r] * alpha + sum;
-                m[r] = m_new;
-                if (alpha != 1.0f)
-                    for (c = 0; c < h->dv; ++c) acc_r[c] *= alpha;
-            }
-            attn__gemm_nn(acc, h->dv, s, ATTN__TK, h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tq, h->dv, tk, 1);
-        }
-        /* pass 2 (only when asked): the normalised weights, recomputing each score tile */
-        if (h->w) {
-            for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
-                const int tk = h->nk - j0 < ATTN__TK ? h->nk - j0 : ATTN__TK;
-                const int tv = key_end - j0 < 0 ? 0 : (key_end - j0 < tk ? key_end - j0 : tk);
-                if (tv > 0) attn__score_tile(s, h, i0, tq, j0, tv);
-                for (r = 0; r < tq; ++r) {
-                    float *s_r = s + r * ATTN__TK;
-                    float *w_r = h->w + (ptrdiff_t)(i0 + r) * h->nk + j0;
-                    const float inv = attn__inv_sum(l[r]);
-                    attn__exp_row(s_r, s_r, tv, m[r]);
-                    for (c = tv; c < tk; ++c) s_r[c] = 0.0f; /* never visible to this tile */
-                    if (h->w_accumulate) for (c = 0; c < tk; ++c) w_r[c] += s_r[c] * inv;
-                    else for (c = 0; c < tk; ++c) w_r[c] = s_r[c] * inv;
-                }
-            }
-        }
-        for (r = 0; r < tq; ++r) {
-            const float inv = attn__inv_sum(l[r]);
-            const float *acc_r = acc + (ptrdiff_t)r * h->dv;
-            float *o_r = h->out + (ptrdiff_t)(i0 + r) * h->out_rs;
-            for (c = 0; c < h->dv; ++c) o_r[c] = acc_r[c] * inv;
-            if (h->lse) h->lse[i0 + r] = attn__lse(m[r], l[r]);
-        }
-    }
-}
-
 /* Resolved sizes: n_kv_heads and d_v defaults filled in. Checks sizes and head counts. */
 static attn_result attn__resolve_dims(attn_dims *d, const attn_dims *in)
 {
@@ -831,6 +1073,9 @@ static attn_result attn__check_options(const attn_options *o, const attn_dims *d
     attn_result r;
     int b;
     if (!isfinite(o->scale)) return ATTN_ERR_OPTION;
+    if (o->n_threads < 0 || o->split_count < 0 ||
+        (o->split_count > 0 && (o->split_index < 0 || o->split_index >= o->split_count)))
+        return ATTN_ERR_OPTION;
     if (o->causal != ATTN_CAUSAL_NONE && o->causal != ATTN_CAUSAL_TOP_LEFT &&
         o->causal != ATTN_CAUSAL_BOTTOM_RIGHT)
         return ATTN_ERR_OPTION;
@@ -867,52 +1112,85 @@ static float *attn__ws_base(void *ws)
     return (float *)(void *)((char *)ws + off);
 }
 
-/* The fused kernel over all batches and heads, on validated arguments and resolved sizes. */
+/* Threads a call runs on: the option, else OpenMP's default; 1 without OpenMP or within a split. */
+static int attn__threads(const attn_options *o)
+{
+#ifdef _OPENMP
+    if (o->split_count > 0) return 1;
+    return o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
+#else
+    (void)o;
+    return 1;
+#endif
+}
+
+/* The fused kernel over all batches and heads, on validated arguments and resolved sizes. The work items
+   are query tiles of one (batch, head); with averaged weights, query tiles of one batch over all its
+   heads in order, so that the sum over heads has one order. Every item writes its own rows with its own
+   arithmetic, so the result is bitwise the same whatever the threads or the split. */
 static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
                            attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *d,
-                           const attn_options *o, float *ws)
+                           const attn_options *o, float *ws, size_t ws_floats_per_thread)
 {
-    const int group = d->n_heads / d->n_kv_heads;
+    const attn__tile_fn tile = attn__tile_kernel();
+    const int group = d->n_heads / d->n_kv_heads, threads = attn__threads(o);
+    const int n_qt = (d->n_q + ATTN__TQ - 1) / ATTN__TQ;
+    const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
+    const int head_groups = d->n_heads / heads_per_item;
+    const ptrdiff_t n_items = (ptrdiff_t)d->batch * head_groups * n_qt;
     const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv;
-    attn__head h;
-    int b, hq;
-    memset(&h, 0, sizeof h);
-    h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
-    h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
-    h.mask_rs = o->mask_stride.row ? o->mask_stride.row : d->n_kv;
-    h.causal = o->causal != ATTN_CAUSAL_NONE;
-    h.diag = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT ? (ptrdiff_t)d->n_kv - d->n_q : 0;
-    h.scale = attn__scale(o->scale, d->d_k);
-    for (b = 0; b < d->batch; ++b) {
-        float *w_b = NULL;
+    ptrdiff_t it, it0 = 0, it1 = n_items;
+    if (o->split_count > 0) {
+        const ptrdiff_t chunk = (n_items + o->split_count - 1) / o->split_count;
+        it0 = chunk * o->split_index < n_items ? chunk * o->split_index : n_items;
+        it1 = it0 + chunk < n_items ? it0 + chunk : n_items;
+    }
+    (void)threads;
+    (void)ws_floats_per_thread;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && it1 - it0 > 1)
+#endif
+    for (it = it0; it < it1; ++it) {
+#ifdef _OPENMP
+        float *ws_t = ws + (size_t)omp_get_thread_num() * ws_floats_per_thread;
+#else
+        float *ws_t = ws;
+#endif
+        const int qt = (int)(it % n_qt), hg = (int)(it / n_qt % head_groups), b = (int)(it / n_qt / head_groups);
+        float *w_b = o->out_weights ? o->out_weights + (size_t)b * (size_t)head_groups * head_w : NULL;
+        attn__head h;
+        int hh;
+        memset(&h, 0, sizeof h);
+        h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
+        h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
+        h.mask_rs = o->mask_stride.row ? o->mask_stride.row : d->n_kv;
+        h.causal = o->causal != ATTN_CAUSAL_NONE;
+        h.diag = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT ? (ptrdiff_t)d->n_kv - d->n_q : 0;
+        h.scale = attn__scale(o->scale, d->d_k);
         h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
         h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
-        if (o->out_weights) w_b = o->out_weights + (size_t)b * (o->average_weights ? 1u : (size_t)d->n_heads) * head_w;
-        for (hq = 0; hq < d->n_heads; ++hq) {
-            const int hk = hq / group;
+        for (hh = 0; hh < heads_per_item; ++hh) {
+            const int hq = hg * heads_per_item + hh, hk = hq / group;
             h.out = out + b * out_s.batch + hq * out_s.head;
             h.q = q + b * q_s.batch + hq * q_s.head;
             h.k = k + b * k_s.batch + hk * k_s.head;
             h.v = v + b * v_s.batch + hk * v_s.head;
             h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
             h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
-            h.w = w_b ? (o->average_weights ? w_b : w_b + (size_t)hq * head_w) : NULL;
-            h.w_accumulate = o->average_weights && hq > 0;
-            attn__head_forward(&h, ws);
+            h.w = w_b ? w_b + (size_t)hg * head_w : NULL;
+            h.w_accumulate = hh > 0;
+            tile(&h, qt * ATTN__TQ, ws_t);
         }
-        if (w_b && o->average_weights && d->n_heads > 1) {
+        if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
             const float inv_h = 1.0f / (float)d->n_heads;
+            const int i0 = qt * ATTN__TQ, tq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
+            float *w_t = w_b + (size_t)i0 * (size_t)d->n_kv;
             size_t i;
-            for (i = 0; i < head_w; ++i) w_b[i] *= inv_h;
+            for (i = 0; i < (size_t)tq * (size_t)d->n_kv; ++i) w_t[i] *= inv_h;
         }
     }
 }
 
-#ifdef __cplusplus
-static const attn_options attn__default_options = {}; /* all zero: every default */
-#else
-static const attn_options attn__default_options = {0};
-#endif
 
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt)
 {
@@ -921,8 +1199,9 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
     size_t floats;
     if (!bytes || !dims) return ATTN_ERR_NULL;
     if ((r = attn__resolve_dims(&d, dims)) != ATTN_OK) return r;
-    (void)opt; /* the workspace does not depend on the options yet */
-    if (!attn__sdpa_ws_floats(&floats, d.d_v)) return ATTN_ERR_OVERFLOW;
+    if (!opt) opt = &attn__default_options;
+    if (!attn__sdpa_ws_floats(&floats, d.d_k, d.d_v) || !attn__mul(&floats, floats, (size_t)attn__threads(opt)))
+        return ATTN_ERR_OVERFLOW;
     return attn__ws_bytes(bytes, floats);
 }
 
@@ -932,7 +1211,7 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
 {
     attn_dims d;
     attn_result r;
-    size_t need;
+    size_t need, per_thread = 0;
     void *mem = workspace;
     if (!opt) opt = &attn__default_options;
     if (!out || !q || !k || !v || !dims) return ATTN_ERR_NULL;
@@ -945,7 +1224,8 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
     if ((r = attn_sdpa_workspace_size(&need, &d, opt)) != ATTN_OK) return r;
     if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
     if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user))) return ATTN_ERR_NOMEM;
-    attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, attn__ws_base(mem));
+    attn__sdpa_ws_floats(&per_thread, d.d_k, d.d_v);
+    attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, attn__ws_base(mem), per_thread);
     if (!workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
 }
@@ -959,6 +1239,7 @@ typedef struct attn__mha_dims {
     attn_dims sdpa;  /* per batch: batch = 1 */
     int batch, d_model, d_kv, kv_dim;
     size_t ws_floats; /* Q, K, V, attention output of one batch, then the fused kernel's tiles */
+    size_t sdpa_floats; /* the fused kernel's tiles, per thread */
 } attn__mha_dims;
 
 static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int n_kv, const attn_mha *m,
@@ -985,6 +1266,7 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
     full.batch = batch; full.n_heads = m->n_heads; full.n_kv_heads = n_kv_heads;
     full.n_q = n_q; full.n_kv = n_kv; full.d_k = head_dim; full.d_v = head_dim;
     if (opt && (r = attn__check_options(opt, &full)) != ATTN_OK) return r;
+    if (opt && opt->split_count != 0) return ATTN_ERR_OPTION; /* a split is for attn_sdpa only */
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
@@ -993,7 +1275,8 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
         !attn__mul(&n, (size_t)d_kv, (size_t)m->d_model) || !attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model))
         return ATTN_ERR_OVERFLOW;
     if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
-        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_ws_floats(&sdpa_floats, head_dim) ||
+        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_ws_floats(&md->sdpa_floats, head_dim, head_dim) ||
+        !attn__mul(&sdpa_floats, md->sdpa_floats, (size_t)attn__threads(opt ? opt : &attn__default_options)) ||
         !attn__add(&n, q_floats, q_floats) || !attn__add(&n, n, kv_floats) || !attn__add(&n, n, kv_floats) ||
         !attn__add(&md->ws_floats, n, sdpa_floats))
         return ATTN_ERR_OVERFLOW;
@@ -1016,6 +1299,7 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     const attn_stride q_s = attn_stride_bnhd(d->n_heads, n_q, d->d_k);
     const attn_stride kv_s = attn_stride_bnhd(d->n_kv_heads, n_kv, d->d_k);
     const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
+    const int threads = attn__threads(o);
     int b;
     for (b = 0; b < md->batch; ++b) {
         const float *xq_b = x_q + (size_t)b * (size_t)n_q * md->d_model;
@@ -1026,12 +1310,12 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = o->out_lse ? o->out_lse + (size_t)b * (size_t)d->n_heads * (size_t)n_q : NULL;
         ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
-        attn__project(qb, d_model, xq_b, d_model, m->w_q, d_model, m->layout, m->b_q, n_q, md->d_model, md->d_model);
-        attn__project(kb, kv_dim, xkv_b, d_kv, m->w_k, wkv_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim);
-        attn__project(vb, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim);
-        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws);
+        attn__project(qb, d_model, xq_b, d_model, m->w_q, d_model, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads);
+        attn__project(kb, kv_dim, xkv_b, d_kv, m->w_k, wkv_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads);
+        attn__project(vb, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads);
+        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws, md->sdpa_floats);
         attn__project(out + (size_t)b * (size_t)n_q * md->d_model, d_model, ab, d_model, m->w_o, d_model, m->layout,
-                      m->b_o, n_q, md->d_model, md->d_model);
+                      m->b_o, n_q, md->d_model, md->d_model, threads);
     }
 }
 
@@ -1095,6 +1379,237 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
 #endif
 
 #endif /* ATTENTION_IMPLEMENTATION */
+
+#else /* ATTN__TEMPLATE: the SIMD kernels, included once per instruction set by the implementation */
+/* The kernels below are written once over a small vector vocabulary that the implementation defines per
+   instruction set before including this file again (the stb_image_resize2 scheme):
+     ATTN__SFX(name)  name with the instruction set's suffix      ATTN__TARGET  function attribute
+     ATTN__V, ATTN__W a vector of ATTN__W floats                  ATTN__M       a lane mask
+     ATTN__VLOAD ATTN__VSTORE ATTN__VSET1 ATTN__VZERO ATTN__VADD ATTN__VSUB ATTN__VMUL ATTN__VFMA(a, b, c) = a*b + c  ATTN__VMAX(a, b) = a > b ? a : b
+     ATTN__VROUND (to nearest)  ATTN__VLDEXP(p, n) = p * 2^n  ATTN__VEQ(a, b) -> mask  ATTN__VBLEND(m, a, b) = m ? b : a  ATTN__VANY(m)
+     ATTN__EXP2_LO    below it 2^x is flushed to exactly 0.
+   Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
+   S^T [keys x TQ] = K . Q^T and the output O^T [Dv x TQ] += V^T . P^T are both one micro-kernel that
+   broadcasts K or V elements straight from the caller's rows (no packing), and the online softmax runs
+   down the columns without a horizontal reduction. */
+
+#define ATTN__NB (2 * ATTN__W) /* columns of the micro-kernel: two vectors */
+
+/* 2^x, |error| <= 2 ulp; x <= 0 in every use (scores minus their running max). NaN stays NaN. */
+static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
+{
+    ATTN__V n, f, p;
+    x = ATTN__VMAX(ATTN__VSET1(ATTN__EXP2_LO), x); /* NaN passes: ATTN__VMAX returns its second operand on NaN */
+    n = ATTN__VROUND(x);
+    f = ATTN__VSUB(x, n); /* [-0.5, 0.5] */
+    p = ATTN__VSET1(1.5345811e-4f);
+    p = ATTN__VFMA(p, f, ATTN__VSET1(1.3399931e-3f));
+    p = ATTN__VFMA(p, f, ATTN__VSET1(9.6184891e-3f));
+    p = ATTN__VFMA(p, f, ATTN__VSET1(5.5503286e-2f));
+    p = ATTN__VFMA(p, f, ATTN__VSET1(2.4022646e-1f));
+    p = ATTN__VFMA(p, f, ATTN__VSET1(6.9314718e-1f));
+    p = ATTN__VFMA(p, f, ATTN__VSET1(1.0f));
+    return ATTN__VLDEXP(p, n);
+}
+
+/* The micro-kernel: C[r][0..NB) (+)= sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, with
+   A(r, p) = a[r*a_rs + p*a_cs] broadcast from memory and B rows at b + p*b_rs (NB contiguous floats).
+   Twelve accumulators: enough independent FMA chains to hide the FMA latency on every target. */
+static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs,
+                                                 ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, int k,
+                                                 int rows, int accumulate)
+{
+    /* rows past `rows` re-read row 0 (in bounds) and are never stored */
+    const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2) * 2 * a_rs;
+    const float *a3 = a + (rows > 3) * 3 * a_rs, *a4 = a + (rows > 4) * 4 * a_rs, *a5 = a + (rows > 5) * 5 * a_rs;
+    ATTN__V c00 = ATTN__VZERO, c01 = ATTN__VZERO, c10 = ATTN__VZERO, c11 = ATTN__VZERO, c20 = ATTN__VZERO, c21 = ATTN__VZERO;
+    ATTN__V c30 = ATTN__VZERO, c31 = ATTN__VZERO, c40 = ATTN__VZERO, c41 = ATTN__VZERO, c50 = ATTN__VZERO, c51 = ATTN__VZERO;
+    ATTN__V acc[12];
+    ptrdiff_t p, off;
+    int r;
+    for (p = 0, off = 0; p < k; ++p, off += a_cs) {
+        const float *b_p = b + p * b_rs;
+        const ATTN__V b0 = ATTN__VLOAD(b_p), b1 = ATTN__VLOAD(b_p + ATTN__W);
+        ATTN__V x;
+        x = ATTN__VSET1(a0[off]); c00 = ATTN__VFMA(x, b0, c00); c01 = ATTN__VFMA(x, b1, c01);
+        x = ATTN__VSET1(a1[off]); c10 = ATTN__VFMA(x, b0, c10); c11 = ATTN__VFMA(x, b1, c11);
+        x = ATTN__VSET1(a2[off]); c20 = ATTN__VFMA(x, b0, c20); c21 = ATTN__VFMA(x, b1, c21);
+        x = ATTN__VSET1(a3[off]); c30 = ATTN__VFMA(x, b0, c30); c31 = ATTN__VFMA(x, b1, c31);
+        x = ATTN__VSET1(a4[off]); c40 = ATTN__VFMA(x, b0, c40); c41 = ATTN__VFMA(x, b1, c41);
+        x = ATTN__VSET1(a5[off]); c50 = ATTN__VFMA(x, b0, c50); c51 = ATTN__VFMA(x, b1, c51);
+    }
+    acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11; acc[4] = c20; acc[5] = c21;
+    acc[6] = c30; acc[7] = c31; acc[8] = c40; acc[9] = c41; acc[10] = c50; acc[11] = c51;
+    for (r = 0; r < rows; ++r) {
+        float *c_r = c + r * c_rs;
+        if (accumulate) {
+            acc[2 * r] = ATTN__VADD(ATTN__VLOAD(c_r), acc[2 * r]);
+            acc[2 * r + 1] = ATTN__VADD(ATTN__VLOAD(c_r + ATTN__W), acc[2 * r + 1]);
+        }
+        ATTN__VSTORE(c_r, acc[2 * r]);
+        ATTN__VSTORE(c_r + ATTN__W, acc[2 * r + 1]);
+    }
+}
+
+/* C[m x n] (+)= A[m x k] . op(B): B [k x n] (b_trans 0) or B^T given as [n x k] (b_trans 1). B is packed
+   into KC x NB panels on the stack (16 KiB at most); A is read in place; edge tiles go through a small
+   stack tile so C is never touched outside [m x n]. */
+#define ATTN__KC 128
+static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
+                                               const float *b, ptrdiff_t ldb, int b_trans, int m, int n, int k,
+                                               int accumulate)
+{
+    float panel[ATTN__KC * ATTN__NB], tile[6 * ATTN__NB];
+    int j0, p0, i0, p, jj, r;
+    for (j0 = 0; j0 < n; j0 += ATTN__NB) {
+        const int nb = n - j0 < ATTN__NB ? n - j0 : ATTN__NB;
+        for (p0 = 0; p0 < k; p0 += ATTN__KC) {
+            const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC, acc = accumulate || p0 > 0;
+            for (p = 0; p < kc; ++p)
+                for (jj = 0; jj < ATTN__NB; ++jj)
+                    panel[p * ATTN__NB + jj] = jj >= nb ? 0.0f
+                                             : b_trans ? b[(ptrdiff_t)(j0 + jj) * ldb + p0 + p]
+                                                       : b[(ptrdiff_t)(p0 + p) * ldb + j0 + jj];
+            for (i0 = 0; i0 < m; i0 += 6) {
+                const int rows = m - i0 < 6 ? m - i0 : 6;
+                float *c_t = c + (ptrdiff_t)i0 * ldc + j0;
+                const float *a_t = a + (ptrdiff_t)i0 * lda + p0;
+                if (nb == ATTN__NB) {
+                    ATTN__SFX(attn__kernel)(c_t, ldc, a_t, lda, 1, panel, ATTN__NB, kc, rows, acc);
+                    continue;
+                }
+                for (r = 0; r < rows; ++r)
+                    for (jj = 0; jj < ATTN__NB; ++jj)
+                        tile[r * ATTN__NB + jj] = acc && jj < nb ? c_t[(ptrdiff_t)r * ldc + jj] : 0.0f;
+                ATTN__SFX(attn__kernel)(tile, ATTN__NB, a_t, lda, 1, panel, ATTN__NB, kc, rows, acc);
+                for (r = 0; r < rows; ++r)
+                    for (jj = 0; jj < nb; ++jj) c_t[(ptrdiff_t)r * ldc + jj] = tile[r * ATTN__NB + jj];
+            }
+        }
+    }
+}
+
+/* s_t[TK x TQ] = scores of keys [j0, j0 + tk) against the packed queries q_t [Dk x TQ] (already scaled to
+   log2 units), with every mask applied (-inf = hidden). Only the first tq columns are real queries. */
+static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
+                                                       int tq, int j0, int tk)
+{
+    int j, i, nb;
+    for (j = 0; j < tk; j += 6)
+        for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
+            ATTN__SFX(attn__kernel)(s_t + j * ATTN__TQ + nb, ATTN__TQ, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs,
+                                    1, q_t + nb, ATTN__TQ, h->dk, tk - j < 6 ? tk - j : 6, 0);
+    if (h->mask)
+        for (j = 0; j < tk; ++j)
+            for (i = 0; i < tq; ++i)
+                s_t[j * ATTN__TQ + i] += h->mask[(ptrdiff_t)(i0 + i) * h->mask_rs + j0 + j] * ATTN__LOG2E;
+    if (h->kpm)
+        for (j = 0; j < tk; ++j)
+            if (h->kpm[j0 + j])
+                for (i = 0; i < ATTN__TQ; ++i) s_t[j * ATTN__TQ + i] = -INFINITY;
+    if (h->causal)
+        for (j = 0; j < tk; ++j) {
+            /* key j0 + j is visible from query i0 + i iff i >= j0 + j - diag - i0 */
+            const ptrdiff_t first = (ptrdiff_t)(j0 + j) - h->diag - i0;
+            const int hide = first <= 0 ? 0 : first >= ATTN__TQ ? ATTN__TQ : (int)first;
+            for (i = 0; i < hide; ++i) s_t[j * ATTN__TQ + i] = -INFINITY;
+        }
+}
+
+/* p = 2^(s - m) down each column of s_t [tk x TQ], m the running max of the column (with the documented
+   conventions: m = -inf gives 0, m = +inf gives 1 at the +inf entries); returns the column sums. */
+static ATTN__TARGET void ATTN__SFX(attn__exp_cols)(float *s_t, int tk, const float *m, float *sum)
+{
+    int v, j;
+    for (v = 0; v < ATTN__TQ; v += ATTN__W) {
+        const ATTN__V mv = ATTN__VLOAD(m + v);
+        const ATTN__V mu = ATTN__VBLEND(ATTN__VEQ(mv, ATTN__VSET1(-INFINITY)), mv, ATTN__VZERO);
+        const int any_inf = ATTN__VANY(ATTN__VEQ(mv, ATTN__VSET1(INFINITY)));
+        ATTN__V acc = ATTN__VZERO;
+        for (j = 0; j < tk; ++j) {
+            float *s_j = s_t + j * ATTN__TQ + v;
+            const ATTN__V s = ATTN__VLOAD(s_j);
+            ATTN__V p = ATTN__SFX(attn__vexp2)(ATTN__VSUB(s, mu));
+            if (any_inf) p = ATTN__VBLEND(ATTN__VEQ(s, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
+            ATTN__VSTORE(s_j, p);
+            acc = ATTN__VADD(acc, p);
+        }
+        ATTN__VSTORE(sum + v, acc);
+    }
+}
+
+/* One query tile [i0, i0 + ATTN__TQ) of one head: pack Q^T, walk the visible key tiles with the online
+   softmax (running max m and sum l per query, in log2 units), then normalise and write out. */
+static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int i0, float *ws)
+{
+    const int tq = h->nq - i0 < ATTN__TQ ? h->nq - i0 : ATTN__TQ;
+    const int key_end = attn__key_end(h, i0, tq);
+    const float q_scale = h->scale * ATTN__LOG2E;
+    float *q_t = ws;                              /* [Dk x TQ] scaled queries, transposed */
+    float *s_t = q_t + h->dk * ATTN__TQ;          /* [TK x TQ] scores, then probabilities */
+    float *o_t = s_t + ATTN__TK * ATTN__TQ;       /* [Dv x TQ] unnormalised output, transposed */
+    float *m = o_t + h->dv * ATTN__TQ;            /* [TQ] running max */
+    float *l = m + ATTN__TQ;                      /* [TQ] running sum */
+    float *alpha = l + ATTN__TQ;                  /* [TQ] rescale of the running state */
+    float *sum = alpha + ATTN__TQ;                /* [TQ] column sums of a tile */
+    int i, c, j0, v;
+    for (c = 0; c < h->dk; ++c)
+        for (i = 0; i < ATTN__TQ; ++i)
+            q_t[c * ATTN__TQ + i] = i < tq ? h->q[(ptrdiff_t)(i0 + i) * h->q_rs + c] * q_scale : 0.0f;
+    for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; }
+    memset(o_t, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
+    for (j0 = 0; j0 < key_end; j0 += ATTN__TK) {
+        const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
+        ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tk);
+        for (v = 0; v < ATTN__TQ; v += ATTN__W) { /* new running max, and the rescale of the old state */
+            const ATTN__V m_old = ATTN__VLOAD(m + v);
+            ATTN__V m_new = m_old;
+            int j;
+            for (j = 0; j < tk; ++j) m_new = ATTN__VMAX(ATTN__VLOAD(s_t + j * ATTN__TQ + v), m_new); /* NaN ignored */
+            ATTN__VSTORE(alpha + v, ATTN__VBLEND(ATTN__VEQ(m_old, m_new), ATTN__SFX(attn__vexp2)(ATTN__VSUB(m_old, m_new)), ATTN__VSET1(1.0f)));
+            ATTN__VSTORE(m + v, m_new);
+        }
+        ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
+        for (v = 0; v < ATTN__TQ; v += ATTN__W) {
+            const ATTN__V a = ATTN__VLOAD(alpha + v);
+            ATTN__VSTORE(l + v, ATTN__VFMA(ATTN__VLOAD(l + v), a, ATTN__VLOAD(sum + v)));
+            for (c = 0; c < h->dv; ++c) ATTN__VSTORE(o_t + c * ATTN__TQ + v, ATTN__VMUL(ATTN__VLOAD(o_t + c * ATTN__TQ + v), a));
+        }
+        for (c = 0; c < h->dv; c += 6) /* O^T[c][:] += sum_j V[j][c] * P^T[j][:] */
+            for (v = 0; v < ATTN__TQ; v += ATTN__NB)
+                ATTN__SFX(attn__kernel)(o_t + c * ATTN__TQ + v, ATTN__TQ, h->v + (ptrdiff_t)j0 * h->v_rs + c, 1,
+                                        h->v_rs, s_t + v, ATTN__TQ, tk, h->dv - c < 6 ? h->dv - c : 6, 1);
+    }
+    if (h->w) { /* the normalised weights, recomputing each score tile */
+        for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
+            const int tk = h->nk - j0 < ATTN__TK ? h->nk - j0 : ATTN__TK;
+            const int tv = key_end - j0 < 0 ? 0 : (key_end - j0 < tk ? key_end - j0 : tk);
+            int j;
+            if (tv > 0) {
+                ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tv);
+                ATTN__SFX(attn__exp_cols)(s_t, tv, m, sum);
+            }
+            for (i = 0; i < tq; ++i) {
+                float *w_i = h->w + (ptrdiff_t)(i0 + i) * h->nk + j0;
+                const float inv = attn__inv_sum(l[i]);
+                for (j = 0; j < tk; ++j) {
+                    const float p = j < tv ? s_t[j * ATTN__TQ + i] * inv : 0.0f;
+                    w_i[j] = h->w_accumulate ? w_i[j] + p : p;
+                }
+            }
+        }
+    }
+    for (i = 0; i < tq; ++i) {
+        const float inv = attn__inv_sum(l[i]);
+        float *o_i = h->out + (ptrdiff_t)(i0 + i) * h->out_rs;
+        for (c = 0; c < h->dv; ++c) o_i[c] = o_t[c * ATTN__TQ + i] * inv;
+        if (h->lse) h->lse[i0 + i] = l[i] == 0.0f ? -INFINITY : m[i] * ATTN__LN2 + logf(l[i]);
+    }
+}
+
+#undef ATTN__NB
+#undef ATTN__KC
+#endif /* ATTN__TEMPLATE */
 
 /*
 ------------------------------------------------------------------------------

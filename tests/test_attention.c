@@ -714,6 +714,63 @@ static void test_long_sequence(void)
     free(q); free(k); free(v); free(o); free(ref); free(ws);
 }
 
+
+/* Threads and splits: 1 or 2 OpenMP threads (where compiled with -fopenmp) and a 3-way split run by the
+   caller give bitwise the result of one serial call, for attn_sdpa (with averaged weights and LSE) and
+   multi-head attention. */
+static void test_threads_and_splits(void)
+{
+    enum { B = 2, H = 4, HKV = 2, NQ = 100, NK = 77, D = 24, E = H * D };
+    const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
+    const attn_stride qs = attn_stride_bhnd(H, NQ, D), ks = attn_stride_bhnd(HKV, NK, D);
+    float *q = falloc((size_t)B * H * NQ * D), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
+    float *o1 = falloc((size_t)B * H * NQ * D), *o2 = falloc((size_t)B * H * NQ * D);
+    float *w1 = falloc((size_t)B * NQ * NK), *w2 = falloc((size_t)B * NQ * NK), *l1 = falloc((size_t)B * H * NQ), *l2 = falloc((size_t)B * H * NQ);
+    float *x = falloc((size_t)B * NQ * E), *wt = falloc((size_t)E * E), *m1 = falloc((size_t)B * NQ * E), *m2 = falloc((size_t)B * NQ * E);
+    attn_options opt;
+    attn_mha m;
+    int t, part;
+    rnd_fill(q, (size_t)B * H * NQ * D, 2.0f); rnd_fill(k, (size_t)B * HKV * NK * D, 2.0f); rnd_fill(v, (size_t)B * HKV * NK * D, 1.0f);
+    rnd_fill(x, (size_t)B * NQ * E, 1.0f); rnd_fill(wt, (size_t)E * E, 0.3f);
+    memset(&opt, 0, sizeof opt);
+    opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; opt.average_weights = 1;
+    opt.out_weights = w1; opt.out_lse = l1; opt.n_threads = 1;
+    CHECK_CODE(attn_sdpa(o1, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+    for (t = 2; t <= 3; ++t) {
+        opt.out_weights = w2; opt.out_lse = l2; opt.n_threads = t;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(o1, o2, sizeof(float) * B * H * NQ * D) == 0 && memcmp(w1, w2, sizeof(float) * B * NQ * NK) == 0 &&
+              memcmp(l1, l2, sizeof(float) * B * H * NQ) == 0);
+    }
+    memset(o2, 0, sizeof(float) * B * H * NQ * D);
+    opt.n_threads = 0;
+    for (part = 0; part < 3; ++part) { /* as a caller's thread pool would, one slice per worker */
+        opt.split_index = part; opt.split_count = 3;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+    }
+    CHECK(memcmp(o1, o2, sizeof(float) * B * H * NQ * D) == 0 && memcmp(w1, w2, sizeof(float) * B * NQ * NK) == 0);
+    opt.split_index = 3;
+    CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.split_index = -1;
+    CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.split_index = 0; opt.split_count = -2;
+    CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+    memset(&opt, 0, sizeof opt); opt.n_threads = -1;
+    CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+    /* multi-head attention: projections by column blocks, attention by tiles */
+    memset(&m, 0, sizeof m);
+    m.d_model = E; m.n_heads = H; m.n_kv_heads = HKV;
+    m.w_q = wt; m.w_k = wt; m.w_v = wt; m.w_o = wt; /* k, v use the first HKV*D columns' worth of rows */
+    memset(&opt, 0, sizeof opt); opt.causal = ATTN_CAUSAL_TOP_LEFT; opt.n_threads = 1;
+    CHECK_CODE(attn_self_forward(m1, x, B, NQ, &m, &opt, NULL, 0), ATTN_OK);
+    opt.n_threads = 2;
+    CHECK_CODE(attn_self_forward(m2, x, B, NQ, &m, &opt, NULL, 0), ATTN_OK);
+    CHECK(memcmp(m1, m2, sizeof(float) * B * NQ * E) == 0);
+    opt.split_count = 2;
+    CHECK_CODE(attn_self_forward(m2, x, B, NQ, &m, &opt, NULL, 0), ATTN_ERR_OPTION);
+    free(q); free(k); free(v); free(o1); free(o2); free(w1); free(w2); free(l1); free(l2); free(x); free(wt); free(m1); free(m2);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* multi-head attention                                                                           */
 /* ---------------------------------------------------------------------------------------------- */
@@ -1227,6 +1284,7 @@ static const test_case k_tests[] = {
     {"identity_merge_halves", test_identity_merge_halves},
     {"workspace", test_workspace},
     {"long_sequence", test_long_sequence},
+    {"threads_and_splits", test_threads_and_splits},
     {"mha_random", test_mha_random},
     {"mha_self_is_cross", test_mha_self_is_cross},
     {"pytorch_fixtures", test_pytorch_fixtures},
@@ -1241,6 +1299,7 @@ int main(int argc, char **argv)
     int passed = 0, failed = 0;
     size_t t;
     if (argc > 1) g_data_dir = argv[1];
+    printf("attention.h %s, kernels: %s\n", ATTN_VERSION_STRING, attn_simd_name());
     for (t = 0; t < sizeof k_tests / sizeof *k_tests; ++t) {
         g_fails = 0;
         k_tests[t].fn();
