@@ -749,6 +749,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
 #define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define ATTN__VANY(m) ((m) != 0)
+#define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm512_undefined_ps trips a false   */
 #pragma GCC diagnostic push                   /* -Wmaybe-uninitialized in C++ (gcc bug 105593) */
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -770,6 +771,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #undef ATTN__VEQ
 #undef ATTN__VBLEND
 #undef ATTN__VANY
+#undef ATTN__PREFETCH
 #endif
 #define ATTN__TEMPLATE 1
 #define ATTN__SFX(name) name##_avx2
@@ -784,6 +786,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VEQ(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
 #define ATTN__VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
+#define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #include ATTN_HEADER_FILE
 #undef ATTN__TEMPLATE
 #undef ATTN__SFX
@@ -798,6 +801,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #undef ATTN__VEQ
 #undef ATTN__VBLEND
 #undef ATTN__VANY
+#undef ATTN__PREFETCH
 #endif /* ATTN__HAVE_X86 */
 
 #ifdef ATTN__HAVE_NEON
@@ -832,6 +836,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VEQ(a, b) vceqq_f32(a, b)
 #define ATTN__VBLEND(m, a, b) vbslq_f32(m, b, a)
 #define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
+#define ATTN__PREFETCH(p) __builtin_prefetch(p)
 #include ATTN_HEADER_FILE
 #undef ATTN__TEMPLATE
 #endif /* ATTN__HAVE_NEON */
@@ -1538,6 +1543,138 @@ static ATTN__TARGET void ATTN__SFX(attn__exp_cols)(float *s_t, int tk, const flo
     }
 }
 
+/* Sum of the lanes of v, in a fixed pairwise order. */
+static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
+{
+    float t[ATTN__W];
+    int n, i;
+    ATTN__VSTORE(t, v);
+    for (n = ATTN__W / 2; n > 0; n /= 2)
+        for (i = 0; i < n; ++i) t[i] += t[i + n];
+    return t[0];
+}
+
+/* Tiles with at most this many queries (decoding) take the row kernel below. */
+#define ATTN__ROW_MAX 8
+
+/* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
+   for few queries, where the tile kernel's 32 query lanes would idle. Reads each K and V row once. */
+static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
+{
+    const int key_end = attn__key_end(h, i, 1);
+    const float q_scale = h->scale * ATTN__LOG2E;
+    const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
+    float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
+    float *acc = s + ATTN__TK;                    /* [Dv] unnormalised output */
+    float m = -INFINITY, l = 0.0f, inv = 0.0f;
+    int j0, pass;
+    memset(acc, 0, sizeof(float) * (size_t)h->dv);
+    /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
+    for (pass = 0; pass < (h->w ? 2 : 1); ++pass) {
+        for (j0 = 0; j0 < (pass ? h->nk : key_end); j0 += ATTN__TK) {
+            const int tk = (pass ? h->nk : key_end) - j0 < ATTN__TK ? (pass ? h->nk : key_end) - j0 : ATTN__TK;
+            const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
+            float m_new, mu, sum = 0.0f, alpha = 1.0f;
+            int j, c;
+            for (j = 0; j < tv; j += 4) { /* four keys at a time: four independent streams and chains */
+                const float *k0 = h->k + (ptrdiff_t)(j0 + j) * h->k_rs;
+                const float *k1 = j + 1 < tv ? k0 + h->k_rs : k0, *k2 = j + 2 < tv ? k0 + 2 * h->k_rs : k0;
+                const float *k3 = j + 3 < tv ? k0 + 3 * h->k_rs : k0;
+                ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
+                float d4[4];
+                int r;
+                if (j + 8 < tv) /* the K rows two groups ahead, and this group's V rows for the PV loop */
+                    for (c = 0; c < h->dk || c < h->dv; c += 16) {
+                        const int r8 = j + 8 + (j + 11 < tv ? 3 : 0);
+                        if (c < h->dk) {
+                            ATTN__PREFETCH(k0 + 8 * h->k_rs + c);
+                            ATTN__PREFETCH(h->k + (ptrdiff_t)(j0 + r8) * h->k_rs + c);
+                        }
+                        if (c < h->dv) {
+                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j) * h->v_rs + c);
+                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + 1) * h->v_rs + c);
+                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + 2) * h->v_rs + c);
+                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + 3) * h->v_rs + c);
+                        }
+                    }
+                for (c = 0; c + ATTN__W <= h->dk; c += ATTN__W) {
+                    const ATTN__V qv = ATTN__VLOAD(q_i + c);
+                    a0 = ATTN__VFMA(qv, ATTN__VLOAD(k0 + c), a0);
+                    a1 = ATTN__VFMA(qv, ATTN__VLOAD(k1 + c), a1);
+                    a2 = ATTN__VFMA(qv, ATTN__VLOAD(k2 + c), a2);
+                    a3 = ATTN__VFMA(qv, ATTN__VLOAD(k3 + c), a3);
+                }
+                d4[0] = ATTN__SFX(attn__vsum)(a0); d4[1] = ATTN__SFX(attn__vsum)(a1);
+                d4[2] = ATTN__SFX(attn__vsum)(a2); d4[3] = ATTN__SFX(attn__vsum)(a3);
+                for (; c < h->dk; ++c) {
+                    d4[0] += q_i[c] * k0[c]; d4[1] += q_i[c] * k1[c]; d4[2] += q_i[c] * k2[c]; d4[3] += q_i[c] * k3[c];
+                }
+                for (r = 0; r < 4 && j + r < tv; ++r) s[j + r] = d4[r] * q_scale;
+            }
+            if (h->mask)
+                for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j] * ATTN__LOG2E;
+            if (h->kpm)
+                for (j = 0; j < tv; ++j) s[j] = h->kpm[j0 + j] ? -INFINITY : s[j];
+            for (j = tv; j < ATTN__TK; ++j) s[j] = -INFINITY;
+            m_new = m;
+            if (pass == 0) {
+                m_new = attn__row_max(s, tv) > m ? attn__row_max(s, tv) : m;
+                alpha = m_new == m ? 1.0f : exp2f(m - m_new);
+            }
+            mu = m_new == -INFINITY ? 0.0f : m_new;
+            for (j = 0; j < ATTN__TK; j += ATTN__W) {
+                const ATTN__V x = ATTN__VLOAD(s + j);
+                ATTN__V p = ATTN__SFX(attn__vexp2)(ATTN__VSUB(x, ATTN__VSET1(mu)));
+                if (m_new == INFINITY) p = ATTN__VBLEND(ATTN__VEQ(x, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
+                ATTN__VSTORE(s + j, p);
+            }
+            if (pass == 1) {
+                float *w_i = h->w + (ptrdiff_t)i * h->nk + j0;
+                for (j = 0; j < tk; ++j) w_i[j] = h->w_accumulate ? w_i[j] + s[j] * inv : s[j] * inv;
+                continue;
+            }
+            for (j = 0; j < tv; ++j) sum += s[j];
+            l = l * alpha + sum;
+            m = m_new;
+            for (c = 0; c + 4 * ATTN__W <= h->dv; c += 4 * ATTN__W) { /* acc = alpha acc + sum_j p_j v_j */
+                const ATTN__V al = ATTN__VSET1(alpha);
+                ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc + c), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + c + ATTN__W), al);
+                ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + c + 2 * ATTN__W), al);
+                ATTN__V a3 = ATTN__VMUL(ATTN__VLOAD(acc + c + 3 * ATTN__W), al);
+                for (j = 0; j < tv; ++j) { /* along each V row: 4 independent chains */
+                    const float *v_j = h->v + (ptrdiff_t)(j0 + j) * h->v_rs + c;
+                    const ATTN__V pj = ATTN__VSET1(s[j]);
+                    a0 = ATTN__VFMA(pj, ATTN__VLOAD(v_j), a0);
+                    a1 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + ATTN__W), a1);
+                    a2 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 2 * ATTN__W), a2);
+                    a3 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 3 * ATTN__W), a3);
+                }
+                ATTN__VSTORE(acc + c, a0); ATTN__VSTORE(acc + c + ATTN__W, a1);
+                ATTN__VSTORE(acc + c + 2 * ATTN__W, a2); ATTN__VSTORE(acc + c + 3 * ATTN__W, a3);
+            }
+            for (; c + ATTN__W <= h->dv; c += ATTN__W) {
+                ATTN__V a = ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha));
+                for (j = 0; j < tv; ++j)
+                    a = ATTN__VFMA(ATTN__VSET1(s[j]), ATTN__VLOAD(h->v + (ptrdiff_t)(j0 + j) * h->v_rs + c), a);
+                ATTN__VSTORE(acc + c, a);
+            }
+            for (; c < h->dv; ++c) {
+                float a = acc[c] * alpha;
+                for (j = 0; j < tv; ++j) a += s[j] * h->v[(ptrdiff_t)(j0 + j) * h->v_rs + c];
+                acc[c] = a;
+            }
+        }
+        inv = attn__inv_sum(l);
+    }
+    {
+        float *o_i = h->out + (ptrdiff_t)i * h->out_rs;
+        int c;
+        inv = attn__inv_sum(l);
+        for (c = 0; c < h->dv; ++c) o_i[c] = acc[c] * inv;
+        if (h->lse) h->lse[i] = l == 0.0f ? -INFINITY : m * ATTN__LN2 + logf(l);
+    }
+}
+
 /* One query tile [i0, i0 + ATTN__TQ) of one head: pack Q^T, walk the visible key tiles with the online
    softmax (running max m and sum l per query, in log2 units), then normalise and write out. */
 static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int i0, float *ws)
@@ -1553,6 +1690,10 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
     float *alpha = l + ATTN__TQ;                  /* [TQ] rescale of the running state */
     float *sum = alpha + ATTN__TQ;                /* [TQ] column sums of a tile */
     int i, c, j0, v;
+    if (tq <= ATTN__ROW_MAX) {
+        for (i = 0; i < tq; ++i) ATTN__SFX(attn__row_forward)(h, i0 + i, ws);
+        return;
+    }
     for (c = 0; c < h->dk; ++c)
         for (i = 0; i < ATTN__TQ; ++i)
             q_t[c * ATTN__TQ + i] = i < tq ? h->q[(ptrdiff_t)(i0 + i) * h->q_rs + c] * q_scale : 0.0f;
@@ -1609,6 +1750,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 
 #undef ATTN__NB
 #undef ATTN__KC
+#undef ATTN__ROW_MAX
 #endif /* ATTN__TEMPLATE */
 
 /*
