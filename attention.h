@@ -366,6 +366,11 @@ static const attn_options attn__default_options = {0};
 /* Tile sizes of the fused kernel: ATTN__TQ queries against ATTN__TK keys at a time. */
 #define ATTN__TQ 32
 #define ATTN__TK 64
+/* Tiles of at most ATTN__ROW_MAX queries (decoding) take the SIMD row kernel; when such a call has more
+   than ATTN__KEY_CHUNK keys, the keys are cut into chunks of that size, each a separate work item, and
+   the partial results merged through their log-sum-exps in key order (flash-decoding). */
+#define ATTN__ROW_MAX 8
+#define ATTN__KEY_CHUNK 2048
 /* Alignment of the arrays carved from a workspace, and the slack reserved to reach it. */
 #define ATTN__ALIGN 64
 /* Largest element count an array may have: its byte count and every offset fit in ptrdiff_t. */
@@ -591,6 +596,7 @@ typedef struct attn__head {
     int w_accumulate;                     /* add into w (head averaging) instead of writing */
     int nq, nk, dk, dv;
     int n_valid;                          /* keys >= n_valid are masked and never read */
+    int k_lo;                             /* keys < k_lo are left out (a key split's later parts) */
     int causal;                           /* key j visible from query i iff j <= i + diag */
     ptrdiff_t diag;
     float scale;
@@ -656,7 +662,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
     for (r = 0; r < tq; ++r) { m[r] = -INFINITY; l[r] = 0.0f; }
     memset(acc, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
     /* pass 1: online softmax over the key tiles that any query of this tile may see */
-    for (j0 = 0; j0 < key_end; j0 += ATTN__TK) {
+    for (j0 = h->k_lo; j0 < key_end; j0 += ATTN__TK) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         attn__score_tile(s, h, i0, tq, j0, tk);
         for (r = 0; r < tq; ++r) {
@@ -1014,43 +1020,46 @@ ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float 
     return ATTN_OK;
 }
 
+/* One row of attn_merge: o[d_v] and *lse from (o_a, la) and (o_b, lb); o may be o_a or o_b. */
+static void attn__merge_row(float *o, float *lse, const float *o_a, float la, const float *o_b, float lb, int d_v)
+{
+    const float m = la > lb ? la : lb; /* a NaN side loses here but poisons wa or wb below */
+    float wa, wb, inv;
+    int j;
+    if (m == -INFINITY && la == la && lb == lb) { /* neither side saw a key */
+        for (j = 0; j < d_v; ++j) o[j] = 0.0f;
+        if (lse) *lse = -INFINITY;
+        return;
+    }
+    if (m == INFINITY) {
+        wa = la == INFINITY ? 1.0f : 0.0f;
+        wb = lb == INFINITY ? 1.0f : 0.0f;
+    } else {
+        wa = expf(la - m);
+        wb = expf(lb - m);
+    }
+    inv = 1.0f / (wa + wb);
+    /* a side of weight 0 (lse -inf, or far below the other) is skipped, not multiplied by 0 */
+    if (wa == 0.0f) for (j = 0; j < d_v; ++j) o[j] = o_b[j];
+    else if (wb == 0.0f) for (j = 0; j < d_v; ++j) o[j] = o_a[j];
+    else for (j = 0; j < d_v; ++j) o[j] = (wa * inv) * o_a[j] + (wb * inv) * o_b[j];
+    if (lse) *lse = m + logf(wa + wb);
+}
+
 ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const float *o_a,
                                ptrdiff_t o_a_stride, const float *lse_a, const float *o_b,
                                ptrdiff_t o_b_stride, const float *lse_b, int n_rows, int d_v)
 {
     attn_result r;
-    int i, j;
+    int i;
     if (!o || !o_a || !lse_a || !o_b || !lse_b) return ATTN_ERR_NULL;
     if (n_rows <= 0 || d_v <= 0) return ATTN_ERR_SHAPE;
     if ((r = attn__check_matrix(o_stride, n_rows, d_v, 1)) != ATTN_OK) return r;
     if ((r = attn__check_matrix(o_a_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
     if ((r = attn__check_matrix(o_b_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
-    for (i = 0; i < n_rows; ++i) {
-        const float la = lse_a[i], lb = lse_b[i];
-        const float m = la > lb ? la : lb; /* a NaN side loses here but poisons wa or wb below */
-        const float *oa_i = o_a + (ptrdiff_t)i * o_a_stride;
-        const float *ob_i = o_b + (ptrdiff_t)i * o_b_stride;
-        float *o_i = o + (ptrdiff_t)i * o_stride;
-        float wa, wb, inv;
-        if (m == -INFINITY && la == la && lb == lb) { /* neither side saw a key */
-            for (j = 0; j < d_v; ++j) o_i[j] = 0.0f;
-            if (lse) lse[i] = -INFINITY;
-            continue;
-        }
-        if (m == INFINITY) {
-            wa = la == INFINITY ? 1.0f : 0.0f;
-            wb = lb == INFINITY ? 1.0f : 0.0f;
-        } else {
-            wa = expf(la - m);
-            wb = expf(lb - m);
-        }
-        inv = 1.0f / (wa + wb);
-        /* a side of weight 0 (lse -inf, or far below the other) is skipped, not multiplied by 0 */
-        if (wa == 0.0f) for (j = 0; j < d_v; ++j) o_i[j] = ob_i[j];
-        else if (wb == 0.0f) for (j = 0; j < d_v; ++j) o_i[j] = oa_i[j];
-        else for (j = 0; j < d_v; ++j) o_i[j] = (wa * inv) * oa_i[j] + (wb * inv) * ob_i[j];
-        if (lse) lse[i] = m + logf(wa + wb);
-    }
+    for (i = 0; i < n_rows; ++i)
+        attn__merge_row(o + (ptrdiff_t)i * o_stride, lse ? lse + i : NULL, o_a + (ptrdiff_t)i * o_a_stride, lse_a[i],
+                        o_b + (ptrdiff_t)i * o_b_stride, lse_b[i], d_v);
     return ATTN_OK;
 }
 
@@ -1129,39 +1138,66 @@ static int attn__threads(const attn_options *o)
 #endif
 }
 
-/* The fused kernel over all batches and heads, on validated arguments and resolved sizes. The work items
-   are query tiles of one (batch, head); with averaged weights, query tiles of one batch over all its
-   heads in order, so that the sum over heads has one order. Every item writes its own rows with its own
-   arithmetic, so the result is bitwise the same whatever the threads or the split. */
+/* Key chunks per (batch, head) of a call: more than one only for decoding shapes over many keys without
+   the weights output. Depends on the sizes alone, never on the threads. */
+static int attn__key_chunks(const attn_dims *d, const attn_options *o)
+{
+    if (d->n_q > ATTN__ROW_MAX || o->out_weights || d->n_kv <= ATTN__KEY_CHUNK) return 1;
+    return (d->n_kv + ATTN__KEY_CHUNK - 1) / ATTN__KEY_CHUNK;
+}
+
+/* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks. */
+static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_options *o, size_t *per_thread)
+{
+    size_t parts = 0;
+    const int chunks = attn__key_chunks(d, o);
+    if (!attn__sdpa_ws_floats(per_thread, d->d_k, d->d_v) || !attn__mul(n, *per_thread, (size_t)attn__threads(o)))
+        return 0;
+    if (chunks > 1 && (!attn__mul(&parts, (size_t)d->batch * (size_t)d->n_heads, (size_t)chunks) ||
+                       !attn__mul(&parts, parts, (size_t)d->n_q * ((size_t)d->d_v + 1))))
+        return 0;
+    return attn__add(n, *n, parts);
+}
+
+/* The fused kernel over all batches and heads, on validated arguments and resolved sizes. A group of work
+   is one query tile of one (batch, head); with averaged weights, one query tile of a batch over all its
+   heads in order, so that the sum over heads has one order. A group is one work item, or with key chunks
+   one item per chunk and a merge after. A split takes whole groups. Every group writes its own rows with
+   its own arithmetic, so the result is bitwise the same whatever the threads or the split. */
 static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
                            attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *d,
-                           const attn_options *o, float *ws, size_t ws_floats_per_thread)
+                           const attn_options *o, float *ws)
 {
     const attn__tile_fn tile = attn__tile_kernel();
-    const int group = d->n_heads / d->n_kv_heads, threads = attn__threads(o);
+    const int group = d->n_heads / d->n_kv_heads, threads = attn__threads(o), chunks = attn__key_chunks(d, o);
     const int n_qt = (d->n_q + ATTN__TQ - 1) / ATTN__TQ;
     const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
     const int head_groups = d->n_heads / heads_per_item;
-    const ptrdiff_t n_items = (ptrdiff_t)d->batch * head_groups * n_qt;
-    const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv;
-    ptrdiff_t it, it0 = 0, it1 = n_items;
+    const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
+    const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)d->n_q * ((size_t)d->d_v + 1);
+    size_t per_thread, total;
+    float *parts;
+    ptrdiff_t it, g0 = 0, g1 = n_groups;
+    attn__sdpa_call_floats(&total, d, o, &per_thread);
+    parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [Nq x Dv] and LSEs [Nq] */
     if (o->split_count > 0) {
-        const ptrdiff_t chunk = (n_items + o->split_count - 1) / o->split_count;
-        it0 = chunk * o->split_index < n_items ? chunk * o->split_index : n_items;
-        it1 = it0 + chunk < n_items ? it0 + chunk : n_items;
+        const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
+        g0 = per_split * o->split_index < n_groups ? per_split * o->split_index : n_groups;
+        g1 = g0 + per_split < n_groups ? g0 + per_split : n_groups;
     }
     (void)threads;
-    (void)ws_floats_per_thread;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && it1 - it0 > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && (g1 - g0) * chunks > 1)
 #endif
-    for (it = it0; it < it1; ++it) {
+    for (it = g0 * chunks; it < g1 * chunks; ++it) {
 #ifdef _OPENMP
-        float *ws_t = ws + (size_t)omp_get_thread_num() * ws_floats_per_thread;
+        float *ws_t = ws + (size_t)omp_get_thread_num() * per_thread;
 #else
         float *ws_t = ws;
 #endif
-        const int qt = (int)(it % n_qt), hg = (int)(it / n_qt % head_groups), b = (int)(it / n_qt / head_groups);
+        const ptrdiff_t g = it / chunks;
+        const int c = (int)(it % chunks), qt = (int)(g % n_qt), hg = (int)(g / n_qt % head_groups);
+        const int b = (int)(g / n_qt / head_groups);
         float *w_b = o->out_weights ? o->out_weights + (size_t)b * (size_t)head_groups * head_w : NULL;
         attn__head h;
         int hh;
@@ -1184,6 +1220,13 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
             h.w = w_b ? w_b + (size_t)hg * head_w : NULL;
             h.w_accumulate = hh > 0;
+            if (chunks > 1) { /* keys [c * CHUNK, (c + 1) * CHUNK) into this chunk's partial result */
+                h.out = parts + ((size_t)(g - g0) * (size_t)chunks + (size_t)c) * part_floats;
+                h.out_rs = d->d_v;
+                h.lse = h.out + (size_t)d->n_q * (size_t)d->d_v;
+                h.k_lo = c * ATTN__KEY_CHUNK;
+                if (h.n_valid > h.k_lo + ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK;
+            }
             tile(&h, qt * ATTN__TQ, ws_t);
         }
         if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
@@ -1194,8 +1237,28 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             for (i = 0; i < (size_t)tq * (size_t)d->n_kv; ++i) w_t[i] *= inv_h;
         }
     }
+    if (chunks > 1) { /* merge the chunks of each group in key order (groups are (batch, head) here) */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && g1 - g0 > 1)
+#endif
+        for (it = g0; it < g1; ++it) {
+            const int hq = (int)(it % d->n_heads), b = (int)(it / d->n_heads);
+            const float *part = parts + (size_t)(it - g0) * (size_t)chunks * part_floats;
+            int i, c;
+            for (i = 0; i < d->n_q; ++i) {
+                float *o_i = out + b * out_s.batch + hq * out_s.head + (ptrdiff_t)i * out_s.row;
+                float l = part[(size_t)d->n_q * (size_t)d->d_v + (size_t)i];
+                memcpy(o_i, part + (size_t)i * (size_t)d->d_v, sizeof(float) * (size_t)d->d_v);
+                for (c = 1; c < chunks; ++c) {
+                    const float *p_c = part + (size_t)c * part_floats;
+                    attn__merge_row(o_i, &l, o_i, l, p_c + (size_t)i * (size_t)d->d_v,
+                                    p_c[(size_t)d->n_q * (size_t)d->d_v + (size_t)i], d->d_v);
+                }
+                if (o->out_lse) o->out_lse[((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + (size_t)i] = l;
+            }
+        }
+    }
 }
-
 
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt)
 {
@@ -1204,9 +1267,9 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
     size_t floats;
     if (!bytes || !dims) return ATTN_ERR_NULL;
     if ((r = attn__resolve_dims(&d, dims)) != ATTN_OK) return r;
+    size_t per_thread;
     if (!opt) opt = &attn__default_options;
-    if (!attn__sdpa_ws_floats(&floats, d.d_k, d.d_v) || !attn__mul(&floats, floats, (size_t)attn__threads(opt)))
-        return ATTN_ERR_OVERFLOW;
+    if (!attn__sdpa_call_floats(&floats, &d, opt, &per_thread)) return ATTN_ERR_OVERFLOW;
     return attn__ws_bytes(bytes, floats);
 }
 
@@ -1216,7 +1279,7 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
 {
     attn_dims d;
     attn_result r;
-    size_t need, per_thread = 0;
+    size_t need;
     void *mem = workspace;
     if (!opt) opt = &attn__default_options;
     if (!out || !q || !k || !v || !dims) return ATTN_ERR_NULL;
@@ -1229,8 +1292,7 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
     if ((r = attn_sdpa_workspace_size(&need, &d, opt)) != ATTN_OK) return r;
     if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
     if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user))) return ATTN_ERR_NOMEM;
-    attn__sdpa_ws_floats(&per_thread, d.d_k, d.d_v);
-    attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, attn__ws_base(mem), per_thread);
+    attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, attn__ws_base(mem));
     if (!workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
 }
@@ -1244,7 +1306,6 @@ typedef struct attn__mha_dims {
     attn_dims sdpa;  /* per batch: batch = 1 */
     int batch, d_model, d_kv, kv_dim;
     size_t ws_floats; /* Q, K, V, attention output of one batch, then the fused kernel's tiles */
-    size_t sdpa_floats; /* the fused kernel's tiles, per thread */
 } attn__mha_dims;
 
 static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int n_kv, const attn_mha *m,
@@ -1252,7 +1313,7 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
 {
     attn_dims full;
     attn_result r;
-    size_t n, q_floats, kv_floats, sdpa_floats;
+    size_t n, q_floats, kv_floats, sdpa_floats, per_thread;
     int head_dim, n_kv_heads, d_kv;
     if (!m) return ATTN_ERR_NULL;
     n_kv_heads = m->n_kv_heads ? m->n_kv_heads : m->n_heads;
@@ -1280,8 +1341,7 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
         !attn__mul(&n, (size_t)d_kv, (size_t)m->d_model) || !attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model))
         return ATTN_ERR_OVERFLOW;
     if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
-        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_ws_floats(&md->sdpa_floats, head_dim, head_dim) ||
-        !attn__mul(&sdpa_floats, md->sdpa_floats, (size_t)attn__threads(opt ? opt : &attn__default_options)) ||
+        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
         !attn__add(&n, q_floats, q_floats) || !attn__add(&n, n, kv_floats) || !attn__add(&n, n, kv_floats) ||
         !attn__add(&md->ws_floats, n, sdpa_floats))
         return ATTN_ERR_OVERFLOW;
@@ -1318,7 +1378,7 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         attn__project(qb, d_model, xq_b, d_model, m->w_q, d_model, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads);
         attn__project(kb, kv_dim, xkv_b, d_kv, m->w_k, wkv_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads);
         attn__project(vb, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads);
-        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws, md->sdpa_floats);
+        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws);
         attn__project(out + (size_t)b * (size_t)n_q * md->d_model, d_model, ab, d_model, m->w_o, d_model, m->layout,
                       m->b_o, n_q, md->d_model, md->d_model, threads);
     }
@@ -1554,8 +1614,6 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
     return t[0];
 }
 
-/* Tiles with at most this many queries (decoding) take the row kernel below. */
-#define ATTN__ROW_MAX 8
 
 /* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
    for few queries, where the tile kernel's 32 query lanes would idle. Reads each K and V row once. */
@@ -1571,7 +1629,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     memset(acc, 0, sizeof(float) * (size_t)h->dv);
     /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
     for (pass = 0; pass < (h->w ? 2 : 1); ++pass) {
-        for (j0 = 0; j0 < (pass ? h->nk : key_end); j0 += ATTN__TK) {
+        for (j0 = pass ? 0 : h->k_lo; j0 < (pass ? h->nk : key_end); j0 += ATTN__TK) {
             const int tk = (pass ? h->nk : key_end) - j0 < ATTN__TK ? (pass ? h->nk : key_end) - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
             float m_new, mu, sum = 0.0f, alpha = 1.0f;
@@ -1699,7 +1757,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             q_t[c * ATTN__TQ + i] = i < tq ? h->q[(ptrdiff_t)(i0 + i) * h->q_rs + c] * q_scale : 0.0f;
     for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; }
     memset(o_t, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
-    for (j0 = 0; j0 < key_end; j0 += ATTN__TK) {
+    for (j0 = h->k_lo; j0 < key_end; j0 += ATTN__TK) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tk);
         for (v = 0; v < ATTN__TQ; v += ATTN__W) { /* new running max, and the rescale of the old state */
@@ -1750,7 +1808,6 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 
 #undef ATTN__NB
 #undef ATTN__KC
-#undef ATTN__ROW_MAX
 #endif /* ATTN__TEMPLATE */
 
 /*

@@ -771,6 +771,100 @@ static void test_threads_and_splits(void)
     free(q); free(k); free(v); free(o1); free(o2); free(w1); free(w2); free(l1); free(l2); free(x); free(wt); free(m1); free(m2);
 }
 
+/* Decoding over a long cache: few queries against more than 2048 keys are cut into key chunks merged
+   through their LSEs (flash-decoding). Against the reference, with kv_len ending inside and exactly at a
+   chunk boundary, bottom-right causal, GQA, LSE; and bitwise the same for 1 or 2 threads and a split. */
+static void test_decode_key_chunks(void)
+{
+    enum { B = 2, H = 4, HKV = 2, NK = 5000, D = 40 };
+    static const int nqs[] = {1, 3, 8};
+    int t;
+    for (t = 0; t < 3; ++t) {
+        const int NQ = nqs[t];
+        const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
+        const attn_stride qs = attn_stride_bnhd(H, NQ, D), ks = attn_stride_bnhd(HKV, NK, D);
+        float *q = falloc((size_t)B * H * NQ * D), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
+        float *o = falloc((size_t)B * H * NQ * D), *o2 = falloc((size_t)B * H * NQ * D), *lse = falloc((size_t)B * H * NQ);
+        float *lse2 = falloc((size_t)B * H * NQ), *od = falloc((size_t)B * H * NQ * D);
+        double *ref = dalloc((size_t)B * H * NQ * D), *ref_lse = dalloc((size_t)B * H * NQ);
+        int kv_len[B];
+        attn_options opt;
+        ref_opts ro;
+        int part;
+        kv_len[0] = t == 1 ? 4096 : 4999; kv_len[1] = 2050;
+        rnd_fill(q, (size_t)B * H * NQ * D, 2.0f); rnd_fill(k, (size_t)B * HKV * NK * D, 2.0f); rnd_fill(v, (size_t)B * HKV * NK * D, 1.0f);
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+        opt.kv_len = ro.kv_len = kv_len;
+        ro.scale = 1.0 / sqrt((double)D);
+        opt.out_lse = lse; opt.n_threads = 1;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        ref_sdpa(ref, ref_lse, NULL, q, qs, k, ks, v, ks, &d, &ro);
+        gather(od, o, qs, B, H, NQ, D);
+        CHECK_CLOSE(od, ref, (size_t)B * H * NQ * D);
+        CHECK_CLOSE(lse, ref_lse, (size_t)B * H * NQ);
+        opt.out_lse = lse2; opt.n_threads = 2;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(o, o2, sizeof(float) * B * H * NQ * D) == 0 && memcmp(lse, lse2, sizeof(float) * B * H * NQ) == 0);
+        memset(o2, 0, sizeof(float) * B * H * NQ * D);
+        for (part = 0; part < 3; ++part) {
+            size_t need = 0;
+            char *ws;
+            opt.split_index = part; opt.split_count = 3;
+            CHECK_CODE(attn_sdpa_workspace_size(&need, &d, &opt), ATTN_OK);
+            ws = (char *)malloc(need);
+            CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, ws, need), ATTN_OK);
+            free(ws);
+        }
+        CHECK(memcmp(o, o2, sizeof(float) * B * H * NQ * D) == 0);
+        free(q); free(k); free(v); free(o); free(o2); free(lse); free(lse2); free(od); free(ref); free(ref_lse);
+    }
+}
+
+/* The numeric contract through the fused kernels (tile and row paths, every instruction set): a +inf in
+   the additive mask shares the weight among the +inf keys (LSE +inf), a NaN makes its row NaN, a fully
+   masked row gives 0 and LSE -inf; other rows stay exact. Weights included. */
+static void test_sdpa_special_values(void)
+{
+    static const int nqs[] = {40, 2};
+    enum { NK = 150, D = 16 };
+    int t;
+    for (t = 0; t < 2; ++t) {
+        const int NQ = nqs[t];
+        const attn_dims d = {1, 1, 0, NQ, NK, D, 0};
+        const attn_stride qs = attn_stride_bhnd(1, NQ, D), ks = attn_stride_bhnd(1, NK, D);
+        float *q = falloc((size_t)NQ * D), *k = falloc((size_t)NK * D), *v = falloc((size_t)NK * D);
+        float *o = falloc((size_t)NQ * D), *mask = falloc((size_t)NQ * NK), *lse = falloc((size_t)NQ), *w = falloc((size_t)NQ * NK);
+        double *ref = dalloc((size_t)NQ * D), *ref_lse = dalloc((size_t)NQ), *ref_w = dalloc((size_t)NQ * NK);
+        attn_options opt;
+        ref_opts ro;
+        int j;
+        rnd_fill(q, (size_t)NQ * D, 1.0f); rnd_fill(k, (size_t)NK * D, 1.0f); rnd_fill(v, (size_t)NK * D, 1.0f);
+        rnd_fill(mask, (size_t)NQ * NK, 1.0f);
+        mask[0 * NK + 3] = INFINITY; mask[0 * NK + 100] = INFINITY;     /* row 0: two +inf keys, in two tiles */
+        mask[1 * NK + 70] = NAN;                                         /* row 1: NaN */
+        if (NQ > 2) {
+            for (j = 0; j < NK; ++j) mask[2 * NK + j] = -INFINITY;       /* row 2: fully masked */
+            mask[3 * NK + 149] = INFINITY;                               /* row 3: +inf in the last tile */
+        }
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.mask = ro.mask = mask; ro.mask_s.row = NK;
+        ro.scale = 1.0 / 4.0;
+        opt.out_lse = lse; opt.out_weights = w;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        ref_sdpa(ref, ref_lse, ref_w, q, qs, k, ks, v, ks, &d, &ro);
+        CHECK_CLOSE(o, ref, (size_t)NQ * D);
+        CHECK_CLOSE(lse, ref_lse, (size_t)NQ);
+        CHECK_CLOSE(w, ref_w, (size_t)NQ * NK);
+        CHECK(lse[0] == INFINITY && w[3] == 0.5f && w[100] == 0.5f && isnan(lse[1]) && isnan(o[D]));
+        if (NQ > 2) CHECK(lse[2] == -INFINITY && o[2 * D] == 0.0f && w[2 * NK + 5] == 0.0f && w[3 * NK + 149] == 1.0f);
+        opt.out_weights = NULL; /* without weights the row path may also take key chunks: same values */
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        CHECK_CLOSE(o, ref, (size_t)NQ * D);
+        free(q); free(k); free(v); free(o); free(mask); free(lse); free(w); free(ref); free(ref_lse); free(ref_w);
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* multi-head attention                                                                           */
 /* ---------------------------------------------------------------------------------------------- */
@@ -1285,6 +1379,8 @@ static const test_case k_tests[] = {
     {"workspace", test_workspace},
     {"long_sequence", test_long_sequence},
     {"threads_and_splits", test_threads_and_splits},
+    {"decode_key_chunks", test_decode_key_chunks},
+    {"sdpa_special_values", test_sdpa_special_values},
     {"mha_random", test_mha_random},
     {"mha_self_is_cross", test_mha_self_is_cross},
     {"pytorch_fixtures", test_pytorch_fixtures},
