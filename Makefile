@@ -10,7 +10,7 @@ BUILD ?= build
 HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart
 
-.PHONY: all test examples run check-build clean
+.PHONY: all test test-neon examples run check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -26,6 +26,14 @@ PATH_FLAGS_native = -march=native -fopenmp
 
 test: $(TEST_PATHS:%=$(BUILD)/test_%)
 	sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
+
+# The NEON path: cross-built for aarch64 (Debian's gcc-aarch64-linux-gnu) and run under qemu-user.
+CROSS_CC ?= aarch64-linux-gnu-gcc
+QEMU ?= qemu-aarch64
+test-neon: $(HEADER) | $(BUILD)
+	$(CROSS_CC) $(CFLAGS) -static -o $(BUILD)/test_neon tests/test_attention.c $(LDLIBS)
+	$(CROSS_CC) $(CFLAGS) -static -DATTN_NO_SIMD -o $(BUILD)/test_neon_scalar tests/test_attention.c $(LDLIBS)
+	QEMU=$(QEMU) sh tests/run_paths.sh tests/data $(BUILD)/test_neon $(BUILD)/test_neon_scalar
 
 $(BUILD)/test_%: tests/test_attention.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)

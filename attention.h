@@ -1,4 +1,4 @@
-/* attention.h - v0.1.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
+/* attention.h - v0.2.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
 
    Scaled dot-product attention, multi-head self- and cross-attention and their building blocks (projection,
    scores, softmax, weighted sum, log-sum-exp merge), float32, no dependency beyond the C standard library.
@@ -38,6 +38,32 @@
    | ATTN_ASSERT(x)             | assert for internal invariants only (default: assert from <assert.h>)   |
    | ATTN_MALLOC(size, user)    | allocator; define both or neither (default: malloc/free). `user` is     |
    | ATTN_FREE(ptr, user)       | attn_options.alloc_user                                                 |
+   | ATTN_NO_SIMD               | portable scalar kernels only (the reference the SIMD kernels are held to) |
+   | ATTN_NO_AVX512             | on x86-64, use AVX2+FMA at most                                          |
+   | ATTN_HEADER_FILE           | this file's name if renamed (default "attention.h"): the implementation |
+   |                            | includes itself once per instruction set                                 |
+   Compile with -fopenmp for threads (OpenMP); nothing else changes.
+
+   ==================================================================================================
+   KERNELS AND THREADS
+   ==================================================================================================
+
+   One kernel template in this file is compiled for AVX-512, AVX2+FMA (x86-64, gcc or clang, through
+   target attributes: no -march needed) and NEON (aarch64), and each call picks the best the CPU has
+   (attn_simd_name tells which); other compilers and targets get the portable scalar kernels. The fused
+   kernel keeps a tile of 32 queries transposed (queries in the vector lanes) and walks 64-key tiles:
+   scores and the output update are one 6 x 2-vector register-blocked micro-kernel that broadcasts K and
+   V straight from the caller's rows, the online softmax runs down the columns with a polynomial exp2,
+   and key tiles past the causal diagonal or kv_len are skipped. Tiles of at most 8 queries (decoding)
+   take a row kernel vectorised along d; with more than 2048 keys their keys are cut into 2048-key
+   chunks processed as separate work items and merged through their log-sum-exps (flash-decoding).
+   Projections use the same micro-kernel on 16 KiB stack panels.
+   Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
+   (0: omp_get_max_threads()), over (batch, head, query tile, key chunk) work items; attn_project,
+   attn_scores and attn_weighted_sum use omp_get_max_threads() for projections by column blocks. A caller
+   with its own thread pool sets split_count = number of slices and split_index = this slice, and runs
+   every slice (any order, any thread), each with its own workspace, on the same arguments: attn_sdpa
+   only. Results are bitwise identical whatever the thread count or split.
 
    ==================================================================================================
    CONVENTIONS
@@ -63,7 +89,7 @@
    REFERENCE
    ==================================================================================================
 
-   Building blocks (each never allocates):
+   Building blocks (each never allocates; at most about 17 KiB of stack):
 
    attn_project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out)
        Y[n x d_out] = X[n x d_in] . W + bias. layout ATTN_LAYOUT_IN_OUT (0): W is [d_in x d_out] (Q = X.W^Q);
@@ -96,9 +122,11 @@
            q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
        dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}.
        The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an
-       online softmax, so the workspace is a few tiles (about 4 * 32 * (64 + Dv) bytes, independent of Nq
-       and Nk; attn_sdpa_workspace_size tells). workspace NULL: allocated and freed inside. A workspace
-       smaller than reported gives ATTN_ERR_WORKSPACE.
+       online softmax, so the workspace is a few tiles per thread, 128 * (Dk + Dv + 68) bytes, independent
+       of Nq and Nk (plus, for decoding over more than 2048 keys, B * Hq * Nq * (Dv + 1) floats per
+       2048-key chunk); attn_sdpa_workspace_size tells, for the same dims and options (the thread count
+       and split count in them matter). workspace NULL: allocated and freed inside. A workspace smaller
+       than reported gives ATTN_ERR_WORKSPACE.
 
    attn_options (all optional, zero = default):
        scale             0: 1/sqrt(Dk). Must be finite.
@@ -117,6 +145,10 @@
        average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
                          average_attn_weights=True). This output is Nq x Nk per head by nature.
        alloc_user        passed to ATTN_MALLOC / ATTN_FREE.
+       n_threads         OpenMP threads (with -fopenmp): 0 = omp_get_max_threads(). Ignored without OpenMP.
+       split_index,      split_count > 0: this call computes only slice split_index of split_count (a
+       split_count       caller's thread pool runs all of them); attn_sdpa only (the multi-head functions
+                         reject it). Both must satisfy 0 <= split_index < split_count.
 
    Multi-head attention (x, x_q, x_kv and out dense, batch first, as PyTorch's batch_first tensors):
 
@@ -139,14 +171,15 @@
        the attention output of one batch, plus attn_sdpa's.
 
    Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(H, N, D) -> {N*H*D, D, H*D};
-   attn_result_string(r).
+   attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
 
    ==================================================================================================
    NUMERIC CONTRACT
    ==================================================================================================
 
-   - float32 storage and arithmetic; the tests hold every function to a relative error of 1e-5 (max-norm
-     error over the max-norm of the result) against a float64 reference, typically ~1e-7.
+   - float32 storage and arithmetic; the tests hold every function, on every kernel path, to a relative
+     error of 1e-5 (max-norm error over the max-norm of the result) against a float64 reference. The SIMD
+     exponential is a degree-6 polynomial (<= 2 ulp); paths differ from each other by rounding only.
    - Softmax subtracts the row max, so logits of any finite magnitude (1e30, or around 88.7 where expf
      overflows) are safe.
    - A row whose keys are all masked (all -inf, all padded, before the causal diagonal, kv_len 0) gives
@@ -155,7 +188,8 @@
    - NaN: a NaN score makes its whole row NaN (weights, output, log-sum-exp); other rows are unaffected.
      A masked key's value is still multiplied by 0, so a NaN in V there poisons the row, as in PyTorch;
      keys past kv_len or past the causal limit of a query tile are never read.
-   - Deterministic: the same inputs give bitwise the same outputs, whatever the workspace.
+   - Deterministic: the same inputs give bitwise the same outputs on one machine, whatever the workspace,
+     the thread count or the split.
 
    ==================================================================================================
    ERRORS (attn_result)
@@ -178,6 +212,9 @@
    REVISION HISTORY
    ==================================================================================================
 
+       0.2.0 (2026-11-26)  SIMD kernels (AVX-512, AVX2, NEON) with runtime dispatch; OpenMP threads,
+                           splits for caller thread pools; decoding row kernel and flash-decoding key
+                           chunks; attn_simd_name.
        0.1.0 (2026-11-26)  first release: building blocks, fused SDPA (masks, causal, GQA, LSE, weights),
                            multi-head self- and cross-attention, workspace, error codes.
 */
@@ -190,9 +227,9 @@
 #include <stddef.h> /* size_t, ptrdiff_t */
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 1
+#define ATTN_VERSION_MINOR 2
 #define ATTN_VERSION_PATCH 0
-#define ATTN_VERSION_STRING "0.1.0"
+#define ATTN_VERSION_STRING "0.2.0"
 
 #ifndef ATTNDEF
 #ifdef ATTN_STATIC

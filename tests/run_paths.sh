@@ -1,10 +1,10 @@
 #!/bin/sh
 # Runs the test suite once per kernel path (each binary built by the Makefile with that path's flags)
-# and ends with the total "N passed, N failed". Usage: run_paths.sh DATA_DIR BINARY...
+# and ends with the total "N passed, N failed". Usage: [QEMU=qemu-aarch64] run_paths.sh DATA_DIR BINARY...
 data=$1; shift
 passed=0; failed=0; status=0
 for bin in "$@"; do
-    out=$("$bin" "$data") || status=1
+    out=$(${QEMU:+"$QEMU"} "$bin" "$data") || status=1
     printf '%s\n' "$out" | grep -v '^ok ' | sed "s|^|[$(basename "$bin")] |"
     line=$(printf '%s\n' "$out" | tail -n 1)
     p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
