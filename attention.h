@@ -933,6 +933,62 @@ static void attn__matmul(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
     }
 }
 
+/* Floats of a buffer for attn__pack_b of a [k x n] B on any instruction set (strips of up to 64 columns). */
+static int attn__pack_floats(size_t *r, int k, int n)
+{
+    return attn__mul(r, (size_t)k, ((size_t)n + 63) / 64 * 64);
+}
+
+/* y[n x d_out] = x[n x d_in] . W + bias on `threads` threads. With a pack buffer (attn__pack_floats(d_in,
+   d_out) floats) W is packed once and the rows are split across the threads (each row gets the same
+   arithmetic whatever the threads); without one, or on the scalar path, one thread and no buffer. */
+static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
+                          ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
+                          int threads, float *bpack)
+{
+    const int isa = attn__isa(), out_in = layout == ATTN_LAYOUT_OUT_IN, rows = 96;
+    const int n_blocks = (n + rows - 1) / rows;
+    int blk;
+    if (!bpack || isa == ATTN__ISA_SCALAR) threads = 1;
+    switch (bpack ? isa : ATTN__ISA_SCALAR) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__pack_b_avx512(bpack, w, w_stride, out_in, d_out, d_in); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__pack_b_avx2(bpack, w, w_stride, out_in, d_out, d_in); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__pack_b_neon(bpack, w, w_stride, out_in, d_out, d_in); break;
+#endif
+    default: bpack = NULL;
+    }
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n_blocks > 1)
+#endif
+    for (blk = 0; blk < n_blocks; ++blk) {
+        const int i0 = blk * rows, m = n - i0 < rows ? n - i0 : rows;
+        float *y_b = y + (ptrdiff_t)i0 * y_stride;
+        const float *x_b = x + (ptrdiff_t)i0 * x_stride;
+        int i, j;
+        if (bias)
+            for (i = 0; i < m; ++i)
+                for (j = 0; j < d_out; ++j) y_b[(ptrdiff_t)i * y_stride + j] = bias[j];
+        switch (bpack ? isa : ATTN__ISA_SCALAR) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+        case ATTN__ISA_AVX512: attn__gemm_packed_avx512(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+        case ATTN__ISA_AVX2: attn__gemm_packed_avx2(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+        case ATTN__ISA_NEON: attn__gemm_packed_neon(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
+#endif
+        default: attn__matmul(y_b, y_stride, x_b, x_stride, w, w_stride, out_in, m, d_out, d_in, bias != NULL);
+        }
+    }
+}
+
 /* The fused kernel for one query tile, on the instruction set of this call. */
 typedef void (*attn__tile_fn)(const attn__head *h, int i0, float *ws);
 static attn__tile_fn attn__tile_kernel(void)
@@ -955,29 +1011,6 @@ static attn__tile_fn attn__tile_kernel(void)
 /* Building blocks                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* y[n x d_out] = x[n x d_in] . W + bias, validated, on `threads` threads: blocks of 64 output columns
-   (every row and column gets the same arithmetic whatever the threads). */
-static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
-                          ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
-                          int threads)
-{
-    const int cols = 64, n_blocks = (d_out + cols - 1) / cols, out_in = layout == ATTN_LAYOUT_OUT_IN;
-    int blk;
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n_blocks > 1)
-#endif
-    for (blk = 0; blk < n_blocks; ++blk) {
-        const int j0 = blk * cols, nc = d_out - j0 < cols ? d_out - j0 : cols;
-        int i, j;
-        if (bias)
-            for (i = 0; i < n; ++i)
-                for (j = 0; j < nc; ++j) y[(ptrdiff_t)i * y_stride + j0 + j] = bias[j0 + j];
-        attn__matmul(y + j0, y_stride, x, x_stride, out_in ? w + (ptrdiff_t)j0 * w_stride : w + j0, w_stride, out_in,
-                     n, nc, d_in, bias != NULL);
-    }
-}
-
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                  int n, int d_in, int d_out)
@@ -991,11 +1024,7 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
     if (layout == ATTN_LAYOUT_IN_OUT) r = attn__check_matrix(w_stride, d_in, d_out, 0);
     else r = attn__check_matrix(w_stride, d_out, d_in, 0);
     if (r != ATTN_OK) return r;
-#ifdef _OPENMP
-    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, omp_get_max_threads());
-#else
-    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1);
-#endif
+    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
     return ATTN_OK;
 }
 
@@ -1342,7 +1371,9 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
 typedef struct attn__mha_dims {
     attn_dims sdpa;  /* per batch: batch = 1 */
     int batch, d_model, d_kv, kv_dim;
-    size_t ws_floats; /* Q, K, V, attention output of one batch, then the fused kernel's tiles */
+    size_t ws_floats;   /* the fused kernel's tiles, packed weights, then Q, K, V, attention output of a batch */
+    size_t sdpa_floats; /* the fused kernel's part, a whole number of ATTN__ALIGN blocks */
+    size_t pack_floats; /* a packed weight matrix, the largest of the four */
 } attn__mha_dims;
 
 static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int n_kv, const attn_mha *m,
@@ -1350,7 +1381,7 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
 {
     attn_dims full;
     attn_result r;
-    size_t n, q_floats, kv_floats, sdpa_floats, per_thread;
+    size_t n, q_floats, kv_floats, per_thread;
     int head_dim, n_kv_heads, d_kv;
     if (!m) return ATTN_ERR_NULL;
     n_kv_heads = m->n_kv_heads ? m->n_kv_heads : m->n_heads;
@@ -1378,9 +1409,11 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
         !attn__mul(&n, (size_t)d_kv, (size_t)m->d_model) || !attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model))
         return ATTN_ERR_OVERFLOW;
     if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
-        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
+        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
+        !attn__add(&md->sdpa_floats, md->sdpa_floats, 15) ||
+        !attn__pack_floats(&md->pack_floats, d_kv > m->d_model ? d_kv : m->d_model, m->d_model) ||
         !attn__add(&n, q_floats, q_floats) || !attn__add(&n, n, kv_floats) || !attn__add(&n, n, kv_floats) ||
-        !attn__add(&md->ws_floats, n, sdpa_floats))
+        !attn__add(&n, n, md->pack_floats) || !attn__add(&md->ws_floats, n, md->sdpa_floats & ~(size_t)15))
         return ATTN_ERR_OVERFLOW;
     return ATTN_OK;
 }
@@ -1393,11 +1426,12 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     const attn_dims *d = &md->sdpa;
     const ptrdiff_t d_model = md->d_model, kv_dim = md->kv_dim, d_kv = md->d_kv;
     const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kv_dim : d_kv; /* W_q, W_o: d_model either way */
-    float *qb = ws;                             /* [Nq x d_model]  */
+    float *sdpa_ws = ws;                        /* the fused kernel's tiles   */
+    float *bpack = ws + (md->sdpa_floats & ~(size_t)15); /* a packed weight matrix */
+    float *qb = bpack + md->pack_floats;        /* [Nq x d_model]  */
     float *kb = qb + (size_t)n_q * md->d_model; /* [Nk x kv_dim]   */
     float *vb = kb + (size_t)n_kv * md->kv_dim; /* [Nk x kv_dim]   */
     float *ab = vb + (size_t)n_kv * md->kv_dim; /* [Nq x d_model]  */
-    float *sdpa_ws = ab + (size_t)n_q * md->d_model;
     const attn_stride q_s = attn_stride_bnhd(d->n_heads, n_q, d->d_k);
     const attn_stride kv_s = attn_stride_bnhd(d->n_kv_heads, n_kv, d->d_k);
     const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
@@ -1412,12 +1446,12 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = o->out_lse ? o->out_lse + (size_t)b * (size_t)d->n_heads * (size_t)n_q : NULL;
         ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
-        attn__project(qb, d_model, xq_b, d_model, m->w_q, d_model, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads);
-        attn__project(kb, kv_dim, xkv_b, d_kv, m->w_k, wkv_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads);
-        attn__project(vb, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads);
+        attn__project(qb, d_model, xq_b, d_model, m->w_q, d_model, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
+        attn__project(kb, kv_dim, xkv_b, d_kv, m->w_k, wkv_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(vb, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws);
         attn__project(out + (size_t)b * (size_t)n_q * md->d_model, d_model, ab, d_model, m->w_o, d_model, m->layout,
-                      m->b_o, n_q, md->d_model, md->d_model, threads);
+                      m->b_o, n_q, md->d_model, md->d_model, threads, bpack);
     }
 }
 
@@ -1553,41 +1587,82 @@ static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const
     }
 }
 
-/* C[m x n] (+)= A[m x k] . op(B): B [k x n] (b_trans 0) or B^T given as [n x k] (b_trans 1). B is packed
-   into KC x NB panels on the stack (16 KiB at most); A is read in place; edge tiles go through a small
-   stack tile so C is never touched outside [m x n]. */
+/* Packs rows [p0, p0 + kc) of columns [j0, j0 + NB) of op(B) -- B [k x n], or B^T given as [n x k] with
+   b_trans -- into panel [kc x NB], zero past column n. */
+static ATTN__TARGET void ATTN__SFX(attn__pack_panel)(float *panel, const float *b, ptrdiff_t ldb, int b_trans,
+                                                     int n, int j0, int p0, int kc)
+{
+    const int nb = n - j0 < ATTN__NB ? n - j0 : ATTN__NB;
+    int p, jj;
+    for (p = 0; p < kc; ++p) {
+        float *row = panel + (ptrdiff_t)p * ATTN__NB;
+        if (b_trans)
+            for (jj = 0; jj < nb; ++jj) row[jj] = b[(ptrdiff_t)(j0 + jj) * ldb + p0 + p];
+        else
+            for (jj = 0; jj < nb; ++jj) row[jj] = b[(ptrdiff_t)(p0 + p) * ldb + j0 + jj];
+        for (; jj < ATTN__NB; ++jj) row[jj] = 0.0f;
+    }
+}
+
+/* C[rows x nb] (+)= A[rows x kc] . panel[kc x NB] for one tile: the micro-kernel, through a stack tile when
+   the tile is narrower than NB so that C is never touched outside [rows x nb]. */
+static ATTN__TARGET void ATTN__SFX(attn__tile_mm)(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
+                                                  const float *panel, int kc, int rows, int nb, int accumulate)
+{
+    float tile[6 * ATTN__NB];
+    int r, jj;
+    if (nb == ATTN__NB) {
+        ATTN__SFX(attn__kernel)(c, ldc, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate);
+        return;
+    }
+    for (r = 0; r < rows; ++r)
+        for (jj = 0; jj < ATTN__NB; ++jj) tile[r * ATTN__NB + jj] = accumulate && jj < nb ? c[(ptrdiff_t)r * ldc + jj] : 0.0f;
+    ATTN__SFX(attn__kernel)(tile, ATTN__NB, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate);
+    for (r = 0; r < rows; ++r)
+        for (jj = 0; jj < nb; ++jj) c[(ptrdiff_t)r * ldc + jj] = tile[r * ATTN__NB + jj];
+}
+
+/* C[m x n] (+)= A[m x k] . op(B) without a buffer: one KC x NB panel of B at a time on the stack
+   (16 KiB at most), swept over every row of A. */
 #define ATTN__KC 128
 static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
                                                const float *b, ptrdiff_t ldb, int b_trans, int m, int n, int k,
                                                int accumulate)
 {
-    float panel[ATTN__KC * ATTN__NB], tile[6 * ATTN__NB];
-    int j0, p0, i0, p, jj, r;
-    for (j0 = 0; j0 < n; j0 += ATTN__NB) {
-        const int nb = n - j0 < ATTN__NB ? n - j0 : ATTN__NB;
+    float panel[ATTN__KC * ATTN__NB];
+    int j0, p0, i0;
+    for (j0 = 0; j0 < n; j0 += ATTN__NB)
         for (p0 = 0; p0 < k; p0 += ATTN__KC) {
-            const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC, acc = accumulate || p0 > 0;
-            for (p = 0; p < kc; ++p)
-                for (jj = 0; jj < ATTN__NB; ++jj)
-                    panel[p * ATTN__NB + jj] = jj >= nb ? 0.0f
-                                             : b_trans ? b[(ptrdiff_t)(j0 + jj) * ldb + p0 + p]
-                                                       : b[(ptrdiff_t)(p0 + p) * ldb + j0 + jj];
-            for (i0 = 0; i0 < m; i0 += 6) {
-                const int rows = m - i0 < 6 ? m - i0 : 6;
-                float *c_t = c + (ptrdiff_t)i0 * ldc + j0;
-                const float *a_t = a + (ptrdiff_t)i0 * lda + p0;
-                if (nb == ATTN__NB) {
-                    ATTN__SFX(attn__kernel)(c_t, ldc, a_t, lda, 1, panel, ATTN__NB, kc, rows, acc);
-                    continue;
-                }
-                for (r = 0; r < rows; ++r)
-                    for (jj = 0; jj < ATTN__NB; ++jj)
-                        tile[r * ATTN__NB + jj] = acc && jj < nb ? c_t[(ptrdiff_t)r * ldc + jj] : 0.0f;
-                ATTN__SFX(attn__kernel)(tile, ATTN__NB, a_t, lda, 1, panel, ATTN__NB, kc, rows, acc);
-                for (r = 0; r < rows; ++r)
-                    for (jj = 0; jj < nb; ++jj) c_t[(ptrdiff_t)r * ldc + jj] = tile[r * ATTN__NB + jj];
-            }
+            const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC;
+            ATTN__SFX(attn__pack_panel)(panel, b, ldb, b_trans, n, j0, p0, kc);
+            for (i0 = 0; i0 < m; i0 += 6)
+                ATTN__SFX(attn__tile_mm)(c + (ptrdiff_t)i0 * ldc + j0, ldc, a + (ptrdiff_t)i0 * lda + p0, lda, panel, kc,
+                                         m - i0 < 6 ? m - i0 : 6, n - j0 < ATTN__NB ? n - j0 : ATTN__NB,
+                                         accumulate || p0 > 0);
         }
+}
+
+/* Packs all of op(B) [k x n] into bp: strip s (columns [s*NB, s*NB + NB)) is [k x NB] at bp + s*k*NB. */
+static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const float *b, ptrdiff_t ldb, int b_trans, int n, int k)
+{
+    int j0;
+    for (j0 = 0; j0 < n; j0 += ATTN__NB)
+        ATTN__SFX(attn__pack_panel)(bp + (ptrdiff_t)(j0 / ATTN__NB) * k * ATTN__NB, b, ldb, b_trans, n, j0, 0, k);
+}
+
+/* C[m x n] (+)= A[m x k] . B from B packed by attn__pack_b: each 6-row block of A stays in L1 while it
+   sweeps every strip of a KC-deep slice of the packed B (which stays in L2), so A is read once. */
+static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
+                                                      const float *bp, int m, int n, int k, int accumulate)
+{
+    int p0, i0, j0;
+    for (p0 = 0; p0 < k; p0 += ATTN__KC) {
+        const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC;
+        for (i0 = 0; i0 < m; i0 += 6)
+            for (j0 = 0; j0 < n; j0 += ATTN__NB)
+                ATTN__SFX(attn__tile_mm)(c + (ptrdiff_t)i0 * ldc + j0, ldc, a + (ptrdiff_t)i0 * lda + p0, lda,
+                                         bp + ((ptrdiff_t)(j0 / ATTN__NB) * k + p0) * ATTN__NB, kc, m - i0 < 6 ? m - i0 : 6,
+                                         n - j0 < ATTN__NB ? n - j0 : ATTN__NB, accumulate || p0 > 0);
     }
 }
 
