@@ -57,10 +57,13 @@
    and key tiles past the causal diagonal or kv_len are skipped. Tiles of at most 8 queries (decoding)
    take a row kernel vectorised along d; with more than 2048 keys their keys are cut into 2048-key
    chunks processed as separate work items and merged through their log-sum-exps (flash-decoding).
-   Projections use the same micro-kernel on 16 KiB stack panels.
+   Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
+   their workspace and sweep it with each 6-row block of the input held in L1; the building blocks pack
+   16 KiB panels on the stack.
    Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
-   (0: omp_get_max_threads()), over (batch, head, query tile, key chunk) work items; attn_project,
-   attn_scores and attn_weighted_sum use omp_get_max_threads() for projections by column blocks. A caller
+   (0: omp_get_max_threads()), over (batch, head, query tile, key chunk) work items, and projections by
+   blocks of 96 rows. The building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
+   attn_merge) run on the calling thread only. A caller
    with its own thread pool sets split_count = number of slices and split_index = this slice, and runs
    every slice (any order, any thread), each with its own workspace, on the same arguments: attn_sdpa
    only. Results are bitwise identical whatever the thread count or split.
@@ -167,8 +170,9 @@
        ATTN_LAYOUT_OUT_IN, e.g. PyTorch's in_proj_weight, in_proj_weight + E*E, + 2*E*E, out_proj.weight);
        b_q, b_o [d_model], b_k, b_v [n_kv_heads*head_dim], each optional.
        The options of attn_sdpa apply per head; scale 0 is 1/sqrt(head_dim); out_lse is [B, Hq, Nq];
-       out_weights [B, Hq, Nq, Nk] or averaged [B, Nq, Nk]. The workspace holds the projected Q, K, V and
-       the attention output of one batch, plus attn_sdpa's.
+       out_weights [B, Hq, Nq, Nk] or averaged [B, Nq, Nk]. The workspace holds attn_sdpa's, one packed
+       weight matrix (max(d_model, d_kv) x d_model rounded up to 64 columns) and the projected Q, K, V and
+       the attention output of one batch.
 
    Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(H, N, D) -> {N*H*D, D, H*D};
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
