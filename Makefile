@@ -10,7 +10,7 @@ BUILD ?= build
 HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart
 
-.PHONY: all test test-neon examples run check-build clean
+.PHONY: all test test-neon examples run bench check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -66,6 +66,17 @@ check-build: $(HEADER) | $(BUILD)
 	./$(BUILD)/link
 	$(CC) $(CFLAGS) -o $(BUILD)/static tests/build/static_a.c tests/build/static_b.c $(LDLIBS)
 	./$(BUILD)/static
+
+# The benchmark (bench/README.md): make bench, or make bench BLAS=openblas (Debian's libopenblas-dev) to
+# measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options.
+BENCH_FLAGS = -std=c99 -O2 -march=native -fopenmp
+ifeq ($(BLAS),openblas)
+BENCH_FLAGS += -DBENCH_OPENBLAS
+BENCH_LIBS = -lopenblas
+endif
+bench: $(HEADER) bench/bench.c | $(BUILD)
+	$(CC) $(BENCH_FLAGS) -o $(BUILD)/bench bench/bench.c $(BENCH_LIBS) -lm
+	./$(BUILD)/bench $(BENCH_ARGS)
 
 $(BUILD):
 	mkdir -p $(BUILD)
