@@ -31,8 +31,9 @@ $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
 # Build checks: the README's quick start compiles and runs as written; the header compiles as C++11 and
-# C++17 and as C11; one implementation file plus a declarations-only file link into one program; and
-# ATTN_STATIC with the implementation in two files links without clashes.
+# C++17 and as C11; one implementation file plus a declarations-only file link into one program;
+# ATTN_STATIC with the implementation in two files links without clashes; and ATTN_NO_STDIO builds
+# without <stdio.h>.
 check-build: $(HEADER) | $(BUILD)
 	awk '/<!-- snippet: quickstart -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
 	    README.md > $(BUILD)/readme_quickstart.c
@@ -49,6 +50,8 @@ check-build: $(HEADER) | $(BUILD)
 	./$(BUILD)/link
 	$(CC) $(CFLAGS) -o $(BUILD)/static tests/build/static_a.c tests/build/static_b.c $(LDLIBS)
 	./$(BUILD)/static
+	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
+	./$(BUILD)/no_stdio
 
 $(BUILD):
 	mkdir -p $(BUILD)

@@ -2,6 +2,8 @@
 
    Scaled dot-product attention, multi-head self- and cross-attention and their building blocks (projection,
    scores, softmax, weighted sum, log-sum-exp merge), float32, no dependency beyond the C standard library.
+   For encoder-decoder models also the classic mechanisms: additive (Bahdanau), multiplicative (Luong) and
+   hard attention, with pictures of the alignment (PNG, PGM, PPM, terminal heatmaps).
 
    ==================================================================================================
    QUICK START
@@ -38,6 +40,7 @@
    | ATTN_ASSERT(x)             | assert for internal invariants only (default: assert from <assert.h>)   |
    | ATTN_MALLOC(size, user)    | allocator; define both or neither (default: malloc/free). `user` is     |
    | ATTN_FREE(ptr, user)       | attn_options.alloc_user                                                 |
+   | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
 
    ==================================================================================================
    CONVENTIONS
@@ -145,7 +148,7 @@
    [B, Nq, d_s] (the queries), h encoder states [B, Nk, d_h] (keys and values). [B, N, D] tensors are
    attn_stride views whose head stride is unused (leave it 0); attn_stride_bhnd(1, N, D) is dense.
 
-   attn_align: the alignment model {score, d_s, d_h, d_a, layout, w, w_s, w_h (each with a row stride,
+   attn_align: the alignment model {d_s, d_h, d_a, score, layout, w, w_s, w_h (each with a row stride,
    0 = dense), b, v, scale}:
        ATTN_SCORE_DOT       e_ij = s_i . h_j                        d_s == d_h
        ATTN_SCORE_GENERAL   e_ij = s_i^T W h_j (+ s_i . b)          w [d_h x d_s], b [d_s]
@@ -206,6 +209,30 @@
        entry gives P 0, index -1 (log_prob -inf); a NaN score gives a NaN row, index -1 (log_prob NaN);
        +inf scores tie among themselves (and are equally likely for attn_sample).
 
+   Attention pictures of a matrix M [rows x cols] (attention weights, scores), row stride m_stride:
+   attn_image_write(write_fn, user, m, m_stride, rows, cols, opt)
+       Streams an image to write_fn(user, bytes, n) (0 = success; nonzero stops with ATTN_ERR_IO): PNG
+       (8-bit gray, or RGB for viridis; stored deflate blocks, CRC-32, Adler-32, no compression library),
+       binary PGM (gray) or PPM (RGB). Each entry is a cell x cell square; row i of M is the i-th row of
+       squares from the top. Nothing is allocated.
+   attn_image_save(path, m, m_stride, rows, cols, opt)
+       The same into a file (created only once the arguments are valid; ATTN_ERR_IO when it cannot be
+       opened or written).
+   attn_heatmap_print(f, m, m_stride, rows, cols, opt)
+       Prints M to a FILE *: two characters per entry, the ASCII ramp " .:-=+*#%@" or ANSI 256-colour
+       backgrounds; optional row labels on the left and column labels written downwards above the columns.
+       ATTN_ERR_IO when the stream's error indicator is set afterwards.
+   attn_image_options (all optional, zero = default):
+       cell        pixels per entry on each side; 0 = 1 (images)
+       format      ATTN_IMAGE_PNG (0), ATTN_IMAGE_PGM (gray only), ATTN_IMAGE_PPM
+       colormap    ATTN_COLORMAP_GRAY (0): black (lo) to white (hi); ATTN_COLORMAP_VIRIDIS
+       lo, hi      the values at the ends of the colour map, lo < hi, values outside clamped; lo == hi
+                   (0, 0): the min and max of the finite entries. NaN and -inf show as lo, +inf as hi
+       ansi        heatmap: 0 ASCII, nonzero ANSI 256 colours (gray ramp or the nearest of the 6x6x6 cube)
+       row_labels, col_labels   heatmap: [rows] and [cols] strings, or NULL
+   Images are limited to 2^31 - 1 pixels a side, and a PNG to 2^31 - 1 bytes of image data
+   (ATTN_ERR_OVERFLOW). attn_image_save and attn_heatmap_print are absent under ATTN_NO_STDIO.
+
    ==================================================================================================
    NUMERIC CONTRACT
    ==================================================================================================
@@ -239,11 +266,16 @@
                                outside [0, 1))
        ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
+       ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
 
    ==================================================================================================
    REVISION HISTORY
    ==================================================================================================
 
+       0.2.0 (unreleased)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
+                           with keys projected once, source lengths, soft, hard, top-k and sampled
+                           selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
+                           ATTN_NO_STDIO.
        0.1.0 (2026-11-26)  first release: building blocks, fused SDPA (masks, causal, GQA, LSE, weights),
                            multi-head self- and cross-attention, workspace, error codes.
 */
@@ -284,7 +316,8 @@ typedef enum attn_result {
     ATTN_ERR_OVERFLOW = -6,
     ATTN_ERR_OPTION = -7,
     ATTN_ERR_WORKSPACE = -8,
-    ATTN_ERR_NOMEM = -9
+    ATTN_ERR_NOMEM = -9,
+    ATTN_ERR_IO = -10
 } attn_result;
 
 typedef enum attn_layout {
@@ -385,8 +418,13 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
 #endif
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Classic attention (declarations): additive and multiplicative scores, soft and hard selection  */
+/* Classic attention (declarations): additive and multiplicative scores, soft and hard selection, */
+/* pictures                                                                                       */
 /* ---------------------------------------------------------------------------------------------- */
+
+#ifndef ATTN_NO_STDIO
+#include <stdio.h> /* FILE: attn_image_save, attn_heatmap_print */
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -403,10 +441,10 @@ typedef enum attn_score {
 /* The alignment model: a score function and its weights. Key width d_key (of attn_align_keys):
    DOT d_h, GENERAL d_s, CONCAT and ADDITIVE d_a. Weight strides are row strides as stored, 0 = dense. */
 typedef struct attn_align {
-    attn_score score;      /* ATTN_SCORE_DOT (0), _GENERAL, _CONCAT, _ADDITIVE */
     int d_s;               /* decoder state (query) width */
     int d_h;               /* encoder state (key and value) width */
     int d_a;               /* attention width of CONCAT and ADDITIVE (length of v) */
+    attn_score score;      /* ATTN_SCORE_DOT (0), _GENERAL, _CONCAT, _ADDITIVE */
     attn_layout layout;    /* orientation of w, w_s, w_h, as in attn_project */
     const float *w;        /* GENERAL: [d_h x d_s] (h . w = W h_j); CONCAT: [(d_s + d_h) x d_a] */
     ptrdiff_t w_stride;
@@ -471,6 +509,42 @@ ATTNDEF attn_result attn_sample(float *p, ptrdiff_t p_stride, int *index, float 
                                 ptrdiff_t s_stride, int n_rows, int n_cols, const float *u, attn_rand_fn rand_fn,
                                 void *rand_user);
 
+typedef enum attn_image_format {
+    ATTN_IMAGE_PNG = 0, /* 8-bit gray or RGB, stored (uncompressed) deflate blocks */
+    ATTN_IMAGE_PGM = 1, /* binary PGM (P5), gray */
+    ATTN_IMAGE_PPM = 2  /* binary PPM (P6), RGB */
+} attn_image_format;
+
+typedef enum attn_colormap {
+    ATTN_COLORMAP_GRAY = 0,   /* black (lo) to white (hi) */
+    ATTN_COLORMAP_VIRIDIS = 1 /* dark blue (lo) through green to yellow (hi) */
+} attn_colormap;
+
+typedef struct attn_image_options {
+    int cell;                      /* image: pixels per matrix entry, each side; 0 = 1 */
+    attn_image_format format;      /* image: ATTN_IMAGE_PNG (0), _PGM, _PPM */
+    attn_colormap colormap;        /* ATTN_COLORMAP_GRAY (0), _VIRIDIS (not for PGM) */
+    float lo, hi;                  /* values mapped to the ends of the colour map; lo == hi: the min and
+                                      max of the finite entries */
+    int ansi;                      /* heatmap: 0 ASCII ramp, nonzero ANSI 256-colour cells */
+    const char *const *row_labels; /* heatmap: [rows] strings left of the rows, or NULL */
+    const char *const *col_labels; /* heatmap: [cols] strings above the columns (vertically), or NULL */
+} attn_image_options;
+
+/* Receives the bytes of an image in order; returns 0 on success, nonzero to fail with ATTN_ERR_IO. */
+typedef int (*attn_write_fn)(void *user, const void *data, size_t bytes);
+
+ATTNDEF attn_result attn_image_write(attn_write_fn write_fn, void *user, const float *m, ptrdiff_t m_stride,
+                                     int rows, int cols, const attn_image_options *opt);
+
+#ifndef ATTN_NO_STDIO
+ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                    const attn_image_options *opt);
+
+ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                       const attn_image_options *opt);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -527,6 +601,7 @@ ATTNDEF const char *attn_result_string(attn_result r)
     case ATTN_ERR_OPTION: return "an option has an invalid value";
     case ATTN_ERR_WORKSPACE: return "the workspace is smaller than the size function reported";
     case ATTN_ERR_NOMEM: return "out of memory";
+    case ATTN_ERR_IO: return "a file could not be opened or written";
     }
     return "unknown attn_result";
 }
@@ -1685,6 +1760,378 @@ ATTNDEF attn_result attn_align_forward(float *context, attn_stride context_s, co
     return attn__align_call(context, context_s, s, s_s, h, h_s, keys, keys_s, batch, n_q, n_k, align, opt,
                             workspace, workspace_bytes, 1);
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Attention pictures: PNG, PGM and PPM images, terminal heatmaps                                 */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* viridis at t = 0, 1/8, ..., 1 (viridisLite's viridis(9)) */
+static const unsigned char attn__viridis[9][3] = {
+    {0x44, 0x01, 0x54}, {0x47, 0x2D, 0x7B}, {0x3B, 0x52, 0x8B}, {0x2C, 0x72, 0x8E}, {0x21, 0x90, 0x8C},
+    {0x27, 0xAD, 0x81}, {0x5D, 0xC8, 0x63}, {0xAA, 0xDC, 0x32}, {0xFD, 0xE7, 0x25}};
+
+#ifdef __cplusplus
+static const attn_image_options attn__image_default_options = {}; /* all zero: every default */
+#else
+static const attn_image_options attn__image_default_options = {0};
+#endif
+
+/* Validates a picture request (both images and heatmaps). */
+static attn_result attn__image_check(const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                     const attn_image_options *o)
+{
+    if (!m) return ATTN_ERR_NULL;
+    if (rows <= 0 || cols <= 0) return ATTN_ERR_SHAPE;
+    if ((o->format != ATTN_IMAGE_PNG && o->format != ATTN_IMAGE_PGM && o->format != ATTN_IMAGE_PPM) ||
+        (o->colormap != ATTN_COLORMAP_GRAY && o->colormap != ATTN_COLORMAP_VIRIDIS) ||
+        (o->format == ATTN_IMAGE_PGM && o->colormap != ATTN_COLORMAP_GRAY) || o->cell < 0 || !isfinite(o->lo) ||
+        !isfinite(o->hi) || o->lo > o->hi)
+        return ATTN_ERR_OPTION;
+    return attn__check_matrix(m_stride, rows, cols, 0);
+}
+
+/* The colour map of one matrix: t = (x - lo) * inv clamped to [0, 1]; NaN and -inf at 0, +inf at 1. */
+typedef struct attn__cmap {
+    double lo, inv;
+    attn_colormap map;
+} attn__cmap;
+
+static void attn__cmap_init(attn__cmap *c, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                            const attn_image_options *o)
+{
+    double lo = o->lo, hi = o->hi;
+    int i, j;
+    if (o->lo == o->hi) { /* the range of the finite entries */
+        lo = INFINITY;
+        hi = -INFINITY;
+        for (i = 0; i < rows; ++i)
+            for (j = 0; j < cols; ++j) {
+                const float x = m[(ptrdiff_t)i * m_stride + j];
+                if (!isfinite(x)) continue;
+                lo = x < lo ? x : lo;
+                hi = x > hi ? x : hi;
+            }
+        if (lo > hi) lo = hi = 0.0;
+    }
+    c->lo = lo;
+    c->inv = hi > lo ? 1.0 / (hi - lo) : 0.0;
+    c->map = o->colormap;
+}
+
+static double attn__cmap_t(const attn__cmap *c, float x)
+{
+    double t;
+    if (x == INFINITY) return 1.0;
+    if (!(x > -INFINITY)) return 0.0; /* -inf, NaN */
+    t = ((double)x - c->lo) * c->inv;
+    return t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t);
+}
+
+/* The colour of x: gray (three equal bytes) or viridis, interpolated between its nine samples. */
+static void attn__cmap_rgb(unsigned char rgb[3], const attn__cmap *c, float x)
+{
+    const double t = attn__cmap_t(c, x);
+    int ch;
+    if (c->map == ATTN_COLORMAP_GRAY) {
+        rgb[0] = rgb[1] = rgb[2] = (unsigned char)(t * 255.0 + 0.5);
+    } else {
+        const double pos = t * 8.0;
+        const int i = pos >= 8.0 ? 7 : (int)pos;
+        const double f = pos - i;
+        for (ch = 0; ch < 3; ++ch) {
+            const double a = attn__viridis[i][ch], b = attn__viridis[i + 1][ch];
+            rgb[ch] = (unsigned char)(a + f * (b - a) + 0.5);
+        }
+    }
+}
+
+/* Sizes of an image: cell x cell pixels per entry, bytes per pixel, raw bytes (with PNG's filter byte per
+   scanline) and the number of stored deflate blocks of at most 65535 bytes. */
+typedef struct attn__image_geom {
+    int cell, channels;
+    size_t width, height, raw, blocks;
+} attn__image_geom;
+
+#define ATTN__IMAGE_MAX_SIDE 2147483647u /* PNG's limit on width and height, and on a chunk's length */
+#define ATTN__STORED_MAX 65535u          /* bytes of one stored deflate block */
+
+static attn_result attn__image_geometry(attn__image_geom *g, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                        const attn_image_options *o)
+{
+    const int png = o->format == ATTN_IMAGE_PNG;
+    attn_result r;
+    size_t line, idat;
+    if ((r = attn__image_check(m, m_stride, rows, cols, o)) != ATTN_OK) return r;
+    g->cell = o->cell ? o->cell : 1;
+    g->channels = o->format == ATTN_IMAGE_PGM || (png && o->colormap == ATTN_COLORMAP_GRAY) ? 1 : 3;
+    if (!attn__mul(&g->width, (size_t)cols, (size_t)g->cell) ||
+        !attn__mul(&g->height, (size_t)rows, (size_t)g->cell) || g->width > ATTN__IMAGE_MAX_SIDE ||
+        g->height > ATTN__IMAGE_MAX_SIDE ||
+        !attn__mul(&line, g->width, (size_t)g->channels) || !attn__add(&line, line, (size_t)png) ||
+        !attn__mul(&g->raw, line, g->height))
+        return ATTN_ERR_OVERFLOW;
+    g->blocks = (g->raw + ATTN__STORED_MAX - 1) / ATTN__STORED_MAX;
+    idat = 2 + g->raw + 5 * g->blocks + 4; /* raw <= ATTN__MAX_ELEMS: no wrap */
+    if (png && idat > ATTN__IMAGE_MAX_SIDE) return ATTN_ERR_OVERFLOW;
+    return ATTN_OK;
+}
+
+/* An image being written: the caller's sink, the running CRC-32 (PNG chunks) and Adler-32 (zlib), and
+   the stored deflate block being filled. */
+typedef struct attn__image_out {
+    attn_write_fn write_fn;
+    void *user;
+    int failed;
+    uint32_t crc, adler_a, adler_b;
+    int zlib;                  /* raw bytes go into stored deflate blocks */
+    size_t block_left;         /* bytes left in the current block */
+    size_t raw_left;           /* raw bytes still to come */
+    uint32_t crc_table[256];
+} attn__image_out;
+
+static void attn__image_emit(attn__image_out *w, const unsigned char *data, size_t n)
+{
+    size_t i;
+    if (w->failed || n == 0) return;
+    for (i = 0; i < n; ++i) w->crc = w->crc_table[(w->crc ^ data[i]) & 0xFFu] ^ (w->crc >> 8);
+    if (w->write_fn(w->user, data, n) != 0) w->failed = 1;
+}
+
+static void attn__image_u32(attn__image_out *w, uint32_t v) /* big-endian */
+{
+    unsigned char b[4];
+    b[0] = (unsigned char)(v >> 24); b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8); b[3] = (unsigned char)v;
+    attn__image_emit(w, b, 4);
+}
+
+/* Raw image bytes: as they are (PGM, PPM), or into stored deflate blocks (PNG). */
+static void attn__image_raw(attn__image_out *w, const unsigned char *data, size_t n)
+{
+    size_t i;
+    if (!w->zlib) {
+        attn__image_emit(w, data, n);
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        w->adler_a = (w->adler_a + data[i]) % 65521u;
+        w->adler_b = (w->adler_b + w->adler_a) % 65521u;
+    }
+    while (n > 0) {
+        size_t take;
+        if (w->block_left == 0) { /* a block header: BFINAL, BTYPE 00 (stored), LEN, NLEN little-endian */
+            const size_t len = w->raw_left < ATTN__STORED_MAX ? w->raw_left : ATTN__STORED_MAX;
+            unsigned char hdr[5];
+            hdr[0] = (unsigned char)(len == w->raw_left);
+            hdr[1] = (unsigned char)(len & 0xFFu); hdr[2] = (unsigned char)(len >> 8);
+            hdr[3] = (unsigned char)(~len & 0xFFu); hdr[4] = (unsigned char)((~len >> 8) & 0xFFu);
+            attn__image_emit(w, hdr, 5);
+            w->block_left = len;
+        }
+        take = n < w->block_left ? n : w->block_left;
+        attn__image_emit(w, data, take);
+        data += take;
+        n -= take;
+        w->block_left -= take;
+        w->raw_left -= take;
+    }
+}
+
+/* The pixels: every entry a cell x cell square, scanline by scanline, each scanline after a filter byte
+   0 (none) for PNG; buffered in small pieces. */
+static void attn__image_pixels(attn__image_out *w, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                               const attn__image_geom *g, int png, const attn__cmap *c)
+{
+    unsigned char buf[1024];
+    size_t used = 0;
+    int r, dy, col, dx, ch;
+    for (r = 0; r < rows; ++r)
+        for (dy = 0; dy < g->cell; ++dy) {
+            if (png) buf[used++] = 0;
+            for (col = 0; col < cols; ++col) {
+                unsigned char rgb[3];
+                attn__cmap_rgb(rgb, c, m[(ptrdiff_t)r * m_stride + col]);
+                for (dx = 0; dx < g->cell; ++dx)
+                    for (ch = 0; ch < g->channels; ++ch) {
+                        if (used == sizeof buf) {
+                            attn__image_raw(w, buf, used);
+                            used = 0;
+                        }
+                        buf[used++] = rgb[ch];
+                    }
+            }
+            attn__image_raw(w, buf, used);
+            used = 0;
+        }
+}
+
+/* Decimal digits of v into buf (no terminator); returns their count. */
+static size_t attn__fmt_size(char *buf, size_t v)
+{
+    char tmp[24];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v);
+    for (i = 0; i < n; ++i) buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+ATTNDEF attn_result attn_image_write(attn_write_fn write_fn, void *user, const float *m, ptrdiff_t m_stride,
+                                     int rows, int cols, const attn_image_options *opt)
+{
+    static const unsigned char png_sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+    static const unsigned char zlib_hdr[2] = {0x78, 0x01}; /* deflate, 32 KiB window, no dictionary */
+    attn__image_geom g;
+    attn__image_out w;
+    attn__cmap c;
+    attn_result r;
+    uint32_t k;
+    int bit;
+    if (!opt) opt = &attn__image_default_options;
+    if (!write_fn) return ATTN_ERR_NULL;
+    if ((r = attn__image_geometry(&g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
+    memset(&w, 0, sizeof w);
+    w.write_fn = write_fn;
+    w.user = user;
+    for (k = 0; k < 256u; ++k) { /* CRC-32, reflected polynomial 0xEDB88320 */
+        uint32_t v = k;
+        for (bit = 0; bit < 8; ++bit) v = (v & 1u) ? 0xEDB88320u ^ (v >> 1) : v >> 1;
+        w.crc_table[k] = v;
+    }
+    attn__cmap_init(&c, m, m_stride, rows, cols, opt);
+    if (opt->format == ATTN_IMAGE_PNG) {
+        unsigned char ihdr[17];
+        memcpy(ihdr, "IHDR", 4);
+        ihdr[4] = (unsigned char)(g.width >> 24); ihdr[5] = (unsigned char)(g.width >> 16);
+        ihdr[6] = (unsigned char)(g.width >> 8); ihdr[7] = (unsigned char)g.width;
+        ihdr[8] = (unsigned char)(g.height >> 24); ihdr[9] = (unsigned char)(g.height >> 16);
+        ihdr[10] = (unsigned char)(g.height >> 8); ihdr[11] = (unsigned char)g.height;
+        ihdr[12] = 8;                             /* bit depth */
+        ihdr[13] = g.channels == 1 ? 0 : 2;       /* colour type: gray, RGB */
+        ihdr[14] = ihdr[15] = ihdr[16] = 0;       /* deflate, adaptive filtering, no interlace */
+        attn__image_emit(&w, png_sig, 8);
+        attn__image_u32(&w, 13);
+        w.crc = 0xFFFFFFFFu;
+        attn__image_emit(&w, ihdr, 17);
+        attn__image_u32(&w, ~w.crc);
+        /* IDAT: one zlib stream of stored blocks */
+        attn__image_u32(&w, (uint32_t)(2 + g.raw + 5 * g.blocks + 4));
+        w.crc = 0xFFFFFFFFu;
+        attn__image_emit(&w, (const unsigned char *)"IDAT", 4);
+        attn__image_emit(&w, zlib_hdr, 2);
+        w.zlib = 1;
+        w.raw_left = g.raw;
+        w.adler_a = 1;
+        attn__image_pixels(&w, m, m_stride, rows, cols, &g, 1, &c);
+        w.zlib = 0;
+        attn__image_u32(&w, (w.adler_b << 16) | w.adler_a);
+        attn__image_u32(&w, ~w.crc);
+        attn__image_u32(&w, 0);
+        w.crc = 0xFFFFFFFFu;
+        attn__image_emit(&w, (const unsigned char *)"IEND", 4);
+        attn__image_u32(&w, ~w.crc);
+    } else {
+        char hdr[64];
+        size_t n = 0;
+        hdr[n++] = 'P';
+        hdr[n++] = opt->format == ATTN_IMAGE_PGM ? '5' : '6';
+        hdr[n++] = '\n';
+        n += attn__fmt_size(hdr + n, g.width);
+        hdr[n++] = ' ';
+        n += attn__fmt_size(hdr + n, g.height);
+        memcpy(hdr + n, "\n255\n", 5);
+        attn__image_emit(&w, (const unsigned char *)hdr, n + 5);
+        attn__image_pixels(&w, m, m_stride, rows, cols, &g, 0, &c);
+    }
+    return w.failed ? ATTN_ERR_IO : ATTN_OK;
+}
+
+#ifndef ATTN_NO_STDIO
+static int attn__fwrite(void *user, const void *data, size_t bytes)
+{
+    return fwrite(data, 1, bytes, (FILE *)user) == bytes ? 0 : 1;
+}
+
+ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                    const attn_image_options *opt)
+{
+    attn__image_geom g;
+    attn_result r;
+    FILE *f;
+    if (!opt) opt = &attn__image_default_options;
+    if (!path) return ATTN_ERR_NULL;
+    if ((r = attn__image_geometry(&g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r; /* before creating it */
+    if (!(f = fopen(path, "wb"))) return ATTN_ERR_IO;
+    r = attn_image_write(attn__fwrite, f, m, m_stride, rows, cols, opt);
+    if (fclose(f) != 0 && r == ATTN_OK) r = ATTN_ERR_IO;
+    return r;
+}
+
+/* The ANSI 256-colour code of x: the gray ramp (16, 232..255, 231) or the nearest colour of the 6x6x6 cube. */
+static int attn__ansi256(const attn__cmap *c, float x)
+{
+    unsigned char rgb[3];
+    int cube[3], ch;
+    if (c->map == ATTN_COLORMAP_GRAY) {
+        const int level = (int)(attn__cmap_t(c, x) * 25.0 + 0.5);
+        return level == 0 ? 16 : (level == 25 ? 231 : 231 + level);
+    }
+    attn__cmap_rgb(rgb, c, x);
+    for (ch = 0; ch < 3; ++ch) cube[ch] = rgb[ch] < 48 ? 0 : (rgb[ch] < 115 ? 1 : (rgb[ch] - 35) / 40);
+    return 16 + 36 * cube[0] + 6 * cube[1] + cube[2];
+}
+
+ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                       const attn_image_options *opt)
+{
+    static const char ramp[] = " .:-=+*#%@"; /* 10 levels, light to dense */
+    attn__cmap c;
+    attn_result r;
+    size_t label_w = 0, label_h = 0, k;
+    int i, j;
+    if (!opt) opt = &attn__image_default_options;
+    if (!f) return ATTN_ERR_NULL;
+    if ((r = attn__image_check(m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
+    attn__cmap_init(&c, m, m_stride, rows, cols, opt);
+    for (i = 0; opt->row_labels && i < rows; ++i) {
+        const size_t len = opt->row_labels[i] ? strlen(opt->row_labels[i]) : 0;
+        label_w = len > label_w ? len : label_w;
+    }
+    for (j = 0; opt->col_labels && j < cols; ++j) {
+        const size_t len = opt->col_labels[j] ? strlen(opt->col_labels[j]) : 0;
+        label_h = len > label_h ? len : label_h;
+    }
+    /* column labels written downwards, one character per line, over the first character of each cell */
+    for (k = 0; k < label_h; ++k) {
+        if (opt->row_labels) fprintf(f, "%*s", (int)label_w + 1, "");
+        for (j = 0; j < cols; ++j) {
+            const char *l = opt->col_labels[j] ? opt->col_labels[j] : "";
+            fputc(k < strlen(l) ? l[k] : ' ', f);
+            fputc(' ', f);
+        }
+        fputc('\n', f);
+    }
+    /* one line per row, two characters per entry */
+    for (i = 0; i < rows; ++i) {
+        if (opt->row_labels) fprintf(f, "%-*s ", (int)label_w, opt->row_labels[i] ? opt->row_labels[i] : "");
+        for (j = 0; j < cols; ++j) {
+            const float x = m[(ptrdiff_t)i * m_stride + j];
+            if (opt->ansi) {
+                fprintf(f, "\x1b[48;5;%dm  ", attn__ansi256(&c, x));
+            } else {
+                const char ch = ramp[(int)(attn__cmap_t(&c, x) * 9.0 + 0.5)];
+                fputc(ch, f);
+                fputc(ch, f);
+            }
+        }
+        if (opt->ansi) fputs("\x1b[0m", f);
+        fputc('\n', f);
+    }
+    return ferror(f) ? ATTN_ERR_IO : ATTN_OK;
+}
+#endif /* ATTN_NO_STDIO */
 
 #ifdef __cplusplus
 }

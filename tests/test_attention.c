@@ -1043,7 +1043,7 @@ static void test_errors_building_blocks(void)
     CHECK(strcmp(attn_result_string((attn_result)-100), "unknown attn_result") == 0);
     {
         int r;
-        for (r = ATTN_ERR_NOMEM; r <= ATTN_OK; ++r) CHECK(strcmp(attn_result_string((attn_result)r), "unknown attn_result") != 0);
+        for (r = ATTN_ERR_IO; r <= ATTN_OK; ++r) CHECK(strcmp(attn_result_string((attn_result)r), "unknown attn_result") != 0);
     }
 }
 
@@ -1901,6 +1901,319 @@ static void test_errors_hard(void)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* attention pictures                                                                             */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* an image sink in memory; fail_at > 0 makes that call (1-based) fail */
+typedef struct membuf { unsigned char *data; size_t n, cap; int calls, fail_at; } membuf;
+static int membuf_write(void *user, const void *data, size_t bytes)
+{
+    membuf *m = (membuf *)user;
+    if (m->fail_at && ++m->calls == m->fail_at) return 1;
+    if (m->n + bytes > m->cap) {
+        m->cap = (m->n + bytes) * 2;
+        m->data = (unsigned char *)realloc(m->data, m->cap);
+        if (!m->data) abort();
+    }
+    memcpy(m->data + m->n, data, bytes);
+    m->n += bytes;
+    return 0;
+}
+
+static unsigned long test_crc32(const unsigned char *p, size_t n) /* bit by bit, no table */
+{
+    unsigned long c = 0xFFFFFFFFul;
+    size_t i;
+    int k;
+    for (i = 0; i < n; ++i) {
+        c ^= p[i];
+        for (k = 0; k < 8; ++k) c = (c & 1ul) ? (c >> 1) ^ 0xEDB88320ul : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFul;
+}
+static unsigned long be32(const unsigned char *p)
+{
+    return ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) | ((unsigned long)p[2] << 8) | p[3];
+}
+
+/* Decodes a PNG of stored deflate blocks, checking the signature, each chunk's CRC, IHDR, the zlib header,
+   each block's LEN/NLEN and the Adler-32. Returns the raw scanlines (to free) or NULL on any defect. */
+static unsigned char *decode_png(const membuf *png, unsigned long *w, unsigned long *h, int *color, size_t *raw_n,
+                                 int *n_blocks)
+{
+    static const unsigned char sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+    unsigned char *idat = (unsigned char *)malloc(png->n), *raw = (unsigned char *)malloc(png->n);
+    size_t pos = 8, idat_n = 0, zp = 2, n = 0;
+    unsigned long a = 1, b = 0;
+    int ok = png->n > 8 && memcmp(png->data, sig, 8) == 0, seen_end = 0, final = 0;
+    *n_blocks = 0;
+    while (ok && !seen_end && pos + 12 <= png->n) {
+        const unsigned long len = be32(png->data + pos);
+        const unsigned char *type = png->data + pos + 4, *data = type + 4;
+        if (pos + 12 + len > png->n || test_crc32(type, len + 4) != be32(data + len)) { ok = 0; break; }
+        if (memcmp(type, "IHDR", 4) == 0) {
+            ok = len == 13 && data[8] == 8 && data[10] == 0 && data[11] == 0 && data[12] == 0;
+            *w = be32(data); *h = be32(data + 4); *color = data[9];
+        } else if (memcmp(type, "IDAT", 4) == 0) {
+            memcpy(idat + idat_n, data, len);
+            idat_n += len;
+        } else if (memcmp(type, "IEND", 4) == 0) {
+            seen_end = len == 0 && pos + 12 == png->n;
+        }
+        pos += 12 + len;
+    }
+    ok = ok && seen_end && idat_n >= 6 && idat[0] == 0x78 && (idat[0] * 256 + idat[1]) % 31 == 0 && !(idat[1] & 0x20);
+    while (ok && !final) { /* stored blocks: BFINAL, BTYPE 00, LEN, NLEN */
+        unsigned len, nlen;
+        if (zp + 5 > idat_n || ((idat[zp] >> 1) & 3) != 0) { ok = 0; break; }
+        final = idat[zp] & 1;
+        len = idat[zp + 1] | (idat[zp + 2] << 8);
+        nlen = idat[zp + 3] | (idat[zp + 4] << 8);
+        if (len != (~nlen & 0xFFFFu) || zp + 5 + len > idat_n) { ok = 0; break; }
+        memcpy(raw + n, idat + zp + 5, len);
+        n += len;
+        zp += 5 + len;
+        ++*n_blocks;
+    }
+    for (pos = 0; pos < n; ++pos) { a = (a + raw[pos]) % 65521; b = (b + a) % 65521; }
+    ok = ok && zp + 4 == idat_n && be32(idat + zp) == ((b << 16) | a);
+    free(idat);
+    if (!ok) { free(raw); printf("    decode_png: malformed\n"); return NULL; }
+    *raw_n = n;
+    return raw;
+}
+
+static unsigned char gray_of(double t) { return (unsigned char)floor(t * 255.0 + 0.5); }
+
+/* PNG bytes: signature, chunk CRCs, IHDR, stored blocks and Adler-32 decode back to the expected pixels;
+   gray and viridis, cells, one and several deflate blocks, automatic range, special values. */
+static void test_image_png(void)
+{
+    /* gray, values k/255 on [0, 1], 2x2 pixels each, a padded row stride */
+    float m[3 * 5];
+    const int k_vals[12] = {0, 255, 128, 1, 17, 200, 254, 64, 99, 3, 250, 127};
+    attn_image_options o;
+    membuf out = {NULL, 0, 0, 0, 0};
+    unsigned long w = 0, h = 0;
+    size_t n = 0;
+    int color = -1, blocks = 0, i, x, y, ok = 1;
+    unsigned char *raw;
+    memset(&o, 0, sizeof o);
+    for (i = 0; i < 12; ++i) m[(i / 4) * 5 + i % 4] = (float)k_vals[i] / 255.0f;
+    o.cell = 2; o.lo = 0.0f; o.hi = 1.0f;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 5, 3, 4, &o), ATTN_OK);
+    raw = decode_png(&out, &w, &h, &color, &n, &blocks);
+    CHECK(raw && w == 8 && h == 6 && color == 0 && n == 6 * 9 && blocks == 1);
+    for (y = 0; raw && y < 6; ++y) {
+        ok &= raw[y * 9] == 0; /* filter: none */
+        for (x = 0; x < 8; ++x) ok &= raw[y * 9 + 1 + x] == k_vals[(y / 2) * 4 + x / 2];
+    }
+    CHECK(ok);
+    free(raw); free(out.data);
+    /* viridis RGB: the ends and the middle are samples of the map */
+    {
+        const float v[3] = {0.0f, 0.5f, 1.0f};
+        const unsigned char want[9] = {0x44, 0x01, 0x54, 0x21, 0x90, 0x8C, 0xFD, 0xE7, 0x25};
+        membuf o2 = {NULL, 0, 0, 0, 0};
+        memset(&o, 0, sizeof o);
+        o.colormap = ATTN_COLORMAP_VIRIDIS;
+        CHECK_CODE(attn_image_write(membuf_write, &o2, v, 3, 1, 3, &o), ATTN_OK); /* auto range: [0, 1] */
+        raw = decode_png(&o2, &w, &h, &color, &n, &blocks);
+        CHECK(raw && w == 3 && h == 1 && color == 2 && n == 10 && raw[0] == 0 && memcmp(raw + 1, want, 9) == 0);
+        free(raw); free(o2.data);
+    }
+    /* 90300 raw bytes: two stored blocks; special values: NaN and -inf at the low end, +inf at the high end,
+       values outside [lo, hi] clamped */
+    {
+        const float v[9] = {NAN, -INFINITY, INFINITY, -5.0f, 5.0f, 0.25f, 0.5f, 0.75f, 1.0f};
+        membuf o3 = {NULL, 0, 0, 0, 0};
+        memset(&o, 0, sizeof o);
+        o.cell = 100; o.lo = 0.0f; o.hi = 1.0f;
+        CHECK_CODE(attn_image_write(membuf_write, &o3, v, 3, 3, 3, &o), ATTN_OK);
+        raw = decode_png(&o3, &w, &h, &color, &n, &blocks);
+        CHECK(raw && w == 300 && h == 300 && n == 300 * 301 && blocks == 2);
+        for (y = 0, ok = 1; raw && y < 300; y += 7)
+            for (x = 0; x < 300; x += 11) {
+                const float e = v[(y / 100) * 3 + x / 100];
+                const unsigned char g = e != e || e < 0.0f ? 0 : e > 1.0f ? 255 : gray_of(e);
+                ok &= raw[y * 301] == 0 && raw[y * 301 + 1 + x] == g;
+            }
+        CHECK(ok);
+        free(raw); free(o3.data);
+    }
+    /* automatic range on random values: min -> 0, max -> 255, the rest within rounding of the float64 map */
+    {
+        float v[7 * 9];
+        double lo = 1e30, hi = -1e30;
+        membuf o4 = {NULL, 0, 0, 0, 0};
+        rnd_fill(v, 63, 3.0f);
+        for (i = 0; i < 63; ++i) { lo = v[i] < lo ? v[i] : lo; hi = v[i] > hi ? v[i] : hi; }
+        memset(&o, 0, sizeof o);
+        CHECK_CODE(attn_image_write(membuf_write, &o4, v, 9, 7, 9, &o), ATTN_OK);
+        raw = decode_png(&o4, &w, &h, &color, &n, &blocks);
+        for (i = 0, ok = raw != NULL; raw && i < 63; ++i) {
+            const int g = raw[(i / 9) * 10 + 1 + i % 9], want = gray_of((v[i] - lo) / (hi - lo));
+            ok &= abs(g - want) <= 1 && (v[i] != lo || g == 0) && (v[i] != hi || g == 255);
+        }
+        CHECK(ok);
+        free(raw); free(o4.data);
+    }
+}
+
+/* PGM and PPM: the header and the bytes exactly; attn_image_save writes the same bytes to a file */
+static void test_image_pnm(void)
+{
+    const float m[2 * 3] = {0.0f, 1.0f, 0.5f, 0.2f, 0.4f, 0.6f};
+    const char pgm_hdr[] = "P5\n6 4\n255\n", ppm_hdr[] = "P6\n3 2\n255\n";
+    attn_image_options o;
+    membuf out = {NULL, 0, 0, 0, 0}, out2 = {NULL, 0, 0, 0, 0};
+    int x, y, c, ok = 1;
+    memset(&o, 0, sizeof o);
+    o.format = ATTN_IMAGE_PGM; o.cell = 2; o.lo = 0.0f; o.hi = 1.0f;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 3, 2, 3, &o), ATTN_OK);
+    CHECK(out.n == 11 + 24 && memcmp(out.data, pgm_hdr, 11) == 0);
+    for (y = 0; out.n == 35 && y < 4; ++y)
+        for (x = 0; x < 6; ++x) ok &= out.data[11 + y * 6 + x] == gray_of(m[(y / 2) * 3 + x / 2]);
+    CHECK(ok);
+    o.format = ATTN_IMAGE_PPM; o.cell = 0; /* 0 = 1 pixel per entry */
+    CHECK_CODE(attn_image_write(membuf_write, &out2, m, 3, 2, 3, &o), ATTN_OK);
+    CHECK(out2.n == 11 + 18 && memcmp(out2.data, ppm_hdr, 11) == 0);
+    for (x = 0; out2.n == 29 && x < 6; ++x)
+        for (c = 0; c < 3; ++c) ok &= out2.data[11 + x * 3 + c] == gray_of(m[x]);
+    CHECK(ok);
+    {
+        /* the file holds the same bytes */
+        const char *path = "test_attention_image.tmp";
+        unsigned char buf[64];
+        size_t got = 0;
+        FILE *f;
+        o.format = ATTN_IMAGE_PGM; o.cell = 2;
+        CHECK_CODE(attn_image_save(path, m, 3, 2, 3, &o), ATTN_OK);
+        f = fopen(path, "rb");
+        CHECK(f != NULL);
+        if (f) { got = fread(buf, 1, sizeof buf, f); fclose(f); }
+        CHECK(got == out.n && memcmp(buf, out.data, got) == 0);
+        remove(path);
+        /* invalid arguments: the file is not even created */
+        o.cell = -1;
+        CHECK_CODE(attn_image_save(path, m, 3, 2, 3, &o), ATTN_ERR_OPTION);
+        f = fopen(path, "rb");
+        CHECK(f == NULL);
+        if (f) fclose(f);
+    }
+    free(out.data); free(out2.data);
+}
+
+/* prints a heatmap to a temporary file and returns what was printed (to free) */
+static char *heatmap_text(attn_result *r, const float *m, ptrdiff_t stride, int rows, int cols, const attn_image_options *o)
+{
+    FILE *f = tmpfile();
+    char *text = (char *)calloc(4096, 1);
+    size_t n;
+    if (!f || !text) abort();
+    *r = attn_heatmap_print(f, m, stride, rows, cols, o);
+    fflush(f);
+    rewind(f);
+    n = fread(text, 1, 4095, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* The terminal heatmap, exactly: the ASCII ramp with row and column labels, ANSI gray and viridis codes */
+static void test_heatmap_print(void)
+{
+    const float m[2 * 3] = {0.0f, 1.0f, 9.0f, 0.5f, 0.25f, 9.0f}; /* third column: row stride padding */
+    const char *rows[2] = {"a", "bb"}, *cols[2] = {"x", "yz"};
+    attn_image_options o;
+    attn_result r;
+    char *t;
+    memset(&o, 0, sizeof o);
+    o.lo = 0.0f; o.hi = 1.0f;
+    t = heatmap_text(&r, m, 3, 2, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "  @@\n++::\n") == 0);
+    free(t);
+    o.row_labels = rows; o.col_labels = cols;
+    t = heatmap_text(&r, m, 3, 2, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "   x y \n     z \na    @@\nbb ++::\n") == 0);
+    free(t);
+    memset(&o, 0, sizeof o);
+    o.ansi = 1; /* automatic range over [0, 1] */
+    t = heatmap_text(&r, m, 3, 1, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "\x1b[48;5;16m  \x1b[48;5;231m  \x1b[0m\n") == 0);
+    free(t);
+    o.colormap = ATTN_COLORMAP_VIRIDIS;
+    t = heatmap_text(&r, m, 3, 1, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "\x1b[48;5;53m  \x1b[48;5;220m  \x1b[0m\n") == 0);
+    free(t);
+}
+
+static void test_errors_image(void)
+{
+    float m[4 * 4];
+    attn_image_options o, bad;
+    membuf out = {NULL, 0, 0, 0, 0};
+    attn_result r;
+    char *t;
+    FILE *ro;
+    rnd_fill(m, 16, 1.0f);
+    memset(&o, 0, sizeof o);
+    CHECK_CODE(attn_image_write(NULL, &out, m, 4, 4, 4, &o), ATTN_ERR_NULL);
+    CHECK_CODE(attn_image_write(membuf_write, &out, NULL, 4, 4, 4, &o), ATTN_ERR_NULL);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 0, 4, &o), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, -4, &o), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 3, 4, 4, &o), ATTN_ERR_STRIDE);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, PTRDIFF_MAX, 4, 4, &o), ATTN_ERR_OVERFLOW);
+    bad = o; bad.format = (attn_image_format)3;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.colormap = (attn_colormap)2;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.format = ATTN_IMAGE_PGM; bad.colormap = ATTN_COLORMAP_VIRIDIS; /* PGM is gray */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.cell = -2;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.lo = 1.0f; bad.hi = 0.0f;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.hi = NAN;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.cell = 1 << 12; /* 2^20 columns of 2^12 pixels: wider than PNG allows */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 1 << 20, 1, 1 << 20, &bad), ATTN_ERR_OVERFLOW);
+    bad = o; bad.cell = 50000; /* 50000 x 50000 gray: more than 2^31 bytes in one IDAT chunk */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 1, 1, 1, &bad), ATTN_ERR_OVERFLOW);
+    CHECK(out.n == 0 && out.calls == 0); /* nothing written by a failed call */
+    out.fail_at = 3;                     /* the sink fails */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &o), ATTN_ERR_IO);
+    CHECK_CODE(attn_image_save(NULL, m, 4, 4, 4, &o), ATTN_ERR_NULL);
+    CHECK_CODE(attn_image_save("no_such_directory_attn/x.png", m, 4, 4, 4, &o), ATTN_ERR_IO);
+    CHECK_CODE(attn_image_save("no_such_directory_attn/x.png", m, 4, 0, 4, &o), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_heatmap_print(NULL, m, 4, 4, 4, &o), ATTN_ERR_NULL);
+    t = heatmap_text(&r, NULL, 4, 4, 4, &o);
+    CHECK(r == ATTN_ERR_NULL && t[0] == '\0');
+    free(t);
+    t = heatmap_text(&r, m, 4, 4, 0, &o);
+    CHECK(r == ATTN_ERR_SHAPE && t[0] == '\0');
+    free(t);
+    t = heatmap_text(&r, m, 2, 4, 4, &o);
+    CHECK(r == ATTN_ERR_STRIDE && t[0] == '\0');
+    free(t);
+    t = heatmap_text(&r, m, PTRDIFF_MAX, 4, 4, &o);
+    CHECK(r == ATTN_ERR_OVERFLOW && t[0] == '\0');
+    free(t);
+    bad = o; bad.colormap = (attn_colormap)9;
+    t = heatmap_text(&r, m, 4, 4, 4, &bad);
+    CHECK(r == ATTN_ERR_OPTION && t[0] == '\0');
+    free(t);
+    ro = fopen("tests/test_attention.c", "r"); /* a stream that cannot be written */
+    if (!ro) ro = fopen("../tests/test_attention.c", "r");
+    CHECK(ro != NULL);
+    if (ro) {
+        CHECK_CODE(attn_heatmap_print(ro, m, 4, 4, 4, &o), ATTN_ERR_IO);
+        fclose(ro);
+    }
+    free(out.data);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
@@ -1934,6 +2247,10 @@ static const test_case k_tests[] = {
     {"sample_callback", test_sample_callback},
     {"errors_align", test_errors_align},
     {"errors_hard", test_errors_hard},
+    {"image_png", test_image_png},
+    {"image_pnm", test_image_pnm},
+    {"heatmap_print", test_heatmap_print},
+    {"errors_image", test_errors_image},
 };
 
 int main(int argc, char **argv)
