@@ -8,7 +8,7 @@ LDLIBS = -lm
 BUILD ?= build
 
 HEADER = attention.h
-EXAMPLES = $(BUILD)/quickstart
+EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap
 
 .PHONY: all test examples run check-build clean
 
