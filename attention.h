@@ -180,7 +180,7 @@
                          hardmax); _TOPK: softmax over the top_k largest scores (top_k >= 1), 0 elsewhere;
                          _SAMPLE: one-hot at an index drawn from the softmax, with uniform[b*Nq + i] in
                          [0, 1), or when uniform is NULL rand_fn(rand_user), called once per row in row
-                         order (masked rows too), its value clamped into [0, 1)
+                         order (masked rows too), its value clamped into [0, 1) (NaN: 0)
            out_weights   [B, Nq, Nk] dense: the weights applied
            out_index     [B x Nq]: the argmax (SOFT, HARD, TOPK) or the drawn index (SAMPLE); -1 for a
                          row with no visible key or a NaN score
@@ -465,7 +465,7 @@ typedef enum attn_select {
     ATTN_SELECT_SAMPLE = 3 /* one-hot at an index drawn from the softmax */
 } attn_select;
 
-/* A uniform random number in [0, 1); values outside are clamped into it. */
+/* A uniform random number in [0, 1); values outside are clamped into it (NaN: 0). */
 typedef float (*attn_rand_fn)(void *user);
 
 typedef struct attn_align_options {
@@ -483,28 +483,38 @@ typedef struct attn_align_options {
     void *alloc_user;      /* passed to ATTN_MALLOC / ATTN_FREE */
 } attn_align_options;
 
+/* keys [B, Nk, d_key] = W_h h_j + b for h [B, Nk, d_h] (DOT: h_j itself). */
 ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float *h, attn_stride h_s, int batch,
                                     int n_k, const attn_align *align);
 
+/* Workspace bytes of attn_align_scores and attn_align_forward for n_q x n_k, keys given or not. */
 ATTNDEF attn_result attn_align_workspace_size(size_t *bytes, int n_q, int n_k, const attn_align *align,
                                               int with_keys);
 
+/* e [B, Nq, Nk] = scores of s [B, Nq, d_s] against keys [B, Nk, d_key], or (keys NULL) h [B, Nk, d_h];
+   -inf past opt->src_len. */
 ATTNDEF attn_result attn_align_scores(float *e, attn_stride e_s, const float *s, attn_stride s_s, const float *h,
                                       attn_stride h_s, const float *keys, attn_stride keys_s, int batch, int n_q,
                                       int n_k, const attn_align *align, const attn_align_options *opt,
                                       void *workspace, size_t workspace_bytes);
 
+/* context [B, Nq, d_h] = weights . h, the weights [B, Nq, Nk] of the scores of s [B, Nq, d_s] against
+   keys [B, Nk, d_key] (or h [B, Nk, d_h]) by opt->mode. */
 ATTNDEF attn_result attn_align_forward(float *context, attn_stride context_s, const float *s, attn_stride s_s,
                                        const float *h, attn_stride h_s, const float *keys, attn_stride keys_s,
                                        int batch, int n_q, int n_k, const attn_align *align,
                                        const attn_align_options *opt, void *workspace, size_t workspace_bytes);
 
+/* p [n_rows x n_cols] one-hot at the argmax of each row of s [n_rows x n_cols]; index [n_rows] or NULL. */
 ATTNDEF attn_result attn_hardmax(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
                                  int n_rows, int n_cols);
 
+/* p [n_rows x n_cols] = softmax over the k largest of each row of s; index [n_rows x k] or NULL. */
 ATTNDEF attn_result attn_topk(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
                               int n_rows, int n_cols, int k);
 
+/* p [n_rows x n_cols] one-hot at an index drawn from softmax(s) with u [n_rows] or rand_fn; index and
+   log_prob [n_rows], each or NULL. */
 ATTNDEF attn_result attn_sample(float *p, ptrdiff_t p_stride, int *index, float *log_prob, const float *s,
                                 ptrdiff_t s_stride, int n_rows, int n_cols, const float *u, attn_rand_fn rand_fn,
                                 void *rand_user);
@@ -534,13 +544,16 @@ typedef struct attn_image_options {
 /* Receives the bytes of an image in order; returns 0 on success, nonzero to fail with ATTN_ERR_IO. */
 typedef int (*attn_write_fn)(void *user, const void *data, size_t bytes);
 
+/* m [rows x cols] as a PNG, PGM or PPM image, streamed to write_fn. */
 ATTNDEF attn_result attn_image_write(attn_write_fn write_fn, void *user, const float *m, ptrdiff_t m_stride,
                                      int rows, int cols, const attn_image_options *opt);
 
 #ifndef ATTN_NO_STDIO
+/* m [rows x cols] as an image file at path. */
 ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t m_stride, int rows, int cols,
                                     const attn_image_options *opt);
 
+/* m [rows x cols] as a heatmap on a terminal stream f. */
 ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stride, int rows, int cols,
                                        const attn_image_options *opt);
 #endif

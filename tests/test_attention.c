@@ -1840,6 +1840,7 @@ static void test_errors_align(void)
     opt.out_weights = w; opt.out_index = idx; opt.out_log_prob = lp;
     CHECK_CODE(attn_align_forward(ctx, ss, s, ss, NULL, hs, keys, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_NULL);
     CHECK_CODE(attn_align_forward(NULL, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, 0, &a, &opt, NULL, 0), ATTN_ERR_SHAPE);
     bs = ss; bs.row = D - 1; /* the context is [B, Nq, d_h] */
     CHECK_CODE(attn_align_forward(ctx, bs, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_STRIDE);
     opt.mode = (attn_select)4;
@@ -1887,6 +1888,7 @@ static void test_errors_hard(void)
     CHECK_CODE(attn_hardmax(p, 3, idx, s, 3, 0, 3), ATTN_ERR_SHAPE);
     CHECK_CODE(attn_hardmax(p, 2, idx, s, 3, 4, 3), ATTN_ERR_STRIDE);
     CHECK_CODE(attn_hardmax(p, 3, idx, s, PTRDIFF_MAX, 4, 3), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_topk(p, 3, idx, NULL, 3, 4, 3, 2), ATTN_ERR_NULL);
     CHECK_CODE(attn_topk(p, 3, idx, s, 3, 4, -3, 2), ATTN_ERR_SHAPE);
     CHECK_CODE(attn_topk(p, 3, idx, s, -3, 4, 3, 2), ATTN_ERR_STRIDE);
     CHECK_CODE(attn_topk(p, 3, idx, s, 3, 4, 3, 0), ATTN_ERR_OPTION);
