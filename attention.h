@@ -272,7 +272,7 @@
    REVISION HISTORY
    ==================================================================================================
 
-       0.2.0 (unreleased)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
+       0.3.0 (unreleased)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
                            ATTN_NO_STDIO.
