@@ -1444,8 +1444,11 @@ static void attn__align_batch(float *e, ptrdiff_t e_rs, const float *s, ptrdiff_
                               const attn__align_w *w, const attn__align_ws *ws)
 {
     int i, j;
+    /* projections through the public attn_project (arguments validated: it returns ATTN_OK) */
     if (!keys && w->w_h) {
-        attn__project(ws->keys, w->d_key, h, h_rs, w->w_h, w->w_h_rs, w->layout, w->b, n_valid, w->d_h, w->d_key);
+        if (n_valid > 0)
+            (void)attn_project(ws->keys, w->d_key, h, h_rs, w->w_h, w->w_h_rs, w->layout, w->b, n_valid, w->d_h,
+                               w->d_key);
         keys = ws->keys;
         keys_rs = w->d_key;
     } else if (!keys) { /* DOT: the key is the encoder state */
@@ -1455,7 +1458,7 @@ static void attn__align_batch(float *e, ptrdiff_t e_rs, const float *s, ptrdiff_
     if (!w->additive) {
         attn__gemm_nt(e, e_rs, s, s_rs, keys, keys_rs, n_q, n_valid, w->d_s, w->scale, 0);
     } else {
-        attn__project(ws->queries, w->d_key, s, s_rs, w->w_s, w->w_s_rs, w->layout, NULL, n_q, w->d_s, w->d_key);
+        (void)attn_project(ws->queries, w->d_key, s, s_rs, w->w_s, w->w_s_rs, w->layout, NULL, n_q, w->d_s, w->d_key);
         for (i = 0; i < n_q; ++i) {
             const float *q_i = ws->queries + (ptrdiff_t)i * w->d_key;
             float *e_i = e + (ptrdiff_t)i * e_rs;
@@ -1678,7 +1681,7 @@ ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float
         float *k_b = keys + b * keys_s.batch;
         const float *h_b = h + b * h_s.batch;
         if (w.w_h)
-            attn__project(k_b, keys_s.row, h_b, h_s.row, w.w_h, w.w_h_rs, w.layout, w.b, n_k, w.d_h, w.d_key);
+            (void)attn_project(k_b, keys_s.row, h_b, h_s.row, w.w_h, w.w_h_rs, w.layout, w.b, n_k, w.d_h, w.d_key);
         else
             for (j = 0; j < n_k; ++j)
                 memcpy(k_b + j * keys_s.row, h_b + j * h_s.row, sizeof(float) * (size_t)w.d_h);
