@@ -1444,7 +1444,8 @@ static void attn__align_batch(float *e, ptrdiff_t e_rs, const float *s, ptrdiff_
                               const attn__align_w *w, const attn__align_ws *ws)
 {
     int i, j;
-    /* projections through the public attn_project (arguments validated: it returns ATTN_OK) */
+    /* projections and dot products through the public attn_project and attn_scores (on validated
+       arguments they return ATTN_OK) */
     if (!keys && w->w_h) {
         if (n_valid > 0)
             (void)attn_project(ws->keys, w->d_key, h, h_rs, w->w_h, w->w_h_rs, w->layout, w->b, n_valid, w->d_h,
@@ -1456,7 +1457,7 @@ static void attn__align_batch(float *e, ptrdiff_t e_rs, const float *s, ptrdiff_
         keys_rs = h_rs;
     }
     if (!w->additive) {
-        attn__gemm_nt(e, e_rs, s, s_rs, keys, keys_rs, n_q, n_valid, w->d_s, w->scale, 0);
+        if (n_valid > 0) (void)attn_scores(e, e_rs, s, s_rs, keys, keys_rs, n_q, n_valid, w->d_s, w->scale);
     } else {
         (void)attn_project(ws->queries, w->d_key, s, s_rs, w->w_s, w->w_s_rs, w->layout, NULL, n_q, w->d_s, w->d_key);
         for (i = 0; i < n_q; ++i) {
@@ -1742,7 +1743,8 @@ static attn_result attn__align_call(float *out, attn_stride out_s, const float *
                               n_k, n_valid, &w, &p);
             continue;
         }
-        /* 1. scores, masked past src_len; 2. each row's weights; 3. context = weights . h (valid rows) */
+        /* 1. scores, masked past src_len; 2. each row's weights; 3. context = weights . h (valid rows,
+           attn_weighted_sum) */
         wt = o->out_weights ? o->out_weights + row0 * (size_t)n_k : p.weights;
         attn__align_batch(wt, n_k, s_b, s_s.row, h_b, h_s.row, k_b, keys_s.row, n_q, n_k, n_valid, &w, &p);
         for (i = 0; i < n_q; ++i) {
@@ -1753,7 +1755,10 @@ static attn_result attn__align_call(float *out, attn_stride out_s, const float *
             attn__select_row(wt_i, o->out_index ? o->out_index + row0 + i : NULL,
                              o->out_log_prob ? o->out_log_prob + row0 + i : NULL, wt_i, n_k, o, u, p.row);
         }
-        attn__gemm_nn(out + b * out_s.batch, out_s.row, wt, n_k, h_b, h_s.row, n_q, w.d_h, n_valid, 0);
+        if (n_valid > 0)
+            (void)attn_weighted_sum(out + b * out_s.batch, out_s.row, wt, n_k, h_b, h_s.row, n_q, n_valid, w.d_h);
+        else /* no visible key: context 0 */
+            for (i = 0; i < n_q; ++i) memset(out + b * out_s.batch + i * out_s.row, 0, sizeof(float) * (size_t)w.d_h);
     }
     if (!workspace) ATTN_FREE(mem, o->alloc_user);
     return ATTN_OK;
