@@ -8,7 +8,7 @@ LDLIBS = -lm
 BUILD ?= build
 
 HEADER = attention.h
-EXAMPLES = $(BUILD)/quickstart
+EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap
 
 .PHONY: all test test-neon examples run bench check-build clean
 
@@ -47,15 +47,21 @@ run: $(BUILD)/quickstart
 $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
-# Build checks: the README's quick start compiles and runs as written; the header compiles as C++11 and
-# C++17 and as C11; one implementation file plus a declarations-only file link into one program; and
-# ATTN_STATIC with the implementation in two files links without clashes.
+# Build checks: the README's quick start and seq2seq snippet compile and run as written; the header
+# compiles as C++11 and C++17 and as C11; one implementation file plus a declarations-only file link
+# into one program; ATTN_STATIC with the implementation in two files links without clashes; and
+# ATTN_NO_STDIO builds without <stdio.h>.
 check-build: $(HEADER) | $(BUILD)
 	awk '/<!-- snippet: quickstart -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
 	    README.md > $(BUILD)/readme_quickstart.c
 	test -s $(BUILD)/readme_quickstart.c
 	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_quickstart $(BUILD)/readme_quickstart.c $(LDLIBS)
 	./$(BUILD)/readme_quickstart
+	awk '/<!-- snippet: seq2seq -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
+	    README.md > $(BUILD)/readme_seq2seq.c
+	test -s $(BUILD)/readme_seq2seq.c
+	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_seq2seq $(BUILD)/readme_seq2seq.c $(LDLIBS)
+	./$(BUILD)/readme_seq2seq
 	$(CC) $(filter-out -std=%,$(CFLAGS)) -std=c11 -o $(BUILD)/link_c11 tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
 	./$(BUILD)/link_c11
 	$(CXX) $(CXXFLAGS) -std=c++11 -o $(BUILD)/cplusplus11 tests/build/cplusplus.cpp $(LDLIBS)
@@ -66,6 +72,8 @@ check-build: $(HEADER) | $(BUILD)
 	./$(BUILD)/link
 	$(CC) $(CFLAGS) -o $(BUILD)/static tests/build/static_a.c tests/build/static_b.c $(LDLIBS)
 	./$(BUILD)/static
+	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
+	./$(BUILD)/no_stdio
 
 # The benchmark (bench/README.md): make bench, or make bench BLAS=openblas (Debian's libopenblas-dev) to
 # measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options.

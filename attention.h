@@ -1,7 +1,9 @@
-/* attention.h - v0.2.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
+/* attention.h - v0.3.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
 
    Scaled dot-product attention, multi-head self- and cross-attention and their building blocks (projection,
    scores, softmax, weighted sum, log-sum-exp merge), float32, no dependency beyond the C standard library.
+   For encoder-decoder models also the classic mechanisms: additive (Bahdanau), multiplicative (Luong) and
+   hard attention, with pictures of the alignment (PNG, PGM, PPM, terminal heatmaps).
 
    ==================================================================================================
    QUICK START
@@ -42,9 +44,6 @@
    | ATTN_NO_AVX512             | on x86-64, use AVX2+FMA at most                                          |
    | ATTN_HEADER_FILE           | this file's name if renamed (default "attention.h"): the implementation |
    |                            | includes itself once per instruction set                                 |
-   Compile with -fopenmp for threads (OpenMP); nothing else changes.
-
-   ==================================================================================================
    KERNELS AND THREADS
    ==================================================================================================
 
@@ -67,7 +66,11 @@
    with its own thread pool sets split_count = number of slices and split_index = this slice, and runs
    every slice (any order, any thread), each with its own workspace, on the same arguments: attn_sdpa
    only. Results are bitwise identical whatever the thread count or split.
+=======
+   | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
+   Compile with -fopenmp for threads (OpenMP); nothing else changes.
 
+   ===========================================================================================
    ==================================================================================================
    CONVENTIONS
    ==================================================================================================
@@ -84,9 +87,9 @@
      Arguments are validated before anything is written: on error every output is left untouched.
    - Option structs are zero-initialised by the caller ({0}); zero means the documented default, and
      fields added later keep today's behaviour at zero.
-   - Nothing allocates except attn_sdpa, attn_self_forward and attn_cross_forward when they are given no
-     workspace: then they take one block through ATTN_MALLOC and free it before returning. There is no
-     global state: every call is reentrant and thread-safe.
+   - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_align_scores and
+     attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
+     and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
    ==================================================================================================
    REFERENCE
@@ -177,6 +180,95 @@
    Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(H, N, D) -> {N*H*D, D, H*D};
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
 
+   Classic attention (encoder-decoder models: Bahdanau, Luong, hard attention). s are decoder states
+   [B, Nq, d_s] (the queries), h encoder states [B, Nk, d_h] (keys and values). [B, N, D] tensors are
+   attn_stride views whose head stride is unused (leave it 0); attn_stride_bhnd(1, N, D) is dense.
+
+   attn_align: the alignment model {d_s, d_h, d_a, score, layout, w, w_s, w_h (each with a row stride,
+   0 = dense), b, v, scale}:
+       ATTN_SCORE_DOT       e_ij = s_i . h_j                        d_s == d_h
+       ATTN_SCORE_GENERAL   e_ij = s_i^T W h_j (+ s_i . b)          w [d_h x d_s], b [d_s]
+       ATTN_SCORE_CONCAT    e_ij = v . tanh(W [s_i; h_j] + b)       w [(d_s + d_h) x d_a], b and v [d_a]
+       ATTN_SCORE_ADDITIVE  e_ij = v . tanh(W_s s_i + W_h h_j + b)  w_s [d_s x d_a], w_h [d_h x d_a], b, v
+       every score times scale (0 = 1, unscaled; 1/sqrt(d_h) gives a scaled dot). The weight shapes are
+       ATTN_LAYOUT_IN_OUT (x . W, TensorFlow's Dense kernel); ATTN_LAYOUT_OUT_IN stores them transposed as
+       PyTorch's nn.Linear.weight (GENERAL: nn.Linear(d_h, d_s); CONCAT: nn.Linear(d_s + d_h, d_a) applied
+       to torch.cat((s, h))). b is optional. The key of h_j is k_j = W_h h_j + b, d_key wide: d_h (DOT:
+       h_j itself), d_s (GENERAL: W h_j + b), d_a (CONCAT: W's h block; ADDITIVE).
+
+   attn_align_keys(keys, keys_s, h, h_s, batch, n_k, align)
+       keys [B, Nk, d_key] = the keys of h [B, Nk, d_h]. Project them once per source sequence and pass
+       them to every decoder step, as real decoders do.
+
+   attn_align_scores(e, e_s, s, s_s, h, h_s, keys, keys_s, batch, n_q, n_k, align, opt, workspace, bytes)
+       e [B, Nq, Nk]: the scores of s [B, Nq, d_s] against keys [B, Nk, d_key] from attn_align_keys, or
+       with keys NULL against h [B, Nk, d_h], projected inside (bitwise the same scores; h is not read
+       when keys are given). Of opt only src_len and alloc_user are used: e_ij = -inf for j >= src_len[b].
+
+   attn_align_forward(context, context_s, s, s_s, h, h_s, keys, keys_s, batch, n_q, n_k, align, opt,
+                      workspace, bytes)
+       One attention step: the scores, masked past src_len; the weights of every row by opt->mode; the
+       context [B, Nq, d_h] = weights . h. h is required (the values); keys as for attn_align_scores.
+       Encoder states and keys past src_len are never read; a row with no visible key gets context 0.
+       attn_align_options (all optional, zero = default):
+           src_len       [B] valid encoder positions, each in [0, Nk]; NULL: all Nk
+           mode          ATTN_SELECT_SOFT: softmax; _HARD: one-hot at the argmax (TensorFlow Addons'
+                         hardmax); _TOPK: softmax over the top_k largest scores (top_k >= 1), 0 elsewhere;
+                         _SAMPLE: one-hot at an index drawn from the softmax, with uniform[b*Nq + i] in
+                         [0, 1), or when uniform is NULL rand_fn(rand_user), called once per row in row
+                         order (masked rows too), its value clamped into [0, 1) (NaN: 0)
+           out_weights   [B, Nq, Nk] dense: the weights applied
+           out_index     [B x Nq]: the argmax (SOFT, HARD, TOPK) or the drawn index (SAMPLE); -1 for a
+                         row with no visible key or a NaN score
+           out_log_prob  [B x Nq]: log of the softmax weight of out_index (REINFORCE's log-probability);
+                         -inf with no visible key, NaN for a NaN row
+           alloc_user    passed to ATTN_MALLOC / ATTN_FREE
+   attn_align_workspace_size(&bytes, n_q, n_k, align, with_keys)
+       The workspace of either call (with_keys nonzero when the call is given keys): the weights of one
+       batch [Nq x Nk] and a row [Nk], plus the projected keys [Nk x d_key] unless given (not for DOT) and
+       for CONCAT and ADDITIVE the projected queries [Nq x d_key]. workspace NULL: allocated and freed
+       inside. A workspace smaller than reported gives ATTN_ERR_WORKSPACE.
+
+   Hard attention on rows of scores S [n_rows x n_cols] (-inf = masked; to start from weights pass their
+   logarithms), the weights P [n_rows x n_cols] out; p may be s (same stride):
+   attn_hardmax(p, p_stride, index, s, s_stride, n_rows, n_cols)
+       P one-hot at the argmax of each row; index [n_rows] (or NULL) its position.
+   attn_topk(p, p_stride, index, s, s_stride, n_rows, n_cols, k)
+       P the softmax over the k largest scores of each row, 0 elsewhere (k >= the visible entries: the
+       softmax); index [n_rows x k] (or NULL) their positions by decreasing score, -1 past the visible
+       entries. O(k n_cols) per row. attn_hardmax is k = 1.
+   attn_sample(p, p_stride, index, log_prob, s, s_stride, n_rows, n_cols, u, rand_fn, rand_user)
+       P one-hot at an index drawn from softmax(S) by inverse CDF: the first j whose cumulative weight
+       exceeds u[i] (u [n_rows] in [0, 1); or u NULL and rand_fn as above). index and log_prob [n_rows]
+       (each or NULL): the index and the log of its softmax weight.
+       All three: a tie goes to the lowest index; masked entries are never chosen; a row with no visible
+       entry gives P 0, index -1 (log_prob -inf); a NaN score gives a NaN row, index -1 (log_prob NaN);
+       +inf scores tie among themselves (and are equally likely for attn_sample).
+
+   Attention pictures of a matrix M [rows x cols] (attention weights, scores), row stride m_stride:
+   attn_image_write(write_fn, user, m, m_stride, rows, cols, opt)
+       Streams an image to write_fn(user, bytes, n) (0 = success; nonzero stops with ATTN_ERR_IO): PNG
+       (8-bit gray, or RGB for viridis; stored deflate blocks, CRC-32, Adler-32, no compression library),
+       binary PGM (gray) or PPM (RGB). Each entry is a cell x cell square; row i of M is the i-th row of
+       squares from the top. Nothing is allocated.
+   attn_image_save(path, m, m_stride, rows, cols, opt)
+       The same into a file (created only once the arguments are valid; ATTN_ERR_IO when it cannot be
+       opened or written).
+   attn_heatmap_print(f, m, m_stride, rows, cols, opt)
+       Prints M to a FILE *: two characters per entry, the ASCII ramp " .:-=+*#%@" or ANSI 256-colour
+       backgrounds; optional row labels on the left and column labels written downwards above the columns.
+       ATTN_ERR_IO when the stream's error indicator is set afterwards.
+   attn_image_options (all optional, zero = default):
+       cell        pixels per entry on each side; 0 = 1 (images)
+       format      ATTN_IMAGE_PNG (0), ATTN_IMAGE_PGM (gray only), ATTN_IMAGE_PPM
+       colormap    ATTN_COLORMAP_GRAY (0): black (lo) to white (hi); ATTN_COLORMAP_VIRIDIS
+       lo, hi      the values at the ends of the colour map, lo < hi, values outside clamped; lo == hi
+                   (0, 0): the min and max of the finite entries. NaN and -inf show as lo, +inf as hi
+       ansi        heatmap: 0 ASCII, nonzero ANSI 256 colours (gray ramp or the nearest of the 6x6x6 cube)
+       row_labels, col_labels   heatmap: [rows] and [cols] strings, or NULL
+   Images are limited to 2^31 - 1 pixels a side, and a PNG to 2^31 - 1 bytes of image data
+   (ATTN_ERR_OVERFLOW). attn_image_save and attn_heatmap_print are absent under ATTN_NO_STDIO.
+
    ==================================================================================================
    NUMERIC CONTRACT
    ==================================================================================================
@@ -208,14 +300,20 @@
                                output's strides make two of its elements overlap
        ATTN_ERR_OVERFLOW   -6  an element or byte count does not fit in ptrdiff_t / size_t
        ATTN_ERR_OPTION     -7  an option has an invalid value (enum out of range, non-finite scale,
-                               kv_len outside [0, Nk])
+                               kv_len or src_len outside [0, Nk], top_k or k < 1, a uniform number
+                               outside [0, 1))
        ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
+       ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
 
    ==================================================================================================
    REVISION HISTORY
    ==================================================================================================
 
+       0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
+                           with keys projected once, source lengths, soft, hard, top-k and sampled
+                           selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
+                           ATTN_NO_STDIO.
        0.2.0 (2026-11-26)  SIMD kernels (AVX-512, AVX2, NEON) with runtime dispatch; OpenMP threads,
                            splits for caller thread pools; decoding row kernel and flash-decoding key
                            chunks; attn_simd_name.
@@ -231,9 +329,9 @@
 #include <stddef.h> /* size_t, ptrdiff_t */
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 2
+#define ATTN_VERSION_MINOR 3
 #define ATTN_VERSION_PATCH 0
-#define ATTN_VERSION_STRING "0.2.0"
+#define ATTN_VERSION_STRING "0.3.0"
 
 #ifndef ATTNDEF
 #ifdef ATTN_STATIC
@@ -261,7 +359,8 @@ typedef enum attn_result {
     ATTN_ERR_OVERFLOW = -6,
     ATTN_ERR_OPTION = -7,
     ATTN_ERR_WORKSPACE = -8,
-    ATTN_ERR_NOMEM = -9
+    ATTN_ERR_NOMEM = -9,
+    ATTN_ERR_IO = -10
 } attn_result;
 
 typedef enum attn_layout {
@@ -364,6 +463,151 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
 }
 #endif
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Classic attention (declarations): additive and multiplicative scores, soft and hard selection, */
+/* pictures                                                                                       */
+/* ---------------------------------------------------------------------------------------------- */
+
+#ifndef ATTN_NO_STDIO
+#include <stdio.h> /* FILE: attn_image_save, attn_heatmap_print */
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The score of decoder state s_i (query) against encoder state h_j (key), times attn_align.scale. */
+typedef enum attn_score {
+    ATTN_SCORE_DOT = 0,     /* Luong dot:     e_ij = s_i . h_j                            (d_s == d_h) */
+    ATTN_SCORE_GENERAL = 1, /* Luong general: e_ij = s_i^T W h_j                                       */
+    ATTN_SCORE_CONCAT = 2,  /* Luong concat:  e_ij = v^T tanh(W [s_i; h_j] + b)                        */
+    ATTN_SCORE_ADDITIVE = 3 /* Bahdanau:      e_ij = v^T tanh(W_s s_i + W_h h_j + b)                   */
+} attn_score;
+
+/* The alignment model: a score function and its weights. Key width d_key (of attn_align_keys):
+   DOT d_h, GENERAL d_s, CONCAT and ADDITIVE d_a. Weight strides are row strides as stored, 0 = dense. */
+typedef struct attn_align {
+    int d_s;               /* decoder state (query) width */
+    int d_h;               /* encoder state (key and value) width */
+    int d_a;               /* attention width of CONCAT and ADDITIVE (length of v) */
+    attn_score score;      /* ATTN_SCORE_DOT (0), _GENERAL, _CONCAT, _ADDITIVE */
+    attn_layout layout;    /* orientation of w, w_s, w_h, as in attn_project */
+    const float *w;        /* GENERAL: [d_h x d_s] (h . w = W h_j); CONCAT: [(d_s + d_h) x d_a] */
+    ptrdiff_t w_stride;
+    const float *w_s;      /* ADDITIVE: W_s [d_s x d_a] */
+    ptrdiff_t w_s_stride;
+    const float *w_h;      /* ADDITIVE: W_h [d_h x d_a] */
+    ptrdiff_t w_h_stride;
+    const float *b;        /* GENERAL [d_s], CONCAT and ADDITIVE [d_a]: bias of the key projection, or NULL */
+    const float *v;        /* CONCAT, ADDITIVE: [d_a] */
+    float scale;           /* every score is multiplied by it; 0 = 1 (unscaled, as Luong and Bahdanau) */
+} attn_align;
+
+/* How the weights of a row are chosen from its scores. */
+typedef enum attn_select {
+    ATTN_SELECT_SOFT = 0,  /* softmax */
+    ATTN_SELECT_HARD = 1,  /* one-hot at the argmax (TensorFlow Addons' hardmax) */
+    ATTN_SELECT_TOPK = 2,  /* softmax over the top_k largest scores, 0 elsewhere */
+    ATTN_SELECT_SAMPLE = 3 /* one-hot at an index drawn from the softmax */
+} attn_select;
+
+/* A uniform random number in [0, 1); values outside are clamped into it (NaN: 0). */
+typedef float (*attn_rand_fn)(void *user);
+
+typedef struct attn_align_options {
+    const int *src_len;    /* [B] valid encoder positions per batch, in [0, Nk]; later ones masked and
+                              never read. NULL: all Nk */
+    attn_select mode;      /* ATTN_SELECT_SOFT (0), _HARD, _TOPK, _SAMPLE */
+    int top_k;             /* TOPK: k >= 1 */
+    const float *uniform;  /* SAMPLE: [B x Nq] numbers in [0, 1), one per row; or NULL to call rand_fn */
+    attn_rand_fn rand_fn;  /* SAMPLE without uniform: called once per row, in row order */
+    void *rand_user;       /* passed to rand_fn */
+    float *out_weights;    /* [B, Nq, Nk] dense: the weights applied (soft, one-hot, top-k), or NULL */
+    int *out_index;        /* [B x Nq]: the argmax (SOFT, HARD, TOPK) or the drawn index (SAMPLE), -1 for
+                              a row with no visible key or a NaN score; or NULL */
+    float *out_log_prob;   /* [B x Nq]: log of the softmax weight of out_index (REINFORCE), or NULL */
+    void *alloc_user;      /* passed to ATTN_MALLOC / ATTN_FREE */
+} attn_align_options;
+
+/* keys [B, Nk, d_key] = W_h h_j + b for h [B, Nk, d_h] (DOT: h_j itself). */
+ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float *h, attn_stride h_s, int batch,
+                                    int n_k, const attn_align *align);
+
+/* Workspace bytes of attn_align_scores and attn_align_forward for n_q x n_k, keys given or not. */
+ATTNDEF attn_result attn_align_workspace_size(size_t *bytes, int n_q, int n_k, const attn_align *align,
+                                              int with_keys);
+
+/* e [B, Nq, Nk] = scores of s [B, Nq, d_s] against keys [B, Nk, d_key], or (keys NULL) h [B, Nk, d_h];
+   -inf past opt->src_len. */
+ATTNDEF attn_result attn_align_scores(float *e, attn_stride e_s, const float *s, attn_stride s_s, const float *h,
+                                      attn_stride h_s, const float *keys, attn_stride keys_s, int batch, int n_q,
+                                      int n_k, const attn_align *align, const attn_align_options *opt,
+                                      void *workspace, size_t workspace_bytes);
+
+/* context [B, Nq, d_h] = weights . h, the weights [B, Nq, Nk] of the scores of s [B, Nq, d_s] against
+   keys [B, Nk, d_key] (or h [B, Nk, d_h]) by opt->mode. */
+ATTNDEF attn_result attn_align_forward(float *context, attn_stride context_s, const float *s, attn_stride s_s,
+                                       const float *h, attn_stride h_s, const float *keys, attn_stride keys_s,
+                                       int batch, int n_q, int n_k, const attn_align *align,
+                                       const attn_align_options *opt, void *workspace, size_t workspace_bytes);
+
+/* p [n_rows x n_cols] one-hot at the argmax of each row of s [n_rows x n_cols]; index [n_rows] or NULL. */
+ATTNDEF attn_result attn_hardmax(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
+                                 int n_rows, int n_cols);
+
+/* p [n_rows x n_cols] = softmax over the k largest of each row of s; index [n_rows x k] or NULL. */
+ATTNDEF attn_result attn_topk(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
+                              int n_rows, int n_cols, int k);
+
+/* p [n_rows x n_cols] one-hot at an index drawn from softmax(s) with u [n_rows] or rand_fn; index and
+   log_prob [n_rows], each or NULL. */
+ATTNDEF attn_result attn_sample(float *p, ptrdiff_t p_stride, int *index, float *log_prob, const float *s,
+                                ptrdiff_t s_stride, int n_rows, int n_cols, const float *u, attn_rand_fn rand_fn,
+                                void *rand_user);
+
+typedef enum attn_image_format {
+    ATTN_IMAGE_PNG = 0, /* 8-bit gray or RGB, stored (uncompressed) deflate blocks */
+    ATTN_IMAGE_PGM = 1, /* binary PGM (P5), gray */
+    ATTN_IMAGE_PPM = 2  /* binary PPM (P6), RGB */
+} attn_image_format;
+
+typedef enum attn_colormap {
+    ATTN_COLORMAP_GRAY = 0,   /* black (lo) to white (hi) */
+    ATTN_COLORMAP_VIRIDIS = 1 /* dark blue (lo) through green to yellow (hi) */
+} attn_colormap;
+
+typedef struct attn_image_options {
+    int cell;                      /* image: pixels per matrix entry, each side; 0 = 1 */
+    attn_image_format format;      /* image: ATTN_IMAGE_PNG (0), _PGM, _PPM */
+    attn_colormap colormap;        /* ATTN_COLORMAP_GRAY (0), _VIRIDIS (not for PGM) */
+    float lo, hi;                  /* values mapped to the ends of the colour map; lo == hi: the min and
+                                      max of the finite entries */
+    int ansi;                      /* heatmap: 0 ASCII ramp, nonzero ANSI 256-colour cells */
+    const char *const *row_labels; /* heatmap: [rows] strings left of the rows, or NULL */
+    const char *const *col_labels; /* heatmap: [cols] strings above the columns (vertically), or NULL */
+} attn_image_options;
+
+/* Receives the bytes of an image in order; returns 0 on success, nonzero to fail with ATTN_ERR_IO. */
+typedef int (*attn_write_fn)(void *user, const void *data, size_t bytes);
+
+/* m [rows x cols] as a PNG, PGM or PPM image, streamed to write_fn. */
+ATTNDEF attn_result attn_image_write(attn_write_fn write_fn, void *user, const float *m, ptrdiff_t m_stride,
+                                     int rows, int cols, const attn_image_options *opt);
+
+#ifndef ATTN_NO_STDIO
+/* m [rows x cols] as an image file at path. */
+ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                    const attn_image_options *opt);
+
+/* m [rows x cols] as a heatmap on a terminal stream f. */
+ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                       const attn_image_options *opt);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
 #endif /* ATTENTION_H */
 
 /* ============================================================================================== */
@@ -430,6 +674,7 @@ ATTNDEF const char *attn_result_string(attn_result r)
     case ATTN_ERR_OPTION: return "an option has an invalid value";
     case ATTN_ERR_WORKSPACE: return "the workspace is smaller than the size function reported";
     case ATTN_ERR_NOMEM: return "out of memory";
+    case ATTN_ERR_IO: return "a file could not be opened or written";
     }
     return "unknown attn_result";
 }
@@ -1513,6 +1758,825 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
 {
     return attn__mha_forward(out, x_q, x_kv, batch, n_q, n_kv, mha, opt, workspace, workspace_bytes, 0);
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Classic attention: alignment models (additive and multiplicative scores)                       */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* An alignment model, resolved and validated. Every score is scale * s_i . k_j (DOT, GENERAL) or
+   scale * v . tanh(q_i + k_j) with q_i = W_s s_i (CONCAT, ADDITIVE), where the key k_j = W_h h_j + b. */
+typedef struct attn__align_w {
+    int additive;                       /* v . tanh(q_i + k_j) rather than s_i . k_j */
+    int d_s, d_h, d_key;
+    attn_layout layout;
+    const float *w_s; ptrdiff_t w_s_rs; /* d_s -> d_key (additive forms) */
+    const float *w_h; ptrdiff_t w_h_rs; /* d_h -> d_key; NULL for DOT, whose key is h_j itself */
+    const float *b;                     /* [d_key] or NULL */
+    const float *v;                     /* [d_key] (additive forms) */
+    float scale;
+} attn__align_w;
+
+/* The row stride in force of a weight mapping d_in -> d_out (stride 0 = dense), validated. */
+static attn_result attn__weight_rs(ptrdiff_t *rs, ptrdiff_t stride, attn_layout layout, int d_in, int d_out)
+{
+    const int in_out = layout == ATTN_LAYOUT_IN_OUT;
+    *rs = stride ? stride : (in_out ? d_out : d_in);
+    return attn__check_matrix(*rs, in_out ? d_in : d_out, in_out ? d_out : d_in, 0);
+}
+
+static attn_result attn__align_resolve(attn__align_w *w, const attn_align *a)
+{
+    const attn_score sc = a->score;
+    const int additive = sc == ATTN_SCORE_CONCAT || sc == ATTN_SCORE_ADDITIVE;
+    attn_result r = ATTN_OK;
+    if (sc != ATTN_SCORE_DOT && sc != ATTN_SCORE_GENERAL && !additive) return ATTN_ERR_OPTION;
+    if (((sc == ATTN_SCORE_GENERAL || sc == ATTN_SCORE_CONCAT) && !a->w) ||
+        (sc == ATTN_SCORE_ADDITIVE && (!a->w_s || !a->w_h)) || (additive && !a->v))
+        return ATTN_ERR_NULL;
+    if (a->d_s <= 0 || a->d_h <= 0 || (sc == ATTN_SCORE_DOT && a->d_s != a->d_h) || (additive && a->d_a <= 0))
+        return ATTN_ERR_SHAPE;
+    if ((a->layout != ATTN_LAYOUT_IN_OUT && a->layout != ATTN_LAYOUT_OUT_IN) || !isfinite(a->scale))
+        return ATTN_ERR_OPTION;
+    memset(w, 0, sizeof *w);
+    w->additive = additive;
+    w->d_s = a->d_s;
+    w->d_h = a->d_h;
+    w->layout = a->layout;
+    w->b = sc == ATTN_SCORE_DOT ? NULL : a->b;
+    w->v = a->v;
+    w->scale = a->scale != 0.0f ? a->scale : 1.0f;
+    if (sc == ATTN_SCORE_DOT) {
+        w->d_key = a->d_h;
+    } else if (sc == ATTN_SCORE_GENERAL) {
+        w->d_key = a->d_s;
+        w->w_h = a->w;
+        r = attn__weight_rs(&w->w_h_rs, a->w_stride, a->layout, a->d_h, a->d_s);
+    } else if (sc == ATTN_SCORE_CONCAT) {
+        /* W [s; h] = W_s s + W_h h: the two blocks of rows (IN_OUT) or of columns (OUT_IN) of W */
+        if ((unsigned)a->d_s + (unsigned)a->d_h > (unsigned)-1 / 2u) return ATTN_ERR_OVERFLOW;
+        w->d_key = a->d_a;
+        r = attn__weight_rs(&w->w_s_rs, a->w_stride, a->layout, a->d_s + a->d_h, a->d_a);
+        w->w_h_rs = w->w_s_rs;
+        w->w_s = a->w;
+        w->w_h = a->layout == ATTN_LAYOUT_IN_OUT ? a->w + (ptrdiff_t)a->d_s * w->w_s_rs : a->w + a->d_s;
+    } else {
+        w->d_key = a->d_a;
+        w->w_s = a->w_s;
+        w->w_h = a->w_h;
+        r = attn__weight_rs(&w->w_s_rs, a->w_s_stride, a->layout, a->d_s, a->d_a);
+        if (r == ATTN_OK) r = attn__weight_rs(&w->w_h_rs, a->w_h_stride, a->layout, a->d_h, a->d_a);
+    }
+    return r;
+}
+
+/* Workspace of one batch, in floats: the weights [Nq x Nk] and a row [Nk] (attn_align_forward), the keys
+   [Nk x d_key] unless given (not for DOT), the projected queries [Nq x d_key] and a row [d_key]
+   (additive forms). */
+typedef struct attn__align_ws {
+    float *weights, *row, *keys, *queries, *tmp;
+} attn__align_ws;
+
+static int attn__align_ws_floats(size_t *n, const attn__align_w *w, int n_q, int n_k, int with_keys)
+{
+    size_t t;
+    if (!attn__mul(n, (size_t)n_q, (size_t)n_k) || !attn__add(n, *n, (size_t)n_k)) return 0;
+    if (!with_keys && w->w_h && (!attn__mul(&t, (size_t)n_k, (size_t)w->d_key) || !attn__add(n, *n, t))) return 0;
+    if (w->additive && (!attn__mul(&t, (size_t)n_q + 1u, (size_t)w->d_key) || !attn__add(n, *n, t))) return 0;
+    return 1;
+}
+
+static void attn__align_carve(attn__align_ws *p, float *ws, const attn__align_w *w, int n_q, int n_k, int with_keys)
+{
+    p->weights = ws;
+    p->row = p->weights + (size_t)n_q * (size_t)n_k;
+    p->keys = p->row + n_k;
+    p->queries = p->keys + (!with_keys && w->w_h ? (size_t)n_k * (size_t)w->d_key : 0u);
+    p->tmp = p->queries + (w->additive ? (size_t)n_q * (size_t)w->d_key : 0u);
+}
+
+/* t[n] = tanh(a[n] + b[n]) */
+static void attn__tanh_sum(float *t, const float *a, const float *b, int n)
+{
+    int i;
+    for (i = 0; i < n; ++i) t[i] = tanhf(a[i] + b[i]);
+}
+
+/* e[n_q x n_k] of one batch: the scores of s [n_q x d_s] against the first n_valid keys, -inf after them.
+   keys [n_valid x d_key], or NULL to project h [n_valid x d_h] here; rows past n_valid are never read. */
+static void attn__align_batch(float *e, ptrdiff_t e_rs, const float *s, ptrdiff_t s_rs, const float *h,
+                              ptrdiff_t h_rs, const float *keys, ptrdiff_t keys_rs, int n_q, int n_k, int n_valid,
+                              const attn__align_w *w, const attn__align_ws *ws)
+{
+    int i, j;
+    /* projections and dot products through the public attn_project and attn_scores (on validated
+       arguments they return ATTN_OK) */
+    if (!keys && w->w_h) {
+        if (n_valid > 0)
+            (void)attn_project(ws->keys, w->d_key, h, h_rs, w->w_h, w->w_h_rs, w->layout, w->b, n_valid, w->d_h,
+                               w->d_key);
+        keys = ws->keys;
+        keys_rs = w->d_key;
+    } else if (!keys) { /* DOT: the key is the encoder state */
+        keys = h;
+        keys_rs = h_rs;
+    }
+    if (!w->additive) {
+        if (n_valid > 0) (void)attn_scores(e, e_rs, s, s_rs, keys, keys_rs, n_q, n_valid, w->d_s, w->scale);
+    } else {
+        (void)attn_project(ws->queries, w->d_key, s, s_rs, w->w_s, w->w_s_rs, w->layout, NULL, n_q, w->d_s, w->d_key);
+        for (i = 0; i < n_q; ++i) {
+            const float *q_i = ws->queries + (ptrdiff_t)i * w->d_key;
+            float *e_i = e + (ptrdiff_t)i * e_rs;
+            for (j = 0; j < n_valid; ++j) {
+                attn__tanh_sum(ws->tmp, q_i, keys + (ptrdiff_t)j * keys_rs, w->d_key);
+                e_i[j] = w->scale * attn__dot(w->v, ws->tmp, w->d_key);
+            }
+        }
+    }
+    for (i = 0; i < n_q; ++i)
+        for (j = n_valid; j < n_k; ++j) e[(ptrdiff_t)i * e_rs + j] = -INFINITY;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Classic attention: hard selection (hardmax, top-k, sampling)                                   */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The k largest entries of s[n] in order: score descending, then index ascending (a tie goes to the lower
+   index); -inf (masked) and NaN entries are never selected. Writes their indices to idx[0 .. count) when
+   idx is not NULL and returns count <= k; *last is the last index selected, -1 for none. O(k n). */
+static int attn__topk_select(int *idx, int *last, const float *s, int n, int k)
+{
+    int count = 0, prev = -1, j;
+    while (count < k) {
+        int best = -1;
+        for (j = 0; j < n; ++j) {
+            const float x = s[j];
+            if (!(x > -INFINITY)) continue;                                           /* masked or NaN */
+            if (prev >= 0 && !(x < s[prev] || (x == s[prev] && j > prev))) continue; /* taken already */
+            if (best < 0 || x > s[best]) best = j;
+        }
+        if (best < 0) break;
+        if (idx) idx[count] = best;
+        prev = best;
+        ++count;
+    }
+    *last = prev;
+    return count;
+}
+
+/* p[n] = softmax over the top k entries of s[n] (attn__topk_select), 0 elsewhere; p may be s. idx [k] or
+   NULL receives their indices, -1 past the last one and for a row made NaN by a NaN score. */
+static void attn__topk_row(float *p, int *idx, const float *s, int n, int k)
+{
+    int last = -1, count = n, j;
+    if (idx || k < n) count = attn__topk_select(idx, &last, s, n, k);
+    if (count < n) {
+        const float lv = count > 0 ? s[last] : -INFINITY;
+        for (j = 0; j < n; ++j) {
+            const float x = s[j];
+            const int keep = x != x || (count > 0 && (x > lv || (x == lv && j <= last)));
+            p[j] = keep ? x : -INFINITY;
+        }
+    } else if (p != s) {
+        memcpy(p, s, sizeof(float) * (size_t)n);
+    }
+    (void)attn_softmax(p, n, p, n, 1, n, NULL);
+    if (idx)
+        for (j = 0; j < k; ++j) idx[j] = j < count && p[0] == p[0] ? idx[j] : -1;
+}
+
+/* Draws an index from softmax(s[n]) by inverse CDF: the first j whose cumulative weight exceeds u in
+   [0, 1); zero weights are never drawn, and rounding falls back to the last positive weight. p[n] (may
+   be s) receives the one-hot of the draw, *index and *log_prob the index and log of its weight: -1 and
+   -inf when every entry is masked, -1 and NaN (and a NaN row) when a score is NaN. */
+static void attn__sample_row(float *p, int *index, float *log_prob, const float *s, int n, float u)
+{
+    float lse, cum = 0.0f;
+    int j, pick = -1;
+    (void)attn_softmax(p, n, s, n, 1, n, &lse);
+    if (lse != lse || lse == -INFINITY) {
+        *index = -1;
+        *log_prob = lse;
+        return;
+    }
+    for (j = 0; j < n; ++j) {
+        if (!(p[j] > 0.0f)) continue;
+        pick = j;
+        cum += p[j];
+        if (u < cum) break;
+    }
+    *index = pick;
+    *log_prob = logf(p[pick]);
+    for (j = 0; j < n; ++j) p[j] = 0.0f;
+    p[pick] = 1.0f;
+}
+
+/* A uniform number from a callback, clamped into [0, 1) (NaN gives 0). */
+static float attn__unit(float u)
+{
+    return u >= 0.0f && u < 1.0f ? u : (u >= 1.0f ? 0.99999994f : 0.0f);
+}
+
+/* The weights of one row of masked scores by the options' mode: p[n] (may be s); *index (or NULL): the
+   argmax, or the draw for SAMPLE; *log_prob (or NULL): log of its softmax weight. scratch [n]. */
+static void attn__select_row(float *p, int *index, float *log_prob, const float *s, int n,
+                             const attn_align_options *o, float u, float *scratch)
+{
+    int idx = -1;
+    float lp = -INFINITY;
+    if (o->mode == ATTN_SELECT_SAMPLE) {
+        attn__sample_row(p, &idx, &lp, s, n, u);
+    } else {
+        const float *soft = p;
+        if (index || log_prob) (void)attn__topk_select(NULL, &idx, s, n, 1);
+        if (log_prob && o->mode != ATTN_SELECT_SOFT) {
+            (void)attn_softmax(scratch, n, s, n, 1, n, NULL);
+            soft = scratch;
+        }
+        if (o->mode == ATTN_SELECT_SOFT) (void)attn_softmax(p, n, s, n, 1, n, NULL);
+        else attn__topk_row(p, NULL, s, n, o->mode == ATTN_SELECT_HARD ? 1 : o->top_k);
+        if (idx >= 0) lp = logf(soft[idx]);
+        if (p[0] != p[0]) { /* a NaN score: the row is NaN */
+            idx = -1;
+            lp = p[0];
+        }
+    }
+    if (index) *index = idx;
+    if (log_prob) *log_prob = lp;
+}
+
+/* Validates the rows of a selection: p [n_rows x n_cols] out, s in. */
+static attn_result attn__check_rows(const float *p, ptrdiff_t p_stride, const float *s, ptrdiff_t s_stride,
+                                    int n_rows, int n_cols)
+{
+    attn_result r;
+    if (!p || !s) return ATTN_ERR_NULL;
+    if (n_rows <= 0 || n_cols <= 0) return ATTN_ERR_SHAPE;
+    if ((r = attn__check_matrix(p_stride, n_rows, n_cols, 1)) != ATTN_OK) return r;
+    return attn__check_matrix(s_stride, n_rows, n_cols, 0);
+}
+
+ATTNDEF attn_result attn_topk(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
+                              int n_rows, int n_cols, int k)
+{
+    attn_result r;
+    size_t n;
+    int i;
+    if ((r = attn__check_rows(p, p_stride, s, s_stride, n_rows, n_cols)) != ATTN_OK) return r;
+    if (k < 1) return ATTN_ERR_OPTION;
+    if (index && !attn__mul(&n, (size_t)n_rows, (size_t)k)) return ATTN_ERR_OVERFLOW;
+    for (i = 0; i < n_rows; ++i)
+        attn__topk_row(p + (ptrdiff_t)i * p_stride, index ? index + (size_t)i * (size_t)k : NULL,
+                       s + (ptrdiff_t)i * s_stride, n_cols, k);
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_hardmax(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
+                                 int n_rows, int n_cols)
+{
+    return attn_topk(p, p_stride, index, s, s_stride, n_rows, n_cols, 1);
+}
+
+ATTNDEF attn_result attn_sample(float *p, ptrdiff_t p_stride, int *index, float *log_prob, const float *s,
+                                ptrdiff_t s_stride, int n_rows, int n_cols, const float *u, attn_rand_fn rand_fn,
+                                void *rand_user)
+{
+    attn_result r;
+    int i;
+    if ((r = attn__check_rows(p, p_stride, s, s_stride, n_rows, n_cols)) != ATTN_OK) return r;
+    if (!u && !rand_fn) return ATTN_ERR_NULL;
+    if (u)
+        for (i = 0; i < n_rows; ++i)
+            if (!(u[i] >= 0.0f && u[i] < 1.0f)) return ATTN_ERR_OPTION;
+    for (i = 0; i < n_rows; ++i) {
+        int idx;
+        float lp;
+        attn__sample_row(p + (ptrdiff_t)i * p_stride, &idx, &lp, s + (ptrdiff_t)i * s_stride, n_cols,
+                         u ? u[i] : attn__unit(rand_fn(rand_user)));
+        if (index) index[i] = idx;
+        if (log_prob) log_prob[i] = lp;
+    }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Classic attention: keys, scores and the attention step                                         */
+/* ---------------------------------------------------------------------------------------------- */
+
+#ifdef __cplusplus
+static const attn_align_options attn__align_default_options = {}; /* all zero: every default */
+#else
+static const attn_align_options attn__align_default_options = {0};
+#endif
+
+/* Validates the options against the sizes: src_len for both calls, the rest for attn_align_forward. */
+static attn_result attn__align_check_options(const attn_align_options *o, int batch, int n_q, int n_k, int forward)
+{
+    const attn_select m = o->mode;
+    size_t rows, n, i;
+    int b;
+    if (o->src_len)
+        for (b = 0; b < batch; ++b)
+            if (o->src_len[b] < 0 || o->src_len[b] > n_k) return ATTN_ERR_OPTION;
+    if (!forward) return ATTN_OK;
+    if (m != ATTN_SELECT_SOFT && m != ATTN_SELECT_HARD && m != ATTN_SELECT_TOPK && m != ATTN_SELECT_SAMPLE)
+        return ATTN_ERR_OPTION;
+    if (m == ATTN_SELECT_TOPK && o->top_k < 1) return ATTN_ERR_OPTION;
+    if (m == ATTN_SELECT_SAMPLE && !o->uniform && !o->rand_fn) return ATTN_ERR_NULL;
+    if (!attn__mul(&rows, (size_t)batch, (size_t)n_q)) return ATTN_ERR_OVERFLOW;
+    if (o->out_weights && !attn__mul(&n, rows, (size_t)n_k)) return ATTN_ERR_OVERFLOW;
+    if (m == ATTN_SELECT_SAMPLE && o->uniform)
+        for (i = 0; i < rows; ++i)
+            if (!(o->uniform[i] >= 0.0f && o->uniform[i] < 1.0f)) return ATTN_ERR_OPTION;
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float *h, attn_stride h_s, int batch,
+                                    int n_k, const attn_align *align)
+{
+    attn__align_w w;
+    attn_result r;
+    int b, j;
+    if (!keys || !h || !align) return ATTN_ERR_NULL;
+    if ((r = attn__align_resolve(&w, align)) != ATTN_OK) return r;
+    if (batch <= 0 || n_k <= 0) return ATTN_ERR_SHAPE;
+    if ((r = attn__check_view(keys_s, batch, 1, n_k, w.d_key, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_view(h_s, batch, 1, n_k, w.d_h, 0)) != ATTN_OK) return r;
+    for (b = 0; b < batch; ++b) {
+        float *k_b = keys + b * keys_s.batch;
+        const float *h_b = h + b * h_s.batch;
+        if (w.w_h)
+            (void)attn_project(k_b, keys_s.row, h_b, h_s.row, w.w_h, w.w_h_rs, w.layout, w.b, n_k, w.d_h, w.d_key);
+        else
+            for (j = 0; j < n_k; ++j)
+                memcpy(k_b + j * keys_s.row, h_b + j * h_s.row, sizeof(float) * (size_t)w.d_h);
+    }
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_align_workspace_size(size_t *bytes, int n_q, int n_k, const attn_align *align,
+                                              int with_keys)
+{
+    attn__align_w w;
+    attn_result r;
+    size_t floats;
+    if (!bytes || !align) return ATTN_ERR_NULL;
+    if ((r = attn__align_resolve(&w, align)) != ATTN_OK) return r;
+    if (n_q <= 0 || n_k <= 0) return ATTN_ERR_SHAPE;
+    if (!attn__align_ws_floats(&floats, &w, n_q, n_k, with_keys)) return ATTN_ERR_OVERFLOW;
+    return attn__ws_bytes(bytes, floats);
+}
+
+/* attn_align_scores (forward 0: out is e [B, Nq, Nk]) and attn_align_forward (forward 1: out is the
+   context [B, Nq, d_h]): validation, workspace, then per batch the scores and, for forward, the weights of
+   every row and the context over the valid encoder states. */
+static attn_result attn__align_call(float *out, attn_stride out_s, const float *s, attn_stride s_s,
+                                    const float *h, attn_stride h_s, const float *keys, attn_stride keys_s,
+                                    int batch, int n_q, int n_k, const attn_align *align,
+                                    const attn_align_options *o, void *workspace, size_t workspace_bytes,
+                                    int forward)
+{
+    attn__align_w w;
+    attn__align_ws p;
+    attn_result r;
+    size_t floats, need;
+    void *mem = workspace;
+    int b, i;
+    if (!o) o = &attn__align_default_options;
+    if (!out || !s || !align || (!h && (forward || !keys))) return ATTN_ERR_NULL;
+    if ((r = attn__align_resolve(&w, align)) != ATTN_OK) return r;
+    if (batch <= 0 || n_q <= 0 || n_k <= 0) return ATTN_ERR_SHAPE;
+    if ((r = attn__check_view(out_s, batch, 1, n_q, forward ? w.d_h : n_k, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_view(s_s, batch, 1, n_q, w.d_s, 0)) != ATTN_OK) return r;
+    if (h && (r = attn__check_view(h_s, batch, 1, n_k, w.d_h, 0)) != ATTN_OK) return r;
+    if (keys && (r = attn__check_view(keys_s, batch, 1, n_k, w.d_key, 0)) != ATTN_OK) return r;
+    if ((r = attn__align_check_options(o, batch, n_q, n_k, forward)) != ATTN_OK) return r;
+    if (!attn__align_ws_floats(&floats, &w, n_q, n_k, keys != NULL)) return ATTN_ERR_OVERFLOW;
+    if ((r = attn__ws_bytes(&need, floats)) != ATTN_OK) return r;
+    if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
+    if (!workspace && !(mem = ATTN_MALLOC(need, o->alloc_user))) return ATTN_ERR_NOMEM;
+    attn__align_carve(&p, attn__ws_base(mem), &w, n_q, n_k, keys != NULL);
+    for (b = 0; b < batch; ++b) {
+        const int n_valid = o->src_len ? o->src_len[b] : n_k;
+        const size_t row0 = (size_t)b * (size_t)n_q; /* first row of this batch in [B x Nq] outputs */
+        const float *s_b = s + b * s_s.batch, *h_b = h ? h + b * h_s.batch : NULL;
+        const float *k_b = keys ? keys + b * keys_s.batch : NULL;
+        float *wt;
+        if (!forward) {
+            attn__align_batch(out + b * out_s.batch, out_s.row, s_b, s_s.row, h_b, h_s.row, k_b, keys_s.row, n_q,
+                              n_k, n_valid, &w, &p);
+            continue;
+        }
+        /* 1. scores, masked past src_len; 2. each row's weights; 3. context = weights . h (valid rows,
+           attn_weighted_sum) */
+        wt = o->out_weights ? o->out_weights + row0 * (size_t)n_k : p.weights;
+        attn__align_batch(wt, n_k, s_b, s_s.row, h_b, h_s.row, k_b, keys_s.row, n_q, n_k, n_valid, &w, &p);
+        for (i = 0; i < n_q; ++i) {
+            const float u = o->mode != ATTN_SELECT_SAMPLE ? 0.0f
+                            : o->uniform                  ? o->uniform[row0 + (size_t)i]
+                                                          : attn__unit(o->rand_fn(o->rand_user));
+            float *wt_i = wt + (size_t)i * (size_t)n_k;
+            attn__select_row(wt_i, o->out_index ? o->out_index + row0 + i : NULL,
+                             o->out_log_prob ? o->out_log_prob + row0 + i : NULL, wt_i, n_k, o, u, p.row);
+        }
+        if (n_valid > 0)
+            (void)attn_weighted_sum(out + b * out_s.batch, out_s.row, wt, n_k, h_b, h_s.row, n_q, n_valid, w.d_h);
+        else /* no visible key: context 0 */
+            for (i = 0; i < n_q; ++i) memset(out + b * out_s.batch + i * out_s.row, 0, sizeof(float) * (size_t)w.d_h);
+    }
+    if (!workspace) ATTN_FREE(mem, o->alloc_user);
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_align_scores(float *e, attn_stride e_s, const float *s, attn_stride s_s, const float *h,
+                                      attn_stride h_s, const float *keys, attn_stride keys_s, int batch, int n_q,
+                                      int n_k, const attn_align *align, const attn_align_options *opt,
+                                      void *workspace, size_t workspace_bytes)
+{
+    return attn__align_call(e, e_s, s, s_s, h, h_s, keys, keys_s, batch, n_q, n_k, align, opt, workspace,
+                            workspace_bytes, 0);
+}
+
+ATTNDEF attn_result attn_align_forward(float *context, attn_stride context_s, const float *s, attn_stride s_s,
+                                       const float *h, attn_stride h_s, const float *keys, attn_stride keys_s,
+                                       int batch, int n_q, int n_k, const attn_align *align,
+                                       const attn_align_options *opt, void *workspace, size_t workspace_bytes)
+{
+    return attn__align_call(context, context_s, s, s_s, h, h_s, keys, keys_s, batch, n_q, n_k, align, opt,
+                            workspace, workspace_bytes, 1);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Attention pictures: PNG, PGM and PPM images, terminal heatmaps                                 */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* viridis at t = 0, 1/8, ..., 1 (viridisLite's viridis(9)) */
+static const unsigned char attn__viridis[9][3] = {
+    {0x44, 0x01, 0x54}, {0x47, 0x2D, 0x7B}, {0x3B, 0x52, 0x8B}, {0x2C, 0x72, 0x8E}, {0x21, 0x90, 0x8C},
+    {0x27, 0xAD, 0x81}, {0x5D, 0xC8, 0x63}, {0xAA, 0xDC, 0x32}, {0xFD, 0xE7, 0x25}};
+
+#ifdef __cplusplus
+static const attn_image_options attn__image_default_options = {}; /* all zero: every default */
+#else
+static const attn_image_options attn__image_default_options = {0};
+#endif
+
+/* Validates a picture request (both images and heatmaps). */
+static attn_result attn__image_check(const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                     const attn_image_options *o)
+{
+    if (!m) return ATTN_ERR_NULL;
+    if (rows <= 0 || cols <= 0) return ATTN_ERR_SHAPE;
+    if ((o->format != ATTN_IMAGE_PNG && o->format != ATTN_IMAGE_PGM && o->format != ATTN_IMAGE_PPM) ||
+        (o->colormap != ATTN_COLORMAP_GRAY && o->colormap != ATTN_COLORMAP_VIRIDIS) ||
+        (o->format == ATTN_IMAGE_PGM && o->colormap != ATTN_COLORMAP_GRAY) || o->cell < 0 || !isfinite(o->lo) ||
+        !isfinite(o->hi) || o->lo > o->hi)
+        return ATTN_ERR_OPTION;
+    return attn__check_matrix(m_stride, rows, cols, 0);
+}
+
+/* The colour map of one matrix: t = (x - lo) * inv clamped to [0, 1]; NaN and -inf at 0, +inf at 1. */
+typedef struct attn__cmap {
+    double lo, inv;
+    attn_colormap map;
+} attn__cmap;
+
+static void attn__cmap_init(attn__cmap *c, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                            const attn_image_options *o)
+{
+    double lo = o->lo, hi = o->hi;
+    int i, j;
+    if (o->lo == o->hi) { /* the range of the finite entries */
+        lo = INFINITY;
+        hi = -INFINITY;
+        for (i = 0; i < rows; ++i)
+            for (j = 0; j < cols; ++j) {
+                const float x = m[(ptrdiff_t)i * m_stride + j];
+                if (!isfinite(x)) continue;
+                lo = x < lo ? x : lo;
+                hi = x > hi ? x : hi;
+            }
+        if (lo > hi) lo = hi = 0.0;
+    }
+    c->lo = lo;
+    c->inv = hi > lo ? 1.0 / (hi - lo) : 0.0;
+    c->map = o->colormap;
+}
+
+static double attn__cmap_t(const attn__cmap *c, float x)
+{
+    double t;
+    if (x == INFINITY) return 1.0;
+    if (!(x > -INFINITY)) return 0.0; /* -inf, NaN */
+    t = ((double)x - c->lo) * c->inv;
+    return t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t);
+}
+
+/* The colour of x: gray (three equal bytes) or viridis, interpolated between its nine samples. */
+static void attn__cmap_rgb(unsigned char rgb[3], const attn__cmap *c, float x)
+{
+    const double t = attn__cmap_t(c, x);
+    int ch;
+    if (c->map == ATTN_COLORMAP_GRAY) {
+        rgb[0] = rgb[1] = rgb[2] = (unsigned char)(t * 255.0 + 0.5);
+    } else {
+        const double pos = t * 8.0;
+        const int i = pos >= 8.0 ? 7 : (int)pos;
+        const double f = pos - i;
+        for (ch = 0; ch < 3; ++ch) {
+            const double a = attn__viridis[i][ch], b = attn__viridis[i + 1][ch];
+            rgb[ch] = (unsigned char)(a + f * (b - a) + 0.5);
+        }
+    }
+}
+
+/* Sizes of an image: cell x cell pixels per entry, bytes per pixel, raw bytes (with PNG's filter byte per
+   scanline) and the number of stored deflate blocks of at most 65535 bytes. */
+typedef struct attn__image_geom {
+    int cell, channels;
+    size_t width, height, raw, blocks;
+} attn__image_geom;
+
+#define ATTN__IMAGE_MAX_SIDE 2147483647u /* PNG's limit on width and height, and on a chunk's length */
+#define ATTN__STORED_MAX 65535u          /* bytes of one stored deflate block */
+
+static attn_result attn__image_geometry(attn__image_geom *g, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                        const attn_image_options *o)
+{
+    const int png = o->format == ATTN_IMAGE_PNG;
+    attn_result r;
+    size_t line, idat;
+    if ((r = attn__image_check(m, m_stride, rows, cols, o)) != ATTN_OK) return r;
+    g->cell = o->cell ? o->cell : 1;
+    g->channels = o->format == ATTN_IMAGE_PGM || (png && o->colormap == ATTN_COLORMAP_GRAY) ? 1 : 3;
+    if (!attn__mul(&g->width, (size_t)cols, (size_t)g->cell) ||
+        !attn__mul(&g->height, (size_t)rows, (size_t)g->cell) || g->width > ATTN__IMAGE_MAX_SIDE ||
+        g->height > ATTN__IMAGE_MAX_SIDE ||
+        !attn__mul(&line, g->width, (size_t)g->channels) || !attn__add(&line, line, (size_t)png) ||
+        !attn__mul(&g->raw, line, g->height))
+        return ATTN_ERR_OVERFLOW;
+    g->blocks = (g->raw + ATTN__STORED_MAX - 1) / ATTN__STORED_MAX;
+    idat = 2 + g->raw + 5 * g->blocks + 4; /* raw <= ATTN__MAX_ELEMS: no wrap */
+    if (png && idat > ATTN__IMAGE_MAX_SIDE) return ATTN_ERR_OVERFLOW;
+    return ATTN_OK;
+}
+
+/* An image being written: the caller's sink, the running CRC-32 (PNG chunks) and Adler-32 (zlib), and
+   the stored deflate block being filled. */
+typedef struct attn__image_out {
+    attn_write_fn write_fn;
+    void *user;
+    int failed;
+    uint32_t crc, adler_a, adler_b;
+    int zlib;                  /* raw bytes go into stored deflate blocks */
+    size_t block_left;         /* bytes left in the current block */
+    size_t raw_left;           /* raw bytes still to come */
+    uint32_t crc_table[256];
+} attn__image_out;
+
+static void attn__image_emit(attn__image_out *w, const unsigned char *data, size_t n)
+{
+    size_t i;
+    if (w->failed || n == 0) return;
+    for (i = 0; i < n; ++i) w->crc = w->crc_table[(w->crc ^ data[i]) & 0xFFu] ^ (w->crc >> 8);
+    if (w->write_fn(w->user, data, n) != 0) w->failed = 1;
+}
+
+static void attn__image_u32(attn__image_out *w, uint32_t v) /* big-endian */
+{
+    unsigned char b[4];
+    b[0] = (unsigned char)(v >> 24); b[1] = (unsigned char)(v >> 16);
+    b[2] = (unsigned char)(v >> 8); b[3] = (unsigned char)v;
+    attn__image_emit(w, b, 4);
+}
+
+/* Raw image bytes: as they are (PGM, PPM), or into stored deflate blocks (PNG). */
+static void attn__image_raw(attn__image_out *w, const unsigned char *data, size_t n)
+{
+    size_t i;
+    if (!w->zlib) {
+        attn__image_emit(w, data, n);
+        return;
+    }
+    for (i = 0; i < n; ++i) {
+        w->adler_a = (w->adler_a + data[i]) % 65521u;
+        w->adler_b = (w->adler_b + w->adler_a) % 65521u;
+    }
+    while (n > 0) {
+        size_t take;
+        if (w->block_left == 0) { /* a block header: BFINAL, BTYPE 00 (stored), LEN, NLEN little-endian */
+            const size_t len = w->raw_left < ATTN__STORED_MAX ? w->raw_left : ATTN__STORED_MAX;
+            unsigned char hdr[5];
+            hdr[0] = (unsigned char)(len == w->raw_left);
+            hdr[1] = (unsigned char)(len & 0xFFu); hdr[2] = (unsigned char)(len >> 8);
+            hdr[3] = (unsigned char)(~len & 0xFFu); hdr[4] = (unsigned char)((~len >> 8) & 0xFFu);
+            attn__image_emit(w, hdr, 5);
+            w->block_left = len;
+        }
+        take = n < w->block_left ? n : w->block_left;
+        attn__image_emit(w, data, take);
+        data += take;
+        n -= take;
+        w->block_left -= take;
+        w->raw_left -= take;
+    }
+}
+
+/* The pixels: every entry a cell x cell square, scanline by scanline, each scanline after a filter byte
+   0 (none) for PNG; buffered in small pieces. */
+static void attn__image_pixels(attn__image_out *w, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                               const attn__image_geom *g, int png, const attn__cmap *c)
+{
+    unsigned char buf[1024];
+    size_t used = 0;
+    int r, dy, col, dx, ch;
+    for (r = 0; r < rows; ++r)
+        for (dy = 0; dy < g->cell; ++dy) {
+            if (png) buf[used++] = 0;
+            for (col = 0; col < cols; ++col) {
+                unsigned char rgb[3];
+                attn__cmap_rgb(rgb, c, m[(ptrdiff_t)r * m_stride + col]);
+                for (dx = 0; dx < g->cell; ++dx)
+                    for (ch = 0; ch < g->channels; ++ch) {
+                        if (used == sizeof buf) {
+                            attn__image_raw(w, buf, used);
+                            used = 0;
+                        }
+                        buf[used++] = rgb[ch];
+                    }
+            }
+            attn__image_raw(w, buf, used);
+            used = 0;
+        }
+}
+
+/* Decimal digits of v into buf (no terminator); returns their count. */
+static size_t attn__fmt_size(char *buf, size_t v)
+{
+    char tmp[24];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + (int)(v % 10u));
+        v /= 10u;
+    } while (v);
+    for (i = 0; i < n; ++i) buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+ATTNDEF attn_result attn_image_write(attn_write_fn write_fn, void *user, const float *m, ptrdiff_t m_stride,
+                                     int rows, int cols, const attn_image_options *opt)
+{
+    static const unsigned char png_sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+    static const unsigned char zlib_hdr[2] = {0x78, 0x01}; /* deflate, 32 KiB window, no dictionary */
+    attn__image_geom g;
+    attn__image_out w;
+    attn__cmap c;
+    attn_result r;
+    uint32_t k;
+    int bit;
+    if (!opt) opt = &attn__image_default_options;
+    if (!write_fn) return ATTN_ERR_NULL;
+    if ((r = attn__image_geometry(&g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
+    memset(&w, 0, sizeof w);
+    w.write_fn = write_fn;
+    w.user = user;
+    for (k = 0; k < 256u; ++k) { /* CRC-32, reflected polynomial 0xEDB88320 */
+        uint32_t v = k;
+        for (bit = 0; bit < 8; ++bit) v = (v & 1u) ? 0xEDB88320u ^ (v >> 1) : v >> 1;
+        w.crc_table[k] = v;
+    }
+    attn__cmap_init(&c, m, m_stride, rows, cols, opt);
+    if (opt->format == ATTN_IMAGE_PNG) {
+        unsigned char ihdr[17];
+        memcpy(ihdr, "IHDR", 4);
+        ihdr[4] = (unsigned char)(g.width >> 24); ihdr[5] = (unsigned char)(g.width >> 16);
+        ihdr[6] = (unsigned char)(g.width >> 8); ihdr[7] = (unsigned char)g.width;
+        ihdr[8] = (unsigned char)(g.height >> 24); ihdr[9] = (unsigned char)(g.height >> 16);
+        ihdr[10] = (unsigned char)(g.height >> 8); ihdr[11] = (unsigned char)g.height;
+        ihdr[12] = 8;                             /* bit depth */
+        ihdr[13] = g.channels == 1 ? 0 : 2;       /* colour type: gray, RGB */
+        ihdr[14] = ihdr[15] = ihdr[16] = 0;       /* deflate, adaptive filtering, no interlace */
+        attn__image_emit(&w, png_sig, 8);
+        attn__image_u32(&w, 13);
+        w.crc = 0xFFFFFFFFu;
+        attn__image_emit(&w, ihdr, 17);
+        attn__image_u32(&w, ~w.crc);
+        /* IDAT: one zlib stream of stored blocks */
+        attn__image_u32(&w, (uint32_t)(2 + g.raw + 5 * g.blocks + 4));
+        w.crc = 0xFFFFFFFFu;
+        attn__image_emit(&w, (const unsigned char *)"IDAT", 4);
+        attn__image_emit(&w, zlib_hdr, 2);
+        w.zlib = 1;
+        w.raw_left = g.raw;
+        w.adler_a = 1;
+        attn__image_pixels(&w, m, m_stride, rows, cols, &g, 1, &c);
+        w.zlib = 0;
+        attn__image_u32(&w, (w.adler_b << 16) | w.adler_a);
+        attn__image_u32(&w, ~w.crc);
+        attn__image_u32(&w, 0);
+        w.crc = 0xFFFFFFFFu;
+        attn__image_emit(&w, (const unsigned char *)"IEND", 4);
+        attn__image_u32(&w, ~w.crc);
+    } else {
+        char hdr[64];
+        size_t n = 0;
+        hdr[n++] = 'P';
+        hdr[n++] = opt->format == ATTN_IMAGE_PGM ? '5' : '6';
+        hdr[n++] = '\n';
+        n += attn__fmt_size(hdr + n, g.width);
+        hdr[n++] = ' ';
+        n += attn__fmt_size(hdr + n, g.height);
+        memcpy(hdr + n, "\n255\n", 5);
+        attn__image_emit(&w, (const unsigned char *)hdr, n + 5);
+        attn__image_pixels(&w, m, m_stride, rows, cols, &g, 0, &c);
+    }
+    return w.failed ? ATTN_ERR_IO : ATTN_OK;
+}
+
+#ifndef ATTN_NO_STDIO
+static int attn__fwrite(void *user, const void *data, size_t bytes)
+{
+    return fwrite(data, 1, bytes, (FILE *)user) == bytes ? 0 : 1;
+}
+
+ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                    const attn_image_options *opt)
+{
+    attn__image_geom g;
+    attn_result r;
+    FILE *f;
+    if (!opt) opt = &attn__image_default_options;
+    if (!path) return ATTN_ERR_NULL;
+    if ((r = attn__image_geometry(&g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r; /* before creating it */
+    if (!(f = fopen(path, "wb"))) return ATTN_ERR_IO;
+    r = attn_image_write(attn__fwrite, f, m, m_stride, rows, cols, opt);
+    if (fclose(f) != 0 && r == ATTN_OK) r = ATTN_ERR_IO;
+    return r;
+}
+
+/* The ANSI 256-colour code of x: the gray ramp (16, 232..255, 231) or the nearest colour of the 6x6x6 cube. */
+static int attn__ansi256(const attn__cmap *c, float x)
+{
+    unsigned char rgb[3];
+    int cube[3], ch;
+    if (c->map == ATTN_COLORMAP_GRAY) {
+        const int level = (int)(attn__cmap_t(c, x) * 25.0 + 0.5);
+        return level == 0 ? 16 : (level == 25 ? 231 : 231 + level);
+    }
+    attn__cmap_rgb(rgb, c, x);
+    for (ch = 0; ch < 3; ++ch) cube[ch] = rgb[ch] < 48 ? 0 : (rgb[ch] < 115 ? 1 : (rgb[ch] - 35) / 40);
+    return 16 + 36 * cube[0] + 6 * cube[1] + cube[2];
+}
+
+ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stride, int rows, int cols,
+                                       const attn_image_options *opt)
+{
+    static const char ramp[] = " .:-=+*#%@"; /* 10 levels, light to dense */
+    attn__cmap c;
+    attn_result r;
+    size_t label_w = 0, label_h = 0, k;
+    int i, j;
+    if (!opt) opt = &attn__image_default_options;
+    if (!f) return ATTN_ERR_NULL;
+    if ((r = attn__image_check(m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
+    attn__cmap_init(&c, m, m_stride, rows, cols, opt);
+    for (i = 0; opt->row_labels && i < rows; ++i) {
+        const size_t len = opt->row_labels[i] ? strlen(opt->row_labels[i]) : 0;
+        label_w = len > label_w ? len : label_w;
+    }
+    for (j = 0; opt->col_labels && j < cols; ++j) {
+        const size_t len = opt->col_labels[j] ? strlen(opt->col_labels[j]) : 0;
+        label_h = len > label_h ? len : label_h;
+    }
+    /* column labels written downwards, one character per line, over the first character of each cell */
+    for (k = 0; k < label_h; ++k) {
+        if (opt->row_labels) fprintf(f, "%*s", (int)label_w + 1, "");
+        for (j = 0; j < cols; ++j) {
+            const char *l = opt->col_labels[j] ? opt->col_labels[j] : "";
+            fputc(k < strlen(l) ? l[k] : ' ', f);
+            fputc(' ', f);
+        }
+        fputc('\n', f);
+    }
+    /* one line per row, two characters per entry */
+    for (i = 0; i < rows; ++i) {
+        if (opt->row_labels) fprintf(f, "%-*s ", (int)label_w, opt->row_labels[i] ? opt->row_labels[i] : "");
+        for (j = 0; j < cols; ++j) {
+            const float x = m[(ptrdiff_t)i * m_stride + j];
+            if (opt->ansi) {
+                fprintf(f, "\x1b[48;5;%dm  ", attn__ansi256(&c, x));
+            } else {
+                const char ch = ramp[(int)(attn__cmap_t(&c, x) * 9.0 + 0.5)];
+                fputc(ch, f);
+                fputc(ch, f);
+            }
+        }
+        if (opt->ansi) fputs("\x1b[0m", f);
+        fputc('\n', f);
+    }
+    return ferror(f) ? ATTN_ERR_IO : ATTN_OK;
+}
+#endif /* ATTN_NO_STDIO */
 
 #ifdef __cplusplus
 }

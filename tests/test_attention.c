@@ -1200,7 +1200,7 @@ static void test_errors_building_blocks(void)
     CHECK(strcmp(attn_result_string((attn_result)-100), "unknown attn_result") == 0);
     {
         int r;
-        for (r = ATTN_ERR_NOMEM; r <= ATTN_OK; ++r) CHECK(strcmp(attn_result_string((attn_result)r), "unknown attn_result") != 0);
+        for (r = ATTN_ERR_IO; r <= ATTN_OK; ++r) CHECK(strcmp(attn_result_string((attn_result)r), "unknown attn_result") != 0);
     }
 }
 
@@ -1366,6 +1366,1013 @@ static void test_allocator(void)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* classic attention: additive and multiplicative scores, soft and hard selection                 */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* a [B, N, D] view (head stride unused) with `pad` extra floats after each row and each batch */
+static attn_stride view3(int N, int D, int pad)
+{
+    attn_stride s;
+    s.row = D + pad;
+    s.batch = (ptrdiff_t)N * s.row + pad;
+    s.head = 0;
+    return s;
+}
+static size_t view3_size(attn_stride s, int B, int N, int D)
+{
+    return (size_t)((B - 1) * s.batch + (N - 1) * s.row + D);
+}
+static float rnd_01(void) { return (float)(rnd_u32() >> 8) / 16777216.0f; } /* [0, 1) exactly */
+
+/* The weights of one alignment model, owned by the test. */
+typedef struct align_bufs { float *w, *w_s, *w_h, *b, *v; } align_bufs;
+
+/* the row stride in force of a weight d_in -> d_out stored as `layout` */
+static ptrdiff_t w_rs(ptrdiff_t stride, int out_in, int d_in, int d_out)
+{
+    return stride ? stride : (out_in ? d_in : d_out);
+}
+
+/* a weight d_in -> d_out as stored: [d_in x d_out] (IN_OUT) or [d_out x d_in], rows padded by pad
+   (pad 0: the stride is left 0, dense) */
+static float *make_weight(ptrdiff_t *stride, int out_in, int d_in, int d_out, int pad)
+{
+    const int rows = out_in ? d_out : d_in, cols = out_in ? d_in : d_out;
+    float *w = falloc((size_t)rows * (cols + pad));
+    rnd_fill(w, (size_t)rows * (cols + pad), 1.0f);
+    *stride = pad ? cols + pad : 0;
+    return w;
+}
+
+static void make_align(attn_align *a, align_bufs *o, attn_score score, int d_s, int d_h, int d_a, int out_in,
+                       int pad, int bias, float scale)
+{
+    const int d_key = score == ATTN_SCORE_DOT ? d_h : score == ATTN_SCORE_GENERAL ? d_s : d_a;
+    memset(a, 0, sizeof *a);
+    memset(o, 0, sizeof *o);
+    a->score = score;
+    a->d_s = d_s; a->d_h = d_h; a->d_a = d_a;
+    a->layout = out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+    a->scale = scale;
+    if (score == ATTN_SCORE_GENERAL) a->w = o->w = make_weight(&a->w_stride, out_in, d_h, d_s, pad);
+    if (score == ATTN_SCORE_CONCAT) a->w = o->w = make_weight(&a->w_stride, out_in, d_s + d_h, d_a, pad);
+    if (score == ATTN_SCORE_ADDITIVE) {
+        a->w_s = o->w_s = make_weight(&a->w_s_stride, out_in, d_s, d_a, pad);
+        a->w_h = o->w_h = make_weight(&a->w_h_stride, out_in, d_h, d_a, pad + 1);
+    }
+    if (score == ATTN_SCORE_CONCAT || score == ATTN_SCORE_ADDITIVE) {
+        a->v = o->v = falloc((size_t)d_a);
+        rnd_fill(o->v, (size_t)d_a, 1.0f);
+    }
+    if (bias && score != ATTN_SCORE_DOT) {
+        a->b = o->b = falloc((size_t)d_key);
+        rnd_fill(o->b, (size_t)d_key, 1.0f);
+    }
+}
+static void free_align(align_bufs *o) { free(o->w); free(o->w_s); free(o->w_h); free(o->b); free(o->v); }
+
+/* the key k_j = W_h h_j + b in float64, d_key wide (DOT: h_j) */
+static void ref_align_key(double *k, const attn_align *a, const float *h_j)
+{
+    const int out_in = a->layout == ATTN_LAYOUT_OUT_IN, ds = a->d_s, dh = a->d_h, da = a->d_a;
+    int c;
+    if (a->score == ATTN_SCORE_DOT) for (c = 0; c < dh; ++c) k[c] = h_j[c];
+    if (a->score == ATTN_SCORE_GENERAL) ref_project(k, h_j, dh, a->w, w_rs(a->w_stride, out_in, dh, ds), out_in, a->b, 1, dh, ds);
+    if (a->score == ATTN_SCORE_ADDITIVE) ref_project(k, h_j, dh, a->w_h, w_rs(a->w_h_stride, out_in, dh, da), out_in, a->b, 1, dh, da);
+    if (a->score == ATTN_SCORE_CONCAT) { /* W [0; h_j] + b */
+        float *x = falloc((size_t)(ds + dh));
+        memcpy(x + ds, h_j, sizeof(float) * dh);
+        ref_project(k, x, ds + dh, a->w, w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
+        free(x);
+    }
+}
+
+/* e = scale * score(s_i, h_j) in float64 from the definitions, the weights read as stored */
+static double ref_align_score(const attn_align *a, const float *s_i, const float *h_j)
+{
+    const int out_in = a->layout == ATTN_LAYOUT_OUT_IN, ds = a->d_s, dh = a->d_h, da = a->d_a;
+    double *k = dalloc((size_t)(ds + dh + da)), *q = dalloc((size_t)da), e = 0.0;
+    float *x = falloc((size_t)(ds + dh));
+    int c;
+    if (a->score == ATTN_SCORE_DOT || a->score == ATTN_SCORE_GENERAL) {
+        ref_align_key(k, a, h_j);
+        for (c = 0; c < ds; ++c) e += (double)s_i[c] * k[c];
+    } else if (a->score == ATTN_SCORE_CONCAT) { /* W [s_i; h_j] + b, the concatenation as such */
+        memcpy(x, s_i, sizeof(float) * ds);
+        memcpy(x + ds, h_j, sizeof(float) * dh);
+        ref_project(k, x, ds + dh, a->w, w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
+        for (c = 0; c < da; ++c) e += a->v[c] * tanh(k[c]);
+    } else {
+        ref_project(q, s_i, ds, a->w_s, w_rs(a->w_s_stride, out_in, ds, da), out_in, NULL, 1, ds, da);
+        ref_align_key(k, a, h_j);
+        for (c = 0; c < da; ++c) e += a->v[c] * tanh(q[c] + k[c]);
+    }
+    free(k); free(q); free(x);
+    return (a->scale != 0.0f ? a->scale : 1.0) * e;
+}
+
+/* e [B, Nq, Nk] dense: the masked scores (-inf past src_len) */
+static void ref_align_scores(double *e, const attn_align *a, const float *s, attn_stride ss, const float *h,
+                             attn_stride hs, int B, int Nq, int Nk, const int *src_len)
+{
+    int b, i, j;
+    for (b = 0; b < B; ++b)
+        for (i = 0; i < Nq; ++i)
+            for (j = 0; j < Nk; ++j)
+                e[((size_t)b * Nq + i) * Nk + j] = src_len && j >= src_len[b] ? -INFINITY
+                    : ref_align_score(a, s + b * ss.batch + i * ss.row, h + b * hs.batch + j * hs.row);
+}
+
+typedef struct ranked { double v; int j; } ranked;
+static int cmp_ranked(const void *pa, const void *pb)
+{
+    const ranked *a = (const ranked *)pa, *b = (const ranked *)pb;
+    if (a->v != b->v) return a->v > b->v ? -1 : 1;
+    return a->j - b->j;
+}
+
+/* Reference selection of one row of masked scores (no NaN): the weights p[n], the index (argmax or draw)
+   and the log of its softmax weight; order[n] (or NULL) receives the ranking, -1 past the visible keys. */
+static void ref_select(double *p, int *idx, double *lp, int *order, const double *e, int n, attn_select mode,
+                       int k, double u)
+{
+    double *soft = dalloc((size_t)n), lse, cum = 0.0, m, sum = 0.0;
+    ranked *r = (ranked *)calloc((size_t)n, sizeof(ranked));
+    int j, n_vis = 0, pick = -1;
+    ref_softmax_row(soft, &lse, e, n);
+    for (j = 0; j < n; ++j)
+        if (e[j] > -INFINITY) { r[n_vis].v = e[j]; r[n_vis].j = j; ++n_vis; }
+    qsort(r, (size_t)n_vis, sizeof *r, cmp_ranked);
+    if (order) for (j = 0; j < n; ++j) order[j] = j < n_vis ? r[j].j : -1;
+    for (j = 0; j < n; ++j) p[j] = 0.0;
+    if (mode == ATTN_SELECT_SAMPLE) {
+        for (j = 0; j < n; ++j)
+            if (soft[j] > 0.0) { pick = j; cum += soft[j]; if (u < cum) break; }
+        if (pick >= 0) p[pick] = 1.0;
+    } else {
+        pick = n_vis ? r[0].j : -1;
+        if (mode == ATTN_SELECT_SOFT) for (j = 0; j < n; ++j) p[j] = soft[j];
+        if (mode == ATTN_SELECT_HARD && pick >= 0) p[pick] = 1.0;
+        if (mode == ATTN_SELECT_TOPK && n_vis) {
+            const int kk = k < n_vis ? k : n_vis;
+            m = r[0].v;
+            for (j = 0; j < kk; ++j) sum += exp(r[j].v - m);
+            for (j = 0; j < kk; ++j) p[r[j].j] = exp(r[j].v - m) / sum;
+        }
+    }
+    *idx = pick;
+    *lp = pick >= 0 ? log(soft[pick]) : -INFINITY;
+    free(soft); free(r);
+}
+
+static const attn_score k_scores[4] = {ATTN_SCORE_DOT, ATTN_SCORE_GENERAL, ATTN_SCORE_CONCAT, ATTN_SCORE_ADDITIVE};
+static const int k_align_n[] = {1, 3, 17, 33, 5};
+static const int k_align_d[] = {1, 3, 8, 17, 4};
+
+/* attn_align_keys against the float64 projection, for every score kind, layout and padding */
+static void test_align_keys(void)
+{
+    int t;
+    for (t = 0; t < 24; ++t) {
+        const attn_score sc = k_scores[t % 4];
+        const int B = 1 + rnd_int(3), Nk = pick(k_align_n, 5), ds = pick(k_align_d, 5);
+        const int dh = sc == ATTN_SCORE_DOT ? ds : pick(k_align_d, 5), da = pick(k_align_d, 5), pad = rnd_int(3);
+        const int dk = sc == ATTN_SCORE_DOT ? dh : sc == ATTN_SCORE_GENERAL ? ds : da;
+        attn_align a;
+        align_bufs o;
+        const attn_stride hs = view3(Nk, dh, pad), ks = view3(Nk, dk, 2 - pad);
+        float *h = falloc(view3_size(hs, B, Nk, dh)), *keys = falloc(view3_size(ks, B, Nk, dk));
+        float *kd = falloc((size_t)B * Nk * dk);
+        double *ref = dalloc((size_t)B * Nk * dk);
+        int b, j;
+        make_align(&a, &o, sc, ds, dh, da, (t >> 2) & 1, rnd_int(2) * 3, rnd_int(2), 0.0f);
+        rnd_fill(h, view3_size(hs, B, Nk, dh), 1.0f);
+        CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, Nk, &a), ATTN_OK);
+        for (b = 0; b < B; ++b)
+            for (j = 0; j < Nk; ++j) ref_align_key(ref + ((size_t)b * Nk + j) * dk, &a, h + b * hs.batch + j * hs.row);
+        gather(kd, keys, ks, B, 1, Nk, dk);
+        CHECK_CLOSE(kd, ref, (size_t)B * Nk * dk);
+        free_align(&o); free(h); free(keys); free(kd); free(ref);
+    }
+}
+
+/* attn_align_scores against the float64 definitions: every score kind, both layouts, strided views,
+   biases, scales, source lengths, a caller workspace; precomputed keys give bitwise the same scores. */
+static void test_align_scores(void)
+{
+    int t;
+    for (t = 0; t < 48; ++t) {
+        const attn_score sc = k_scores[t % 4];
+        const int B = 1 + rnd_int(3), Nq = pick(k_align_n, 5), Nk = pick(k_align_n, 5), ds = pick(k_align_d, 5);
+        const int dh = sc == ATTN_SCORE_DOT ? ds : pick(k_align_d, 5), da = pick(k_align_d, 5), pad = rnd_int(3);
+        const int dk = sc == ATTN_SCORE_DOT ? dh : sc == ATTN_SCORE_GENERAL ? ds : da;
+        const attn_stride ss = view3(Nq, ds, pad), hs = view3(Nk, dh, 2 - pad), es = view3(Nq, Nk, pad);
+        const attn_stride ks = view3(Nk, dk, 1);
+        float *s = falloc(view3_size(ss, B, Nq, ds)), *h = falloc(view3_size(hs, B, Nk, dh));
+        float *keys = falloc(view3_size(ks, B, Nk, dk)), *e1 = falloc(view3_size(es, B, Nq, Nk));
+        float *e2 = falloc(view3_size(es, B, Nq, Nk)), *d1 = falloc((size_t)B * Nq * Nk), *d2 = falloc((size_t)B * Nq * Nk);
+        double *ref = dalloc((size_t)B * Nq * Nk);
+        int *len = (int *)calloc((size_t)B, sizeof(int)), b, use_len = rnd_int(2);
+        attn_align a;
+        align_bufs o;
+        attn_align_options opt;
+        size_t need = 0;
+        char *ws = NULL;
+        memset(&opt, 0, sizeof opt);
+        make_align(&a, &o, sc, ds, dh, da, (t >> 2) & 1, rnd_int(2) * 2, rnd_int(2), rnd_int(2) ? 0.0f : 0.6f);
+        rnd_fill(s, view3_size(ss, B, Nq, ds), 1.0f);
+        rnd_fill(h, view3_size(hs, B, Nk, dh), 1.0f);
+        for (b = 0; b < B; ++b) len[b] = rnd_int(Nk + 1);
+        if (use_len) opt.src_len = len;
+        if (rnd_int(2)) { /* a caller workspace of exactly the reported size, misaligned */
+            CHECK_CODE(attn_align_workspace_size(&need, Nq, Nk, &a, 0), ATTN_OK);
+            ws = (char *)malloc(need + 1);
+        }
+        CHECK_CODE(attn_align_scores(e1, es, s, ss, h, hs, NULL, ks, B, Nq, Nk, &a, &opt, ws ? ws + 1 : NULL, need), ATTN_OK);
+        ref_align_scores(ref, &a, s, ss, h, hs, B, Nq, Nk, use_len ? len : NULL);
+        gather(d1, e1, es, B, 1, Nq, Nk);
+        CHECK_CLOSE(d1, ref, (size_t)B * Nq * Nk);
+        /* the keys projected once: the same scores, bitwise, and h is not read */
+        CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, Nk, &a), ATTN_OK);
+        CHECK_CODE(attn_align_scores(e2, es, s, ss, NULL, hs, keys, ks, B, Nq, Nk, &a, &opt, NULL, 0), ATTN_OK);
+        gather(d2, e2, es, B, 1, Nq, Nk);
+        CHECK(memcmp(d1, d2, sizeof(float) * B * Nq * Nk) == 0);
+        free_align(&o); free(s); free(h); free(keys); free(e1); free(e2); free(d1); free(d2); free(ref); free(len); free(ws);
+    }
+}
+
+/* attn_align_forward in every mode against the float64 reference: context, weights, index, log-prob.
+   Encoder states past src_len hold NaN: they must not be read. */
+static void test_align_forward(void)
+{
+    int t;
+    for (t = 0; t < 64; ++t) {
+        const attn_score sc = k_scores[t % 4];
+        const attn_select mode = (attn_select)((t / 4) % 4);
+        const int B = 1 + rnd_int(3), Nq = pick(k_align_n, 5), Nk = pick(k_align_n, 5), ds = pick(k_align_d, 5);
+        const int dh = sc == ATTN_SCORE_DOT ? ds : pick(k_align_d, 5), da = pick(k_align_d, 5), pad = rnd_int(3);
+        const int dk = sc == ATTN_SCORE_DOT ? dh : sc == ATTN_SCORE_GENERAL ? ds : da, with_keys = rnd_int(2);
+        const attn_stride ss = view3(Nq, ds, pad), hs = view3(Nk, dh, 2 - pad), cs = view3(Nq, dh, pad);
+        const attn_stride ks = view3(Nk, dk, 0);
+        float *s = falloc(view3_size(ss, B, Nq, ds)), *h = falloc(view3_size(hs, B, Nk, dh));
+        float *keys = falloc(view3_size(ks, B, Nk, dk)), *ctx = falloc(view3_size(cs, B, Nq, dh));
+        float *cd = falloc((size_t)B * Nq * dh), *w = falloc((size_t)B * Nq * Nk), *lp = falloc((size_t)B * Nq);
+        float *u = falloc((size_t)B * Nq);
+        double *e = dalloc((size_t)B * Nq * Nk), *rw = dalloc((size_t)B * Nq * Nk), *rc = dalloc((size_t)B * Nq * dh);
+        double *rlp = dalloc((size_t)B * Nq);
+        int *len = (int *)calloc((size_t)B, sizeof(int)), *idx = (int *)calloc((size_t)B * Nq, sizeof(int));
+        int *ridx = (int *)calloc((size_t)B * Nq, sizeof(int)), b, i, j, c, idx_ok = 1;
+        attn_align a;
+        align_bufs o;
+        attn_align_options opt;
+        memset(&opt, 0, sizeof opt);
+        make_align(&a, &o, sc, ds, dh, da, rnd_int(2), rnd_int(2), rnd_int(2), rnd_int(2) ? 0.0f : 1.5f);
+        rnd_fill(s, view3_size(ss, B, Nq, ds), 1.0f);
+        rnd_fill(h, view3_size(hs, B, Nk, dh), 1.0f);
+        for (i = 0; i < B * Nq; ++i) u[i] = rnd_01();
+        for (b = 0; b < B; ++b) len[b] = rnd_int(4) == 0 ? rnd_int(Nk + 1) : Nk - rnd_int(2) * (Nk / 2);
+        if (with_keys) CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, Nk, &a), ATTN_OK);
+        for (b = 0; b < B; ++b) /* encoder states and keys past the source length are never read */
+            for (j = len[b]; j < Nk; ++j) {
+                for (c = 0; c < dh; ++c) h[b * hs.batch + j * hs.row + c] = NAN;
+                for (c = 0; c < dk; ++c) keys[b * ks.batch + j * ks.row + c] = NAN;
+            }
+        opt.src_len = len;
+        opt.mode = mode;
+        opt.top_k = 1 + rnd_int(4);
+        opt.uniform = u;
+        opt.out_weights = w;
+        opt.out_index = idx;
+        opt.out_log_prob = lp;
+        CHECK_CODE(attn_align_forward(ctx, cs, s, ss, h, hs, with_keys ? keys : NULL, ks, B, Nq, Nk, &a, &opt, NULL, 0),
+                   ATTN_OK);
+        ref_align_scores(e, &a, s, ss, h, hs, B, Nq, Nk, len);
+        for (b = 0; b < B; ++b)
+            for (i = 0; i < Nq; ++i) {
+                const size_t row = (size_t)b * Nq + i;
+                ref_select(rw + row * Nk, ridx + row, rlp + row, NULL, e + row * Nk, Nk, mode, opt.top_k, u[row]);
+                for (c = 0; c < dh; ++c) {
+                    double acc = 0.0;
+                    for (j = 0; j < len[b]; ++j) acc += rw[row * Nk + j] * h[b * hs.batch + j * hs.row + c];
+                    rc[row * dh + c] = acc;
+                }
+                idx_ok &= idx[row] == ridx[row];
+            }
+        gather(cd, ctx, cs, B, 1, Nq, dh);
+        CHECK_CLOSE(cd, rc, (size_t)B * Nq * dh);
+        CHECK_CLOSE(w, rw, (size_t)B * Nq * Nk);
+        CHECK_CLOSE(lp, rlp, (size_t)B * Nq);
+        CHECK(idx_ok);
+        free_align(&o); free(s); free(h); free(keys); free(ctx); free(cd); free(w); free(lp); free(u);
+        free(e); free(rw); free(rc); free(rlp); free(len); free(idx); free(ridx);
+    }
+}
+
+/* Identities: Luong dot with soft selection is attn_sdpa with kv_len (values = encoder states) and its
+   scores are attn_scores; concat is additive with W split in two; top-k with k >= Nk is soft and k = 1
+   is hard, bitwise; hard attention's context is exactly the encoder state at the argmax. */
+static void test_align_identities(void)
+{
+    enum { B = 2, NQ = 7, NK = 13, D = 6, DH = 5, DA = 9 };
+    float s[B * NQ * D], h[B * NK * D], c1[B * NQ * D], c2[B * NQ * D], e1[NQ * NK], e2[NQ * NK];
+    float w1[B * NQ * NK], w2[B * NQ * NK], wcat[(D + DH) * DA], wcat_t[DA * (D + DH)], v[DA], bias[DA];
+    float hh[B * NK * DH], ch[B * NQ * DH];
+    int len[B] = {NK, 4}, idx[B * NQ], i, j, b;
+    const attn_stride ss = attn_stride_bhnd(1, NQ, D), hs = attn_stride_bhnd(1, NK, D), es = attn_stride_bhnd(1, NQ, NK);
+    const attn_stride hhs = attn_stride_bhnd(1, NK, DH), chs = attn_stride_bhnd(1, NQ, DH);
+    attn_dims d = {B, 1, 0, NQ, NK, D, 0};
+    attn_options so;
+    attn_align a, a2;
+    attn_align_options opt;
+    memset(&so, 0, sizeof so); memset(&a, 0, sizeof a); memset(&opt, 0, sizeof opt);
+    rnd_fill(s, sizeof s / sizeof *s, 1.0f); rnd_fill(h, sizeof h / sizeof *h, 1.0f); rnd_fill(hh, sizeof hh / sizeof *hh, 1.0f);
+    rnd_fill(wcat, sizeof wcat / sizeof *wcat, 0.5f); rnd_fill(v, DA, 1.0f); rnd_fill(bias, DA, 0.5f);
+    /* dot + soft = scaled dot-product attention with kv_len */
+    a.score = ATTN_SCORE_DOT; a.d_s = D; a.d_h = D; a.scale = 0.4f;
+    opt.src_len = len;
+    so.scale = 0.4f; so.kv_len = len;
+    CHECK_CODE(attn_align_forward(c1, ss, s, ss, h, hs, NULL, hs, B, NQ, NK, &a, &opt, NULL, 0), ATTN_OK);
+    CHECK_CODE(attn_sdpa(c2, attn_stride_bhnd(1, NQ, D), s, attn_stride_bhnd(1, NQ, D), h, hs, h, hs, &d, &so, NULL, 0), ATTN_OK);
+    CHECK(close_rel(c1, c2, B * NQ * D, 1e-6));
+    CHECK_CODE(attn_align_scores(e1, es, s, ss, h, hs, NULL, hs, 1, NQ, NK, &a, NULL, NULL, 0), ATTN_OK);
+    CHECK_CODE(attn_scores(e2, NK, s, D, h, D, NQ, NK, D, 0.4f), ATTN_OK);
+    CHECK(memcmp(e1, e2, sizeof e1) == 0);
+    /* concat W [(D + DH) x DA] = additive with W_s its first D rows and W_h the rest; OUT_IN: columns */
+    memset(&a, 0, sizeof a);
+    a.score = ATTN_SCORE_CONCAT; a.d_s = D; a.d_h = DH; a.d_a = DA; a.w = wcat; a.v = v; a.b = bias;
+    a2 = a;
+    a2.score = ATTN_SCORE_ADDITIVE; a2.w = NULL; a2.w_s = wcat; a2.w_h = wcat + D * DA;
+    CHECK_CODE(attn_align_forward(ch, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a, NULL, NULL, 0), ATTN_OK);
+    CHECK_CODE(attn_align_forward(c1, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a2, NULL, NULL, 0), ATTN_OK);
+    CHECK(memcmp(ch, c1, sizeof(float) * B * NQ * DH) == 0);
+    for (i = 0; i < D + DH; ++i) for (j = 0; j < DA; ++j) wcat_t[j * (D + DH) + i] = wcat[i * DA + j];
+    a.layout = a2.layout = ATTN_LAYOUT_OUT_IN;
+    a.w = wcat_t;
+    a2.w_s = wcat_t; a2.w_s_stride = D + DH; a2.w_h = wcat_t + D; a2.w_h_stride = D + DH;
+    CHECK_CODE(attn_align_forward(c2, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a, NULL, NULL, 0), ATTN_OK);
+    CHECK(close_rel(c2, ch, B * NQ * DH, 1e-6));
+    CHECK_CODE(attn_align_forward(c1, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a2, NULL, NULL, 0), ATTN_OK);
+    CHECK(memcmp(c2, c1, sizeof(float) * B * NQ * DH) == 0);
+    /* top-k with k >= Nk is soft; k = 1 is hard; hard's context is h at the argmax, exactly */
+    opt.out_weights = w1; opt.mode = ATTN_SELECT_SOFT;
+    CHECK_CODE(attn_align_forward(c1, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a, &opt, NULL, 0), ATTN_OK);
+    opt.out_weights = w2; opt.mode = ATTN_SELECT_TOPK; opt.top_k = NK + 5;
+    CHECK_CODE(attn_align_forward(c2, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a, &opt, NULL, 0), ATTN_OK);
+    CHECK(memcmp(w1, w2, sizeof w1) == 0 && memcmp(c1, c2, sizeof(float) * B * NQ * DH) == 0);
+    opt.out_weights = w1; opt.top_k = 1;
+    CHECK_CODE(attn_align_forward(c1, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a, &opt, NULL, 0), ATTN_OK);
+    opt.out_weights = w2; opt.mode = ATTN_SELECT_HARD; opt.out_index = idx;
+    CHECK_CODE(attn_align_forward(c2, chs, s, ss, hh, hhs, NULL, hhs, B, NQ, NK, &a, &opt, NULL, 0), ATTN_OK);
+    CHECK(memcmp(w1, w2, sizeof w1) == 0 && memcmp(c1, c2, sizeof(float) * B * NQ * DH) == 0);
+    for (b = 0; b < B; ++b)
+        for (i = 0; i < NQ; ++i) {
+            const int k = idx[b * NQ + i];
+            CHECK(k >= 0 && k < len[b] && w2[(b * NQ + i) * NK + k] == 1.0f);
+            CHECK(memcmp(c2 + (b * NQ + i) * DH, hh + (b * NK + k) * DH, sizeof(float) * DH) == 0);
+        }
+}
+
+/* attn_hardmax, attn_topk, attn_sample on random rows against the float64 reference, then the documented
+   edge cases exactly: ties, masked entries, all masked, NaN, +inf, k beyond the visible keys, in place. */
+static void test_hard_selection(void)
+{
+    int t;
+    for (t = 0; t < 30; ++t) {
+        const int rows = pick(k_align_n, 5), n = pick(k_align_n, 5), k = 1 + rnd_int(5), pad = rnd_int(2);
+        float *s = falloc((size_t)rows * (n + pad)), *p = falloc((size_t)rows * n), *lp = falloc((size_t)rows);
+        float *u = falloc((size_t)rows);
+        double *e = dalloc((size_t)n), *rp = dalloc((size_t)rows * n), *rlp = dalloc((size_t)rows), dummy;
+        int *idx = (int *)calloc((size_t)rows * k, sizeof(int)), *order = (int *)calloc((size_t)n, sizeof(int));
+        int i, j, r_idx, ok = 1;
+        rnd_fill(s, (size_t)rows * (n + pad), 4.0f);
+        for (i = 0; i < rows * (n + pad); ++i) if (rnd_int(4) == 0) s[i] = -INFINITY;
+        for (i = 0; i < rows; ++i) u[i] = rnd_01();
+        /* top-k: weights and the ranking */
+        CHECK_CODE(attn_topk(p, n, idx, s, n + pad, rows, n, k), ATTN_OK);
+        for (i = 0; i < rows; ++i) {
+            for (j = 0; j < n; ++j) e[j] = s[i * (n + pad) + j];
+            ref_select(rp + (size_t)i * n, &r_idx, &dummy, order, e, n, ATTN_SELECT_TOPK, k, 0.0);
+            for (j = 0; j < k; ++j) ok &= idx[i * k + j] == (j < n ? order[j] : -1);
+        }
+        CHECK_CLOSE(p, rp, (size_t)rows * n);
+        CHECK(ok);
+        /* hardmax */
+        CHECK_CODE(attn_hardmax(p, n, idx, s, n + pad, rows, n), ATTN_OK);
+        for (i = 0; i < rows; ++i) {
+            for (j = 0; j < n; ++j) e[j] = s[i * (n + pad) + j];
+            ref_select(rp + (size_t)i * n, &r_idx, &dummy, NULL, e, n, ATTN_SELECT_HARD, 1, 0.0);
+            ok &= idx[i] == r_idx;
+        }
+        CHECK_CLOSE(p, rp, (size_t)rows * n);
+        CHECK(ok);
+        /* sampling with caller-provided uniforms */
+        CHECK_CODE(attn_sample(p, n, idx, lp, s, n + pad, rows, n, u, NULL, NULL), ATTN_OK);
+        for (i = 0; i < rows; ++i) {
+            for (j = 0; j < n; ++j) e[j] = s[i * (n + pad) + j];
+            ref_select(rp + (size_t)i * n, &r_idx, rlp + i, NULL, e, n, ATTN_SELECT_SAMPLE, 1, u[i]);
+            ok &= idx[i] == r_idx;
+        }
+        CHECK_CLOSE(p, rp, (size_t)rows * n);
+        CHECK_CLOSE(lp, rlp, (size_t)rows);
+        CHECK(ok);
+        free(s); free(p); free(lp); free(u); free(e); free(rp); free(rlp); free(idx); free(order);
+    }
+    {
+        /* ties go to the lowest index; masked entries are never chosen; a row with no visible entry gives
+           zeros and -1; a NaN makes the row NaN and its index -1; +inf entries tie among themselves */
+        const float ninf = -INFINITY, pinf = INFINITY;
+        float s[6][4] = {{1, 3, 3, 2}, {ninf, ninf, 2, ninf}, {ninf, ninf, ninf, ninf},
+                         {1, NAN, 2, 0}, {1, pinf, pinf, 5}, {1, ninf, 2, ninf}};
+        float p[6][4], q[6][4];
+        int idx[6], idx3[6][3], i, j;
+        CHECK_CODE(attn_hardmax(&p[0][0], 4, idx, &s[0][0], 4, 6, 4), ATTN_OK);
+        CHECK(idx[0] == 1 && p[0][0] == 0.0f && p[0][1] == 1.0f && p[0][2] == 0.0f && p[0][3] == 0.0f);
+        CHECK(idx[1] == 2 && p[1][2] == 1.0f && p[1][0] == 0.0f);
+        CHECK(idx[2] == -1 && p[2][0] == 0.0f && p[2][1] == 0.0f && p[2][2] == 0.0f && p[2][3] == 0.0f);
+        CHECK(idx[3] == -1 && isnan(p[3][0]) && isnan(p[3][2]));
+        CHECK(idx[4] == 1 && p[4][1] == 1.0f && p[4][2] == 0.0f && p[4][3] == 0.0f);
+        CHECK(idx[5] == 2 && p[5][2] == 1.0f);
+        CHECK_CODE(attn_topk(&p[0][0], 4, &idx3[0][0], &s[0][0], 4, 6, 4, 3), ATTN_OK);
+        CHECK(idx3[0][0] == 1 && idx3[0][1] == 2 && idx3[0][2] == 3 && p[0][0] == 0.0f && p[0][1] == p[0][2]);
+        CHECK(idx3[1][0] == 2 && idx3[1][1] == -1 && p[1][2] == 1.0f);
+        CHECK(idx3[2][0] == -1 && p[2][3] == 0.0f);
+        CHECK(idx3[3][0] == -1 && idx3[3][2] == -1 && isnan(p[3][1]));
+        CHECK(idx3[4][0] == 1 && idx3[4][1] == 2 && idx3[4][2] == 3 && p[4][1] == 0.5f && p[4][2] == 0.5f && p[4][3] == 0.0f);
+        /* k beyond the visible entries: the softmax over them */
+        CHECK(idx3[5][0] == 2 && idx3[5][1] == 0 && idx3[5][2] == -1 && p[5][1] == 0.0f);
+        CHECK(fabsf(p[5][2] - 1.0f / (1.0f + expf(-1.0f))) < 1e-6f);
+        /* in place, same stride */
+        memcpy(q, s, sizeof q);
+        CHECK_CODE(attn_topk(&q[0][0], 4, NULL, &q[0][0], 4, 6, 4, 3), ATTN_OK);
+        for (i = 0; i < 6; ++i)
+            for (j = 0; j < 4; ++j) CHECK(q[i][j] == p[i][j] || (isnan(q[i][j]) && isnan(p[i][j])));
+    }
+    {
+        /* sampling by inverse CDF over p = [0.25, 0 (masked), 0.5, 0.25] */
+        float s[7][4], p[7][4], lp[7], q[4];
+        const float u[7] = {0.0f, 0.2f, 0.26f, 0.7f, 0.76f, 0.99999994f, 0.5f};
+        const int want[7] = {0, 0, 2, 2, 3, 3, 2};
+        int idx[7], i;
+        for (i = 0; i < 7; ++i) {
+            s[i][0] = logf(0.25f); s[i][1] = -INFINITY; s[i][2] = logf(0.5f); s[i][3] = logf(0.25f);
+        }
+        CHECK_CODE(attn_sample(&p[0][0], 4, idx, lp, &s[0][0], 4, 7, 4, u, NULL, NULL), ATTN_OK);
+        for (i = 0; i < 7; ++i) {
+            CHECK(idx[i] == want[i] && p[i][want[i]] == 1.0f && p[i][1] == 0.0f);
+            CHECK(fabsf(lp[i] - logf(want[i] == 2 ? 0.5f : 0.25f)) < 1e-6f);
+        }
+        /* in place */
+        memcpy(q, s[0], sizeof q);
+        CHECK_CODE(attn_sample(q, 4, idx, lp, q, 4, 1, 4, u + 3, NULL, NULL), ATTN_OK);
+        CHECK(idx[0] == 2 && q[2] == 1.0f && q[0] == 0.0f);
+    }
+}
+
+/* a deterministic random callback: returns the listed values in turn and counts its calls */
+typedef struct rand_seq { const float *values; int n_calls; } rand_seq;
+static float rand_seq_next(void *user)
+{
+    rand_seq *r = (rand_seq *)user;
+    return r->values[r->n_calls++];
+}
+
+/* The random callback is called once per row in row order (masked rows too); values outside [0, 1) are
+   clamped; a masked row gives -1 and log-prob -inf, a NaN row -1 and NaN. Through attn_align_forward too. */
+static void test_sample_callback(void)
+{
+    const float ninf = -INFINITY;
+    float s[5][3] = {{0, 0, 0}, {ninf, ninf, ninf}, {0, 0, 0}, {0, ninf, 0}, {0, NAN, 0}};
+    const float values[5] = {-0.5f, 0.9f, 1.5f, NAN, 0.3f};
+    float p[5][3], lp[5];
+    int idx[5];
+    rand_seq r = {values, 0};
+    CHECK_CODE(attn_sample(&p[0][0], 3, idx, lp, &s[0][0], 3, 5, 3, NULL, rand_seq_next, &r), ATTN_OK);
+    CHECK(r.n_calls == 5);
+    CHECK(idx[0] == 0 && fabsf(lp[0] - logf(1.0f / 3.0f)) < 1e-6f); /* -0.5 -> 0 */
+    CHECK(idx[1] == -1 && lp[1] == -INFINITY && p[1][0] == 0.0f && p[1][2] == 0.0f);
+    CHECK(idx[2] == 2 && p[2][2] == 1.0f);                           /* 1.5 -> just below 1 */
+    CHECK(idx[3] == 0 && p[3][0] == 1.0f && fabsf(lp[3] - logf(0.5f)) < 1e-6f); /* NaN -> 0 */
+    CHECK(idx[4] == -1 && isnan(lp[4]) && isnan(p[4][1]));
+    {
+        /* the forward pass: one call per decoder row, batch-major */
+        enum { B = 2, NQ = 3, NK = 4, D = 2 };
+        const float vals[B * NQ] = {0.1f, 0.9f, 0.5f, 0.0f, 0.99f, 0.3f};
+        float st[B * NQ * D], h[B * NK * D], ctx[B * NQ * D], lp2[B * NQ], w[B * NQ * NK];
+        int idx2[B * NQ], i;
+        const attn_stride ss = attn_stride_bhnd(1, NQ, D), hs = attn_stride_bhnd(1, NK, D);
+        attn_align a;
+        attn_align_options opt;
+        rand_seq r2 = {vals, 0};
+        memset(&a, 0, sizeof a); memset(&opt, 0, sizeof opt);
+        memset(st, 0, sizeof st); /* every score 0: uniform over the keys */
+        rnd_fill(h, sizeof h / sizeof *h, 1.0f);
+        a.score = ATTN_SCORE_DOT; a.d_s = D; a.d_h = D;
+        opt.mode = ATTN_SELECT_SAMPLE; opt.rand_fn = rand_seq_next; opt.rand_user = &r2;
+        opt.out_index = idx2; opt.out_log_prob = lp2; opt.out_weights = w;
+        CHECK_CODE(attn_align_forward(ctx, ss, st, ss, h, hs, NULL, hs, B, NQ, NK, &a, &opt, NULL, 0), ATTN_OK);
+        CHECK(r2.n_calls == B * NQ);
+        for (i = 0; i < B * NQ; ++i) {
+            const int want = (int)(vals[i] * NK);
+            CHECK(idx2[i] == want && fabsf(lp2[i] - logf(0.25f)) < 1e-6f && w[i * NK + want] == 1.0f);
+            CHECK(memcmp(ctx + i * D, h + ((i / NQ) * NK + want) * D, sizeof(float) * D) == 0);
+        }
+    }
+}
+
+static void test_errors_align(void)
+{
+    enum { B = 2, NQ = 3, NK = 4, D = 5, DA = 6 };
+    float s[B * NQ * D], h[B * NK * D], wt[2 * D * DA], v[DA], out[B * NQ * NK], ctx[B * NQ * D], w[B * NQ * NK];
+    float keys[B * NK * DA], lp[B * NQ], u[B * NQ];
+    int idx[B * NQ], len[B] = {NK, 2}, i;
+    const attn_stride ss = attn_stride_bhnd(1, NQ, D), hs = attn_stride_bhnd(1, NK, D), es = attn_stride_bhnd(1, NQ, NK);
+    const attn_stride ks = attn_stride_bhnd(1, NK, DA);
+    attn_stride bs;
+    attn_align a, bad;
+    attn_align_options opt;
+    test_alloc al = {0, 0, 0};
+    size_t bytes = 0;
+    unsigned char ws[32];
+    rnd_fill(s, sizeof s / sizeof *s, 1.0f); rnd_fill(h, sizeof h / sizeof *h, 1.0f);
+    rnd_fill(wt, sizeof wt / sizeof *wt, 1.0f); rnd_fill(v, DA, 1.0f);
+    for (i = 0; i < B * NQ; ++i) u[i] = 0.5f;
+    fill_sentinel(out, sizeof out / sizeof *out); fill_sentinel(ctx, sizeof ctx / sizeof *ctx);
+    fill_sentinel(w, sizeof w / sizeof *w); fill_sentinel(keys, sizeof keys / sizeof *keys); fill_sentinel(lp, B * NQ);
+    memset(&a, 0, sizeof a); memset(&opt, 0, sizeof opt);
+    a.score = ATTN_SCORE_ADDITIVE; a.d_s = D; a.d_h = D; a.d_a = DA; a.w_s = wt; a.w_h = wt + D * DA; a.v = v;
+    /* the alignment model, through attn_align_keys */
+    CHECK_CODE(attn_align_keys(NULL, ks, h, hs, B, NK, &a), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_keys(keys, ks, NULL, hs, B, NK, &a), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, NULL), ATTN_ERR_NULL);
+    bad = a; bad.score = (attn_score)4;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_OPTION);
+    bad = a; bad.v = NULL;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_NULL);
+    bad = a; bad.w_h = NULL;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_NULL);
+    bad = a; bad.score = ATTN_SCORE_GENERAL;        /* needs w */
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_NULL);
+    bad = a; bad.score = ATTN_SCORE_CONCAT;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_NULL);
+    bad = a; bad.d_a = 0;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_SHAPE);
+    bad = a; bad.d_s = -1;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_SHAPE);
+    bad = a; bad.score = ATTN_SCORE_DOT; bad.d_h = D - 1; /* dot needs d_s == d_h */
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_SHAPE);
+    bad = a; bad.score = ATTN_SCORE_CONCAT; bad.w = wt; bad.d_s = 2147483647; /* d_s + d_h overflows */
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_OVERFLOW);
+    bad = a; bad.layout = (attn_layout)2;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_OPTION);
+    bad = a; bad.scale = INFINITY;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_OPTION);
+    bad = a; bad.w_h_stride = DA - 1;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_STRIDE);
+    bad = a; bad.w_s_stride = -DA;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_STRIDE);
+    bad = a; bad.w_s_stride = PTRDIFF_MAX;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_OVERFLOW);
+    bad = a; bad.score = ATTN_SCORE_GENERAL; bad.w = wt; bad.layout = ATTN_LAYOUT_OUT_IN; bad.w_stride = D - 1;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_STRIDE);
+    bad = a; bad.score = ATTN_SCORE_CONCAT; bad.w = wt; bad.layout = ATTN_LAYOUT_OUT_IN; bad.w_stride = 2 * D - 1;
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, NK, &bad), ATTN_ERR_STRIDE);
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, 0, NK, &a), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_align_keys(keys, ks, h, hs, B, -1, &a), ATTN_ERR_SHAPE);
+    bs = ks; bs.batch = 0; /* an output may not broadcast */
+    CHECK_CODE(attn_align_keys(keys, bs, h, hs, B, NK, &a), ATTN_ERR_STRIDE);
+    bs = hs; bs.row = D - 1;
+    CHECK_CODE(attn_align_keys(keys, ks, h, bs, B, NK, &a), ATTN_ERR_STRIDE);
+    bs = hs; bs.batch = PTRDIFF_MAX;
+    CHECK_CODE(attn_align_keys(keys, ks, h, bs, B, NK, &a), ATTN_ERR_OVERFLOW);
+    CHECK(untouched(keys, sizeof keys / sizeof *keys));
+    /* attn_align_workspace_size */
+    CHECK_CODE(attn_align_workspace_size(NULL, NQ, NK, &a, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_workspace_size(&bytes, NQ, NK, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_workspace_size(&bytes, 0, NK, &a, 0), ATTN_ERR_SHAPE);
+    bad = a; bad.layout = (attn_layout)-1;
+    CHECK_CODE(attn_align_workspace_size(&bytes, NQ, NK, &bad, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_align_workspace_size(&bytes, 2147483647, 2147483647, &a, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_align_workspace_size(&bytes, NQ, NK, &a, 1), ATTN_OK);
+    {
+        size_t without = 0;
+        CHECK_CODE(attn_align_workspace_size(&without, NQ, NK, &a, 0), ATTN_OK);
+        CHECK(without == bytes + sizeof(float) * NK * DA); /* the keys, projected inside */
+    }
+    /* attn_align_scores */
+    CHECK_CODE(attn_align_scores(NULL, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_scores(out, es, NULL, ss, h, hs, NULL, ks, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_scores(out, es, s, ss, NULL, hs, NULL, ks, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, NULL, NULL, NULL, 0), ATTN_ERR_NULL);
+    bad = a; bad.w_s = NULL;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &bad, NULL, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, 0, NK, &a, NULL, NULL, 0), ATTN_ERR_SHAPE);
+    bad = a; bad.d_h = 0;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &bad, NULL, NULL, 0), ATTN_ERR_SHAPE);
+    bad = a; bad.scale = NAN;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &bad, NULL, NULL, 0), ATTN_ERR_OPTION);
+    bs = es; bs.row = NK - 1;
+    CHECK_CODE(attn_align_scores(out, bs, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_STRIDE);
+    bs = es; bs.batch = NK; /* batches overlap */
+    CHECK_CODE(attn_align_scores(out, bs, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_STRIDE);
+    bs = ss; bs.head = -1;
+    CHECK_CODE(attn_align_scores(out, es, s, bs, h, hs, NULL, ks, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_STRIDE);
+    bs = ks; bs.row = DA - 1; /* the keys are checked when given */
+    CHECK_CODE(attn_align_scores(out, es, s, ss, NULL, hs, keys, bs, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_STRIDE);
+    bs = ss; bs.row = PTRDIFF_MAX / 2;
+    CHECK_CODE(attn_align_scores(out, es, s, bs, h, hs, NULL, ks, B, NQ, NK, &a, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    opt.src_len = len; len[1] = NK + 1;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    len[1] = -1;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    len[1] = 2;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, ws, sizeof ws), ATTN_ERR_WORKSPACE);
+    opt.alloc_user = &al; al.fail = 1;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_NOMEM);
+    CHECK(untouched(out, sizeof out / sizeof *out));
+    al.fail = 0;
+    CHECK_CODE(attn_align_scores(out, es, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_OK);
+    CHECK(al.n_alloc == 1 && al.n_free == 1);
+    /* attn_align_forward: the options of the selection */
+    memset(&opt, 0, sizeof opt);
+    opt.out_weights = w; opt.out_index = idx; opt.out_log_prob = lp;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, NULL, hs, keys, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_forward(NULL, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, 0, &a, &opt, NULL, 0), ATTN_ERR_SHAPE);
+    bs = ss; bs.row = D - 1; /* the context is [B, Nq, d_h] */
+    CHECK_CODE(attn_align_forward(ctx, bs, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_STRIDE);
+    opt.mode = (attn_select)4;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.mode = ATTN_SELECT_TOPK; opt.top_k = 0;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.mode = ATTN_SELECT_SAMPLE;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_NULL);
+    opt.uniform = u; u[B * NQ - 1] = 1.0f;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    u[B * NQ - 1] = NAN;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    u[B * NQ - 1] = -0.25f;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    u[B * NQ - 1] = 0.5f;
+    opt.src_len = len; len[0] = 5;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_OPTION);
+    len[0] = NK;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, ws, sizeof ws), ATTN_ERR_WORKSPACE);
+    opt.alloc_user = &al; al.fail = 1;
+    CHECK_CODE(attn_align_forward(ctx, ss, s, ss, h, hs, NULL, ks, B, NQ, NK, &a, &opt, NULL, 0), ATTN_ERR_NOMEM);
+    {
+        /* out_weights [B, Nq, Nk] whose element count overflows (the inputs broadcast) */
+        attn_stride b0 = {0, 0, 1}, cs = {65536, 0, 1};
+        attn_align_options big;
+        memset(&big, 0, sizeof big);
+        big.out_weights = w;
+        a.d_s = a.d_h = 1; a.d_a = 1;
+        CHECK_CODE(attn_align_forward(ctx, cs, s, b0, h, b0, NULL, b0, 65536, 65536, 2147483647, &a, &big, NULL, 0),
+                   ATTN_ERR_OVERFLOW);
+    }
+    CHECK(untouched(ctx, sizeof ctx / sizeof *ctx) && untouched(w, sizeof w / sizeof *w) && untouched(lp, B * NQ));
+    CHECK(al.n_alloc == 1 && al.n_free == 1);
+}
+
+static void test_errors_hard(void)
+{
+    float s[12], p[12], lp[4];
+    const float u[4] = {0.1f, 0.2f, 0.3f, 1.0f};
+    int idx[12];
+    rnd_fill(s, 12, 1.0f);
+    fill_sentinel(p, 12); fill_sentinel(lp, 4);
+    CHECK_CODE(attn_hardmax(NULL, 3, idx, s, 3, 4, 3), ATTN_ERR_NULL);
+    CHECK_CODE(attn_hardmax(p, 3, idx, NULL, 3, 4, 3), ATTN_ERR_NULL);
+    CHECK_CODE(attn_hardmax(p, 3, idx, s, 3, 0, 3), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_hardmax(p, 2, idx, s, 3, 4, 3), ATTN_ERR_STRIDE);
+    CHECK_CODE(attn_hardmax(p, 3, idx, s, PTRDIFF_MAX, 4, 3), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_topk(p, 3, idx, NULL, 3, 4, 3, 2), ATTN_ERR_NULL);
+    CHECK_CODE(attn_topk(p, 3, idx, s, 3, 4, -3, 2), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_topk(p, 3, idx, s, -3, 4, 3, 2), ATTN_ERR_STRIDE);
+    CHECK_CODE(attn_topk(p, 3, idx, s, 3, 4, 3, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_topk(p, 1, idx, s, 1, 2147483647, 1, 2147483647), ATTN_ERR_OVERFLOW); /* index [rows x k] */
+    CHECK_CODE(attn_sample(NULL, 3, idx, lp, s, 3, 4, 3, u, NULL, NULL), ATTN_ERR_NULL);
+    CHECK_CODE(attn_sample(p, 3, idx, lp, s, 3, 4, 3, NULL, NULL, NULL), ATTN_ERR_NULL);
+    CHECK_CODE(attn_sample(p, 3, idx, lp, s, 3, 4, 0, u, NULL, NULL), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_sample(p, 3, idx, lp, s, 1, 4, 3, u, NULL, NULL), ATTN_ERR_STRIDE);
+    CHECK_CODE(attn_sample(p, PTRDIFF_MAX / 2, idx, lp, s, 3, 4, 3, u, NULL, NULL), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_sample(p, 3, idx, lp, s, 3, 4, 3, u, NULL, NULL), ATTN_ERR_OPTION); /* u[3] = 1 */
+    CHECK(untouched(p, 12) && untouched(lp, 4));
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* attention pictures                                                                             */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* an image sink in memory; fail_at > 0 makes that call (1-based) fail */
+typedef struct membuf { unsigned char *data; size_t n, cap; int calls, fail_at; } membuf;
+static int membuf_write(void *user, const void *data, size_t bytes)
+{
+    membuf *m = (membuf *)user;
+    if (m->fail_at && ++m->calls == m->fail_at) return 1;
+    if (m->n + bytes > m->cap) {
+        m->cap = (m->n + bytes) * 2;
+        m->data = (unsigned char *)realloc(m->data, m->cap);
+        if (!m->data) abort();
+    }
+    memcpy(m->data + m->n, data, bytes);
+    m->n += bytes;
+    return 0;
+}
+
+static unsigned long test_crc32(const unsigned char *p, size_t n) /* bit by bit, no table */
+{
+    unsigned long c = 0xFFFFFFFFul;
+    size_t i;
+    int k;
+    for (i = 0; i < n; ++i) {
+        c ^= p[i];
+        for (k = 0; k < 8; ++k) c = (c & 1ul) ? (c >> 1) ^ 0xEDB88320ul : c >> 1;
+    }
+    return c ^ 0xFFFFFFFFul;
+}
+static unsigned long be32(const unsigned char *p)
+{
+    return ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) | ((unsigned long)p[2] << 8) | p[3];
+}
+
+/* Decodes a PNG of stored deflate blocks, checking the signature, each chunk's CRC, IHDR, the zlib header,
+   each block's LEN/NLEN and the Adler-32. Returns the raw scanlines (to free) or NULL on any defect. */
+static unsigned char *decode_png(const membuf *png, unsigned long *w, unsigned long *h, int *color, size_t *raw_n,
+                                 int *n_blocks)
+{
+    static const unsigned char sig[8] = {137, 80, 78, 71, 13, 10, 26, 10};
+    unsigned char *idat = (unsigned char *)malloc(png->n), *raw = (unsigned char *)malloc(png->n);
+    size_t pos = 8, idat_n = 0, zp = 2, n = 0;
+    unsigned long a = 1, b = 0;
+    int ok = png->n > 8 && memcmp(png->data, sig, 8) == 0, seen_end = 0, final = 0;
+    *n_blocks = 0;
+    while (ok && !seen_end && pos + 12 <= png->n) {
+        const unsigned long len = be32(png->data + pos);
+        const unsigned char *type = png->data + pos + 4, *data = type + 4;
+        if (pos + 12 + len > png->n || test_crc32(type, len + 4) != be32(data + len)) { ok = 0; break; }
+        if (memcmp(type, "IHDR", 4) == 0) {
+            ok = len == 13 && data[8] == 8 && data[10] == 0 && data[11] == 0 && data[12] == 0;
+            *w = be32(data); *h = be32(data + 4); *color = data[9];
+        } else if (memcmp(type, "IDAT", 4) == 0) {
+            memcpy(idat + idat_n, data, len);
+            idat_n += len;
+        } else if (memcmp(type, "IEND", 4) == 0) {
+            seen_end = len == 0 && pos + 12 == png->n;
+        }
+        pos += 12 + len;
+    }
+    ok = ok && seen_end && idat_n >= 6 && idat[0] == 0x78 && (idat[0] * 256 + idat[1]) % 31 == 0 && !(idat[1] & 0x20);
+    while (ok && !final) { /* stored blocks: BFINAL, BTYPE 00, LEN, NLEN */
+        unsigned len, nlen;
+        if (zp + 5 > idat_n || ((idat[zp] >> 1) & 3) != 0) { ok = 0; break; }
+        final = idat[zp] & 1;
+        len = idat[zp + 1] | (idat[zp + 2] << 8);
+        nlen = idat[zp + 3] | (idat[zp + 4] << 8);
+        if (len != (~nlen & 0xFFFFu) || zp + 5 + len > idat_n) { ok = 0; break; }
+        memcpy(raw + n, idat + zp + 5, len);
+        n += len;
+        zp += 5 + len;
+        ++*n_blocks;
+    }
+    for (pos = 0; pos < n; ++pos) { a = (a + raw[pos]) % 65521; b = (b + a) % 65521; }
+    ok = ok && zp + 4 == idat_n && be32(idat + zp) == ((b << 16) | a);
+    free(idat);
+    if (!ok) { free(raw); printf("    decode_png: malformed\n"); return NULL; }
+    *raw_n = n;
+    return raw;
+}
+
+static unsigned char gray_of(double t) { return (unsigned char)floor(t * 255.0 + 0.5); }
+
+/* PNG bytes: signature, chunk CRCs, IHDR, stored blocks and Adler-32 decode back to the expected pixels;
+   gray and viridis, cells, one and several deflate blocks, automatic range, special values. */
+static void test_image_png(void)
+{
+    /* gray, values k/255 on [0, 1], 2x2 pixels each, a padded row stride */
+    float m[3 * 5];
+    const int k_vals[12] = {0, 255, 128, 1, 17, 200, 254, 64, 99, 3, 250, 127};
+    attn_image_options o;
+    membuf out = {NULL, 0, 0, 0, 0};
+    unsigned long w = 0, h = 0;
+    size_t n = 0;
+    int color = -1, blocks = 0, i, x, y, ok = 1;
+    unsigned char *raw;
+    memset(&o, 0, sizeof o);
+    for (i = 0; i < 12; ++i) m[(i / 4) * 5 + i % 4] = (float)k_vals[i] / 255.0f;
+    o.cell = 2; o.lo = 0.0f; o.hi = 1.0f;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 5, 3, 4, &o), ATTN_OK);
+    raw = decode_png(&out, &w, &h, &color, &n, &blocks);
+    CHECK(raw && w == 8 && h == 6 && color == 0 && n == 6 * 9 && blocks == 1);
+    for (y = 0; raw && y < 6; ++y) {
+        ok &= raw[y * 9] == 0; /* filter: none */
+        for (x = 0; x < 8; ++x) ok &= raw[y * 9 + 1 + x] == k_vals[(y / 2) * 4 + x / 2];
+    }
+    CHECK(ok);
+    free(raw); free(out.data);
+    /* viridis RGB: the ends and the middle are samples of the map */
+    {
+        const float v[3] = {0.0f, 0.5f, 1.0f};
+        const unsigned char want[9] = {0x44, 0x01, 0x54, 0x21, 0x90, 0x8C, 0xFD, 0xE7, 0x25};
+        membuf o2 = {NULL, 0, 0, 0, 0};
+        memset(&o, 0, sizeof o);
+        o.colormap = ATTN_COLORMAP_VIRIDIS;
+        CHECK_CODE(attn_image_write(membuf_write, &o2, v, 3, 1, 3, &o), ATTN_OK); /* auto range: [0, 1] */
+        raw = decode_png(&o2, &w, &h, &color, &n, &blocks);
+        CHECK(raw && w == 3 && h == 1 && color == 2 && n == 10 && raw[0] == 0 && memcmp(raw + 1, want, 9) == 0);
+        free(raw); free(o2.data);
+    }
+    /* 90300 raw bytes: two stored blocks; special values: NaN and -inf at the low end, +inf at the high end,
+       values outside [lo, hi] clamped */
+    {
+        const float v[9] = {NAN, -INFINITY, INFINITY, -5.0f, 5.0f, 0.25f, 0.5f, 0.75f, 1.0f};
+        membuf o3 = {NULL, 0, 0, 0, 0};
+        memset(&o, 0, sizeof o);
+        o.cell = 100; o.lo = 0.0f; o.hi = 1.0f;
+        CHECK_CODE(attn_image_write(membuf_write, &o3, v, 3, 3, 3, &o), ATTN_OK);
+        raw = decode_png(&o3, &w, &h, &color, &n, &blocks);
+        CHECK(raw && w == 300 && h == 300 && n == 300 * 301 && blocks == 2);
+        for (y = 0, ok = 1; raw && y < 300; y += 7)
+            for (x = 0; x < 300; x += 11) {
+                const float e = v[(y / 100) * 3 + x / 100];
+                const unsigned char g = e != e || e < 0.0f ? 0 : e > 1.0f ? 255 : gray_of(e);
+                ok &= raw[y * 301] == 0 && raw[y * 301 + 1 + x] == g;
+            }
+        CHECK(ok);
+        free(raw); free(o3.data);
+    }
+    /* automatic range on random values: min -> 0, max -> 255, the rest within rounding of the float64 map */
+    {
+        float v[7 * 9];
+        double lo = 1e30, hi = -1e30;
+        membuf o4 = {NULL, 0, 0, 0, 0};
+        rnd_fill(v, 63, 3.0f);
+        for (i = 0; i < 63; ++i) { lo = v[i] < lo ? v[i] : lo; hi = v[i] > hi ? v[i] : hi; }
+        memset(&o, 0, sizeof o);
+        CHECK_CODE(attn_image_write(membuf_write, &o4, v, 9, 7, 9, &o), ATTN_OK);
+        raw = decode_png(&o4, &w, &h, &color, &n, &blocks);
+        for (i = 0, ok = raw != NULL; raw && i < 63; ++i) {
+            const int g = raw[(i / 9) * 10 + 1 + i % 9], want = gray_of((v[i] - lo) / (hi - lo));
+            ok &= abs(g - want) <= 1 && (v[i] != lo || g == 0) && (v[i] != hi || g == 255);
+        }
+        CHECK(ok);
+        free(raw); free(o4.data);
+    }
+}
+
+/* PGM and PPM: the header and the bytes exactly; attn_image_save writes the same bytes to a file */
+static void test_image_pnm(void)
+{
+    const float m[2 * 3] = {0.0f, 1.0f, 0.5f, 0.2f, 0.4f, 0.6f};
+    const char pgm_hdr[] = "P5\n6 4\n255\n", ppm_hdr[] = "P6\n3 2\n255\n";
+    attn_image_options o;
+    membuf out = {NULL, 0, 0, 0, 0}, out2 = {NULL, 0, 0, 0, 0};
+    int x, y, c, ok = 1;
+    memset(&o, 0, sizeof o);
+    o.format = ATTN_IMAGE_PGM; o.cell = 2; o.lo = 0.0f; o.hi = 1.0f;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 3, 2, 3, &o), ATTN_OK);
+    CHECK(out.n == 11 + 24 && memcmp(out.data, pgm_hdr, 11) == 0);
+    for (y = 0; out.n == 35 && y < 4; ++y)
+        for (x = 0; x < 6; ++x) ok &= out.data[11 + y * 6 + x] == gray_of(m[(y / 2) * 3 + x / 2]);
+    CHECK(ok);
+    o.format = ATTN_IMAGE_PPM; o.cell = 0; /* 0 = 1 pixel per entry */
+    CHECK_CODE(attn_image_write(membuf_write, &out2, m, 3, 2, 3, &o), ATTN_OK);
+    CHECK(out2.n == 11 + 18 && memcmp(out2.data, ppm_hdr, 11) == 0);
+    for (x = 0; out2.n == 29 && x < 6; ++x)
+        for (c = 0; c < 3; ++c) ok &= out2.data[11 + x * 3 + c] == gray_of(m[x]);
+    CHECK(ok);
+    {
+        /* the file holds the same bytes */
+        const char *path = "test_attention_image.tmp";
+        unsigned char buf[64];
+        size_t got = 0;
+        FILE *f;
+        o.format = ATTN_IMAGE_PGM; o.cell = 2;
+        CHECK_CODE(attn_image_save(path, m, 3, 2, 3, &o), ATTN_OK);
+        f = fopen(path, "rb");
+        CHECK(f != NULL);
+        if (f) { got = fread(buf, 1, sizeof buf, f); fclose(f); }
+        CHECK(got == out.n && memcmp(buf, out.data, got) == 0);
+        remove(path);
+        /* invalid arguments: the file is not even created */
+        o.cell = -1;
+        CHECK_CODE(attn_image_save(path, m, 3, 2, 3, &o), ATTN_ERR_OPTION);
+        f = fopen(path, "rb");
+        CHECK(f == NULL);
+        if (f) fclose(f);
+    }
+    free(out.data); free(out2.data);
+}
+
+/* prints a heatmap to a temporary file and returns what was printed (to free) */
+static char *heatmap_text(attn_result *r, const float *m, ptrdiff_t stride, int rows, int cols, const attn_image_options *o)
+{
+    FILE *f = tmpfile();
+    char *text = (char *)calloc(4096, 1);
+    size_t n;
+    if (!f || !text) abort();
+    *r = attn_heatmap_print(f, m, stride, rows, cols, o);
+    fflush(f);
+    rewind(f);
+    n = fread(text, 1, 4095, f);
+    text[n] = '\0';
+    fclose(f);
+    return text;
+}
+
+/* The terminal heatmap, exactly: the ASCII ramp with row and column labels, ANSI gray and viridis codes */
+static void test_heatmap_print(void)
+{
+    const float m[2 * 3] = {0.0f, 1.0f, 9.0f, 0.5f, 0.25f, 9.0f}; /* third column: row stride padding */
+    const char *rows[2] = {"a", "bb"}, *cols[2] = {"x", "yz"};
+    attn_image_options o;
+    attn_result r;
+    char *t;
+    memset(&o, 0, sizeof o);
+    o.lo = 0.0f; o.hi = 1.0f;
+    t = heatmap_text(&r, m, 3, 2, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "  @@\n++::\n") == 0);
+    free(t);
+    o.row_labels = rows; o.col_labels = cols;
+    t = heatmap_text(&r, m, 3, 2, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "   x y \n     z \na    @@\nbb ++::\n") == 0);
+    free(t);
+    memset(&o, 0, sizeof o);
+    o.ansi = 1; /* automatic range over [0, 1] */
+    t = heatmap_text(&r, m, 3, 1, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "\x1b[48;5;16m  \x1b[48;5;231m  \x1b[0m\n") == 0);
+    free(t);
+    o.colormap = ATTN_COLORMAP_VIRIDIS;
+    t = heatmap_text(&r, m, 3, 1, 2, &o);
+    CHECK(r == ATTN_OK && strcmp(t, "\x1b[48;5;53m  \x1b[48;5;220m  \x1b[0m\n") == 0);
+    free(t);
+}
+
+static void test_errors_image(void)
+{
+    float m[4 * 4];
+    attn_image_options o, bad;
+    membuf out = {NULL, 0, 0, 0, 0};
+    attn_result r;
+    char *t;
+    FILE *ro;
+    rnd_fill(m, 16, 1.0f);
+    memset(&o, 0, sizeof o);
+    CHECK_CODE(attn_image_write(NULL, &out, m, 4, 4, 4, &o), ATTN_ERR_NULL);
+    CHECK_CODE(attn_image_write(membuf_write, &out, NULL, 4, 4, 4, &o), ATTN_ERR_NULL);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 0, 4, &o), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, -4, &o), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 3, 4, 4, &o), ATTN_ERR_STRIDE);
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, PTRDIFF_MAX, 4, 4, &o), ATTN_ERR_OVERFLOW);
+    bad = o; bad.format = (attn_image_format)3;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.colormap = (attn_colormap)2;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.format = ATTN_IMAGE_PGM; bad.colormap = ATTN_COLORMAP_VIRIDIS; /* PGM is gray */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.cell = -2;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.lo = 1.0f; bad.hi = 0.0f;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.hi = NAN;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_OPTION);
+    bad = o; bad.cell = 1 << 12; /* 2^20 columns of 2^12 pixels: wider than PNG allows */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 1 << 20, 1, 1 << 20, &bad), ATTN_ERR_OVERFLOW);
+    bad = o; bad.cell = 50000; /* 50000 x 50000 gray: more than 2^31 bytes in one IDAT chunk */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 1, 1, 1, &bad), ATTN_ERR_OVERFLOW);
+    CHECK(out.n == 0 && out.calls == 0); /* nothing written by a failed call */
+    out.fail_at = 3;                     /* the sink fails */
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &o), ATTN_ERR_IO);
+    CHECK_CODE(attn_image_save(NULL, m, 4, 4, 4, &o), ATTN_ERR_NULL);
+    CHECK_CODE(attn_image_save("no_such_directory_attn/x.png", m, 4, 4, 4, &o), ATTN_ERR_IO);
+    CHECK_CODE(attn_image_save("no_such_directory_attn/x.png", m, 4, 0, 4, &o), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_heatmap_print(NULL, m, 4, 4, 4, &o), ATTN_ERR_NULL);
+    t = heatmap_text(&r, NULL, 4, 4, 4, &o);
+    CHECK(r == ATTN_ERR_NULL && t[0] == '\0');
+    free(t);
+    t = heatmap_text(&r, m, 4, 4, 0, &o);
+    CHECK(r == ATTN_ERR_SHAPE && t[0] == '\0');
+    free(t);
+    t = heatmap_text(&r, m, 2, 4, 4, &o);
+    CHECK(r == ATTN_ERR_STRIDE && t[0] == '\0');
+    free(t);
+    t = heatmap_text(&r, m, PTRDIFF_MAX, 4, 4, &o);
+    CHECK(r == ATTN_ERR_OVERFLOW && t[0] == '\0');
+    free(t);
+    bad = o; bad.colormap = (attn_colormap)9;
+    t = heatmap_text(&r, m, 4, 4, 4, &bad);
+    CHECK(r == ATTN_ERR_OPTION && t[0] == '\0');
+    free(t);
+    ro = fopen("tests/test_attention.c", "r"); /* a stream that cannot be written */
+    if (!ro) ro = fopen("../tests/test_attention.c", "r");
+    CHECK(ro != NULL);
+    if (ro) {
+        CHECK_CODE(attn_heatmap_print(ro, m, 4, 4, 4, &o), ATTN_ERR_IO);
+        fclose(ro);
+    }
+    free(out.data);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
@@ -1394,6 +2401,18 @@ static const test_case k_tests[] = {
     {"errors_sdpa", test_errors_sdpa},
     {"errors_mha", test_errors_mha},
     {"allocator", test_allocator},
+    {"align_keys", test_align_keys},
+    {"align_scores", test_align_scores},
+    {"align_forward", test_align_forward},
+    {"align_identities", test_align_identities},
+    {"hard_selection", test_hard_selection},
+    {"sample_callback", test_sample_callback},
+    {"errors_align", test_errors_align},
+    {"errors_hard", test_errors_hard},
+    {"image_png", test_image_png},
+    {"image_pnm", test_image_pnm},
+    {"heatmap_print", test_heatmap_print},
+    {"errors_image", test_errors_image},
 };
 
 int main(int argc, char **argv)
