@@ -50,8 +50,8 @@
    One kernel template in this file is compiled for AVX-512, AVX2+FMA (x86-64, gcc or clang, through
    target attributes: no -march needed) and NEON (aarch64), and each call picks the best the CPU has
    (attn_simd_name tells which); other compilers and targets get the portable scalar kernels. The fused
-   kernel keeps a tile of 32 queries transposed (queries in the vector lanes) and walks 64-key tiles:
-   scores and the output update are one 6 x 2-vector register-blocked micro-kernel that broadcasts K and
+   kernel keeps a tile of 64 queries transposed (queries in the vector lanes) and walks 64-key tiles:
+   scores and the output update are one 6 x 4-vector (AVX2: 6 x 2) register-blocked micro-kernel that broadcasts K and
    V straight from the caller's rows, the online softmax runs down the columns with a polynomial exp2,
    and key tiles past the causal diagonal or kv_len are skipped. Tiles of at most 8 queries (decoding)
    take a row kernel vectorised along d; with more than 2048 keys their keys are cut into 2048-key
@@ -128,7 +128,7 @@
            q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
        dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}.
        The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an
-       online softmax, so the workspace is a few tiles per thread, 128 * (Dk + Dv + 68) bytes, independent
+       online softmax, so the workspace is a few tiles per thread, 256 * (Dk + Dv + 68) bytes, independent
        of Nq and Nk (plus, for decoding over more than 2048 keys, B * Hq * Nq * (Dv + 1) floats per
        2048-key chunk); attn_sdpa_workspace_size tells, for the same dims and options (the thread count
        and split count in them matter). workspace NULL: allocated and freed inside. A workspace smaller
@@ -649,7 +649,7 @@ static const attn_options attn__default_options = {0};
 #endif
 
 /* Tile sizes of the fused kernel: ATTN__TQ queries against ATTN__TK keys at a time. */
-#define ATTN__TQ 32
+#define ATTN__TQ 64
 #define ATTN__TK 64
 /* Tiles of at most ATTN__ROW_MAX queries (decoding) take the SIMD row kernel; when such a call has more
    than ATTN__KEY_CHUNK keys, the keys are cut into chunks of that size, each a separate work item, and
@@ -1034,6 +1034,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__P(op) _mm512_##op
 #define ATTN__V __m512
 #define ATTN__W 16
+#define ATTN__NV 4 /* 32 registers: 6 x 4 accumulators */
 #define ATTN__EXP2_LO -200.0f /* scalef flushes 2^-200 to exactly 0 */
 #define ATTN__VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define ATTN__VLDEXP(p, n) _mm512_scalef_ps(p, n)
@@ -1056,6 +1057,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #undef ATTN__P
 #undef ATTN__V
 #undef ATTN__W
+#undef ATTN__NV
 #undef ATTN__EXP2_LO
 #undef ATTN__VROUND
 #undef ATTN__VLDEXP
@@ -1071,6 +1073,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__P(op) _mm256_##op
 #define ATTN__V __m256
 #define ATTN__W 8
+#define ATTN__NV 2 /* 16 registers: 6 x 2 accumulators */
 #define ATTN__EXP2_LO -127.0f /* 2^-127 built from exponent bits 0: exactly 0 */
 #define ATTN__VROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define ATTN__VLDEXP(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
@@ -1086,6 +1089,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #undef ATTN__P
 #undef ATTN__V
 #undef ATTN__W
+#undef ATTN__NV
 #undef ATTN__EXP2_LO
 #undef ATTN__VROUND
 #undef ATTN__VLDEXP
@@ -1102,6 +1106,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__TARGET
 #define ATTN__V float32x4_t
 #define ATTN__W 4
+#define ATTN__NV 4 /* 32 registers: 6 x 4 accumulators */
 #define ATTN__EXP2_LO -127.0f
 #undef ATTN__VLOAD
 #undef ATTN__VSTORE
@@ -2597,7 +2602,7 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
    broadcasts K or V elements straight from the caller's rows (no packing), and the online softmax runs
    down the columns without a horizontal reduction. */
 
-#define ATTN__NB (2 * ATTN__W) /* columns of the micro-kernel: two vectors */
+#define ATTN__NB (ATTN__NV * ATTN__W) /* columns of the micro-kernel: ATTN__NV vectors */
 
 /* 2^x, |error| <= 2 ulp; x <= 0 in every use (scores minus their running max). NaN stays NaN. */
 static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
@@ -2618,7 +2623,39 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
 
 /* The micro-kernel: C[r][0..NB) (+)= sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, with
    A(r, p) = a[r*a_rs + p*a_cs] broadcast from memory and B rows at b + p*b_rs (NB contiguous floats).
-   Twelve accumulators: enough independent FMA chains to hide the FMA latency on every target. */
+   6 x ATTN__NV accumulators (12 or 24): enough independent FMA chains to hide the FMA latency on every
+   target, and as many FMAs per load as the registers allow. */
+#if ATTN__NV == 4
+#define ATTN__ACC(r) ATTN__V c##r##0 = ATTN__VZERO, c##r##1 = ATTN__VZERO, c##r##2 = ATTN__VZERO, c##r##3 = ATTN__VZERO
+#define ATTN__FMA_ROW(r)                                                                                      \
+    x = ATTN__VSET1(a##r[off]);                                                                               \
+    c##r##0 = ATTN__VFMA(x, b0, c##r##0); c##r##1 = ATTN__VFMA(x, b1, c##r##1);                               \
+    c##r##2 = ATTN__VFMA(x, b2, c##r##2); c##r##3 = ATTN__VFMA(x, b3, c##r##3)
+#define ATTN__STORE_ROW(r)                                                                                    \
+    if (rows > r) {                                                                                           \
+        ATTN__SFX(attn__store)(c + r * c_rs, c##r##0, accumulate);                                            \
+        ATTN__SFX(attn__store)(c + r * c_rs + ATTN__W, c##r##1, accumulate);                                  \
+        ATTN__SFX(attn__store)(c + r * c_rs + 2 * ATTN__W, c##r##2, accumulate);                              \
+        ATTN__SFX(attn__store)(c + r * c_rs + 3 * ATTN__W, c##r##3, accumulate);                              \
+    }
+#else
+#define ATTN__ACC(r) ATTN__V c##r##0 = ATTN__VZERO, c##r##1 = ATTN__VZERO
+#define ATTN__FMA_ROW(r)                                                                                      \
+    x = ATTN__VSET1(a##r[off]);                                                                               \
+    c##r##0 = ATTN__VFMA(x, b0, c##r##0); c##r##1 = ATTN__VFMA(x, b1, c##r##1)
+#define ATTN__STORE_ROW(r)                                                                                    \
+    if (rows > r) {                                                                                           \
+        ATTN__SFX(attn__store)(c + r * c_rs, c##r##0, accumulate);                                            \
+        ATTN__SFX(attn__store)(c + r * c_rs + ATTN__W, c##r##1, accumulate);                                  \
+    }
+#endif
+
+/* *c = v, or *c += v */
+static ATTN__TARGET void ATTN__SFX(attn__store)(float *c, ATTN__V v, int accumulate)
+{
+    ATTN__VSTORE(c, accumulate ? ATTN__VADD(ATTN__VLOAD(c), v) : v);
+}
+
 static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs,
                                                  ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, int k,
                                                  int rows, int accumulate)
@@ -2626,34 +2663,22 @@ static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const
     /* rows past `rows` re-read row 0 (in bounds) and are never stored */
     const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2) * 2 * a_rs;
     const float *a3 = a + (rows > 3) * 3 * a_rs, *a4 = a + (rows > 4) * 4 * a_rs, *a5 = a + (rows > 5) * 5 * a_rs;
-    ATTN__V c00 = ATTN__VZERO, c01 = ATTN__VZERO, c10 = ATTN__VZERO, c11 = ATTN__VZERO, c20 = ATTN__VZERO, c21 = ATTN__VZERO;
-    ATTN__V c30 = ATTN__VZERO, c31 = ATTN__VZERO, c40 = ATTN__VZERO, c41 = ATTN__VZERO, c50 = ATTN__VZERO, c51 = ATTN__VZERO;
-    ATTN__V acc[12];
     ptrdiff_t p, off;
-    int r;
+    ATTN__ACC(0); ATTN__ACC(1); ATTN__ACC(2); ATTN__ACC(3); ATTN__ACC(4); ATTN__ACC(5);
     for (p = 0, off = 0; p < k; ++p, off += a_cs) {
         const float *b_p = b + p * b_rs;
         const ATTN__V b0 = ATTN__VLOAD(b_p), b1 = ATTN__VLOAD(b_p + ATTN__W);
+#if ATTN__NV == 4
+        const ATTN__V b2 = ATTN__VLOAD(b_p + 2 * ATTN__W), b3 = ATTN__VLOAD(b_p + 3 * ATTN__W);
+#endif
         ATTN__V x;
-        x = ATTN__VSET1(a0[off]); c00 = ATTN__VFMA(x, b0, c00); c01 = ATTN__VFMA(x, b1, c01);
-        x = ATTN__VSET1(a1[off]); c10 = ATTN__VFMA(x, b0, c10); c11 = ATTN__VFMA(x, b1, c11);
-        x = ATTN__VSET1(a2[off]); c20 = ATTN__VFMA(x, b0, c20); c21 = ATTN__VFMA(x, b1, c21);
-        x = ATTN__VSET1(a3[off]); c30 = ATTN__VFMA(x, b0, c30); c31 = ATTN__VFMA(x, b1, c31);
-        x = ATTN__VSET1(a4[off]); c40 = ATTN__VFMA(x, b0, c40); c41 = ATTN__VFMA(x, b1, c41);
-        x = ATTN__VSET1(a5[off]); c50 = ATTN__VFMA(x, b0, c50); c51 = ATTN__VFMA(x, b1, c51);
+        ATTN__FMA_ROW(0); ATTN__FMA_ROW(1); ATTN__FMA_ROW(2); ATTN__FMA_ROW(3); ATTN__FMA_ROW(4); ATTN__FMA_ROW(5);
     }
-    acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11; acc[4] = c20; acc[5] = c21;
-    acc[6] = c30; acc[7] = c31; acc[8] = c40; acc[9] = c41; acc[10] = c50; acc[11] = c51;
-    for (r = 0; r < rows; ++r) {
-        float *c_r = c + r * c_rs;
-        if (accumulate) {
-            acc[2 * r] = ATTN__VADD(ATTN__VLOAD(c_r), acc[2 * r]);
-            acc[2 * r + 1] = ATTN__VADD(ATTN__VLOAD(c_r + ATTN__W), acc[2 * r + 1]);
-        }
-        ATTN__VSTORE(c_r, acc[2 * r]);
-        ATTN__VSTORE(c_r + ATTN__W, acc[2 * r + 1]);
-    }
+    ATTN__STORE_ROW(0) ATTN__STORE_ROW(1) ATTN__STORE_ROW(2) ATTN__STORE_ROW(3) ATTN__STORE_ROW(4) ATTN__STORE_ROW(5)
 }
+#undef ATTN__ACC
+#undef ATTN__FMA_ROW
+#undef ATTN__STORE_ROW
 
 /* Packs rows [p0, p0 + kc) of columns [j0, j0 + NB) of op(B) -- B [k x n], or B^T given as [n x k] with
    b_trans -- into panel [kc x NB], zero past column n. */
@@ -2691,8 +2716,8 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_mm)(float *c, ptrdiff_t ldc, const
 }
 
 /* C[m x n] (+)= A[m x k] . op(B) without a buffer: one KC x NB panel of B at a time on the stack
-   (16 KiB at most), swept over every row of A. */
-#define ATTN__KC 128
+   (16 KiB), swept over every row of A. */
+#define ATTN__KC (4096 / ATTN__NB)
 static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
                                                const float *b, ptrdiff_t ldb, int b_trans, int m, int n, int k,
                                                int accumulate)
@@ -2796,7 +2821,7 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
 
 
 /* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
-   for few queries, where the tile kernel's 32 query lanes would idle. Reads each K and V row once. */
+   for few queries, where the tile kernel's 64 query lanes would idle. Reads each K and V row once. */
 static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
 {
     const int key_end = attn__key_end(h, i, 1);
