@@ -1042,6 +1042,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
 #define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define ATTN__VANY(m) ((m) != 0)
+#define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm512_undefined_ps trips a false   */
 #pragma GCC diagnostic push                   /* -Wmaybe-uninitialized in C++ (gcc bug 105593) */
@@ -1065,8 +1066,17 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #undef ATTN__VEQ
 #undef ATTN__VBLEND
 #undef ATTN__VANY
+#undef ATTN__VSUM
 #undef ATTN__PREFETCH
 #endif
+/* Sum of the 8 lanes of an AVX2 vector: halves, then pairs. */
+static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
+{
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
 #define ATTN__TEMPLATE 1
 #define ATTN__SFX(name) name##_avx2
 #define ATTN__TARGET __attribute__((target("avx2,fma")))
@@ -1081,6 +1091,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VEQ(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
 #define ATTN__VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
+#define ATTN__VSUM(v) attn__hsum_avx2(v)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #include ATTN_HEADER_FILE
 #undef ATTN__TEMPLATE
@@ -1097,6 +1108,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #undef ATTN__VEQ
 #undef ATTN__VBLEND
 #undef ATTN__VANY
+#undef ATTN__VSUM
 #undef ATTN__PREFETCH
 #endif /* ATTN__HAVE_X86 */
 
@@ -1133,6 +1145,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VEQ(a, b) vceqq_f32(a, b)
 #define ATTN__VBLEND(m, a, b) vbslq_f32(m, b, a)
 #define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
+#define ATTN__VSUM(v) vaddvq_f32(v)
 #define ATTN__PREFETCH(p) __builtin_prefetch(p)
 #include ATTN_HEADER_FILE
 #undef ATTN__TEMPLATE
@@ -2596,6 +2609,7 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
      ATTN__V, ATTN__W a vector of ATTN__W floats                  ATTN__M       a lane mask
      ATTN__VLOAD ATTN__VSTORE ATTN__VSET1 ATTN__VZERO ATTN__VADD ATTN__VSUB ATTN__VMUL ATTN__VFMA(a, b, c) = a*b + c  ATTN__VMAX(a, b) = a > b ? a : b
      ATTN__VROUND (to nearest)  ATTN__VLDEXP(p, n) = p * 2^n  ATTN__VEQ(a, b) -> mask  ATTN__VBLEND(m, a, b) = m ? b : a  ATTN__VANY(m)
+     ATTN__VSUM(v) the sum of the lanes   ATTN__PREFETCH(p)
      ATTN__EXP2_LO    below it 2^x is flushed to exactly 0.
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
    S^T [keys x TQ] = K . Q^T and the output O^T [Dv x TQ] += V^T . P^T are both one micro-kernel that
@@ -2808,15 +2822,10 @@ static ATTN__TARGET void ATTN__SFX(attn__exp_cols)(float *s_t, int tk, const flo
     }
 }
 
-/* Sum of the lanes of v, in a fixed pairwise order. */
+/* Sum of the lanes of v (a fixed order per instruction set). */
 static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
 {
-    float t[ATTN__W];
-    int n, i;
-    ATTN__VSTORE(t, v);
-    for (n = ATTN__W / 2; n > 0; n /= 2)
-        for (i = 0; i < n; ++i) t[i] += t[i + n];
-    return t[0];
+    return ATTN__VSUM(v);
 }
 
 
@@ -2846,20 +2855,16 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
                 ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
                 float d4[4];
                 int r;
-                if (j + 8 < tv) /* the K rows two groups ahead, and this group's V rows for the PV loop */
+                { /* prefetch: the K rows 16 keys ahead, across tiles, and this group's V rows for the PV loop */
+                    const int ahead = j0 + j + 16;
                     for (c = 0; c < h->dk || c < h->dv; c += 16) {
-                        const int r8 = j + 8 + (j + 11 < tv ? 3 : 0);
-                        if (c < h->dk) {
-                            ATTN__PREFETCH(k0 + 8 * h->k_rs + c);
-                            ATTN__PREFETCH(h->k + (ptrdiff_t)(j0 + r8) * h->k_rs + c);
-                        }
-                        if (c < h->dv) {
-                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j) * h->v_rs + c);
-                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + 1) * h->v_rs + c);
-                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + 2) * h->v_rs + c);
-                            ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + 3) * h->v_rs + c);
+                        int r;
+                        for (r = 0; r < 4; ++r) {
+                            if (c < h->dk && ahead + r < key_end) ATTN__PREFETCH(h->k + (ptrdiff_t)(ahead + r) * h->k_rs + c);
+                            if (c < h->dv && j + r < tv) ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + r) * h->v_rs + c);
                         }
                     }
+                }
                 for (c = 0; c + ATTN__W <= h->dk; c += ATTN__W) {
                     const ATTN__V qv = ATTN__VLOAD(q_i + c);
                     a0 = ATTN__VFMA(qv, ATTN__VLOAD(k0 + c), a0);
