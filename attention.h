@@ -1035,11 +1035,11 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__V __m512
 #define ATTN__W 16
 #define ATTN__NV 4 /* 32 registers: 6 x 4 accumulators */
-#define ATTN__EXP2_LO -200.0f /* scalef flushes 2^-200 to exactly 0 */
 #define ATTN__VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define ATTN__VLDEXP(p, n) _mm512_scalef_ps(p, n)
 #define ATTN__M __mmask16
 #define ATTN__VEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
+#define ATTN__VLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
 #define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define ATTN__VANY(m) ((m) != 0)
 #define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
@@ -1059,11 +1059,11 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #undef ATTN__V
 #undef ATTN__W
 #undef ATTN__NV
-#undef ATTN__EXP2_LO
 #undef ATTN__VROUND
 #undef ATTN__VLDEXP
 #undef ATTN__M
 #undef ATTN__VEQ
+#undef ATTN__VLT
 #undef ATTN__VBLEND
 #undef ATTN__VANY
 #undef ATTN__VSUM
@@ -1084,11 +1084,11 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__V __m256
 #define ATTN__W 8
 #define ATTN__NV 2 /* 16 registers: 6 x 2 accumulators */
-#define ATTN__EXP2_LO -127.0f /* 2^-127 built from exponent bits 0: exactly 0 */
 #define ATTN__VROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define ATTN__VLDEXP(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
 #define ATTN__M __m256
 #define ATTN__VEQ(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
+#define ATTN__VLT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
 #define ATTN__VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
 #define ATTN__VSUM(v) attn__hsum_avx2(v)
@@ -1101,11 +1101,11 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #undef ATTN__V
 #undef ATTN__W
 #undef ATTN__NV
-#undef ATTN__EXP2_LO
 #undef ATTN__VROUND
 #undef ATTN__VLDEXP
 #undef ATTN__M
 #undef ATTN__VEQ
+#undef ATTN__VLT
 #undef ATTN__VBLEND
 #undef ATTN__VANY
 #undef ATTN__VSUM
@@ -1119,7 +1119,6 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__V float32x4_t
 #define ATTN__W 4
 #define ATTN__NV 4 /* 32 registers: 6 x 4 accumulators */
-#define ATTN__EXP2_LO -127.0f
 #undef ATTN__VLOAD
 #undef ATTN__VSTORE
 #undef ATTN__VSET1
@@ -1143,6 +1142,7 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__VLDEXP(p, n) vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23)))
 #define ATTN__M uint32x4_t
 #define ATTN__VEQ(a, b) vceqq_f32(a, b)
+#define ATTN__VLT(a, b) vcltq_f32(a, b)
 #define ATTN__VBLEND(m, a, b) vbslq_f32(m, b, a)
 #define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
 #define ATTN__VSUM(v) vaddvq_f32(v)
@@ -2605,12 +2605,11 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
 #else /* ATTN__TEMPLATE: the SIMD kernels, included once per instruction set by the implementation */
 /* The kernels below are written once over a small vector vocabulary that the implementation defines per
    instruction set before including this file again (the stb_image_resize2 scheme):
-     ATTN__SFX(name)  name with the instruction set's suffix      ATTN__TARGET  function attribute
-     ATTN__V, ATTN__W a vector of ATTN__W floats                  ATTN__M       a lane mask
-     ATTN__VLOAD ATTN__VSTORE ATTN__VSET1 ATTN__VZERO ATTN__VADD ATTN__VSUB ATTN__VMUL ATTN__VFMA(a, b, c) = a*b + c  ATTN__VMAX(a, b) = a > b ? a : b
-     ATTN__VROUND (to nearest)  ATTN__VLDEXP(p, n) = p * 2^n  ATTN__VEQ(a, b) -> mask  ATTN__VBLEND(m, a, b) = m ? b : a  ATTN__VANY(m)
-     ATTN__VSUM(v) the sum of the lanes   ATTN__PREFETCH(p)
-     ATTN__EXP2_LO    below it 2^x is flushed to exactly 0.
+     ATTN__SFX(name) the name with the set's suffix; ATTN__TARGET the function attribute;
+     ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
+     ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VFMA(a, b, c) = a*b + c,
+     _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP(p, n) = p * 2^n, _VSUM (of the lanes);
+     _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p).
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
    S^T [keys x TQ] = K . Q^T and the output O^T [Dv x TQ] += V^T . P^T are both one micro-kernel that
    broadcasts K or V elements straight from the caller's rows (no packing), and the online softmax runs
@@ -2618,11 +2617,15 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
 
 #define ATTN__NB (ATTN__NV * ATTN__W) /* columns of the micro-kernel: ATTN__NV vectors */
 
-/* 2^x, |error| <= 2 ulp; x <= 0 in every use (scores minus their running max). NaN stays NaN. */
+/* 2^x, |error| <= 2 ulp; x <= 0 in every use (scores minus their running max). NaN stays NaN. Below
+   -125.5 (and for -inf, masked scores) the result is exactly 0, set by a blend: every value computed is a
+   normal float, since a denormal or underflowing result costs a microcode assist of ~100 cycles on x86. */
 static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
 {
+    const ATTN__V lo = ATTN__VSET1(-125.5f);
+    const ATTN__M tiny = ATTN__VLT(x, lo); /* false for NaN */
     ATTN__V n, f, p;
-    x = ATTN__VMAX(ATTN__VSET1(ATTN__EXP2_LO), x); /* NaN passes: ATTN__VMAX returns its second operand on NaN */
+    x = ATTN__VMAX(lo, x); /* NaN passes: ATTN__VMAX returns its second operand on NaN */
     n = ATTN__VROUND(x);
     f = ATTN__VSUB(x, n); /* [-0.5, 0.5] */
     p = ATTN__VSET1(1.5345811e-4f);
@@ -2632,7 +2635,7 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
     p = ATTN__VFMA(p, f, ATTN__VSET1(2.4022646e-1f));
     p = ATTN__VFMA(p, f, ATTN__VSET1(6.9314718e-1f));
     p = ATTN__VFMA(p, f, ATTN__VSET1(1.0f));
-    return ATTN__VLDEXP(p, n);
+    return ATTN__VBLEND(tiny, ATTN__VLDEXP(p, n), ATTN__VZERO);
 }
 
 /* The micro-kernel: C[r][0..NB) (+)= sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, with
