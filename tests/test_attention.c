@@ -1396,13 +1396,33 @@ static const test_case k_tests[] = {
     {"allocator", test_allocator},
 };
 
+/* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
+   slowest)? With no names, every test runs. */
+static int selected(const char *name, int argc, char **argv)
+{
+    int a, any_include = 0;
+    for (a = 2; a < argc; ++a) {
+        if (argv[a][0] == '-') { if (strcmp(argv[a] + 1, name) == 0) return 0; }
+        else { any_include = 1; if (strcmp(argv[a], name) == 0) return 1; }
+    }
+    return !any_include;
+}
+
+/* Usage: test_attention [data_dir [[-]test_name...]] */
 int main(int argc, char **argv)
 {
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, a;
     size_t t;
     if (argc > 1) g_data_dir = argv[1];
+    for (a = 2; a < argc; ++a) {
+        const char *n = argv[a] + (argv[a][0] == '-');
+        for (t = 0; t < sizeof k_tests / sizeof *k_tests; ++t)
+            if (strcmp(n, k_tests[t].name) == 0) break;
+        if (t == sizeof k_tests / sizeof *k_tests) { printf("no test named %s\n", n); return 2; }
+    }
     printf("attention.h %s, kernels: %s\n", ATTN_VERSION_STRING, attn_simd_name());
     for (t = 0; t < sizeof k_tests / sizeof *k_tests; ++t) {
+        if (!selected(k_tests[t].name, argc, argv)) continue;
         g_fails = 0;
         k_tests[t].fn();
         if (g_fails == 0) { ++passed; printf("ok   %s\n", k_tests[t].name); }
