@@ -17,10 +17,13 @@ typedef struct test_alloc {
     int fail;     /* nonzero: the next allocation returns NULL */
     int n_alloc;  /* successful allocations */
     int n_free;
+    int n_tries;  /* allocation requests, failed or not */
+    int fail_at;  /* > 0: request number fail_at (counted by n_tries from 1) returns NULL */
 } test_alloc;
 static void *test_malloc(size_t size, void *user)
 {
     test_alloc *a = (test_alloc *)user;
+    if (a && ++a->n_tries == a->fail_at) return NULL;
     if (a && a->fail) return NULL;
     if (a) a->n_alloc++;
     return malloc(size);
@@ -1336,7 +1339,7 @@ static void test_allocator(void)
     float x[B * N * E], w[E * E], out[B * N * E];
     attn_mha m;
     attn_options opt;
-    test_alloc a = {0, 0, 0};
+    test_alloc a = {0, 0, 0, 0, 0};
     const attn_dims d = {1, 1, 0, N, N, E, 0};
     const attn_stride s = attn_stride_bhnd(1, N, E);
     rnd_fill(x, sizeof x / sizeof *x, 1.0f); rnd_fill(w, sizeof w / sizeof *w, 0.3f);
@@ -1362,6 +1365,80 @@ static void test_allocator(void)
         CHECK_CODE(attn_self_forward(out, x, B, N, &m, &opt, ws, need), ATTN_OK);
         CHECK(a.n_alloc == 2);
         free(ws);
+    }
+}
+
+/* Failure injection: for every call that allocates (attn_sdpa, attn_self_forward, attn_cross_forward
+   without a workspace, in shapes that take each code path: query tiles, decoding key chunks, weights,
+   threads), count the allocations k of a successful call, then make the 1st, 2nd, ... k-th fail in turn:
+   each run returns ATTN_ERR_NOMEM, frees everything it took and leaves every output untouched; and a run
+   that fails nothing matches the first. */
+enum { FI_SDPA_TILE, FI_SDPA_DECODE, FI_SELF, FI_CROSS, FI_CALLS };
+static attn_result fi_call(int which, float *out, float *lse, float *w, test_alloc *a)
+{
+    enum { B = 2, H = 4, HKV = 2, NQ = 37, NK = 2100, D = 8, E = H * D, N = 11 };
+    static float q[B * H * NQ * D], kv[B * HKV * NK * D], wt[E * E], x[B * N * E];
+    static int init;
+    attn_options opt;
+    attn_mha m;
+    memset(&opt, 0, sizeof opt);
+    memset(&m, 0, sizeof m);
+    if (!init) {
+        rnd_fill(q, sizeof q / sizeof *q, 1.0f); rnd_fill(kv, sizeof kv / sizeof *kv, 1.0f);
+        rnd_fill(wt, sizeof wt / sizeof *wt, 0.3f); rnd_fill(x, sizeof x / sizeof *x, 1.0f);
+        init = 1;
+    }
+    opt.alloc_user = a;
+    opt.out_lse = lse;
+    opt.n_threads = 2;
+    m.d_model = E; m.n_heads = H; m.n_kv_heads = HKV; m.w_q = wt; m.w_k = wt; m.w_v = wt; m.w_o = wt;
+    switch (which) {
+    case FI_SDPA_TILE: {
+        const attn_dims d = {B, H, HKV, NQ, 50, D, 0};
+        opt.out_weights = w; opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+        return attn_sdpa(out, attn_stride_bhnd(H, NQ, D), q, attn_stride_bhnd(H, NQ, D), kv,
+                         attn_stride_bhnd(HKV, 50, D), kv, attn_stride_bhnd(HKV, 50, D), &d, &opt, NULL, 0);
+    }
+    case FI_SDPA_DECODE: { /* more than 2048 keys, one query: key chunks and their partial results */
+        const attn_dims d = {B, H, HKV, 1, NK, D, 0};
+        return attn_sdpa(out, attn_stride_bhnd(H, 1, D), q, attn_stride_bhnd(H, 1, D), kv,
+                         attn_stride_bhnd(HKV, NK, D), kv, attn_stride_bhnd(HKV, NK, D), &d, &opt, NULL, 0);
+    }
+    case FI_SELF:
+        opt.out_weights = w;
+        return attn_self_forward(out, x, B, N, &m, &opt, NULL, 0);
+    default:
+        m.d_kv = 2 * D; /* x_kv [B, N, 2D]: the first floats of x */
+        return attn_cross_forward(out, x, x, B, N, N, &m, &opt, NULL, 0);
+    }
+}
+
+static void test_failure_injection(void)
+{
+    enum { OUT = 2 * 4 * 37 * 8, LSE = 2 * 4 * 37, W = 2 * 4 * 37 * 50 };
+    static float out[OUT], lse[LSE], w[W], out_ok[OUT];
+    int which;
+    for (which = 0; which < FI_CALLS; ++which) {
+        test_alloc a = {0, 0, 0, 0, 0};
+        int n, k;
+        memset(out_ok, 0, sizeof out_ok);
+        CHECK_CODE(fi_call(which, out_ok, lse, w, &a), ATTN_OK);
+        n = a.n_tries;
+        CHECK(n >= 1 && a.n_alloc == n && a.n_free == n);
+        for (k = 1; k <= n; ++k) {
+            memset(&a, 0, sizeof a);
+            a.fail_at = k;
+            fill_sentinel(out, OUT); fill_sentinel(lse, LSE); fill_sentinel(w, W);
+            CHECK_CODE(fi_call(which, out, lse, w, &a), ATTN_ERR_NOMEM);
+            CHECK(a.n_alloc == a.n_free && a.n_tries >= k);
+            CHECK(untouched(out, OUT) && untouched(lse, LSE) && untouched(w, W));
+            if (g_fails) { printf("    call %d, allocation %d of %d failing\n", which, k, n); return; }
+        }
+        memset(&a, 0, sizeof a);
+        a.fail_at = n + 1; /* past the last request: nothing fails */
+        memset(out, 0, sizeof out);
+        CHECK_CODE(fi_call(which, out, lse, w, &a), ATTN_OK);
+        CHECK(memcmp(out, out_ok, sizeof out) == 0 && a.n_alloc == n && a.n_free == n);
     }
 }
 
@@ -1394,6 +1471,7 @@ static const test_case k_tests[] = {
     {"errors_sdpa", test_errors_sdpa},
     {"errors_mha", test_errors_mha},
     {"allocator", test_allocator},
+    {"failure_injection", test_failure_injection},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
