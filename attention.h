@@ -961,7 +961,7 @@ static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_
                           ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
                           int threads)
 {
-    const int cols = 64, n_blocks = (d_out + cols - 1) / cols, out_in = layout == ATTN_LAYOUT_OUT_IN;
+    const int cols = 64, n_blocks = 1 + (d_out - 1) / cols, out_in = layout == ATTN_LAYOUT_OUT_IN;
     int blk;
     (void)threads;
 #ifdef _OPENMP
@@ -1180,7 +1180,7 @@ static int attn__threads(const attn_options *o)
 static int attn__key_chunks(const attn_dims *d, const attn_options *o)
 {
     if (d->n_q > ATTN__ROW_MAX || o->out_weights || d->n_kv <= ATTN__KEY_CHUNK) return 1;
-    return (d->n_kv + ATTN__KEY_CHUNK - 1) / ATTN__KEY_CHUNK;
+    return 1 + (d->n_kv - 1) / ATTN__KEY_CHUNK; /* not (n_kv + CHUNK - 1): n_kv may be INT_MAX */
 }
 
 /* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks. */
@@ -1207,7 +1207,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 {
     const attn__tile_fn tile = attn__tile_kernel();
     const int group = d->n_heads / d->n_kv_heads, threads = attn__threads(o), chunks = attn__key_chunks(d, o);
-    const int n_qt = (d->n_q + ATTN__TQ - 1) / ATTN__TQ;
+    const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* n_q > 0; no int overflow at INT_MAX */
     const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
     const int head_groups = d->n_heads / heads_per_item;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;

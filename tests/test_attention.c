@@ -1442,6 +1442,80 @@ static void test_failure_injection(void)
     }
 }
 
+/* Overflow: sizes whose element or byte counts overflow int, ptrdiff_t or size_t are rejected with
+   ATTN_ERR_OVERFLOW by every entry point before anything is read or written. Each size alone is a valid
+   int and the pairwise products fit; the buffers are tiny, since nothing may be touched. Inputs use
+   strides 0 where that keeps their own views small, so that the count under test is the one that
+   overflows. Holds for 32- and 64-bit size_t. */
+static void test_errors_overflow(void)
+{
+    const int BIG = 2147483647;
+    float a[64], y[64], l[8];
+    const attn_stride zero = {0, 0, 1}, one = {1, 1, 1};
+    attn_dims d;
+    attn_options opt;
+    attn_mha m;
+    unsigned char kpm[4] = {0, 0, 0, 0};
+    size_t bytes = 12345;
+    rnd_fill(a, 64, 1.0f);
+    fill_sentinel(y, 64); fill_sentinel(l, 8);
+    /* building blocks: the extent of a strided matrix (rows x row stride) */
+    CHECK_CODE(attn_weighted_sum(y, 4, a, 4, a, PTRDIFF_MAX / 2, 2, 4, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_project(y, 4, a, 4, a, PTRDIFF_MAX / 2, ATTN_LAYOUT_OUT_IN, NULL, 2, 4, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_scores(y, PTRDIFF_MAX / 2, a, 4, a, 4, 2, 4, 4, 0.0f), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_softmax(y, PTRDIFF_MAX / 2, a, 4, 2, 4, l), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_merge(y, 4, l, a, PTRDIFF_MAX / 2, l, a, 4, l, 2, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_merge(y, 4, l, a, 4, l, a, PTRDIFF_MAX / 2, l, 2, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_project(y, BIG, a, BIG, a, BIG, ATTN_LAYOUT_IN_OUT, NULL, BIG, BIG, BIG), ATTN_ERR_OVERFLOW);
+    /* attn_sdpa: the batch x Nk of the key padding mask, with every view small (broadcast inputs, an
+       output of B rows of 1) */
+    memset(&opt, 0, sizeof opt);
+    d.batch = BIG; d.n_heads = 1; d.n_kv_heads = 1; d.n_q = 1; d.n_kv = BIG; d.d_k = 1; d.d_v = 1;
+    opt.key_padding_mask = kpm;
+    CHECK_CODE(attn_sdpa(y, one, a, zero, a, zero, a, zero, &d, &opt, NULL, 0), ATTN_ERR_OVERFLOW);
+    /* ... and the weights output's B x Nq x Nk, per head or averaged */
+    memset(&opt, 0, sizeof opt);
+    opt.out_weights = y;
+    CHECK_CODE(attn_sdpa(y, one, a, zero, a, zero, a, zero, &d, &opt, NULL, 0), ATTN_ERR_OVERFLOW);
+    opt.average_weights = 1;
+    CHECK_CODE(attn_sdpa(y, one, a, zero, a, zero, a, zero, &d, &opt, NULL, 0), ATTN_ERR_OVERFLOW);
+    /* the output's B x Hq x Nq x Dv, each pair of which fits */
+    d.batch = 1 << 20; d.n_heads = 1 << 20; d.n_kv_heads = 1; d.n_q = 1 << 22; d.n_kv = 1; d.d_k = 1; d.d_v = 1;
+    CHECK_CODE(attn_sdpa(y, attn_stride_bhnd(d.n_heads, d.n_q, 1), a, zero, a, zero, a, zero, &d, NULL, NULL, 0),
+               ATTN_ERR_OVERFLOW);
+    /* attn_sdpa_workspace_size: the key chunks' partial results, B x Hq x chunks x Nq x (Dv + 1) */
+    d.batch = BIG; d.n_heads = BIG; d.n_kv_heads = 1; d.n_q = 8; d.n_kv = 4096; d.d_k = 1; d.d_v = BIG;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_ERR_OVERFLOW);
+    /* ... and Nk near INT_MAX, where the number of key chunks was once computed as (Nk + 2047) / 2048 in int
+       (signed overflow, found by UBSan): fits on 64 bits, overflows on 32 */
+    d.batch = 1; d.n_heads = 1; d.n_q = 1; d.n_kv = BIG; d.d_v = 1;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+#ifdef _OPENMP
+    /* the per-thread tiles times a huge thread count */
+    d.n_q = 1; d.n_kv = 1; d.d_k = BIG; d.d_v = BIG;
+    memset(&opt, 0, sizeof opt);
+    opt.n_threads = BIG;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, &opt), ATTN_ERR_OVERFLOW);
+#endif
+    /* multi-head attention: batch x n x d_model (each pair fits), d_model^2 of the weights, n_kv x d_kv */
+    memset(&m, 0, sizeof m);
+    m.w_q = a; m.w_k = a; m.w_v = a; m.w_o = a;
+    m.d_model = 1 << 22; m.n_heads = 1;
+    CHECK_CODE(attn_self_forward(y, a, 1 << 20, 1 << 20, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_self_workspace_size(&bytes, 1 << 20, 1 << 20, &m, NULL), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_cross_forward(y, a, a, 1 << 20, 1 << 20, 1, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1 << 20, 1 << 20, 1, &m, NULL), ATTN_ERR_OVERFLOW);
+    m.d_model = BIG - 1; m.n_heads = 2; /* W_q, W_o [d_model x d_model] */
+    CHECK_CODE(attn_self_forward(y, a, 1, 1, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_self_workspace_size(&bytes, 1, 1, &m, NULL), ATTN_ERR_OVERFLOW);
+    m.d_model = 4; m.n_heads = 1; m.d_kv = BIG; /* x_kv [B, Nk, d_kv] and W_k, W_v [d_kv x d_model] */
+    CHECK_CODE(attn_cross_forward(y, a, a, 1, 1, BIG, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG, &m, NULL), ATTN_ERR_OVERFLOW);
+    m.d_kv = 0; m.d_model = 2; /* Nk near INT_MAX with few queries: key chunks (see above) */
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG, &m, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    CHECK(untouched(y, 64) && untouched(l, 8));
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
@@ -1472,6 +1546,7 @@ static const test_case k_tests[] = {
     {"errors_mha", test_errors_mha},
     {"allocator", test_allocator},
     {"failure_injection", test_failure_injection},
+    {"errors_overflow", test_errors_overflow},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
