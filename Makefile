@@ -10,7 +10,7 @@ BUILD ?= build
 HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap
 
-.PHONY: all test test-neon examples run bench check-build clean
+.PHONY: all test test-neon test-sanitize test-valgrind test-tsan examples run bench check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -37,6 +37,54 @@ test-neon: $(HEADER) | $(BUILD)
 
 $(BUILD)/test_%: tests/test_attention.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
+
+# Sanitizers: the whole suite under AddressSanitizer (with leak checks) + UndefinedBehaviorSanitizer, any
+# report fatal, built with clang and with gcc on the dispatch (AVX-512 here), AVX2, scalar and OpenMP paths.
+SAN_FLAGS = -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+SAN_PATHS = dispatch avx2 scalar openmp
+SAN_BINS = $(SAN_PATHS:%=$(BUILD)/san/clang_%) $(SAN_PATHS:%=$(BUILD)/san/gcc_%)
+test-sanitize: $(SAN_BINS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run_paths.sh tests/data $(SAN_BINS)
+
+$(BUILD)/san/clang_%: tests/test_attention.c $(HEADER) | $(BUILD)
+	@mkdir -p $(BUILD)/san
+	clang $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
+
+$(BUILD)/san/gcc_%: tests/test_attention.c $(HEADER) | $(BUILD)
+	@mkdir -p $(BUILD)/san
+	gcc $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
+
+# valgrind memcheck over the suite without its slowest test (long_sequence, whose float64 reference alone
+# takes a minute under valgrind), on the AVX2 path (valgrind has no AVX-512) and the scalar path. OpenMP
+# builds are left to ASan and TSan: libgomp's thread stacks show up as "possibly lost".
+VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full
+VG_SKIP = -long_sequence
+test-valgrind: $(BUILD)/vg_avx2 $(BUILD)/vg_scalar
+	for b in vg_avx2 vg_scalar; do \
+	    $(VALGRIND) ./$(BUILD)/$$b tests/data $(VG_SKIP) > $(BUILD)/$$b.log || { cat $(BUILD)/$$b.log; exit 1; }; \
+	    echo "[$$b] $$(tail -n 1 $(BUILD)/$$b.log)"; \
+	done
+
+$(BUILD)/vg_avx2: tests/test_attention.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) -g -DATTN_NO_AVX512 -o $@ tests/test_attention.c $(LDLIBS)
+
+$(BUILD)/vg_scalar: tests/test_attention.c $(HEADER) | $(BUILD)
+	$(CC) $(CFLAGS) -g -DATTN_NO_SIMD -o $@ tests/test_attention.c $(LDLIBS)
+
+# ThreadSanitizer: concurrent calls from pthreads (tests/tsan_concurrent.c), then the same with OpenMP
+# teams inside. libomp is not instrumented: its Archer tool (shipped with libomp, loaded automatically
+# under TSan) supplies OpenMP's synchronisation, and ignore_noninstrumented_modules hides libomp's own
+# internals; without them TSan reports false races inside libomp.
+TSAN_FLAGS = -g -fsanitize=thread
+test-tsan: $(BUILD)/tsan_pthreads $(BUILD)/tsan_openmp
+	./$(BUILD)/tsan_pthreads
+	TSAN_OPTIONS=ignore_noninstrumented_modules=1 ./$(BUILD)/tsan_openmp
+
+$(BUILD)/tsan_pthreads: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
+	clang $(CFLAGS) $(TSAN_FLAGS) -o $@ tests/tsan_concurrent.c $(LDLIBS) -lpthread
+
+$(BUILD)/tsan_openmp: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
+	clang $(CFLAGS) $(TSAN_FLAGS) -fopenmp -o $@ tests/tsan_concurrent.c $(LDLIBS) -lpthread
 
 examples: $(EXAMPLES)
 

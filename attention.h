@@ -44,6 +44,10 @@
    | ATTN_NO_AVX512             | on x86-64, use AVX2+FMA at most                                          |
    | ATTN_HEADER_FILE           | this file's name if renamed (default "attention.h"): the implementation |
    |                            | includes itself once per instruction set                                 |
+   | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
+   Compile with -fopenmp for threads (OpenMP); nothing else changes.
+
+   ==================================================================================================
    KERNELS AND THREADS
    ==================================================================================================
 
@@ -51,9 +55,9 @@
    target attributes: no -march needed) and NEON (aarch64), and each call picks the best the CPU has
    (attn_simd_name tells which); other compilers and targets get the portable scalar kernels. The fused
    kernel keeps a tile of 64 queries transposed (queries in the vector lanes) and walks 64-key tiles:
-   scores and the output update are one 6 x 4-vector (AVX2: 6 x 2) register-blocked micro-kernel that broadcasts K and
-   V straight from the caller's rows, the online softmax runs down the columns with a polynomial exp2,
-   and key tiles past the causal diagonal or kv_len are skipped. Tiles of at most 8 queries (decoding)
+   scores and the output update are one 6 x 4-vector (AVX2: 6 x 2) register-blocked micro-kernel that
+   broadcasts K and V straight from the caller's rows, the online softmax runs down the columns with a
+   polynomial exp2, and key tiles past the causal diagonal or kv_len are skipped. Tiles of at most 8 queries (decoding)
    take a row kernel vectorised along d; with more than 2048 keys their keys are cut into 2048-key
    chunks processed as separate work items and merged through their log-sum-exps (flash-decoding).
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
@@ -62,15 +66,10 @@
    Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
    (0: omp_get_max_threads()), over (batch, head, query tile, key chunk) work items, and projections by
    blocks of 96 rows. The building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
-   attn_merge) run on the calling thread only. A caller
-   with its own thread pool sets split_count = number of slices and split_index = this slice, and runs
-   every slice (any order, any thread), each with its own workspace, on the same arguments: attn_sdpa
-   only. Results are bitwise identical whatever the thread count or split.
-=======
-   | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
-   Compile with -fopenmp for threads (OpenMP); nothing else changes.
+   attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
+   number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
+   its own workspace, on the same arguments: attn_sdpa only. Results are bitwise identical whatever the thread count or split.
 
-   ===========================================================================================
    ==================================================================================================
    CONVENTIONS
    ==================================================================================================
@@ -1214,7 +1213,7 @@ static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_
                           int threads, float *bpack)
 {
     const int isa = attn__isa(), out_in = layout == ATTN_LAYOUT_OUT_IN, rows = 96;
-    const int n_blocks = (n + rows - 1) / rows;
+    const int n_blocks = 1 + (n - 1) / rows; /* n > 0; no int overflow at INT_MAX */
     int blk;
     if (!bpack || isa == ATTN__ISA_SCALAR) threads = 1;
     switch (bpack ? isa : ATTN__ISA_SCALAR) {
@@ -1476,7 +1475,7 @@ static int attn__threads(const attn_options *o)
 static int attn__key_chunks(const attn_dims *d, const attn_options *o)
 {
     if (d->n_q > ATTN__ROW_MAX || o->out_weights || d->n_kv <= ATTN__KEY_CHUNK) return 1;
-    return (d->n_kv + ATTN__KEY_CHUNK - 1) / ATTN__KEY_CHUNK;
+    return 1 + (d->n_kv - 1) / ATTN__KEY_CHUNK; /* not (n_kv + CHUNK - 1): n_kv may be INT_MAX */
 }
 
 /* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks. */
@@ -1503,7 +1502,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 {
     const attn__tile_fn tile = attn__tile_kernel();
     const int group = d->n_heads / d->n_kv_heads, threads = attn__threads(o), chunks = attn__key_chunks(d, o);
-    const int n_qt = (d->n_q + ATTN__TQ - 1) / ATTN__TQ;
+    const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* n_q > 0; no int overflow at INT_MAX */
     const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
     const int head_groups = d->n_heads / heads_per_item;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;

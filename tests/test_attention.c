@@ -17,10 +17,13 @@ typedef struct test_alloc {
     int fail;     /* nonzero: the next allocation returns NULL */
     int n_alloc;  /* successful allocations */
     int n_free;
+    int n_tries;  /* allocation requests, failed or not */
+    int fail_at;  /* > 0: request number fail_at (counted by n_tries from 1) returns NULL */
 } test_alloc;
 static void *test_malloc(size_t size, void *user)
 {
     test_alloc *a = (test_alloc *)user;
+    if (a && ++a->n_tries == a->fail_at) return NULL;
     if (a && a->fail) return NULL;
     if (a) a->n_alloc++;
     return malloc(size);
@@ -1336,7 +1339,7 @@ static void test_allocator(void)
     float x[B * N * E], w[E * E], out[B * N * E];
     attn_mha m;
     attn_options opt;
-    test_alloc a = {0, 0, 0};
+    test_alloc a = {0, 0, 0, 0, 0};
     const attn_dims d = {1, 1, 0, N, N, E, 0};
     const attn_stride s = attn_stride_bhnd(1, N, E);
     rnd_fill(x, sizeof x / sizeof *x, 1.0f); rnd_fill(w, sizeof w / sizeof *w, 0.3f);
@@ -1363,6 +1366,154 @@ static void test_allocator(void)
         CHECK(a.n_alloc == 2);
         free(ws);
     }
+}
+
+/* Failure injection: for every call that allocates (attn_sdpa, attn_self_forward, attn_cross_forward
+   without a workspace, in shapes that take each code path: query tiles, decoding key chunks, weights,
+   threads), count the allocations k of a successful call, then make the 1st, 2nd, ... k-th fail in turn:
+   each run returns ATTN_ERR_NOMEM, frees everything it took and leaves every output untouched; and a run
+   that fails nothing matches the first. */
+enum { FI_SDPA_TILE, FI_SDPA_DECODE, FI_SELF, FI_CROSS, FI_CALLS };
+static attn_result fi_call(int which, float *out, float *lse, float *w, test_alloc *a)
+{
+    enum { B = 2, H = 4, HKV = 2, NQ = 37, NK = 2100, D = 8, E = H * D, N = 11 };
+    static float q[B * H * NQ * D], kv[B * HKV * NK * D], wt[E * E], x[B * N * E];
+    static int init;
+    attn_options opt;
+    attn_mha m;
+    memset(&opt, 0, sizeof opt);
+    memset(&m, 0, sizeof m);
+    if (!init) {
+        rnd_fill(q, sizeof q / sizeof *q, 1.0f); rnd_fill(kv, sizeof kv / sizeof *kv, 1.0f);
+        rnd_fill(wt, sizeof wt / sizeof *wt, 0.3f); rnd_fill(x, sizeof x / sizeof *x, 1.0f);
+        init = 1;
+    }
+    opt.alloc_user = a;
+    opt.out_lse = lse;
+    opt.n_threads = 2;
+    m.d_model = E; m.n_heads = H; m.n_kv_heads = HKV; m.w_q = wt; m.w_k = wt; m.w_v = wt; m.w_o = wt;
+    switch (which) {
+    case FI_SDPA_TILE: {
+        const attn_dims d = {B, H, HKV, NQ, 50, D, 0};
+        opt.out_weights = w; opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+        return attn_sdpa(out, attn_stride_bhnd(H, NQ, D), q, attn_stride_bhnd(H, NQ, D), kv,
+                         attn_stride_bhnd(HKV, 50, D), kv, attn_stride_bhnd(HKV, 50, D), &d, &opt, NULL, 0);
+    }
+    case FI_SDPA_DECODE: { /* more than 2048 keys, one query: key chunks and their partial results */
+        const attn_dims d = {B, H, HKV, 1, NK, D, 0};
+        return attn_sdpa(out, attn_stride_bhnd(H, 1, D), q, attn_stride_bhnd(H, 1, D), kv,
+                         attn_stride_bhnd(HKV, NK, D), kv, attn_stride_bhnd(HKV, NK, D), &d, &opt, NULL, 0);
+    }
+    case FI_SELF:
+        opt.out_weights = w;
+        return attn_self_forward(out, x, B, N, &m, &opt, NULL, 0);
+    default:
+        m.d_kv = 2 * D; /* x_kv [B, N, 2D]: the first floats of x */
+        return attn_cross_forward(out, x, x, B, N, N, &m, &opt, NULL, 0);
+    }
+}
+
+static void test_failure_injection(void)
+{
+    enum { OUT = 2 * 4 * 37 * 8, LSE = 2 * 4 * 37, W = 2 * 4 * 37 * 50 };
+    static float out[OUT], lse[LSE], w[W], out_ok[OUT];
+    int which;
+    for (which = 0; which < FI_CALLS; ++which) {
+        test_alloc a = {0, 0, 0, 0, 0};
+        int n, k;
+        memset(out_ok, 0, sizeof out_ok);
+        CHECK_CODE(fi_call(which, out_ok, lse, w, &a), ATTN_OK);
+        n = a.n_tries;
+        CHECK(n >= 1 && a.n_alloc == n && a.n_free == n);
+        for (k = 1; k <= n; ++k) {
+            memset(&a, 0, sizeof a);
+            a.fail_at = k;
+            fill_sentinel(out, OUT); fill_sentinel(lse, LSE); fill_sentinel(w, W);
+            CHECK_CODE(fi_call(which, out, lse, w, &a), ATTN_ERR_NOMEM);
+            CHECK(a.n_alloc == a.n_free && a.n_tries >= k);
+            CHECK(untouched(out, OUT) && untouched(lse, LSE) && untouched(w, W));
+            if (g_fails) { printf("    call %d, allocation %d of %d failing\n", which, k, n); return; }
+        }
+        memset(&a, 0, sizeof a);
+        a.fail_at = n + 1; /* past the last request: nothing fails */
+        memset(out, 0, sizeof out);
+        CHECK_CODE(fi_call(which, out, lse, w, &a), ATTN_OK);
+        CHECK(memcmp(out, out_ok, sizeof out) == 0 && a.n_alloc == n && a.n_free == n);
+    }
+}
+
+/* Overflow: sizes whose element or byte counts overflow int, ptrdiff_t or size_t are rejected with
+   ATTN_ERR_OVERFLOW by every entry point before anything is read or written. Each size alone is a valid
+   int and the pairwise products fit; the buffers are tiny, since nothing may be touched. Inputs use
+   strides 0 where that keeps their own views small, so that the count under test is the one that
+   overflows. Holds for 32- and 64-bit size_t. */
+static void test_errors_overflow(void)
+{
+    const int BIG = 2147483647;
+    float a[64], y[64], l[8];
+    const attn_stride zero = {0, 0, 1}, one = {1, 1, 1};
+    attn_dims d;
+    attn_options opt;
+    attn_mha m;
+    unsigned char kpm[4] = {0, 0, 0, 0};
+    size_t bytes = 12345;
+    rnd_fill(a, 64, 1.0f);
+    fill_sentinel(y, 64); fill_sentinel(l, 8);
+    /* building blocks: the extent of a strided matrix (rows x row stride) */
+    CHECK_CODE(attn_weighted_sum(y, 4, a, 4, a, PTRDIFF_MAX / 2, 2, 4, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_project(y, 4, a, 4, a, PTRDIFF_MAX / 2, ATTN_LAYOUT_OUT_IN, NULL, 2, 4, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_scores(y, PTRDIFF_MAX / 2, a, 4, a, 4, 2, 4, 4, 0.0f), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_softmax(y, PTRDIFF_MAX / 2, a, 4, 2, 4, l), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_merge(y, 4, l, a, PTRDIFF_MAX / 2, l, a, 4, l, 2, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_merge(y, 4, l, a, 4, l, a, PTRDIFF_MAX / 2, l, 2, 4), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_project(y, BIG, a, BIG, a, BIG, ATTN_LAYOUT_IN_OUT, NULL, BIG, BIG, BIG), ATTN_ERR_OVERFLOW);
+    /* attn_sdpa: the batch x Nk of the key padding mask, with every view small (broadcast inputs, an
+       output of B rows of 1) */
+    memset(&opt, 0, sizeof opt);
+    d.batch = BIG; d.n_heads = 1; d.n_kv_heads = 1; d.n_q = 1; d.n_kv = BIG; d.d_k = 1; d.d_v = 1;
+    opt.key_padding_mask = kpm;
+    CHECK_CODE(attn_sdpa(y, one, a, zero, a, zero, a, zero, &d, &opt, NULL, 0), ATTN_ERR_OVERFLOW);
+    /* ... and the weights output's B x Nq x Nk, per head or averaged */
+    memset(&opt, 0, sizeof opt);
+    opt.out_weights = y;
+    CHECK_CODE(attn_sdpa(y, one, a, zero, a, zero, a, zero, &d, &opt, NULL, 0), ATTN_ERR_OVERFLOW);
+    opt.average_weights = 1;
+    CHECK_CODE(attn_sdpa(y, one, a, zero, a, zero, a, zero, &d, &opt, NULL, 0), ATTN_ERR_OVERFLOW);
+    /* the output's B x Hq x Nq x Dv, each pair of which fits */
+    d.batch = 1 << 20; d.n_heads = 1 << 20; d.n_kv_heads = 1; d.n_q = 1 << 22; d.n_kv = 1; d.d_k = 1; d.d_v = 1;
+    CHECK_CODE(attn_sdpa(y, attn_stride_bhnd(d.n_heads, d.n_q, 1), a, zero, a, zero, a, zero, &d, NULL, NULL, 0),
+               ATTN_ERR_OVERFLOW);
+    /* attn_sdpa_workspace_size: the key chunks' partial results, B x Hq x chunks x Nq x (Dv + 1) */
+    d.batch = BIG; d.n_heads = BIG; d.n_kv_heads = 1; d.n_q = 8; d.n_kv = 4096; d.d_k = 1; d.d_v = BIG;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_ERR_OVERFLOW);
+    /* ... and Nk near INT_MAX, where the number of key chunks was once computed as (Nk + 2047) / 2048 in int
+       (signed overflow, found by UBSan): fits on 64 bits, overflows on 32 */
+    d.batch = 1; d.n_heads = 1; d.n_q = 1; d.n_kv = BIG; d.d_v = 1;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+#ifdef _OPENMP
+    /* the per-thread tiles times a huge thread count */
+    d.n_q = 1; d.n_kv = 1; d.d_k = BIG; d.d_v = BIG;
+    memset(&opt, 0, sizeof opt);
+    opt.n_threads = BIG;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, &opt), ATTN_ERR_OVERFLOW);
+#endif
+    /* multi-head attention: batch x n x d_model (each pair fits), d_model^2 of the weights, n_kv x d_kv */
+    memset(&m, 0, sizeof m);
+    m.w_q = a; m.w_k = a; m.w_v = a; m.w_o = a;
+    m.d_model = 1 << 22; m.n_heads = 1;
+    CHECK_CODE(attn_self_forward(y, a, 1 << 20, 1 << 20, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_self_workspace_size(&bytes, 1 << 20, 1 << 20, &m, NULL), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_cross_forward(y, a, a, 1 << 20, 1 << 20, 1, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1 << 20, 1 << 20, 1, &m, NULL), ATTN_ERR_OVERFLOW);
+    m.d_model = BIG - 1; m.n_heads = 2; /* W_q, W_o [d_model x d_model] */
+    CHECK_CODE(attn_self_forward(y, a, 1, 1, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_self_workspace_size(&bytes, 1, 1, &m, NULL), ATTN_ERR_OVERFLOW);
+    m.d_model = 4; m.n_heads = 1; m.d_kv = BIG; /* x_kv [B, Nk, d_kv] and W_k, W_v [d_kv x d_model] */
+    CHECK_CODE(attn_cross_forward(y, a, a, 1, 1, BIG, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG, &m, NULL), ATTN_ERR_OVERFLOW);
+    m.d_kv = 0; m.d_model = 2; /* Nk near INT_MAX with few queries: key chunks (see above) */
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG, &m, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    CHECK(untouched(y, 64) && untouched(l, 8));
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1890,7 +2041,7 @@ static void test_errors_align(void)
     attn_stride bs;
     attn_align a, bad;
     attn_align_options opt;
-    test_alloc al = {0, 0, 0};
+    test_alloc al = {0, 0, 0, 0, 0};
     size_t bytes = 0;
     unsigned char ws[32];
     rnd_fill(s, sizeof s / sizeof *s, 1.0f); rnd_fill(h, sizeof h / sizeof *h, 1.0f);
@@ -2413,15 +2564,37 @@ static const test_case k_tests[] = {
     {"image_pnm", test_image_pnm},
     {"heatmap_print", test_heatmap_print},
     {"errors_image", test_errors_image},
+    {"failure_injection", test_failure_injection},
+    {"errors_overflow", test_errors_overflow},
 };
 
+/* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
+   slowest)? With no names, every test runs. */
+static int selected(const char *name, int argc, char **argv)
+{
+    int a, any_include = 0;
+    for (a = 2; a < argc; ++a) {
+        if (argv[a][0] == '-') { if (strcmp(argv[a] + 1, name) == 0) return 0; }
+        else { any_include = 1; if (strcmp(argv[a], name) == 0) return 1; }
+    }
+    return !any_include;
+}
+
+/* Usage: test_attention [data_dir [[-]test_name...]] */
 int main(int argc, char **argv)
 {
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, a;
     size_t t;
     if (argc > 1) g_data_dir = argv[1];
+    for (a = 2; a < argc; ++a) {
+        const char *n = argv[a] + (argv[a][0] == '-');
+        for (t = 0; t < sizeof k_tests / sizeof *k_tests; ++t)
+            if (strcmp(n, k_tests[t].name) == 0) break;
+        if (t == sizeof k_tests / sizeof *k_tests) { printf("no test named %s\n", n); return 2; }
+    }
     printf("attention.h %s, kernels: %s\n", ATTN_VERSION_STRING, attn_simd_name());
     for (t = 0; t < sizeof k_tests / sizeof *k_tests; ++t) {
+        if (!selected(k_tests[t].name, argc, argv)) continue;
         g_fails = 0;
         k_tests[t].fn();
         if (g_fails == 0) { ++passed; printf("ok   %s\n", k_tests[t].name); }
