@@ -8,7 +8,8 @@ LDLIBS = -lm
 BUILD ?= build
 
 HEADER = attention.h
-EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap
+EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
+           $(BUILD)/gpt_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
 
 .PHONY: all test test-neon test-sanitize test-valgrind test-tsan examples run bench check-build clean
 
