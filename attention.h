@@ -130,7 +130,8 @@
        online softmax, so the workspace is a few tiles per thread, 256 * (Dk + Dv + 68) bytes, independent
        of Nq and Nk (plus, for decoding over more than 2048 keys, B * Hq * Nq * (Dv + 1) floats per
        2048-key chunk); attn_sdpa_workspace_size tells, for the same dims and options (the thread count
-       and split count in them matter). workspace NULL: allocated and freed inside. A workspace smaller
+       matters: n_threads 0 is omp_get_max_threads() when asked; size a reused buffer for the largest
+       call, e.g. a KV cache's max_len). workspace NULL: allocated and freed inside. A workspace smaller
        than reported gives ATTN_ERR_WORKSPACE.
 
    attn_options (all optional, zero = default):
