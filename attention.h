@@ -1052,22 +1052,6 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-#undef ATTN__TEMPLATE
-#undef ATTN__SFX
-#undef ATTN__TARGET
-#undef ATTN__P
-#undef ATTN__V
-#undef ATTN__W
-#undef ATTN__NV
-#undef ATTN__VROUND
-#undef ATTN__VLDEXP
-#undef ATTN__M
-#undef ATTN__VEQ
-#undef ATTN__VLT
-#undef ATTN__VBLEND
-#undef ATTN__VANY
-#undef ATTN__VSUM
-#undef ATTN__PREFETCH
 #endif
 /* Sum of the 8 lanes of an AVX2 vector: halves, then pairs. */
 static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
@@ -1094,22 +1078,6 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__VSUM(v) attn__hsum_avx2(v)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #include ATTN_HEADER_FILE
-#undef ATTN__TEMPLATE
-#undef ATTN__SFX
-#undef ATTN__TARGET
-#undef ATTN__P
-#undef ATTN__V
-#undef ATTN__W
-#undef ATTN__NV
-#undef ATTN__VROUND
-#undef ATTN__VLDEXP
-#undef ATTN__M
-#undef ATTN__VEQ
-#undef ATTN__VLT
-#undef ATTN__VBLEND
-#undef ATTN__VANY
-#undef ATTN__VSUM
-#undef ATTN__PREFETCH
 #endif /* ATTN__HAVE_X86 */
 
 #ifdef ATTN__HAVE_NEON
@@ -1148,7 +1116,6 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__VSUM(v) vaddvq_f32(v)
 #define ATTN__PREFETCH(p) __builtin_prefetch(p)
 #include ATTN_HEADER_FILE
-#undef ATTN__TEMPLATE
 #endif /* ATTN__HAVE_NEON */
 
 /* Instruction sets, best last. */
@@ -3021,6 +2988,23 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 
 #undef ATTN__NB
 #undef ATTN__KC
+/* the parameters of this instantiation, so that the next one can define its own */
+#undef ATTN__TEMPLATE
+#undef ATTN__SFX
+#undef ATTN__TARGET
+#undef ATTN__P
+#undef ATTN__V
+#undef ATTN__W
+#undef ATTN__NV
+#undef ATTN__VROUND
+#undef ATTN__VLDEXP
+#undef ATTN__M
+#undef ATTN__VEQ
+#undef ATTN__VLT
+#undef ATTN__VBLEND
+#undef ATTN__VANY
+#undef ATTN__VSUM
+#undef ATTN__PREFETCH
 #endif /* ATTN__TEMPLATE */
 
 /*
