@@ -10,7 +10,7 @@ BUILD ?= build
 HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart
 
-.PHONY: all test test-neon test-sanitize test-valgrind test-tsan examples run check-build clean
+.PHONY: all test test-neon test-sanitize test-valgrind test-tsan fuzz examples run check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -35,7 +35,7 @@ test-neon: $(HEADER) | $(BUILD)
 	$(CROSS_CC) $(CFLAGS) -static -DATTN_NO_SIMD -o $(BUILD)/test_neon_scalar tests/test_attention.c $(LDLIBS)
 	QEMU=$(QEMU) sh tests/run_paths.sh tests/data $(BUILD)/test_neon $(BUILD)/test_neon_scalar
 
-$(BUILD)/test_%: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/test_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
 # Sanitizers: the whole suite under AddressSanitizer (with leak checks) + UndefinedBehaviorSanitizer, any
@@ -46,11 +46,11 @@ SAN_BINS = $(SAN_PATHS:%=$(BUILD)/san/clang_%) $(SAN_PATHS:%=$(BUILD)/san/gcc_%)
 test-sanitize: $(SAN_BINS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run_paths.sh tests/data $(SAN_BINS)
 
-$(BUILD)/san/clang_%: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/san/clang_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/san
 	clang $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
-$(BUILD)/san/gcc_%: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/san/gcc_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/san
 	gcc $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
@@ -65,10 +65,10 @@ test-valgrind: $(BUILD)/vg_avx2 $(BUILD)/vg_scalar
 	    echo "[$$b] $$(tail -n 1 $(BUILD)/$$b.log)"; \
 	done
 
-$(BUILD)/vg_avx2: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/vg_avx2: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -g -DATTN_NO_AVX512 -o $@ tests/test_attention.c $(LDLIBS)
 
-$(BUILD)/vg_scalar: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/vg_scalar: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -g -DATTN_NO_SIMD -o $@ tests/test_attention.c $(LDLIBS)
 
 # ThreadSanitizer: concurrent calls from pthreads (tests/tsan_concurrent.c), then the same with OpenMP
@@ -85,6 +85,26 @@ $(BUILD)/tsan_pthreads: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 
 $(BUILD)/tsan_openmp: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 	clang $(CFLAGS) $(TSAN_FLAGS) -fopenmp -o $@ tests/tsan_concurrent.c $(LDLIBS) -lpthread
+
+# Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all built from
+# tests/fuzz/fuzz_attention.c. Each runs FUZZ_SECONDS from its committed seeds tests/fuzz/corpus/<name>/;
+# new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
+# $(BUILD)/fuzz/<name>.log. Replay one: ./$(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
+FUZZ_TARGETS = project scores softmax weighted_sum merge sdpa self_forward cross_forward
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus_$$t; \
+	    ./$(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=512 -len_control=0 -timeout=20 \
+	        -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus_$$t tests/fuzz/corpus/$$t \
+	        > $(BUILD)/fuzz/$$t.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$$t.log; echo "fuzz_$$t FAILED"; exit 1; }; \
+	    echo "fuzz_$$t: ok, $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$$t.log) in $(FUZZ_SECONDS) s"; \
+	done
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=c99 -Wall -Wextra -Wpedantic -Werror $(FUZZ_FLAGS) -DFUZZ_TARGET=fuzz_$* -o $@ tests/fuzz/fuzz_attention.c $(LDLIBS)
 
 examples: $(EXAMPLES)
 
