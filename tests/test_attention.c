@@ -1126,8 +1126,8 @@ static void test_errors_sdpa(void)
     CHECK_CODE(attn_sdpa_workspace_size(&bytes, NULL, NULL), ATTN_ERR_NULL);
     bad = d; bad.batch = 0;
     CHECK_CODE(attn_sdpa_workspace_size(&bytes, &bad, NULL), ATTN_ERR_SHAPE);
-    bad = d; bad.d_v = 2147483647;
-    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &bad, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    bad = d; bad.d_v = 2147483647; /* the tile workspace would pass INT_MAX floats (see errors_overflow) */
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &bad, NULL), ATTN_ERR_OVERFLOW);
     CHECK(bytes == 0 || bytes > (size_t)2147483647);
     /* nothing was written by any failed call */
     CHECK(untouched(o, sizeof o / sizeof *o) && untouched(lse, sizeof lse / sizeof *lse) && untouched(w, sizeof w / sizeof *w));
@@ -1342,9 +1342,19 @@ static void test_errors_overflow(void)
     d.batch = BIG; d.n_heads = BIG; d.n_kv_heads = 1; d.n_q = 8; d.n_kv = 4096; d.d_k = 1; d.d_v = BIG;
     CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_ERR_OVERFLOW);
     /* ... and Nk near INT_MAX, where the number of key chunks was once computed as (Nk + 2047) / 2048 in int
-       (signed overflow, found by UBSan): fits on 64 bits, overflows on 32 */
+       (signed overflow, found by UBSan): 2^20 chunks of 2 floats, which fit even in 32 bits */
     d.batch = 1; d.n_heads = 1; d.n_q = 1; d.n_kv = BIG; d.d_v = 1;
-    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_OK);
+    /* the per-thread tile workspace, indexed with int in the kernels: (Dk + Dv + 68) x 32 floats must stay
+       below INT_MAX (Dk = Dv = 2^26 made c * 32 overflow int in the SIMD tile kernel; found by clang-tidy) */
+    d.n_q = 40; d.n_kv = 1; d.d_k = 1 << 26; d.d_v = 1 << 26;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_ERR_OVERFLOW);
+    {
+        const attn_stride wide = {0, 0, 1 << 26}; /* rows of 2^26: valid views, never read */
+        CHECK_CODE(attn_sdpa(y, wide, a, wide, a, wide, a, wide, &d, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
+    }
+    d.d_k = 1 << 16; d.d_v = 0;
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_OK);
 #ifdef _OPENMP
     /* the per-thread tiles times a huge thread count */
     d.n_q = 1; d.n_kv = 1; d.d_k = BIG; d.d_v = BIG;
