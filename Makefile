@@ -10,14 +10,15 @@ BUILD ?= build
 HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart
 
-.PHONY: all test test-neon test-sanitize test-valgrind test-tsan fuzz examples run check-build clean
+.PHONY: all test test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
 # The test suite, once per kernel path this machine can run: runtime dispatch (AVX-512 where the CPU has
 # it), AVX2 (ATTN_NO_AVX512), the portable scalar reference (ATTN_NO_SIMD), OpenMP threads, and a
-# -march=native build. The last line is the total "N passed, N failed".
-TEST_PATHS = dispatch avx2 scalar openmp native
+# -march=native build, and the dispatch path compiled as C11. The last line is the total "N passed, N failed".
+TEST_PATHS = dispatch avx2 scalar openmp native c11
+PATH_FLAGS_c11 = -std=c11
 PATH_FLAGS_dispatch =
 PATH_FLAGS_avx2 = -DATTN_NO_AVX512
 PATH_FLAGS_scalar = -DATTN_NO_SIMD
@@ -85,6 +86,42 @@ $(BUILD)/tsan_pthreads: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 
 $(BUILD)/tsan_openmp: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 	clang $(CFLAGS) $(TSAN_FLAGS) -fopenmp -o $@ tests/tsan_concurrent.c $(LDLIBS) -lpthread
+
+# 32-bit x86 (gcc -m32, Debian's gcc-multilib): size_t and ptrdiff_t of 32 bits, so the overflow checks
+# meet their limits sooner; the kernels are the scalar ones there (the SIMD dispatch is x86-64 only). The
+# suite plain, with OpenMP, and under ASan+UBSan.
+M32_BINS = $(BUILD)/m32 $(BUILD)/m32_openmp $(BUILD)/m32_san
+test-m32: $(M32_BINS)
+	sh tests/run_paths.sh tests/data $(M32_BINS)
+
+$(BUILD)/m32: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	gcc -m32 $(CFLAGS) -o $@ tests/test_attention.c $(LDLIBS)
+$(BUILD)/m32_openmp: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	gcc -m32 $(CFLAGS) -fopenmp -o $@ tests/test_attention.c $(LDLIBS)
+$(BUILD)/m32_san: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	gcc -m32 $(CFLAGS) $(SAN_FLAGS) -o $@ tests/test_attention.c $(LDLIBS)
+
+# Static analysis of the header through tests/lint/lint_tu.c (the implementation, every kernel):
+# cppcheck on the x86-64 (SIMD) and portable configurations, suppressions each justified in
+# tests/lint/cppcheck.supp; clang-tidy bugprone-* and cert-* as errors, on the dispatch, scalar, OpenMP
+# and ATTN_STATIC builds, except three checks:
+#   bugprone-easily-swappable-parameters: the public API's adjacent int sizes (n, d_in, d_out), as in
+#     BLAS; changing it is not a lint fix.
+#   bugprone-implicit-widening-of-multiplication-result: int products of tile indices (r * ATTN__TK,
+#     c * ATTN__TQ) used as offsets; each stays below the tile workspace, which attn__sdpa_ws_floats
+#     keeps under INT_MAX floats (the one real overflow this check found, for Dk + Dv near 2^26).
+#   bugprone-macro-parentheses: flags only ATTN__EXP2_LO, a negative constant passed whole to
+#     ATTN__VSET1 (never part of an expression); the kernels on main no longer have it.
+CPPCHECK = cppcheck --std=c99 --enable=warning,style,portability,performance --error-exitcode=1 --quiet \
+	--suppressions-list=tests/lint/cppcheck.supp -I.
+TIDY_CHECKS = -*,bugprone-*,cert-*,-bugprone-easily-swappable-parameters,-bugprone-implicit-widening-of-multiplication-result,-bugprone-macro-parentheses
+lint:
+	$(CPPCHECK) --platform=unix64 -D__x86_64__ -D__GNUC__ -I$$(gcc -print-file-name=include) tests/lint/lint_tu.c
+	$(CPPCHECK) tests/lint/lint_tu.c
+	for f in "" -DATTN_NO_SIMD -fopenmp -DATTN_STATIC; do \
+	    clang-tidy -quiet -checks='$(TIDY_CHECKS)' -warnings-as-errors='*' -header-filter='attention\.h' \
+	        tests/lint/lint_tu.c -- -std=c99 -I. $$f || exit 1; \
+	done
 
 # Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all built from
 # tests/fuzz/fuzz_attention.c. Each runs FUZZ_SECONDS from its committed seeds tests/fuzz/corpus/<name>/;
