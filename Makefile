@@ -11,14 +11,15 @@ HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
            $(BUILD)/gpt_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
 
-.PHONY: all test test-neon test-sanitize test-valgrind test-tsan examples run bench check-build clean
+.PHONY: all test test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
 # The test suite, once per kernel path this machine can run: runtime dispatch (AVX-512 where the CPU has
 # it), AVX2 (ATTN_NO_AVX512), the portable scalar reference (ATTN_NO_SIMD), OpenMP threads, and a
-# -march=native build. The last line is the total "N passed, N failed".
-TEST_PATHS = dispatch avx2 scalar openmp native
+# -march=native build, and the dispatch path compiled as C11. The last line is the total "N passed, N failed".
+TEST_PATHS = dispatch avx2 scalar openmp native c11
+PATH_FLAGS_c11 = -std=c11
 PATH_FLAGS_dispatch =
 PATH_FLAGS_avx2 = -DATTN_NO_AVX512
 PATH_FLAGS_scalar = -DATTN_NO_SIMD
@@ -36,7 +37,7 @@ test-neon: $(HEADER) | $(BUILD)
 	$(CROSS_CC) $(CFLAGS) -static -DATTN_NO_SIMD -o $(BUILD)/test_neon_scalar tests/test_attention.c $(LDLIBS)
 	QEMU=$(QEMU) sh tests/run_paths.sh tests/data $(BUILD)/test_neon $(BUILD)/test_neon_scalar
 
-$(BUILD)/test_%: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/test_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
 # Sanitizers: the whole suite under AddressSanitizer (with leak checks) + UndefinedBehaviorSanitizer, any
@@ -47,11 +48,11 @@ SAN_BINS = $(SAN_PATHS:%=$(BUILD)/san/clang_%) $(SAN_PATHS:%=$(BUILD)/san/gcc_%)
 test-sanitize: $(SAN_BINS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run_paths.sh tests/data $(SAN_BINS)
 
-$(BUILD)/san/clang_%: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/san/clang_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/san
 	clang $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
-$(BUILD)/san/gcc_%: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/san/gcc_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/san
 	gcc $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
@@ -66,10 +67,10 @@ test-valgrind: $(BUILD)/vg_avx2 $(BUILD)/vg_scalar
 	    echo "[$$b] $$(tail -n 1 $(BUILD)/$$b.log)"; \
 	done
 
-$(BUILD)/vg_avx2: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/vg_avx2: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -g -DATTN_NO_AVX512 -o $@ tests/test_attention.c $(LDLIBS)
 
-$(BUILD)/vg_scalar: tests/test_attention.c $(HEADER) | $(BUILD)
+$(BUILD)/vg_scalar: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -g -DATTN_NO_SIMD -o $@ tests/test_attention.c $(LDLIBS)
 
 # ThreadSanitizer: concurrent calls from pthreads (tests/tsan_concurrent.c), then the same with OpenMP
@@ -86,6 +87,62 @@ $(BUILD)/tsan_pthreads: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 
 $(BUILD)/tsan_openmp: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 	clang $(CFLAGS) $(TSAN_FLAGS) -fopenmp -o $@ tests/tsan_concurrent.c $(LDLIBS) -lpthread
+
+# 32-bit x86 (gcc -m32, Debian's gcc-12-multilib): size_t and ptrdiff_t of 32 bits, so the overflow checks
+# meet their limits sooner; the kernels are the scalar ones there (the SIMD dispatch is x86-64 only). The
+# suite plain, with OpenMP, and under ASan+UBSan.
+M32_BINS = $(BUILD)/m32 $(BUILD)/m32_openmp $(BUILD)/m32_san
+test-m32: $(M32_BINS)
+	sh tests/run_paths.sh tests/data $(M32_BINS)
+
+$(BUILD)/m32: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	gcc -m32 $(CFLAGS) -o $@ tests/test_attention.c $(LDLIBS)
+$(BUILD)/m32_openmp: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	gcc -m32 $(CFLAGS) -fopenmp -o $@ tests/test_attention.c $(LDLIBS)
+$(BUILD)/m32_san: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	gcc -m32 $(CFLAGS) $(SAN_FLAGS) -o $@ tests/test_attention.c $(LDLIBS)
+
+# Static analysis of the header through tests/lint/lint_tu.c (the implementation, every kernel):
+# cppcheck on the x86-64 (SIMD) and portable configurations, suppressions each justified in
+# tests/lint/cppcheck.supp; clang-tidy bugprone-* and cert-* as errors, on the dispatch, scalar, OpenMP
+# and ATTN_STATIC builds, except three checks:
+#   bugprone-easily-swappable-parameters: the public API's adjacent int sizes (n, d_in, d_out), as in
+#     BLAS; changing it is not a lint fix.
+#   bugprone-implicit-widening-of-multiplication-result: int products of tile indices (r * ATTN__TK,
+#     c * ATTN__TQ) used as offsets; each stays below the tile workspace, which attn__sdpa_ws_floats
+#     keeps under INT_MAX floats (the one real overflow this check found, for Dk + Dv near 2^26).
+#   bugprone-macro-parentheses: flags only ATTN__EXP2_LO, a negative constant passed whole to
+#     ATTN__VSET1 (never part of an expression); the kernels on main no longer have it.
+CPPCHECK = cppcheck --std=c99 --enable=warning,style,portability,performance --error-exitcode=1 --quiet \
+	--suppressions-list=tests/lint/cppcheck.supp -I.
+TIDY_CHECKS = -*,bugprone-*,cert-*,-bugprone-easily-swappable-parameters,-bugprone-implicit-widening-of-multiplication-result,-bugprone-macro-parentheses
+lint:
+	$(CPPCHECK) --platform=unix64 -D__x86_64__ -D__GNUC__ -I$$(gcc -print-file-name=include) tests/lint/lint_tu.c
+	$(CPPCHECK) tests/lint/lint_tu.c
+	for f in "" -DATTN_NO_SIMD -fopenmp -DATTN_STATIC; do \
+	    clang-tidy -quiet -checks='$(TIDY_CHECKS)' -warnings-as-errors='*' -header-filter='attention\.h' \
+	        tests/lint/lint_tu.c -- -std=c99 -I. $$f || exit 1; \
+	done
+
+# Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all built from
+# tests/fuzz/fuzz_attention.c. Each runs FUZZ_SECONDS from its committed seeds tests/fuzz/corpus/<name>/;
+# new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
+# $(BUILD)/fuzz/<name>.log. Replay one: ./$(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
+FUZZ_TARGETS = project scores softmax weighted_sum merge sdpa self_forward cross_forward
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p $(BUILD)/fuzz/corpus_$$t; \
+	    ./$(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=512 -len_control=0 -timeout=20 \
+	        -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus_$$t tests/fuzz/corpus/$$t \
+	        > $(BUILD)/fuzz/$$t.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$$t.log; echo "fuzz_$$t FAILED"; exit 1; }; \
+	    echo "fuzz_$$t: ok, $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$$t.log) in $(FUZZ_SECONDS) s"; \
+	done
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	@mkdir -p $(BUILD)/fuzz
+	clang -std=c99 -Wall -Wextra -Wpedantic -Werror $(FUZZ_FLAGS) -DFUZZ_TARGET=fuzz_$* -o $@ tests/fuzz/fuzz_attention.c $(LDLIBS)
 
 examples: $(EXAMPLES)
 

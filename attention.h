@@ -618,6 +618,7 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
 #define ATTN__IMPLEMENTATION_DONE
 
 #include <math.h>   /* expf, logf, sqrtf, INFINITY */
+#include <limits.h> /* INT_MAX */
 #include <stdint.h> /* SIZE_MAX, PTRDIFF_MAX, uintptr_t */
 #include <string.h> /* memset */
 #ifdef _OPENMP
@@ -890,12 +891,13 @@ typedef struct attn__head {
 
 /* Floats of one thread's fused-kernel workspace, enough for every instruction set (the SIMD kernels hold
    Q^T [Dk x TQ], scores [TK x TQ], O^T [Dv x TQ] and four [TQ] vectors; the scalar one less), rounded up
-   to whole ATTN__ALIGN blocks so that each thread's slice stays aligned. */
+   to whole ATTN__ALIGN blocks so that each thread's slice stays aligned. The kernels index it with int
+   (c * TQ + i), so it must stay below INT_MAX floats: Dk + Dv up to about 2^26. */
 static int attn__sdpa_ws_floats(size_t *n, int d_k, int d_v)
 {
     size_t dims;
     if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, ATTN__TK + 4) ||
-        !attn__mul(n, dims, ATTN__TQ))
+        !attn__mul(n, dims, ATTN__TQ) || *n > (size_t)INT_MAX)
         return 0;
     return 1; /* TQ floats are a whole number of ATTN__ALIGN blocks */
 }

@@ -1,0 +1,734 @@
+/* libFuzzer harnesses for attention.h: one source, one harness per public entry point, chosen at build
+   time with -DFUZZ_TARGET=fuzz_<name> (make fuzz builds and runs each; clang -fsanitize=fuzzer,address,
+   undefined). An input is read as the call's sizes, strides, options and pointers (a few bytes each), then
+   a 4-byte seed from which every tensor is filled with moderate values (multiples of 1/32), then patches:
+   (tensor, index, value) triples that plant NaN, +-inf, denormals, huge values or other finite values
+   anywhere. Small inputs thus drive large tensors (up to 2100 keys, for the decoding key chunks).
+
+   Whatever the input, the call must either return an error code, leaving every output untouched
+   (bitwise), or succeed having written nothing outside its output views; and when every input is finite
+   and moderate (|x| <= 64; masks and log-sum-exps may also be -inf) the result must match the float64
+   reference of tests/reference.h within a rounding-error bound computed from the inputs' magnitudes.
+   Any violation aborts (a libFuzzer crash); sanitizer reports do too. */
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ATTENTION_IMPLEMENTATION
+#include "../../attention.h"
+#include "../reference.h"
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the input reader                                                                               */
+/* ---------------------------------------------------------------------------------------------- */
+
+#define FZ_MAX_TENSORS 16
+#define FZ_MAX_FLOATS (1 << 20) /* views larger than this are only built to be rejected */
+
+typedef struct fz {
+    const uint8_t *p;
+    size_t n;
+    uint64_t rng;
+    float *t[FZ_MAX_TENSORS]; /* registered input tensors, patched at the end */
+    size_t len[FZ_MAX_TENSORS];
+    int neg_inf_ok[FZ_MAX_TENSORS]; /* -inf is a meaningful value here (masks, log-sum-exps) */
+    int n_t;
+    int comparable; /* set by fz_patch: every input finite and moderate */
+} fz;
+
+static unsigned fz_u8(fz *f)
+{
+    if (!f->n) return 0;
+    --f->n;
+    return *f->p++;
+}
+static int fz_range(fz *f, int lo, int hi) { return lo + (int)(fz_u8(f) % (unsigned)(hi - lo + 1)); }
+
+static float fz_special(unsigned kind)
+{
+    static const float k[] = {NAN, INFINITY, -INFINITY, 1e-40f, -1.4e-45f, 1e30f, -1e30f, FLT_MAX, -FLT_MAX,
+                              88.7f, -0.0f, 0.0f, 1e-20f, -3e38f};
+    const unsigned n = sizeof k / sizeof *k;
+    return kind < n ? k[kind] : ((float)(int)(kind - n) - 100.0f) / 8.0f; /* else moderate, in [-12.5, 18] */
+}
+
+static float *fz_tensor(fz *f, size_t n, float amp, int neg_inf_ok)
+{
+    float *t = (float *)malloc((n ? n : 1) * sizeof(float));
+    size_t i;
+    if (!t) abort();
+    for (i = 0; i < n; ++i) {
+        f->rng = f->rng * 6364136223846793005ull + 1442695040888963407ull;
+        t[i] = amp * (float)((int)(f->rng >> 58) - 32) / 32.0f; /* [-amp, amp) in steps of amp/32 */
+    }
+    if (f->n_t < FZ_MAX_TENSORS) {
+        f->t[f->n_t] = t; f->len[f->n_t] = n; f->neg_inf_ok[f->n_t] = neg_inf_ok; ++f->n_t;
+    }
+    return t;
+}
+
+/* the rest of the input: (tensor, index lo, index hi, value) patches; then is everything comparable? */
+static void fz_patch(fz *f)
+{
+    int i;
+    size_t j;
+    while (f->n >= 4 && f->n_t > 0) {
+        const int t = (int)(fz_u8(f) % (unsigned)f->n_t);
+        const size_t at = fz_u8(f) | (size_t)fz_u8(f) << 8;
+        const float x = fz_special(fz_u8(f));
+        if (f->len[t]) f->t[t][at % f->len[t]] = x;
+    }
+    f->comparable = 1;
+    for (i = 0; i < f->n_t; ++i)
+        for (j = 0; j < f->len[i]; ++j) {
+            const float x = f->t[i][j];
+            if (!(fabsf(x) <= 64.0f) && !(f->neg_inf_ok[i] && x == -INFINITY)) f->comparable = 0;
+        }
+}
+
+static void fz_free(fz *f)
+{
+    int i;
+    for (i = 0; i < f->n_t; ++i) free(f->t[i]);
+}
+
+/* A strided view [B, H, N, D] as the fuzzer picks it: [B,H,N,D], [B,N,H*D], padded rows, broadcast batch
+   or head (inputs), or a broken stride that must be rejected. *len: floats to allocate; 0 when the view is
+   too large to allocate, and then a call must reject it. */
+static attn_stride fz_view(fz *f, int B, int H, int N, int D, size_t *len)
+{
+    attn_stride s = attn_stride_bhnd(H, N, D);
+    unsigned long long span = 1, cap = FZ_MAX_FLOATS;
+    switch (fz_range(f, 0, 7)) {
+    case 1: s = attn_stride_bnhd(H, N, D); break;
+    case 2: s = attn_stride_bhnd(H, N, D + fz_range(f, 1, 3)); break;
+    case 3: s.batch = 0; break;
+    case 4: s.head = 0; break;
+    case 5: s.row = D - 1; break;
+    case 6: s.head = -fz_range(f, 1, 3); break;
+    case 7: s.batch = PTRDIFF_MAX / 2; break; /* overflows unless B == 1 */
+    default: break;
+    }
+    if (s.row < D || s.head < 0 || s.batch < 0) { *len = 1; return s; } /* must be rejected */
+    {
+        const long double e = (long double)(B - 1) * s.batch + (long double)(H - 1) * s.head +
+                              (long double)(N - 1) * s.row + D;
+        if (e > (long double)cap) { *len = 0; return s; }
+        span = (unsigned long long)e;
+    }
+    *len = (size_t)span;
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* outputs: sentinel-filled, checked untouched on error and outside the view on success            */
+/* ---------------------------------------------------------------------------------------------- */
+
+#define FZ_GUARD 5
+static const uint32_t k_sentinel = 0x7fc0beefu; /* a NaN no computation produces */
+
+typedef struct fz_out {
+    float *p;
+    size_t len;             /* floats, plus FZ_GUARD after */
+    unsigned char *in_view; /* [len] 1 where the call may write */
+} fz_out;
+
+static float *fz_out_alloc(fz_out *o, size_t len)
+{
+    size_t i;
+    o->len = len;
+    o->p = (float *)malloc((len + FZ_GUARD) * sizeof(float));
+    o->in_view = (unsigned char *)calloc(len + FZ_GUARD, 1);
+    if (!o->p || !o->in_view) abort();
+    for (i = 0; i < len + FZ_GUARD; ++i) memcpy(o->p + i, &k_sentinel, sizeof k_sentinel);
+    return o->p;
+}
+
+static void fz_out_mark(fz_out *o, attn_stride s, int B, int H, int N, int D)
+{
+    int b, h, n, d;
+    for (b = 0; b < B; ++b) for (h = 0; h < H; ++h) for (n = 0; n < N; ++n) for (d = 0; d < D; ++d) {
+        const size_t i = (size_t)(b * s.batch + h * s.head + n * s.row + d);
+        if (i < o->len) o->in_view[i] = 1;
+    }
+}
+
+/* every float of o that the call may not write (all of them after an error) still holds the sentinel */
+static void fz_out_check(const fz_out *o, int after_error, const char *what)
+{
+    size_t i;
+    if (!o->p) return;
+    for (i = 0; i < o->len + FZ_GUARD; ++i)
+        if ((after_error || !o->in_view[i]) && memcmp(o->p + i, &k_sentinel, sizeof k_sentinel) != 0) {
+            fprintf(stderr, "fuzz: %s[%zu] written %s\n", what, i, after_error ? "by a failed call" : "outside its view");
+            abort();
+        }
+}
+
+static void fz_out_free(fz_out *o) { free(o->p); free(o->in_view); }
+
+/* got[i] (strided through `at`) against ref[i]: non-finite references must match exactly; finite ones
+   within tol * bound[i] (bound NULL: 1) plus g_floor, the absolute error of gradual underflow (products of
+   denormals are exact to 2^-149 only: a scale applied after a dot product magnifies that) */
+static double g_floor = 1e-30;
+static void fz_compare(const char *what, const float *got, const size_t *at, const double *ref, const double *bound,
+                       size_t n, double tol)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const double g = got[at ? at[i] : i], r = ref[i], lim = tol * (bound ? bound[i] : 1.0) + g_floor;
+        const int ok = isnan(r) ? isnan(g) : isinf(r) ? g == r : fabs(g - r) <= lim;
+        if (!ok) {
+            fprintf(stderr, "fuzz: %s[%zu] = %.9g, reference %.9g (allowed error %.3g)\n", what, i, g, r, lim);
+            abort();
+        }
+    }
+}
+
+static float fz_maxabs(const float *x, size_t n)
+{
+    float m = 0.0f;
+    size_t i;
+    for (i = 0; i < n; ++i) m = isfinite(x[i]) && fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    return m;
+}
+
+static float *fz_abs_copy(const float *x, size_t n)
+{
+    float *a = (float *)malloc((n ? n : 1) * sizeof(float));
+    size_t i;
+    if (!a) abort();
+    for (i = 0; i < n; ++i) a[i] = fabsf(x[i]);
+    return a;
+}
+
+#define U 5.97e-8 /* float32 unit roundoff, with a little slack */
+
+/* the scale as fuzzed: 0 (default), moderate, or non-finite (must be rejected) */
+static float fz_scale(fz *f)
+{
+    const unsigned b = fz_u8(f);
+    if (b < 128) return 0.0f;
+    if (b < 250) return (float)((int)b - 189) / 32.0f;
+    return fz_special(b - 250); /* NaN, +-inf, denormal, ... */
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* building blocks                                                                                */
+/* ---------------------------------------------------------------------------------------------- */
+
+static void fuzz_project(fz *f)
+{
+    const int n = fz_range(f, 1, 9), d_in = fz_range(f, 1, 40), d_out = fz_range(f, 1, 70);
+    const int layout = fz_range(f, 0, 2), out_in = layout == ATTN_LAYOUT_OUT_IN, flags = (int)fz_u8(f);
+    const ptrdiff_t xs = d_in + fz_range(f, -1, 2), ys = d_out + fz_range(f, -1, 2);
+    const ptrdiff_t ws = (out_in ? d_in : d_out) + fz_range(f, -1, 2);
+    const int w_rows = out_in ? d_out : d_in;
+    const size_t nx = (size_t)(n - 1) * (size_t)(xs > 0 ? xs : 0) + (size_t)d_in;
+    const size_t nw = (size_t)(w_rows - 1) * (size_t)(ws > 0 ? ws : 0) + (size_t)(out_in ? d_in : d_out);
+    float *x, *w, *b, *y;
+    fz_out oy;
+    attn_result r;
+    x = fz_tensor(f, nx, 2.0f, 0); w = fz_tensor(f, nw, 2.0f, 0); b = fz_tensor(f, (size_t)d_out, 2.0f, 0);
+    fz_patch(f);
+    y = fz_out_alloc(&oy, (size_t)(n - 1) * (size_t)(ys > 0 ? ys : 0) + (size_t)d_out);
+    r = attn_project(flags & 1 ? NULL : y, ys, flags & 2 ? NULL : x, xs, flags & 4 ? NULL : w, ws,
+                     (attn_layout)layout, flags & 8 ? b : NULL, n, d_in, d_out);
+    if (r == ATTN_OK) {
+        double *ref = ref_dalloc((size_t)n * d_out), *bound = ref_dalloc((size_t)n * d_out);
+        size_t *at = (size_t *)malloc(sizeof(size_t) * (size_t)n * (size_t)d_out);
+        float *xa = fz_abs_copy(x, nx), *wa = fz_abs_copy(w, nw), *ba = fz_abs_copy(b, (size_t)d_out);
+        int i, j;
+        attn_stride vw = {0, 0, 0};
+        vw.row = ys;
+        fz_out_mark(&oy, vw, 1, 1, n, d_out);
+        fz_out_check(&oy, 0, "y");
+        for (i = 0; i < n; ++i) for (j = 0; j < d_out; ++j) at[i * d_out + j] = (size_t)(i * ys + j);
+        if (f->comparable) {
+            ref_project(ref, x, xs, w, ws, out_in, flags & 8 ? b : NULL, n, d_in, d_out);
+            ref_project(bound, xa, xs, wa, ws, out_in, flags & 8 ? ba : NULL, n, d_in, d_out);
+            fz_compare("y", y, at, ref, bound, (size_t)n * d_out, 2.0 * U * (d_in + 4));
+        }
+        free(ref); free(bound); free(at); free(xa); free(wa); free(ba);
+    } else {
+        fz_out_check(&oy, 1, "y");
+    }
+    fz_out_free(&oy);
+}
+
+static void fuzz_scores(fz *f)
+{
+    const int nq = fz_range(f, 1, 40), nk = fz_range(f, 1, 70), dk = fz_range(f, 1, 40), flags = (int)fz_u8(f);
+    const ptrdiff_t qs = dk + fz_range(f, -1, 2), ks = dk + fz_range(f, -1, 2), ss = nk + fz_range(f, -1, 2);
+    const float scale = fz_scale(f);
+    const size_t nqf = (size_t)(nq - 1) * (size_t)(qs > 0 ? qs : 0) + (size_t)dk;
+    const size_t nkf = (size_t)(nk - 1) * (size_t)(ks > 0 ? ks : 0) + (size_t)dk;
+    float *q, *k, *s;
+    fz_out os;
+    attn_result r;
+    q = fz_tensor(f, nqf, 2.0f, 0); k = fz_tensor(f, nkf, 2.0f, 0);
+    fz_patch(f);
+    s = fz_out_alloc(&os, (size_t)(nq - 1) * (size_t)(ss > 0 ? ss : 0) + (size_t)nk);
+    r = attn_scores(flags & 1 ? NULL : s, ss, flags & 2 ? NULL : q, qs, flags & 4 ? NULL : k, ks, nq, nk, dk, scale);
+    if (r == ATTN_OK) {
+        const double sc = scale != 0.0f ? scale : 1.0 / sqrt((double)dk);
+        double *ref = ref_dalloc((size_t)nq * nk), *bound = ref_dalloc((size_t)nq * nk);
+        size_t *at = (size_t *)malloc(sizeof(size_t) * (size_t)nq * (size_t)nk);
+        int i, j, c;
+        attn_stride v = {0, 0, ss};
+        fz_out_mark(&os, v, 1, 1, nq, nk);
+        fz_out_check(&os, 0, "s");
+        for (i = 0; i < nq; ++i)
+            for (j = 0; j < nk; ++j) {
+                double acc = 0.0, mag = 0.0;
+                for (c = 0; c < dk; ++c) {
+                    acc += (double)q[i * qs + c] * k[j * ks + c];
+                    mag += fabs((double)q[i * qs + c] * k[j * ks + c]);
+                }
+                ref[i * nk + j] = sc * acc; bound[i * nk + j] = fabs(sc) * mag;
+                at[i * nk + j] = (size_t)(i * ss + j);
+            }
+        g_floor = 1e-30 + fabs(sc) * (dk + 2) * 1.5e-45;
+        if (f->comparable) fz_compare("s", s, at, ref, bound, (size_t)nq * nk, 2.0 * U * (dk + 4));
+        free(ref); free(bound); free(at);
+    } else {
+        fz_out_check(&os, 1, "s");
+    }
+    fz_out_free(&os);
+}
+
+static void fuzz_softmax(fz *f)
+{
+    const int rows = fz_range(f, 1, 9), cols = fz_range(f, 1, 70), flags = (int)fz_u8(f);
+    const ptrdiff_t ss = cols + fz_range(f, -1, 2), ps = flags & 16 ? ss : cols + fz_range(f, -1, 2);
+    const size_t ns = (size_t)(rows - 1) * (size_t)(ss > 0 ? ss : 0) + (size_t)cols;
+    const int in_place = (flags & 16) != 0; /* p == s, same stride */
+    float *s, *p, *lse;
+    fz_out op, ol;
+    attn_result r;
+    s = fz_tensor(f, ns, 8.0f, 1);
+    fz_patch(f);
+    memset(&op, 0, sizeof op);
+    if (in_place) { /* the input doubles as the output: its copy is the reference's input */
+        float *s2 = fz_abs_copy(s, ns); /* placeholder allocation of the right size */
+        memcpy(s2, s, ns * sizeof(float));
+        p = s; s = s2; /* s2 is freed below */
+    } else {
+        p = fz_out_alloc(&op, (size_t)(rows - 1) * (size_t)(ps > 0 ? ps : 0) + (size_t)cols);
+    }
+    lse = fz_out_alloc(&ol, (size_t)rows);
+    r = attn_softmax(flags & 1 ? NULL : p, ps, flags & 2 ? NULL : (in_place ? p : s), ss, rows, cols, flags & 4 ? NULL : lse);
+    if (r == ATTN_OK) {
+        int i, j;
+        attn_stride v = {0, 0, ps};
+        double *row = ref_dalloc((size_t)cols), *pr = ref_dalloc((size_t)cols), l, m;
+        if (!in_place) { fz_out_mark(&op, v, 1, 1, rows, cols); fz_out_check(&op, 0, "p"); }
+        if (!(flags & 4)) { fz_out_mark(&ol, attn_stride_bhnd(1, 1, rows), 1, 1, 1, rows); }
+        fz_out_check(&ol, 0, "lse");
+        for (i = 0; f->comparable && i < rows; ++i) {
+            double pb[70];
+            size_t at[70];
+            double lb;
+            m = -INFINITY;
+            for (j = 0; j < cols; ++j) { row[j] = s[i * ss + j]; m = row[j] > m ? row[j] : m; }
+            ref_softmax_row(pr, &l, row, cols);
+            for (j = 0; j < cols; ++j) {
+                pb[j] = (isinf(row[j]) ? 0.0 : pr[j] * (fabs(row[j] - m) + cols + 8)) + 1e-37 / (4.0 * U);
+                at[j] = (size_t)(i * ps + j);
+            }
+            fz_compare("p", p, at, pr, pb, (size_t)cols, 4.0 * U);
+            lb = fabs(l) + cols + 8;
+            if (!(flags & 4)) fz_compare("lse", lse + i, NULL, &l, &lb, 1, 4.0 * U);
+        }
+        free(row); free(pr);
+    } else {
+        if (!in_place) fz_out_check(&op, 1, "p");
+        else if (memcmp(p, s, ns * sizeof(float)) != 0) { fprintf(stderr, "fuzz: in-place s written by a failed call\n"); abort(); }
+        fz_out_check(&ol, 1, "lse");
+    }
+    if (in_place) free(s);
+    fz_out_free(&op); fz_out_free(&ol);
+}
+
+static void fuzz_weighted_sum(fz *f)
+{
+    const int nq = fz_range(f, 1, 9), nk = fz_range(f, 1, 70), dv = fz_range(f, 1, 70), flags = (int)fz_u8(f);
+    const ptrdiff_t ps = nk + fz_range(f, -1, 2), vs = dv + fz_range(f, -1, 2), os = dv + fz_range(f, -1, 2);
+    const size_t np = (size_t)(nq - 1) * (size_t)(ps > 0 ? ps : 0) + (size_t)nk;
+    const size_t nv = (size_t)(nk - 1) * (size_t)(vs > 0 ? vs : 0) + (size_t)dv;
+    float *p, *v, *o;
+    fz_out oo;
+    attn_result r;
+    p = fz_tensor(f, np, 1.0f, 0); v = fz_tensor(f, nv, 2.0f, 0);
+    fz_patch(f);
+    o = fz_out_alloc(&oo, (size_t)(nq - 1) * (size_t)(os > 0 ? os : 0) + (size_t)dv);
+    r = attn_weighted_sum(flags & 1 ? NULL : o, os, flags & 2 ? NULL : p, ps, flags & 4 ? NULL : v, vs, nq, nk, dv);
+    if (r == ATTN_OK) {
+        double *ref = ref_dalloc((size_t)nq * dv), *bound = ref_dalloc((size_t)nq * dv);
+        size_t *at = (size_t *)malloc(sizeof(size_t) * (size_t)nq * (size_t)dv);
+        int i, j, c;
+        attn_stride vw = {0, 0, os};
+        fz_out_mark(&oo, vw, 1, 1, nq, dv);
+        fz_out_check(&oo, 0, "o");
+        for (i = 0; i < nq; ++i)
+            for (c = 0; c < dv; ++c) {
+                double acc = 0.0, mag = 0.0;
+                for (j = 0; j < nk; ++j) {
+                    acc += (double)p[i * ps + j] * v[j * vs + c];
+                    mag += fabs((double)p[i * ps + j] * v[j * vs + c]);
+                }
+                ref[i * dv + c] = acc; bound[i * dv + c] = mag;
+                at[i * dv + c] = (size_t)(i * os + c);
+            }
+        if (f->comparable) fz_compare("o", o, at, ref, bound, (size_t)nq * dv, 2.0 * U * (nk + 4));
+        free(ref); free(bound); free(at);
+    } else {
+        fz_out_check(&oo, 1, "o");
+    }
+    fz_out_free(&oo);
+}
+
+static void fuzz_merge(fz *f)
+{
+    const int rows = fz_range(f, 1, 9), dv = fz_range(f, 1, 40), flags = (int)fz_u8(f);
+    const int alias = fz_range(f, 0, 2); /* 0: separate output; 1: o = o_a, lse = lse_a; 2: o = o_b, lse = lse_b */
+    const ptrdiff_t as = dv + fz_range(f, -1, 2), bs = alias == 2 ? as : dv + fz_range(f, -1, 2);
+    const ptrdiff_t os = alias == 1 ? as : alias == 2 ? bs : dv + fz_range(f, -1, 2);
+    const size_t na = (size_t)(rows - 1) * (size_t)(as > 0 ? as : 0) + (size_t)dv;
+    const size_t nb = (size_t)(rows - 1) * (size_t)(bs > 0 ? bs : 0) + (size_t)dv;
+    float *oa, *ob, *la, *lb, *o, *l, *oa0, *ob0, *la0, *lb0;
+    fz_out oo, ol;
+    attn_result r;
+    memset(&oo, 0, sizeof oo); memset(&ol, 0, sizeof ol);
+    oa = fz_tensor(f, na, 2.0f, 0); ob = fz_tensor(f, nb, 2.0f, 0);
+    la = fz_tensor(f, (size_t)rows, 8.0f, 1); lb = fz_tensor(f, (size_t)rows, 8.0f, 1);
+    fz_patch(f);
+    oa0 = fz_abs_copy(oa, na); memcpy(oa0, oa, na * sizeof(float)); /* the inputs before the call */
+    ob0 = fz_abs_copy(ob, nb); memcpy(ob0, ob, nb * sizeof(float));
+    la0 = fz_abs_copy(la, (size_t)rows); memcpy(la0, la, sizeof(float) * (size_t)rows);
+    lb0 = fz_abs_copy(lb, (size_t)rows); memcpy(lb0, lb, sizeof(float) * (size_t)rows);
+    if (alias == 1) { o = oa; l = la; }
+    else if (alias == 2) { o = ob; l = lb; }
+    else { o = fz_out_alloc(&oo, (size_t)(rows - 1) * (size_t)(os > 0 ? os : 0) + (size_t)dv); l = fz_out_alloc(&ol, (size_t)rows); }
+    r = attn_merge(flags & 1 ? NULL : o, os, flags & 2 ? NULL : l, flags & 4 ? NULL : oa, as, flags & 8 ? NULL : la, ob, bs,
+                   flags & 16 ? NULL : lb, rows, dv);
+    if (r == ATTN_OK) {
+        int i, c;
+        if (!alias) {
+            attn_stride v = {0, 0, os};
+            fz_out_mark(&oo, v, 1, 1, rows, dv); fz_out_check(&oo, 0, "o");
+            if (!(flags & 2)) fz_out_mark(&ol, attn_stride_bhnd(1, 1, rows), 1, 1, 1, rows);
+            fz_out_check(&ol, 0, "lse");
+        }
+        for (i = 0; f->comparable && i < rows; ++i) {
+            const double a = la0[i], b = lb0[i], m = a > b ? a : b;
+            double ref[40], bound[40], rl, bl;
+            size_t at[40];
+            rl = m == -INFINITY ? -INFINITY : m + log(exp(a - m) + exp(b - m));
+            for (c = 0; c < dv; ++c) {
+                const double xa = oa0[i * as + c], xb = ob0[i * bs + c];
+                ref[c] = m == -INFINITY ? 0.0 : (a == -INFINITY ? 0.0 : exp(a - rl) * xa) + (b == -INFINITY ? 0.0 : exp(b - rl) * xb);
+                bound[c] = (fabs(xa) + fabs(xb)) * ((isinf(a) || isinf(b) ? 0.0 : fabs(a - b)) + (isinf(m) ? 0.0 : fabs(m)) + 8);
+                at[c] = (size_t)(i * os + c);
+            }
+            fz_compare("o", o, at, ref, bound, (size_t)dv, 4.0 * U);
+            bl = fabs(rl) + 8;
+            if (!(flags & 2)) fz_compare("lse", l + i, NULL, &rl, &bl, 1, 4.0 * U);
+        }
+    } else if (!alias) {
+        fz_out_check(&oo, 1, "o"); fz_out_check(&ol, 1, "lse");
+    } else if (memcmp(oa, oa0, na * sizeof(float)) || memcmp(ob, ob0, nb * sizeof(float)) ||
+               memcmp(la, la0, sizeof(float) * (size_t)rows) || memcmp(lb, lb0, sizeof(float) * (size_t)rows)) {
+        fprintf(stderr, "fuzz: in-place merge wrote by a failed call\n");
+        abort();
+    }
+    free(oa0); free(ob0); free(la0); free(lb0);
+    fz_out_free(&oo); fz_out_free(&ol);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* fused attention and multi-head attention                                                       */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* options shared by attn_sdpa and the multi-head calls; mask_floats etc. sized for the batch and heads */
+typedef struct fz_opts {
+    attn_options o;
+    int *kv_len;
+    unsigned char *kpm;
+    int ws_mode; /* 0: NULL; 1: the reported size, misaligned; 2: one byte short */
+} fz_opts;
+
+static void fz_options(fz *f, fz_opts *fo, int B, int H, int Nq, int Nk, int Dk, int mha)
+{
+    attn_options *o = &fo->o;
+    const int flags = (int)fz_u8(f) | (int)fz_u8(f) << 8;
+    int b;
+    memset(fo, 0, sizeof *fo);
+    o->scale = fz_scale(f);
+    o->causal = (attn_causal)fz_range(f, 0, 3);
+    o->n_threads = fz_range(f, -1, 3);
+    if (flags & 1) { /* a split: count 1..3, index -1..count */
+        o->split_count = fz_range(f, 1, 3);
+        o->split_index = fz_range(f, -1, o->split_count);
+    }
+    if (flags & 2) { /* mask: broadcast, per batch, per head, both, or a row stride too short */
+        const int kind = fz_range(f, 0, 4);
+        const ptrdiff_t rs = kind == 4 ? Nk - 1 : Nk;
+        o->mask_stride.row = kind == 0 ? 0 : rs;
+        o->mask_stride.batch = kind == 1 || kind == 3 ? (ptrdiff_t)(kind == 3 ? H : 1) * Nq * Nk : 0;
+        o->mask_stride.head = kind == 2 || kind == 3 ? (ptrdiff_t)Nq * Nk : 0;
+        o->mask = fz_tensor(f, (size_t)B * H * Nq * Nk + 4, 2.0f, 1);
+    }
+    if (flags & 4) {
+        fo->kv_len = (int *)malloc(sizeof(int) * (size_t)B);
+        for (b = 0; b < B; ++b) /* in [0, Nk], now and then -1 or Nk + 1 (rejected) */
+            fo->kv_len[b] = fz_range(f, 0, 31) == 0 ? (fz_range(f, 0, 1) ? -1 : Nk + 1) : (int)(fz_u8(f) * (unsigned)(Nk + 1) / 256u);
+        o->kv_len = fo->kv_len;
+    }
+    if (flags & 8) {
+        fo->kpm = (unsigned char *)malloc((size_t)B * Nk);
+        for (b = 0; b < B * Nk; ++b) fo->kpm[b] = (unsigned char)(fz_range(f, 0, 3) == 0);
+        o->key_padding_mask = fo->kpm;
+    }
+    o->average_weights = (flags & 16) != 0;
+    fo->ws_mode = fz_range(f, 0, 2);
+    (void)Dk; (void)mha;
+    fo->o.out_lse = (flags & 32) ? (float *)1 : NULL;     /* replaced by the caller's buffers */
+    fo->o.out_weights = (flags & 64) ? (float *)1 : NULL;
+}
+
+static void fz_options_free(fz_opts *fo) { free(fo->kv_len); free(fo->kpm); }
+
+static void fuzz_sdpa(fz *f)
+{
+    attn_dims d;
+    fz_opts fo;
+    attn_options *o = &fo.o;
+    attn_stride qs, ks, vs, os;
+    size_t nq_f, nk_f, nv_f, no_f, need = 0;
+    int Hkv, Dv, null_mask, long_keys;
+    float *q, *k, *v;
+    fz_out oo, ol, ow;
+    attn_result r, rw;
+    char *ws = NULL;
+    void *ws_arg = NULL;
+    memset(&oo, 0, sizeof oo); memset(&ol, 0, sizeof ol); memset(&ow, 0, sizeof ow);
+    d.batch = fz_range(f, 1, 2);
+    Hkv = fz_range(f, 1, 2);
+    d.n_heads = Hkv * fz_range(f, 1, 3);
+    d.n_kv_heads = Hkv == d.n_heads && fz_range(f, 0, 1) ? 0 : Hkv;
+    if (fz_range(f, 0, 15) == 0) d.n_kv_heads = fz_range(f, -1, 4); /* maybe not a divisor */
+    long_keys = fz_range(f, 0, 15) == 0; /* decoding over more than 2048 keys: key chunks */
+    d.n_q = long_keys ? fz_range(f, 1, 9) : fz_range(f, 1, 40);
+    d.n_kv = long_keys ? fz_range(f, 2040, 2100) : fz_range(f, 1, 70);
+    d.d_k = fz_range(f, 1, 20);
+    d.d_v = fz_range(f, 0, 20);
+    if (fz_range(f, 0, 31) == 0) d.n_q = fz_range(f, -1, 0);
+    Hkv = d.n_kv_heads > 0 ? d.n_kv_heads : d.n_heads;
+    if (d.n_q <= 0 || Hkv <= 0) { /* only the validation runs: tiny buffers */
+        float x[4] = {0, 0, 0, 0};
+        attn_stride s = {0, 0, 64};
+        if (attn_sdpa(x, s, x, s, x, s, x, s, &d, NULL, NULL, 0) == ATTN_OK) abort();
+        return;
+    }
+    Dv = d.d_v ? d.d_v : d.d_k;
+    null_mask = (int)fz_u8(f);
+    qs = fz_view(f, d.batch, d.n_heads, d.n_q, d.d_k, &nq_f);
+    ks = fz_view(f, d.batch, Hkv, d.n_kv, d.d_k, &nk_f);
+    vs = fz_view(f, d.batch, Hkv, d.n_kv, Dv, &nv_f);
+    os = fz_view(f, d.batch, d.n_heads, d.n_q, Dv, &no_f);
+    fz_options(f, &fo, d.batch, d.n_heads, d.n_q, d.n_kv, d.d_k, 0);
+    q = fz_tensor(f, nq_f, 2.0f, 0); k = fz_tensor(f, nk_f, 2.0f, 0); v = fz_tensor(f, nv_f, 2.0f, 0);
+    fz_patch(f);
+    fz_out_alloc(&oo, no_f ? no_f : 1);
+    if (o->out_lse) o->out_lse = fz_out_alloc(&ol, (size_t)d.batch * d.n_heads * d.n_q);
+    if (o->out_weights) o->out_weights = fz_out_alloc(&ow, (size_t)d.batch * (o->average_weights ? 1 : d.n_heads) * d.n_q * d.n_kv);
+    rw = attn_sdpa_workspace_size(&need, &d, o);
+    if (fo.ws_mode && rw == ATTN_OK) {
+        ws = (char *)malloc(need + 1);
+        ws_arg = ws + 1;
+    }
+    r = attn_sdpa(null_mask & 1 ? NULL : oo.p, os, null_mask & 2 ? NULL : q, qs, null_mask & 4 ? NULL : k, ks,
+                  null_mask & 8 ? NULL : v, vs, null_mask & 16 ? NULL : &d, o, ws_arg,
+                  fo.ws_mode == 2 ? need - 1 : need);
+    if (r == ATTN_OK && (no_f == 0 || nq_f == 0 || nk_f == 0 || nv_f == 0 || rw != ATTN_OK || fo.ws_mode == 2)) {
+        fprintf(stderr, "fuzz: attn_sdpa accepted a view too large to exist, or too small a workspace\n");
+        abort();
+    }
+    if (r == ATTN_OK && o->split_count > 0) { /* the other slices, to complete the output */
+        const int mine = o->split_index;
+        for (o->split_index = 0; o->split_index < o->split_count; ++o->split_index)
+            if (o->split_index != mine &&
+                attn_sdpa(oo.p, os, q, qs, k, ks, v, vs, &d, o, ws_arg, need) != ATTN_OK) abort();
+    }
+    if (r == ATTN_OK) {
+        const size_t n_out = (size_t)d.batch * d.n_heads * d.n_q, n_w = n_out * (size_t)d.n_kv;
+        double *ref = ref_dalloc(n_out * Dv), *bound = ref_dalloc(n_out * Dv), *rl = ref_dalloc(n_out);
+        double *rw_ = ref_dalloc(n_w), *bl = ref_dalloc(n_out), *bw = ref_dalloc(n_w);
+        size_t *at = (size_t *)malloc(sizeof(size_t) * n_out * (size_t)Dv);
+        int b, h, i, c;
+        fz_out_mark(&oo, os, d.batch, d.n_heads, d.n_q, Dv);
+        fz_out_check(&oo, 0, "out");
+        if (ol.p) { fz_out_mark(&ol, attn_stride_bhnd(1, 1, (int)ol.len), 1, 1, 1, (int)ol.len); fz_out_check(&ol, 0, "lse"); }
+        if (ow.p) { memset(ow.in_view, 1, ow.len); fz_out_check(&ow, 0, "weights"); }
+        if (f->comparable) {
+            ref_opts ro;
+            float *va = fz_abs_copy(v, nv_f);
+            const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)d.d_k);
+            const double s_abs = fabs(sc) * d.d_k * fz_maxabs(q, nq_f) * fz_maxabs(k, nk_f) +
+                                 (o->mask ? fz_maxabs(o->mask, (size_t)d.batch * d.n_heads * d.n_q * d.n_kv + 4) : 0.0f);
+            const double tol = 4.0 * U * ((d.d_k + 4) * (s_abs + 1.0) + d.n_kv + 16);
+            memset(&ro, 0, sizeof ro);
+            ro.scale = sc; ro.causal = o->causal; ro.mask = o->mask; ro.mask_s = o->mask_stride;
+            if (!ro.mask_s.row) ro.mask_s.row = d.n_kv;
+            ro.kv_len = o->kv_len; ro.kpm = o->key_padding_mask;
+            ref_sdpa(ref, rl, rw_, q, qs, k, ks, v, vs, &d, &ro);
+            ref_sdpa(bound, NULL, bw, q, qs, k, ks, va, vs, &d, &ro);
+            for (b = 0; b < d.batch; ++b) for (h = 0; h < d.n_heads; ++h) for (i = 0; i < d.n_q; ++i) for (c = 0; c < Dv; ++c)
+                at[(((size_t)b * d.n_heads + h) * d.n_q + i) * Dv + c] = (size_t)(b * os.batch + h * os.head + i * os.row + c);
+            fz_compare("out", oo.p, at, ref, bound, n_out * Dv, tol);
+            for (i = 0; i < (int)n_out; ++i) bl[i] = 1.0 + fabs(rl[i]);
+            if (ol.p) fz_compare("lse", ol.p, NULL, rl, bl, n_out, tol);
+            if (ow.p && !o->average_weights) fz_compare("weights", ow.p, NULL, rw_, rw_, n_w, tol);
+            if (ow.p && o->average_weights) { /* the mean over heads, per batch */
+                const size_t per = (size_t)d.n_q * d.n_kv;
+                double *avg = ref_dalloc((size_t)d.batch * per);
+                size_t j;
+                for (b = 0; b < d.batch; ++b) for (h = 0; h < d.n_heads; ++h) for (j = 0; j < per; ++j)
+                    avg[b * per + j] += rw_[((size_t)b * d.n_heads + h) * per + j] / d.n_heads;
+                fz_compare("weights", ow.p, NULL, avg, avg, (size_t)d.batch * per, tol + 8.0 * U);
+                free(avg);
+            }
+            free(va);
+        }
+        free(ref); free(bound); free(rl); free(rw_); free(bl); free(bw); free(at);
+    } else {
+        fz_out_check(&oo, 1, "out"); fz_out_check(&ol, 1, "lse"); fz_out_check(&ow, 1, "weights");
+    }
+    free(ws);
+    fz_out_free(&oo); fz_out_free(&ol); fz_out_free(&ow);
+    fz_options_free(&fo);
+}
+
+static void fuzz_mha(fz *f, int self)
+{
+    const int B = fz_range(f, 1, 2), Nq = fz_range(f, 1, 12), Nk = self ? Nq : fz_range(f, 1, 12);
+    const int H = fz_range(f, 1, 4), null_mask = (int)fz_u8(f);
+    int Dh = fz_range(f, 1, 6), E = H * Dh;
+    attn_mha m;
+    fz_opts fo;
+    attn_options *o = &fo.o;
+    int Hkv, dkv, kvd, Hq_eff;
+    float *xq, *xkv, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
+    fz_out oo, ol, ow;
+    size_t need = 0;
+    attn_result r, rw;
+    char *ws = NULL;
+    void *ws_arg = NULL;
+    memset(&m, 0, sizeof m); memset(&oo, 0, sizeof oo); memset(&ol, 0, sizeof ol); memset(&ow, 0, sizeof ow);
+    m.d_model = fz_range(f, 0, 15) == 0 ? E + fz_range(f, -1, 1) : E; /* maybe not divisible */
+    m.n_heads = H;
+    m.n_kv_heads = fz_range(f, 0, 3) == 0 ? fz_range(f, -1, 4) : (fz_range(f, 0, 1) ? H : 1);
+    m.d_kv = self ? (fz_range(f, 0, 15) == 0 ? fz_range(f, 1, 9) : 0) : fz_range(f, 0, 9);
+    m.layout = (attn_layout)(fz_range(f, 0, 31) == 0 ? 2 : fz_range(f, 0, 1));
+    E = m.d_model > 0 ? m.d_model : 1; /* the buffers' sizes, as the library will read them if it accepts */
+    Dh = E % H == 0 ? E / H : 1;
+    Hkv = m.n_kv_heads > 0 ? m.n_kv_heads : H;
+    dkv = m.d_kv > 0 ? m.d_kv : E;
+    kvd = Hkv * Dh;
+    Hq_eff = H;
+    fz_options(f, &fo, B, Hq_eff, Nq, Nk, Dh, 1);
+    {
+        const int e = E;
+        xq = fz_tensor(f, (size_t)B * Nq * e, 0.5f, 0);
+        xkv = self ? xq : fz_tensor(f, (size_t)B * Nk * dkv, 0.5f, 0);
+        wq = fz_tensor(f, (size_t)e * e, 0.5f, 0); wo = fz_tensor(f, (size_t)e * e, 0.5f, 0);
+        wk = fz_tensor(f, (size_t)dkv * kvd, 0.5f, 0); wv = fz_tensor(f, (size_t)dkv * kvd, 0.5f, 0);
+        bq = fz_tensor(f, (size_t)e, 0.5f, 0); bo = fz_tensor(f, (size_t)e, 0.5f, 0);
+        bk = fz_tensor(f, (size_t)kvd, 0.5f, 0); bv = fz_tensor(f, (size_t)kvd, 0.5f, 0);
+        fz_patch(f);
+        m.w_q = null_mask & 1 ? NULL : wq; m.w_k = wk; m.w_v = wv; m.w_o = wo;
+        if (null_mask & 2) { m.b_q = bq; m.b_k = bk; m.b_v = bv; m.b_o = bo; }
+        fz_out_alloc(&oo, (size_t)B * Nq * e);
+    }
+    if (o->out_lse) o->out_lse = fz_out_alloc(&ol, (size_t)B * H * Nq);
+    if (o->out_weights) o->out_weights = fz_out_alloc(&ow, (size_t)B * (o->average_weights ? 1 : H) * Nq * Nk);
+    rw = self ? attn_self_workspace_size(&need, B, Nq, &m, o) : attn_cross_workspace_size(&need, B, Nq, Nk, &m, o);
+    if (fo.ws_mode && rw == ATTN_OK) {
+        ws = (char *)malloc(need + 1);
+        ws_arg = ws + 1;
+    }
+    if (self)
+        r = attn_self_forward(null_mask & 4 ? NULL : oo.p, null_mask & 8 ? NULL : xq, B, Nq, null_mask & 16 ? NULL : &m,
+                              o, ws_arg, fo.ws_mode == 2 ? need - 1 : need);
+    else
+        r = attn_cross_forward(null_mask & 4 ? NULL : oo.p, null_mask & 8 ? NULL : xq, null_mask & 32 ? NULL : xkv, B, Nq,
+                               Nk, null_mask & 16 ? NULL : &m, o, ws_arg, fo.ws_mode == 2 ? need - 1 : need);
+    if (r == ATTN_OK && (rw != ATTN_OK || fo.ws_mode == 2)) {
+        fprintf(stderr, "fuzz: multi-head call succeeded where its size function failed, or with a short workspace\n");
+        abort();
+    }
+    if (r == ATTN_OK) {
+        memset(oo.in_view, 1, oo.len); fz_out_check(&oo, 0, "out");
+        if (ol.p) { memset(ol.in_view, 1, ol.len); fz_out_check(&ol, 0, "lse"); }
+        if (ow.p) { memset(ow.in_view, 1, ow.len); fz_out_check(&ow, 0, "weights"); }
+        if (f->comparable) {
+            const size_t n_out = (size_t)B * Nq * E;
+            double *ref = ref_dalloc(n_out), *bound = ref_dalloc(n_out);
+            const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)Dh);
+            const double xm = fz_maxabs(xq, (size_t)B * Nq * E) + fz_maxabs(xkv, (size_t)B * Nk * dkv);
+            const double qm = E * xm * fz_maxabs(wq, (size_t)E * E) + (m.b_q ? fz_maxabs(bq, (size_t)E) : 0.0);
+            const double km = dkv * xm * fz_maxabs(wk, (size_t)dkv * kvd) + (m.b_k ? fz_maxabs(bk, (size_t)kvd) : 0.0);
+            const double vm = dkv * xm * fz_maxabs(wv, (size_t)dkv * kvd) + (m.b_v ? fz_maxabs(bv, (size_t)kvd) : 0.0);
+            const double om = E * vm * fz_maxabs(wo, (size_t)E * E) + (m.b_o ? fz_maxabs(bo, (size_t)E) : 0.0);
+            const double s_abs = fabs(sc) * Dh * qm * km + (o->mask ? fz_maxabs(o->mask, (size_t)B * H * Nq * Nk + 4) : 0.0f);
+            const double tol = 8.0 * U * ((Dh + 4) * (s_abs + 1.0) + Nk + E + dkv + 16);
+            ref_opts ro;
+            size_t i;
+            memset(&ro, 0, sizeof ro);
+            ro.scale = sc; ro.causal = o->causal; ro.mask = o->mask; ro.mask_s = o->mask_stride;
+            if (!ro.mask_s.row) ro.mask_s.row = Nk;
+            ro.kv_len = o->kv_len; ro.kpm = o->key_padding_mask;
+            ref_mha(ref, xq, xkv, B, Nq, Nk, &m, &ro);
+            for (i = 0; i < n_out; ++i) bound[i] = om + 1e-30;
+            fz_compare("out", oo.p, NULL, ref, bound, n_out, tol);
+            free(ref); free(bound);
+        }
+    } else {
+        fz_out_check(&oo, 1, "out"); fz_out_check(&ol, 1, "lse"); fz_out_check(&ow, 1, "weights");
+    }
+    free(ws);
+    fz_out_free(&oo); fz_out_free(&ol); fz_out_free(&ow);
+    fz_options_free(&fo);
+}
+
+static void fuzz_self_forward(fz *f) { fuzz_mha(f, 1); }
+static void fuzz_cross_forward(fz *f) { fuzz_mha(f, 0); }
+
+/* ---------------------------------------------------------------------------------------------- */
+
+typedef void (*fz_target)(fz *f);
+static const fz_target k_targets[] = {fuzz_project, fuzz_scores, fuzz_softmax, fuzz_weighted_sum, fuzz_merge,
+                                      fuzz_sdpa, fuzz_self_forward, fuzz_cross_forward};
+
+#ifndef FUZZ_TARGET
+#error "build with -DFUZZ_TARGET=fuzz_<name> (see the Makefile's fuzz target)"
+#endif
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fz f;
+    memset(&f, 0, sizeof f);
+    f.p = data;
+    f.n = size;
+    f.rng = fz_u8(&f) | fz_u8(&f) << 8 | (uint64_t)fz_u8(&f) << 16; /* the seed of every tensor */
+    (void)k_targets;
+    FUZZ_TARGET(&f);
+    fz_free(&f);
+    return 0;
+}
