@@ -1895,11 +1895,12 @@ static int attn__topk_select(int *idx, int *last, const float *s, int n, int k)
 {
     int count = 0, prev = -1, j;
     while (count < k) {
+        const float s_prev = prev >= 0 ? s[prev] : INFINITY; /* the last entry taken */
         int best = -1;
         for (j = 0; j < n; ++j) {
             const float x = s[j];
             if (!(x > -INFINITY)) continue;                                           /* masked or NaN */
-            if (prev >= 0 && !(x < s[prev] || (x == s[prev] && j > prev))) continue; /* taken already */
+            if (prev >= 0 && !(x < s_prev || (x == s_prev && j > prev))) continue;    /* taken already */
             if (best < 0 || x > s[best]) best = j;
         }
         if (best < 0) break;
@@ -2830,10 +2831,11 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
                 { /* prefetch: the K rows 16 keys ahead, across tiles, and this group's V rows for the PV loop */
                     const int ahead = j0 + j + 16;
                     for (c = 0; c < h->dk || c < h->dv; c += 16) {
-                        int r;
-                        for (r = 0; r < 4; ++r) {
-                            if (c < h->dk && ahead + r < key_end) ATTN__PREFETCH(h->k + (ptrdiff_t)(ahead + r) * h->k_rs + c);
-                            if (c < h->dv && j + r < tv) ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + r) * h->v_rs + c);
+                        int row;
+                        for (row = 0; row < 4; ++row) {
+                            if (c < h->dk && ahead + row < key_end)
+                                ATTN__PREFETCH(h->k + (ptrdiff_t)(ahead + row) * h->k_rs + c);
+                            if (c < h->dv && j + row < tv) ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + row) * h->v_rs + c);
                         }
                     }
                 }
