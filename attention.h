@@ -298,7 +298,8 @@
        ATTN_ERR_KV_HEADS   -4  n_heads is not a multiple of n_kv_heads
        ATTN_ERR_STRIDE     -5  a row stride is smaller than its row, a stride is negative, or an
                                output's strides make two of its elements overlap
-       ATTN_ERR_OVERFLOW   -6  an element or byte count does not fit in ptrdiff_t / size_t
+       ATTN_ERR_OVERFLOW   -6  an element or byte count does not fit in ptrdiff_t / size_t, or a size
+                               along one axis is above INT_MAX - 128
        ATTN_ERR_OPTION     -7  an option has an invalid value (enum out of range, non-finite scale,
                                kv_len or src_len outside [0, Nk], top_k or k < 1, a uniform number
                                outside [0, 1))
@@ -661,6 +662,8 @@ static const attn_options attn__default_options = {0};
 #define ATTN__ALIGN 64
 /* Largest element count an array may have: its byte count and every offset fit in ptrdiff_t. */
 #define ATTN__MAX_ELEMS ((size_t)PTRDIFF_MAX / sizeof(float))
+/* Largest size along one axis: the kernels step int tile counters by up to 64 past it. */
+#define ATTN__MAX_DIM (INT_MAX - 128)
 
 ATTNDEF const char *attn_result_string(attn_result r)
 {
@@ -737,6 +740,7 @@ static attn_result attn__check_view(attn_stride s, int nb, int nh, int nr, int n
     size_t span = 1;
     int i, n = 0;
     if (s.row < nc || s.batch < 0 || s.head < 0) return ATTN_ERR_STRIDE;
+    if (nb > ATTN__MAX_DIM || nh > ATTN__MAX_DIM || nr > ATTN__MAX_DIM || nc > ATTN__MAX_DIM) return ATTN_ERR_OVERFLOW;
     ext[0] = nc; str[0] = 1;
     ext[1] = nr; str[1] = s.row;
     ext[2] = nh; str[2] = s.head;
@@ -1626,6 +1630,9 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
         d_kv <= 0 || (self && d_kv != m->d_model))
         return ATTN_ERR_SHAPE;
     if (m->d_model % m->n_heads != 0) return ATTN_ERR_HEADS;
+    if (batch > ATTN__MAX_DIM || n_q > ATTN__MAX_DIM || n_kv > ATTN__MAX_DIM || m->d_model > ATTN__MAX_DIM ||
+        d_kv > ATTN__MAX_DIM)
+        return ATTN_ERR_OVERFLOW;
     if (m->n_heads % n_kv_heads != 0) return ATTN_ERR_KV_HEADS;
     if (m->layout != ATTN_LAYOUT_IN_OUT && m->layout != ATTN_LAYOUT_OUT_IN) return ATTN_ERR_OPTION;
     head_dim = m->d_model / m->n_heads;

@@ -1377,7 +1377,11 @@ static void test_errors_overflow(void)
     CHECK_CODE(attn_cross_forward(y, a, a, 1, 1, BIG, &m, NULL, NULL, 0), ATTN_ERR_OVERFLOW);
     CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG, &m, NULL), ATTN_ERR_OVERFLOW);
     m.d_kv = 0; m.d_model = 2; /* Nk near INT_MAX with few queries: key chunks (see above) */
-    CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG, &m, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG - 128, &m, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    /* one past the largest size along an axis (INT_MAX - 128, so that int tile counters cannot wrap) */
+    CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG - 127, &m, NULL), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_softmax(y, BIG - 127, a, BIG - 127, 1, BIG - 127, l), ATTN_ERR_OVERFLOW);
+    CHECK_CODE(attn_weighted_sum(y, 1, a, BIG - 127, a, 1, 1, BIG - 127, 1), ATTN_ERR_OVERFLOW);
     CHECK(untouched(y, 64) && untouched(l, 8));
 }
 
