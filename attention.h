@@ -1420,8 +1420,9 @@ static attn_result attn__check_options(const attn_options *o, const attn_dims *d
 /* Bytes of an aligned workspace holding `floats` floats. */
 static attn_result attn__ws_bytes(size_t *bytes, size_t floats)
 {
-    if (!attn__mul(bytes, floats, sizeof(float)) || !attn__add(bytes, *bytes, ATTN__ALIGN))
-        return ATTN_ERR_OVERFLOW;
+    size_t n;
+    if (!attn__mul(&n, floats, sizeof(float)) || !attn__add(&n, n, ATTN__ALIGN)) return ATTN_ERR_OVERFLOW;
+    *bytes = n; /* written only on success */
     return ATTN_OK;
 }
 

@@ -1146,7 +1146,7 @@ static void test_errors_mha(void)
     float x[B * N * E], w[E * E], out[B * N * E];
     attn_mha m, bad;
     attn_options opt;
-    size_t bytes;
+    size_t bytes = 0;
     unsigned char ws[8];
     rnd_fill(x, sizeof x / sizeof *x, 1.0f); rnd_fill(w, sizeof w / sizeof *w, 0.3f);
     fill_sentinel(out, sizeof out / sizeof *out);
@@ -1378,6 +1378,11 @@ static void test_errors_overflow(void)
     CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG, &m, NULL), ATTN_ERR_OVERFLOW);
     m.d_kv = 0; m.d_model = 2; /* Nk near INT_MAX with few queries: key chunks (see above) */
     CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG - 128, &m, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    /* a workspace whose float count fits but whose byte count does not: *bytes stays untouched */
+    m.d_model = 1 << 29; m.n_heads = 1; bytes = 12345;
+    CHECK_CODE(attn_self_workspace_size(&bytes, 1, 1 << 29, &m, NULL), ATTN_ERR_OVERFLOW);
+    CHECK(bytes == 12345);
+    m.d_model = 2;
     /* one past the largest size along an axis (INT_MAX - 128, so that int tile counters cannot wrap) */
     CHECK_CODE(attn_cross_workspace_size(&bytes, 1, 1, BIG - 127, &m, NULL), ATTN_ERR_OVERFLOW);
     CHECK_CODE(attn_softmax(y, BIG - 127, a, BIG - 127, 1, BIG - 127, l), ATTN_ERR_OVERFLOW);
