@@ -2388,6 +2388,7 @@ static void attn__image_pixels(attn__image_out *w, const float *m, ptrdiff_t m_s
     int r, dy, col, dx, ch;
     for (r = 0; r < rows; ++r)
         for (dy = 0; dy < g->cell; ++dy) {
+            if (w->failed) return; /* the writer failed: stop, rather than colour the rest for nothing */
             if (png) buf[used++] = 0;
             for (col = 0; col < cols; ++col) {
                 unsigned char rgb[3];

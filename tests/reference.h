@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 static double *ref_dalloc(size_t n)
 {
@@ -156,6 +157,115 @@ static void ref_mha(double *out, const float *xq, const float *xkv, int B, int N
             }
     }
     free(Q); free(K); free(V); free(A); free(s); free(p);
+}
+
+/* ---- classic attention (attn_align_*, attn_hardmax, attn_topk, attn_sample) ---- */
+
+static float *ref_falloc(size_t n)
+{
+    float *p = (float *)calloc(n ? n : 1, sizeof(float));
+    if (!p) abort();
+    return p;
+}
+
+/* the row stride in force of a weight d_in -> d_out stored as `layout` */
+static ptrdiff_t ref_w_rs(ptrdiff_t stride, int out_in, int d_in, int d_out)
+{
+    return stride ? stride : (out_in ? d_in : d_out);
+}
+
+/* the key k_j = W_h h_j + b in float64, d_key wide (DOT: h_j) */
+static void ref_align_key(double *k, const attn_align *a, const float *h_j)
+{
+    const int out_in = a->layout == ATTN_LAYOUT_OUT_IN, ds = a->d_s, dh = a->d_h, da = a->d_a;
+    int c;
+    if (a->score == ATTN_SCORE_DOT) for (c = 0; c < dh; ++c) k[c] = h_j[c];
+    if (a->score == ATTN_SCORE_GENERAL) ref_project(k, h_j, dh, a->w, ref_w_rs(a->w_stride, out_in, dh, ds), out_in, a->b, 1, dh, ds);
+    if (a->score == ATTN_SCORE_ADDITIVE) ref_project(k, h_j, dh, a->w_h, ref_w_rs(a->w_h_stride, out_in, dh, da), out_in, a->b, 1, dh, da);
+    if (a->score == ATTN_SCORE_CONCAT) { /* W [0; h_j] + b */
+        float *x = ref_falloc((size_t)(ds + dh));
+        memcpy(x + ds, h_j, sizeof(float) * dh);
+        ref_project(k, x, ds + dh, a->w, ref_w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
+        free(x);
+    }
+}
+
+/* e = scale * score(s_i, h_j) in float64 from the definitions, the weights read as stored */
+static double ref_align_score(const attn_align *a, const float *s_i, const float *h_j)
+{
+    const int out_in = a->layout == ATTN_LAYOUT_OUT_IN, ds = a->d_s, dh = a->d_h, da = a->d_a;
+    double *k = ref_dalloc((size_t)(ds + dh + da)), *q = ref_dalloc((size_t)da), e = 0.0;
+    float *x = ref_falloc((size_t)(ds + dh));
+    int c;
+    if (a->score == ATTN_SCORE_DOT || a->score == ATTN_SCORE_GENERAL) {
+        ref_align_key(k, a, h_j);
+        for (c = 0; c < ds; ++c) e += (double)s_i[c] * k[c];
+    } else if (a->score == ATTN_SCORE_CONCAT) { /* W [s_i; h_j] + b, the concatenation as such */
+        memcpy(x, s_i, sizeof(float) * ds);
+        memcpy(x + ds, h_j, sizeof(float) * dh);
+        ref_project(k, x, ds + dh, a->w, ref_w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
+        for (c = 0; c < da; ++c) e += a->v[c] * tanh(k[c]);
+    } else {
+        ref_project(q, s_i, ds, a->w_s, ref_w_rs(a->w_s_stride, out_in, ds, da), out_in, NULL, 1, ds, da);
+        ref_align_key(k, a, h_j);
+        for (c = 0; c < da; ++c) e += a->v[c] * tanh(q[c] + k[c]);
+    }
+    free(k); free(q); free(x);
+    return (a->scale != 0.0f ? a->scale : 1.0) * e;
+}
+
+/* e [B, Nq, Nk] dense: the masked scores (-inf past src_len) */
+static void ref_align_scores(double *e, const attn_align *a, const float *s, attn_stride ss, const float *h,
+                             attn_stride hs, int B, int Nq, int Nk, const int *src_len)
+{
+    int b, i, j;
+    for (b = 0; b < B; ++b)
+        for (i = 0; i < Nq; ++i)
+            for (j = 0; j < Nk; ++j)
+                e[((size_t)b * Nq + i) * Nk + j] = src_len && j >= src_len[b] ? -INFINITY
+                    : ref_align_score(a, s + b * ss.batch + i * ss.row, h + b * hs.batch + j * hs.row);
+}
+
+typedef struct ranked { double v; int j; } ranked;
+static int cmp_ranked(const void *pa, const void *pb)
+{
+    const ranked *a = (const ranked *)pa, *b = (const ranked *)pb;
+    if (a->v != b->v) return a->v > b->v ? -1 : 1;
+    return a->j - b->j;
+}
+
+/* Reference selection of one row of masked scores (no NaN): the weights p[n], the index (argmax or draw)
+   and the log of its softmax weight; order[n] (or NULL) receives the ranking, -1 past the visible keys. */
+static void ref_select(double *p, int *idx, double *lp, int *order, const double *e, int n, attn_select mode,
+                       int k, double u)
+{
+    double *soft = ref_dalloc((size_t)n), lse, cum = 0.0, m, sum = 0.0;
+    ranked *r = (ranked *)calloc((size_t)n, sizeof(ranked));
+    int j, n_vis = 0, pick = -1;
+    ref_softmax_row(soft, &lse, e, n);
+    for (j = 0; j < n; ++j)
+        if (e[j] > -INFINITY) { r[n_vis].v = e[j]; r[n_vis].j = j; ++n_vis; }
+    qsort(r, (size_t)n_vis, sizeof *r, cmp_ranked);
+    if (order) for (j = 0; j < n; ++j) order[j] = j < n_vis ? r[j].j : -1;
+    for (j = 0; j < n; ++j) p[j] = 0.0;
+    if (mode == ATTN_SELECT_SAMPLE) {
+        for (j = 0; j < n; ++j)
+            if (soft[j] > 0.0) { pick = j; cum += soft[j]; if (u < cum) break; }
+        if (pick >= 0) p[pick] = 1.0;
+    } else {
+        pick = n_vis ? r[0].j : -1;
+        if (mode == ATTN_SELECT_SOFT) for (j = 0; j < n; ++j) p[j] = soft[j];
+        if (mode == ATTN_SELECT_HARD && pick >= 0) p[pick] = 1.0;
+        if (mode == ATTN_SELECT_TOPK && n_vis) {
+            const int kk = k < n_vis ? k : n_vis;
+            m = r[0].v;
+            for (j = 0; j < kk; ++j) sum += exp(r[j].v - m);
+            for (j = 0; j < kk; ++j) p[r[j].j] = exp(r[j].v - m) / sum;
+        }
+    }
+    *idx = pick;
+    *lp = pick >= 0 ? log(soft[pick]) : -INFINITY;
+    free(soft); free(r);
 }
 
 #endif /* ATTN_REFERENCE_H */

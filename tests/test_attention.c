@@ -1227,8 +1227,12 @@ static void test_allocator(void)
    without a workspace, in shapes that take each code path: query tiles, decoding key chunks, weights,
    threads), count the allocations k of a successful call, then make the 1st, 2nd, ... k-th fail in turn:
    each run returns ATTN_ERR_NOMEM, frees everything it took and leaves every output untouched; and a run
-   that fails nothing matches the first. */
-enum { FI_SDPA_TILE, FI_SDPA_DECODE, FI_SELF, FI_CROSS, FI_CALLS };
+   that fails nothing matches the first. The same for attn_align_scores and attn_align_forward without a
+   workspace (scores written to w; the context to out, its weights to w, log-probabilities to lse and
+   indices to fi_index). */
+enum { FI_SDPA_TILE, FI_SDPA_DECODE, FI_SELF, FI_CROSS, FI_ALIGN_SCORES, FI_ALIGN_SOFT, FI_ALIGN_SAMPLE, FI_CALLS };
+static int fi_index[2 * 37];
+static float fi_rand(void *user) { unsigned *st = (unsigned *)user; *st = *st * 1103515245u + 12345u; return (float)(*st >> 8) / 16777216.0f; }
 static attn_result fi_call(int which, float *out, float *lse, float *w, test_alloc *a)
 {
     enum { B = 2, H = 4, HKV = 2, NQ = 37, NK = 2100, D = 8, E = H * D, N = 11 };
@@ -1262,6 +1266,28 @@ static attn_result fi_call(int which, float *out, float *lse, float *w, test_all
     case FI_SELF:
         opt.out_weights = w;
         return attn_self_forward(out, x, B, N, &m, &opt, NULL, 0);
+    case FI_ALIGN_SCORES: case FI_ALIGN_SOFT: case FI_ALIGN_SAMPLE: { /* s = q, h = kv: [B, 37, 8], [B, 50, 8] */
+        static const int src_len[B] = {50, 17};
+        static unsigned st;
+        const attn_stride ss = {NQ * D, 0, D}, hs = {50 * D, 0, D}, es = {NQ * 50, 0, 50};
+        attn_align al;
+        attn_align_options ao;
+        memset(&al, 0, sizeof al); memset(&ao, 0, sizeof ao);
+        al.d_s = D; al.d_h = D; al.d_a = 16; al.v = wt; al.b = wt + 40;
+        ao.alloc_user = a; ao.src_len = src_len;
+        if (which == FI_ALIGN_SCORES) { /* Luong general, W [d_h x d_s] */
+            al.score = ATTN_SCORE_GENERAL; al.w = wt; al.w_stride = E;
+            return attn_align_scores(w, es, q, ss, kv, hs, NULL, hs, B, NQ, 50, &al, &ao, NULL, 0);
+        }
+        ao.out_weights = w; ao.out_log_prob = lse; ao.out_index = fi_index;
+        if (which == FI_ALIGN_SOFT) { /* Bahdanau, softmax */
+            al.score = ATTN_SCORE_ADDITIVE; al.w_s = wt; al.w_h = wt + 8; al.w_s_stride = E; al.w_h_stride = E;
+        } else { /* Luong concat, sampled with rand_fn */
+            al.score = ATTN_SCORE_CONCAT; al.w = wt; al.w_stride = E; al.layout = ATTN_LAYOUT_OUT_IN;
+            ao.mode = ATTN_SELECT_SAMPLE; ao.rand_fn = fi_rand; ao.rand_user = &st; st = 7u;
+        }
+        return attn_align_forward(out, attn_stride_bhnd(1, NQ, D), q, ss, kv, hs, NULL, hs, B, NQ, 50, &al, &ao, NULL, 0);
+    }
     default:
         m.d_kv = 2 * D; /* x_kv [B, N, 2D]: the first floats of x */
         return attn_cross_forward(out, x, x, B, N, N, &m, &opt, NULL, 0);
@@ -1275,7 +1301,7 @@ static void test_failure_injection(void)
     int which;
     for (which = 0; which < FI_CALLS; ++which) {
         test_alloc a = {0, 0, 0, 0, 0};
-        int n, k;
+        int n, k, i;
         memset(out_ok, 0, sizeof out_ok);
         CHECK_CODE(fi_call(which, out_ok, lse, w, &a), ATTN_OK);
         n = a.n_tries;
@@ -1284,9 +1310,11 @@ static void test_failure_injection(void)
             memset(&a, 0, sizeof a);
             a.fail_at = k;
             fill_sentinel(out, OUT); fill_sentinel(lse, LSE); fill_sentinel(w, W);
+            memset(fi_index, 0x5a, sizeof fi_index);
             CHECK_CODE(fi_call(which, out, lse, w, &a), ATTN_ERR_NOMEM);
             CHECK(a.n_alloc == a.n_free && a.n_tries >= k);
             CHECK(untouched(out, OUT) && untouched(lse, LSE) && untouched(w, W));
+            for (i = 0; i < (int)(sizeof fi_index / sizeof *fi_index); ++i) CHECK(fi_index[i] == 0x5a5a5a5a);
             if (g_fails) { printf("    call %d, allocation %d of %d failing\n", which, k, n); return; }
         }
         memset(&a, 0, sizeof a);
@@ -1412,12 +1440,6 @@ static float rnd_01(void) { return (float)(rnd_u32() >> 8) / 16777216.0f; } /* [
 /* The weights of one alignment model, owned by the test. */
 typedef struct align_bufs { float *w, *w_s, *w_h, *b, *v; } align_bufs;
 
-/* the row stride in force of a weight d_in -> d_out stored as `layout` */
-static ptrdiff_t w_rs(ptrdiff_t stride, int out_in, int d_in, int d_out)
-{
-    return stride ? stride : (out_in ? d_in : d_out);
-}
-
 /* a weight d_in -> d_out as stored: [d_in x d_out] (IN_OUT) or [d_out x d_in], rows padded by pad
    (pad 0: the stride is left 0, dense) */
 static float *make_weight(ptrdiff_t *stride, int out_in, int d_in, int d_out, int pad)
@@ -1455,100 +1477,6 @@ static void make_align(attn_align *a, align_bufs *o, attn_score score, int d_s, 
     }
 }
 static void free_align(align_bufs *o) { free(o->w); free(o->w_s); free(o->w_h); free(o->b); free(o->v); }
-
-/* the key k_j = W_h h_j + b in float64, d_key wide (DOT: h_j) */
-static void ref_align_key(double *k, const attn_align *a, const float *h_j)
-{
-    const int out_in = a->layout == ATTN_LAYOUT_OUT_IN, ds = a->d_s, dh = a->d_h, da = a->d_a;
-    int c;
-    if (a->score == ATTN_SCORE_DOT) for (c = 0; c < dh; ++c) k[c] = h_j[c];
-    if (a->score == ATTN_SCORE_GENERAL) ref_project(k, h_j, dh, a->w, w_rs(a->w_stride, out_in, dh, ds), out_in, a->b, 1, dh, ds);
-    if (a->score == ATTN_SCORE_ADDITIVE) ref_project(k, h_j, dh, a->w_h, w_rs(a->w_h_stride, out_in, dh, da), out_in, a->b, 1, dh, da);
-    if (a->score == ATTN_SCORE_CONCAT) { /* W [0; h_j] + b */
-        float *x = falloc((size_t)(ds + dh));
-        memcpy(x + ds, h_j, sizeof(float) * dh);
-        ref_project(k, x, ds + dh, a->w, w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
-        free(x);
-    }
-}
-
-/* e = scale * score(s_i, h_j) in float64 from the definitions, the weights read as stored */
-static double ref_align_score(const attn_align *a, const float *s_i, const float *h_j)
-{
-    const int out_in = a->layout == ATTN_LAYOUT_OUT_IN, ds = a->d_s, dh = a->d_h, da = a->d_a;
-    double *k = dalloc((size_t)(ds + dh + da)), *q = dalloc((size_t)da), e = 0.0;
-    float *x = falloc((size_t)(ds + dh));
-    int c;
-    if (a->score == ATTN_SCORE_DOT || a->score == ATTN_SCORE_GENERAL) {
-        ref_align_key(k, a, h_j);
-        for (c = 0; c < ds; ++c) e += (double)s_i[c] * k[c];
-    } else if (a->score == ATTN_SCORE_CONCAT) { /* W [s_i; h_j] + b, the concatenation as such */
-        memcpy(x, s_i, sizeof(float) * ds);
-        memcpy(x + ds, h_j, sizeof(float) * dh);
-        ref_project(k, x, ds + dh, a->w, w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
-        for (c = 0; c < da; ++c) e += a->v[c] * tanh(k[c]);
-    } else {
-        ref_project(q, s_i, ds, a->w_s, w_rs(a->w_s_stride, out_in, ds, da), out_in, NULL, 1, ds, da);
-        ref_align_key(k, a, h_j);
-        for (c = 0; c < da; ++c) e += a->v[c] * tanh(q[c] + k[c]);
-    }
-    free(k); free(q); free(x);
-    return (a->scale != 0.0f ? a->scale : 1.0) * e;
-}
-
-/* e [B, Nq, Nk] dense: the masked scores (-inf past src_len) */
-static void ref_align_scores(double *e, const attn_align *a, const float *s, attn_stride ss, const float *h,
-                             attn_stride hs, int B, int Nq, int Nk, const int *src_len)
-{
-    int b, i, j;
-    for (b = 0; b < B; ++b)
-        for (i = 0; i < Nq; ++i)
-            for (j = 0; j < Nk; ++j)
-                e[((size_t)b * Nq + i) * Nk + j] = src_len && j >= src_len[b] ? -INFINITY
-                    : ref_align_score(a, s + b * ss.batch + i * ss.row, h + b * hs.batch + j * hs.row);
-}
-
-typedef struct ranked { double v; int j; } ranked;
-static int cmp_ranked(const void *pa, const void *pb)
-{
-    const ranked *a = (const ranked *)pa, *b = (const ranked *)pb;
-    if (a->v != b->v) return a->v > b->v ? -1 : 1;
-    return a->j - b->j;
-}
-
-/* Reference selection of one row of masked scores (no NaN): the weights p[n], the index (argmax or draw)
-   and the log of its softmax weight; order[n] (or NULL) receives the ranking, -1 past the visible keys. */
-static void ref_select(double *p, int *idx, double *lp, int *order, const double *e, int n, attn_select mode,
-                       int k, double u)
-{
-    double *soft = dalloc((size_t)n), lse, cum = 0.0, m, sum = 0.0;
-    ranked *r = (ranked *)calloc((size_t)n, sizeof(ranked));
-    int j, n_vis = 0, pick = -1;
-    ref_softmax_row(soft, &lse, e, n);
-    for (j = 0; j < n; ++j)
-        if (e[j] > -INFINITY) { r[n_vis].v = e[j]; r[n_vis].j = j; ++n_vis; }
-    qsort(r, (size_t)n_vis, sizeof *r, cmp_ranked);
-    if (order) for (j = 0; j < n; ++j) order[j] = j < n_vis ? r[j].j : -1;
-    for (j = 0; j < n; ++j) p[j] = 0.0;
-    if (mode == ATTN_SELECT_SAMPLE) {
-        for (j = 0; j < n; ++j)
-            if (soft[j] > 0.0) { pick = j; cum += soft[j]; if (u < cum) break; }
-        if (pick >= 0) p[pick] = 1.0;
-    } else {
-        pick = n_vis ? r[0].j : -1;
-        if (mode == ATTN_SELECT_SOFT) for (j = 0; j < n; ++j) p[j] = soft[j];
-        if (mode == ATTN_SELECT_HARD && pick >= 0) p[pick] = 1.0;
-        if (mode == ATTN_SELECT_TOPK && n_vis) {
-            const int kk = k < n_vis ? k : n_vis;
-            m = r[0].v;
-            for (j = 0; j < kk; ++j) sum += exp(r[j].v - m);
-            for (j = 0; j < kk; ++j) p[r[j].j] = exp(r[j].v - m) / sum;
-        }
-    }
-    *idx = pick;
-    *lp = pick >= 0 ? log(soft[pick]) : -INFINITY;
-    free(soft); free(r);
-}
 
 static const attn_score k_scores[4] = {ATTN_SCORE_DOT, ATTN_SCORE_GENERAL, ATTN_SCORE_CONCAT, ATTN_SCORE_ADDITIVE};
 static const int k_align_n[] = {1, 3, 17, 33, 5};
@@ -2367,6 +2295,12 @@ static void test_errors_image(void)
     CHECK(out.n == 0 && out.calls == 0); /* nothing written by a failed call */
     out.fail_at = 3;                     /* the sink fails */
     CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &o), ATTN_ERR_IO);
+    /* ... and the call stops there: a PGM of 2^22 x 2^22 pixels whose sink fails at its second call
+       returns at once (it once went on colouring all 2^44 pixels for nothing; found by fuzz_image_write) */
+    bad = o; bad.format = ATTN_IMAGE_PGM; bad.cell = 1 << 20;
+    out.calls = 0; out.fail_at = 2;
+    CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_IO);
+    CHECK(out.calls == 2);
     CHECK_CODE(attn_image_save(NULL, m, 4, 4, 4, &o), ATTN_ERR_NULL);
     CHECK_CODE(attn_image_save("no_such_directory_attn/x.png", m, 4, 4, 4, &o), ATTN_ERR_IO);
     CHECK_CODE(attn_image_save("no_such_directory_attn/x.png", m, 4, 0, 4, &o), ATTN_ERR_SHAPE);

@@ -9,7 +9,14 @@
    (bitwise), or succeed having written nothing outside its output views; and when every input is finite
    and moderate (|x| <= 64; masks and log-sum-exps may also be -inf) the result must match the float64
    reference of tests/reference.h within a rounding-error bound computed from the inputs' magnitudes.
-   Any violation aborts (a libFuzzer crash); sanitizer reports do too. */
+   Any violation aborts (a libFuzzer crash); sanitizer reports do too.
+
+   Classic attention: fuzz_align_scores and fuzz_align_forward (every score kind, layouts, weight strides,
+   biases, scales, src_len, precomputed keys, workspaces, selection modes, top_k, uniform numbers or a
+   rand_fn callback; the scores, and the context of soft selection, against the float64 reference);
+   fuzz_hardmax and fuzz_topk (exact indices and one-hot rows, top-k weights within rounding); fuzz_sample
+   (a one-hot row at a visible entry, its index); fuzz_image_write (a writer into a bounded buffer that
+   refuses past its capacity: ATTN_ERR_IO then, no write after a refusal, nothing past the bytes taken). */
 
 #include <float.h>
 #include <math.h>
@@ -710,10 +717,388 @@ static void fuzz_self_forward(fz *f) { fuzz_mha(f, 1); }
 static void fuzz_cross_forward(fz *f) { fuzz_mha(f, 0); }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* classic attention                                                                              */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* a [B, N, D] view of the classic calls (head stride 0): rows padded by -1..2 (-1: too short, rejected),
+   dense or broadcast batch, now and then a batch stride that overflows; *len: floats to allocate */
+static attn_stride fz_view3(fz *f, int B, int N, int D, size_t *len)
+{
+    attn_stride s = {0, 0, 0};
+    const int kind = fz_range(f, 0, 15);
+    s.row = D + fz_range(f, -1, 2);
+    if (s.row < 0) s.row = 0;
+    s.batch = kind == 0 ? 0 : kind == 1 && B > 1 ? PTRDIFF_MAX / 2 : (ptrdiff_t)N * s.row;
+    *len = (size_t)(s.batch == PTRDIFF_MAX / 2 ? 0 : (B - 1) * s.batch) + (size_t)(N - 1) * (size_t)s.row + (size_t)D;
+    return s;
+}
+
+/* the alignment model as fuzzed; *d_key its key width. Weights of amplitude 1, registered for patches. */
+static void fz_align(fz *f, attn_align *a, int *d_key)
+{
+    const int sc = fz_range(f, 0, 16), flags = (int)fz_u8(f);
+    int out_in, ds, dh, da;
+    memset(a, 0, sizeof *a);
+    a->score = (attn_score)(sc < 16 ? sc % 4 : fz_range(f, -1, 5)); /* now and then not a score */
+    a->d_s = fz_range(f, 1, 8); a->d_h = a->score == ATTN_SCORE_DOT && (flags & 1) == 0 ? a->d_s : fz_range(f, 1, 8);
+    a->d_a = fz_range(f, 1, 8);
+    if (fz_range(f, 0, 31) == 0) a->d_s = fz_range(f, -1, 0);
+    if (fz_range(f, 0, 31) == 0) a->d_a = fz_range(f, -1, 0);
+    a->layout = (attn_layout)(fz_range(f, 0, 31) == 0 ? 2 : fz_range(f, 0, 1));
+    a->scale = fz_scale(f);
+    out_in = a->layout == ATTN_LAYOUT_OUT_IN;
+    ds = a->d_s > 0 ? a->d_s : 1; dh = a->d_h; da = a->d_a > 0 ? a->d_a : 1;
+    *d_key = a->score == ATTN_SCORE_DOT ? dh : a->score == ATTN_SCORE_GENERAL ? ds : da;
+    { /* every weight: a stride 0 (dense) or cols + pad, pad in -1..2 (too short: rejected) */
+        const int pad = (flags >> 1) & 3;
+        const int rg = out_in ? ds : dh, cg = out_in ? dh : ds;          /* GENERAL [d_h x d_s] */
+        const int rc = out_in ? da : ds + dh, cc = out_in ? ds + dh : da; /* CONCAT [(d_s + d_h) x d_a] */
+        const int rs = out_in ? da : ds, cs = out_in ? ds : da, rh = out_in ? da : dh, chh = out_in ? dh : da;
+        const ptrdiff_t pg = pad ? cg + pad - 2 : 0, pc = pad ? cc + pad - 2 : 0;
+        const ptrdiff_t ps = pad ? cs + pad - 2 : 0, ph = pad ? chh + pad - 1 : 0;
+        a->w_stride = a->score == ATTN_SCORE_CONCAT ? pc : pg;
+        a->w_s_stride = ps; a->w_h_stride = ph;
+        a->w = fz_tensor(f, (size_t)(a->score == ATTN_SCORE_CONCAT ? rc * (cc + 2) : rg * (cg + 2)), 1.0f, 0);
+        a->w_s = fz_tensor(f, (size_t)rs * (cs + 2), 1.0f, 0);
+        a->w_h = fz_tensor(f, (size_t)rh * (chh + 2), 1.0f, 0);
+        a->b = flags & 8 ? fz_tensor(f, (size_t)(ds + dh + da), 1.0f, 0) : NULL;
+        a->v = fz_tensor(f, (size_t)da, 1.0f, 0);
+        if (flags & 16) { /* a weight missing */
+            switch (fz_range(f, 0, 3)) {
+            case 0: a->w = NULL; break;
+            case 1: a->w_s = NULL; break;
+            case 2: a->w_h = NULL; break;
+            default: a->v = NULL; break;
+            }
+        }
+    }
+}
+
+/* the absolute error allowed for a score, from the magnitudes of the inputs */
+static double fz_align_tol(const attn_align *a, double smax, double hmax, double wmax, double bmax, double vmax)
+{
+    const double sc = a->scale != 0.0f ? fabs(a->scale) : 1.0;
+    const int ds = a->d_s, dh = a->d_h, da = a->d_a;
+    if (a->score == ATTN_SCORE_DOT) return sc * 4.0 * U * (ds + 4) * ds * smax * hmax + 1e-30;
+    if (a->score == ATTN_SCORE_GENERAL)
+        return sc * 4.0 * U * (ds + dh + 8) * ds * smax * (dh * wmax * hmax + bmax) + 1e-30;
+    /* pre-activations within 4U (d_s + d_h + 8) of their magnitude; tanhf within a few ulps */
+    return sc * (da * vmax * (4.0 * U * (ds + dh + 8) * ((ds * smax + dh * hmax) * wmax + bmax) + 8.0 * U) +
+                 4.0 * U * (da + 4) * da * vmax) + 1e-30;
+}
+
+/* uniform numbers for attn_sample and ATTN_SELECT_SAMPLE: mostly [0, 1), now and then 1, NaN, +-inf, ... */
+static float fz_uniform(uint64_t *st)
+{
+    unsigned b;
+    *st = *st * 6364136223846793005ull + 1442695040888963407ull;
+    b = (unsigned)(*st >> 56);
+    return b < 240 ? (float)(*st >> 40 & 0xffff) / 65536.0f : b == 240 ? 1.0f : fz_special(b - 241);
+}
+static float fz_rand(void *user) { return fz_uniform((uint64_t *)user); }
+
+static void fz_int_check(const int *p, size_t n, const char *what)
+{
+    size_t i;
+    for (i = 0; i < n; ++i)
+        if (p[i] != 0x5a5a5a5a) { fprintf(stderr, "fuzz: %s[%zu] written by a failed call\n", what, i); abort(); }
+}
+static int *fz_int_alloc(size_t n)
+{
+    int *p = (int *)malloc((n ? n : 1) * sizeof(int));
+    if (!p) abort();
+    memset(p, 0x5a, (n ? n : 1) * sizeof(int));
+    return p;
+}
+
+static void fuzz_align(fz *f, int forward)
+{
+    const int B = fz_range(f, 1, 2), Nq = fz_range(f, 1, 12), Nk = fz_range(f, 1, 20), flags = (int)fz_u8(f);
+    attn_align a;
+    attn_align_options o;
+    int dk, Dv, *src_len = NULL, *idx = NULL, b;
+    attn_stride ss, hs, ks, es;
+    size_t ns, nh, nk, ne, need = 0;
+    float *s, *h, *keys = NULL, *u = NULL;
+    fz_out oe, ow, ol;
+    char *ws = NULL;
+    void *ws_arg = NULL;
+    const int ws_mode = fz_range(f, 0, 2), with_keys = (flags & 1) != 0;
+    uint64_t rs = f->rng ^ 0x9e3779b97f4a7c15ull;
+    attn_result r, rw;
+    memset(&o, 0, sizeof o); memset(&ow, 0, sizeof ow); memset(&ol, 0, sizeof ol);
+    fz_align(f, &a, &dk);
+    Dv = a.d_h;
+    ss = fz_view3(f, B, Nq, a.d_s > 0 ? a.d_s : 1, &ns);
+    hs = fz_view3(f, B, Nk, a.d_h, &nh);
+    ks = fz_view3(f, B, Nk, dk, &nk);
+    es = fz_view3(f, B, Nq, forward ? Dv : Nk, &ne);
+    if (flags & 2) {
+        src_len = (int *)malloc(sizeof(int) * (size_t)B);
+        for (b = 0; b < B; ++b)
+            src_len[b] = fz_range(f, 0, 31) == 0 ? (fz_range(f, 0, 1) ? -1 : Nk + 1) : (int)(fz_u8(f) * (unsigned)(Nk + 1) / 256u);
+        o.src_len = src_len;
+    }
+    if (forward) {
+        o.mode = (attn_select)fz_range(f, 0, 4);
+        o.top_k = fz_range(f, -1, 6);
+        if (flags & 4) {
+            u = (float *)malloc(sizeof(float) * (size_t)B * Nq);
+            for (b = 0; b < B * Nq; ++b) u[b] = fz_uniform(&rs);
+            o.uniform = u;
+        }
+        if (flags & 8) { o.rand_fn = fz_rand; o.rand_user = &rs; }
+    }
+    s = fz_tensor(f, ns ? ns : 1, 1.0f, 0);
+    h = fz_tensor(f, nh ? nh : 1, 1.0f, 0);
+    fz_patch(f);
+    if (with_keys && nk) {
+        keys = (float *)malloc(sizeof(float) * nk);
+        if (!keys) abort();
+        if (attn_align_keys(keys, ks, h, hs, B, Nk, &a) != ATTN_OK) { free(keys); keys = NULL; }
+    }
+    fz_out_alloc(&oe, ne ? ne : 1);
+    if (forward && (flags & 16)) o.out_weights = fz_out_alloc(&ow, (size_t)B * Nq * Nk);
+    if (forward && (flags & 32)) o.out_log_prob = fz_out_alloc(&ol, (size_t)B * Nq);
+    if (forward && (flags & 64)) o.out_index = idx = fz_int_alloc((size_t)B * Nq);
+    rw = attn_align_workspace_size(&need, Nq, Nk, &a, keys != NULL);
+    if (ws_mode && rw == ATTN_OK) { ws = (char *)malloc(need + 1); ws_arg = ws + 1; }
+    if (forward)
+        r = attn_align_forward(flags & 128 ? NULL : oe.p, es, s, ss, h, hs, keys, ks, B, Nq, Nk, &a, &o, ws_arg,
+                               ws_mode == 2 ? need - 1 : need);
+    else
+        r = attn_align_scores(flags & 128 ? NULL : oe.p, es, s, ss, keys ? NULL : h, hs, keys, ks, B, Nq, Nk, &a,
+                              flags & 4 ? NULL : &o, ws_arg, ws_mode == 2 ? need - 1 : need);
+    if (r == ATTN_OK && (rw != ATTN_OK || ws_mode == 2 || !ns || !nh || !ne)) {
+        fprintf(stderr, "fuzz: classic call accepted where its size function failed, a short workspace or a view too large\n");
+        abort();
+    }
+    if (r == ATTN_OK) {
+        const int W = forward ? Dv : Nk;
+        fz_out_mark(&oe, es, B, 1, Nq, W);
+        fz_out_check(&oe, 0, forward ? "context" : "e");
+        if (ow.p) { memset(ow.in_view, 1, ow.len); fz_out_check(&ow, 0, "weights"); }
+        if (ol.p) { memset(ol.in_view, 1, ol.len); fz_out_check(&ol, 0, "log_prob"); }
+        if (idx) for (b = 0; b < B * Nq; ++b) if (idx[b] < -1 || idx[b] >= Nk) { fprintf(stderr, "fuzz: index %d\n", idx[b]); abort(); }
+        if (f->comparable && (a.scale == 0.0f || fabsf(a.scale) <= 64.0f) && fabsf(a.scale) >= 1e-6f &&
+            (!forward || o.mode == ATTN_SELECT_SOFT)) {
+            const size_t n_e = (size_t)B * Nq * Nk;
+            double *e = ref_dalloc(n_e), *ref = ref_dalloc((size_t)B * Nq * W), *bound = ref_dalloc((size_t)B * Nq * W);
+            size_t *at = (size_t *)malloc(sizeof(size_t) * (size_t)B * Nq * W);
+            const double smax = fz_maxabs(s, ns), hmax = fz_maxabs(h, nh);
+            double wmax = 0.0, tol;
+            int i, j, c, t;
+            for (t = 0; t < f->n_t; ++t) { /* weights, biases and v: the largest of every input */
+                const double m = fz_maxabs(f->t[t], f->len[t]);
+                wmax = m > wmax ? m : wmax;
+            }
+            tol = fz_align_tol(&a, smax, hmax, wmax, wmax, wmax);
+            attn_align ra = a; /* DOT and GENERAL accept any d_a: the reference sizes buffers with it */
+            if (ra.d_a < 1) ra.d_a = 1;
+            ref_align_scores(e, &ra, s, ss, h, hs, B, Nq, Nk, forward || !(flags & 4) ? src_len : NULL);
+            for (b = 0; b < B; ++b) for (i = 0; i < Nq; ++i) for (c = 0; c < W; ++c) {
+                const size_t row = (size_t)b * Nq + i;
+                at[row * W + c] = (size_t)(b * es.batch + i * es.row + c);
+                bound[row * W + c] = 1.0;
+                if (!forward) ref[row * W + c] = e[row * Nk + c];
+            }
+            if (forward) {
+                double *p = ref_dalloc((size_t)Nk), lse;
+                for (b = 0; b < B; ++b) for (i = 0; i < Nq; ++i) {
+                    const size_t row = (size_t)b * Nq + i;
+                    const int nv = src_len ? src_len[b] : Nk;
+                    ref_softmax_row(p, &lse, e + row * Nk, Nk);
+                    for (c = 0; c < Dv; ++c) {
+                        double acc = 0.0;
+                        for (j = 0; j < nv; ++j) acc += p[j] * h[b * hs.batch + j * hs.row + c];
+                        ref[row * Dv + c] = acc;
+                    }
+                }
+                tol = hmax * (2.0 * tol + 4.0 * U * (Nk + 8)) + 1e-30;
+                free(p);
+            }
+            g_floor = 1e-30;
+            fz_compare(forward ? "context" : "e", oe.p, at, ref, bound, (size_t)B * Nq * W, tol);
+            free(e); free(ref); free(bound); free(at);
+        }
+    } else {
+        fz_out_check(&oe, 1, forward ? "context" : "e"); fz_out_check(&ow, 1, "weights"); fz_out_check(&ol, 1, "log_prob");
+        if (idx) fz_int_check(idx, (size_t)B * Nq, "index");
+    }
+    free(ws); free(keys); free(u); free(src_len); free(idx);
+    fz_out_free(&oe); fz_out_free(&ow); fz_out_free(&ol);
+}
+
+static void fuzz_align_scores(fz *f) { fuzz_align(f, 0); }
+static void fuzz_align_forward(fz *f) { fuzz_align(f, 1); }
+
+/* attn_hardmax (kind 0), attn_topk (1), attn_sample (2) on rows of scores with -inf (masked), +inf, NaN */
+static void fuzz_select(fz *f, int kind)
+{
+    const int rows = fz_range(f, 1, 9), cols = fz_range(f, 1, 70), flags = (int)fz_u8(f);
+    const int in_place = (flags & 16) != 0, k = kind == 1 ? fz_range(f, -1, 8) : 1;
+    const ptrdiff_t ss = cols + fz_range(f, -1, 2), ps = in_place ? ss : cols + fz_range(f, -1, 2);
+    const size_t ns = (size_t)(rows - 1) * (size_t)(ss > 0 ? ss : 0) + (size_t)cols;
+    const size_t n_idx = (size_t)rows * (size_t)(k > 0 ? k : 1);
+    float *s, *s0, *p, *lp, *u = NULL;
+    int *idx;
+    uint64_t rs = f->rng ^ 0x9e3779b97f4a7c15ull;
+    fz_out op, ol;
+    attn_result r;
+    memset(&op, 0, sizeof op); memset(&ol, 0, sizeof ol);
+    if (kind == 2 && (flags & 32)) {
+        int i;
+        u = (float *)malloc(sizeof(float) * (size_t)rows);
+        for (i = 0; i < rows; ++i) u[i] = fz_uniform(&rs);
+    }
+    s = fz_tensor(f, ns, 8.0f, 1);
+    fz_patch(f);
+    s0 = (float *)malloc(sizeof(float) * ns);
+    memcpy(s0, s, sizeof(float) * ns);
+    if (in_place) {
+        p = s;
+    } else {
+        p = fz_out_alloc(&op, (size_t)(rows - 1) * (size_t)(ps > 0 ? ps : 0) + (size_t)cols);
+    }
+    idx = fz_int_alloc(n_idx);
+    lp = fz_out_alloc(&ol, (size_t)rows);
+    if (kind == 0)
+        r = attn_hardmax(flags & 1 ? NULL : p, ps, flags & 4 ? NULL : idx, flags & 2 ? NULL : s, ss, rows, cols);
+    else if (kind == 1)
+        r = attn_topk(flags & 1 ? NULL : p, ps, flags & 4 ? NULL : idx, flags & 2 ? NULL : s, ss, rows, cols, k);
+    else
+        r = attn_sample(flags & 1 ? NULL : p, ps, flags & 4 ? NULL : idx, flags & 8 ? NULL : lp, flags & 2 ? NULL : s,
+                        ss, rows, cols, u, flags & 128 ? NULL : fz_rand, &rs);
+    if (r == ATTN_OK) {
+        int i, j, c;
+        attn_stride v = {0, 0, ps};
+        double *e = ref_dalloc((size_t)cols), *rp = ref_dalloc((size_t)cols), rlp;
+        int *order = (int *)malloc(sizeof(int) * (size_t)cols), ridx;
+        if (!in_place) { fz_out_mark(&op, v, 1, 1, rows, cols); fz_out_check(&op, 0, "p"); }
+        if (!(flags & 8) && kind == 2) { memset(ol.in_view, 1, ol.len); }
+        fz_out_check(&ol, 0, "log_prob");
+        if (flags & 4) fz_int_check(idx, n_idx, "index (NULL)");
+        for (i = 0; i < rows; ++i) {
+            int nan_row = 0;
+            for (j = 0; j < cols; ++j) { e[j] = s0[i * ss + j]; nan_row |= isnan(e[j]); }
+            for (c = 0; c < (kind == 1 ? k : 1) && !(flags & 4); ++c)
+                if (idx[i * (kind == 1 ? k : 1) + c] < -1 || idx[i * (kind == 1 ? k : 1) + c] >= cols) {
+                    fprintf(stderr, "fuzz: index out of range\n"); abort();
+                }
+            if (!f->comparable || nan_row) continue;
+            ref_select(rp, &ridx, &rlp, order, e, cols, kind == 0 ? ATTN_SELECT_HARD : kind == 1 ? ATTN_SELECT_TOPK : ATTN_SELECT_SAMPLE, k, 0.0);
+            if (kind == 0) { /* exact: the argmax, lowest index on ties, and a one-hot row */
+                if (!(flags & 4) && idx[i] != ridx) { fprintf(stderr, "fuzz: hardmax row %d index %d, reference %d\n", i, idx[i], ridx); abort(); }
+                for (j = 0; j < cols; ++j)
+                    if (p[i * ps + j] != (j == ridx ? 1.0f : 0.0f)) { fprintf(stderr, "fuzz: hardmax row %d p[%d]\n", i, j); abort(); }
+            } else if (kind == 1) { /* exact indices by decreasing score; the weights within rounding */
+                for (c = 0; c < k && !(flags & 4); ++c) {
+                    const int want = c < cols ? order[c] : -1;
+                    if (idx[i * k + c] != want) {
+                        fprintf(stderr, "fuzz: topk row %d rank %d index %d, reference %d\n", i, c, idx[i * k + c], want);
+                        abort();
+                    }
+                }
+                {
+                    size_t at[70];
+                    for (j = 0; j < cols; ++j) at[j] = (size_t)(i * ps + j);
+                    g_floor = 1e-30;
+                    fz_compare("p", p, at, rp, NULL, (size_t)cols, 4.0 * U * (cols + 8) * 16.0);
+                }
+            } else { /* one-hot at a visible entry; log_prob that entry's log-softmax */
+                int got = -1;
+                for (j = 0; j < cols; ++j) {
+                    const float x = p[i * ps + j];
+                    if (x == 1.0f && got < 0) got = j;
+                    else if (x != 0.0f) { fprintf(stderr, "fuzz: sample row %d not one-hot\n", i); abort(); }
+                }
+                if (!(flags & 4) && idx[i] != got) { fprintf(stderr, "fuzz: sample row %d index %d, p at %d\n", i, idx[i], got); abort(); }
+                if ((got < 0) != (ridx < 0) || (got >= 0 && e[got] == -INFINITY)) {
+                    fprintf(stderr, "fuzz: sample row %d drew %d (reference draws %d)\n", i, got, ridx); abort();
+                }
+            }
+        }
+        free(e); free(rp); free(order);
+    } else {
+        if (!in_place) fz_out_check(&op, 1, "p");
+        else if (memcmp(s, s0, sizeof(float) * ns) != 0) { fprintf(stderr, "fuzz: in-place call wrote by a failed call\n"); abort(); }
+        fz_out_check(&ol, 1, "log_prob");
+        fz_int_check(idx, n_idx, "index");
+    }
+    free(s0); free(u); free(idx);
+    fz_out_free(&op); fz_out_free(&ol);
+}
+
+static void fuzz_hardmax(fz *f) { fuzz_select(f, 0); }
+static void fuzz_topk(fz *f) { fuzz_select(f, 1); }
+static void fuzz_sample(fz *f) { fuzz_select(f, 2); }
+
+/* attn_image_write into a bounded buffer: the writer refuses (returns 1) past its capacity */
+typedef struct fz_sink {
+    unsigned char *buf;
+    size_t cap, pos;
+    int refused, calls;
+} fz_sink;
+
+static int fz_sink_write(void *user, const void *data, size_t bytes)
+{
+    fz_sink *k = (fz_sink *)user;
+    ++k->calls;
+    if (k->refused) { fprintf(stderr, "fuzz: attn_image_write wrote after its writer failed\n"); abort(); }
+    if (bytes > k->cap - k->pos) { k->refused = 1; return 1; }
+    if (bytes) memcpy(k->buf + k->pos, data, bytes);
+    k->pos += bytes;
+    return 0;
+}
+
+static void fuzz_image_write(fz *f)
+{
+    enum { GUARD = 64 };
+    const int rows = fz_range(f, 0, 24) - (fz_range(f, 0, 31) == 0), cols = fz_range(f, 0, 24), flags = (int)fz_u8(f);
+    const ptrdiff_t ms = cols + fz_range(f, -1, 2);
+    const size_t nm = (size_t)(rows > 0 ? rows - 1 : 0) * (size_t)(ms > 0 ? ms : 0) + (size_t)(cols > 0 ? cols : 1);
+    attn_image_options o;
+    fz_sink k;
+    float *m;
+    size_t i, px;
+    attn_result r;
+    memset(&o, 0, sizeof o); memset(&k, 0, sizeof k);
+    o.cell = fz_range(f, 0, 31) == 0 ? fz_range(f, -1, 1) * 100000 : fz_range(f, 0, 5);
+    o.format = (attn_image_format)fz_range(f, 0, 3);
+    o.colormap = (attn_colormap)fz_range(f, 0, 2);
+    o.lo = flags & 1 ? fz_special(fz_u8(f)) : 0.0f;
+    o.hi = flags & 2 ? fz_special(fz_u8(f)) : 0.0f;
+    px = (size_t)(rows > 0 ? rows : 0) * (size_t)(cols > 0 ? cols : 0) * 36u * 3u; /* cell <= 5: 25 pixels */
+    k.cap = flags & 4 ? (size_t)fz_u8(f) * 8u : px + 4096; /* too small: the writer fails */
+    k.buf = (unsigned char *)malloc(k.cap + GUARD);
+    if (!k.buf) abort();
+    memset(k.buf, 0xa5, k.cap + GUARD);
+    m = fz_tensor(f, nm, 2.0f, 1);
+    fz_patch(f);
+    r = attn_image_write(flags & 8 ? NULL : fz_sink_write, &k, flags & 16 ? NULL : m, ms, rows, cols, &o);
+    for (i = k.pos; i < k.cap + GUARD; ++i)
+        if (k.buf[i] != 0xa5) { fprintf(stderr, "fuzz: image byte %zu written past the %zu reported\n", i, k.pos); abort(); }
+    if (k.refused && r != ATTN_ERR_IO) { fprintf(stderr, "fuzz: writer failed, attn_image_write returned %d\n", (int)r); abort(); }
+    if (r != ATTN_OK && r != ATTN_ERR_IO && k.calls) { fprintf(stderr, "fuzz: invalid arguments rejected after writing\n"); abort(); }
+    if (r == ATTN_OK) {
+        const int cell = o.cell ? o.cell : 1, ch = o.format == ATTN_IMAGE_PPM || (o.format == ATTN_IMAGE_PNG && o.colormap == ATTN_COLORMAP_VIRIDIS) ? 3 : 1;
+        const size_t data = (size_t)rows * cell * (size_t)cols * cell * ch;
+        static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+        if (o.format == ATTN_IMAGE_PNG ? k.pos < 8 + data || memcmp(k.buf, png, 8) != 0
+                                        : k.pos < 3 + data || k.buf[0] != 'P' || k.buf[1] != (o.format == ATTN_IMAGE_PGM ? '5' : '6')) {
+            fprintf(stderr, "fuzz: image of %zu bytes, format %d, %zu pixel bytes\n", k.pos, (int)o.format, data);
+            abort();
+        }
+    }
+    free(k.buf);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 
 typedef void (*fz_target)(fz *f);
 static const fz_target k_targets[] = {fuzz_project, fuzz_scores, fuzz_softmax, fuzz_weighted_sum, fuzz_merge,
-                                      fuzz_sdpa, fuzz_self_forward, fuzz_cross_forward};
+                                      fuzz_sdpa, fuzz_self_forward, fuzz_cross_forward, fuzz_align_scores,
+                                      fuzz_align_forward, fuzz_hardmax, fuzz_topk, fuzz_sample, fuzz_image_write};
 
 #ifndef FUZZ_TARGET
 #error "build with -DFUZZ_TARGET=fuzz_<name> (see the Makefile's fuzz target)"
