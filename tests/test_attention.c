@@ -2295,9 +2295,10 @@ static void test_errors_image(void)
     CHECK(out.n == 0 && out.calls == 0); /* nothing written by a failed call */
     out.fail_at = 3;                     /* the sink fails */
     CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &o), ATTN_ERR_IO);
-    /* ... and the call stops there: a PGM of 2^22 x 2^22 pixels whose sink fails at its second call
-       returns at once (it once went on colouring all 2^44 pixels for nothing; found by fuzz_image_write) */
-    bad = o; bad.format = ATTN_IMAGE_PGM; bad.cell = 1 << 20;
+    /* ... and the call stops there: a PGM of 2^22 x 2^22 pixels (2^13 x 2^13 where size_t has 32 bits)
+       whose sink fails at its second call returns at once (it once went on colouring every pixel for
+       nothing; found by fuzz_image_write) */
+    bad = o; bad.format = ATTN_IMAGE_PGM; bad.cell = sizeof(size_t) > 4 ? 1 << 20 : 1 << 11;
     out.calls = 0; out.fail_at = 2;
     CHECK_CODE(attn_image_write(membuf_write, &out, m, 4, 4, 4, &bad), ATTN_ERR_IO);
     CHECK(out.calls == 2);
