@@ -1179,52 +1179,75 @@ static int attn__pack_floats(size_t *r, int k, int n)
     return attn__mul(r, (size_t)k, ((size_t)n + 63) / 64 * 64);
 }
 
+/* Packs strips part, part + parts, ... of op(w) [d_in x d_out] into bpack on instruction set isa. */
+static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride, int out_in, int d_in, int d_out,
+                               int isa, int part, int parts)
+{
+    switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__pack_b_avx512(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__pack_b_avx2(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__pack_b_neon(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+#endif
+    default: (void)bpack; (void)w; (void)w_stride; (void)out_in; (void)d_in; (void)d_out; (void)part; (void)parts;
+    }
+}
+
 /* y[n x d_out] = x[n x d_in] . W + bias on `threads` threads. With a pack buffer (attn__pack_floats(d_in,
-   d_out) floats) W is packed once and the rows are split across the threads (each row gets the same
-   arithmetic whatever the threads); without one, or on the scalar path, one thread and no buffer. */
+   d_out) floats) the threads pack W together, then split the rows (each row gets the same arithmetic
+   whatever the threads); without one, or on the scalar path, one thread and no buffer. */
 static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
                           ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
                           int threads, float *bpack)
 {
-    const int isa = attn__isa(), out_in = layout == ATTN_LAYOUT_OUT_IN, rows = 96;
-    const int n_blocks = 1 + (n - 1) / rows; /* n > 0; no int overflow at INT_MAX */
-    int blk;
-    if (!bpack || isa == ATTN__ISA_SCALAR) threads = 1;
-    switch (bpack ? isa : ATTN__ISA_SCALAR) {
-#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
-    case ATTN__ISA_AVX512: attn__pack_b_avx512(bpack, w, w_stride, out_in, d_out, d_in); break;
-#endif
-#if defined(ATTN__HAVE_X86)
-    case ATTN__ISA_AVX2: attn__pack_b_avx2(bpack, w, w_stride, out_in, d_out, d_in); break;
-#endif
-#if defined(ATTN__HAVE_NEON)
-    case ATTN__ISA_NEON: attn__pack_b_neon(bpack, w, w_stride, out_in, d_out, d_in); break;
-#endif
-    default: bpack = NULL;
-    }
-    (void)threads;
+    const int isa = bpack ? attn__isa() : ATTN__ISA_SCALAR, out_in = layout == ATTN_LAYOUT_OUT_IN;
+    int n_blocks;
+    if (isa == ATTN__ISA_SCALAR) threads = 1;
+    if (threads > 1 + n / 96) threads = 1 + n / 96;
+    /* blocks of at most about 96 rows, as many per thread, cut at multiples of 6 (the micro-kernel's rows) */
+    n_blocks = threads * (1 + (n - 1) / threads / 96); /* n > 0; <= 1 + n / 48: no int overflow */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && n_blocks > 1)
+#pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
-    for (blk = 0; blk < n_blocks; ++blk) {
-        const int i0 = blk * rows, m = n - i0 < rows ? n - i0 : rows;
-        float *y_b = y + (ptrdiff_t)i0 * y_stride;
-        const float *x_b = x + (ptrdiff_t)i0 * x_stride;
-        int i, j;
-        if (bias)
-            for (i = 0; i < m; ++i)
-                for (j = 0; j < d_out; ++j) y_b[(ptrdiff_t)i * y_stride + j] = bias[j];
-        switch (bpack ? isa : ATTN__ISA_SCALAR) {
+    {
+#ifdef _OPENMP
+        const int part = omp_get_thread_num(), parts = omp_get_num_threads();
+#else
+        const int part = 0, parts = 1;
+#endif
+        int blk;
+        attn__pack_weights(bpack, w, w_stride, out_in, d_in, d_out, isa, part, parts);
+#ifdef _OPENMP
+#pragma omp barrier
+#pragma omp for schedule(static)
+#endif
+        for (blk = 0; blk < n_blocks; ++blk) {
+            const int q = n / n_blocks, r = n % n_blocks; /* block b starts at b q + min(b, r), rounded to 6 */
+            const int s0 = blk * q + (blk < r ? blk : r), s1 = s0 + q + (blk < r);
+            const int i0 = s0 - s0 % 6, m = (blk + 1 == n_blocks ? n : s1 - s1 % 6) - i0;
+            float *y_b = y + (ptrdiff_t)i0 * y_stride;
+            const float *x_b = x + (ptrdiff_t)i0 * x_stride;
+            int i, j;
+            if (m == 0) continue;
+            if (bias)
+                for (i = 0; i < m; ++i)
+                    for (j = 0; j < d_out; ++j) y_b[(ptrdiff_t)i * y_stride + j] = bias[j];
+            switch (isa) {
 #if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
-        case ATTN__ISA_AVX512: attn__gemm_packed_avx512(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
+            case ATTN__ISA_AVX512: attn__gemm_packed_avx512(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
 #endif
 #if defined(ATTN__HAVE_X86)
-        case ATTN__ISA_AVX2: attn__gemm_packed_avx2(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
+            case ATTN__ISA_AVX2: attn__gemm_packed_avx2(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
 #endif
 #if defined(ATTN__HAVE_NEON)
-        case ATTN__ISA_NEON: attn__gemm_packed_neon(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
+            case ATTN__ISA_NEON: attn__gemm_packed_neon(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
 #endif
-        default: attn__matmul(y_b, y_stride, x_b, x_stride, w, w_stride, out_in, m, d_out, d_in, bias != NULL);
+            default: attn__matmul(y_b, y_stride, x_b, x_stride, w, w_stride, out_in, m, d_out, d_in, bias != NULL);
+            }
         }
     }
 }
@@ -2688,8 +2711,8 @@ static ATTN__TARGET void ATTN__SFX(attn__pack_panel)(float *panel, const float *
         if (b_trans)
             for (jj = 0; jj < nb; ++jj) row[jj] = b[(ptrdiff_t)(j0 + jj) * ldb + p0 + p];
         else
-            for (jj = 0; jj < nb; ++jj) row[jj] = b[(ptrdiff_t)(p0 + p) * ldb + j0 + jj];
-        for (; jj < ATTN__NB; ++jj) row[jj] = 0.0f;
+            memcpy(row, b + (ptrdiff_t)(p0 + p) * ldb + j0, sizeof(float) * (size_t)nb);
+        for (jj = nb; jj < ATTN__NB; ++jj) row[jj] = 0.0f;
     }
 }
 
@@ -2731,22 +2754,26 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const fl
         }
 }
 
-/* Packs all of op(B) [k x n] into bp: strip s (columns [s*NB, s*NB + NB)) is [k x NB] at bp + s*k*NB. */
-static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const float *b, ptrdiff_t ldb, int b_trans, int n, int k)
+/* Packs op(B) [k x n] into bp: strip s (columns [s*NB, s*NB + NB)) is [k x NB] at bp + s*k*NB. This call
+   packs strips part, part + parts, part + 2 parts, ... (parts threads pack one B together). */
+static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const float *b, ptrdiff_t ldb, int b_trans, int n, int k,
+                                                 int part, int parts)
 {
-    int j0;
-    for (j0 = 0; j0 < n; j0 += ATTN__NB)
-        ATTN__SFX(attn__pack_panel)(bp + (ptrdiff_t)(j0 / ATTN__NB) * k * ATTN__NB, b, ldb, b_trans, n, j0, 0, k);
+    ptrdiff_t j0;
+    for (j0 = (ptrdiff_t)part * ATTN__NB; j0 < n; j0 += (ptrdiff_t)parts * ATTN__NB)
+        ATTN__SFX(attn__pack_panel)(bp + j0 * k, b, ldb, b_trans, n, (int)j0, 0, k);
 }
 
 /* C[m x n] (+)= A[m x k] . B from B packed by attn__pack_b: each 6-row block of A stays in L1 while it
-   sweeps every strip of a KC-deep slice of the packed B (which stays in L2), so A is read once. */
+   sweeps every strip of a KC_PACKED-deep slice of the packed B (which stays in L2), so A is read once.
+   The deeper slice (256 rather than the stack panel's 64) stores each C tile a quarter as often. */
+#define ATTN__KC_PACKED 256
 static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
                                                       const float *bp, int m, int n, int k, int accumulate)
 {
     int p0, i0, j0;
-    for (p0 = 0; p0 < k; p0 += ATTN__KC) {
-        const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC;
+    for (p0 = 0; p0 < k; p0 += ATTN__KC_PACKED) {
+        const int kc = k - p0 < ATTN__KC_PACKED ? k - p0 : ATTN__KC_PACKED;
         for (i0 = 0; i0 < m; i0 += 6)
             for (j0 = 0; j0 < n; j0 += ATTN__NB)
                 ATTN__SFX(attn__tile_mm)(c + (ptrdiff_t)i0 * ldc + j0, ldc, a + (ptrdiff_t)i0 * lda + p0, lda,
@@ -3001,6 +3028,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 
 #undef ATTN__NB
 #undef ATTN__KC
+#undef ATTN__KC_PACKED
 /* the parameters of this instantiation, so that the next one can define its own */
 #undef ATTN__TEMPLATE
 #undef ATTN__SFX

@@ -679,6 +679,19 @@ static void test_threads_and_splits(void)
     opt.n_threads = 2;
     CHECK_CODE(attn_self_forward(m2, x, B, NQ, &m, &opt, NULL, 0), ATTN_OK);
     CHECK(memcmp(m1, m2, sizeof(float) * B * NQ * E) == 0);
+    { /* 250 query rows: projection row blocks cut unevenly (4 blocks for 2 threads, 6 for 3) */
+        enum { NQ2 = 250 };
+        float *xq = falloc((size_t)NQ2 * E), *c1 = falloc((size_t)NQ2 * E), *c2 = falloc((size_t)NQ2 * E);
+        rnd_fill(xq, (size_t)NQ2 * E, 1.0f);
+        opt.n_threads = 1;
+        CHECK_CODE(attn_cross_forward(c1, xq, x, 1, NQ2, NQ, &m, &opt, NULL, 0), ATTN_OK);
+        for (t = 2; t <= 3; ++t) {
+            opt.n_threads = t;
+            CHECK_CODE(attn_cross_forward(c2, xq, x, 1, NQ2, NQ, &m, &opt, NULL, 0), ATTN_OK);
+            CHECK(memcmp(c1, c2, sizeof(float) * NQ2 * E) == 0);
+        }
+        free(xq); free(c1); free(c2);
+    }
     opt.split_count = 2;
     CHECK_CODE(attn_self_forward(m2, x, B, NQ, &m, &opt, NULL, 0), ATTN_ERR_OPTION);
     free(q); free(k); free(v); free(o1); free(o2); free(w1); free(w2); free(l1); free(l2); free(x); free(wt); free(m1); free(m2);
