@@ -2838,107 +2838,144 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
 }
 
 
+/* Prefetches d floats of each of `rows` rows (row stride rs) into the cache: one prefetch per 64-byte line,
+   four per loop step (the decoding kernel issues one for every line of K and V it will read). */
+static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows)(const float *p, ptrdiff_t rs, int rows, int d)
+{
+    int r, c;
+    for (r = 0; r < rows; ++r, p += rs) {
+        for (c = 0; c + 64 <= d; c += 64) {
+            ATTN__PREFETCH(p + c); ATTN__PREFETCH(p + c + 16); ATTN__PREFETCH(p + c + 32); ATTN__PREFETCH(p + c + 48);
+        }
+        for (; c < d; c += 16) ATTN__PREFETCH(p + c);
+    }
+}
+
+/* acc[0 .. 8W) = alpha acc + sum_{j < n} p[j] v_j[0 .. 8W), v_j = v + j v_rs: eight independent chains, so
+   that one sweep down the rows reads each row's 8 vectors at once (attn__pv4: four). */
+static ATTN__TARGET void ATTN__SFX(attn__pv8)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
+                                              float alpha)
+{
+    const ATTN__V al = ATTN__VSET1(alpha);
+    ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + ATTN__W), al);
+    ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + 2 * ATTN__W), al), a3 = ATTN__VMUL(ATTN__VLOAD(acc + 3 * ATTN__W), al);
+    ATTN__V a4 = ATTN__VMUL(ATTN__VLOAD(acc + 4 * ATTN__W), al), a5 = ATTN__VMUL(ATTN__VLOAD(acc + 5 * ATTN__W), al);
+    ATTN__V a6 = ATTN__VMUL(ATTN__VLOAD(acc + 6 * ATTN__W), al), a7 = ATTN__VMUL(ATTN__VLOAD(acc + 7 * ATTN__W), al);
+    int j;
+    for (j = 0; j < n; ++j, v += v_rs) {
+        const ATTN__V pj = ATTN__VSET1(p[j]);
+        a0 = ATTN__VFMA(pj, ATTN__VLOAD(v), a0);                a1 = ATTN__VFMA(pj, ATTN__VLOAD(v + ATTN__W), a1);
+        a2 = ATTN__VFMA(pj, ATTN__VLOAD(v + 2 * ATTN__W), a2);  a3 = ATTN__VFMA(pj, ATTN__VLOAD(v + 3 * ATTN__W), a3);
+        a4 = ATTN__VFMA(pj, ATTN__VLOAD(v + 4 * ATTN__W), a4);  a5 = ATTN__VFMA(pj, ATTN__VLOAD(v + 5 * ATTN__W), a5);
+        a6 = ATTN__VFMA(pj, ATTN__VLOAD(v + 6 * ATTN__W), a6);  a7 = ATTN__VFMA(pj, ATTN__VLOAD(v + 7 * ATTN__W), a7);
+    }
+    ATTN__VSTORE(acc, a0);                ATTN__VSTORE(acc + ATTN__W, a1);
+    ATTN__VSTORE(acc + 2 * ATTN__W, a2);  ATTN__VSTORE(acc + 3 * ATTN__W, a3);
+    ATTN__VSTORE(acc + 4 * ATTN__W, a4);  ATTN__VSTORE(acc + 5 * ATTN__W, a5);
+    ATTN__VSTORE(acc + 6 * ATTN__W, a6);  ATTN__VSTORE(acc + 7 * ATTN__W, a7);
+}
+
+static ATTN__TARGET void ATTN__SFX(attn__pv4)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
+                                              float alpha)
+{
+    const ATTN__V al = ATTN__VSET1(alpha);
+    ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + ATTN__W), al);
+    ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + 2 * ATTN__W), al), a3 = ATTN__VMUL(ATTN__VLOAD(acc + 3 * ATTN__W), al);
+    int j;
+    for (j = 0; j < n; ++j, v += v_rs) {
+        const ATTN__V pj = ATTN__VSET1(p[j]);
+        a0 = ATTN__VFMA(pj, ATTN__VLOAD(v), a0);                a1 = ATTN__VFMA(pj, ATTN__VLOAD(v + ATTN__W), a1);
+        a2 = ATTN__VFMA(pj, ATTN__VLOAD(v + 2 * ATTN__W), a2);  a3 = ATTN__VFMA(pj, ATTN__VLOAD(v + 3 * ATTN__W), a3);
+    }
+    ATTN__VSTORE(acc, a0);                ATTN__VSTORE(acc + ATTN__W, a1);
+    ATTN__VSTORE(acc + 2 * ATTN__W, a2);  ATTN__VSTORE(acc + 3 * ATTN__W, a3);
+}
+
 /* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
-   for few queries, where the tile kernel's 64 query lanes would idle. Reads each K and V row once. */
+   for few queries, where the tile kernel's 64 query lanes would idle. Reads each K and V row once, and
+   keeps the instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide
+   under that): four keys per step, the query pre-scaled, software prefetch of K 16 keys ahead and of the
+   tile's V rows while its scores are computed. */
 static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
 {
-    const int key_end = attn__key_end(h, i, 1);
-    const float q_scale = h->scale * ATTN__LOG2E;
+    const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
     const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
+    const ptrdiff_t k_rs = h->k_rs, v_rs = h->v_rs;
     float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
     float *acc = s + ATTN__TK;                    /* [Dv] unnormalised output */
+    float *qs = acc + dv;                         /* [Dk] the query, scaled to log2 units */
     float m = -INFINITY, l = 0.0f, inv = 0.0f;
-    int j0, pass;
-    memset(acc, 0, sizeof(float) * (size_t)h->dv);
+    int j0, pass, c;
+    for (c = 0; c < dk; ++c) qs[c] = q_i[c] * (h->scale * ATTN__LOG2E);
+    memset(acc, 0, sizeof(float) * (size_t)dv);
     /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
     for (pass = 0; pass < (h->w ? 2 : 1); ++pass) {
-        for (j0 = pass ? 0 : h->k_lo; j0 < (pass ? h->nk : key_end); j0 += ATTN__TK) {
-            const int tk = (pass ? h->nk : key_end) - j0 < ATTN__TK ? (pass ? h->nk : key_end) - j0 : ATTN__TK;
+        const int end = pass ? h->nk : key_end;
+        for (j0 = pass ? 0 : h->k_lo; j0 < end; j0 += ATTN__TK) {
+            const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
-            float m_new, mu, sum = 0.0f, alpha = 1.0f;
-            int j, c;
-            for (j = 0; j < tv; j += 4) { /* four keys at a time: four independent streams and chains */
-                const float *k0 = h->k + (ptrdiff_t)(j0 + j) * h->k_rs;
-                const float *k1 = j + 1 < tv ? k0 + h->k_rs : k0, *k2 = j + 2 < tv ? k0 + 2 * h->k_rs : k0;
-                const float *k3 = j + 3 < tv ? k0 + 3 * h->k_rs : k0;
+            const float *k_t = h->k + (ptrdiff_t)j0 * k_rs, *v_t = h->v + (ptrdiff_t)j0 * v_rs;
+            float m_new = m, mu, sum, alpha = 1.0f;
+            ATTN__V vsum = ATTN__VZERO;
+            int j;
+            for (j = 0; j < tv; j += 4) { /* s[j .. j+4) for four keys: four independent streams and chains */
+                const float *k0 = k_t + (ptrdiff_t)j * k_rs;
+                const float *k1 = j + 1 < tv ? k0 + k_rs : k0, *k2 = j + 2 < tv ? k0 + 2 * k_rs : k0;
+                const float *k3 = j + 3 < tv ? k0 + 3 * k_rs : k0;
+                const int ahead = j0 + j + 16, k_pf = key_end - ahead < 4 ? key_end - ahead : 4;
                 ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
-                float d4[4];
-                int r;
-                { /* prefetch: the K rows 16 keys ahead, across tiles, and this group's V rows for the PV loop */
-                    const int ahead = j0 + j + 16;
-                    for (c = 0; c < h->dk || c < h->dv; c += 16) {
-                        int row;
-                        for (row = 0; row < 4; ++row) {
-                            if (c < h->dk && ahead + row < key_end)
-                                ATTN__PREFETCH(h->k + (ptrdiff_t)(ahead + row) * h->k_rs + c);
-                            if (c < h->dv && j + row < tv) ATTN__PREFETCH(h->v + (ptrdiff_t)(j0 + j + row) * h->v_rs + c);
-                        }
-                    }
-                }
-                for (c = 0; c + ATTN__W <= h->dk; c += ATTN__W) {
-                    const ATTN__V qv = ATTN__VLOAD(q_i + c);
+                if (k_pf > 0) ATTN__SFX(attn__prefetch_rows)(h->k + (ptrdiff_t)ahead * k_rs, k_rs, k_pf, dk);
+                ATTN__SFX(attn__prefetch_rows)(v_t + (ptrdiff_t)j * v_rs, v_rs, tv - j < 4 ? tv - j : 4, dv);
+                for (c = 0; c + ATTN__W <= dk; c += ATTN__W) {
+                    const ATTN__V qv = ATTN__VLOAD(qs + c);
                     a0 = ATTN__VFMA(qv, ATTN__VLOAD(k0 + c), a0);
                     a1 = ATTN__VFMA(qv, ATTN__VLOAD(k1 + c), a1);
                     a2 = ATTN__VFMA(qv, ATTN__VLOAD(k2 + c), a2);
                     a3 = ATTN__VFMA(qv, ATTN__VLOAD(k3 + c), a3);
                 }
-                d4[0] = ATTN__SFX(attn__vsum)(a0); d4[1] = ATTN__SFX(attn__vsum)(a1);
-                d4[2] = ATTN__SFX(attn__vsum)(a2); d4[3] = ATTN__SFX(attn__vsum)(a3);
-                for (; c < h->dk; ++c) {
-                    d4[0] += q_i[c] * k0[c]; d4[1] += q_i[c] * k1[c]; d4[2] += q_i[c] * k2[c]; d4[3] += q_i[c] * k3[c];
+                s[j] = ATTN__SFX(attn__vsum)(a0); s[j + 1] = ATTN__SFX(attn__vsum)(a1); /* j + 3 < TK */
+                s[j + 2] = ATTN__SFX(attn__vsum)(a2); s[j + 3] = ATTN__SFX(attn__vsum)(a3);
+                for (; c < dk; ++c) {
+                    s[j] += qs[c] * k0[c]; s[j + 1] += qs[c] * k1[c]; s[j + 2] += qs[c] * k2[c]; s[j + 3] += qs[c] * k3[c];
                 }
-                for (r = 0; r < 4 && j + r < tv; ++r) s[j + r] = d4[r] * q_scale;
             }
             if (h->mask)
                 for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j] * ATTN__LOG2E;
             if (h->kpm)
                 for (j = 0; j < tv; ++j) s[j] = h->kpm[j0 + j] ? -INFINITY : s[j];
             for (j = tv; j < ATTN__TK; ++j) s[j] = -INFINITY;
-            m_new = m;
             if (pass == 0) {
-                m_new = attn__row_max(s, tv) > m ? attn__row_max(s, tv) : m;
+                const float m_tile = attn__row_max(s, tv);
+                m_new = m_tile > m ? m_tile : m;
                 alpha = m_new == m ? 1.0f : exp2f(m - m_new);
             }
             mu = m_new == -INFINITY ? 0.0f : m_new;
-            for (j = 0; j < ATTN__TK; j += ATTN__W) {
+            for (j = 0; j < ATTN__TK; j += ATTN__W) { /* p = 2^(s - m); the -inf padding gives 0 */
                 const ATTN__V x = ATTN__VLOAD(s + j);
                 ATTN__V p = ATTN__SFX(attn__vexp2)(ATTN__VSUB(x, ATTN__VSET1(mu)));
                 if (m_new == INFINITY) p = ATTN__VBLEND(ATTN__VEQ(x, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
                 ATTN__VSTORE(s + j, p);
+                vsum = ATTN__VADD(vsum, p);
             }
             if (pass == 1) {
                 float *w_i = h->w + (ptrdiff_t)i * h->nk + j0;
                 for (j = 0; j < tk; ++j) w_i[j] = h->w_accumulate ? w_i[j] + s[j] * inv : s[j] * inv;
                 continue;
             }
-            for (j = 0; j < tv; ++j) sum += s[j];
+            sum = ATTN__SFX(attn__vsum)(vsum);
             l = l * alpha + sum;
             m = m_new;
-            for (c = 0; c + 4 * ATTN__W <= h->dv; c += 4 * ATTN__W) { /* acc = alpha acc + sum_j p_j v_j */
-                const ATTN__V al = ATTN__VSET1(alpha);
-                ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc + c), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + c + ATTN__W), al);
-                ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + c + 2 * ATTN__W), al);
-                ATTN__V a3 = ATTN__VMUL(ATTN__VLOAD(acc + c + 3 * ATTN__W), al);
-                for (j = 0; j < tv; ++j) { /* along each V row: 4 independent chains */
-                    const float *v_j = h->v + (ptrdiff_t)(j0 + j) * h->v_rs + c;
-                    const ATTN__V pj = ATTN__VSET1(s[j]);
-                    a0 = ATTN__VFMA(pj, ATTN__VLOAD(v_j), a0);
-                    a1 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + ATTN__W), a1);
-                    a2 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 2 * ATTN__W), a2);
-                    a3 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 3 * ATTN__W), a3);
-                }
-                ATTN__VSTORE(acc + c, a0); ATTN__VSTORE(acc + c + ATTN__W, a1);
-                ATTN__VSTORE(acc + c + 2 * ATTN__W, a2); ATTN__VSTORE(acc + c + 3 * ATTN__W, a3);
-            }
-            for (; c + ATTN__W <= h->dv; c += ATTN__W) {
+            /* acc = alpha acc + sum_j p_j v_j: each V row read in one sweep where 8 vectors cover it */
+            for (c = 0; c + 8 * ATTN__W <= dv; c += 8 * ATTN__W) ATTN__SFX(attn__pv8)(acc + c, v_t + c, v_rs, s, tv, alpha);
+            for (; c + 4 * ATTN__W <= dv; c += 4 * ATTN__W) ATTN__SFX(attn__pv4)(acc + c, v_t + c, v_rs, s, tv, alpha);
+            for (; c + ATTN__W <= dv; c += ATTN__W) {
                 ATTN__V a = ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha));
-                for (j = 0; j < tv; ++j)
-                    a = ATTN__VFMA(ATTN__VSET1(s[j]), ATTN__VLOAD(h->v + (ptrdiff_t)(j0 + j) * h->v_rs + c), a);
+                for (j = 0; j < tv; ++j) a = ATTN__VFMA(ATTN__VSET1(s[j]), ATTN__VLOAD(v_t + (ptrdiff_t)j * v_rs + c), a);
                 ATTN__VSTORE(acc + c, a);
             }
-            for (; c < h->dv; ++c) {
+            for (; c < dv; ++c) {
                 float a = acc[c] * alpha;
-                for (j = 0; j < tv; ++j) a += s[j] * h->v[(ptrdiff_t)(j0 + j) * h->v_rs + c];
+                for (j = 0; j < tv; ++j) a += s[j] * v_t[(ptrdiff_t)j * v_rs + c];
                 acc[c] = a;
             }
         }
@@ -2946,9 +2983,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     }
     {
         float *o_i = h->out + (ptrdiff_t)i * h->out_rs;
-        int c;
-        inv = attn__inv_sum(l);
-        for (c = 0; c < h->dv; ++c) o_i[c] = acc[c] * inv;
+        for (c = 0; c < dv; ++c) o_i[c] = acc[c] * inv;
         if (h->lse) h->lse[i] = l == 0.0f ? -INFINITY : m * ATTN__LN2 + logf(l);
     }
 }
