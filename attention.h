@@ -58,14 +58,15 @@
    scores and the output update are one 6 x 4-vector (AVX2: 6 x 2) register-blocked micro-kernel that
    broadcasts K and V straight from the caller's rows, the online softmax runs down the columns with a
    polynomial exp2, and key tiles past the causal diagonal or kv_len are skipped. Tiles of at most 8 queries (decoding)
-   take a row kernel vectorised along d; with more than 2048 keys their keys are cut into 2048-key
-   chunks processed as separate work items and merged through their log-sum-exps (flash-decoding).
+   take a row kernel that streams K and V once (four keys per step, software prefetch, each V row in one
+   sweep of up to 8 vectors); with more than 2048 keys their keys are cut into 2048-key chunks processed
+   as separate work items and merged through their log-sum-exps (flash-decoding).
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
-   their workspace and sweep it with each 6-row block of the input held in L1; the building blocks pack
-   16 KiB panels on the stack.
+   their workspace (the threads pack it together) and sweep 256-deep slices of it with each 6-row block of
+   the input held in L1; the building blocks pack 16 KiB panels on the stack.
    Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
    (0: omp_get_max_threads()), over (batch, head, query tile, key chunk) work items, and projections by
-   blocks of 96 rows. The building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
+   blocks of at most 96 rows, as many per thread. The building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
    attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
    number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
    its own workspace, on the same arguments: attn_sdpa only. Results are bitwise identical whatever the thread count or split.
@@ -2851,44 +2852,36 @@ static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows)(const float *p, ptrdiff_
     }
 }
 
-/* acc[0 .. 8W) = alpha acc + sum_{j < n} p[j] v_j[0 .. 8W), v_j = v + j v_rs: eight independent chains, so
-   that one sweep down the rows reads each row's 8 vectors at once (attn__pv4: four). */
-static ATTN__TARGET void ATTN__SFX(attn__pv8)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
-                                              float alpha)
+/* acc[0 .. nv W) = alpha acc + sum_{j < n} p[j] v_j[0 .. nv W), v_j = v + j v_rs, for nv = 8 (wide) or 4
+   vectors: as many independent chains, so that one sweep down the rows reads each row's nv vectors at
+   once (the test of `wide` is one predictable branch per row). */
+static ATTN__TARGET void ATTN__SFX(attn__pv)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
+                                             float alpha, int wide)
 {
     const ATTN__V al = ATTN__VSET1(alpha);
     ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + ATTN__W), al);
     ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + 2 * ATTN__W), al), a3 = ATTN__VMUL(ATTN__VLOAD(acc + 3 * ATTN__W), al);
-    ATTN__V a4 = ATTN__VMUL(ATTN__VLOAD(acc + 4 * ATTN__W), al), a5 = ATTN__VMUL(ATTN__VLOAD(acc + 5 * ATTN__W), al);
-    ATTN__V a6 = ATTN__VMUL(ATTN__VLOAD(acc + 6 * ATTN__W), al), a7 = ATTN__VMUL(ATTN__VLOAD(acc + 7 * ATTN__W), al);
+    ATTN__V a4 = ATTN__VZERO, a5 = ATTN__VZERO, a6 = ATTN__VZERO, a7 = ATTN__VZERO;
     int j;
+    if (wide) {
+        a4 = ATTN__VMUL(ATTN__VLOAD(acc + 4 * ATTN__W), al); a5 = ATTN__VMUL(ATTN__VLOAD(acc + 5 * ATTN__W), al);
+        a6 = ATTN__VMUL(ATTN__VLOAD(acc + 6 * ATTN__W), al); a7 = ATTN__VMUL(ATTN__VLOAD(acc + 7 * ATTN__W), al);
+    }
     for (j = 0; j < n; ++j, v += v_rs) {
         const ATTN__V pj = ATTN__VSET1(p[j]);
         a0 = ATTN__VFMA(pj, ATTN__VLOAD(v), a0);                a1 = ATTN__VFMA(pj, ATTN__VLOAD(v + ATTN__W), a1);
         a2 = ATTN__VFMA(pj, ATTN__VLOAD(v + 2 * ATTN__W), a2);  a3 = ATTN__VFMA(pj, ATTN__VLOAD(v + 3 * ATTN__W), a3);
-        a4 = ATTN__VFMA(pj, ATTN__VLOAD(v + 4 * ATTN__W), a4);  a5 = ATTN__VFMA(pj, ATTN__VLOAD(v + 5 * ATTN__W), a5);
-        a6 = ATTN__VFMA(pj, ATTN__VLOAD(v + 6 * ATTN__W), a6);  a7 = ATTN__VFMA(pj, ATTN__VLOAD(v + 7 * ATTN__W), a7);
+        if (wide) {
+            a4 = ATTN__VFMA(pj, ATTN__VLOAD(v + 4 * ATTN__W), a4);  a5 = ATTN__VFMA(pj, ATTN__VLOAD(v + 5 * ATTN__W), a5);
+            a6 = ATTN__VFMA(pj, ATTN__VLOAD(v + 6 * ATTN__W), a6);  a7 = ATTN__VFMA(pj, ATTN__VLOAD(v + 7 * ATTN__W), a7);
+        }
     }
     ATTN__VSTORE(acc, a0);                ATTN__VSTORE(acc + ATTN__W, a1);
     ATTN__VSTORE(acc + 2 * ATTN__W, a2);  ATTN__VSTORE(acc + 3 * ATTN__W, a3);
-    ATTN__VSTORE(acc + 4 * ATTN__W, a4);  ATTN__VSTORE(acc + 5 * ATTN__W, a5);
-    ATTN__VSTORE(acc + 6 * ATTN__W, a6);  ATTN__VSTORE(acc + 7 * ATTN__W, a7);
-}
-
-static ATTN__TARGET void ATTN__SFX(attn__pv4)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
-                                              float alpha)
-{
-    const ATTN__V al = ATTN__VSET1(alpha);
-    ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + ATTN__W), al);
-    ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + 2 * ATTN__W), al), a3 = ATTN__VMUL(ATTN__VLOAD(acc + 3 * ATTN__W), al);
-    int j;
-    for (j = 0; j < n; ++j, v += v_rs) {
-        const ATTN__V pj = ATTN__VSET1(p[j]);
-        a0 = ATTN__VFMA(pj, ATTN__VLOAD(v), a0);                a1 = ATTN__VFMA(pj, ATTN__VLOAD(v + ATTN__W), a1);
-        a2 = ATTN__VFMA(pj, ATTN__VLOAD(v + 2 * ATTN__W), a2);  a3 = ATTN__VFMA(pj, ATTN__VLOAD(v + 3 * ATTN__W), a3);
+    if (wide) {
+        ATTN__VSTORE(acc + 4 * ATTN__W, a4);  ATTN__VSTORE(acc + 5 * ATTN__W, a5);
+        ATTN__VSTORE(acc + 6 * ATTN__W, a6);  ATTN__VSTORE(acc + 7 * ATTN__W, a7);
     }
-    ATTN__VSTORE(acc, a0);                ATTN__VSTORE(acc + ATTN__W, a1);
-    ATTN__VSTORE(acc + 2 * ATTN__W, a2);  ATTN__VSTORE(acc + 3 * ATTN__W, a3);
 }
 
 /* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
@@ -2966,8 +2959,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             l = l * alpha + sum;
             m = m_new;
             /* acc = alpha acc + sum_j p_j v_j: each V row read in one sweep where 8 vectors cover it */
-            for (c = 0; c + 8 * ATTN__W <= dv; c += 8 * ATTN__W) ATTN__SFX(attn__pv8)(acc + c, v_t + c, v_rs, s, tv, alpha);
-            for (; c + 4 * ATTN__W <= dv; c += 4 * ATTN__W) ATTN__SFX(attn__pv4)(acc + c, v_t + c, v_rs, s, tv, alpha);
+            for (c = 0; c + 8 * ATTN__W <= dv; c += 8 * ATTN__W) ATTN__SFX(attn__pv)(acc + c, v_t + c, v_rs, s, tv, alpha, 1);
+            for (; c + 4 * ATTN__W <= dv; c += 4 * ATTN__W) ATTN__SFX(attn__pv)(acc + c, v_t + c, v_rs, s, tv, alpha, 0);
             for (; c + ATTN__W <= dv; c += ATTN__W) {
                 ATTN__V a = ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha));
                 for (j = 0; j < tv; ++j) a = ATTN__VFMA(ATTN__VSET1(s[j]), ATTN__VLOAD(v_t + (ptrdiff_t)j * v_rs + c), a);

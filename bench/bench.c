@@ -452,6 +452,43 @@ static double measure_bw(const float *a, const float *b, size_t n, int t, double
     }
 }
 
+/* Measures the DRAM read bandwidth for every thread count into g.bw (the figure of every later %bw),
+   records one bw result each (name dram_read_2x<size>MiB<suffix>) and prints them after indent. Run at the
+   start and again right before the decoding case: the host's bandwidth drifts from minute to minute, and
+   a decode is compared with the bandwidth of its own minute. */
+static void measure_machine_bw(const char *suffix, const char *indent)
+{
+    const size_t bw_bytes = bw_array_bytes(), n = bw_bytes / sizeof(float);
+    float *a = (float *)bench_alloc(bw_bytes), *b = (float *)bench_alloc(bw_bytes);
+    size_t j;
+    int ti;
+    for (j = 0; j < n; ++j) {
+        a[j] = (float)(j & 1023) * 1e-3f;
+        b[j] = (float)(j & 511) * 1e-3f;
+    }
+    for (ti = 0; ti < g.n_threads; ++ti) {
+        result r;
+        const int t = g.threads[ti];
+        memset(&r, 0, sizeof r);
+        snprintf(r.name, sizeof r.name, "dram_read_2x%zuMiB%s", bw_bytes >> 20, suffix);
+        r.op = "bw";
+        r.impl = "machine";
+        r.threads = t;
+        r.err = -1.0;
+        r.bytes = 2.0 * (double)bw_bytes;
+        g.bw[ti] = measure_bw(a, b, n, t, &r.other_rate, &r.reps);
+        r.gbps = g.bw[ti];
+        r.pct_bw = 100.0;
+        r.ms = r.bytes / (r.gbps * 1e6);
+        if (n_results == MAX_RESULTS) die("too many results");
+        results[n_results++] = r;
+        printf("%sDRAM read, %d thread%s: %7.1f GB/s    (median of %d; best %.1f)%s\n", indent, t, t > 1 ? "s" : " ",
+               g.bw[ti], r.reps, r.other_rate, *suffix ? ", for the %bw of the decoding rows" : "");
+    }
+    free(a);
+    free(b);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* The cases                                                                                      */
 /* ---------------------------------------------------------------------------------------------- */
@@ -1359,40 +1396,14 @@ int main(int argc, char **argv)
     for (i = 0; i < n_results; ++i) /* the memory case ran before the peak was known */
         if (!strcmp(results[i].op, "mem") && (ti = thread_index(results[i].threads)) >= 0 && g.peak[ti] > 0)
             results[i].pct_peak = 100.0 * results[i].gflops / g.peak[ti];
-    if (want_bw) {
-        const size_t bw_bytes = bw_array_bytes(), n = bw_bytes / sizeof(float);
-        float *a = (float *)bench_alloc(bw_bytes), *b = (float *)bench_alloc(bw_bytes);
-        size_t j;
-        for (j = 0; j < n; ++j) {
-            a[j] = (float)(j & 1023) * 1e-3f;
-            b[j] = (float)(j & 511) * 1e-3f;
-        }
-        for (ti = 0; ti < g.n_threads; ++ti) {
-            result r;
-            const int t = g.threads[ti];
-            memset(&r, 0, sizeof r);
-            snprintf(r.name, sizeof r.name, "dram_read_2x%zuMiB", bw_bytes >> 20);
-            r.op = "bw";
-            r.impl = "machine";
-            r.threads = t;
-            r.err = -1.0;
-            r.bytes = 2.0 * (double)bw_bytes;
-            g.bw[ti] = measure_bw(a, b, n, t, &r.other_rate, &r.reps);
-            r.gbps = g.bw[ti];
-            r.pct_bw = 100.0;
-            r.ms = r.bytes / (r.gbps * 1e6);
-            results[n_results++] = r;
-            printf("  DRAM read, %d thread%s: %7.1f GB/s    (median of %d; best %.1f)\n", t, t > 1 ? "s" : " ",
-                   g.bw[ti], r.reps, r.other_rate);
-        }
-        free(a);
-        free(b);
-    }
+    if (want_bw) measure_machine_bw("", "  ");
 
     /* 3. the cases */
     for (i = 0, ti = 0; i < N_CASES; ++i)
         if (strcmp(cases[i].op, "mem") && selected(&cases[i])) {
             if (!ti++) print_table_header();
+            if (!strcmp(cases[i].op, "decode")) /* the bandwidth of this minute of the host, for its %bw */
+                measure_machine_bw("_at_decode", "                           ");
             run_case(&cases[i]);
         }
 
@@ -1406,7 +1417,8 @@ int main(int argc, char **argv)
     }
 
     printf("\ncolumns: thr threads; c causal (0 none, 1 top-left, 2 bottom-right); ms median; %%peak of the FMA peak "
-           "and %%bw of the DRAM read bandwidth measured above with the same thread count; x1t speedup over 1 "
+           "and %%bw of the DRAM read bandwidth (the one measured right before the decoding case) with the same "
+           "thread count; x1t speedup over 1 "
            "thread (same impl); xattn ms / attention.h ms (same case and threads; > 1: attention.h faster); err "
            "max|out - attention.h out| / max|attention.h out|\n");
     print_bench_lines();
