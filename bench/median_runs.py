@@ -8,8 +8,8 @@ run's percentages are against the peak and bandwidth measured in that same run).
     for i in 1 2 3 4 5; do ./build/bench --no-naive > run$i.txt; done
     python3 bench/median_runs.py run*.txt
 
-prints one Markdown table row per (case, impl, threads): the median and the range of ms, pct_peak and
-pct_bw over the runs, and the runs' pct values in order.
+prints one Markdown table row per (case, impl, threads): the median and the range of ms, GFLOP/s,
+pct_peak, GB/s, pct_bw and the 2-thread speedup (x1t) over the runs, and the runs' pct values in order.
 """
 import statistics
 import sys
@@ -42,8 +42,8 @@ def main(paths):
     for run in runs:
         keys.extend(k for k in run if k not in keys)
     print(f"Medians over {len(runs)} runs (range in brackets; per-run values in run order).\n")
-    print("| case | impl | thr | ms | GFLOP/s | % peak | GB/s | % bw | per run (% peak or % bw) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    print("| case | impl | thr | ms | GFLOP/s | % peak | GB/s | % bw | x1t | per run (% peak or % bw) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for key in keys:
         found = [run[key] for run in runs if key in run]
         name, impl, threads = key
@@ -57,10 +57,11 @@ def main(paths):
         pp, pp_vals = col("pct_peak", 1)
         gb, _ = col("gbps", 2)
         pb, pb_vals = col("pct_bw", 1)
+        x1t, _ = col("speedup_vs_1t", 2)
         per_run = pb_vals if pb_vals and found[0]["op"] == "decode" else pp_vals
         if found[0]["op"] == "bw":
             per_run = [float(r["gbps"]) for r in found]
-        print(f"| {name} | {impl} | {threads} | {ms} | {gf} | {pp} | {gb} | {pb} | "
+        print(f"| {name} | {impl} | {threads} | {ms} | {gf} | {pp} | {gb} | {pb} | {x1t} | "
               f"{', '.join(f'{v:.1f}' for v in per_run)} |")
 
 
