@@ -160,8 +160,9 @@ $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
 
 # Build checks: the README's quick start and seq2seq snippet compile and run as written; the header
 # compiles as C++11 and C++17 and as C11; one implementation file plus a declarations-only file link
-# into one program; ATTN_STATIC with the implementation in two files links without clashes; and
-# ATTN_NO_STDIO builds without <stdio.h>.
+# into one program; ATTN_STATIC with the implementation in two files links without clashes;
+# ATTN_NO_STDIO builds without <stdio.h>; and the benchmark programs build (bench/decode_probe.c on
+# AVX-512 machines only) without warnings.
 check-build: $(HEADER) | $(BUILD)
 	awk '/<!-- snippet: quickstart -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
 	    README.md > $(BUILD)/readme_quickstart.c
@@ -185,6 +186,10 @@ check-build: $(HEADER) | $(BUILD)
 	./$(BUILD)/static
 	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
 	./$(BUILD)/no_stdio
+	$(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/bench_check bench/bench.c -lm
+	./$(BUILD)/bench_check --list > /dev/null
+	if echo | $(CC) -march=native -dM -E - | grep -q __AVX512F__; then \
+	    $(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/decode_probe bench/decode_probe.c -lm; fi
 
 # The benchmark (bench/README.md): make bench, or make bench BLAS=openblas (Debian's libopenblas-dev) to
 # measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options.
