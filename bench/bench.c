@@ -178,7 +178,8 @@ typedef struct result {
     double vs_1t;    /* ms with 1 thread / ms (same impl and case), 0 if n/a */
     double attn_x;   /* ms / attention.h's ms (same case and threads), 0 if n/a */
     double err;      /* max |out - attention.h out| / max |attention.h out|, < 0 if n/a */
-    double other_rate; /* peak: GFLOP/s of the median run (the headline is the best); bw: GB/s of the best run (the headline is the median, as for every case) */
+    double other_rate; /* peak: GFLOP/s of the median run (the headline is the best); bw: GB/s of the best
+                          pass (the headline is the median, as for every case) */
     const char *simd;
     double ws_bytes, rss_growth, inputs_bytes; /* mem only */
 } result;
@@ -513,8 +514,8 @@ static const bench_case cases[] = {
     {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0},
     {"mha_d512_h8_n2048", "mha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 1, 0, 0},
     {"mha_proj_d512_n2048", "proj", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0},
-    /* multi-head attention's own projections (packed weights, threads by row blocks): cross-attention over
-       one key, where the Q and O projections of all Nq rows are the work; attention.h only */
+    /* multi-head attention's own projections (the internal attn__project: packed weights, threads by row
+       blocks) on the four shapes of mha_proj; attention.h only */
     {"mha_proj_inside_d512_n2048", "projmha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0},
     {"decode_h32_d128_kv8192", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0},
 };

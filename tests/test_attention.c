@@ -679,7 +679,7 @@ static void test_threads_and_splits(void)
     opt.n_threads = 2;
     CHECK_CODE(attn_self_forward(m2, x, B, NQ, &m, &opt, NULL, 0), ATTN_OK);
     CHECK(memcmp(m1, m2, sizeof(float) * B * NQ * E) == 0);
-    { /* 250 query rows: projection row blocks cut unevenly (4 blocks for 2 threads, 6 for 3) */
+    { /* 250 query rows: projection row blocks cut unevenly (4 blocks for 2 threads, 3 for 3) */
         enum { NQ2 = 250 };
         float *xq = falloc((size_t)NQ2 * E), *c1 = falloc((size_t)NQ2 * E), *c2 = falloc((size_t)NQ2 * E);
         rnd_fill(xq, (size_t)NQ2 * E, 1.0f);
