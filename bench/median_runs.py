@@ -10,21 +10,32 @@ run's percentages are against the peak and bandwidth measured in that same run).
 
 prints one Markdown table row per (case, impl, threads): the median and the range of ms, GFLOP/s,
 pct_peak, GB/s, pct_bw and the 2-thread speedup (x1t) over the runs, and the runs' pct values in order.
+A run whose bench printed a warning about a thread count ("the 2-thread peak moved by ...", "2 threads
+reach only ...": the host took a vCPU away while the peak was measured, so that run's percentages for
+that thread count are against a wrong peak) is left out of that thread count's rows, and out of the
+x1t of every row; the `runs` column counts the runs each row uses.
 """
+import re
 import statistics
 import sys
 
+WARNING = re.compile(r"warning: (?:the (\d+)-thread peak moved|(\d+) threads reach only)")
+
 
 def parse(path):
-    """The `bench:` lines of one run: {(name, impl, threads): {key: value}}."""
-    rows = {}
+    """The `bench:` lines of one run, {(name, impl, threads): {key: value}}, and the thread counts its
+    warnings mark unreliable."""
+    rows, flagged = {}, set()
     with open(path, encoding="utf-8") as f:
         for line in f:
+            m = WARNING.search(line)
+            if m:
+                flagged.add(int(m.group(1) or m.group(2)))
             if not line.startswith("bench: "):
                 continue
             kv = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
             rows[(kv["name"], kv["impl"], int(kv["threads"]))] = kv
-    return rows
+    return rows, flagged
 
 
 def fmt(values, digits):
@@ -37,19 +48,23 @@ def fmt(values, digits):
 def main(paths):
     if not paths:
         sys.exit(__doc__)
-    runs = [parse(p) for p in paths]
+    parsed = [parse(p) for p in paths]
     keys = []
-    for run in runs:
+    for run, _ in parsed:
         keys.extend(k for k in run if k not in keys)
-    print(f"Medians over {len(runs)} runs (range in brackets; per-run values in run order).\n")
-    print("| case | impl | thr | ms | GFLOP/s | % peak | GB/s | % bw | x1t | per run (% peak or % bw) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"Medians over {len(parsed)} runs, less those whose warnings mark a thread count (range in brackets; "
+          "per-run values in run order).\n")
+    print("| case | impl | thr | runs | ms | GFLOP/s | % peak | GB/s | % bw | x1t | per run (% peak or % bw) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for key in keys:
-        found = [run[key] for run in runs if key in run]
         name, impl, threads = key
+        found = [run[key] for run, flagged in parsed if key in run and threads not in flagged]
+        both = [run[key] for run, flagged in parsed if key in run and not flagged & {1, threads}]
+        if not found:
+            continue
 
-        def col(k, digits):
-            vals = [float(r[k]) for r in found if k in r]
+        def col(k, digits, rows=found):
+            vals = [float(r[k]) for r in rows if k in r]
             return (fmt(vals, digits), vals) if vals else ("-", [])
 
         ms, _ = col("ms", 2)
@@ -57,11 +72,11 @@ def main(paths):
         pp, pp_vals = col("pct_peak", 1)
         gb, _ = col("gbps", 2)
         pb, pb_vals = col("pct_bw", 1)
-        x1t, _ = col("speedup_vs_1t", 2)
+        x1t, _ = col("speedup_vs_1t", 2, both)
         per_run = pb_vals if pb_vals and found[0]["op"] == "decode" else pp_vals
         if found[0]["op"] == "bw":
             per_run = [float(r["gbps"]) for r in found]
-        print(f"| {name} | {impl} | {threads} | {ms} | {gf} | {pp} | {gb} | {pb} | {x1t} | "
+        print(f"| {name} | {impl} | {threads} | {len(found)} | {ms} | {gf} | {pp} | {gb} | {pb} | {x1t} | "
               f"{', '.join(f'{v:.1f}' for v in per_run)} |")
 
 
