@@ -2679,9 +2679,12 @@ static ATTN__TARGET void ATTN__SFX(attn__store)(float *c, ATTN__V v, int accumul
     ATTN__VSTORE(c, accumulate ? ATTN__VADD(ATTN__VLOAD(c), v) : v);
 }
 
-static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs,
-                                                 ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, int k,
-                                                 int rows, int accumulate)
+/* The body, for six rows or (six = 0) four: inlined into attn__kernel with a constant `six`, so that a
+   call with at most four rows (the remainder of 64 keys or 64 head dimensions in blocks of 6) runs two
+   thirds of the FMAs instead of computing two rows it drops. */
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__kernel_rows)(
+    float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
+    int k, int rows, int accumulate, const int six)
 {
     /* rows past `rows` re-read row 0 (in bounds) and are never stored */
     const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2) * 2 * a_rs;
@@ -2695,9 +2698,19 @@ static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const
         const ATTN__V b2 = ATTN__VLOAD(b_p + 2 * ATTN__W), b3 = ATTN__VLOAD(b_p + 3 * ATTN__W);
 #endif
         ATTN__V x;
-        ATTN__FMA_ROW(0); ATTN__FMA_ROW(1); ATTN__FMA_ROW(2); ATTN__FMA_ROW(3); ATTN__FMA_ROW(4); ATTN__FMA_ROW(5);
+        ATTN__FMA_ROW(0); ATTN__FMA_ROW(1); ATTN__FMA_ROW(2); ATTN__FMA_ROW(3);
+        if (six) { ATTN__FMA_ROW(4); ATTN__FMA_ROW(5); }
     }
-    ATTN__STORE_ROW(0) ATTN__STORE_ROW(1) ATTN__STORE_ROW(2) ATTN__STORE_ROW(3) ATTN__STORE_ROW(4) ATTN__STORE_ROW(5)
+    ATTN__STORE_ROW(0) ATTN__STORE_ROW(1) ATTN__STORE_ROW(2) ATTN__STORE_ROW(3)
+    if (six) { ATTN__STORE_ROW(4) ATTN__STORE_ROW(5) }
+}
+
+static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs,
+                                                 ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, int k,
+                                                 int rows, int accumulate)
+{
+    if (rows > 4) ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, 1);
+    else ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, 0);
 }
 #undef ATTN__ACC
 #undef ATTN__FMA_ROW
