@@ -55,9 +55,10 @@
    target attributes: no -march needed) and NEON (aarch64), and each call picks the best the CPU has
    (attn_simd_name tells which); other compilers and targets get the portable scalar kernels. The fused
    kernel keeps a tile of 64 queries transposed (queries in the vector lanes) and walks 64-key tiles:
-   scores and the output update are one 6 x 4-vector (AVX2: 6 x 2) register-blocked micro-kernel that
-   broadcasts K and V straight from the caller's rows, the online softmax runs down the columns with a
-   polynomial exp2, and key tiles past the causal diagonal or kv_len are skipped. Tiles of at most 8 queries (decoding)
+   scores and the output update are one 6 x 4-vector (AVX2: 6 x 2) register-blocked micro-kernel (with a
+   four-row body for remainders) that broadcasts K and V straight from the caller's rows, the online
+   softmax runs down the columns with a polynomial exp2, and key tiles past the causal diagonal or kv_len
+   are skipped; causal query tiles are handed out heaviest first. Tiles of at most 8 queries (decoding)
    take a row kernel that streams K and V once (four keys per step, software prefetch, each V row in one
    sweep of up to 8 vectors); with more than 2048 keys their keys are cut into 2048-key chunks processed
    as separate work items and merged through their log-sum-exps (flash-decoding).
