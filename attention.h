@@ -2645,53 +2645,67 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
     return ATTN__VBLEND(tiny, ATTN__VLDEXP(p, n), ATTN__VZERO);
 }
 
-/* The micro-kernel: C[r][0..NB) (+)= sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, with
-   A(r, p) = a[r*a_rs + p*a_cs] broadcast from memory and B rows at b + p*b_rs (NB contiguous floats).
+/* The micro-kernel: C[r][0..NB) = sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, or with accumulate
+   C[r][j] = C[r][j] * col_scale[j] + the sum (col_scale NULL: 1), with A(r, p) = a[r*a_rs + p*a_cs]
+   broadcast from memory and B rows at b + p*b_rs (NB contiguous floats). The accumulators start from the
+   (scaled) C, so C is read and written once per call, and the fused kernel's rescale of its running
+   output by the online softmax costs one multiply per accumulator rather than a pass over the output.
    6 x ATTN__NV accumulators (12 or 24): enough independent FMA chains to hide the FMA latency on every
    target, and as many FMAs per load as the registers allow. */
 #if ATTN__NV == 4
 #define ATTN__ACC(r) ATTN__V c##r##0 = ATTN__VZERO, c##r##1 = ATTN__VZERO, c##r##2 = ATTN__VZERO, c##r##3 = ATTN__VZERO
+#define ATTN__LOAD_ROW(r)                                                                                     \
+    if (rows > r) {                                                                                           \
+        c##r##0 = ATTN__VMUL(ATTN__VLOAD(c + r * c_rs), s0);                                                  \
+        c##r##1 = ATTN__VMUL(ATTN__VLOAD(c + r * c_rs + ATTN__W), s1);                                        \
+        c##r##2 = ATTN__VMUL(ATTN__VLOAD(c + r * c_rs + 2 * ATTN__W), s2);                                    \
+        c##r##3 = ATTN__VMUL(ATTN__VLOAD(c + r * c_rs + 3 * ATTN__W), s3);                                    \
+    }
 #define ATTN__FMA_ROW(r)                                                                                      \
     x = ATTN__VSET1(a##r[off]);                                                                               \
     c##r##0 = ATTN__VFMA(x, b0, c##r##0); c##r##1 = ATTN__VFMA(x, b1, c##r##1);                               \
     c##r##2 = ATTN__VFMA(x, b2, c##r##2); c##r##3 = ATTN__VFMA(x, b3, c##r##3)
 #define ATTN__STORE_ROW(r)                                                                                    \
     if (rows > r) {                                                                                           \
-        ATTN__SFX(attn__store)(c + r * c_rs, c##r##0, accumulate);                                            \
-        ATTN__SFX(attn__store)(c + r * c_rs + ATTN__W, c##r##1, accumulate);                                  \
-        ATTN__SFX(attn__store)(c + r * c_rs + 2 * ATTN__W, c##r##2, accumulate);                              \
-        ATTN__SFX(attn__store)(c + r * c_rs + 3 * ATTN__W, c##r##3, accumulate);                              \
+        ATTN__VSTORE(c + r * c_rs, c##r##0); ATTN__VSTORE(c + r * c_rs + ATTN__W, c##r##1);                   \
+        ATTN__VSTORE(c + r * c_rs + 2 * ATTN__W, c##r##2); ATTN__VSTORE(c + r * c_rs + 3 * ATTN__W, c##r##3); \
     }
 #else
 #define ATTN__ACC(r) ATTN__V c##r##0 = ATTN__VZERO, c##r##1 = ATTN__VZERO
+#define ATTN__LOAD_ROW(r)                                                                                     \
+    if (rows > r) {                                                                                           \
+        c##r##0 = ATTN__VMUL(ATTN__VLOAD(c + r * c_rs), s0);                                                  \
+        c##r##1 = ATTN__VMUL(ATTN__VLOAD(c + r * c_rs + ATTN__W), s1);                                        \
+    }
 #define ATTN__FMA_ROW(r)                                                                                      \
     x = ATTN__VSET1(a##r[off]);                                                                               \
     c##r##0 = ATTN__VFMA(x, b0, c##r##0); c##r##1 = ATTN__VFMA(x, b1, c##r##1)
 #define ATTN__STORE_ROW(r)                                                                                    \
-    if (rows > r) {                                                                                           \
-        ATTN__SFX(attn__store)(c + r * c_rs, c##r##0, accumulate);                                            \
-        ATTN__SFX(attn__store)(c + r * c_rs + ATTN__W, c##r##1, accumulate);                                  \
-    }
+    if (rows > r) { ATTN__VSTORE(c + r * c_rs, c##r##0); ATTN__VSTORE(c + r * c_rs + ATTN__W, c##r##1); }
 #endif
-
-/* *c = v, or *c += v */
-static ATTN__TARGET void ATTN__SFX(attn__store)(float *c, ATTN__V v, int accumulate)
-{
-    ATTN__VSTORE(c, accumulate ? ATTN__VADD(ATTN__VLOAD(c), v) : v);
-}
 
 /* The body, for six rows or (six = 0) four: inlined into attn__kernel with a constant `six`, so that a
    call with at most four rows (the remainder of 64 keys or 64 head dimensions in blocks of 6) runs two
    thirds of the FMAs instead of computing two rows it drops. */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__kernel_rows)(
     float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
-    int k, int rows, int accumulate, const int six)
+    int k, int rows, int accumulate, const float *col_scale, const int six)
 {
     /* rows past `rows` re-read row 0 (in bounds) and are never stored */
     const float *a0 = a, *a1 = a + (rows > 1) * a_rs, *a2 = a + (rows > 2) * 2 * a_rs;
     const float *a3 = a + (rows > 3) * 3 * a_rs, *a4 = a + (rows > 4) * 4 * a_rs, *a5 = a + (rows > 5) * 5 * a_rs;
     ptrdiff_t p, off;
     ATTN__ACC(0); ATTN__ACC(1); ATTN__ACC(2); ATTN__ACC(3); ATTN__ACC(4); ATTN__ACC(5);
+    if (accumulate) {
+        const ATTN__V s0 = col_scale ? ATTN__VLOAD(col_scale) : ATTN__VSET1(1.0f);
+        const ATTN__V s1 = col_scale ? ATTN__VLOAD(col_scale + ATTN__W) : ATTN__VSET1(1.0f);
+#if ATTN__NV == 4
+        const ATTN__V s2 = col_scale ? ATTN__VLOAD(col_scale + 2 * ATTN__W) : ATTN__VSET1(1.0f);
+        const ATTN__V s3 = col_scale ? ATTN__VLOAD(col_scale + 3 * ATTN__W) : ATTN__VSET1(1.0f);
+#endif
+        ATTN__LOAD_ROW(0) ATTN__LOAD_ROW(1) ATTN__LOAD_ROW(2) ATTN__LOAD_ROW(3)
+        if (six) { ATTN__LOAD_ROW(4) ATTN__LOAD_ROW(5) }
+    }
     for (p = 0, off = 0; p < k; ++p, off += a_cs) {
         const float *b_p = b + p * b_rs;
         const ATTN__V b0 = ATTN__VLOAD(b_p), b1 = ATTN__VLOAD(b_p + ATTN__W);
@@ -2708,12 +2722,13 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__k
 
 static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs,
                                                  ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, int k,
-                                                 int rows, int accumulate)
+                                                 int rows, int accumulate, const float *col_scale)
 {
-    if (rows > 4) ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, 1);
-    else ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, 0);
+    if (rows > 4) ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, col_scale, 1);
+    else ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, col_scale, 0);
 }
 #undef ATTN__ACC
+#undef ATTN__LOAD_ROW
 #undef ATTN__FMA_ROW
 #undef ATTN__STORE_ROW
 
@@ -2742,12 +2757,12 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_mm)(float *c, ptrdiff_t ldc, const
     float tile[6 * ATTN__NB];
     int r, jj;
     if (nb == ATTN__NB) {
-        ATTN__SFX(attn__kernel)(c, ldc, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate);
+        ATTN__SFX(attn__kernel)(c, ldc, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate, NULL);
         return;
     }
     for (r = 0; r < rows; ++r)
         for (jj = 0; jj < ATTN__NB; ++jj) tile[r * ATTN__NB + jj] = accumulate && jj < nb ? c[(ptrdiff_t)r * ldc + jj] : 0.0f;
-    ATTN__SFX(attn__kernel)(tile, ATTN__NB, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate);
+    ATTN__SFX(attn__kernel)(tile, ATTN__NB, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate, NULL);
     for (r = 0; r < rows; ++r)
         for (jj = 0; jj < nb; ++jj) c[(ptrdiff_t)r * ldc + jj] = tile[r * ATTN__NB + jj];
 }
@@ -2809,7 +2824,7 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
     for (j = 0; j < tk; j += 6)
         for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
             ATTN__SFX(attn__kernel)(s_t + j * ATTN__TQ + nb, ATTN__TQ, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs,
-                                    1, q_t + nb, ATTN__TQ, h->dk, tk - j < 6 ? tk - j : 6, 0);
+                                    1, q_t + nb, ATTN__TQ, h->dk, tk - j < 6 ? tk - j : 6, 0, NULL);
     if (h->mask)
         for (j = 0; j < tk; ++j)
             for (i = 0; i < tq; ++i)
@@ -3034,15 +3049,12 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             ATTN__VSTORE(m + v, m_new);
         }
         ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
-        for (v = 0; v < ATTN__TQ; v += ATTN__W) {
-            const ATTN__V a = ATTN__VLOAD(alpha + v);
-            ATTN__VSTORE(l + v, ATTN__VFMA(ATTN__VLOAD(l + v), a, ATTN__VLOAD(sum + v)));
-            for (c = 0; c < h->dv; ++c) ATTN__VSTORE(o_t + c * ATTN__TQ + v, ATTN__VMUL(ATTN__VLOAD(o_t + c * ATTN__TQ + v), a));
-        }
-        for (c = 0; c < h->dv; c += 6) /* O^T[c][:] += sum_j V[j][c] * P^T[j][:] */
+        for (v = 0; v < ATTN__TQ; v += ATTN__W)
+            ATTN__VSTORE(l + v, ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
+        for (c = 0; c < h->dv; c += 6) /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] */
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
                 ATTN__SFX(attn__kernel)(o_t + c * ATTN__TQ + v, ATTN__TQ, h->v + (ptrdiff_t)j0 * h->v_rs + c, 1,
-                                        h->v_rs, s_t + v, ATTN__TQ, tk, h->dv - c < 6 ? h->dv - c : 6, 1);
+                                        h->v_rs, s_t + v, ATTN__TQ, tk, h->dv - c < 6 ? h->dv - c : 6, 1, alpha + v);
     }
     if (h->w) { /* the normalised weights, recomputing each score tile */
         for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
