@@ -1044,7 +1044,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__W 16
 #define ATTN__NV 4 /* 32 registers: 6 x 4 accumulators */
 #define ATTN__VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define ATTN__VLDEXP(p, n) _mm512_scalef_ps(p, n)
+#define ATTN__VLDEXP_Z(p, n, z) _mm512_maskz_scalef_ps((__mmask16)~(z), p, n) /* one instruction */
 #define ATTN__M __mmask16
 #define ATTN__VEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
 #define ATTN__VLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
@@ -1077,7 +1077,7 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__W 8
 #define ATTN__NV 2 /* 16 registers: 6 x 2 accumulators */
 #define ATTN__VROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define ATTN__VLDEXP(p, n) _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
+#define ATTN__VLDEXP_Z(p, n, z) _mm256_blendv_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))), _mm256_setzero_ps(), z)
 #define ATTN__M __m256
 #define ATTN__VEQ(a, b) _mm256_cmp_ps(a, b, _CMP_EQ_OQ)
 #define ATTN__VLT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
@@ -1115,7 +1115,7 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 /* x86 semantics: a > b ? a : b, so a NaN in a yields b and a NaN in b yields b */
 #define ATTN__VMAX(a, b) vbslq_f32(vcgtq_f32(a, b), a, b)
 #define ATTN__VROUND(x) vrndnq_f32(x)
-#define ATTN__VLDEXP(p, n) vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23)))
+#define ATTN__VLDEXP_Z(p, n, z) vbslq_f32(z, vdupq_n_f32(0.0f), vmulq_f32(p, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127)), 23))))
 #define ATTN__M uint32x4_t
 #define ATTN__VEQ(a, b) vceqq_f32(a, b)
 #define ATTN__VLT(a, b) vcltq_f32(a, b)
@@ -2615,8 +2615,8 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
      ATTN__SFX(name) the name with the set's suffix; ATTN__TARGET the function attribute;
      ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
      ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VFMA(a, b, c) = a*b + c,
-     _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP(p, n) = p * 2^n, _VSUM (of the lanes);
-     _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p).
+     _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP_Z(p, n, m) = m ? 0 : p * 2^n, _VSUM (of
+     the lanes); _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p).
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
    S^T [keys x TQ] = K . Q^T and the output O^T [Dv x TQ] += V^T . P^T are both one micro-kernel that
    broadcasts K or V elements straight from the caller's rows (no packing), and the online softmax runs
@@ -2642,7 +2642,7 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
     p = ATTN__VFMA(p, f, ATTN__VSET1(2.4022646e-1f));
     p = ATTN__VFMA(p, f, ATTN__VSET1(6.9314718e-1f));
     p = ATTN__VFMA(p, f, ATTN__VSET1(1.0f));
-    return ATTN__VBLEND(tiny, ATTN__VLDEXP(p, n), ATTN__VZERO);
+    return ATTN__VLDEXP_Z(p, n, tiny);
 }
 
 /* The micro-kernel: C[r][0..NB) = sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, or with accumulate
@@ -3042,9 +3042,16 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
         ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tk);
         for (v = 0; v < ATTN__TQ; v += ATTN__W) { /* new running max, and the rescale of the old state */
             const ATTN__V m_old = ATTN__VLOAD(m + v);
-            ATTN__V m_new = m_old;
+            ATTN__V m_new, m1 = m_old, m2 = m_old, m3 = m_old;
+            const float *s_v = s_t + v;
             int j;
-            for (j = 0; j < tk; ++j) m_new = ATTN__VMAX(ATTN__VLOAD(s_t + j * ATTN__TQ + v), m_new); /* NaN ignored */
+            /* four chains (one would wait on the max's latency at every key); NaN scores are ignored */
+            for (m_new = m_old, j = 0; j + 4 <= tk; j += 4, s_v += 4 * ATTN__TQ) {
+                m_new = ATTN__VMAX(ATTN__VLOAD(s_v), m_new);                m1 = ATTN__VMAX(ATTN__VLOAD(s_v + ATTN__TQ), m1);
+                m2 = ATTN__VMAX(ATTN__VLOAD(s_v + 2 * ATTN__TQ), m2);       m3 = ATTN__VMAX(ATTN__VLOAD(s_v + 3 * ATTN__TQ), m3);
+            }
+            for (; j < tk; ++j, s_v += ATTN__TQ) m_new = ATTN__VMAX(ATTN__VLOAD(s_v), m_new);
+            m_new = ATTN__VMAX(ATTN__VMAX(m_new, m1), ATTN__VMAX(m2, m3));
             ATTN__VSTORE(alpha + v, ATTN__VBLEND(ATTN__VEQ(m_old, m_new), ATTN__SFX(attn__vexp2)(ATTN__VSUB(m_old, m_new)), ATTN__VSET1(1.0f)));
             ATTN__VSTORE(m + v, m_new);
         }
@@ -3095,7 +3102,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 #undef ATTN__W
 #undef ATTN__NV
 #undef ATTN__VROUND
-#undef ATTN__VLDEXP
+#undef ATTN__VLDEXP_Z
 #undef ATTN__M
 #undef ATTN__VEQ
 #undef ATTN__VLT
