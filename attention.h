@@ -1052,6 +1052,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VANY(m) ((m) != 0)
 #define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm512_undefined_ps trips a false   */
 #pragma GCC diagnostic push                   /* -Wmaybe-uninitialized in C++ (gcc bug 105593) */
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -1085,6 +1086,7 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
 #define ATTN__VSUM(v) attn__hsum_avx2(v)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #include ATTN_HEADER_FILE
 #endif /* ATTN__HAVE_X86 */
 
@@ -1123,6 +1125,7 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
 #define ATTN__VSUM(v) vaddvq_f32(v)
 #define ATTN__PREFETCH(p) __builtin_prefetch(p)
+#define ATTN__PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
 #include ATTN_HEADER_FILE
 #endif /* ATTN__HAVE_NEON */
 
@@ -2639,7 +2642,8 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
      ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
      ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VFMA(a, b, c) = a*b + c,
      _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP_Z(p, n, m) = m ? 0 : p * 2^n, _VSUM (of
-     the lanes); _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p).
+     the lanes); _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
+     ATTN__PREFETCH_L2(p) into L2.
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
    S^T [keys x TQ] = K . Q^T and the output O^T [Dv x TQ] = alpha O^T + V^T . P^T are one micro-kernel that
    broadcasts K or V elements straight from the caller's rows (no packing), and the online softmax runs
@@ -2839,16 +2843,41 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
     }
 }
 
+/* Prefetches d floats of each of `rows` rows (row stride rs) into the cache: one prefetch per 64-byte line,
+   four per loop step (the decoding kernel issues one for every line of K and V it will read). */
+static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows)(const float *p, ptrdiff_t rs, int rows, int d)
+{
+    int r, c;
+    for (r = 0; r < rows; ++r, p += rs) {
+        for (c = 0; c + 64 <= d; c += 64) {
+            ATTN__PREFETCH(p + c); ATTN__PREFETCH(p + c + 16); ATTN__PREFETCH(p + c + 32); ATTN__PREFETCH(p + c + 48);
+        }
+        for (; c < d; c += 16) ATTN__PREFETCH(p + c);
+    }
+}
+
+/* The same into L2 only, for the tile kernel's V rows (a separate loop: the decoding kernel's is tuned). */
+static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows_l2)(const float *p, ptrdiff_t rs, int rows, int d)
+{
+    int r, c;
+    for (r = 0; r < rows; ++r, p += rs)
+        for (c = 0; c < d; c += 16) ATTN__PREFETCH_L2(p + c);
+}
+
 /* s_t[TK x TQ] = scores of keys [j0, j0 + tk) against the packed queries q_t [Dk x TQ] (already scaled to
    log2 units), with every mask applied (-inf = hidden). Only the first tq columns are real queries. */
 static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
                                                        int tq, int j0, int tk)
 {
     int j, i, nb;
-    for (j = 0; j < tk; j += 6)
+    for (j = 0; j < tk; j += 6) {
+        /* the V rows of these keys, into L2 for the P.V pass that follows: it reads them a few floats
+           per row, a pattern the hardware prefetchers do not follow (D = 128, one thread: -4%) */
+        ATTN__SFX(attn__prefetch_rows_l2)(h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, tk - j < 6 ? tk - j : 6, h->dv);
         for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
             ATTN__SFX(attn__kernel)(s_t + j * ATTN__TQ + nb, ATTN__TQ, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs,
                                     1, q_t + nb, ATTN__TQ, h->dk, tk - j < 6 ? tk - j : 6, 0, NULL);
+    }
     if (h->mask)
         for (j = 0; j < tk; ++j)
             for (i = 0; i < tq; ++i)
@@ -2894,19 +2923,6 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
     return ATTN__VSUM(v);
 }
 
-
-/* Prefetches d floats of each of `rows` rows (row stride rs) into the cache: one prefetch per 64-byte line,
-   four per loop step (the decoding kernel issues one for every line of K and V it will read). */
-static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows)(const float *p, ptrdiff_t rs, int rows, int d)
-{
-    int r, c;
-    for (r = 0; r < rows; ++r, p += rs) {
-        for (c = 0; c + 64 <= d; c += 64) {
-            ATTN__PREFETCH(p + c); ATTN__PREFETCH(p + c + 16); ATTN__PREFETCH(p + c + 32); ATTN__PREFETCH(p + c + 48);
-        }
-        for (; c < d; c += 16) ATTN__PREFETCH(p + c);
-    }
-}
 
 /* acc[0 .. nv W) = alpha acc + sum_{j < n} p[j] v_j[0 .. nv W), v_j = v + j v_rs, for nv = 8 (wide) or 4
    vectors: as many independent chains, so that one sweep down the rows reads each row's nv vectors at
@@ -3134,6 +3150,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 #undef ATTN__VANY
 #undef ATTN__VSUM
 #undef ATTN__PREFETCH
+#undef ATTN__PREFETCH_L2
 #endif /* ATTN__TEMPLATE */
 
 /*
