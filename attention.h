@@ -2877,8 +2877,9 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
         ATTN__SFX(attn__prefetch_rows_l2)(h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, tk - j < 6 ? tk - j : 6, h->dv);
         /* K rows apart from each other (a head of interleaved [N, H*D] rows) get no stream prefetch across
            rows: fetch the next tile's (-4 to -6% there; nothing gained on contiguous rows, so only here) */
-        if (h->k_rs != h->dk && next < h->nk)
-            ATTN__SFX(attn__prefetch_rows_l2)(h->k + (ptrdiff_t)next * h->k_rs, h->k_rs, h->nk - next < 6 ? h->nk - next : 6, h->dk);
+        if (h->k_rs != h->dk && next < h->n_valid)
+            ATTN__SFX(attn__prefetch_rows_l2)(h->k + (ptrdiff_t)next * h->k_rs, h->k_rs,
+                                              h->n_valid - next < 6 ? h->n_valid - next : 6, h->dk);
         for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
             ATTN__SFX(attn__kernel)(s_t + j * ATTN__TQ + nb, ATTN__TQ, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs,
                                     1, q_t + nb, ATTN__TQ, h->dk, tk - j < 6 ? tk - j : 6, 0, NULL);
