@@ -131,19 +131,21 @@ lint:
 # Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all built from
 # tests/fuzz/fuzz_attention.c. Each runs FUZZ_SECONDS from its committed seeds tests/fuzz/corpus/<name>/;
 # new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
-# $(BUILD)/fuzz/<name>.log. Replay one: ./$(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
+# $(BUILD)/fuzz/<name>.log. One harness: make fuzz-run-<name>; `make -j2 fuzz` runs two at a time.
+# Replay one: ./$(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
 FUZZ_TARGETS = project scores softmax weighted_sum merge sdpa self_forward cross_forward \
                align_scores align_forward hardmax topk sample image_write
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
-	@for t in $(FUZZ_TARGETS); do \
-	    mkdir -p $(BUILD)/fuzz/corpus_$$t; \
-	    ./$(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=512 -len_control=0 -timeout=20 \
-	        -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus_$$t tests/fuzz/corpus/$$t \
-	        > $(BUILD)/fuzz/$$t.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$$t.log; echo "fuzz_$$t FAILED"; exit 1; }; \
-	    echo "fuzz_$$t: ok, $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$$t.log) in $(FUZZ_SECONDS) s"; \
-	done
+FUZZ_RUNS = $(FUZZ_TARGETS:%=fuzz-run-%)
+.PHONY: $(FUZZ_RUNS)
+fuzz: $(FUZZ_RUNS)
+$(FUZZ_RUNS): fuzz-run-%: $(BUILD)/fuzz/fuzz_%
+	@mkdir -p $(BUILD)/fuzz/corpus_$*
+	@./$(BUILD)/fuzz/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=512 -len_control=0 -timeout=20 \
+	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus_$* tests/fuzz/corpus/$* \
+	    > $(BUILD)/fuzz/$*.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$*.log; echo "fuzz_$* FAILED"; exit 1; }
+	@echo "fuzz_$*: ok, $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$*.log) in $(FUZZ_SECONDS) s"
 
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/fuzz
