@@ -63,7 +63,7 @@ VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full
 VG_SKIP = -long_sequence
 test-valgrind: $(BUILD)/vg_avx2 $(BUILD)/vg_scalar
 	for b in vg_avx2 vg_scalar; do \
-	    $(VALGRIND) ./$(BUILD)/$$b tests/data $(VG_SKIP) > $(BUILD)/$$b.log || { cat $(BUILD)/$$b.log; exit 1; }; \
+	    $(VALGRIND) $(BUILD)/$$b tests/data $(VG_SKIP) > $(BUILD)/$$b.log || { cat $(BUILD)/$$b.log; exit 1; }; \
 	    echo "[$$b] $$(tail -n 1 $(BUILD)/$$b.log)"; \
 	done
 
@@ -79,8 +79,8 @@ $(BUILD)/vg_scalar: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD
 # internals; without them TSan reports false races inside libomp.
 TSAN_FLAGS = -g -fsanitize=thread
 test-tsan: $(BUILD)/tsan_pthreads $(BUILD)/tsan_openmp
-	./$(BUILD)/tsan_pthreads
-	TSAN_OPTIONS=ignore_noninstrumented_modules=1 ./$(BUILD)/tsan_openmp
+	$(BUILD)/tsan_pthreads
+	TSAN_OPTIONS=ignore_noninstrumented_modules=1 $(BUILD)/tsan_openmp
 
 $(BUILD)/tsan_pthreads: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 	clang $(CFLAGS) $(TSAN_FLAGS) -o $@ tests/tsan_concurrent.c $(LDLIBS) -lpthread
@@ -132,7 +132,7 @@ lint:
 # tests/fuzz/fuzz_attention.c. Each runs FUZZ_SECONDS from its committed seeds tests/fuzz/corpus/<name>/;
 # new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
 # $(BUILD)/fuzz/<name>.log. One harness: make fuzz-run-<name>; `make -j2 fuzz` runs two at a time.
-# Replay one: ./$(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
+# Replay one: $(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
 FUZZ_TARGETS = project scores softmax weighted_sum merge sdpa self_forward cross_forward \
                align_scores align_forward hardmax topk sample image_write
 FUZZ_SECONDS ?= 60
@@ -142,7 +142,7 @@ FUZZ_RUNS = $(FUZZ_TARGETS:%=fuzz-run-%)
 fuzz: $(FUZZ_RUNS)
 $(FUZZ_RUNS): fuzz-run-%: $(BUILD)/fuzz/fuzz_%
 	@mkdir -p $(BUILD)/fuzz/corpus_$*
-	@./$(BUILD)/fuzz/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=512 -len_control=0 -timeout=20 \
+	@$(BUILD)/fuzz/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=512 -len_control=0 -timeout=20 \
 	    -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus_$* tests/fuzz/corpus/$* \
 	    > $(BUILD)/fuzz/$*.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$*.log; echo "fuzz_$* FAILED"; exit 1; }
 	@echo "fuzz_$*: ok, $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$*.log) in $(FUZZ_SECONDS) s"
@@ -155,7 +155,7 @@ examples: $(EXAMPLES)
 
 # build and run the quick-start example
 run: $(BUILD)/quickstart
-	./$(BUILD)/quickstart
+	$(BUILD)/quickstart
 
 $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
@@ -170,26 +170,26 @@ check-build: $(HEADER) | $(BUILD)
 	    README.md > $(BUILD)/readme_quickstart.c
 	test -s $(BUILD)/readme_quickstart.c
 	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_quickstart $(BUILD)/readme_quickstart.c $(LDLIBS)
-	./$(BUILD)/readme_quickstart
+	$(BUILD)/readme_quickstart
 	awk '/<!-- snippet: seq2seq -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
 	    README.md > $(BUILD)/readme_seq2seq.c
 	test -s $(BUILD)/readme_seq2seq.c
 	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_seq2seq $(BUILD)/readme_seq2seq.c $(LDLIBS)
-	./$(BUILD)/readme_seq2seq
+	$(BUILD)/readme_seq2seq
 	$(CC) $(filter-out -std=%,$(CFLAGS)) -std=c11 -o $(BUILD)/link_c11 tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
-	./$(BUILD)/link_c11
+	$(BUILD)/link_c11
 	$(CXX) $(CXXFLAGS) -std=c++11 -o $(BUILD)/cplusplus11 tests/build/cplusplus.cpp $(LDLIBS)
-	./$(BUILD)/cplusplus11
+	$(BUILD)/cplusplus11
 	$(CXX) $(CXXFLAGS) -std=c++17 -o $(BUILD)/cplusplus17 tests/build/cplusplus.cpp $(LDLIBS)
-	./$(BUILD)/cplusplus17
+	$(BUILD)/cplusplus17
 	$(CC) $(CFLAGS) -o $(BUILD)/link tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
-	./$(BUILD)/link
+	$(BUILD)/link
 	$(CC) $(CFLAGS) -o $(BUILD)/static tests/build/static_a.c tests/build/static_b.c $(LDLIBS)
-	./$(BUILD)/static
+	$(BUILD)/static
 	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
-	./$(BUILD)/no_stdio
+	$(BUILD)/no_stdio
 	$(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/bench_check bench/bench.c -lm
-	./$(BUILD)/bench_check --list > /dev/null
+	$(BUILD)/bench_check --list > /dev/null
 	if echo | $(CC) -march=native -dM -E - | grep -q __AVX512F__; then \
 	    $(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/decode_probe bench/decode_probe.c -lm; fi
 
@@ -202,7 +202,7 @@ BENCH_LIBS = -lopenblas
 endif
 bench: $(HEADER) bench/bench.c | $(BUILD)
 	$(CC) $(BENCH_FLAGS) -o $(BUILD)/bench bench/bench.c $(BENCH_LIBS) -lm
-	./$(BUILD)/bench $(BENCH_ARGS)
+	$(BUILD)/bench $(BENCH_ARGS)
 
 $(BUILD):
 	mkdir -p $(BUILD)
