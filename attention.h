@@ -660,6 +660,10 @@ static const attn_options attn__default_options = {0};
    the partial results merged through their log-sum-exps in key order (flash-decoding). */
 #define ATTN__ROW_MAX 8
 #define ATTN__KEY_CHUNK 2048
+/* Rows of the next micro-kernel call with `left` rows to go: 6, but 7 and 8 as 4 + 3 and 4 + 4 (two calls of
+   the four-row body) rather than 6 + 1 and 6 + 2, whose second call would run the four-row body for one or
+   two rows: 128 rows are 20 x 6 + 2 x 4 (128 rows of FMAs, not 130). */
+#define ATTN__BLOCK_ROWS(left) ((left) == 7 || (left) == 8 ? 4 : (left) < 6 ? (left) : 6)
 /* Alignment of the arrays carved from a workspace, and the slack reserved to reach it. */
 #define ATTN__ALIGN 64
 /* Largest element count an array may have: its byte count and every offset fit in ptrdiff_t. */
@@ -1036,6 +1040,33 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 
 #ifdef ATTN__HAVE_X86
 #ifndef ATTN_NO_AVX512
+/* dst [16 x 16] (row stride dst_rs) = the transpose of src [16 x 16] (row stride src_rs) with lane c of each
+   src row times lane c of s: pairs of rows interleaved, then quads within 128-bit lanes, then the lanes. */
+static __attribute__((target("avx512f"))) void attn__transpose_block_avx512(float *dst, ptrdiff_t dst_rs, const float *src,
+                                                                      ptrdiff_t src_rs, __m512 s)
+{
+    __m512 r[16], t[16];
+    int k, j;
+    for (k = 0; k < 16; ++k) r[k] = _mm512_mul_ps(_mm512_loadu_ps(src + k * src_rs), s);
+    for (k = 0; k < 16; k += 2) { /* t[k], t[k+1]: columns {0,1}, {2,3} of each lane, rows k, k+1 */
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (k = 0; k < 16; k += 4) { /* r[k + j]: column j of each lane, rows k .. k+3 */
+        r[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
+        r[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
+        r[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        r[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (j = 0; j < 4; ++j) { /* column 4 L + j gathers lane L of r[j], r[4 + j], r[8 + j], r[12 + j] */
+        const __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
+        const __m512 c = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), d = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
+        _mm512_storeu_ps(dst + j * dst_rs, _mm512_shuffle_f32x4(a, c, 0x88));
+        _mm512_storeu_ps(dst + (4 + j) * dst_rs, _mm512_shuffle_f32x4(b, d, 0x88));
+        _mm512_storeu_ps(dst + (8 + j) * dst_rs, _mm512_shuffle_f32x4(a, c, 0xDD));
+        _mm512_storeu_ps(dst + (12 + j) * dst_rs, _mm512_shuffle_f32x4(b, d, 0xDD));
+    }
+}
 #define ATTN__TEMPLATE 1
 #define ATTN__SFX(name) name##_avx512
 #define ATTN__TARGET __attribute__((target("avx512f,fma")))
@@ -1051,6 +1082,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define ATTN__VANY(m) ((m) != 0)
 #define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
+#define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx512(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm512_undefined_ps trips a false   */
@@ -1070,6 +1102,28 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
     x = _mm_add_ss(x, _mm_movehdup_ps(x));
     return _mm_cvtss_f32(x);
 }
+/* The 8 x 8 transpose of attn__transpose_block_avx512: pairs, quads within 128-bit lanes, then the two lanes. */
+static __attribute__((target("avx2,fma"))) void attn__transpose_block_avx2(float *dst, ptrdiff_t dst_rs, const float *src,
+                                                                     ptrdiff_t src_rs, __m256 s)
+{
+    __m256 r[8], t[8];
+    int k, j;
+    for (k = 0; k < 8; ++k) r[k] = _mm256_mul_ps(_mm256_loadu_ps(src + k * src_rs), s);
+    for (k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (k = 0; k < 8; k += 4) {
+        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+    }
+    for (j = 0; j < 4; ++j) {
+        _mm256_storeu_ps(dst + j * dst_rs, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
+        _mm256_storeu_ps(dst + (4 + j) * dst_rs, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
+    }
+}
 #define ATTN__TEMPLATE 1
 #define ATTN__SFX(name) name##_avx2
 #define ATTN__TARGET __attribute__((target("avx2,fma")))
@@ -1085,12 +1139,23 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
 #define ATTN__VSUM(v) attn__hsum_avx2(v)
+#define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx2(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
 #include ATTN_HEADER_FILE
 #endif /* ATTN__HAVE_X86 */
 
 #ifdef ATTN__HAVE_NEON
+/* The 4 x 4 transpose of attn__transpose_block_avx512: pairs (vtrn), then halves. */
+static void attn__transpose_block_neon(float *dst, ptrdiff_t dst_rs, const float *src, ptrdiff_t src_rs, float32x4_t s)
+{
+    const float32x4x2_t a = vtrnq_f32(vmulq_f32(vld1q_f32(src), s), vmulq_f32(vld1q_f32(src + src_rs), s));
+    const float32x4x2_t b = vtrnq_f32(vmulq_f32(vld1q_f32(src + 2 * src_rs), s), vmulq_f32(vld1q_f32(src + 3 * src_rs), s));
+    vst1q_f32(dst, vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0])));
+    vst1q_f32(dst + dst_rs, vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1])));
+    vst1q_f32(dst + 2 * dst_rs, vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0])));
+    vst1q_f32(dst + 3 * dst_rs, vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1])));
+}
 #define ATTN__TEMPLATE 1
 #define ATTN__SFX(name) name##_neon
 #define ATTN__TARGET
@@ -1124,6 +1189,7 @@ static __attribute__((target("avx2,fma"))) float attn__hsum_avx2(__m256 v)
 #define ATTN__VBLEND(m, a, b) vbslq_f32(m, b, a)
 #define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
 #define ATTN__VSUM(v) vaddvq_f32(v)
+#define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_neon(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) __builtin_prefetch(p)
 #define ATTN__PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
 #include ATTN_HEADER_FILE
@@ -2803,15 +2869,16 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const fl
                                                int accumulate)
 {
     float panel[ATTN__KC * ATTN__NB];
-    int j0, p0, i0;
+    int j0, p0, i0, rows;
     for (j0 = 0; j0 < n; j0 += ATTN__NB)
         for (p0 = 0; p0 < k; p0 += ATTN__KC) {
             const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC;
             ATTN__SFX(attn__pack_panel)(panel, b, ldb, b_trans, n, j0, p0, kc);
-            for (i0 = 0; i0 < m; i0 += 6)
+            for (i0 = 0; i0 < m; i0 += rows) {
+                rows = ATTN__BLOCK_ROWS(m - i0);
                 ATTN__SFX(attn__tile_mm)(c + (ptrdiff_t)i0 * ldc + j0, ldc, a + (ptrdiff_t)i0 * lda + p0, lda, panel, kc,
-                                         m - i0 < 6 ? m - i0 : 6, n - j0 < ATTN__NB ? n - j0 : ATTN__NB,
-                                         accumulate || p0 > 0);
+                                         rows, n - j0 < ATTN__NB ? n - j0 : ATTN__NB, accumulate || p0 > 0);
+            }
         }
 }
 
@@ -2832,14 +2899,16 @@ static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const float *b, ptrd
 static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, const float *a, ptrdiff_t lda,
                                                       const float *bp, int m, int n, int k, int accumulate)
 {
-    int p0, i0, j0;
+    int p0, i0, j0, rows;
     for (p0 = 0; p0 < k; p0 += ATTN__KC_PACKED) {
         const int kc = k - p0 < ATTN__KC_PACKED ? k - p0 : ATTN__KC_PACKED;
-        for (i0 = 0; i0 < m; i0 += 6)
+        for (i0 = 0; i0 < m; i0 += rows) {
+            rows = ATTN__BLOCK_ROWS(m - i0);
             for (j0 = 0; j0 < n; j0 += ATTN__NB)
                 ATTN__SFX(attn__tile_mm)(c + (ptrdiff_t)i0 * ldc + j0, ldc, a + (ptrdiff_t)i0 * lda + p0, lda,
-                                         bp + ((ptrdiff_t)(j0 / ATTN__NB) * k + p0) * ATTN__NB, kc, m - i0 < 6 ? m - i0 : 6,
+                                         bp + ((ptrdiff_t)(j0 / ATTN__NB) * k + p0) * ATTN__NB, kc, rows,
                                          n - j0 < ATTN__NB ? n - j0 : ATTN__NB, accumulate || p0 > 0);
+        }
     }
 }
 
@@ -2869,20 +2938,21 @@ static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows_l2)(const float *p, ptrdi
 static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
                                                        int tq, int j0, int tk)
 {
-    int j, i, nb;
-    for (j = 0; j < tk; j += 6) {
+    int j, i, nb, rows;
+    for (j = 0; j < tk; j += rows) {
         const int next = j0 + ATTN__TK + j; /* the same keys of the next tile */
+        rows = ATTN__BLOCK_ROWS(tk - j);
         /* the V rows of these keys, into L2 for the P.V pass that follows: it reads them a few floats
            per row, a pattern the hardware prefetchers do not follow (D = 128, one thread: -4%) */
-        ATTN__SFX(attn__prefetch_rows_l2)(h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, tk - j < 6 ? tk - j : 6, h->dv);
+        ATTN__SFX(attn__prefetch_rows_l2)(h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, rows, h->dv);
         /* K rows apart from each other (a head of interleaved [N, H*D] rows) get no stream prefetch across
            rows: fetch the next tile's (-4 to -6% there; nothing gained on contiguous rows, so only here) */
         if (h->k_rs != h->dk && next < h->n_valid)
             ATTN__SFX(attn__prefetch_rows_l2)(h->k + (ptrdiff_t)next * h->k_rs, h->k_rs,
-                                              h->n_valid - next < 6 ? h->n_valid - next : 6, h->dk);
+                                              h->n_valid - next < rows ? h->n_valid - next : rows, h->dk);
         for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
             ATTN__SFX(attn__kernel)(s_t + j * ATTN__TQ + nb, ATTN__TQ, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs,
-                                    1, q_t + nb, ATTN__TQ, h->dk, tk - j < 6 ? tk - j : 6, 0, NULL);
+                                    1, q_t + nb, ATTN__TQ, h->dk, rows, 0, NULL);
     }
     if (h->mask)
         for (j = 0; j < tk; ++j)
@@ -3059,6 +3129,27 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     }
 }
 
+/* dst [cols x rows] = the transpose of src [rows x cols] with column c times col_scale[c] (col_scale NULL:
+   times scale): W x W blocks through the registers (ATTN__TRANSPOSE), the edges one float at a time. The
+   same one multiply per float either way. Packs Q^T and writes the output: as scalar loops these cost as
+   much as a whole key tile of D = 128 work per query tile (N = 256: 1.3x the time of no transposes). */
+static ATTN__TARGET void ATTN__SFX(attn__transpose)(float *dst, ptrdiff_t dst_rs, const float *src, ptrdiff_t src_rs,
+                                                   int rows, int cols, const float *col_scale, float scale)
+{
+    int r0, c0, r, c;
+    for (c0 = 0; c0 < cols; c0 += ATTN__W)
+        for (r0 = 0; r0 < rows; r0 += ATTN__W) {
+            if (r0 + ATTN__W <= rows && c0 + ATTN__W <= cols) {
+                ATTN__TRANSPOSE(dst + (ptrdiff_t)c0 * dst_rs + r0, dst_rs, src + (ptrdiff_t)r0 * src_rs + c0, src_rs,
+                                col_scale ? ATTN__VLOAD(col_scale + c0) : ATTN__VSET1(scale));
+                continue;
+            }
+            for (c = c0; c < cols && c < c0 + ATTN__W; ++c)
+                for (r = r0; r < rows && r < r0 + ATTN__W; ++r)
+                    dst[(ptrdiff_t)c * dst_rs + r] = src[(ptrdiff_t)r * src_rs + c] * (col_scale ? col_scale[c] : scale);
+        }
+}
+
 /* One query tile [i0, i0 + ATTN__TQ) of one head: pack Q^T, walk the visible key tiles with the online
    softmax (running max m and sum l per query, in log2 units), then normalise and write out. */
 static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int i0, float *ws)
@@ -3072,15 +3163,15 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
     float *m = o_t + h->dv * ATTN__TQ;            /* [TQ] running max */
     float *l = m + ATTN__TQ;                      /* [TQ] running sum */
     float *alpha = l + ATTN__TQ;                  /* [TQ] rescale of the running state */
-    float *sum = alpha + ATTN__TQ;                /* [TQ] column sums of a tile */
-    int i, c, j0, v;
+    float *sum = alpha + ATTN__TQ;                /* [TQ] column sums of a tile; at the end 1 / l */
+    int i, c, j0, v, rows;
     if (tq <= ATTN__ROW_MAX) {
         for (i = 0; i < tq; ++i) ATTN__SFX(attn__row_forward)(h, i0 + i, ws);
         return;
     }
-    for (c = 0; c < h->dk; ++c)
-        for (i = 0; i < ATTN__TQ; ++i)
-            q_t[c * ATTN__TQ + i] = i < tq ? h->q[(ptrdiff_t)(i0 + i) * h->q_rs + c] * q_scale : 0.0f;
+    ATTN__SFX(attn__transpose)(q_t, ATTN__TQ, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, NULL, q_scale);
+    for (c = 0; c < h->dk; ++c) /* the padding queries of a last tile: zero */
+        for (i = tq; i < ATTN__TQ; ++i) q_t[c * ATTN__TQ + i] = 0.0f;
     for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; }
     memset(o_t, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
     for (j0 = h->k_lo; j0 < key_end; j0 += ATTN__TK) {
@@ -3104,10 +3195,12 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
         ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
         for (v = 0; v < ATTN__TQ; v += ATTN__W)
             ATTN__VSTORE(l + v, ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
-        for (c = 0; c < h->dv; c += 6) /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] */
+        for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] */
+            rows = ATTN__BLOCK_ROWS(h->dv - c);
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
                 ATTN__SFX(attn__kernel)(o_t + c * ATTN__TQ + v, ATTN__TQ, h->v + (ptrdiff_t)j0 * h->v_rs + c, 1,
-                                        h->v_rs, s_t + v, ATTN__TQ, tk, h->dv - c < 6 ? h->dv - c : 6, 1, alpha + v);
+                                        h->v_rs, s_t + v, ATTN__TQ, tk, rows, 1, alpha + v);
+        }
     }
     if (h->w) { /* the normalised weights, recomputing each score tile */
         for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
@@ -3128,12 +3221,10 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             }
         }
     }
-    for (i = 0; i < tq; ++i) {
-        const float inv = attn__inv_sum(l[i]);
-        float *o_i = h->out + (ptrdiff_t)(i0 + i) * h->out_rs;
-        for (c = 0; c < h->dv; ++c) o_i[c] = o_t[c * ATTN__TQ + i] * inv;
-        if (h->lse) h->lse[i0 + i] = l[i] == 0.0f ? -INFINITY : m[i] * ATTN__LN2 + logf(l[i]);
-    }
+    for (i = 0; i < ATTN__TQ; ++i) sum[i] = attn__inv_sum(l[i]); /* out[i][c] = O^T[c][i] / l[i] */
+    ATTN__SFX(attn__transpose)(h->out + (ptrdiff_t)i0 * h->out_rs, h->out_rs, o_t, ATTN__TQ, h->dv, tq, sum, 0.0f);
+    if (h->lse)
+        for (i = 0; i < tq; ++i) h->lse[i0 + i] = l[i] == 0.0f ? -INFINITY : m[i] * ATTN__LN2 + logf(l[i]);
 }
 
 #undef ATTN__NB
@@ -3155,6 +3246,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 #undef ATTN__VBLEND
 #undef ATTN__VANY
 #undef ATTN__VSUM
+#undef ATTN__TRANSPOSE
 #undef ATTN__PREFETCH
 #undef ATTN__PREFETCH_L2
 #endif /* ATTN__TEMPLATE */
