@@ -3131,8 +3131,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
 
 /* dst [cols x rows] = the transpose of src [rows x cols] with column c times col_scale[c] (col_scale NULL:
    times scale): W x W blocks through the registers (ATTN__TRANSPOSE), the edges one float at a time. The
-   same one multiply per float either way. Packs Q^T and writes the output: as scalar loops these cost as
-   much as a whole key tile of D = 128 work per query tile (N = 256: 1.3x the time of no transposes). */
+   same one multiply per float either way. Packs Q^T and writes the output of a query tile (as scalar loops
+   these took 5-7% more time at N = 512 and 1-3% at N = 2048, D = 64: bench/RESULTS.md, session 6). */
 static ATTN__TARGET void ATTN__SFX(attn__transpose)(float *dst, ptrdiff_t dst_rs, const float *src, ptrdiff_t src_rs,
                                                    int rows, int cols, const float *col_scale, float scale)
 {
