@@ -1041,23 +1041,28 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #ifdef ATTN__HAVE_X86
 #ifndef ATTN_NO_AVX512
 /* dst [16 x 16] (row stride dst_rs) = the transpose of src [16 x 16] (row stride src_rs) with lane c of each
-   src row times lane c of s: pairs of rows interleaved, then quads within 128-bit lanes, then the lanes. */
+   src row times lane c of s: pairs of rows interleaved, then quads within 128-bit lanes, then the lanes.
+   The loops unrolled (gcc -O2 does not by itself) so that r and t live in registers, not on the stack. */
 static __attribute__((target("avx512f"))) void attn__transpose_block_avx512(float *dst, ptrdiff_t dst_rs, const float *src,
                                                                       ptrdiff_t src_rs, __m512 s)
 {
     __m512 r[16], t[16];
     int k, j;
+#pragma GCC unroll 16
     for (k = 0; k < 16; ++k) r[k] = _mm512_mul_ps(_mm512_loadu_ps(src + k * src_rs), s);
+#pragma GCC unroll 16
     for (k = 0; k < 16; k += 2) { /* t[k], t[k+1]: columns {0,1}, {2,3} of each lane, rows k, k+1 */
         t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
     }
+#pragma GCC unroll 16
     for (k = 0; k < 16; k += 4) { /* r[k + j]: column j of each lane, rows k .. k+3 */
         r[k] = _mm512_shuffle_ps(t[k], t[k + 2], 0x44);
         r[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], 0xEE);
         r[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0x44);
         r[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
     }
+#pragma GCC unroll 4
     for (j = 0; j < 4; ++j) { /* column 4 L + j gathers lane L of r[j], r[4 + j], r[8 + j], r[12 + j] */
         const __m512 a = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88), b = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xDD);
         const __m512 c = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88), d = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xDD);
@@ -1108,17 +1113,21 @@ static __attribute__((target("avx2,fma"))) void attn__transpose_block_avx2(float
 {
     __m256 r[8], t[8];
     int k, j;
+#pragma GCC unroll 8
     for (k = 0; k < 8; ++k) r[k] = _mm256_mul_ps(_mm256_loadu_ps(src + k * src_rs), s);
+#pragma GCC unroll 8
     for (k = 0; k < 8; k += 2) {
         t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
         t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
     }
+#pragma GCC unroll 8
     for (k = 0; k < 8; k += 4) {
         r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
         r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
         r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
         r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
     }
+#pragma GCC unroll 4
     for (j = 0; j < 4; ++j) {
         _mm256_storeu_ps(dst + j * dst_rs, _mm256_permute2f128_ps(r[j], r[4 + j], 0x20));
         _mm256_storeu_ps(dst + (4 + j) * dst_rs, _mm256_permute2f128_ps(r[j], r[4 + j], 0x31));
