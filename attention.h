@@ -1040,6 +1040,29 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 
 #ifdef ATTN__HAVE_X86
 #ifndef ATTN_NO_AVX512
+#define ATTN__TEMPLATE 1
+#define ATTN__SFX(name) name##_avx512
+#define ATTN__TARGET __attribute__((target("avx512f,fma")))
+#define ATTN__P(op) _mm512_##op
+#define ATTN__V __m512
+#define ATTN__W 16
+#define ATTN__NV 4 /* 32 registers: 6 x 4 accumulators */
+#define ATTN__VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define ATTN__VLDEXP_Z(p, n, z) _mm512_maskz_scalef_ps((__mmask16)~(z), p, n) /* one instruction */
+#define ATTN__M __mmask16
+#define ATTN__VEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
+#define ATTN__VLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define ATTN__VANY(m) ((m) != 0)
+#define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
+#define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx512(dst, dst_rs, src, src_rs, s)
+#define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
+#if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm512_undefined_ps trips a false   */
+#pragma GCC diagnostic push                   /* -W(maybe-)uninitialized in C++ (gcc bug 105593) */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 /* dst [16 x 16] (row stride dst_rs) = the transpose of src [16 x 16] (row stride src_rs) with lane c of each
    src row times lane c of s: pairs of rows interleaved, then quads within 128-bit lanes, then the lanes.
    The loops unrolled (gcc -O2 does not by itself) so that r and t live in registers, not on the stack. */
@@ -1072,28 +1095,6 @@ static __attribute__((target("avx512f"))) void attn__transpose_block_avx512(floa
         _mm512_storeu_ps(dst + (12 + j) * dst_rs, _mm512_shuffle_f32x4(b, d, 0xDD));
     }
 }
-#define ATTN__TEMPLATE 1
-#define ATTN__SFX(name) name##_avx512
-#define ATTN__TARGET __attribute__((target("avx512f,fma")))
-#define ATTN__P(op) _mm512_##op
-#define ATTN__V __m512
-#define ATTN__W 16
-#define ATTN__NV 4 /* 32 registers: 6 x 4 accumulators */
-#define ATTN__VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define ATTN__VLDEXP_Z(p, n, z) _mm512_maskz_scalef_ps((__mmask16)~(z), p, n) /* one instruction */
-#define ATTN__M __mmask16
-#define ATTN__VEQ(a, b) _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ)
-#define ATTN__VLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
-#define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
-#define ATTN__VANY(m) ((m) != 0)
-#define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
-#define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx512(dst, dst_rs, src, src_rs, s)
-#define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
-#define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
-#if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm512_undefined_ps trips a false   */
-#pragma GCC diagnostic push                   /* -Wmaybe-uninitialized in C++ (gcc bug 105593) */
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include ATTN_HEADER_FILE
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
