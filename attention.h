@@ -59,8 +59,8 @@
    four-row body for remainders) that broadcasts K and V straight from the caller's rows, the online
    softmax runs down the columns with a polynomial exp2, and key tiles past the causal diagonal or kv_len
    are skipped; causal query tiles are handed out heaviest first. Tiles of at most 8 queries (decoding)
-   take a row kernel that streams K and V once (four keys per step, software prefetch, each V row in one
-   sweep of up to 8 vectors); with more than 2048 keys their keys are cut into 2048-key chunks processed
+   take a row kernel that streams K and V once (four keys per step and each V row in one sweep of up to 8
+   vectors, longer rows one whole row at a time; software prefetch); with more than 2048 keys their keys are cut into 2048-key chunks processed
    as separate work items and merged through their log-sum-exps (flash-decoding).
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
    their workspace (the threads pack it together) and sweep 256-deep slices of it with each 6-row block of
@@ -3045,8 +3045,12 @@ static ATTN__TARGET void ATTN__SFX(attn__pv)(float *acc, const float *v, ptrdiff
 /* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
    for few queries, where the tile kernel's 64 query lanes would idle. Reads each K and V row once, and
    keeps the instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide
-   under that): four keys per step, the query pre-scaled, software prefetch of K 16 keys ahead and of the
-   tile's V rows while its scores are computed. */
+   under that): the query pre-scaled, software prefetch of K 16 keys ahead and of the tile's V rows while
+   its scores are computed. Rows of up to 8 vectors go four keys per step (four chains), and each V row in
+   one sweep of register accumulators. Longer rows (AVX2 at D = 128) would need several strided sweeps of
+   V, which the prefetchers follow badly: such rows are read whole, one at a time, K with four chains along
+   the row and V into accumulators in memory, so that the kernel reads two sequential streams (on a Zen 3
+   with two threads: 0.56-0.65 -> 0.81 of a plain read of the same bytes; bench/RESULTS.md, session 7). */
 static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
 {
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
@@ -3069,7 +3073,22 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
             int j;
-            for (j = 0; j < tv; j += 4) { /* s[j .. j+4) for four keys: four independent streams and chains */
+            for (j = 0; j < tv && dk > 8 * ATTN__W; ++j) { /* long rows: s[j], one key read whole */
+                const float *k_j = k_t + (ptrdiff_t)j * k_rs;
+                ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
+                if (j0 + j + 16 < key_end) ATTN__SFX(attn__prefetch_rows)(k_j + 16 * k_rs, k_rs, 1, dk);
+                ATTN__SFX(attn__prefetch_rows)(v_t + (ptrdiff_t)j * v_rs, v_rs, 1, dv);
+                for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
+                    a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+                    a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
+                    a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__VLOAD(k_j + c + 2 * ATTN__W), a2);
+                    a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__VLOAD(k_j + c + 3 * ATTN__W), a3);
+                }
+                for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+                s[j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a0, a1), ATTN__VADD(a2, a3)));
+                for (; c < dk; ++c) s[j] += qs[c] * k_j[c];
+            }
+            for (j = 0; j < tv && dk <= 8 * ATTN__W; j += 4) { /* s[j .. j+4): four keys, four streams and chains */
                 const float *k0 = k_t + (ptrdiff_t)j * k_rs;
                 const float *k1 = j + 1 < tv ? k0 + k_rs : k0, *k2 = j + 2 < tv ? k0 + 2 * k_rs : k0;
                 const float *k3 = j + 3 < tv ? k0 + 3 * k_rs : k0;
@@ -3116,7 +3135,22 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             sum = ATTN__SFX(attn__vsum)(vsum);
             l = l * alpha + sum;
             m = m_new;
-            /* acc = alpha acc + sum_j p_j v_j: each V row read in one sweep where 8 vectors cover it */
+            /* acc = alpha acc + sum_j p_j v_j */
+            if (dv > 8 * ATTN__W) { /* long rows: one V row at a time, read whole, acc in memory */
+                if (alpha != 1.0f) {
+                    for (c = 0; c + ATTN__W <= dv; c += ATTN__W) ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
+                    for (; c < dv; ++c) acc[c] *= alpha;
+                }
+                for (j = 0; j < tv; ++j) {
+                    const ATTN__V pj = ATTN__VSET1(s[j]);
+                    const float *v_j = v_t + (ptrdiff_t)j * v_rs;
+                    for (c = 0; c + ATTN__W <= dv; c += ATTN__W)
+                        ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__VLOAD(v_j + c), ATTN__VLOAD(acc + c)));
+                    for (; c < dv; ++c) acc[c] += s[j] * v_j[c];
+                }
+                continue;
+            }
+            /* rows of up to 8 vectors: each V row read in one sweep of register accumulators */
             for (c = 0; c + 8 * ATTN__W <= dv; c += 8 * ATTN__W) ATTN__SFX(attn__pv)(acc + c, v_t + c, v_rs, s, tv, alpha, 1);
             for (; c + 4 * ATTN__W <= dv; c += 4 * ATTN__W) ATTN__SFX(attn__pv)(acc + c, v_t + c, v_rs, s, tv, alpha, 0);
             for (; c + ATTN__W <= dv; c += ATTN__W) {

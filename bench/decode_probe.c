@@ -10,7 +10,7 @@
    per-round ratios. With `hot N` it instead times attn_sdpa on one head of N keys that stays in the
    cache: the kernel's own cost per key, which must hide under the DRAM time of a key.
 
-   Build and run (AVX-512 machine; from the repository root):
+   Build and run (an AVX-512 or AVX2 machine; from the repository root):
        cc -std=c99 -O2 -march=native -fopenmp -o build/decode_probe bench/decode_probe.c -lm
        ./build/decode_probe [threads]      # DRAM: attn_sdpa vs plain reads, 15 rounds
        ./build/decode_probe hot 256        # cache-resident: ns per key */
@@ -29,8 +29,29 @@
 #define ATTENTION_IMPLEMENTATION
 #include "../attention.h"
 
-#ifndef __AVX512F__
-#error "decode_probe reads with AVX-512: build with -march=native on an AVX-512 machine"
+/* The plain reads use the widest vectors the build targets: AVX-512, else AVX2. */
+#if defined(__AVX512F__)
+typedef __m512 vec;
+#define VW 16
+#define VZERO() _mm512_setzero_ps()
+#define VLOAD(p) _mm512_load_ps(p)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VSUM(a) _mm512_reduce_add_ps(a)
+#elif defined(__AVX2__)
+typedef __m256 vec;
+#define VW 8
+#define VZERO() _mm256_setzero_ps()
+#define VLOAD(p) _mm256_load_ps(p)
+#define VADD(a, b) _mm256_add_ps(a, b)
+static float vsum256(__m256 a)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#define VSUM(a) vsum256(a)
+#else
+#error "decode_probe reads with AVX-512 or AVX2: build with -march=native on such a machine"
 #endif
 
 enum { H = 32, N = 8192, D = 128, ROUNDS = 15 };
@@ -65,32 +86,32 @@ static double median(double *v, int n)
     return v[n / 2];
 }
 
-/* sum of n floats (a multiple of 64) with four independent chains */
-static __m512 read_sum(const float *p, size_t n, __m512 s)
+/* sum of n floats (a multiple of 4 VW) with four independent chains */
+static vec read_sum(const float *p, size_t n, vec s)
 {
-    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+    vec a = VZERO(), b = a, c = a, d = a;
     size_t i;
-    for (i = 0; i < n; i += 64) {
-        a = _mm512_add_ps(a, _mm512_load_ps(p + i));
-        b = _mm512_add_ps(b, _mm512_load_ps(p + i + 16));
-        c = _mm512_add_ps(c, _mm512_load_ps(p + i + 32));
-        d = _mm512_add_ps(d, _mm512_load_ps(p + i + 48));
+    for (i = 0; i < n; i += 4 * VW) {
+        a = VADD(a, VLOAD(p + i));
+        b = VADD(b, VLOAD(p + i + VW));
+        c = VADD(c, VLOAD(p + i + 2 * VW));
+        d = VADD(d, VLOAD(p + i + 3 * VW));
     }
-    return _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+    return VADD(s, VADD(VADD(a, b), VADD(c, d)));
 }
 
-/* sum of two arrays of n floats (a multiple of 32) read side by side */
-static __m512 read_sum2(const float *p, const float *q, size_t n, __m512 s)
+/* sum of two arrays of n floats (a multiple of 2 VW) read side by side */
+static vec read_sum2(const float *p, const float *q, size_t n, vec s)
 {
-    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+    vec a = VZERO(), b = a, c = a, d = a;
     size_t i;
-    for (i = 0; i < n; i += 32) {
-        a = _mm512_add_ps(a, _mm512_load_ps(p + i));
-        b = _mm512_add_ps(b, _mm512_load_ps(p + i + 16));
-        c = _mm512_add_ps(c, _mm512_load_ps(q + i));
-        d = _mm512_add_ps(d, _mm512_load_ps(q + i + 16));
+    for (i = 0; i < n; i += 2 * VW) {
+        a = VADD(a, VLOAD(p + i));
+        b = VADD(b, VLOAD(p + i + VW));
+        c = VADD(c, VLOAD(q + i));
+        d = VADD(d, VLOAD(q + i + VW));
     }
-    return _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+    return VADD(s, VADD(VADD(a, b), VADD(c, d)));
 }
 
 static void fill(float *q, float *k, float *v, size_t per_head, int heads)
@@ -156,7 +177,7 @@ int main(int argc, char **argv)
             double t0;
             float total = 0.0f;
             int h;
-            sink = _mm512_reduce_add_ps(read_sum(e, evict_n, _mm512_setzero_ps())); /* untimed */
+            sink = VSUM(read_sum(e, evict_n, VZERO())); /* untimed */
             t0 = now_s();
             if (m == 0) {
                 if (attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, ws, ws_bytes) != ATTN_OK) return 1;
@@ -166,13 +187,13 @@ int main(int argc, char **argv)
 #endif
                 for (h = 0; h < H; ++h) {
                     const float *k_h = k + (size_t)h * per, *v_h = v + (size_t)h * per;
-                    __m512 s = _mm512_setzero_ps();
+                    vec s = VZERO();
                     size_t j;
                     if (m == 1)
                         for (j = 0; j < per; j += 64 * D) s = read_sum(v_h + j, 64 * D, read_sum(k_h + j, 64 * D, s));
                     else
                         s = read_sum2(k_h, v_h, per, s);
-                    total += _mm512_reduce_add_ps(s);
+                    total += VSUM(s);
                 }
             }
             t[m][r] = now_s() - t0;

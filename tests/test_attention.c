@@ -420,7 +420,8 @@ static void run_sdpa_case(const sdpa_case *c)
 static void test_sdpa_random(void)
 {
     static const int n_choices[] = {1, 3, 17, 127, 64, 65, 200};
-    static const int d_choices[] = {1, 3, 17, 64, 8, 128, 200}; /* 128, 200: the decoding kernel's 8-vector sweeps */
+    /* 128, 200, 130: the decoding kernel's 8-vector sweeps and its long rows (with a scalar tail) */
+    static const int d_choices[] = {1, 3, 17, 64, 8, 128, 200, 130};
     int t;
     for (t = 0; t < 120; ++t) {
         sdpa_case c;
@@ -430,8 +431,8 @@ static void test_sdpa_random(void)
         c.d.n_heads = c.d.n_kv_heads * (1 + rnd_int(3)); /* MHA, GQA and MQA */
         c.d.n_q = pick(n_choices, 7);
         c.d.n_kv = pick(n_choices, 7);
-        c.d.d_k = pick(d_choices, 7);
-        c.d.d_v = rnd_int(2) ? c.d.d_k : pick(d_choices, 7);
+        c.d.d_k = pick(d_choices, 8);
+        c.d.d_v = rnd_int(2) ? c.d.d_k : pick(d_choices, 8);
         c.layout = rnd_int(3);
         c.causal = rnd_int(3);
         c.mask_kind = rnd_int(3);
