@@ -3042,15 +3042,74 @@ static ATTN__TARGET void ATTN__SFX(attn__pv)(float *acc, const float *v, ptrdiff
     }
 }
 
+/* s[j] = qs . k_j (k_j = k + j k_rs, dk > 8 vectors) for j < n, one whole K row at a time: the first 8
+   vectors of qs in registers, four chains along the row. Prefetches K row j + 16 (when j + 16 < pf_end)
+   and V row j (v + j v_rs, dv floats) for the P.V pass that follows. */
+static ATTN__TARGET void ATTN__SFX(attn__scores_long)(float *s, const float *k, ptrdiff_t k_rs, const float *qs, int dk,
+                                                      int n, int pf_end, const float *v, ptrdiff_t v_rs, int dv)
+{
+    const ATTN__V q0 = ATTN__VLOAD(qs), q1 = ATTN__VLOAD(qs + ATTN__W), q2 = ATTN__VLOAD(qs + 2 * ATTN__W);
+    const ATTN__V q3 = ATTN__VLOAD(qs + 3 * ATTN__W), q4 = ATTN__VLOAD(qs + 4 * ATTN__W);
+    const ATTN__V q5 = ATTN__VLOAD(qs + 5 * ATTN__W), q6 = ATTN__VLOAD(qs + 6 * ATTN__W), q7 = ATTN__VLOAD(qs + 7 * ATTN__W);
+    int j, c;
+    for (j = 0; j < n; ++j) {
+        const float *k_j = k + (ptrdiff_t)j * k_rs;
+        ATTN__V a0 = ATTN__VMUL(q0, ATTN__VLOAD(k_j)), a1 = ATTN__VMUL(q1, ATTN__VLOAD(k_j + ATTN__W));
+        ATTN__V a2 = ATTN__VMUL(q2, ATTN__VLOAD(k_j + 2 * ATTN__W)), a3 = ATTN__VMUL(q3, ATTN__VLOAD(k_j + 3 * ATTN__W));
+        if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_rows)(k_j + 16 * k_rs, k_rs, 1, dk);
+        ATTN__SFX(attn__prefetch_rows)(v + (ptrdiff_t)j * v_rs, v_rs, 1, dv);
+        a0 = ATTN__VFMA(q4, ATTN__VLOAD(k_j + 4 * ATTN__W), a0); a1 = ATTN__VFMA(q5, ATTN__VLOAD(k_j + 5 * ATTN__W), a1);
+        a2 = ATTN__VFMA(q6, ATTN__VLOAD(k_j + 6 * ATTN__W), a2); a3 = ATTN__VFMA(q7, ATTN__VLOAD(k_j + 7 * ATTN__W), a3);
+        for (c = 8 * ATTN__W; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
+            a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+            a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
+            a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__VLOAD(k_j + c + 2 * ATTN__W), a2);
+            a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__VLOAD(k_j + c + 3 * ATTN__W), a3);
+        }
+        for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+        s[j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a0, a1), ATTN__VADD(a2, a3)));
+        for (; c < dk; ++c) s[j] += qs[c] * k_j[c];
+    }
+}
+
+/* acc[0 .. dv) = alpha acc + sum_{j < n} p[j] v_j (v_j = v + j v_rs, dv > 8 vectors), one whole V row at a
+   time: the first 8 vectors of acc in registers, the rest in memory. */
+static ATTN__TARGET void ATTN__SFX(attn__pv_long)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
+                                                  int dv, float alpha)
+{
+    const ATTN__V al = ATTN__VSET1(alpha);
+    ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + ATTN__W), al);
+    ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + 2 * ATTN__W), al), a3 = ATTN__VMUL(ATTN__VLOAD(acc + 3 * ATTN__W), al);
+    ATTN__V a4 = ATTN__VMUL(ATTN__VLOAD(acc + 4 * ATTN__W), al), a5 = ATTN__VMUL(ATTN__VLOAD(acc + 5 * ATTN__W), al);
+    ATTN__V a6 = ATTN__VMUL(ATTN__VLOAD(acc + 6 * ATTN__W), al), a7 = ATTN__VMUL(ATTN__VLOAD(acc + 7 * ATTN__W), al);
+    int j, c;
+    for (c = 8 * ATTN__W; c + ATTN__W <= dv; c += ATTN__W) ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), al));
+    for (; c < dv; ++c) acc[c] *= alpha;
+    for (j = 0; j < n; ++j, v += v_rs) {
+        const ATTN__V pj = ATTN__VSET1(p[j]);
+        a0 = ATTN__VFMA(pj, ATTN__VLOAD(v), a0);                a1 = ATTN__VFMA(pj, ATTN__VLOAD(v + ATTN__W), a1);
+        a2 = ATTN__VFMA(pj, ATTN__VLOAD(v + 2 * ATTN__W), a2);  a3 = ATTN__VFMA(pj, ATTN__VLOAD(v + 3 * ATTN__W), a3);
+        a4 = ATTN__VFMA(pj, ATTN__VLOAD(v + 4 * ATTN__W), a4);  a5 = ATTN__VFMA(pj, ATTN__VLOAD(v + 5 * ATTN__W), a5);
+        a6 = ATTN__VFMA(pj, ATTN__VLOAD(v + 6 * ATTN__W), a6);  a7 = ATTN__VFMA(pj, ATTN__VLOAD(v + 7 * ATTN__W), a7);
+        for (c = 8 * ATTN__W; c + ATTN__W <= dv; c += ATTN__W)
+            ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__VLOAD(v + c), ATTN__VLOAD(acc + c)));
+        for (; c < dv; ++c) acc[c] += p[j] * v[c];
+    }
+    ATTN__VSTORE(acc, a0);                ATTN__VSTORE(acc + ATTN__W, a1);
+    ATTN__VSTORE(acc + 2 * ATTN__W, a2);  ATTN__VSTORE(acc + 3 * ATTN__W, a3);
+    ATTN__VSTORE(acc + 4 * ATTN__W, a4);  ATTN__VSTORE(acc + 5 * ATTN__W, a5);
+    ATTN__VSTORE(acc + 6 * ATTN__W, a6);  ATTN__VSTORE(acc + 7 * ATTN__W, a7);
+}
+
 /* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
    for few queries, where the tile kernel's 64 query lanes would idle. Reads each K and V row once, and
    keeps the instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide
    under that): the query pre-scaled, software prefetch of K 16 keys ahead and of the tile's V rows while
    its scores are computed. Rows of up to 8 vectors go four keys per step (four chains), and each V row in
    one sweep of register accumulators. Longer rows (AVX2 at D = 128) would need several strided sweeps of
-   V, which the prefetchers follow badly: such rows are read whole, one at a time, K with four chains along
-   the row and V into accumulators in memory, so that the kernel reads two sequential streams (on a Zen 3
-   with two threads: 0.56-0.65 -> 0.81 of a plain read of the same bytes; bench/RESULTS.md, session 7). */
+   V, which the prefetchers follow badly: such rows are read whole, one at a time (attn__scores_long,
+   attn__pv_long), so that the kernel reads two sequential streams (on a Zen 3 with two threads: 0.56-0.65
+   -> 0.82-0.89 of a plain read of the same bytes; bench/RESULTS.md, session 7). */
 static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
 {
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
@@ -3073,21 +3132,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
             int j;
-            for (j = 0; j < tv && dk > 8 * ATTN__W; ++j) { /* long rows: s[j], one key read whole */
-                const float *k_j = k_t + (ptrdiff_t)j * k_rs;
-                ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
-                if (j0 + j + 16 < key_end) ATTN__SFX(attn__prefetch_rows)(k_j + 16 * k_rs, k_rs, 1, dk);
-                ATTN__SFX(attn__prefetch_rows)(v_t + (ptrdiff_t)j * v_rs, v_rs, 1, dv);
-                for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
-                    a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
-                    a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
-                    a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__VLOAD(k_j + c + 2 * ATTN__W), a2);
-                    a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__VLOAD(k_j + c + 3 * ATTN__W), a3);
-                }
-                for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
-                s[j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a0, a1), ATTN__VADD(a2, a3)));
-                for (; c < dk; ++c) s[j] += qs[c] * k_j[c];
-            }
+            if (dk > 8 * ATTN__W) /* long rows: one key at a time, read whole */
+                ATTN__SFX(attn__scores_long)(s, k_t, k_rs, qs, dk, tv, key_end - j0, v_t, v_rs, dv);
             for (j = 0; j < tv && dk <= 8 * ATTN__W; j += 4) { /* s[j .. j+4): four keys, four streams and chains */
                 const float *k0 = k_t + (ptrdiff_t)j * k_rs;
                 const float *k1 = j + 1 < tv ? k0 + k_rs : k0, *k2 = j + 2 < tv ? k0 + 2 * k_rs : k0;
@@ -3136,18 +3182,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             l = l * alpha + sum;
             m = m_new;
             /* acc = alpha acc + sum_j p_j v_j */
-            if (dv > 8 * ATTN__W) { /* long rows: one V row at a time, read whole, acc in memory */
-                if (alpha != 1.0f) {
-                    for (c = 0; c + ATTN__W <= dv; c += ATTN__W) ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
-                    for (; c < dv; ++c) acc[c] *= alpha;
-                }
-                for (j = 0; j < tv; ++j) {
-                    const ATTN__V pj = ATTN__VSET1(s[j]);
-                    const float *v_j = v_t + (ptrdiff_t)j * v_rs;
-                    for (c = 0; c + ATTN__W <= dv; c += ATTN__W)
-                        ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__VLOAD(v_j + c), ATTN__VLOAD(acc + c)));
-                    for (; c < dv; ++c) acc[c] += s[j] * v_j[c];
-                }
+            if (dv > 8 * ATTN__W) { /* long rows: one V row at a time, read whole */
+                ATTN__SFX(attn__pv_long)(acc, v_t, v_rs, s, tv, dv, alpha);
                 continue;
             }
             /* rows of up to 8 vectors: each V row read in one sweep of register accumulators */
