@@ -60,8 +60,9 @@
    softmax runs down the columns with a polynomial exp2, and key tiles past the causal diagonal or kv_len
    are skipped; causal query tiles are handed out heaviest first. Tiles of at most 8 queries (decoding)
    take a row kernel that streams K and V once (four keys per step and each V row in one sweep of up to 8
-   vectors, longer rows one whole row at a time; software prefetch); with more than 2048 keys their keys are cut into 2048-key chunks processed
-   as separate work items and merged through their log-sum-exps (flash-decoding).
+   vectors, longer rows one whole row at a time; software prefetch); with more than 2048 keys their keys
+   are cut into 2048-key chunks processed as separate work items and merged through their log-sum-exps
+   (flash-decoding).
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
    their workspace (the threads pack it together) and sweep 256-deep slices of it with each 6-row block of
    the input held in L1; the building blocks pack 16 KiB panels on the stack.
