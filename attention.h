@@ -60,7 +60,8 @@
    softmax runs down the columns with a polynomial exp2, and key tiles past the causal diagonal or kv_len
    are skipped; causal query tiles are handed out heaviest first. Tiles of at most 8 queries (decoding)
    take a row kernel that streams K and V once (four keys per step and each V row in one sweep of up to 8
-   vectors, longer rows one whole row at a time; software prefetch); with more than 2048 keys their keys
+   vectors, longer rows one whole row at a time with a tile's P.V beside the next tile's scores, so that
+   K and V stream side by side; software prefetch); with more than 2048 keys their keys
    are cut into 2048-key chunks processed as separate work items and merged through their log-sum-exps
    (flash-decoding).
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
@@ -3043,63 +3044,60 @@ static ATTN__TARGET void ATTN__SFX(attn__pv)(float *acc, const float *v, ptrdiff
     }
 }
 
-/* s[j] = qs . k_j (k_j = k + j k_rs, dk > 8 vectors) for j < n, one whole K row at a time: the first 8
-   vectors of qs in registers, four chains along the row. Prefetches K row j + 16 (when j + 16 < pf_end)
-   and V row j (v + j v_rs, dv floats) for the P.V pass that follows. */
-static ATTN__TARGET void ATTN__SFX(attn__scores_long)(float *s, const float *k, ptrdiff_t k_rs, const float *qs, int dk,
-                                                      int n, int pf_end, const float *v, ptrdiff_t v_rs, int dv)
+/* Long rows (more than 8 vectors: AVX2 at D = 128): the scores of one key tile and the P.V of the tile before
+   it in one pass, key by key -- s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j = k + j k_rs,
+   v_j = v + j v_rs) -- so that K and V are read as two sequential streams side by side rather than a tile of
+   K, then a tile of V. Each K row in four chains; the first 8 vectors of acc in registers when dv has them,
+   the rest in memory. Prefetches K row j + 16 while j + 16 < pf_end. */
+static ATTN__TARGET void ATTN__SFX(attn__scores_pv_long)(float *s, const float *k, ptrdiff_t k_rs, const float *qs,
+                                                         int dk, int n_s, int pf_end, float *acc, const float *v,
+                                                         ptrdiff_t v_rs, const float *p, int n_pv, int dv)
 {
-    const ATTN__V q0 = ATTN__VLOAD(qs), q1 = ATTN__VLOAD(qs + ATTN__W), q2 = ATTN__VLOAD(qs + 2 * ATTN__W);
-    const ATTN__V q3 = ATTN__VLOAD(qs + 3 * ATTN__W), q4 = ATTN__VLOAD(qs + 4 * ATTN__W);
-    const ATTN__V q5 = ATTN__VLOAD(qs + 5 * ATTN__W), q6 = ATTN__VLOAD(qs + 6 * ATTN__W), q7 = ATTN__VLOAD(qs + 7 * ATTN__W);
+    const int n = n_s > n_pv ? n_s : n_pv, c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : 0;
+    ATTN__V r0 = ATTN__VZERO, r1 = ATTN__VZERO, r2 = ATTN__VZERO, r3 = ATTN__VZERO;
+    ATTN__V r4 = ATTN__VZERO, r5 = ATTN__VZERO, r6 = ATTN__VZERO, r7 = ATTN__VZERO;
     int j, c;
+    if (c_reg && n_pv > 0) {
+        r0 = ATTN__VLOAD(acc);                r1 = ATTN__VLOAD(acc + ATTN__W);
+        r2 = ATTN__VLOAD(acc + 2 * ATTN__W);  r3 = ATTN__VLOAD(acc + 3 * ATTN__W);
+        r4 = ATTN__VLOAD(acc + 4 * ATTN__W);  r5 = ATTN__VLOAD(acc + 5 * ATTN__W);
+        r6 = ATTN__VLOAD(acc + 6 * ATTN__W);  r7 = ATTN__VLOAD(acc + 7 * ATTN__W);
+    }
     for (j = 0; j < n; ++j) {
-        const float *k_j = k + (ptrdiff_t)j * k_rs;
-        ATTN__V a0 = ATTN__VMUL(q0, ATTN__VLOAD(k_j)), a1 = ATTN__VMUL(q1, ATTN__VLOAD(k_j + ATTN__W));
-        ATTN__V a2 = ATTN__VMUL(q2, ATTN__VLOAD(k_j + 2 * ATTN__W)), a3 = ATTN__VMUL(q3, ATTN__VLOAD(k_j + 3 * ATTN__W));
-        if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_rows)(k_j + 16 * k_rs, k_rs, 1, dk);
-        ATTN__SFX(attn__prefetch_rows)(v + (ptrdiff_t)j * v_rs, v_rs, 1, dv);
-        a0 = ATTN__VFMA(q4, ATTN__VLOAD(k_j + 4 * ATTN__W), a0); a1 = ATTN__VFMA(q5, ATTN__VLOAD(k_j + 5 * ATTN__W), a1);
-        a2 = ATTN__VFMA(q6, ATTN__VLOAD(k_j + 6 * ATTN__W), a2); a3 = ATTN__VFMA(q7, ATTN__VLOAD(k_j + 7 * ATTN__W), a3);
-        for (c = 8 * ATTN__W; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
-            a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
-            a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
-            a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__VLOAD(k_j + c + 2 * ATTN__W), a2);
-            a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__VLOAD(k_j + c + 3 * ATTN__W), a3);
+        if (j < n_s) {
+            const float *k_j = k + (ptrdiff_t)j * k_rs;
+            ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
+            if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_rows)(k_j + 16 * k_rs, k_rs, 1, dk);
+            for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
+                a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+                a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
+                a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__VLOAD(k_j + c + 2 * ATTN__W), a2);
+                a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__VLOAD(k_j + c + 3 * ATTN__W), a3);
+            }
+            for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+            s[j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a0, a1), ATTN__VADD(a2, a3)));
+            for (; c < dk; ++c) s[j] += qs[c] * k_j[c];
         }
-        for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
-        s[j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a0, a1), ATTN__VADD(a2, a3)));
-        for (; c < dk; ++c) s[j] += qs[c] * k_j[c];
+        if (j < n_pv) {
+            const float *v_j = v + (ptrdiff_t)j * v_rs;
+            const ATTN__V pj = ATTN__VSET1(p[j]);
+            if (c_reg) {
+                r0 = ATTN__VFMA(pj, ATTN__VLOAD(v_j), r0);                r1 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + ATTN__W), r1);
+                r2 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 2 * ATTN__W), r2);  r3 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 3 * ATTN__W), r3);
+                r4 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 4 * ATTN__W), r4);  r5 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 5 * ATTN__W), r5);
+                r6 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 6 * ATTN__W), r6);  r7 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 7 * ATTN__W), r7);
+            }
+            for (c = c_reg; c + ATTN__W <= dv; c += ATTN__W)
+                ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__VLOAD(v_j + c), ATTN__VLOAD(acc + c)));
+            for (; c < dv; ++c) acc[c] += p[j] * v_j[c];
+        }
     }
-}
-
-/* acc[0 .. dv) = alpha acc + sum_{j < n} p[j] v_j (v_j = v + j v_rs, dv > 8 vectors), one whole V row at a
-   time: the first 8 vectors of acc in registers, the rest in memory. */
-static ATTN__TARGET void ATTN__SFX(attn__pv_long)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
-                                                  int dv, float alpha)
-{
-    const ATTN__V al = ATTN__VSET1(alpha);
-    ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + ATTN__W), al);
-    ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + 2 * ATTN__W), al), a3 = ATTN__VMUL(ATTN__VLOAD(acc + 3 * ATTN__W), al);
-    ATTN__V a4 = ATTN__VMUL(ATTN__VLOAD(acc + 4 * ATTN__W), al), a5 = ATTN__VMUL(ATTN__VLOAD(acc + 5 * ATTN__W), al);
-    ATTN__V a6 = ATTN__VMUL(ATTN__VLOAD(acc + 6 * ATTN__W), al), a7 = ATTN__VMUL(ATTN__VLOAD(acc + 7 * ATTN__W), al);
-    int j, c;
-    for (c = 8 * ATTN__W; c + ATTN__W <= dv; c += ATTN__W) ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), al));
-    for (; c < dv; ++c) acc[c] *= alpha;
-    for (j = 0; j < n; ++j, v += v_rs) {
-        const ATTN__V pj = ATTN__VSET1(p[j]);
-        a0 = ATTN__VFMA(pj, ATTN__VLOAD(v), a0);                a1 = ATTN__VFMA(pj, ATTN__VLOAD(v + ATTN__W), a1);
-        a2 = ATTN__VFMA(pj, ATTN__VLOAD(v + 2 * ATTN__W), a2);  a3 = ATTN__VFMA(pj, ATTN__VLOAD(v + 3 * ATTN__W), a3);
-        a4 = ATTN__VFMA(pj, ATTN__VLOAD(v + 4 * ATTN__W), a4);  a5 = ATTN__VFMA(pj, ATTN__VLOAD(v + 5 * ATTN__W), a5);
-        a6 = ATTN__VFMA(pj, ATTN__VLOAD(v + 6 * ATTN__W), a6);  a7 = ATTN__VFMA(pj, ATTN__VLOAD(v + 7 * ATTN__W), a7);
-        for (c = 8 * ATTN__W; c + ATTN__W <= dv; c += ATTN__W)
-            ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__VLOAD(v + c), ATTN__VLOAD(acc + c)));
-        for (; c < dv; ++c) acc[c] += p[j] * v[c];
+    if (c_reg && n_pv > 0) {
+        ATTN__VSTORE(acc, r0);                ATTN__VSTORE(acc + ATTN__W, r1);
+        ATTN__VSTORE(acc + 2 * ATTN__W, r2);  ATTN__VSTORE(acc + 3 * ATTN__W, r3);
+        ATTN__VSTORE(acc + 4 * ATTN__W, r4);  ATTN__VSTORE(acc + 5 * ATTN__W, r5);
+        ATTN__VSTORE(acc + 6 * ATTN__W, r6);  ATTN__VSTORE(acc + 7 * ATTN__W, r7);
     }
-    ATTN__VSTORE(acc, a0);                ATTN__VSTORE(acc + ATTN__W, a1);
-    ATTN__VSTORE(acc + 2 * ATTN__W, a2);  ATTN__VSTORE(acc + 3 * ATTN__W, a3);
-    ATTN__VSTORE(acc + 4 * ATTN__W, a4);  ATTN__VSTORE(acc + 5 * ATTN__W, a5);
-    ATTN__VSTORE(acc + 6 * ATTN__W, a6);  ATTN__VSTORE(acc + 7 * ATTN__W, a7);
 }
 
 /* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
@@ -3108,19 +3106,23 @@ static ATTN__TARGET void ATTN__SFX(attn__pv_long)(float *acc, const float *v, pt
    under that): the query pre-scaled, software prefetch of K 16 keys ahead and of the tile's V rows while
    its scores are computed. Rows of up to 8 vectors go four keys per step (four chains), and each V row in
    one sweep of register accumulators. Longer rows (AVX2 at D = 128) would need several strided sweeps of
-   V, which the prefetchers follow badly: such rows are read whole, one at a time (attn__scores_long,
-   attn__pv_long), so that the kernel reads two sequential streams (on a Zen 3 with two threads: 0.56-0.65
-   -> 0.82-0.89 of a plain read of the same bytes; bench/RESULTS.md, session 7). */
+   V, which the prefetchers follow badly: such rows are read whole, one key at a time, and a tile's P.V
+   runs beside the next tile's scores (attn__scores_pv_long), so that K and V are read as two sequential
+   streams side by side (bench/RESULTS.md, sessions 7 and 8). The running output is rescaled by alpha
+   before the tile's terms are added, as in the short rows: the same arithmetic in the same order. */
 static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
 {
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
+    const int long_rows = dk > 8 * ATTN__W || dv > 8 * ATTN__W;
     const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
     const ptrdiff_t k_rs = h->k_rs, v_rs = h->v_rs;
     float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
-    float *acc = s + ATTN__TK;                    /* [Dv] unnormalised output */
+    float *p_prev = s + ATTN__TK;                 /* [TK] long rows: the probabilities of the tile before */
+    float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output */
     float *qs = acc + dv;                         /* [Dk] the query, scaled to log2 units */
+    const float *v_prev = NULL;                   /* long rows: the V rows of the tile before, n_prev of them */
     float m = -INFINITY, l = 0.0f, inv = 0.0f;
-    int j0, pass, c;
+    int j0, pass, c, n_prev = 0;
     for (c = 0; c < dk; ++c) qs[c] = q_i[c] * (h->scale * ATTN__LOG2E);
     memset(acc, 0, sizeof(float) * (size_t)dv);
     /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
@@ -3133,9 +3135,10 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
             int j;
-            if (dk > 8 * ATTN__W) /* long rows: one key at a time, read whole */
-                ATTN__SFX(attn__scores_long)(s, k_t, k_rs, qs, dk, tv, key_end - j0, v_t, v_rs, dv);
-            for (j = 0; j < tv && dk <= 8 * ATTN__W; j += 4) { /* s[j .. j+4): four keys, four streams and chains */
+            if (long_rows) /* this tile's scores and the P.V of the tile before, side by side */
+                ATTN__SFX(attn__scores_pv_long)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev,
+                                                n_prev, dv);
+            for (j = 0; j < tv && !long_rows; j += 4) { /* s[j .. j+4): four keys, four streams and chains */
                 const float *k0 = k_t + (ptrdiff_t)j * k_rs;
                 const float *k1 = j + 1 < tv ? k0 + k_rs : k0, *k2 = j + 2 < tv ? k0 + 2 * k_rs : k0;
                 const float *k3 = j + 3 < tv ? k0 + 3 * k_rs : k0;
@@ -3183,8 +3186,12 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             l = l * alpha + sum;
             m = m_new;
             /* acc = alpha acc + sum_j p_j v_j */
-            if (dv > 8 * ATTN__W) { /* long rows: one V row at a time, read whole */
-                ATTN__SFX(attn__pv_long)(acc, v_t, v_rs, s, tv, dv, alpha);
+            if (long_rows) { /* acc (through the tile before) times alpha now; this tile's sum with the next scores */
+                float *t = p_prev;
+                for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
+                    ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
+                for (; c < dv && alpha != 1.0f; ++c) acc[c] *= alpha;
+                p_prev = s; s = t; v_prev = v_t; n_prev = tv;
                 continue;
             }
             /* rows of up to 8 vectors: each V row read in one sweep of register accumulators */
@@ -3201,6 +3208,9 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
                 acc[c] = a;
             }
         }
+        if (n_prev > 0) /* long rows: the last tile's P.V */
+            ATTN__SFX(attn__scores_pv_long)(s, h->k, k_rs, qs, dk, 0, 0, acc, v_prev, v_rs, p_prev, n_prev, dv);
+        n_prev = 0;
         inv = attn__inv_sum(l);
     }
     {
