@@ -59,11 +59,9 @@
    four-row body for remainders) that broadcasts K and V straight from the caller's rows, the online
    softmax runs down the columns with a polynomial exp2, and key tiles past the causal diagonal or kv_len
    are skipped; causal query tiles are handed out heaviest first. Tiles of at most 8 queries (decoding)
-   take a row kernel that streams K and V once (four keys per step and each V row in one sweep of up to 8
-   vectors, longer rows one whole row at a time with a tile's P.V beside the next tile's scores, so that
-   K and V stream side by side; software prefetch); with more than 2048 keys their keys
-   are cut into 2048-key chunks processed as separate work items and merged through their log-sum-exps
-   (flash-decoding).
+   take a row kernel that streams K and V once, side by side (a key tile's P.V beside the next tile's
+   scores; software prefetch); with more than 2048 keys their keys are cut into 2048-key chunks processed
+   as separate work items and merged through their log-sum-exps (flash-decoding).
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
    their workspace (the threads pack it together) and sweep 256-deep slices of it with each 6-row block of
    the input held in L1; the building blocks pack 16 KiB panels on the stack.
@@ -3012,54 +3010,25 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
 }
 
 
-/* acc[0 .. nv W) = alpha acc + sum_{j < n} p[j] v_j[0 .. nv W), v_j = v + j v_rs, for nv = 8 (wide) or 4
-   vectors: as many independent chains, so that one sweep down the rows reads each row's nv vectors at
-   once (the test of `wide` is one predictable branch per row). */
-static ATTN__TARGET void ATTN__SFX(attn__pv)(float *acc, const float *v, ptrdiff_t v_rs, const float *p, int n,
-                                             float alpha, int wide)
+/* The decoding kernel's pass over one key tile: its scores and the P.V of the tile before it, key by key --
+   s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j = k + j k_rs, v_j = v + j v_rs) -- so
+   that K and V are read as two sequential streams side by side, each row whole. Each K row in four chains;
+   the first 8 (or 4) vectors of acc in registers, the rest in memory. Prefetches K row j + 16 while
+   j + 16 < pf_end. */
+static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, ptrdiff_t k_rs, const float *qs, int dk,
+                                                    int n_s, int pf_end, float *acc, const float *v, ptrdiff_t v_rs,
+                                                    const float *p, int n_pv, int dv)
 {
-    const ATTN__V al = ATTN__VSET1(alpha);
-    ATTN__V a0 = ATTN__VMUL(ATTN__VLOAD(acc), al), a1 = ATTN__VMUL(ATTN__VLOAD(acc + ATTN__W), al);
-    ATTN__V a2 = ATTN__VMUL(ATTN__VLOAD(acc + 2 * ATTN__W), al), a3 = ATTN__VMUL(ATTN__VLOAD(acc + 3 * ATTN__W), al);
-    ATTN__V a4 = ATTN__VZERO, a5 = ATTN__VZERO, a6 = ATTN__VZERO, a7 = ATTN__VZERO;
-    int j;
-    if (wide) {
-        a4 = ATTN__VMUL(ATTN__VLOAD(acc + 4 * ATTN__W), al); a5 = ATTN__VMUL(ATTN__VLOAD(acc + 5 * ATTN__W), al);
-        a6 = ATTN__VMUL(ATTN__VLOAD(acc + 6 * ATTN__W), al); a7 = ATTN__VMUL(ATTN__VLOAD(acc + 7 * ATTN__W), al);
-    }
-    for (j = 0; j < n; ++j, v += v_rs) {
-        const ATTN__V pj = ATTN__VSET1(p[j]);
-        a0 = ATTN__VFMA(pj, ATTN__VLOAD(v), a0);                a1 = ATTN__VFMA(pj, ATTN__VLOAD(v + ATTN__W), a1);
-        a2 = ATTN__VFMA(pj, ATTN__VLOAD(v + 2 * ATTN__W), a2);  a3 = ATTN__VFMA(pj, ATTN__VLOAD(v + 3 * ATTN__W), a3);
-        if (wide) {
-            a4 = ATTN__VFMA(pj, ATTN__VLOAD(v + 4 * ATTN__W), a4);  a5 = ATTN__VFMA(pj, ATTN__VLOAD(v + 5 * ATTN__W), a5);
-            a6 = ATTN__VFMA(pj, ATTN__VLOAD(v + 6 * ATTN__W), a6);  a7 = ATTN__VFMA(pj, ATTN__VLOAD(v + 7 * ATTN__W), a7);
-        }
-    }
-    ATTN__VSTORE(acc, a0);                ATTN__VSTORE(acc + ATTN__W, a1);
-    ATTN__VSTORE(acc + 2 * ATTN__W, a2);  ATTN__VSTORE(acc + 3 * ATTN__W, a3);
-    if (wide) {
-        ATTN__VSTORE(acc + 4 * ATTN__W, a4);  ATTN__VSTORE(acc + 5 * ATTN__W, a5);
-        ATTN__VSTORE(acc + 6 * ATTN__W, a6);  ATTN__VSTORE(acc + 7 * ATTN__W, a7);
-    }
-}
-
-/* Long rows (more than 8 vectors: AVX2 at D = 128): the scores of one key tile and the P.V of the tile before
-   it in one pass, key by key -- s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j = k + j k_rs,
-   v_j = v + j v_rs) -- so that K and V are read as two sequential streams side by side rather than a tile of
-   K, then a tile of V. Each K row in four chains; the first 8 vectors of acc in registers when dv has them,
-   the rest in memory. Prefetches K row j + 16 while j + 16 < pf_end. */
-static ATTN__TARGET void ATTN__SFX(attn__scores_pv_long)(float *s, const float *k, ptrdiff_t k_rs, const float *qs,
-                                                         int dk, int n_s, int pf_end, float *acc, const float *v,
-                                                         ptrdiff_t v_rs, const float *p, int n_pv, int dv)
-{
-    const int n = n_s > n_pv ? n_s : n_pv, c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : 0;
+    const int n = n_s > n_pv ? n_s : n_pv;
+    const int c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : dv >= 4 * ATTN__W ? 4 * ATTN__W : 0; /* floats in r0.. */
     ATTN__V r0 = ATTN__VZERO, r1 = ATTN__VZERO, r2 = ATTN__VZERO, r3 = ATTN__VZERO;
     ATTN__V r4 = ATTN__VZERO, r5 = ATTN__VZERO, r6 = ATTN__VZERO, r7 = ATTN__VZERO;
     int j, c;
     if (c_reg && n_pv > 0) {
         r0 = ATTN__VLOAD(acc);                r1 = ATTN__VLOAD(acc + ATTN__W);
         r2 = ATTN__VLOAD(acc + 2 * ATTN__W);  r3 = ATTN__VLOAD(acc + 3 * ATTN__W);
+    }
+    if (c_reg > 4 * ATTN__W && n_pv > 0) {
         r4 = ATTN__VLOAD(acc + 4 * ATTN__W);  r5 = ATTN__VLOAD(acc + 5 * ATTN__W);
         r6 = ATTN__VLOAD(acc + 6 * ATTN__W);  r7 = ATTN__VLOAD(acc + 7 * ATTN__W);
     }
@@ -3084,6 +3053,8 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv_long)(float *s, const float *
             if (c_reg) {
                 r0 = ATTN__VFMA(pj, ATTN__VLOAD(v_j), r0);                r1 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + ATTN__W), r1);
                 r2 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 2 * ATTN__W), r2);  r3 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 3 * ATTN__W), r3);
+            }
+            if (c_reg > 4 * ATTN__W) {
                 r4 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 4 * ATTN__W), r4);  r5 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 5 * ATTN__W), r5);
                 r6 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 6 * ATTN__W), r6);  r7 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 7 * ATTN__W), r7);
             }
@@ -3095,32 +3066,30 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv_long)(float *s, const float *
     if (c_reg && n_pv > 0) {
         ATTN__VSTORE(acc, r0);                ATTN__VSTORE(acc + ATTN__W, r1);
         ATTN__VSTORE(acc + 2 * ATTN__W, r2);  ATTN__VSTORE(acc + 3 * ATTN__W, r3);
+    }
+    if (c_reg > 4 * ATTN__W && n_pv > 0) {
         ATTN__VSTORE(acc + 4 * ATTN__W, r4);  ATTN__VSTORE(acc + 5 * ATTN__W, r5);
         ATTN__VSTORE(acc + 6 * ATTN__W, r6);  ATTN__VSTORE(acc + 7 * ATTN__W, r7);
     }
 }
 
-/* One query row i against its visible keys, vectorised along d and along the keys: the decoding kernel,
-   for few queries, where the tile kernel's 64 query lanes would idle. Reads each K and V row once, and
-   keeps the instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide
-   under that): the query pre-scaled, software prefetch of K 16 keys ahead and of the tile's V rows while
-   its scores are computed. Rows of up to 8 vectors go four keys per step (four chains), and each V row in
-   one sweep of register accumulators. Longer rows (AVX2 at D = 128) would need several strided sweeps of
-   V, which the prefetchers follow badly: such rows are read whole, one key at a time, and a tile's P.V
-   runs beside the next tile's scores (attn__scores_pv_long), so that K and V are read as two sequential
-   streams side by side (bench/RESULTS.md, sessions 7 and 8). The running output is rescaled by alpha
-   before the tile's terms are added, as in the short rows: the same arithmetic in the same order. */
+/* One query row i against its visible keys, vectorised along d: the decoding kernel, for few queries,
+   where the tile kernel's 64 query lanes would idle. Reads each K and V row once, whole, and keeps the
+   instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide under that):
+   the query pre-scaled, software prefetch of K 16 keys ahead, and a tile's P.V computed beside the next
+   tile's scores (attn__scores_pv), so that K and V are read as two sequential streams side by side rather
+   than a tile of K, then a tile of V (bench/RESULTS.md, sessions 7 and 8). The running output is rescaled
+   by the tile's alpha before that tile's terms are added to it. */
 static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
 {
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
-    const int long_rows = dk > 8 * ATTN__W || dv > 8 * ATTN__W;
     const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
     const ptrdiff_t k_rs = h->k_rs, v_rs = h->v_rs;
     float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
-    float *p_prev = s + ATTN__TK;                 /* [TK] long rows: the probabilities of the tile before */
+    float *p_prev = s + ATTN__TK;                 /* [TK] the probabilities of the tile before */
     float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output */
     float *qs = acc + dv;                         /* [Dk] the query, scaled to log2 units */
-    const float *v_prev = NULL;                   /* long rows: the V rows of the tile before, n_prev of them */
+    const float *v_prev = NULL;                   /* the V rows of the tile before, n_prev of them */
     float m = -INFINITY, l = 0.0f, inv = 0.0f;
     int j0, pass, c, n_prev = 0;
     for (c = 0; c < dk; ++c) qs[c] = q_i[c] * (h->scale * ATTN__LOG2E);
@@ -3134,31 +3103,10 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             const float *k_t = h->k + (ptrdiff_t)j0 * k_rs, *v_t = h->v + (ptrdiff_t)j0 * v_rs;
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
+            float *t;
             int j;
-            if (long_rows) /* this tile's scores and the P.V of the tile before, side by side */
-                ATTN__SFX(attn__scores_pv_long)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev,
-                                                n_prev, dv);
-            for (j = 0; j < tv && !long_rows; j += 4) { /* s[j .. j+4): four keys, four streams and chains */
-                const float *k0 = k_t + (ptrdiff_t)j * k_rs;
-                const float *k1 = j + 1 < tv ? k0 + k_rs : k0, *k2 = j + 2 < tv ? k0 + 2 * k_rs : k0;
-                const float *k3 = j + 3 < tv ? k0 + 3 * k_rs : k0;
-                const int ahead = j0 + j + 16, k_pf = key_end - ahead < 4 ? key_end - ahead : 4;
-                ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
-                if (k_pf > 0) ATTN__SFX(attn__prefetch_rows)(h->k + (ptrdiff_t)ahead * k_rs, k_rs, k_pf, dk);
-                ATTN__SFX(attn__prefetch_rows)(v_t + (ptrdiff_t)j * v_rs, v_rs, tv - j < 4 ? tv - j : 4, dv);
-                for (c = 0; c + ATTN__W <= dk; c += ATTN__W) {
-                    const ATTN__V qv = ATTN__VLOAD(qs + c);
-                    a0 = ATTN__VFMA(qv, ATTN__VLOAD(k0 + c), a0);
-                    a1 = ATTN__VFMA(qv, ATTN__VLOAD(k1 + c), a1);
-                    a2 = ATTN__VFMA(qv, ATTN__VLOAD(k2 + c), a2);
-                    a3 = ATTN__VFMA(qv, ATTN__VLOAD(k3 + c), a3);
-                }
-                s[j] = ATTN__SFX(attn__vsum)(a0); s[j + 1] = ATTN__SFX(attn__vsum)(a1); /* j + 3 < TK */
-                s[j + 2] = ATTN__SFX(attn__vsum)(a2); s[j + 3] = ATTN__SFX(attn__vsum)(a3);
-                for (; c < dk; ++c) {
-                    s[j] += qs[c] * k0[c]; s[j + 1] += qs[c] * k1[c]; s[j + 2] += qs[c] * k2[c]; s[j + 3] += qs[c] * k3[c];
-                }
-            }
+            /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
+            ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev, n_prev, dv);
             if (h->mask)
                 for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j] * ATTN__LOG2E;
             if (h->kpm)
@@ -3185,31 +3133,15 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             sum = ATTN__SFX(attn__vsum)(vsum);
             l = l * alpha + sum;
             m = m_new;
-            /* acc = alpha acc + sum_j p_j v_j */
-            if (long_rows) { /* acc (through the tile before) times alpha now; this tile's sum with the next scores */
-                float *t = p_prev;
-                for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
-                    ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
-                for (; c < dv && alpha != 1.0f; ++c) acc[c] *= alpha;
-                p_prev = s; s = t; v_prev = v_t; n_prev = tv;
-                continue;
-            }
-            /* rows of up to 8 vectors: each V row read in one sweep of register accumulators */
-            for (c = 0; c + 8 * ATTN__W <= dv; c += 8 * ATTN__W) ATTN__SFX(attn__pv)(acc + c, v_t + c, v_rs, s, tv, alpha, 1);
-            for (; c + 4 * ATTN__W <= dv; c += 4 * ATTN__W) ATTN__SFX(attn__pv)(acc + c, v_t + c, v_rs, s, tv, alpha, 0);
-            for (; c + ATTN__W <= dv; c += ATTN__W) {
-                ATTN__V a = ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha));
-                for (j = 0; j < tv; ++j) a = ATTN__VFMA(ATTN__VSET1(s[j]), ATTN__VLOAD(v_t + (ptrdiff_t)j * v_rs + c), a);
-                ATTN__VSTORE(acc + c, a);
-            }
-            for (; c < dv; ++c) {
-                float a = acc[c] * alpha;
-                for (j = 0; j < tv; ++j) a += s[j] * v_t[(ptrdiff_t)j * v_rs + c];
-                acc[c] = a;
-            }
+            /* acc = alpha acc + sum_j p_j v_j: acc (through the tile before) times alpha now, the sum beside
+               the next tile's scores */
+            for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
+                ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
+            for (; c < dv && alpha != 1.0f; ++c) acc[c] *= alpha;
+            t = p_prev; p_prev = s; s = t; v_prev = v_t; n_prev = tv;
         }
-        if (n_prev > 0) /* long rows: the last tile's P.V */
-            ATTN__SFX(attn__scores_pv_long)(s, h->k, k_rs, qs, dk, 0, 0, acc, v_prev, v_rs, p_prev, n_prev, dv);
+        if (n_prev > 0) /* the last tile's P.V */
+            ATTN__SFX(attn__scores_pv)(s, h->k, k_rs, qs, dk, 0, 0, acc, v_prev, v_rs, p_prev, n_prev, dv);
         n_prev = 0;
         inv = attn__inv_sum(l);
     }

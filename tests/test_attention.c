@@ -405,7 +405,11 @@ static void run_sdpa_case(const sdpa_case *c)
                         ref_wavg[(size_t)b * Nq * Nk + i] += ref_w[((size_t)b * Hq + h) * Nq * Nk + i] / Hq;
             e_w = rel_err(w, ref_wavg, n_w);
         }
-        if (!(e_o <= TOL && e_l <= TOL && e_w <= TOL)) {
+        /* float32 scores are sums of Dk products, so their rounding grows with Dk: past 64 the bound grows
+           as sqrt(Dk) (a Dk = 200 case with sharp weights reads 1.4e-5 on AVX2, 4.2e-6 scalar; bugs read
+           1e-4 and up) */
+        const double tol = Dk > 64 ? TOL * sqrt(Dk / 64.0) : TOL;
+        if (!(e_o <= tol && e_l <= tol && e_w <= tol)) {
             printf("    sdpa B=%d Hq=%d Hkv=%d Nq=%d Nk=%d Dk=%d Dv=%d layout=%d causal=%d mask=%d kv_len=%d kpm=%d "
                    "weights=%d: errors out %.3g lse %.3g weights %.3g\n",
                    B, Hq, Hkv, Nq, Nk, Dk, Dv, c->layout, c->causal, c->mask_kind, c->use_kv_len, c->use_kpm,
@@ -420,8 +424,9 @@ static void run_sdpa_case(const sdpa_case *c)
 static void test_sdpa_random(void)
 {
     static const int n_choices[] = {1, 3, 17, 127, 64, 65, 200};
-    /* 128, 200, 130: the decoding kernel's 8-vector sweeps and its long rows (with a scalar tail) */
-    static const int d_choices[] = {1, 3, 17, 64, 8, 128, 200, 130};
+    /* the decoding kernel's P.V: 64 and 128 whole in 8 register vectors on AVX2 and AVX-512, 200 and 130
+       partly in memory (130 with a scalar tail), 40 in 4 registers on AVX2, 17 in 4 on NEON */
+    static const int d_choices[] = {1, 3, 17, 64, 8, 128, 200, 130, 40};
     int t;
     for (t = 0; t < 120; ++t) {
         sdpa_case c;
@@ -431,8 +436,8 @@ static void test_sdpa_random(void)
         c.d.n_heads = c.d.n_kv_heads * (1 + rnd_int(3)); /* MHA, GQA and MQA */
         c.d.n_q = pick(n_choices, 7);
         c.d.n_kv = pick(n_choices, 7);
-        c.d.d_k = pick(d_choices, 8);
-        c.d.d_v = rnd_int(2) ? c.d.d_k : pick(d_choices, 8);
+        c.d.d_k = pick(d_choices, 9);
+        c.d.d_v = rnd_int(2) ? c.d.d_k : pick(d_choices, 9);
         c.layout = rnd_int(3);
         c.causal = rnd_int(3);
         c.mask_kind = rnd_int(3);
