@@ -4,7 +4,8 @@
    the finer question of where the rest goes. It times, in one process and interleaved round by round
    (so that the host's slow minutes hit every variant alike):
      sdpa   attn_sdpa, one query, H = 32 heads, D = 128, N = 8192 cached keys (K and V: 256 MiB)
-     tiles  a plain SIMD read of the same K and V in the kernel's order (a 64-key tile of K, then of V)
+     tiles  a plain SIMD read of the same K and V, a 64-key tile of K, then of V (the kernel's order until
+            session 8; it now reads K and V side by side)
      kv     a plain read of K and V side by side (two streams)
    each after reading an eviction buffer, and prints the median GB/s of each and the median of the
    per-round ratios. With `hot N` it instead times attn_sdpa on one head of N keys that stays in the
