@@ -1014,6 +1014,11 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
    ATTN_NO_AVX512 caps x86 at AVX2 (the test suite builds once per path with these macros). */
 #define ATTN__LOG2E 1.44269504088896341f
 #define ATTN__LN2 0.69314718055994531f
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
+#define ATTN__UNROLL4 _Pragma("GCC unroll 4") /* the micro-kernel's loop (gcc does not unroll at -O2) */
+#else
+#define ATTN__UNROLL4
+#endif
 
 #if !defined(ATTN_NO_SIMD) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define ATTN__HAVE_X86 1
@@ -2788,9 +2793,13 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
     if (rows > r) { ATTN__VSTORE(c + r * c_rs, c##r##0); ATTN__VSTORE(c + r * c_rs + ATTN__W, c##r##1); }
 #endif
 
-/* The body, for six rows or (six = 0) four: inlined into attn__kernel with a constant `six`, so that a
-   call with at most four rows (the remainder of 64 keys or 64 head dimensions in blocks of 6) runs two
-   thirds of the FMAs instead of computing two rows it drops. */
+/* The body, for six rows or (six = 0) four: inlined with a constant `six`, so that a call with at most four
+   rows (the remainder of 64 keys or 64 head dimensions in blocks of 6) runs two thirds of the FMAs instead
+   of computing two rows it drops; and with constant strides b_rs and (but for P.V) a_cs, so that the loop,
+   unrolled four times, reaches the next B rows and A elements by fixed displacements. That leaves ~21.5
+   instructions per step for 12 FMAs on AVX2 instead of 24: a step needs 6 cycles of FMA either way, but
+   in the phases where a shared host slows loads and issue and not the FMA units, the loop of 24 took ~8
+   and the unrolled one ~7 (bench/RESULTS.md, session 9: +13% for the fused kernel on that host). */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__kernel_rows)(
     float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
     int k, int rows, int accumulate, const float *col_scale, const int six)
@@ -2810,6 +2819,7 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__k
         ATTN__LOAD_ROW(0) ATTN__LOAD_ROW(1) ATTN__LOAD_ROW(2) ATTN__LOAD_ROW(3)
         if (six) { ATTN__LOAD_ROW(4) ATTN__LOAD_ROW(5) }
     }
+    ATTN__UNROLL4
     for (p = 0, off = 0; p < k; ++p, off += a_cs) {
         const float *b_p = b + p * b_rs;
         const ATTN__V b0 = ATTN__VLOAD(b_p), b1 = ATTN__VLOAD(b_p + ATTN__W);
@@ -2824,13 +2834,28 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__k
     if (six) { ATTN__STORE_ROW(4) ATTN__STORE_ROW(5) }
 }
 
-static ATTN__TARGET void ATTN__SFX(attn__kernel)(float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs,
-                                                 ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, int k,
-                                                 int rows, int accumulate, const float *col_scale)
+#define ATTN__KERNEL_AS(c_rs, a_rs, a_cs, b_rs)                                                               \
+    if (rows > 4) ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, col_scale, 1); \
+    else ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, col_scale, 0)
+
+/* The fused kernel's products, on C and B tiles with rows of ATTN__TQ floats: A(r, p) = a[r*a_stride + p]
+   (the scores: A = rows of K) or, with a_down, a[r + p*a_stride] (P.V: A = V read down its columns). */
+static ATTN__TARGET void ATTN__SFX(attn__kernel_t)(float *c, const float *a, ptrdiff_t a_stride, int a_down,
+                                                   const float *b, int k, int rows, int accumulate,
+                                                   const float *col_scale)
 {
-    if (rows > 4) ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, col_scale, 1);
-    else ATTN__SFX(attn__kernel_rows)(c, c_rs, a, a_rs, a_cs, b, b_rs, k, rows, accumulate, col_scale, 0);
+    if (a_down) { ATTN__KERNEL_AS(ATTN__TQ, 1, a_stride, ATTN__TQ); }
+    else { ATTN__KERNEL_AS(ATTN__TQ, a_stride, 1, ATTN__TQ); }
 }
+
+/* C (rows of stride c_rs) = or += A [rows x k] (rows of stride a_rs) times a packed panel b [k x NB]. */
+static ATTN__TARGET void ATTN__SFX(attn__kernel_panel)(float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs,
+                                                       const float *b, int k, int rows, int accumulate)
+{
+    const float *col_scale = NULL;
+    ATTN__KERNEL_AS(c_rs, a_rs, 1, ATTN__NB);
+}
+#undef ATTN__KERNEL_AS
 #undef ATTN__ACC
 #undef ATTN__LOAD_ROW
 #undef ATTN__FMA_ROW
@@ -2861,12 +2886,12 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_mm)(float *c, ptrdiff_t ldc, const
     float tile[6 * ATTN__NB];
     int r, jj;
     if (nb == ATTN__NB) {
-        ATTN__SFX(attn__kernel)(c, ldc, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate, NULL);
+        ATTN__SFX(attn__kernel_panel)(c, ldc, a, lda, panel, kc, rows, accumulate);
         return;
     }
     for (r = 0; r < rows; ++r)
         for (jj = 0; jj < ATTN__NB; ++jj) tile[r * ATTN__NB + jj] = accumulate && jj < nb ? c[(ptrdiff_t)r * ldc + jj] : 0.0f;
-    ATTN__SFX(attn__kernel)(tile, ATTN__NB, a, lda, 1, panel, ATTN__NB, kc, rows, accumulate, NULL);
+    ATTN__SFX(attn__kernel_panel)(tile, ATTN__NB, a, lda, panel, kc, rows, accumulate);
     for (r = 0; r < rows; ++r)
         for (jj = 0; jj < nb; ++jj) c[(ptrdiff_t)r * ldc + jj] = tile[r * ATTN__NB + jj];
 }
@@ -2961,8 +2986,8 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
             ATTN__SFX(attn__prefetch_rows_l2)(h->k + (ptrdiff_t)next * h->k_rs, h->k_rs,
                                               h->n_valid - next < rows ? h->n_valid - next : rows, h->dk);
         for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
-            ATTN__SFX(attn__kernel)(s_t + j * ATTN__TQ + nb, ATTN__TQ, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs,
-                                    1, q_t + nb, ATTN__TQ, h->dk, rows, 0, NULL);
+            ATTN__SFX(attn__kernel_t)(s_t + j * ATTN__TQ + nb, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs, 0,
+                                      q_t + nb, h->dk, rows, 0, NULL);
     }
     if (h->mask)
         for (j = 0; j < tk; ++j)
@@ -3221,8 +3246,8 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
         for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] */
             rows = ATTN__BLOCK_ROWS(h->dv - c);
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
-                ATTN__SFX(attn__kernel)(o_t + c * ATTN__TQ + v, ATTN__TQ, h->v + (ptrdiff_t)j0 * h->v_rs + c, 1,
-                                        h->v_rs, s_t + v, ATTN__TQ, tk, rows, 1, alpha + v);
+                ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, h->v + (ptrdiff_t)j0 * h->v_rs + c, h->v_rs, 1,
+                                          s_t + v, tk, rows, 1, alpha + v);
         }
     }
     if (h->w) { /* the normalised weights, recomputing each score tile */
