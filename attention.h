@@ -56,12 +56,13 @@
    (attn_simd_name tells which); other compilers and targets get the portable scalar kernels. The fused
    kernel keeps a tile of 64 queries transposed (queries in the vector lanes) and walks 64-key tiles:
    scores and the output update are one 6 x 4-vector (AVX2: 6 x 2) register-blocked micro-kernel (with a
-   four-row body for remainders) that broadcasts K and V straight from the caller's rows, the online
-   softmax runs down the columns with a polynomial exp2, and key tiles past the causal diagonal or kv_len
-   are skipped; causal query tiles are handed out heaviest first. Tiles of at most 8 queries (decoding)
-   take a row kernel that streams K and V once, side by side (a key tile's P.V beside the next tile's
-   scores; software prefetch); with more than 2048 keys their keys are cut into 2048-key chunks processed
-   as separate work items and merged through their log-sum-exps (flash-decoding).
+   four-row body for remainders; its loop unrolled four times) that broadcasts K and V straight from the
+   caller's rows, the online softmax runs down the columns with a polynomial exp2, and key tiles past the
+   causal diagonal or kv_len are skipped; causal query tiles are handed out heaviest first. Tiles of at
+   most 8 queries (decoding) take a row kernel that streams K and V once, side by side (a key tile's P.V
+   beside the next tile's scores; software prefetch); with more than 2048 keys their keys are cut into
+   2048-key chunks processed as separate work items and merged through their log-sum-exps
+   (flash-decoding).
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
    their workspace (the threads pack it together) and sweep 256-deep slices of it with each 6-row block of
    the input held in L1; the building blocks pack 16 KiB panels on the stack.
