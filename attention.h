@@ -2796,11 +2796,12 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
 
 /* The body, for six rows or (six = 0) four: inlined with a constant `six`, so that a call with at most four
    rows (the remainder of 64 keys or 64 head dimensions in blocks of 6) runs two thirds of the FMAs instead
-   of computing two rows it drops; and with constant strides b_rs and (but for P.V) a_cs, so that the loop,
-   unrolled four times, reaches the next B rows and A elements by fixed displacements. That leaves ~21.5
-   instructions per step for 12 FMAs on AVX2 instead of 24: a step needs 6 cycles of FMA either way, but
-   in the phases where a shared host slows loads and issue and not the FMA units, the loop of 24 took ~8
-   and the unrolled one ~7 (bench/RESULTS.md, session 9: +13% for the fused kernel on that host). */
+   of computing two rows it drops; and with constant strides (b_rs always; a_cs = 1 for the scores and the
+   panels, a_rs = 1 for P.V), so that the loop, unrolled four times, reaches the next B rows and A elements
+   by fixed displacements. That leaves ~21.5 instructions per step for 12 FMAs on AVX2 instead of 24: a
+   step needs 6 cycles of FMA either way, but in the phases where a shared host slows loads and issue and
+   not the FMA units, the loop of 24 took ~8 and the unrolled one ~7 (bench/RESULTS.md, session 9: +13%
+   for the fused kernel on that host). */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__kernel_rows)(
     float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
     int k, int rows, int accumulate, const float *col_scale, const int six)
