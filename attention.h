@@ -629,6 +629,10 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
 #include <omp.h>
 #endif
 
+#ifndef ATTN_MAX_THREADS
+#define ATTN_MAX_THREADS 256 /* most threads a call starts, whatever n_threads asks */
+#endif
+
 #ifndef ATTN_ASSERT
 #include <assert.h>
 #define ATTN_ASSERT(x) assert(x)
@@ -661,6 +665,8 @@ static const attn_options attn__default_options = {0};
    the partial results merged through their log-sum-exps in key order (flash-decoding). */
 #define ATTN__ROW_MAX 8
 #define ATTN__KEY_CHUNK 2048
+/* Key tiles per block of the kernels' blocked sums (256 keys): see attn__tile_forward_scalar. */
+#define ATTN__FOLD 4
 /* Rows of the next micro-kernel call with `left` rows to go: 6, but 7 and 8 as 4 + 3 and 4 + 4 (two calls of
    the four-row body) rather than 6 + 1 and 6 + 2, whose second call would run the four-row body for one or
    two rows: 128 rows are 20 x 6 + 2 x 4 (128 rows of FMAs, not 130). */
@@ -890,6 +896,8 @@ typedef struct attn__head {
     const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
     const unsigned char *kpm;             /* [Nk] nonzero = masked, or NULL */
     float *lse;                           /* [Nq], or NULL */
+    float *ml;                            /* [Nq x 2] max and sum of each row instead of lse, out left
+                                             unnormalised (a key chunk's partial result), or NULL */
     float *w;                             /* [Nq x Nk] weights, or NULL */
     int w_accumulate;                     /* add into w (head averaging) instead of writing */
     int nq, nk, dk, dv;
@@ -901,13 +909,14 @@ typedef struct attn__head {
 } attn__head;
 
 /* Floats of one thread's fused-kernel workspace, enough for every instruction set (the SIMD kernels hold
-   Q^T [Dk x TQ], scores [TK x TQ], O^T [Dv x TQ] and four [TQ] vectors; the scalar one less), rounded up
-   to whole ATTN__ALIGN blocks so that each thread's slice stays aligned. The kernels index it with int
-   (c * TQ + i), so it must stay below INT_MAX floats: Dk + Dv up to about 2^26. */
+   Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six [TQ] vectors; the
+   scalar one less), rounded up to whole ATTN__ALIGN blocks so that each thread's slice stays aligned. The
+   kernels index it with int (c * TQ + i), so it must stay below INT_MAX floats: Dk + 2 Dv up to about 2^25. */
 static int attn__sdpa_ws_floats(size_t *n, int d_k, int d_v)
 {
     size_t dims;
-    if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, ATTN__TK + 4) ||
+    if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, (size_t)d_v) ||
+        !attn__add(&dims, dims, ATTN__TK + 6) ||
         !attn__mul(n, dims, ATTN__TQ) || *n > (size_t)INT_MAX)
         return 0;
     return 1; /* TQ floats are a whole number of ATTN__ALIGN blocks */
@@ -935,6 +944,15 @@ static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int 
     }
 }
 
+/* The statistics of row i at the end of a kernel, from its max m and sum l (natural units): the
+   log-sum-exp, or for a key chunk's partial result m and l themselves (what the merge needs: a
+   log-sum-exp loses the count of +inf scores, and m + log(l) loses l when m is huge). */
+static void attn__row_stats(const attn__head *h, int i, float m, float l)
+{
+    if (h->ml) { h->ml[2 * (ptrdiff_t)i] = m; h->ml[2 * (ptrdiff_t)i + 1] = l; }
+    else if (h->lse) h->lse[i] = attn__lse(m, l);
+}
+
 /* Keys [0, end) that any query of the tile [i0, i0 + tq) may see. */
 static int attn__key_end(const attn__head *h, int i0, int tq)
 {
@@ -948,21 +966,30 @@ static int attn__key_end(const attn__head *h, int i0, int tq)
 
 /* The portable fused kernel (and the reference for the SIMD ones) for one query tile [i0, i0 + TQ):
    walk the visible key tiles with an online softmax (running max m and sum l per row, the accumulator
-   rescaled when the max grows), then normalise. */
+   rescaled when the max grows), then normalise. The sums over keys are blocked: each block of
+   ATTN__FOLD key tiles is summed on its own (acc, l) and folded into the totals (acc_tot, l_tot), so
+   that rounding grows with the block count and the block length, not with the key count (a plain
+   running sum over 65536 keys loses ~1e-5 relative; blocks of 256 keys keep it under 1e-6). m and the
+   sums stay in natural units: a finite score of any size gives a finite difference s - m <= 0. */
 static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 {
     const int tq = h->nq - i0 < ATTN__TQ ? h->nq - i0 : ATTN__TQ;
     const int key_end = attn__key_end(h, i0, tq);
     float *s = ws;                                 /* [TQ x TK] scores, then probabilities */
     float *m = s + ATTN__TQ * ATTN__TK;            /* [TQ] running max */
-    float *l = m + ATTN__TQ;                       /* [TQ] running sum */
-    float *acc = l + ATTN__TQ;                     /* [TQ x Dv] unnormalised output */
-    int j0, r, c;
-    for (r = 0; r < tq; ++r) { m[r] = -INFINITY; l[r] = 0.0f; }
+    float *l = m + ATTN__TQ;                       /* [TQ] running sum of the current block */
+    float *l_tot = l + ATTN__TQ;                   /* [TQ] running sum of the blocks before */
+    float *a_tot = l_tot + ATTN__TQ;               /* [TQ] rescale of the totals since the last fold */
+    float *acc = a_tot + ATTN__TQ;                 /* [TQ x Dv] unnormalised output of the current block */
+    float *acc_tot = acc + ATTN__TQ * h->dv;       /* [TQ x Dv] unnormalised output of the blocks before */
+    int j0, r, c, t;
+    for (r = 0; r < tq; ++r) { m[r] = -INFINITY; l[r] = 0.0f; l_tot[r] = 0.0f; a_tot[r] = 1.0f; }
     memset(acc, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
+    memset(acc_tot, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
     /* pass 1: online softmax over the key tiles that any query of this tile may see */
-    for (j0 = h->k_lo; j0 < key_end; j0 += ATTN__TK) {
+    for (j0 = h->k_lo, t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
+        const int first = t % ATTN__FOLD == 0, last = t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK;
         attn__score_tile(s, h, i0, tq, j0, tk);
         for (r = 0; r < tq; ++r) {
             float *s_r = s + r * ATTN__TK;
@@ -971,12 +998,20 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
             const float m_new = m_tile > m[r] ? m_tile : m[r];
             const float alpha = m_new == m[r] ? 1.0f : expf(m[r] - m_new);
             const float sum = attn__exp_row(s_r, s_r, tk, m_new);
-            l[r] = l[r] * alpha + sum;
+            l[r] = first ? sum : l[r] * alpha + sum;
+            a_tot[r] *= alpha;
             m[r] = m_new;
-            if (alpha != 1.0f)
+            if (alpha != 1.0f && !first)
                 for (c = 0; c < h->dv; ++c) acc_r[c] *= alpha;
         }
-        attn__gemm_nn(acc, h->dv, s, ATTN__TK, h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tq, h->dv, tk, 1);
+        attn__gemm_nn(acc, h->dv, s, ATTN__TK, h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tq, h->dv, tk, !first);
+        if (last) /* fold the block into the totals */
+            for (r = 0; r < tq; ++r) {
+                float *acc_r = acc + (ptrdiff_t)r * h->dv, *tot_r = acc_tot + (ptrdiff_t)r * h->dv;
+                for (c = 0; c < h->dv; ++c) tot_r[c] = tot_r[c] * a_tot[r] + acc_r[c];
+                l_tot[r] = l_tot[r] * a_tot[r] + l[r];
+                a_tot[r] = 1.0f;
+            }
     }
     /* pass 2 (only when asked): the normalised weights, recomputing each score tile */
     if (h->w) {
@@ -987,7 +1022,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
             for (r = 0; r < tq; ++r) {
                 float *s_r = s + r * ATTN__TK;
                 float *w_r = h->w + (ptrdiff_t)(i0 + r) * h->nk + j0;
-                const float inv = attn__inv_sum(l[r]);
+                const float inv = attn__inv_sum(l_tot[r]);
                 attn__exp_row(s_r, s_r, tv, m[r]);
                 for (c = tv; c < tk; ++c) s_r[c] = 0.0f; /* never visible to this tile */
                 if (h->w_accumulate) for (c = 0; c < tk; ++c) w_r[c] += s_r[c] * inv;
@@ -996,11 +1031,11 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
         }
     }
     for (r = 0; r < tq; ++r) {
-        const float inv = attn__inv_sum(l[r]);
-        const float *acc_r = acc + (ptrdiff_t)r * h->dv;
+        const float inv = h->ml ? 1.0f : attn__inv_sum(l_tot[r]);
+        const float *tot_r = acc_tot + (ptrdiff_t)r * h->dv;
         float *o_r = h->out + (ptrdiff_t)(i0 + r) * h->out_rs;
-        for (c = 0; c < h->dv; ++c) o_r[c] = acc_r[c] * inv;
-        if (h->lse) h->lse[i0 + r] = attn__lse(m[r], l[r]);
+        for (c = 0; c < h->dv; ++c) o_r[c] = tot_r[c] * inv;
+        attn__row_stats(h, i0 + r, m[r], l_tot[r]);
     }
 }
 
@@ -1014,7 +1049,6 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
    ATTN_NO_SIMD: the portable scalar kernels, which are also the reference the tests hold the others to.
    ATTN_NO_AVX512 caps x86 at AVX2 (the test suite builds once per path with these macros). */
 #define ATTN__LOG2E 1.44269504088896341f
-#define ATTN__LN2 0.69314718055994531f
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 8)
 #define ATTN__UNROLL4 _Pragma("GCC unroll 4") /* the micro-kernel's loop (gcc does not unroll at -O2) */
 #else
@@ -1483,6 +1517,33 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
 /* Fused attention                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
+/* One row of the key chunks' merge: o[d_v] and *lse (or NULL) from the chunks' unnormalised outputs
+   acc_c [d_v] at acc + c * step and their max and sum ml_c = (m_c, l_c) at ml + c * step, in key order:
+   with M = max m_c and f_c = exp(m_c - M) (1 where m_c = M, so that +inf and -inf maxima weigh l_c),
+       o = sum_c f_c acc_c / sum_c f_c l_c,   lse = M + log(sum_c f_c l_c).
+   The softmax of all the keys at once, as one kernel pass gives it: +inf scores share the weight by their
+   count (l_c counts them where m_c = +inf), a fully masked row gives 0 and -inf, and a NaN in any chunk
+   (l_c NaN) makes the row NaN. */
+static void attn__merge_chunks(float *o, float *lse, const float *acc, const float *ml, size_t step, int chunks,
+                               int d_v)
+{
+    float m = -INFINITY, l = 0.0f, inv;
+    int c, j;
+    for (c = 0; c < chunks; ++c) m = ml[(size_t)c * step] > m ? ml[(size_t)c * step] : m;
+    for (j = 0; j < d_v; ++j) o[j] = 0.0f;
+    for (c = 0; c < chunks; ++c) {
+        const float m_c = ml[(size_t)c * step], l_c = ml[(size_t)c * step + 1];
+        const float f = m_c == m ? 1.0f : expf(m_c - m);
+        const float *acc_c = acc + (size_t)c * step;
+        if (l_c == 0.0f) continue; /* no visible key: nothing to add, whatever acc_c holds */
+        for (j = 0; j < d_v; ++j) o[j] += f * acc_c[j];
+        l += f * l_c;
+    }
+    inv = attn__inv_sum(l);
+    for (j = 0; j < d_v; ++j) o[j] *= inv;
+    if (lse) *lse = attn__lse(m, l);
+}
+
 /* Resolved sizes: n_kv_heads and d_v defaults filled in. Checks sizes and head counts. */
 static attn_result attn__resolve_dims(attn_dims *d, const attn_dims *in)
 {
@@ -1543,14 +1604,20 @@ static float *attn__ws_base(void *ws)
     return (float *)(void *)((char *)ws + off);
 }
 
-/* Threads a call runs on: the option, else OpenMP's default; 1 without OpenMP or within a split. */
-static int attn__threads(const attn_options *o)
+/* Threads a call runs on: the option, else OpenMP's default, but never more than its `items` work items
+   nor ATTN_MAX_THREADS (so that a thread count beyond what the system can start never reaches OpenMP,
+   which aborts the process then); 1 without OpenMP or within a split. */
+static int attn__threads(const attn_options *o, double items)
 {
 #ifdef _OPENMP
+    int n;
     if (o->split_count > 0) return 1;
-    return o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
+    n = o->n_threads > 0 ? o->n_threads : omp_get_max_threads();
+    if (n > ATTN_MAX_THREADS) n = ATTN_MAX_THREADS;
+    if ((double)n > items) n = (int)items;
+    return n > 1 ? n : 1;
 #else
-    (void)o;
+    (void)o; (void)items;
     return 1;
 #endif
 }
@@ -1563,15 +1630,23 @@ static int attn__key_chunks(const attn_dims *d, const attn_options *o)
     return 1 + (d->n_kv - 1) / ATTN__KEY_CHUNK; /* not (n_kv + CHUNK - 1): n_kv may be INT_MAX */
 }
 
+/* Threads of a fused-attention call: one per work item at most (attn__sdpa_run's items). */
+static int attn__sdpa_threads(const attn_dims *d, const attn_options *o)
+{
+    const double heads = o->out_weights && o->average_weights ? 1.0 : (double)d->n_heads;
+    const double items = (double)d->batch * heads * (double)(1 + (d->n_q - 1) / ATTN__TQ) * attn__key_chunks(d, o);
+    return attn__threads(o, items);
+}
+
 /* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks. */
 static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_options *o, size_t *per_thread)
 {
     size_t parts = 0;
     const int chunks = attn__key_chunks(d, o);
-    if (!attn__sdpa_ws_floats(per_thread, d->d_k, d->d_v) || !attn__mul(n, *per_thread, (size_t)attn__threads(o)))
+    if (!attn__sdpa_ws_floats(per_thread, d->d_k, d->d_v) || !attn__mul(n, *per_thread, (size_t)attn__sdpa_threads(d, o)))
         return 0;
     if (chunks > 1 && (!attn__mul(&parts, (size_t)d->batch * (size_t)d->n_heads, (size_t)chunks) ||
-                       !attn__mul(&parts, parts, (size_t)d->n_q * ((size_t)d->d_v + 1))))
+                       !attn__mul(&parts, parts, (size_t)d->n_q * ((size_t)d->d_v + 2))))
         return 0;
     return attn__add(n, *n, parts);
 }
@@ -1586,17 +1661,17 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
                            const attn_options *o, float *ws)
 {
     const attn__tile_fn tile = attn__tile_kernel();
-    const int group = d->n_heads / d->n_kv_heads, threads = attn__threads(o), chunks = attn__key_chunks(d, o);
+    const int group = d->n_heads / d->n_kv_heads, threads = attn__sdpa_threads(d, o), chunks = attn__key_chunks(d, o);
     const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* n_q > 0; no int overflow at INT_MAX */
     const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
     const int head_groups = d->n_heads / heads_per_item;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
-    const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)d->n_q * ((size_t)d->d_v + 1);
+    const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)d->n_q * ((size_t)d->d_v + 2);
     size_t per_thread, total;
     float *parts;
     ptrdiff_t it, g0 = 0, g1 = n_groups;
     attn__sdpa_call_floats(&total, d, o, &per_thread);
-    parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [Nq x Dv] and LSEs [Nq] */
+    parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [Nq x Dv], max and sum [Nq x 2] */
     if (o->split_count > 0) {
         const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
         g0 = per_split * o->split_index < n_groups ? per_split * o->split_index : n_groups;
@@ -1643,9 +1718,10 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             if (chunks > 1) { /* keys [c * CHUNK, (c + 1) * CHUNK) into this chunk's partial result */
                 h.out = parts + ((size_t)(g - g0) * (size_t)chunks + (size_t)c) * part_floats;
                 h.out_rs = d->d_v;
-                h.lse = h.out + (size_t)d->n_q * (size_t)d->d_v;
+                h.lse = NULL;
+                h.ml = h.out + (size_t)d->n_q * (size_t)d->d_v;
                 h.k_lo = c * ATTN__KEY_CHUNK;
-                if (h.n_valid > h.k_lo + ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK;
+                if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
             }
             tile(&h, qt * ATTN__TQ, ws_t);
         }
@@ -1664,17 +1740,13 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         for (it = g0; it < g1; ++it) {
             const int hq = (int)(it % d->n_heads), b = (int)(it / d->n_heads);
             const float *part = parts + (size_t)(it - g0) * (size_t)chunks * part_floats;
-            int i, c;
+            const size_t ml_off = (size_t)d->n_q * (size_t)d->d_v;
+            int i;
             for (i = 0; i < d->n_q; ++i) {
                 float *o_i = out + b * out_s.batch + hq * out_s.head + (ptrdiff_t)i * out_s.row;
-                float l = part[(size_t)d->n_q * (size_t)d->d_v + (size_t)i];
-                memcpy(o_i, part + (size_t)i * (size_t)d->d_v, sizeof(float) * (size_t)d->d_v);
-                for (c = 1; c < chunks; ++c) {
-                    const float *p_c = part + (size_t)c * part_floats;
-                    attn__merge_row(o_i, &l, o_i, l, p_c + (size_t)i * (size_t)d->d_v,
-                                    p_c[(size_t)d->n_q * (size_t)d->d_v + (size_t)i], d->d_v);
-                }
-                if (o->out_lse) o->out_lse[((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + (size_t)i] = l;
+                float *lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + i : NULL;
+                attn__merge_chunks(o_i, lse, part + (size_t)i * (size_t)d->d_v, part + ml_off + 2 * (size_t)i, part_floats,
+                                   chunks, d->d_v);
             }
         }
     }
@@ -1813,7 +1885,7 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     const attn_stride q_s = attn_stride_bnhd(d->n_heads, n_q, d->d_k);
     const attn_stride kv_s = attn_stride_bhnd(d->n_kv_heads, n_kv, d->d_k);
     const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
-    const int threads = attn__threads(o);
+    const int threads = attn__threads(o, ATTN_MAX_THREADS); /* attn__project and sdpa take fewer as they need */
     int b;
     for (b = 0; b < md->batch; ++b) {
         const float *xq_b = x_q + (size_t)b * (size_t)n_q * md->d_model;
@@ -2755,6 +2827,13 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
     return ATTN__VLDEXP_Z(p, n, tiny);
 }
 
+/* e^x for x <= 0 (a score minus its running max: never an overflow, whatever the scores' size):
+   2^(x log2 e), where x log2 e may round to -inf below -FLT_MAX / 1.44, which gives the right 0. */
+static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp)(ATTN__V x)
+{
+    return ATTN__SFX(attn__vexp2)(ATTN__VMUL(x, ATTN__VSET1(ATTN__LOG2E)));
+}
+
 /* The micro-kernel: C[r][0..NB) = sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, or with accumulate
    C[r][j] = C[r][j] * col_scale[j] + the sum (col_scale NULL: 1), with A(r, p) = a[r*a_rs + p*a_cs]
    broadcast from memory and B rows at b + p*b_rs (NB contiguous floats). The accumulators start from the
@@ -2970,8 +3049,8 @@ static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows_l2)(const float *p, ptrdi
         for (c = 0; c < d; c += 16) ATTN__PREFETCH_L2(p + c);
 }
 
-/* s_t[TK x TQ] = scores of keys [j0, j0 + tk) against the packed queries q_t [Dk x TQ] (already scaled to
-   log2 units), with every mask applied (-inf = hidden). Only the first tq columns are real queries. */
+/* s_t[TK x TQ] = scores of keys [j0, j0 + tk) against the packed queries q_t [Dk x TQ] (already times the
+   scale), with every mask applied (-inf = hidden). Only the first tq columns are real queries. */
 static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
                                                        int tq, int j0, int tk)
 {
@@ -2994,7 +3073,7 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
     if (h->mask)
         for (j = 0; j < tk; ++j)
             for (i = 0; i < tq; ++i)
-                s_t[j * ATTN__TQ + i] += h->mask[(ptrdiff_t)(i0 + i) * h->mask_rs + j0 + j] * ATTN__LOG2E;
+                s_t[j * ATTN__TQ + i] += h->mask[(ptrdiff_t)(i0 + i) * h->mask_rs + j0 + j];
     if (h->kpm)
         for (j = 0; j < tk; ++j)
             if (h->kpm[j0 + j])
@@ -3008,7 +3087,7 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
         }
 }
 
-/* p = 2^(s - m) down each column of s_t [tk x TQ], m the running max of the column (with the documented
+/* p = e^(s - m) down each column of s_t [tk x TQ], m the running max of the column (with the documented
    conventions: m = -inf gives 0, m = +inf gives 1 at the +inf entries); returns the column sums. */
 static ATTN__TARGET void ATTN__SFX(attn__exp_cols)(float *s_t, int tk, const float *m, float *sum)
 {
@@ -3021,7 +3100,7 @@ static ATTN__TARGET void ATTN__SFX(attn__exp_cols)(float *s_t, int tk, const flo
         for (j = 0; j < tk; ++j) {
             float *s_j = s_t + j * ATTN__TQ + v;
             const ATTN__V s = ATTN__VLOAD(s_j);
-            ATTN__V p = ATTN__SFX(attn__vexp2)(ATTN__VSUB(s, mu));
+            ATTN__V p = ATTN__SFX(attn__vexp)(ATTN__VSUB(s, mu));
             if (any_inf) p = ATTN__VBLEND(ATTN__VEQ(s, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
             ATTN__VSTORE(s_j, p);
             acc = ATTN__VADD(acc, p);
@@ -3100,13 +3179,25 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, pt
     }
 }
 
+/* acc_tot[d] = acc_tot * a + acc, then acc = 0: a block of the blocked sums folded into the total. */
+static ATTN__TARGET void ATTN__SFX(attn__fold)(float *acc_tot, float *acc, float a, int d)
+{
+    int c;
+    for (c = 0; c + ATTN__W <= d; c += ATTN__W) {
+        ATTN__VSTORE(acc_tot + c, ATTN__VFMA(ATTN__VLOAD(acc_tot + c), ATTN__VSET1(a), ATTN__VLOAD(acc + c)));
+        ATTN__VSTORE(acc + c, ATTN__VZERO);
+    }
+    for (; c < d; ++c) { acc_tot[c] = acc_tot[c] * a + acc[c]; acc[c] = 0.0f; }
+}
+
 /* One query row i against its visible keys, vectorised along d: the decoding kernel, for few queries,
    where the tile kernel's 64 query lanes would idle. Reads each K and V row once, whole, and keeps the
    instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide under that):
    the query pre-scaled, software prefetch of K 16 keys ahead, and a tile's P.V computed beside the next
    tile's scores (attn__scores_pv), so that K and V are read as two sequential streams side by side rather
-   than a tile of K, then a tile of V (bench/RESULTS.md, sessions 7 and 8). The running output is rescaled
-   by the tile's alpha before that tile's terms are added to it. */
+   than a tile of K, then a tile of V. The running output is rescaled by the tile's alpha before that
+   tile's terms are added to it; the sums are blocked as in attn__tile_forward_scalar (acc and l per block
+   of ATTN__FOLD tiles, folded into acc_tot and l_tot), the max and sums in natural units. */
 static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
 {
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
@@ -3114,40 +3205,42 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     const ptrdiff_t k_rs = h->k_rs, v_rs = h->v_rs;
     float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
     float *p_prev = s + ATTN__TK;                 /* [TK] the probabilities of the tile before */
-    float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output */
-    float *qs = acc + dv;                         /* [Dk] the query, scaled to log2 units */
+    float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output of the current block */
+    float *acc_tot = acc + dv;                    /* [Dv] unnormalised output of the blocks before */
+    float *qs = acc_tot + dv;                     /* [Dk] the scaled query */
     const float *v_prev = NULL;                   /* the V rows of the tile before, n_prev of them */
-    float m = -INFINITY, l = 0.0f, inv = 0.0f;
-    int j0, pass, c, n_prev = 0;
-    for (c = 0; c < dk; ++c) qs[c] = q_i[c] * (h->scale * ATTN__LOG2E);
+    float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f;
+    int j0, pass, c, t, n_prev = 0;
+    for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
     memset(acc, 0, sizeof(float) * (size_t)dv);
+    memset(acc_tot, 0, sizeof(float) * (size_t)dv);
     /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
     for (pass = 0; pass < (h->w ? 2 : 1); ++pass) {
         const int end = pass ? h->nk : key_end;
-        for (j0 = pass ? 0 : h->k_lo; j0 < end; j0 += ATTN__TK) {
+        for (j0 = pass ? 0 : h->k_lo, t = 0; j0 < end; j0 += ATTN__TK, ++t) {
             const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
             const float *k_t = h->k + (ptrdiff_t)j0 * k_rs, *v_t = h->v + (ptrdiff_t)j0 * v_rs;
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
-            float *t;
+            float *tmp;
             int j;
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
             ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev, n_prev, dv);
             if (h->mask)
-                for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j] * ATTN__LOG2E;
+                for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j];
             if (h->kpm)
                 for (j = 0; j < tv; ++j) s[j] = h->kpm[j0 + j] ? -INFINITY : s[j];
             for (j = tv; j < ATTN__TK; ++j) s[j] = -INFINITY;
             if (pass == 0) {
                 const float m_tile = attn__row_max(s, tv);
                 m_new = m_tile > m ? m_tile : m;
-                alpha = m_new == m ? 1.0f : exp2f(m - m_new);
+                alpha = m_new == m ? 1.0f : expf(m - m_new);
             }
             mu = m_new == -INFINITY ? 0.0f : m_new;
-            for (j = 0; j < ATTN__TK; j += ATTN__W) { /* p = 2^(s - m); the -inf padding gives 0 */
+            for (j = 0; j < ATTN__TK; j += ATTN__W) { /* p = e^(s - m); the -inf padding gives 0 */
                 const ATTN__V x = ATTN__VLOAD(s + j);
-                ATTN__V p = ATTN__SFX(attn__vexp2)(ATTN__VSUB(x, ATTN__VSET1(mu)));
+                ATTN__V p = ATTN__SFX(attn__vexp)(ATTN__VSUB(x, ATTN__VSET1(mu)));
                 if (m_new == INFINITY) p = ATTN__VBLEND(ATTN__VEQ(x, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
                 ATTN__VSTORE(s + j, p);
                 vsum = ATTN__VADD(vsum, p);
@@ -3159,23 +3252,34 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             }
             sum = ATTN__SFX(attn__vsum)(vsum);
             l = l * alpha + sum;
+            a_tot *= alpha;
             m = m_new;
             /* acc = alpha acc + sum_j p_j v_j: acc (through the tile before) times alpha now, the sum beside
                the next tile's scores */
             for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
                 ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
             for (; c < dv && alpha != 1.0f; ++c) acc[c] *= alpha;
-            t = p_prev; p_prev = s; s = t; v_prev = v_t; n_prev = tv;
+            if (t % ATTN__FOLD == ATTN__FOLD - 1) { /* fold the block (its last P.V is still to come: harmless) */
+                ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
+                l_tot = l_tot * a_tot + l;
+                l = 0.0f; a_tot = 1.0f;
+            }
+            tmp = p_prev; p_prev = s; s = tmp; v_prev = v_t; n_prev = tv;
         }
         if (n_prev > 0) /* the last tile's P.V */
             ATTN__SFX(attn__scores_pv)(s, h->k, k_rs, qs, dk, 0, 0, acc, v_prev, v_rs, p_prev, n_prev, dv);
         n_prev = 0;
-        inv = attn__inv_sum(l);
+        if (pass == 0) {
+            ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
+            l_tot = l_tot * a_tot + l;
+        }
+        inv = attn__inv_sum(l_tot);
     }
     {
         float *o_i = h->out + (ptrdiff_t)i * h->out_rs;
-        for (c = 0; c < dv; ++c) o_i[c] = acc[c] * inv;
-        if (h->lse) h->lse[i] = l == 0.0f ? -INFINITY : m * ATTN__LN2 + logf(l);
+        if (h->ml) inv = 1.0f;
+        for (c = 0; c < dv; ++c) o_i[c] = acc_tot[c] * inv;
+        attn__row_stats(h, i, m, l_tot);
     }
 }
 
@@ -3200,36 +3304,57 @@ static ATTN__TARGET void ATTN__SFX(attn__transpose)(float *dst, ptrdiff_t dst_rs
         }
 }
 
+/* A block of the tile kernel's blocked sums folded into the totals, per query lane i:
+   O_tot^T[c][i] = O_tot^T[c][i] a_tot[i] + O^T[c][i] for c < dv, l_tot[i] = l_tot[i] a_tot[i] + l[i], a_tot = 1. */
+static ATTN__TARGET void ATTN__SFX(attn__fold_t)(float *o_tot, const float *o_t, float *l_tot, const float *l,
+                                                 float *a_tot, int dv)
+{
+    int c, v;
+    for (c = 0; c < dv; ++c)
+        for (v = 0; v < ATTN__TQ; v += ATTN__W)
+            ATTN__VSTORE(o_tot + c * ATTN__TQ + v, ATTN__VFMA(ATTN__VLOAD(o_tot + c * ATTN__TQ + v), ATTN__VLOAD(a_tot + v),
+                                                              ATTN__VLOAD(o_t + c * ATTN__TQ + v)));
+    for (v = 0; v < ATTN__TQ; v += ATTN__W) {
+        ATTN__VSTORE(l_tot + v, ATTN__VFMA(ATTN__VLOAD(l_tot + v), ATTN__VLOAD(a_tot + v), ATTN__VLOAD(l + v)));
+        ATTN__VSTORE(a_tot + v, ATTN__VSET1(1.0f));
+    }
+}
+
 /* One query tile [i0, i0 + ATTN__TQ) of one head: pack Q^T, walk the visible key tiles with the online
-   softmax (running max m and sum l per query, in log2 units), then normalise and write out. */
+   softmax (running max m and sum l per query, natural units), then normalise and write out. The sums
+   over keys are blocked as in attn__tile_forward_scalar: O^T and l per block of ATTN__FOLD key tiles,
+   folded into O_tot^T and l_tot (one pass over O^T per block: ~0.3% of the block's work). */
 static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int i0, float *ws)
 {
     const int tq = h->nq - i0 < ATTN__TQ ? h->nq - i0 : ATTN__TQ;
     const int key_end = attn__key_end(h, i0, tq);
-    const float q_scale = h->scale * ATTN__LOG2E;
     float *q_t = ws;                              /* [Dk x TQ] scaled queries, transposed */
     float *s_t = q_t + h->dk * ATTN__TQ;          /* [TK x TQ] scores, then probabilities */
-    float *o_t = s_t + ATTN__TK * ATTN__TQ;       /* [Dv x TQ] unnormalised output, transposed */
-    float *m = o_t + h->dv * ATTN__TQ;            /* [TQ] running max */
-    float *l = m + ATTN__TQ;                      /* [TQ] running sum */
-    float *alpha = l + ATTN__TQ;                  /* [TQ] rescale of the running state */
-    float *sum = alpha + ATTN__TQ;                /* [TQ] column sums of a tile; at the end 1 / l */
-    int i, c, j0, v, rows;
+    float *o_t = s_t + ATTN__TK * ATTN__TQ;       /* [Dv x TQ] unnormalised output of the block, transposed */
+    float *o_tot = o_t + h->dv * ATTN__TQ;        /* [Dv x TQ] unnormalised output of the blocks before */
+    float *m = o_tot + h->dv * ATTN__TQ;          /* [TQ] running max */
+    float *l = m + ATTN__TQ;                      /* [TQ] running sum of the block */
+    float *l_tot = l + ATTN__TQ;                  /* [TQ] running sum of the blocks before */
+    float *a_tot = l_tot + ATTN__TQ;              /* [TQ] rescale of the totals since the last fold */
+    float *alpha = a_tot + ATTN__TQ;              /* [TQ] rescale of the running state */
+    float *sum = alpha + ATTN__TQ;                /* [TQ] column sums of a tile; at the end 1 / l_tot */
+    int i, c, j0, v, rows, t;
     if (tq <= ATTN__ROW_MAX) {
         for (i = 0; i < tq; ++i) ATTN__SFX(attn__row_forward)(h, i0 + i, ws);
         return;
     }
-    ATTN__SFX(attn__transpose)(q_t, ATTN__TQ, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, NULL, q_scale);
+    ATTN__SFX(attn__transpose)(q_t, ATTN__TQ, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, NULL, h->scale);
     for (c = 0; c < h->dk; ++c) /* the padding queries of a last tile: zero */
         for (i = tq; i < ATTN__TQ; ++i) q_t[c * ATTN__TQ + i] = 0.0f;
-    for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; }
-    memset(o_t, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
-    for (j0 = h->k_lo; j0 < key_end; j0 += ATTN__TK) {
+    for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; l_tot[i] = 0.0f; a_tot[i] = 1.0f; }
+    memset(o_tot, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
+    for (j0 = h->k_lo, t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
+        const int first = t % ATTN__FOLD == 0;
         ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tk);
         for (v = 0; v < ATTN__TQ; v += ATTN__W) { /* new running max, and the rescale of the old state */
             const ATTN__V m_old = ATTN__VLOAD(m + v);
-            ATTN__V m_new, m1 = m_old, m2 = m_old, m3 = m_old;
+            ATTN__V m_new, m1 = m_old, m2 = m_old, m3 = m_old, a;
             const float *s_v = s_t + v;
             int j;
             /* four chains (one would wait on the max's latency at every key); NaN scores are ignored */
@@ -3239,18 +3364,22 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             }
             for (; j < tk; ++j, s_v += ATTN__TQ) m_new = ATTN__VMAX(ATTN__VLOAD(s_v), m_new);
             m_new = ATTN__VMAX(ATTN__VMAX(m_new, m1), ATTN__VMAX(m2, m3));
-            ATTN__VSTORE(alpha + v, ATTN__VBLEND(ATTN__VEQ(m_old, m_new), ATTN__SFX(attn__vexp2)(ATTN__VSUB(m_old, m_new)), ATTN__VSET1(1.0f)));
+            a = ATTN__VBLEND(ATTN__VEQ(m_old, m_new), ATTN__SFX(attn__vexp)(ATTN__VSUB(m_old, m_new)), ATTN__VSET1(1.0f));
+            ATTN__VSTORE(alpha + v, a);
+            ATTN__VSTORE(a_tot + v, ATTN__VMUL(ATTN__VLOAD(a_tot + v), a));
             ATTN__VSTORE(m + v, m_new);
         }
         ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
         for (v = 0; v < ATTN__TQ; v += ATTN__W)
-            ATTN__VSTORE(l + v, ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
-        for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] */
+            ATTN__VSTORE(l + v, first ? ATTN__VLOAD(sum + v) : ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
+        for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] (a block's first: = the sum) */
             rows = ATTN__BLOCK_ROWS(h->dv - c);
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
                 ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, h->v + (ptrdiff_t)j0 * h->v_rs + c, h->v_rs, 1,
-                                          s_t + v, tk, rows, 1, alpha + v);
+                                          s_t + v, tk, rows, !first, alpha + v);
         }
+        if (t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK)
+            ATTN__SFX(attn__fold_t)(o_tot, o_t, l_tot, l, a_tot, h->dv);
     }
     if (h->w) { /* the normalised weights, recomputing each score tile */
         for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
@@ -3263,7 +3392,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             }
             for (i = 0; i < tq; ++i) {
                 float *w_i = h->w + (ptrdiff_t)(i0 + i) * h->nk + j0;
-                const float inv = attn__inv_sum(l[i]);
+                const float inv = attn__inv_sum(l_tot[i]);
                 for (j = 0; j < tk; ++j) {
                     const float p = j < tv ? s_t[j * ATTN__TQ + i] * inv : 0.0f;
                     w_i[j] = h->w_accumulate ? w_i[j] + p : p;
@@ -3271,10 +3400,9 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             }
         }
     }
-    for (i = 0; i < ATTN__TQ; ++i) sum[i] = attn__inv_sum(l[i]); /* out[i][c] = O^T[c][i] / l[i] */
-    ATTN__SFX(attn__transpose)(h->out + (ptrdiff_t)i0 * h->out_rs, h->out_rs, o_t, ATTN__TQ, h->dv, tq, sum, 0.0f);
-    if (h->lse)
-        for (i = 0; i < tq; ++i) h->lse[i0 + i] = l[i] == 0.0f ? -INFINITY : m[i] * ATTN__LN2 + logf(l[i]);
+    for (i = 0; i < ATTN__TQ; ++i) sum[i] = h->ml ? 1.0f : attn__inv_sum(l_tot[i]); /* out[i][c] = O^T[c][i] / l[i] */
+    ATTN__SFX(attn__transpose)(h->out + (ptrdiff_t)i0 * h->out_rs, h->out_rs, o_tot, ATTN__TQ, h->dv, tq, sum, 0.0f);
+    for (i = 0; i < tq; ++i) attn__row_stats(h, i0 + i, m[i], l_tot[i]);
 }
 
 #undef ATTN__NB
