@@ -754,6 +754,45 @@ static void test_decode_key_chunks(void)
     }
 }
 
+/* Limits: n_kv = INT_MAX - 128 (the largest accepted) with kv_len 3 runs ~1M key chunks, the last one
+   ending past INT_MAX (0.3.0 computed its bound in int: undefined, caught by UBSan in make test-sanitize),
+   and gives the softmax over the 3 valid keys. n_threads = 10000 on a call of 2 work items sizes (and
+   starts) 2 threads, not 10000. */
+static void test_limits_chunks_threads(void)
+{
+    float q[1] = {0.5f}, k[3] = {1.0f, -2.0f, 3.0f}, v[3] = {1.0f, 2.0f, 4.0f}, o[1] = {0}, lse[1] = {0};
+    double w[3], sum = 0.0, ref = 0.0;
+    const int kv_len[1] = {3};
+    attn_dims d = {1, 1, 0, 1, INT_MAX - 128, 1, 0};
+    attn_stride s1 = {0, 0, 1};
+    attn_options opt;
+    int j;
+    memset(&opt, 0, sizeof opt);
+    opt.kv_len = kv_len; opt.out_lse = lse; opt.n_threads = 1;
+    CHECK_CODE(attn_sdpa(o, s1, q, s1, k, s1, v, s1, &d, &opt, NULL, 0), ATTN_OK);
+    for (j = 0; j < 3; ++j) { w[j] = exp(0.5 * k[j]); sum += w[j]; }
+    for (j = 0; j < 3; ++j) ref += w[j] / sum * v[j];
+    CHECK(fabs(o[0] - ref) <= 1e-6 * fabs(ref) && fabs(lse[0] - log(sum)) <= 1e-6 * log(sum));
+    {
+        const attn_dims two = {1, 2, 0, 10, 50, 16, 0}; /* 2 heads x 1 query tile: 2 work items */
+        size_t need_many = 0, need_two = 0;
+        attn_options many, exact;
+        memset(&many, 0, sizeof many); memset(&exact, 0, sizeof exact);
+        many.n_threads = 10000; exact.n_threads = 2;
+        CHECK_CODE(attn_sdpa_workspace_size(&need_many, &two, &many), ATTN_OK);
+        CHECK_CODE(attn_sdpa_workspace_size(&need_two, &two, &exact), ATTN_OK);
+        CHECK(need_many == need_two);
+        {
+            float qq[2 * 10 * 16], kk[2 * 50 * 16], vv[2 * 50 * 16], o1[2 * 10 * 16], o2[2 * 10 * 16];
+            const attn_stride qs = attn_stride_bhnd(2, 10, 16), ks = attn_stride_bhnd(2, 50, 16);
+            rnd_fill(qq, sizeof qq / sizeof *qq, 1.0f); rnd_fill(kk, sizeof kk / sizeof *kk, 1.0f); rnd_fill(vv, sizeof vv / sizeof *vv, 1.0f);
+            CHECK_CODE(attn_sdpa(o1, qs, qq, qs, kk, ks, vv, ks, &two, &many, NULL, 0), ATTN_OK);
+            CHECK_CODE(attn_sdpa(o2, qs, qq, qs, kk, ks, vv, ks, &two, &exact, NULL, 0), ATTN_OK);
+            CHECK(memcmp(o1, o2, sizeof o1) == 0);
+        }
+    }
+}
+
 /* The numeric contract through the fused kernels (tile and row paths, every instruction set): a +inf in
    the additive mask shares the weight among the +inf keys (LSE +inf), a NaN makes its row NaN, a fully
    masked row gives 0 and LSE -inf; other rows stay exact. Weights included. */
@@ -2375,6 +2414,7 @@ static const test_case k_tests[] = {
     {"long_sequence", test_long_sequence},
     {"threads_and_splits", test_threads_and_splits},
     {"decode_key_chunks", test_decode_key_chunks},
+    {"limits_chunks_threads", test_limits_chunks_threads},
     {"sdpa_special_values", test_sdpa_special_values},
     {"mha_random", test_mha_random},
     {"mha_self_is_cross", test_mha_self_is_cross},
