@@ -160,10 +160,14 @@ run: $(BUILD)/quickstart
 $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
 
+# The implementation compiles without a warning under -Wconversion -Wsign-conversion (users build with them).
+CONVERSION_FLAGS = -Wconversion -Wsign-conversion
+
 # Build checks: the README's quick start and seq2seq snippet compile and run as written; the header
 # compiles as C++11 and C++17 and as C11; one implementation file plus a declarations-only file link
 # into one program; ATTN_STATIC with the implementation in two files links without clashes;
-# ATTN_NO_STDIO builds without <stdio.h>; and the benchmark programs build (bench/decode_probe.c on
+# ATTN_NO_STDIO builds without <stdio.h>; the implementation is clean under -Wconversion -Wsign-conversion
+# on every kernel path; and the benchmark programs build (bench/decode_probe.c on
 # AVX2 and AVX-512 machines only) without warnings.
 check-build: $(HEADER) | $(BUILD)
 	awk '/<!-- snippet: quickstart -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
@@ -188,6 +192,8 @@ check-build: $(HEADER) | $(BUILD)
 	$(BUILD)/static
 	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
 	$(BUILD)/no_stdio
+	for f in "" -DATTN_NO_SIMD -DATTN_NO_AVX512 -fopenmp; do \
+	    $(CC) $(CFLAGS) $(CONVERSION_FLAGS) $$f -c -o $(BUILD)/conversion.o tests/lint/lint_tu.c || exit 1; done
 	$(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/bench_check bench/bench.c -lm
 	$(BUILD)/bench_check --list > /dev/null
 	if echo | $(CC) -march=native -dM -E - | grep -q __AVX2__; then \

@@ -1897,17 +1897,17 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     float *sdpa_ws = ws;                        /* the fused kernel's tiles   */
     float *bpack = ws + (md->sdpa_floats & ~(size_t)15); /* a packed weight matrix */
     float *qb = bpack + md->pack_floats;        /* [Nq x d_model]  */
-    float *kb = qb + (size_t)n_q * md->d_model; /* [Nk x kv_dim]   */
-    float *vb = kb + (size_t)n_kv * md->kv_dim; /* [Nk x kv_dim]   */
-    float *ab = vb + (size_t)n_kv * md->kv_dim; /* [Nq x d_model], first the scratch [Nk x kv_dim] */
+    float *kb = qb + (size_t)n_q * (size_t)md->d_model; /* [Nk x kv_dim]   */
+    float *vb = kb + (size_t)n_kv * (size_t)md->kv_dim; /* [Nk x kv_dim]   */
+    float *ab = vb + (size_t)n_kv * (size_t)md->kv_dim; /* [Nq x d_model], first the scratch [Nk x kv_dim] */
     const attn_stride q_s = attn_stride_bnhd(d->n_heads, n_q, d->d_k);
     const attn_stride kv_s = attn_stride_bhnd(d->n_kv_heads, n_kv, d->d_k);
     const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
     const int threads = attn__threads(o, ATTN_MAX_THREADS); /* attn__project and sdpa take fewer as they need */
     int b;
     for (b = 0; b < md->batch; ++b) {
-        const float *xq_b = x_q + (size_t)b * (size_t)n_q * md->d_model;
-        const float *xkv_b = x_kv + (size_t)b * (size_t)n_kv * md->d_kv;
+        const float *xq_b = x_q + (size_t)b * (size_t)n_q * (size_t)md->d_model;
+        const float *xkv_b = x_kv + (size_t)b * (size_t)n_kv * (size_t)md->d_kv;
         attn_options ob = *o; /* the options seen from batch b */
         ob.mask = o->mask ? o->mask + b * o->mask_stride.batch : NULL;
         ob.kv_len = o->kv_len ? o->kv_len + b : NULL;
@@ -1920,7 +1920,7 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(vb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws);
-        attn__project(out + (size_t)b * (size_t)n_q * md->d_model, d_model, ab, d_model, m->w_o, d_model, m->layout,
+        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, d_model, m->layout,
                       m->b_o, n_q, md->d_model, md->d_model, threads, bpack);
     }
 }
