@@ -1,4 +1,4 @@
-/* attention.h - v0.3.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
+/* attention.h - v0.4.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
 
    Scaled dot-product attention, multi-head self- and cross-attention and their building blocks (projection,
    scores, softmax, weighted sum, log-sum-exp merge), float32, no dependency beyond the C standard library.
@@ -180,7 +180,8 @@
        weight matrix (max(d_model, d_kv) x d_model rounded up to 64 columns) and the projected Q, K, V and
        the attention output of one batch.
 
-   Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(H, N, D) -> {N*H*D, D, H*D};
+   Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(N, H, D) -> {N*H*D, D, H*D}
+   (each helper takes its sizes in the order of its name);
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
 
    Classic attention (encoder-decoder models: Bahdanau, Luong, hard attention). s are decoder states
@@ -314,6 +315,8 @@
    REVISION HISTORY
    ==================================================================================================
 
+       0.4.0 (unreleased)  breaking: attn_stride_bnhd(n, n_heads, d) takes its sizes in the order of its
+                           name (was n_heads, n, d). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -333,9 +336,9 @@
 #include <stddef.h> /* size_t, ptrdiff_t */
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 3
+#define ATTN_VERSION_MINOR 4
 #define ATTN_VERSION_PATCH 0
-#define ATTN_VERSION_STRING "0.3.0"
+#define ATTN_VERSION_STRING "0.4.0"
 
 #ifndef ATTNDEF
 #ifdef ATTN_STATIC
@@ -428,7 +431,7 @@ ATTNDEF const char *attn_result_string(attn_result r);
 ATTNDEF const char *attn_simd_name(void);
 
 ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d);
-ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d);
+ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
 
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
@@ -729,7 +732,7 @@ ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d)
     return s;
 }
 
-ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d)
+ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d)
 {
     attn_stride s;
     s.batch = attn__mul3_sat(n, n_heads, d);
@@ -1810,7 +1813,7 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     float *kb = qb + (size_t)n_q * md->d_model; /* [Nk x kv_dim]   */
     float *vb = kb + (size_t)n_kv * md->kv_dim; /* [Nk x kv_dim]   */
     float *ab = vb + (size_t)n_kv * md->kv_dim; /* [Nq x d_model], first the scratch [Nk x kv_dim] */
-    const attn_stride q_s = attn_stride_bnhd(d->n_heads, n_q, d->d_k);
+    const attn_stride q_s = attn_stride_bnhd(n_q, d->n_heads, d->d_k);
     const attn_stride kv_s = attn_stride_bhnd(d->n_kv_heads, n_kv, d->d_k);
     const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
     const int threads = attn__threads(o);

@@ -325,7 +325,7 @@ typedef struct sdpa_case {
 static attn_stride make_stride(int layout, int H, int N, int D)
 {
     attn_stride s;
-    if (layout == 1) return attn_stride_bnhd(H, N, D);
+    if (layout == 1) return attn_stride_bnhd(N, H, D);
     s = attn_stride_bhnd(H, N, D + (layout == 2 ? 3 : 0));
     return s;
 }
@@ -715,7 +715,7 @@ static void test_decode_key_chunks(void)
     for (t = 0; t < 3; ++t) {
         const int NQ = nqs[t];
         const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
-        const attn_stride qs = attn_stride_bnhd(H, NQ, D), ks = attn_stride_bnhd(HKV, NK, D);
+        const attn_stride qs = attn_stride_bnhd(NQ, H, D), ks = attn_stride_bnhd(NK, HKV, D);
         float *q = falloc((size_t)B * H * NQ * D), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
         float *o = falloc((size_t)B * H * NQ * D), *o2 = falloc((size_t)B * H * NQ * D), *lse = falloc((size_t)B * H * NQ);
         float *lse2 = falloc((size_t)B * H * NQ), *od = falloc((size_t)B * H * NQ * D);
@@ -2356,6 +2356,15 @@ static void test_errors_image(void)
 
 /* ---------------------------------------------------------------------------------------------- */
 
+/* The stride helpers take their sizes in the order of their names: bhnd (H, N, D), bnhd (N, H, D). */
+static void test_stride_helpers_order(void)
+{
+    enum { N = 5, H = 3, D = 7 };
+    const attn_stride a = attn_stride_bnhd(N, H, D), b = attn_stride_bhnd(H, N, D);
+    CHECK(a.batch == N * H * D && a.head == D && a.row == H * D);
+    CHECK(b.batch == H * N * D && b.head == N * D && b.row == D);
+}
+
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
 static const test_case k_tests[] = {
@@ -2397,6 +2406,7 @@ static const test_case k_tests[] = {
     {"errors_image", test_errors_image},
     {"failure_injection", test_failure_injection},
     {"errors_overflow", test_errors_overflow},
+    {"stride_helpers_order", test_stride_helpers_order},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
