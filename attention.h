@@ -45,6 +45,10 @@
    | ATTN_HEADER_FILE           | this file's name if renamed (default "attention.h"): the implementation |
    |                            | includes itself once per instruction set                                 |
    | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
+   | ATTN_ERROR_HOOK(func, code,| called once by every failing call, before it returns: the public        |
+   |                 arg, rule) | function's name, the attn_result, the argument as the caller wrote it   |
+   |                            | ("k_s.row", "opt->kv_len[b]", "mha->layout") and the rule it broke      |
+   |                            | ("row stride smaller than d_k"), static strings (default: nothing)      |
    Compile with -fopenmp for threads (OpenMP); nothing else changes.
 
    ==================================================================================================
@@ -87,8 +91,9 @@
    - Outputs must not overlap inputs, except where a function says so.
    - Every fallible call returns attn_result: ATTN_OK (0) or a negative code; attn_result_string names it.
      Arguments are validated before anything is written: on error every output is left untouched.
-   - Option structs are zero-initialised by the caller ({0}); zero means the documented default, and
-     fields added later keep today's behaviour at zero.
+   - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
+     as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
+     today's behaviour at zero.
    - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_align_scores and
      attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
      and free it before returning. There is no global state: every call is reentrant and thread-safe.
@@ -135,7 +140,10 @@
        2048-key chunk); attn_sdpa_workspace_size tells, for the same dims and options (the thread count
        matters: n_threads 0 is omp_get_max_threads() when asked; size a reused buffer for the largest
        call, e.g. a KV cache's max_len). workspace NULL: allocated and freed inside. A workspace smaller
-       than reported gives ATTN_ERR_WORKSPACE.
+       than reported gives ATTN_ERR_WORKSPACE. attn_sdpa_workspace_size rejects every size and option
+       attn_sdpa rejects, with the same code, except the strides (it has none) and the values of kv_len,
+       which it does not read (a buffer can be sized before the lengths are known); the same holds for
+       attn_self_workspace_size and attn_cross_workspace_size against their calls.
 
    attn_options (all optional, zero = default):
        scale             0: 1/sqrt(Dk). Must be finite.
@@ -146,6 +154,9 @@
        mask, mask_stride additive float mask [Nq x Nk], added to the scaled scores (-inf hides a key).
                          mask_stride.row 0 means Nk; .batch and .head 0 broadcast over batches and heads,
                          or give a per-batch / per-head mask.
+       mask_broadcast_rows  nonzero: the mask holds one row [Nk] per (batch, head), added to the scores of
+                         every query (mask_stride.row unused): PyTorch's float attn_mask [B, 1, 1, Nk] is
+                         mask_stride {Nk, 0, 0} with this set.
        kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read.
                          Each value in [0, Nk].
        key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
@@ -311,12 +322,21 @@
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
        ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
 
+   A code says what kind of argument is wrong; ATTN_ERROR_HOOK (OPTION MACROS) says which and why, e.g.
+       #define ATTN_ERROR_HOOK(func, code, arg, rule) \
+           fprintf(stderr, "%s: %s: %s: %s\n", func, attn_result_string(code), arg, rule)
+   before the implementation prints "attn_sdpa: ...: k_s.row: row stride smaller than d_k". arg is a
+   parameter ("n_q"), a field ("dims->n_kv", "opt->causal"), a stride ("q_s.head"), a whole view whose
+   strides together break a rule ("out_s"), or an element with its index unnamed ("opt->kv_len[b]").
+
    ==================================================================================================
    REVISION HISTORY
    ==================================================================================================
 
        0.4.0 (unreleased)  breaking: attn_stride_bnhd(n, n_heads, d) takes its sizes in the order of its
-                           name (was n_heads, n, d). See CHANGELOG.md.
+                           name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
+                           the workspace size functions reject the sizes their calls reject.
+                           See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
