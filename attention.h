@@ -45,8 +45,9 @@
    | ATTN_HEADER_FILE           | this file's name if renamed (default "attention.h"): the implementation |
    |                            | includes itself once per instruction set                                 |
    | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
-   | ATTN_ERROR_HOOK(func, code,| called once by every failing call, before it returns: the public        |
-   |                 arg, rule) | function's name, the attn_result, the argument as the caller wrote it   |
+   | ATTN_ERROR_HOOK(func, code,| called once by a call whose arguments fail validation (or ATTN_MALLOC), |
+   |                 arg, rule) | before it returns: the public function's name, the attn_result, the     |
+   |                            | argument as the caller wrote it                                         |
    |                            | ("k_s.row", "opt->kv_len[b]", "mha->layout") and the rule it broke      |
    |                            | ("row stride smaller than d_k"), static strings (default: nothing)      |
    Compile with -fopenmp for threads (OpenMP); nothing else changes.
@@ -1436,7 +1437,8 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
                   "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
     if ((r = attn__check_matrix(func, ATTN__MATRIX("y_stride", "d_out"), y_stride, n, d_out, 1)) != ATTN_OK) return r;
     if ((r = attn__check_matrix(func, ATTN__MATRIX("x_stride", "d_in"), x_stride, n, d_in, 0)) != ATTN_OK) return r;
-    if (layout == ATTN_LAYOUT_IN_OUT) r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_out"), w_stride, d_in, d_out, 0);
+    if (layout == ATTN_LAYOUT_IN_OUT)
+        r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_out"), w_stride, d_in, d_out, 0);
     else r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_in"), w_stride, d_out, d_in, 0);
     if (r != ATTN_OK) return r;
     attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
@@ -1482,8 +1484,10 @@ ATTNDEF attn_result attn_softmax(float *p, ptrdiff_t p_stride, const float *s, p
     ATTN__REQUIRE(s, ATTN_ERR_NULL, "s", "NULL");
     ATTN__REQUIRE(n_rows > 0, ATTN_ERR_SHAPE, "n_rows", "must be > 0");
     ATTN__REQUIRE(n_cols > 0, ATTN_ERR_SHAPE, "n_cols", "must be > 0");
-    if ((r = attn__check_matrix(func, ATTN__MATRIX("p_stride", "n_cols"), p_stride, n_rows, n_cols, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(func, ATTN__MATRIX("s_stride", "n_cols"), s_stride, n_rows, n_cols, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("p_stride", "n_cols"), p_stride, n_rows, n_cols, 1)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("s_stride", "n_cols"), s_stride, n_rows, n_cols, 0)) != ATTN_OK)
+        return r;
     for (i = 0; i < n_rows; ++i) {
         const float *s_i = s + (ptrdiff_t)i * s_stride;
         float *p_i = p + (ptrdiff_t)i * p_stride;
@@ -1555,8 +1559,10 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
     ATTN__REQUIRE(n_rows > 0, ATTN_ERR_SHAPE, "n_rows", "must be > 0");
     ATTN__REQUIRE(d_v > 0, ATTN_ERR_SHAPE, "d_v", "must be > 0");
     if ((r = attn__check_matrix(func, ATTN__MATRIX("o_stride", "d_v"), o_stride, n_rows, d_v, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_a_stride", "d_v"), o_a_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_b_stride", "d_v"), o_b_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_a_stride", "d_v"), o_a_stride, n_rows, d_v, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_b_stride", "d_v"), o_b_stride, n_rows, d_v, 0)) != ATTN_OK)
+        return r;
     for (i = 0; i < n_rows; ++i)
         attn__merge_row(o + (ptrdiff_t)i * o_stride, lse ? lse + i : NULL, o_a + (ptrdiff_t)i * o_a_stride, lse_a[i],
                         o_b + (ptrdiff_t)i * o_b_stride, lse_b[i], d_v);
@@ -1640,7 +1646,8 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
         }
     ATTN__REQUIRE(!o->key_padding_mask || attn__mul(&n, (size_t)d->batch, (size_t)d->n_kv), ATTN_ERR_OVERFLOW,
                   "opt->key_padding_mask", "its batch x n_kv bytes overflow ptrdiff_t");
-    ATTN__REQUIRE(!o->out_lse || (attn__mul(&n, (size_t)d->batch, (size_t)d->n_heads) && attn__mul(&n, n, (size_t)d->n_q)),
+    ATTN__REQUIRE(!o->out_lse ||
+                      (attn__mul(&n, (size_t)d->batch, (size_t)d->n_heads) && attn__mul(&n, n, (size_t)d->n_q)),
                   ATTN_ERR_OVERFLOW, "opt->out_lse", "its batch x n_heads x n_q elements overflow ptrdiff_t");
     ATTN__REQUIRE(!o->out_weights ||
                       (attn__mul(&n, (size_t)d->batch, o->average_weights ? 1u : (size_t)d->n_heads) &&
@@ -1842,10 +1849,14 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
     ATTN__REQUIRE(v, ATTN_ERR_NULL, "v", "NULL");
     ATTN__REQUIRE(dims, ATTN_ERR_NULL, "dims", "NULL");
     if ((r = attn__resolve_dims(func, &d, dims)) != ATTN_OK) return r;
-    if ((r = attn__check_view(func, ATTN__VIEW("out_s", "d_v"), out_s, d.batch, d.n_heads, d.n_q, d.d_v, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_view(func, ATTN__VIEW("q_s", "d_k"), q_s, d.batch, d.n_heads, d.n_q, d.d_k, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_view(func, ATTN__VIEW("k_s", "d_k"), k_s, d.batch, d.n_kv_heads, d.n_kv, d.d_k, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_view(func, ATTN__VIEW("v_s", "d_v"), v_s, d.batch, d.n_kv_heads, d.n_kv, d.d_v, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("out_s", "d_v"), out_s, d.batch, d.n_heads, d.n_q, d.d_v, 1)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("q_s", "d_k"), q_s, d.batch, d.n_heads, d.n_q, d.d_k, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("k_s", "d_k"), k_s, d.batch, d.n_kv_heads, d.n_kv, d.d_k, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("v_s", "d_v"), v_s, d.batch, d.n_kv_heads, d.n_kv, d.d_v, 0)) != ATTN_OK)
+        return r;
     /* the views passed, so these sizes pass too; checked for the same codes as attn_sdpa_workspace_size */
     if ((r = attn__check_sizes(func, &d)) != ATTN_OK) return r;
     if ((r = attn__check_options(func, opt, &d, 1)) != ATTN_OK) return r;
@@ -2105,7 +2116,8 @@ static attn_result attn__align_resolve(const char *func, attn__align_w *w, const
     ATTN__REQUIRE(a->d_h > 0, ATTN_ERR_SHAPE, "align->d_h", "must be > 0");
     ATTN__REQUIRE(sc != ATTN_SCORE_DOT || a->d_s == a->d_h, ATTN_ERR_SHAPE, "align->d_h",
                   "must equal d_s with ATTN_SCORE_DOT");
-    ATTN__REQUIRE(!additive || a->d_a > 0, ATTN_ERR_SHAPE, "align->d_a", "must be > 0 with ATTN_SCORE_CONCAT or _ADDITIVE");
+    ATTN__REQUIRE(!additive || a->d_a > 0, ATTN_ERR_SHAPE, "align->d_a",
+                  "must be > 0 with ATTN_SCORE_CONCAT or _ADDITIVE");
     ATTN__REQUIRE(a->layout == ATTN_LAYOUT_IN_OUT || a->layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION,
                   "align->layout", "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
     ATTN__REQUIRE(isfinite(a->scale), ATTN_ERR_OPTION, "align->scale", "not finite");
@@ -2329,7 +2341,8 @@ static attn_result attn__check_rows(const char *func, const float *p, ptrdiff_t 
     ATTN__REQUIRE(s, ATTN_ERR_NULL, "s", "NULL");
     ATTN__REQUIRE(n_rows > 0, ATTN_ERR_SHAPE, "n_rows", "must be > 0");
     ATTN__REQUIRE(n_cols > 0, ATTN_ERR_SHAPE, "n_cols", "must be > 0");
-    if ((r = attn__check_matrix(func, ATTN__MATRIX("p_stride", "n_cols"), p_stride, n_rows, n_cols, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("p_stride", "n_cols"), p_stride, n_rows, n_cols, 1)) != ATTN_OK)
+        return r;
     return attn__check_matrix(func, ATTN__MATRIX("s_stride", "n_cols"), s_stride, n_rows, n_cols, 0);
 }
 
@@ -2372,7 +2385,8 @@ ATTNDEF attn_result attn_sample(float *p, ptrdiff_t p_stride, int *index, float 
     if ((r = attn__check_rows(func, p, p_stride, s, s_stride, n_rows, n_cols)) != ATTN_OK) return r;
     ATTN__REQUIRE(u || rand_fn, ATTN_ERR_NULL, "u", "NULL with rand_fn NULL");
     if (u)
-        for (i = 0; i < n_rows; ++i) ATTN__REQUIRE(u[i] >= 0.0f && u[i] < 1.0f, ATTN_ERR_OPTION, "u[i]", "outside [0, 1)");
+        for (i = 0; i < n_rows; ++i)
+            ATTN__REQUIRE(u[i] >= 0.0f && u[i] < 1.0f, ATTN_ERR_OPTION, "u[i]", "outside [0, 1)");
     for (i = 0; i < n_rows; ++i) {
         int idx;
         float lp;
@@ -2409,7 +2423,8 @@ static attn_result attn__align_check_options(const char *func, const attn_align_
     if (!forward) return ATTN_OK;
     ATTN__REQUIRE(m == ATTN_SELECT_SOFT || m == ATTN_SELECT_HARD || m == ATTN_SELECT_TOPK || m == ATTN_SELECT_SAMPLE,
                   ATTN_ERR_OPTION, "opt->mode", "must be ATTN_SELECT_SOFT, _HARD, _TOPK or _SAMPLE");
-    ATTN__REQUIRE(m != ATTN_SELECT_TOPK || o->top_k >= 1, ATTN_ERR_OPTION, "opt->top_k", "must be >= 1 with ATTN_SELECT_TOPK");
+    ATTN__REQUIRE(m != ATTN_SELECT_TOPK || o->top_k >= 1, ATTN_ERR_OPTION, "opt->top_k",
+                  "must be >= 1 with ATTN_SELECT_TOPK");
     ATTN__REQUIRE(m != ATTN_SELECT_SAMPLE || o->uniform || o->rand_fn, ATTN_ERR_NULL, "opt->uniform",
                   "NULL with rand_fn NULL and ATTN_SELECT_SAMPLE");
     ATTN__REQUIRE(attn__mul(&rows, (size_t)batch, (size_t)n_q), ATTN_ERR_OVERFLOW, "batch",
@@ -2436,7 +2451,8 @@ ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float
     if ((r = attn__align_resolve(func, &w, align)) != ATTN_OK) return r;
     ATTN__REQUIRE(batch > 0, ATTN_ERR_SHAPE, "batch", "must be > 0");
     ATTN__REQUIRE(n_k > 0, ATTN_ERR_SHAPE, "n_k", "must be > 0");
-    if ((r = attn__check_view(func, ATTN__VIEW("keys_s", "d_key"), keys_s, batch, 1, n_k, w.d_key, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("keys_s", "d_key"), keys_s, batch, 1, n_k, w.d_key, 1)) != ATTN_OK)
+        return r;
     if ((r = attn__check_view(func, ATTN__VIEW("h_s", "d_h"), h_s, batch, 1, n_k, w.d_h, 0)) != ATTN_OK) return r;
     for (b = 0; b < batch; ++b) {
         float *k_b = keys + b * keys_s.batch;
@@ -2671,10 +2687,12 @@ static attn_result attn__image_geometry(const char *func, attn__image_geom *g, c
         g->height > ATTN__IMAGE_MAX_SIDE ||
         !attn__mul(&line, g->width, (size_t)g->channels) || !attn__add(&line, line, (size_t)png) ||
         !attn__mul(&g->raw, line, g->height))
-        return attn__fail(func, ATTN_ERR_OVERFLOW, "rows", "the image is above 2^31 - 1 pixels a side (rows or cols x cell)");
+        return attn__fail(func, ATTN_ERR_OVERFLOW, "rows",
+                          "the image is above 2^31 - 1 pixels a side (rows or cols x cell)");
     g->blocks = (g->raw + ATTN__STORED_MAX - 1) / ATTN__STORED_MAX;
     idat = 2 + g->raw + 5 * g->blocks + 4; /* raw <= ATTN__MAX_ELEMS: no wrap */
-    ATTN__REQUIRE(!png || idat <= ATTN__IMAGE_MAX_SIDE, ATTN_ERR_OVERFLOW, "rows", "the PNG's image data is above 2^31 - 1 bytes");
+    ATTN__REQUIRE(!png || idat <= ATTN__IMAGE_MAX_SIDE, ATTN_ERR_OVERFLOW, "rows",
+                  "the PNG's image data is above 2^31 - 1 bytes");
     return ATTN_OK;
 }
 
@@ -2867,7 +2885,8 @@ ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t 
     if (!path) return attn__fail("attn_image_save", ATTN_ERR_NULL, "path", "NULL");
     /* before creating the file */
     if ((r = attn__image_geometry("attn_image_save", &g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
-    if (!(f = fopen(path, "wb"))) return attn__fail("attn_image_save", ATTN_ERR_IO, "path", "cannot be opened for writing");
+    if (!(f = fopen(path, "wb")))
+        return attn__fail("attn_image_save", ATTN_ERR_IO, "path", "cannot be opened for writing");
     r = attn_image_write(attn__fwrite, f, m, m_stride, rows, cols, opt);
     if (fclose(f) != 0 && r == ATTN_OK) r = ATTN_ERR_IO;
     return r;
