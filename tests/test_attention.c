@@ -2519,13 +2519,13 @@ static void test_error_hook(void)
     /* ATTN_ERR_STRIDE: each view's row stride, a negative head stride, an overlapping output, the mask */
     bs = s; bs.row = D - 1;
     HOOK_EXPECT(attn_sdpa(o, bs, q, s, k, s, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "out_s.row");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     HOOK_EXPECT(attn_sdpa(o, s, q, bs, k, s, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "q_s.row");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     HOOK_EXPECT(attn_sdpa(o, s, q, s, k, bs, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "k_s.row");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, bs, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "v_s.row");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     bs = s; bs.head = -1;
     HOOK_EXPECT(attn_sdpa(o, s, q, s, k, bs, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "k_s.head");
     bs = s; bs.head = D * (N - 1);
@@ -2533,25 +2533,25 @@ static void test_error_hook(void)
     memset(&opt, 0, sizeof opt); opt.mask = mask; opt.mask_stride.row = N - 1;
     HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa",
                 "opt->mask_stride.row");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     /* ATTN_ERR_OPTION: kv_len too large, causal = 3, a NaN scale, a bad layout */
     memset(&opt, 0, sizeof opt); opt.kv_len = kv_len;
     HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->kv_len[b]");
-    CHECK(strstr(g_hook.rule, "above n_kv") != NULL);
-    seen[n_seen++] = g_hook.arg;
+    CHECK(g_hook.rule && strstr(g_hook.rule, "above n_kv") != NULL);
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     memset(&opt, 0, sizeof opt); opt.causal = (attn_causal)3;
     HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->causal");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     memset(&opt, 0, sizeof opt); opt.scale = NAN;
     HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->scale");
-    CHECK(strstr(g_hook.rule, "finite") != NULL);
-    seen[n_seen++] = g_hook.arg;
+    CHECK(g_hook.rule && strstr(g_hook.rule, "finite") != NULL);
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     memset(&m, 0, sizeof m);
     m.d_model = 8; m.n_heads = 2; m.w_q = y; m.w_k = y; m.w_v = y; m.w_o = y; m.layout = (attn_layout)2;
     HOOK_EXPECT(attn_self_forward(y, q, 1, 2, &m, NULL, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "mha->layout");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     HOOK_EXPECT(attn_project(y, 4, q, 4, k, 4, (attn_layout)5, NULL, 2, 4, 4), ATTN_ERR_OPTION, "attn_project", "layout");
-    seen[n_seen++] = g_hook.arg;
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
     for (i = 0; i < n_seen; ++i)
         for (j = 0; j < i; ++j) CHECK(strcmp(seen[i], seen[j]) != 0);
     /* the other codes and functions */
