@@ -47,9 +47,9 @@
    | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
    | ATTN_ERROR_HOOK(func, code,| called once by a call whose arguments fail validation (or ATTN_MALLOC), |
    |                 arg, rule) | before it returns: the public function's name, the attn_result, the     |
-   |                            | argument as the caller wrote it                                         |
-   |                            | ("k_s.row", "opt->kv_len[b]", "mha->layout") and the rule it broke      |
-   |                            | ("row stride smaller than d_k"), static strings (default: nothing)      |
+   |                            | argument as the caller wrote it ("k_s.row", "opt->kv_len[b]",           |
+   |                            | "mha->layout") and the rule it broke ("row stride smaller than d_k"),   |
+   |                            | static strings (default: nothing, no cost)                              |
    Compile with -fopenmp for threads (OpenMP); nothing else changes.
 
    ==================================================================================================
