@@ -1634,7 +1634,7 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
                   ATTN_ERR_OPTION, "opt->causal", "must be 0, 1 or 2 (ATTN_CAUSAL_NONE, _TOP_LEFT, _BOTTOM_RIGHT)");
     if (o->mask) { /* [B, Hq, Nq, Nk], or one row per (batch, head) when broadcast over the queries */
         attn_stride ms = o->mask_stride;
-        if (ms.row == 0) ms.row = d->n_kv;
+        if (ms.row == 0 || o->mask_broadcast_rows) ms.row = d->n_kv; /* broadcast: the row stride is unused */
         if ((r = attn__check_view(func, ATTN__VIEW("opt->mask_stride", "n_kv"), ms, d->batch, d->n_heads,
                                   o->mask_broadcast_rows ? 1 : d->n_q, d->n_kv, 0)) != ATTN_OK)
             return r;

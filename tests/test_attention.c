@@ -2638,10 +2638,12 @@ static void test_mask_broadcast_rows(void)
         opt.out_weights = NULL;
         CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
         CHECK_CLOSE(o, ref, n_out);
-        /* the mask view is checked with one row: a row stride that could not hold Nq rows is fine */
-        opt.mask_stride.row = NK;
+        /* the mask view is checked with one row, its row stride unused: only the batch and head strides
+           must hold (0.3.0 read Nq rows of NK from this buffer of one row per (batch, head)) */
+        opt.mask_stride.row = 1;
         CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
-        opt.mask_stride.row = NK - 1;
+        CHECK_CLOSE(o, ref, n_out);
+        opt.mask_stride.batch = -1;
         CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_STRIDE);
         free(q); free(k); free(v); free(o); free(lse); free(mask); free(w);
         free(ref); free(ref_lse); free(ref_w);
