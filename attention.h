@@ -1,4 +1,4 @@
-/* attention.h - v0.3.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
+/* attention.h - v0.4.0 - attention on the CPU in one C99 header; public domain or MIT, see end of file
 
    Scaled dot-product attention, multi-head self- and cross-attention and their building blocks (projection,
    scores, softmax, weighted sum, log-sum-exp merge), float32, no dependency beyond the C standard library.
@@ -46,6 +46,11 @@
    |                            | includes itself once per instruction set                                 |
    | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
    | ATTN_MAX_THREADS           | the most OpenMP threads one call starts (default 256)                    |
+   | ATTN_ERROR_HOOK(func, code,| called once by a call whose arguments fail validation (or ATTN_MALLOC), |
+   |                 arg, rule) | before it returns: the public function's name, the attn_result, the     |
+   |                            | argument as the caller wrote it ("k_s.row", "opt->kv_len[b]",           |
+   |                            | "mha->layout") and the rule it broke ("row stride smaller than d_k"),   |
+   |                            | static strings (default: nothing, no cost)                              |
    Compile with -fopenmp for threads (OpenMP); nothing else changes.
 
    ==================================================================================================
@@ -90,8 +95,9 @@
    - Outputs must not overlap inputs, except where a function says so.
    - Every fallible call returns attn_result: ATTN_OK (0) or a negative code; attn_result_string names it.
      Arguments are validated before anything is written: on error every output is left untouched.
-   - Option structs are zero-initialised by the caller ({0}); zero means the documented default, and
-     fields added later keep today's behaviour at zero.
+   - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
+     as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
+     today's behaviour at zero.
    - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_align_scores and
      attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
      and free it before returning. There is no global state: every call is reentrant and thread-safe.
@@ -141,7 +147,10 @@
        2048-key chunk); attn_sdpa_workspace_size tells, for the same dims and options (the thread count
        matters: n_threads 0 is omp_get_max_threads() when asked; size a reused buffer for the largest
        call, e.g. a KV cache's max_len). workspace NULL: allocated and freed inside. A workspace smaller
-       than reported gives ATTN_ERR_WORKSPACE.
+       than reported gives ATTN_ERR_WORKSPACE. attn_sdpa_workspace_size rejects every size and option
+       attn_sdpa rejects, with the same code, except the strides (it has none) and the values of kv_len,
+       which it does not read (a buffer can be sized before the lengths are known); the same holds for
+       attn_self_workspace_size and attn_cross_workspace_size against their calls.
 
    attn_options (all optional, zero = default):
        scale             0: 1/sqrt(Dk). Must be finite.
@@ -152,6 +161,9 @@
        mask, mask_stride additive float mask [Nq x Nk], added to the scaled scores (-inf hides a key).
                          mask_stride.row 0 means Nk; .batch and .head 0 broadcast over batches and heads,
                          or give a per-batch / per-head mask.
+       mask_broadcast_rows  nonzero: the mask holds one row [Nk] per (batch, head), added to the scores of
+                         every query (mask_stride.row unused): PyTorch's float attn_mask [B, 1, 1, Nk] is
+                         mask_stride {Nk, 0, 0} with this set.
        kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read.
                          Each value in [0, Nk].
        key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
@@ -188,7 +200,8 @@
        weight matrix (max(d_model, d_kv) x d_model rounded up to 64 columns) and the projected Q, K, V and
        the attention output of one batch.
 
-   Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(H, N, D) -> {N*H*D, D, H*D};
+   Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(N, H, D) -> {N*H*D, D, H*D}
+   (each helper takes its sizes in the order of its name);
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
 
    Classic attention (encoder-decoder models: Bahdanau, Luong, hard attention). s are decoder states
@@ -327,10 +340,21 @@
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
        ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
 
+   A code says what kind of argument is wrong; ATTN_ERROR_HOOK (OPTION MACROS) says which and why, e.g.
+       #define ATTN_ERROR_HOOK(func, code, arg, rule) \
+           fprintf(stderr, "%s: %s: %s: %s\n", func, attn_result_string(code), arg, rule)
+   before the implementation prints "attn_sdpa: ...: k_s.row: row stride smaller than d_k". arg is a
+   parameter ("n_q"), a field ("dims->n_kv", "opt->causal"), a stride ("q_s.head"), a whole view whose
+   strides together break a rule ("out_s"), or an element with its index unnamed ("opt->kv_len[b]").
+
    ==================================================================================================
    REVISION HISTORY
    ==================================================================================================
 
+       0.4.0 (unreleased)  breaking: attn_stride_bnhd(n, n_heads, d) takes its sizes in the order of its
+                           name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
+                           the workspace size functions reject the sizes their calls reject.
+                           See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -350,9 +374,9 @@
 #include <stddef.h> /* size_t, ptrdiff_t */
 
 #define ATTN_VERSION_MAJOR 0
-#define ATTN_VERSION_MINOR 3
+#define ATTN_VERSION_MINOR 4
 #define ATTN_VERSION_PATCH 0
-#define ATTN_VERSION_STRING "0.3.0"
+#define ATTN_VERSION_STRING "0.4.0"
 
 #ifndef ATTNDEF
 #ifdef ATTN_STATIC
@@ -423,6 +447,8 @@ typedef struct attn_options {
     void *alloc_user;                      /* user pointer for ATTN_MALLOC / ATTN_FREE */
     int n_threads;                         /* OpenMP threads (with -fopenmp): 0 = omp_get_max_threads() */
     int split_index, split_count;          /* split_count > 0: run only slice split_index of the work */
+    int mask_broadcast_rows;               /* nonzero: mask holds one row [Nk] per (batch, head), read by
+                                              every query (PyTorch's [B, 1, 1, Nk] float attn_mask) */
 } attn_options;
 
 typedef struct attn_mha {
@@ -445,7 +471,7 @@ ATTNDEF const char *attn_result_string(attn_result r);
 ATTNDEF const char *attn_simd_name(void);
 
 ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d);
-ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d);
+ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
 
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
@@ -664,9 +690,27 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
 #define ATTN_FREE(ptr, user) ((void)(user), free(ptr))
 #endif
 
+#ifndef ATTN_ERROR_HOOK
+#define ATTN_ERROR_HOOK(func, code, arg, rule) ((void)0)
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Every validation failure returns through here, so that a user-defined ATTN_ERROR_HOOK learns which
+   argument broke which rule. The strings are literals; with the default hook the call folds to `code`. */
+static attn_result attn__fail(const char *func, attn_result code, const char *arg, const char *rule)
+{
+    (void)func; (void)arg; (void)rule;
+    ATTN_ERROR_HOOK(func, code, arg, rule);
+    return code;
+}
+/* In a validation function with a `func` parameter: fail with `code` unless `cond` holds. */
+#define ATTN__REQUIRE(cond, code, arg, rule)                              \
+    do {                                                                  \
+        if (!(cond)) return attn__fail(func, code, arg, rule);            \
+    } while (0)
 
 #ifdef __cplusplus
 static const attn_options attn__default_options = {}; /* all zero: every default */
@@ -753,7 +797,7 @@ ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d)
     return s;
 }
 
-ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d)
+ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d)
 {
     attn_stride s;
     s.batch = attn__mul3_sat(n, n_heads, d);
@@ -762,24 +806,37 @@ ATTNDEF attn_stride attn_stride_bnhd(int n_heads, int n, int d)
     return s;
 }
 
+/* The names a view's failures report: its batch, head and row strides, the view, and the rule its row
+   stride breaks, e.g. ATTN__VIEW("q_s", "d_k") for q_s [B, H, N, d_k]. Expands to five arguments. */
+#define ATTN__VIEW(v, width) v ".batch", v ".head", v ".row", v, "row stride smaller than " width
+/* The same for a plain matrix whose row stride is the argument `stride`. */
+#define ATTN__MATRIX(stride, width) stride, stride, stride, stride, "row stride smaller than " width
+
 /* Validates the strides of a view [nb, nh, nr, nc] (sizes already checked positive): the row stride holds
    a row, no stride is negative, the highest offset fits, and for an output no two elements share memory
-   (sorted by stride, each axis's stride covers the span of the axes inside it). */
-static attn_result attn__check_view(attn_stride s, int nb, int nh, int nr, int nc, int is_output)
+   (sorted by stride, each axis's stride covers the span of the axes inside it). Failures are reported
+   for `func` under the names given by ATTN__VIEW or ATTN__MATRIX. */
+static attn_result attn__check_view(const char *func, const char *batch_arg, const char *head_arg,
+                                    const char *row_arg, const char *view_arg, const char *row_rule,
+                                    attn_stride s, int nb, int nh, int nr, int nc, int is_output)
 {
+    const char *arg[4];
     ptrdiff_t ext[4], str[4];
     size_t span = 1;
     int i, n = 0;
-    if (s.row < nc || s.batch < 0 || s.head < 0) return ATTN_ERR_STRIDE;
-    if (nb > ATTN__MAX_DIM || nh > ATTN__MAX_DIM || nr > ATTN__MAX_DIM || nc > ATTN__MAX_DIM) return ATTN_ERR_OVERFLOW;
-    ext[0] = nc; str[0] = 1;
-    ext[1] = nr; str[1] = s.row;
-    ext[2] = nh; str[2] = s.head;
-    ext[3] = nb; str[3] = s.batch;
+    ATTN__REQUIRE(s.row >= nc, ATTN_ERR_STRIDE, row_arg, row_rule);
+    ATTN__REQUIRE(s.batch >= 0, ATTN_ERR_STRIDE, batch_arg, "negative");
+    ATTN__REQUIRE(s.head >= 0, ATTN_ERR_STRIDE, head_arg, "negative");
+    ATTN__REQUIRE(nb <= ATTN__MAX_DIM && nh <= ATTN__MAX_DIM && nr <= ATTN__MAX_DIM && nc <= ATTN__MAX_DIM,
+                  ATTN_ERR_OVERFLOW, view_arg, "a size along one of its axes is above INT_MAX - 128");
+    ext[0] = nc; str[0] = 1; arg[0] = view_arg;
+    ext[1] = nr; str[1] = s.row; arg[1] = row_arg;
+    ext[2] = nh; str[2] = s.head; arg[2] = head_arg;
+    ext[3] = nb; str[3] = s.batch; arg[3] = batch_arg;
     for (i = 0; i < 4; ++i) {
         size_t term;
-        if (!attn__mul(&term, (size_t)(ext[i] - 1), (size_t)str[i]) || !attn__add(&span, span, term))
-            return ATTN_ERR_OVERFLOW;
+        ATTN__REQUIRE(attn__mul(&term, (size_t)(ext[i] - 1), (size_t)str[i]) && attn__add(&span, span, term),
+                      ATTN_ERR_OVERFLOW, arg[i], "the view's highest element offset does not fit in ptrdiff_t");
     }
     if (is_output) {
         /* keep the axes of extent > 1, insertion-sorted by stride */
@@ -793,19 +850,22 @@ static attn_result attn__check_view(attn_stride s, int nb, int nh, int nr, int n
             ++n;
         }
         for (i = 0; i < n; ++i) {
-            if ((size_t)t[i] < covered) return ATTN_ERR_STRIDE;
+            ATTN__REQUIRE((size_t)t[i] >= covered, ATTN_ERR_STRIDE, view_arg,
+                          "an output's strides make two of its elements share memory");
             covered += (size_t)(e[i] - 1) * (size_t)t[i]; /* <= span: no overflow */
         }
     }
     return ATTN_OK;
 }
 
-/* A plain matrix [rows x cols] with row stride `stride`, as a view. */
-static attn_result attn__check_matrix(ptrdiff_t stride, int rows, int cols, int is_output)
+/* A plain matrix [rows x cols] with row stride `stride`, as a view; names from ATTN__MATRIX. */
+static attn_result attn__check_matrix(const char *func, const char *batch_arg, const char *head_arg,
+                                      const char *row_arg, const char *view_arg, const char *row_rule,
+                                      ptrdiff_t stride, int rows, int cols, int is_output)
 {
     attn_stride s;
     s.batch = 0; s.head = 0; s.row = stride;
-    return attn__check_view(s, 1, 1, rows, cols, is_output);
+    return attn__check_view(func, batch_arg, head_arg, row_arg, view_arg, row_rule, s, 1, 1, rows, cols, is_output);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1417,14 +1477,21 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                  int n, int d_in, int d_out)
 {
+    const char *func = "attn_project";
     attn_result r;
-    if (!y || !x || !w) return ATTN_ERR_NULL;
-    if (n <= 0 || d_in <= 0 || d_out <= 0) return ATTN_ERR_SHAPE;
-    if (layout != ATTN_LAYOUT_IN_OUT && layout != ATTN_LAYOUT_OUT_IN) return ATTN_ERR_OPTION;
-    if ((r = attn__check_matrix(y_stride, n, d_out, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(x_stride, n, d_in, 0)) != ATTN_OK) return r;
-    if (layout == ATTN_LAYOUT_IN_OUT) r = attn__check_matrix(w_stride, d_in, d_out, 0);
-    else r = attn__check_matrix(w_stride, d_out, d_in, 0);
+    ATTN__REQUIRE(y, ATTN_ERR_NULL, "y", "NULL");
+    ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
+    ATTN__REQUIRE(w, ATTN_ERR_NULL, "w", "NULL");
+    ATTN__REQUIRE(n > 0, ATTN_ERR_SHAPE, "n", "must be > 0");
+    ATTN__REQUIRE(d_in > 0, ATTN_ERR_SHAPE, "d_in", "must be > 0");
+    ATTN__REQUIRE(d_out > 0, ATTN_ERR_SHAPE, "d_out", "must be > 0");
+    ATTN__REQUIRE(layout == ATTN_LAYOUT_IN_OUT || layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION, "layout",
+                  "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("y_stride", "d_out"), y_stride, n, d_out, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("x_stride", "d_in"), x_stride, n, d_in, 0)) != ATTN_OK) return r;
+    if (layout == ATTN_LAYOUT_IN_OUT)
+        r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_out"), w_stride, d_in, d_out, 0);
+    else r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_in"), w_stride, d_out, d_in, 0);
     if (r != ATTN_OK) return r;
     attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
     return ATTN_OK;
@@ -1439,14 +1506,19 @@ static float attn__scale(float scale, int d_k)
 ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, ptrdiff_t q_stride,
                                 const float *k, ptrdiff_t k_stride, int n_q, int n_k, int d_k, float scale)
 {
+    const char *func = "attn_scores";
     attn_result r;
     int i, j;
-    if (!s || !q || !k) return ATTN_ERR_NULL;
-    if (n_q <= 0 || n_k <= 0 || d_k <= 0) return ATTN_ERR_SHAPE;
-    if (!isfinite(scale)) return ATTN_ERR_OPTION;
-    if ((r = attn__check_matrix(s_stride, n_q, n_k, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(q_stride, n_q, d_k, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(k_stride, n_k, d_k, 0)) != ATTN_OK) return r;
+    ATTN__REQUIRE(s, ATTN_ERR_NULL, "s", "NULL");
+    ATTN__REQUIRE(q, ATTN_ERR_NULL, "q", "NULL");
+    ATTN__REQUIRE(k, ATTN_ERR_NULL, "k", "NULL");
+    ATTN__REQUIRE(n_q > 0, ATTN_ERR_SHAPE, "n_q", "must be > 0");
+    ATTN__REQUIRE(n_k > 0, ATTN_ERR_SHAPE, "n_k", "must be > 0");
+    ATTN__REQUIRE(d_k > 0, ATTN_ERR_SHAPE, "d_k", "must be > 0");
+    ATTN__REQUIRE(isfinite(scale), ATTN_ERR_OPTION, "scale", "not finite");
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("s_stride", "n_k"), s_stride, n_q, n_k, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("q_stride", "d_k"), q_stride, n_q, d_k, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("k_stride", "d_k"), k_stride, n_k, d_k, 0)) != ATTN_OK) return r;
     attn__matmul(s, s_stride, q, q_stride, k, k_stride, 1, n_q, n_k, d_k, 0);
     scale = attn__scale(scale, d_k);
     for (i = 0; i < n_q; ++i)
@@ -1457,12 +1529,17 @@ ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, pt
 ATTNDEF attn_result attn_softmax(float *p, ptrdiff_t p_stride, const float *s, ptrdiff_t s_stride,
                                  int n_rows, int n_cols, float *lse)
 {
+    const char *func = "attn_softmax";
     attn_result r;
     int i, j;
-    if (!p || !s) return ATTN_ERR_NULL;
-    if (n_rows <= 0 || n_cols <= 0) return ATTN_ERR_SHAPE;
-    if ((r = attn__check_matrix(p_stride, n_rows, n_cols, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(s_stride, n_rows, n_cols, 0)) != ATTN_OK) return r;
+    ATTN__REQUIRE(p, ATTN_ERR_NULL, "p", "NULL");
+    ATTN__REQUIRE(s, ATTN_ERR_NULL, "s", "NULL");
+    ATTN__REQUIRE(n_rows > 0, ATTN_ERR_SHAPE, "n_rows", "must be > 0");
+    ATTN__REQUIRE(n_cols > 0, ATTN_ERR_SHAPE, "n_cols", "must be > 0");
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("p_stride", "n_cols"), p_stride, n_rows, n_cols, 1)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("s_stride", "n_cols"), s_stride, n_rows, n_cols, 0)) != ATTN_OK)
+        return r;
     for (i = 0; i < n_rows; ++i) {
         const float *s_i = s + (ptrdiff_t)i * s_stride;
         float *p_i = p + (ptrdiff_t)i * p_stride;
@@ -1478,12 +1555,17 @@ ATTNDEF attn_result attn_softmax(float *p, ptrdiff_t p_stride, const float *s, p
 ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float *p, ptrdiff_t p_stride,
                                       const float *v, ptrdiff_t v_stride, int n_q, int n_k, int d_v)
 {
+    const char *func = "attn_weighted_sum";
     attn_result r;
-    if (!o || !p || !v) return ATTN_ERR_NULL;
-    if (n_q <= 0 || n_k <= 0 || d_v <= 0) return ATTN_ERR_SHAPE;
-    if ((r = attn__check_matrix(o_stride, n_q, d_v, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(p_stride, n_q, n_k, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(v_stride, n_k, d_v, 0)) != ATTN_OK) return r;
+    ATTN__REQUIRE(o, ATTN_ERR_NULL, "o", "NULL");
+    ATTN__REQUIRE(p, ATTN_ERR_NULL, "p", "NULL");
+    ATTN__REQUIRE(v, ATTN_ERR_NULL, "v", "NULL");
+    ATTN__REQUIRE(n_q > 0, ATTN_ERR_SHAPE, "n_q", "must be > 0");
+    ATTN__REQUIRE(n_k > 0, ATTN_ERR_SHAPE, "n_k", "must be > 0");
+    ATTN__REQUIRE(d_v > 0, ATTN_ERR_SHAPE, "d_v", "must be > 0");
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_stride", "d_v"), o_stride, n_q, d_v, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("p_stride", "n_k"), p_stride, n_q, n_k, 0)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("v_stride", "d_v"), v_stride, n_k, d_v, 0)) != ATTN_OK) return r;
     attn__matmul(o, o_stride, p, p_stride, v, v_stride, 0, n_q, d_v, n_k, 0);
     return ATTN_OK;
 }
@@ -1518,13 +1600,21 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
                                ptrdiff_t o_a_stride, const float *lse_a, const float *o_b,
                                ptrdiff_t o_b_stride, const float *lse_b, int n_rows, int d_v)
 {
+    const char *func = "attn_merge";
     attn_result r;
     int i;
-    if (!o || !o_a || !lse_a || !o_b || !lse_b) return ATTN_ERR_NULL;
-    if (n_rows <= 0 || d_v <= 0) return ATTN_ERR_SHAPE;
-    if ((r = attn__check_matrix(o_stride, n_rows, d_v, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(o_a_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_matrix(o_b_stride, n_rows, d_v, 0)) != ATTN_OK) return r;
+    ATTN__REQUIRE(o, ATTN_ERR_NULL, "o", "NULL");
+    ATTN__REQUIRE(o_a, ATTN_ERR_NULL, "o_a", "NULL");
+    ATTN__REQUIRE(lse_a, ATTN_ERR_NULL, "lse_a", "NULL");
+    ATTN__REQUIRE(o_b, ATTN_ERR_NULL, "o_b", "NULL");
+    ATTN__REQUIRE(lse_b, ATTN_ERR_NULL, "lse_b", "NULL");
+    ATTN__REQUIRE(n_rows > 0, ATTN_ERR_SHAPE, "n_rows", "must be > 0");
+    ATTN__REQUIRE(d_v > 0, ATTN_ERR_SHAPE, "d_v", "must be > 0");
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_stride", "d_v"), o_stride, n_rows, d_v, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_a_stride", "d_v"), o_a_stride, n_rows, d_v, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("o_b_stride", "d_v"), o_b_stride, n_rows, d_v, 0)) != ATTN_OK)
+        return r;
     for (i = 0; i < n_rows; ++i)
         attn__merge_row(o + (ptrdiff_t)i * o_stride, lse ? lse + i : NULL, o_a + (ptrdiff_t)i * o_a_stride, lse_a[i],
                         o_b + (ptrdiff_t)i * o_b_stride, lse_b[i], d_v);
@@ -1563,46 +1653,86 @@ static void attn__merge_chunks(float *o, float *lse, const float *acc, const flo
 }
 
 /* Resolved sizes: n_kv_heads and d_v defaults filled in. Checks sizes and head counts. */
-static attn_result attn__resolve_dims(attn_dims *d, const attn_dims *in)
+static attn_result attn__resolve_dims(const char *func, attn_dims *d, const attn_dims *in)
 {
     *d = *in;
     if (d->n_kv_heads == 0) d->n_kv_heads = d->n_heads;
     if (d->d_v == 0) d->d_v = d->d_k;
-    if (d->batch <= 0 || d->n_heads <= 0 || d->n_kv_heads <= 0 || d->n_q <= 0 || d->n_kv <= 0 ||
-        d->d_k <= 0 || d->d_v <= 0)
-        return ATTN_ERR_SHAPE;
-    if (d->n_heads % d->n_kv_heads != 0) return ATTN_ERR_KV_HEADS;
+    ATTN__REQUIRE(d->batch > 0, ATTN_ERR_SHAPE, "dims->batch", "must be > 0");
+    ATTN__REQUIRE(d->n_heads > 0, ATTN_ERR_SHAPE, "dims->n_heads", "must be > 0");
+    ATTN__REQUIRE(d->n_kv_heads > 0, ATTN_ERR_SHAPE, "dims->n_kv_heads", "must be >= 0 (0: n_heads)");
+    ATTN__REQUIRE(d->n_q > 0, ATTN_ERR_SHAPE, "dims->n_q", "must be > 0");
+    ATTN__REQUIRE(d->n_kv > 0, ATTN_ERR_SHAPE, "dims->n_kv", "must be > 0");
+    ATTN__REQUIRE(d->d_k > 0, ATTN_ERR_SHAPE, "dims->d_k", "must be > 0");
+    ATTN__REQUIRE(d->d_v > 0, ATTN_ERR_SHAPE, "dims->d_v", "must be >= 0 (0: d_k)");
+    ATTN__REQUIRE(d->n_heads % d->n_kv_heads == 0, ATTN_ERR_KV_HEADS, "dims->n_heads",
+                  "not a multiple of n_kv_heads");
     return ATTN_OK;
 }
 
-/* Validates the options against resolved sizes. Reads kv_len. */
-static attn_result attn__check_options(const attn_options *o, const attn_dims *d)
+/* The sizes of attn_sdpa that no choice of strides can make valid: an axis above ATTN__MAX_DIM, or a view
+   that cannot fit in ptrdiff_t even with its smallest strides (the output dense, as it may not overlap
+   itself; the inputs with one [N x D] matrix broadcast over batches and heads). The checks of the views
+   reject exactly these too, so attn_sdpa_workspace_size, which has no strides, agrees with attn_sdpa. */
+static attn_result attn__check_sizes(const char *func, const attn_dims *d)
+{
+    size_t n;
+    ATTN__REQUIRE(d->batch <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "dims->batch", "above INT_MAX - 128");
+    ATTN__REQUIRE(d->n_heads <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "dims->n_heads", "above INT_MAX - 128");
+    ATTN__REQUIRE(d->n_q <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "dims->n_q", "above INT_MAX - 128");
+    ATTN__REQUIRE(d->n_kv <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "dims->n_kv", "above INT_MAX - 128");
+    ATTN__REQUIRE(d->d_k <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "dims->d_k", "above INT_MAX - 128");
+    ATTN__REQUIRE(d->d_v <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "dims->d_v", "above INT_MAX - 128");
+    /* n_kv_heads <= n_heads, which divides by it */
+    ATTN__REQUIRE(attn__mul(&n, (size_t)d->batch, (size_t)d->n_heads) && attn__mul(&n, n, (size_t)d->n_q) &&
+                      attn__mul(&n, n, (size_t)d->d_v),
+                  ATTN_ERR_OVERFLOW, "out", "its batch x n_heads x n_q x d_v elements overflow ptrdiff_t");
+    ATTN__REQUIRE(attn__mul(&n, (size_t)d->n_q, (size_t)d->d_k), ATTN_ERR_OVERFLOW, "q",
+                  "its n_q x d_k elements overflow ptrdiff_t");
+    ATTN__REQUIRE(attn__mul(&n, (size_t)d->n_kv, (size_t)d->d_k), ATTN_ERR_OVERFLOW, "k",
+                  "its n_kv x d_k elements overflow ptrdiff_t");
+    ATTN__REQUIRE(attn__mul(&n, (size_t)d->n_kv, (size_t)d->d_v), ATTN_ERR_OVERFLOW, "v",
+                  "its n_kv x d_v elements overflow ptrdiff_t");
+    return ATTN_OK;
+}
+
+/* Validates the options against resolved sizes: everything but the values of kv_len when read_kv_len is 0
+   (the workspace queries: a caller may size a buffer before its lengths are known). */
+static attn_result attn__check_options(const char *func, const attn_options *o, const attn_dims *d, int read_kv_len)
 {
     size_t n;
     attn_result r;
     int b;
-    if (!isfinite(o->scale)) return ATTN_ERR_OPTION;
-    if (o->n_threads < 0 || o->split_count < 0 ||
-        (o->split_count > 0 && (o->split_index < 0 || o->split_index >= o->split_count)))
-        return ATTN_ERR_OPTION;
-    if (o->causal != ATTN_CAUSAL_NONE && o->causal != ATTN_CAUSAL_TOP_LEFT &&
-        o->causal != ATTN_CAUSAL_BOTTOM_RIGHT)
-        return ATTN_ERR_OPTION;
-    if (o->mask) {
+    ATTN__REQUIRE(isfinite(o->scale), ATTN_ERR_OPTION, "opt->scale", "not finite");
+    ATTN__REQUIRE(o->n_threads >= 0, ATTN_ERR_OPTION, "opt->n_threads", "negative");
+    ATTN__REQUIRE(o->split_count >= 0, ATTN_ERR_OPTION, "opt->split_count", "negative");
+    ATTN__REQUIRE(o->split_count == 0 || (o->split_index >= 0 && o->split_index < o->split_count), ATTN_ERR_OPTION,
+                  "opt->split_index", "outside [0, split_count)");
+    ATTN__REQUIRE(o->causal == ATTN_CAUSAL_NONE || o->causal == ATTN_CAUSAL_TOP_LEFT ||
+                      o->causal == ATTN_CAUSAL_BOTTOM_RIGHT,
+                  ATTN_ERR_OPTION, "opt->causal", "must be 0, 1 or 2 (ATTN_CAUSAL_NONE, _TOP_LEFT, _BOTTOM_RIGHT)");
+    if (o->mask) { /* [B, Hq, Nq, Nk], or one row per (batch, head) when broadcast over the queries */
         attn_stride ms = o->mask_stride;
-        if (ms.row == 0) ms.row = d->n_kv;
-        if ((r = attn__check_view(ms, d->batch, d->n_heads, d->n_q, d->n_kv, 0)) != ATTN_OK) return r;
+        if (ms.row == 0 || o->mask_broadcast_rows) ms.row = d->n_kv; /* broadcast: the row stride is unused */
+        if ((r = attn__check_view(func, ATTN__VIEW("opt->mask_stride", "n_kv"), ms, d->batch, d->n_heads,
+                                  o->mask_broadcast_rows ? 1 : d->n_q, d->n_kv, 0)) != ATTN_OK)
+            return r;
     }
-    if (o->kv_len)
-        for (b = 0; b < d->batch; ++b)
-            if (o->kv_len[b] < 0 || o->kv_len[b] > d->n_kv) return ATTN_ERR_OPTION;
-    if (o->key_padding_mask && !attn__mul(&n, (size_t)d->batch, (size_t)d->n_kv)) return ATTN_ERR_OVERFLOW;
-    if (o->out_lse && (!attn__mul(&n, (size_t)d->batch, (size_t)d->n_heads) || !attn__mul(&n, n, (size_t)d->n_q)))
-        return ATTN_ERR_OVERFLOW;
-    if (o->out_weights &&
-        (!attn__mul(&n, (size_t)d->batch, o->average_weights ? 1u : (size_t)d->n_heads) ||
-         !attn__mul(&n, n, (size_t)d->n_q) || !attn__mul(&n, n, (size_t)d->n_kv)))
-        return ATTN_ERR_OVERFLOW;
+    if (o->kv_len && read_kv_len)
+        for (b = 0; b < d->batch; ++b) {
+            ATTN__REQUIRE(o->kv_len[b] >= 0, ATTN_ERR_OPTION, "opt->kv_len[b]", "negative");
+            ATTN__REQUIRE(o->kv_len[b] <= d->n_kv, ATTN_ERR_OPTION, "opt->kv_len[b]", "above n_kv");
+        }
+    ATTN__REQUIRE(!o->key_padding_mask || attn__mul(&n, (size_t)d->batch, (size_t)d->n_kv), ATTN_ERR_OVERFLOW,
+                  "opt->key_padding_mask", "its batch x n_kv bytes overflow ptrdiff_t");
+    ATTN__REQUIRE(!o->out_lse ||
+                      (attn__mul(&n, (size_t)d->batch, (size_t)d->n_heads) && attn__mul(&n, n, (size_t)d->n_q)),
+                  ATTN_ERR_OVERFLOW, "opt->out_lse", "its batch x n_heads x n_q elements overflow ptrdiff_t");
+    ATTN__REQUIRE(!o->out_weights ||
+                      (attn__mul(&n, (size_t)d->batch, o->average_weights ? 1u : (size_t)d->n_heads) &&
+                       attn__mul(&n, n, (size_t)d->n_q) && attn__mul(&n, n, (size_t)d->n_kv)),
+                  ATTN_ERR_OVERFLOW, "opt->out_weights",
+                  "its batch x n_heads (1 averaged) x n_q x n_kv elements overflow ptrdiff_t");
     return ATTN_OK;
 }
 
@@ -1717,7 +1847,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         memset(&h, 0, sizeof h);
         h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
-        h.mask_rs = o->mask_stride.row ? o->mask_stride.row : d->n_kv;
+        h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
         h.causal = o->causal != ATTN_CAUSAL_NONE;
         h.diag = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT ? (ptrdiff_t)d->n_kv - d->n_q : 0;
         h.scale = attn__scale(o->scale, d->d_k);
@@ -1770,38 +1900,61 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
     }
 }
 
+/* The bytes of attn_sdpa's workspace, on resolved sizes and checked options. */
+static attn_result attn__sdpa_need(const char *func, size_t *bytes, const attn_dims *d, const attn_options *opt)
+{
+    size_t floats, per_thread;
+    ATTN__REQUIRE(attn__sdpa_call_floats(&floats, d, opt, &per_thread) && attn__ws_bytes(bytes, floats) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k + d_v per thread, key chunks) overflows");
+    return ATTN_OK;
+}
+
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt)
 {
+    const char *func = "attn_sdpa_workspace_size";
     attn_dims d;
     attn_result r;
-    size_t floats;
-    if (!bytes || !dims) return ATTN_ERR_NULL;
-    if ((r = attn__resolve_dims(&d, dims)) != ATTN_OK) return r;
-    size_t per_thread;
     if (!opt) opt = &attn__default_options;
-    if (!attn__sdpa_call_floats(&floats, &d, opt, &per_thread)) return ATTN_ERR_OVERFLOW;
-    return attn__ws_bytes(bytes, floats);
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    ATTN__REQUIRE(dims, ATTN_ERR_NULL, "dims", "NULL");
+    if ((r = attn__resolve_dims(func, &d, dims)) != ATTN_OK) return r;
+    if ((r = attn__check_sizes(func, &d)) != ATTN_OK) return r;
+    if ((r = attn__check_options(func, opt, &d, 0)) != ATTN_OK) return r;
+    return attn__sdpa_need(func, bytes, &d, opt);
 }
 
 ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
                               attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes)
 {
+    const char *func = "attn_sdpa";
     attn_dims d;
     attn_result r;
-    size_t need;
+    size_t need = 0;
     void *mem = workspace;
     if (!opt) opt = &attn__default_options;
-    if (!out || !q || !k || !v || !dims) return ATTN_ERR_NULL;
-    if ((r = attn__resolve_dims(&d, dims)) != ATTN_OK) return r;
-    if ((r = attn__check_view(out_s, d.batch, d.n_heads, d.n_q, d.d_v, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_view(q_s, d.batch, d.n_heads, d.n_q, d.d_k, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_view(k_s, d.batch, d.n_kv_heads, d.n_kv, d.d_k, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_view(v_s, d.batch, d.n_kv_heads, d.n_kv, d.d_v, 0)) != ATTN_OK) return r;
-    if ((r = attn__check_options(opt, &d)) != ATTN_OK) return r;
-    if ((r = attn_sdpa_workspace_size(&need, &d, opt)) != ATTN_OK) return r;
-    if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
-    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user))) return ATTN_ERR_NOMEM;
+    ATTN__REQUIRE(out, ATTN_ERR_NULL, "out", "NULL");
+    ATTN__REQUIRE(q, ATTN_ERR_NULL, "q", "NULL");
+    ATTN__REQUIRE(k, ATTN_ERR_NULL, "k", "NULL");
+    ATTN__REQUIRE(v, ATTN_ERR_NULL, "v", "NULL");
+    ATTN__REQUIRE(dims, ATTN_ERR_NULL, "dims", "NULL");
+    if ((r = attn__resolve_dims(func, &d, dims)) != ATTN_OK) return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("out_s", "d_v"), out_s, d.batch, d.n_heads, d.n_q, d.d_v, 1)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("q_s", "d_k"), q_s, d.batch, d.n_heads, d.n_q, d.d_k, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("k_s", "d_k"), k_s, d.batch, d.n_kv_heads, d.n_kv, d.d_k, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("v_s", "d_v"), v_s, d.batch, d.n_kv_heads, d.n_kv, d.d_v, 0)) != ATTN_OK)
+        return r;
+    /* the views passed, so these sizes pass too; checked for the same codes as attn_sdpa_workspace_size */
+    if ((r = attn__check_sizes(func, &d)) != ATTN_OK) return r;
+    if ((r = attn__check_options(func, opt, &d, 1)) != ATTN_OK) return r;
+    if ((r = attn__sdpa_need(func, &need, &d, opt)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than attn_sdpa_workspace_size reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
     attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, attn__ws_base(mem));
     if (!workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
@@ -1820,25 +1973,37 @@ typedef struct attn__mha_dims {
     size_t pack_floats; /* a packed weight matrix, the largest of the four */
 } attn__mha_dims;
 
-static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int n_kv, const attn_mha *m,
-                                     const attn_options *opt, int self)
+/* Validates a multi-head call's sizes and options for `func` (the values of kv_len only when read_kv_len:
+   not for the workspace queries) and resolves its sizes. Shared by the calls and their workspace queries,
+   so that both reject the same sizes with the same codes. */
+static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int batch, int n_q, int n_kv,
+                                     const attn_mha *m, const attn_options *opt, int self, int read_kv_len)
 {
+    const char *n_q_arg = self ? "n" : "n_q", *n_kv_arg = self ? "n" : "n_kv";
     attn_dims full;
     attn_result r;
     size_t n, q_floats, kv_floats, per_thread;
     int head_dim, n_kv_heads, d_kv;
-    if (!m) return ATTN_ERR_NULL;
+    ATTN__REQUIRE(m, ATTN_ERR_NULL, "mha", "NULL");
     n_kv_heads = m->n_kv_heads ? m->n_kv_heads : m->n_heads;
     d_kv = m->d_kv ? m->d_kv : m->d_model;
-    if (batch <= 0 || n_q <= 0 || n_kv <= 0 || m->d_model <= 0 || m->n_heads <= 0 || n_kv_heads <= 0 ||
-        d_kv <= 0 || (self && d_kv != m->d_model))
-        return ATTN_ERR_SHAPE;
-    if (m->d_model % m->n_heads != 0) return ATTN_ERR_HEADS;
-    if (batch > ATTN__MAX_DIM || n_q > ATTN__MAX_DIM || n_kv > ATTN__MAX_DIM || m->d_model > ATTN__MAX_DIM ||
-        d_kv > ATTN__MAX_DIM)
-        return ATTN_ERR_OVERFLOW;
-    if (m->n_heads % n_kv_heads != 0) return ATTN_ERR_KV_HEADS;
-    if (m->layout != ATTN_LAYOUT_IN_OUT && m->layout != ATTN_LAYOUT_OUT_IN) return ATTN_ERR_OPTION;
+    ATTN__REQUIRE(batch > 0, ATTN_ERR_SHAPE, "batch", "must be > 0");
+    ATTN__REQUIRE(n_q > 0, ATTN_ERR_SHAPE, n_q_arg, "must be > 0");
+    ATTN__REQUIRE(n_kv > 0, ATTN_ERR_SHAPE, n_kv_arg, "must be > 0");
+    ATTN__REQUIRE(m->d_model > 0, ATTN_ERR_SHAPE, "mha->d_model", "must be > 0");
+    ATTN__REQUIRE(m->n_heads > 0, ATTN_ERR_SHAPE, "mha->n_heads", "must be > 0");
+    ATTN__REQUIRE(n_kv_heads > 0, ATTN_ERR_SHAPE, "mha->n_kv_heads", "must be >= 0 (0: n_heads)");
+    ATTN__REQUIRE(d_kv > 0, ATTN_ERR_SHAPE, "mha->d_kv", "must be >= 0 (0: d_model)");
+    ATTN__REQUIRE(!self || d_kv == m->d_model, ATTN_ERR_SHAPE, "mha->d_kv", "must be 0 or d_model in self-attention");
+    ATTN__REQUIRE(m->d_model % m->n_heads == 0, ATTN_ERR_HEADS, "mha->d_model", "not divisible by n_heads");
+    ATTN__REQUIRE(batch <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "batch", "above INT_MAX - 128");
+    ATTN__REQUIRE(n_q <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, n_q_arg, "above INT_MAX - 128");
+    ATTN__REQUIRE(n_kv <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, n_kv_arg, "above INT_MAX - 128");
+    ATTN__REQUIRE(m->d_model <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "mha->d_model", "above INT_MAX - 128");
+    ATTN__REQUIRE(d_kv <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "mha->d_kv", "above INT_MAX - 128");
+    ATTN__REQUIRE(m->n_heads % n_kv_heads == 0, ATTN_ERR_KV_HEADS, "mha->n_heads", "not a multiple of n_kv_heads");
+    ATTN__REQUIRE(m->layout == ATTN_LAYOUT_IN_OUT || m->layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION, "mha->layout",
+                  "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
     head_dim = m->d_model / m->n_heads;
     md->batch = batch;
     md->d_model = m->d_model;
@@ -1846,23 +2011,29 @@ static attn_result attn__mha_resolve(attn__mha_dims *md, int batch, int n_q, int
     md->kv_dim = n_kv_heads * head_dim; /* <= d_model */
     full.batch = batch; full.n_heads = m->n_heads; full.n_kv_heads = n_kv_heads;
     full.n_q = n_q; full.n_kv = n_kv; full.d_k = head_dim; full.d_v = head_dim;
-    if (opt && (r = attn__check_options(opt, &full)) != ATTN_OK) return r;
-    if (opt && opt->split_count != 0) return ATTN_ERR_OPTION; /* a split is for attn_sdpa only */
+    if (opt && (r = attn__check_options(func, opt, &full, read_kv_len)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!opt || opt->split_count == 0, ATTN_ERR_OPTION, "opt->split_count",
+                  "must be 0: splits are for attn_sdpa only");
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
-    if (!attn__mul(&n, (size_t)batch, (size_t)n_q) || !attn__mul(&n, n, (size_t)m->d_model) ||
-        !attn__mul(&n, (size_t)batch, (size_t)n_kv) || !attn__mul(&n, n, (size_t)d_kv) ||
-        !attn__mul(&n, (size_t)d_kv, (size_t)m->d_model) || !attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model))
-        return ATTN_ERR_OVERFLOW;
+    ATTN__REQUIRE(attn__mul(&n, (size_t)batch, (size_t)n_q) && attn__mul(&n, n, (size_t)m->d_model), ATTN_ERR_OVERFLOW,
+                  self ? "x" : "x_q", "its batch x n x d_model elements overflow ptrdiff_t");
+    ATTN__REQUIRE(attn__mul(&n, (size_t)batch, (size_t)n_kv) && attn__mul(&n, n, (size_t)d_kv), ATTN_ERR_OVERFLOW,
+                  self ? "x" : "x_kv", "its batch x n_kv x d_kv elements overflow ptrdiff_t");
+    ATTN__REQUIRE(attn__mul(&n, (size_t)d_kv, (size_t)m->d_model), ATTN_ERR_OVERFLOW, "mha->w_k",
+                  "its d_kv x d_model elements overflow ptrdiff_t");
+    ATTN__REQUIRE(attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model), ATTN_ERR_OVERFLOW, "mha->w_q",
+                  "its d_model x d_model elements overflow ptrdiff_t");
     if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
         !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
         !attn__add(&md->sdpa_floats, md->sdpa_floats, 15) ||
         !attn__pack_floats(&md->pack_floats, d_kv > m->d_model ? d_kv : m->d_model, m->d_model) ||
         !attn__add(&n, q_floats, q_floats > kv_floats ? q_floats : kv_floats) || !attn__add(&n, n, kv_floats) ||
         !attn__add(&n, n, kv_floats) ||
-        !attn__add(&n, n, md->pack_floats) || !attn__add(&md->ws_floats, n, md->sdpa_floats & ~(size_t)15))
-        return ATTN_ERR_OVERFLOW;
+        !attn__add(&n, n, md->pack_floats) || !attn__add(&md->ws_floats, n, md->sdpa_floats & ~(size_t)15) ||
+        !attn__mul(&n, md->ws_floats, sizeof(float)) || !attn__add(&n, n, ATTN__ALIGN))
+        return attn__fail(func, ATTN_ERR_OVERFLOW, "mha", "the workspace's size overflows");
     return ATTN_OK;
 }
 
@@ -1900,7 +2071,7 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     float *kb = qb + (size_t)n_q * (size_t)md->d_model; /* [Nk x kv_dim]   */
     float *vb = kb + (size_t)n_kv * (size_t)md->kv_dim; /* [Nk x kv_dim]   */
     float *ab = vb + (size_t)n_kv * (size_t)md->kv_dim; /* [Nq x d_model], first the scratch [Nk x kv_dim] */
-    const attn_stride q_s = attn_stride_bnhd(d->n_heads, n_q, d->d_k);
+    const attn_stride q_s = attn_stride_bnhd(n_q, d->n_heads, d->d_k);
     const attn_stride kv_s = attn_stride_bhnd(d->n_kv_heads, n_kv, d->d_k);
     const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
     const int threads = attn__threads(o, ATTN_MAX_THREADS); /* attn__project and sdpa take fewer as they need */
@@ -1928,28 +2099,38 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
 static attn_result attn__mha_workspace_size(size_t *bytes, int batch, int n_q, int n_kv, const attn_mha *m,
                                             const attn_options *opt, int self)
 {
+    const char *func = self ? "attn_self_workspace_size" : "attn_cross_workspace_size";
     attn__mha_dims md;
     attn_result r;
-    if (!bytes) return ATTN_ERR_NULL;
-    if ((r = attn__mha_resolve(&md, batch, n_q, n_kv, m, opt, self)) != ATTN_OK) return r;
-    return attn__ws_bytes(bytes, md.ws_floats);
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    if ((r = attn__mha_resolve(func, &md, batch, n_q, n_kv, m, opt, self, 0)) != ATTN_OK) return r;
+    return attn__ws_bytes(bytes, md.ws_floats); /* checked by attn__mha_resolve */
 }
 
 static attn_result attn__mha_forward(float *out, const float *x_q, const float *x_kv, int batch, int n_q,
                                      int n_kv, const attn_mha *m, const attn_options *opt, void *workspace,
                                      size_t workspace_bytes, int self)
 {
+    const char *func = self ? "attn_self_forward" : "attn_cross_forward";
     attn__mha_dims md;
     attn_result r;
-    size_t need;
+    size_t need = 0;
     void *mem = workspace;
     if (!opt) opt = &attn__default_options;
-    if (!out || !x_q || !x_kv || !m) return ATTN_ERR_NULL;
-    if (!m->w_q || !m->w_k || !m->w_v || !m->w_o) return ATTN_ERR_NULL;
-    if ((r = attn__mha_resolve(&md, batch, n_q, n_kv, m, opt, self)) != ATTN_OK) return r;
-    if ((r = attn__ws_bytes(&need, md.ws_floats)) != ATTN_OK) return r;
-    if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
-    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user))) return ATTN_ERR_NOMEM;
+    ATTN__REQUIRE(out, ATTN_ERR_NULL, "out", "NULL");
+    ATTN__REQUIRE(x_q, ATTN_ERR_NULL, self ? "x" : "x_q", "NULL");
+    ATTN__REQUIRE(x_kv, ATTN_ERR_NULL, self ? "x" : "x_kv", "NULL");
+    ATTN__REQUIRE(m, ATTN_ERR_NULL, "mha", "NULL");
+    ATTN__REQUIRE(m->w_q, ATTN_ERR_NULL, "mha->w_q", "NULL");
+    ATTN__REQUIRE(m->w_k, ATTN_ERR_NULL, "mha->w_k", "NULL");
+    ATTN__REQUIRE(m->w_v, ATTN_ERR_NULL, "mha->w_v", "NULL");
+    ATTN__REQUIRE(m->w_o, ATTN_ERR_NULL, "mha->w_o", "NULL");
+    if ((r = attn__mha_resolve(func, &md, batch, n_q, n_kv, m, opt, self, 1)) != ATTN_OK) return r;
+    (void)attn__ws_bytes(&need, md.ws_floats); /* checked by attn__mha_resolve */
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than the workspace size function reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
     attn__mha_run(out, x_q, x_kv, n_q, n_kv, m, opt, &md, attn__ws_base(mem));
     if (!workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
@@ -1998,26 +2179,38 @@ typedef struct attn__align_w {
 } attn__align_w;
 
 /* The row stride in force of a weight mapping d_in -> d_out (stride 0 = dense), validated. */
-static attn_result attn__weight_rs(ptrdiff_t *rs, ptrdiff_t stride, attn_layout layout, int d_in, int d_out)
+/* The row stride in force of a weight mapping d_in -> d_out (stride 0 = dense), validated; `arg` names
+   the stride for the error hook. */
+static attn_result attn__weight_rs(const char *func, const char *arg, ptrdiff_t *rs, ptrdiff_t stride,
+                                   attn_layout layout, int d_in, int d_out)
 {
     const int in_out = layout == ATTN_LAYOUT_IN_OUT;
     *rs = stride ? stride : (in_out ? d_out : d_in);
-    return attn__check_matrix(*rs, in_out ? d_in : d_out, in_out ? d_out : d_in, 0);
+    return attn__check_matrix(func, ATTN__MATRIX(arg, "the weight's row (d_out, or d_in for ATTN_LAYOUT_OUT_IN)"),
+                              *rs, in_out ? d_in : d_out, in_out ? d_out : d_in, 0);
 }
 
-static attn_result attn__align_resolve(attn__align_w *w, const attn_align *a)
+static attn_result attn__align_resolve(const char *func, attn__align_w *w, const attn_align *a)
 {
     const attn_score sc = a->score;
     const int additive = sc == ATTN_SCORE_CONCAT || sc == ATTN_SCORE_ADDITIVE;
     attn_result r = ATTN_OK;
-    if (sc != ATTN_SCORE_DOT && sc != ATTN_SCORE_GENERAL && !additive) return ATTN_ERR_OPTION;
-    if (((sc == ATTN_SCORE_GENERAL || sc == ATTN_SCORE_CONCAT) && !a->w) ||
-        (sc == ATTN_SCORE_ADDITIVE && (!a->w_s || !a->w_h)) || (additive && !a->v))
-        return ATTN_ERR_NULL;
-    if (a->d_s <= 0 || a->d_h <= 0 || (sc == ATTN_SCORE_DOT && a->d_s != a->d_h) || (additive && a->d_a <= 0))
-        return ATTN_ERR_SHAPE;
-    if ((a->layout != ATTN_LAYOUT_IN_OUT && a->layout != ATTN_LAYOUT_OUT_IN) || !isfinite(a->scale))
-        return ATTN_ERR_OPTION;
+    ATTN__REQUIRE(sc == ATTN_SCORE_DOT || sc == ATTN_SCORE_GENERAL || additive, ATTN_ERR_OPTION, "align->score",
+                  "must be ATTN_SCORE_DOT, _GENERAL, _CONCAT or _ADDITIVE");
+    ATTN__REQUIRE(a->w || (sc != ATTN_SCORE_GENERAL && sc != ATTN_SCORE_CONCAT), ATTN_ERR_NULL, "align->w",
+                  "NULL with ATTN_SCORE_GENERAL or _CONCAT");
+    ATTN__REQUIRE(a->w_s || sc != ATTN_SCORE_ADDITIVE, ATTN_ERR_NULL, "align->w_s", "NULL with ATTN_SCORE_ADDITIVE");
+    ATTN__REQUIRE(a->w_h || sc != ATTN_SCORE_ADDITIVE, ATTN_ERR_NULL, "align->w_h", "NULL with ATTN_SCORE_ADDITIVE");
+    ATTN__REQUIRE(a->v || !additive, ATTN_ERR_NULL, "align->v", "NULL with ATTN_SCORE_CONCAT or _ADDITIVE");
+    ATTN__REQUIRE(a->d_s > 0, ATTN_ERR_SHAPE, "align->d_s", "must be > 0");
+    ATTN__REQUIRE(a->d_h > 0, ATTN_ERR_SHAPE, "align->d_h", "must be > 0");
+    ATTN__REQUIRE(sc != ATTN_SCORE_DOT || a->d_s == a->d_h, ATTN_ERR_SHAPE, "align->d_h",
+                  "must equal d_s with ATTN_SCORE_DOT");
+    ATTN__REQUIRE(!additive || a->d_a > 0, ATTN_ERR_SHAPE, "align->d_a",
+                  "must be > 0 with ATTN_SCORE_CONCAT or _ADDITIVE");
+    ATTN__REQUIRE(a->layout == ATTN_LAYOUT_IN_OUT || a->layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION,
+                  "align->layout", "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
+    ATTN__REQUIRE(isfinite(a->scale), ATTN_ERR_OPTION, "align->scale", "not finite");
     memset(w, 0, sizeof *w);
     w->additive = additive;
     w->d_s = a->d_s;
@@ -2031,12 +2224,13 @@ static attn_result attn__align_resolve(attn__align_w *w, const attn_align *a)
     } else if (sc == ATTN_SCORE_GENERAL) {
         w->d_key = a->d_s;
         w->w_h = a->w;
-        r = attn__weight_rs(&w->w_h_rs, a->w_stride, a->layout, a->d_h, a->d_s);
+        r = attn__weight_rs(func, "align->w_stride", &w->w_h_rs, a->w_stride, a->layout, a->d_h, a->d_s);
     } else if (sc == ATTN_SCORE_CONCAT) {
         /* W [s; h] = W_s s + W_h h: the two blocks of rows (IN_OUT) or of columns (OUT_IN) of W */
-        if ((unsigned)a->d_s + (unsigned)a->d_h > (unsigned)-1 / 2u) return ATTN_ERR_OVERFLOW;
+        ATTN__REQUIRE((unsigned)a->d_s + (unsigned)a->d_h <= (unsigned)-1 / 2u, ATTN_ERR_OVERFLOW, "align->d_h",
+                      "d_s + d_h does not fit in int");
         w->d_key = a->d_a;
-        r = attn__weight_rs(&w->w_s_rs, a->w_stride, a->layout, a->d_s + a->d_h, a->d_a);
+        r = attn__weight_rs(func, "align->w_stride", &w->w_s_rs, a->w_stride, a->layout, a->d_s + a->d_h, a->d_a);
         w->w_h_rs = w->w_s_rs;
         w->w_s = a->w;
         w->w_h = a->layout == ATTN_LAYOUT_IN_OUT ? a->w + (ptrdiff_t)a->d_s * w->w_s_rs : a->w + a->d_s;
@@ -2044,8 +2238,9 @@ static attn_result attn__align_resolve(attn__align_w *w, const attn_align *a)
         w->d_key = a->d_a;
         w->w_s = a->w_s;
         w->w_h = a->w_h;
-        r = attn__weight_rs(&w->w_s_rs, a->w_s_stride, a->layout, a->d_s, a->d_a);
-        if (r == ATTN_OK) r = attn__weight_rs(&w->w_h_rs, a->w_h_stride, a->layout, a->d_h, a->d_a);
+        r = attn__weight_rs(func, "align->w_s_stride", &w->w_s_rs, a->w_s_stride, a->layout, a->d_s, a->d_a);
+        if (r == ATTN_OK)
+            r = attn__weight_rs(func, "align->w_h_stride", &w->w_h_rs, a->w_h_stride, a->layout, a->d_h, a->d_a);
     }
     return r;
 }
@@ -2228,48 +2423,60 @@ static void attn__select_row(float *p, int *index, float *log_prob, const float 
 }
 
 /* Validates the rows of a selection: p [n_rows x n_cols] out, s in. */
-static attn_result attn__check_rows(const float *p, ptrdiff_t p_stride, const float *s, ptrdiff_t s_stride,
-                                    int n_rows, int n_cols)
+static attn_result attn__check_rows(const char *func, const float *p, ptrdiff_t p_stride, const float *s,
+                                    ptrdiff_t s_stride, int n_rows, int n_cols)
 {
     attn_result r;
-    if (!p || !s) return ATTN_ERR_NULL;
-    if (n_rows <= 0 || n_cols <= 0) return ATTN_ERR_SHAPE;
-    if ((r = attn__check_matrix(p_stride, n_rows, n_cols, 1)) != ATTN_OK) return r;
-    return attn__check_matrix(s_stride, n_rows, n_cols, 0);
+    ATTN__REQUIRE(p, ATTN_ERR_NULL, "p", "NULL");
+    ATTN__REQUIRE(s, ATTN_ERR_NULL, "s", "NULL");
+    ATTN__REQUIRE(n_rows > 0, ATTN_ERR_SHAPE, "n_rows", "must be > 0");
+    ATTN__REQUIRE(n_cols > 0, ATTN_ERR_SHAPE, "n_cols", "must be > 0");
+    if ((r = attn__check_matrix(func, ATTN__MATRIX("p_stride", "n_cols"), p_stride, n_rows, n_cols, 1)) != ATTN_OK)
+        return r;
+    return attn__check_matrix(func, ATTN__MATRIX("s_stride", "n_cols"), s_stride, n_rows, n_cols, 0);
 }
 
-ATTNDEF attn_result attn_topk(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
-                              int n_rows, int n_cols, int k)
+/* attn_topk's body; attn_hardmax reports its failures under its own name. */
+static attn_result attn__topk(const char *func, float *p, ptrdiff_t p_stride, int *index, const float *s,
+                              ptrdiff_t s_stride, int n_rows, int n_cols, int k)
 {
     attn_result r;
     size_t n;
     int i;
-    if ((r = attn__check_rows(p, p_stride, s, s_stride, n_rows, n_cols)) != ATTN_OK) return r;
-    if (k < 1) return ATTN_ERR_OPTION;
-    if (index && !attn__mul(&n, (size_t)n_rows, (size_t)k)) return ATTN_ERR_OVERFLOW;
+    if ((r = attn__check_rows(func, p, p_stride, s, s_stride, n_rows, n_cols)) != ATTN_OK) return r;
+    ATTN__REQUIRE(k >= 1, ATTN_ERR_OPTION, "k", "must be >= 1");
+    ATTN__REQUIRE(!index || attn__mul(&n, (size_t)n_rows, (size_t)k), ATTN_ERR_OVERFLOW, "index",
+                  "its n_rows x k elements overflow ptrdiff_t");
     for (i = 0; i < n_rows; ++i)
         attn__topk_row(p + (ptrdiff_t)i * p_stride, index ? index + (size_t)i * (size_t)k : NULL,
                        s + (ptrdiff_t)i * s_stride, n_cols, k);
     return ATTN_OK;
 }
 
+ATTNDEF attn_result attn_topk(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
+                              int n_rows, int n_cols, int k)
+{
+    return attn__topk("attn_topk", p, p_stride, index, s, s_stride, n_rows, n_cols, k);
+}
+
 ATTNDEF attn_result attn_hardmax(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
                                  int n_rows, int n_cols)
 {
-    return attn_topk(p, p_stride, index, s, s_stride, n_rows, n_cols, 1);
+    return attn__topk("attn_hardmax", p, p_stride, index, s, s_stride, n_rows, n_cols, 1);
 }
 
 ATTNDEF attn_result attn_sample(float *p, ptrdiff_t p_stride, int *index, float *log_prob, const float *s,
                                 ptrdiff_t s_stride, int n_rows, int n_cols, const float *u, attn_rand_fn rand_fn,
                                 void *rand_user)
 {
+    const char *func = "attn_sample";
     attn_result r;
     int i;
-    if ((r = attn__check_rows(p, p_stride, s, s_stride, n_rows, n_cols)) != ATTN_OK) return r;
-    if (!u && !rand_fn) return ATTN_ERR_NULL;
+    if ((r = attn__check_rows(func, p, p_stride, s, s_stride, n_rows, n_cols)) != ATTN_OK) return r;
+    ATTN__REQUIRE(u || rand_fn, ATTN_ERR_NULL, "u", "NULL with rand_fn NULL");
     if (u)
         for (i = 0; i < n_rows; ++i)
-            if (!(u[i] >= 0.0f && u[i] < 1.0f)) return ATTN_ERR_OPTION;
+            ATTN__REQUIRE(u[i] >= 0.0f && u[i] < 1.0f, ATTN_ERR_OPTION, "u[i]", "outside [0, 1)");
     for (i = 0; i < n_rows; ++i) {
         int idx;
         float lp;
@@ -2292,38 +2499,51 @@ static const attn_align_options attn__align_default_options = {0};
 #endif
 
 /* Validates the options against the sizes: src_len for both calls, the rest for attn_align_forward. */
-static attn_result attn__align_check_options(const attn_align_options *o, int batch, int n_q, int n_k, int forward)
+static attn_result attn__align_check_options(const char *func, const attn_align_options *o, int batch, int n_q,
+                                             int n_k, int forward)
 {
     const attn_select m = o->mode;
     size_t rows, n, i;
     int b;
     if (o->src_len)
-        for (b = 0; b < batch; ++b)
-            if (o->src_len[b] < 0 || o->src_len[b] > n_k) return ATTN_ERR_OPTION;
+        for (b = 0; b < batch; ++b) {
+            ATTN__REQUIRE(o->src_len[b] >= 0, ATTN_ERR_OPTION, "opt->src_len[b]", "negative");
+            ATTN__REQUIRE(o->src_len[b] <= n_k, ATTN_ERR_OPTION, "opt->src_len[b]", "above n_k");
+        }
     if (!forward) return ATTN_OK;
-    if (m != ATTN_SELECT_SOFT && m != ATTN_SELECT_HARD && m != ATTN_SELECT_TOPK && m != ATTN_SELECT_SAMPLE)
-        return ATTN_ERR_OPTION;
-    if (m == ATTN_SELECT_TOPK && o->top_k < 1) return ATTN_ERR_OPTION;
-    if (m == ATTN_SELECT_SAMPLE && !o->uniform && !o->rand_fn) return ATTN_ERR_NULL;
-    if (!attn__mul(&rows, (size_t)batch, (size_t)n_q)) return ATTN_ERR_OVERFLOW;
-    if (o->out_weights && !attn__mul(&n, rows, (size_t)n_k)) return ATTN_ERR_OVERFLOW;
+    ATTN__REQUIRE(m == ATTN_SELECT_SOFT || m == ATTN_SELECT_HARD || m == ATTN_SELECT_TOPK || m == ATTN_SELECT_SAMPLE,
+                  ATTN_ERR_OPTION, "opt->mode", "must be ATTN_SELECT_SOFT, _HARD, _TOPK or _SAMPLE");
+    ATTN__REQUIRE(m != ATTN_SELECT_TOPK || o->top_k >= 1, ATTN_ERR_OPTION, "opt->top_k",
+                  "must be >= 1 with ATTN_SELECT_TOPK");
+    ATTN__REQUIRE(m != ATTN_SELECT_SAMPLE || o->uniform || o->rand_fn, ATTN_ERR_NULL, "opt->uniform",
+                  "NULL with rand_fn NULL and ATTN_SELECT_SAMPLE");
+    ATTN__REQUIRE(attn__mul(&rows, (size_t)batch, (size_t)n_q), ATTN_ERR_OVERFLOW, "batch",
+                  "batch x n_q rows overflow ptrdiff_t");
+    ATTN__REQUIRE(!o->out_weights || attn__mul(&n, rows, (size_t)n_k), ATTN_ERR_OVERFLOW, "opt->out_weights",
+                  "its batch x n_q x n_k elements overflow ptrdiff_t");
     if (m == ATTN_SELECT_SAMPLE && o->uniform)
         for (i = 0; i < rows; ++i)
-            if (!(o->uniform[i] >= 0.0f && o->uniform[i] < 1.0f)) return ATTN_ERR_OPTION;
+            ATTN__REQUIRE(o->uniform[i] >= 0.0f && o->uniform[i] < 1.0f, ATTN_ERR_OPTION, "opt->uniform[i]",
+                          "outside [0, 1)");
     return ATTN_OK;
 }
 
 ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float *h, attn_stride h_s, int batch,
                                     int n_k, const attn_align *align)
 {
+    const char *func = "attn_align_keys";
     attn__align_w w;
     attn_result r;
     int b, j;
-    if (!keys || !h || !align) return ATTN_ERR_NULL;
-    if ((r = attn__align_resolve(&w, align)) != ATTN_OK) return r;
-    if (batch <= 0 || n_k <= 0) return ATTN_ERR_SHAPE;
-    if ((r = attn__check_view(keys_s, batch, 1, n_k, w.d_key, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_view(h_s, batch, 1, n_k, w.d_h, 0)) != ATTN_OK) return r;
+    ATTN__REQUIRE(keys, ATTN_ERR_NULL, "keys", "NULL");
+    ATTN__REQUIRE(h, ATTN_ERR_NULL, "h", "NULL");
+    ATTN__REQUIRE(align, ATTN_ERR_NULL, "align", "NULL");
+    if ((r = attn__align_resolve(func, &w, align)) != ATTN_OK) return r;
+    ATTN__REQUIRE(batch > 0, ATTN_ERR_SHAPE, "batch", "must be > 0");
+    ATTN__REQUIRE(n_k > 0, ATTN_ERR_SHAPE, "n_k", "must be > 0");
+    if ((r = attn__check_view(func, ATTN__VIEW("keys_s", "d_key"), keys_s, batch, 1, n_k, w.d_key, 1)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("h_s", "d_h"), h_s, batch, 1, n_k, w.d_h, 0)) != ATTN_OK) return r;
     for (b = 0; b < batch; ++b) {
         float *k_b = keys + b * keys_s.batch;
         const float *h_b = h + b * h_s.batch;
@@ -2339,14 +2559,18 @@ ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float
 ATTNDEF attn_result attn_align_workspace_size(size_t *bytes, int n_q, int n_k, const attn_align *align,
                                               int with_keys)
 {
+    const char *func = "attn_align_workspace_size";
     attn__align_w w;
     attn_result r;
     size_t floats;
-    if (!bytes || !align) return ATTN_ERR_NULL;
-    if ((r = attn__align_resolve(&w, align)) != ATTN_OK) return r;
-    if (n_q <= 0 || n_k <= 0) return ATTN_ERR_SHAPE;
-    if (!attn__align_ws_floats(&floats, &w, n_q, n_k, with_keys)) return ATTN_ERR_OVERFLOW;
-    return attn__ws_bytes(bytes, floats);
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    ATTN__REQUIRE(align, ATTN_ERR_NULL, "align", "NULL");
+    if ((r = attn__align_resolve(func, &w, align)) != ATTN_OK) return r;
+    ATTN__REQUIRE(n_q > 0, ATTN_ERR_SHAPE, "n_q", "must be > 0");
+    ATTN__REQUIRE(n_k > 0, ATTN_ERR_SHAPE, "n_k", "must be > 0");
+    ATTN__REQUIRE(attn__align_ws_floats(&floats, &w, n_q, n_k, with_keys) && attn__ws_bytes(bytes, floats) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "n_q", "the workspace's size (n_q x n_k and the projected keys) overflows");
+    return ATTN_OK;
 }
 
 /* attn_align_scores (forward 0: out is e [B, Nq, Nk]) and attn_align_forward (forward 1: out is the
@@ -2361,22 +2585,33 @@ static attn_result attn__align_call(float *out, attn_stride out_s, const float *
     attn__align_w w;
     attn__align_ws p;
     attn_result r;
-    size_t floats, need;
+    size_t floats, need = 0;
     void *mem = workspace;
     int b, i;
+    const char *func = forward ? "attn_align_forward" : "attn_align_scores";
     if (!o) o = &attn__align_default_options;
-    if (!out || !s || !align || (!h && (forward || !keys))) return ATTN_ERR_NULL;
-    if ((r = attn__align_resolve(&w, align)) != ATTN_OK) return r;
-    if (batch <= 0 || n_q <= 0 || n_k <= 0) return ATTN_ERR_SHAPE;
-    if ((r = attn__check_view(out_s, batch, 1, n_q, forward ? w.d_h : n_k, 1)) != ATTN_OK) return r;
-    if ((r = attn__check_view(s_s, batch, 1, n_q, w.d_s, 0)) != ATTN_OK) return r;
-    if (h && (r = attn__check_view(h_s, batch, 1, n_k, w.d_h, 0)) != ATTN_OK) return r;
-    if (keys && (r = attn__check_view(keys_s, batch, 1, n_k, w.d_key, 0)) != ATTN_OK) return r;
-    if ((r = attn__align_check_options(o, batch, n_q, n_k, forward)) != ATTN_OK) return r;
-    if (!attn__align_ws_floats(&floats, &w, n_q, n_k, keys != NULL)) return ATTN_ERR_OVERFLOW;
-    if ((r = attn__ws_bytes(&need, floats)) != ATTN_OK) return r;
-    if (workspace && workspace_bytes < need) return ATTN_ERR_WORKSPACE;
-    if (!workspace && !(mem = ATTN_MALLOC(need, o->alloc_user))) return ATTN_ERR_NOMEM;
+    ATTN__REQUIRE(out, ATTN_ERR_NULL, forward ? "context" : "e", "NULL");
+    ATTN__REQUIRE(s, ATTN_ERR_NULL, "s", "NULL");
+    ATTN__REQUIRE(align, ATTN_ERR_NULL, "align", "NULL");
+    ATTN__REQUIRE(h || (!forward && keys), ATTN_ERR_NULL, "h", forward ? "NULL (the values)" : "NULL with keys NULL");
+    if ((r = attn__align_resolve(func, &w, align)) != ATTN_OK) return r;
+    ATTN__REQUIRE(batch > 0, ATTN_ERR_SHAPE, "batch", "must be > 0");
+    ATTN__REQUIRE(n_q > 0, ATTN_ERR_SHAPE, "n_q", "must be > 0");
+    ATTN__REQUIRE(n_k > 0, ATTN_ERR_SHAPE, "n_k", "must be > 0");
+    if (forward) r = attn__check_view(func, ATTN__VIEW("context_s", "d_h"), out_s, batch, 1, n_q, w.d_h, 1);
+    else r = attn__check_view(func, ATTN__VIEW("e_s", "n_k"), out_s, batch, 1, n_q, n_k, 1);
+    if (r != ATTN_OK) return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("s_s", "d_s"), s_s, batch, 1, n_q, w.d_s, 0)) != ATTN_OK) return r;
+    if (h && (r = attn__check_view(func, ATTN__VIEW("h_s", "d_h"), h_s, batch, 1, n_k, w.d_h, 0)) != ATTN_OK) return r;
+    if (keys && (r = attn__check_view(func, ATTN__VIEW("keys_s", "d_key"), keys_s, batch, 1, n_k, w.d_key, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__align_check_options(func, o, batch, n_q, n_k, forward)) != ATTN_OK) return r;
+    ATTN__REQUIRE(attn__align_ws_floats(&floats, &w, n_q, n_k, keys != NULL) && attn__ws_bytes(&need, floats) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "n_q", "the workspace's size (n_q x n_k and the projected keys) overflows");
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than attn_align_workspace_size reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, o->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
     attn__align_carve(&p, attn__ws_base(mem), &w, n_q, n_k, keys != NULL);
     for (b = 0; b < batch; ++b) {
         const int n_valid = o->src_len ? o->src_len[b] : n_k;
@@ -2444,17 +2679,23 @@ static const attn_image_options attn__image_default_options = {0};
 #endif
 
 /* Validates a picture request (both images and heatmaps). */
-static attn_result attn__image_check(const float *m, ptrdiff_t m_stride, int rows, int cols,
+static attn_result attn__image_check(const char *func, const float *m, ptrdiff_t m_stride, int rows, int cols,
                                      const attn_image_options *o)
 {
-    if (!m) return ATTN_ERR_NULL;
-    if (rows <= 0 || cols <= 0) return ATTN_ERR_SHAPE;
-    if ((o->format != ATTN_IMAGE_PNG && o->format != ATTN_IMAGE_PGM && o->format != ATTN_IMAGE_PPM) ||
-        (o->colormap != ATTN_COLORMAP_GRAY && o->colormap != ATTN_COLORMAP_VIRIDIS) ||
-        (o->format == ATTN_IMAGE_PGM && o->colormap != ATTN_COLORMAP_GRAY) || o->cell < 0 || !isfinite(o->lo) ||
-        !isfinite(o->hi) || o->lo > o->hi)
-        return ATTN_ERR_OPTION;
-    return attn__check_matrix(m_stride, rows, cols, 0);
+    ATTN__REQUIRE(m, ATTN_ERR_NULL, "m", "NULL");
+    ATTN__REQUIRE(rows > 0, ATTN_ERR_SHAPE, "rows", "must be > 0");
+    ATTN__REQUIRE(cols > 0, ATTN_ERR_SHAPE, "cols", "must be > 0");
+    ATTN__REQUIRE(o->format == ATTN_IMAGE_PNG || o->format == ATTN_IMAGE_PGM || o->format == ATTN_IMAGE_PPM,
+                  ATTN_ERR_OPTION, "opt->format", "must be ATTN_IMAGE_PNG, _PGM or _PPM");
+    ATTN__REQUIRE(o->colormap == ATTN_COLORMAP_GRAY || o->colormap == ATTN_COLORMAP_VIRIDIS, ATTN_ERR_OPTION,
+                  "opt->colormap", "must be ATTN_COLORMAP_GRAY or _VIRIDIS");
+    ATTN__REQUIRE(o->format != ATTN_IMAGE_PGM || o->colormap == ATTN_COLORMAP_GRAY, ATTN_ERR_OPTION, "opt->colormap",
+                  "a PGM is gray only");
+    ATTN__REQUIRE(o->cell >= 0, ATTN_ERR_OPTION, "opt->cell", "negative");
+    ATTN__REQUIRE(isfinite(o->lo), ATTN_ERR_OPTION, "opt->lo", "not finite");
+    ATTN__REQUIRE(isfinite(o->hi), ATTN_ERR_OPTION, "opt->hi", "not finite");
+    ATTN__REQUIRE(o->lo <= o->hi, ATTN_ERR_OPTION, "opt->lo", "above opt->hi");
+    return attn__check_matrix(func, ATTN__MATRIX("m_stride", "cols"), m_stride, rows, cols, 0);
 }
 
 /* The colour map of one matrix: t = (x - lo) * inv clamped to [0, 1]; NaN and -inf at 0, +inf at 1. */
@@ -2522,13 +2763,13 @@ typedef struct attn__image_geom {
 #define ATTN__IMAGE_MAX_SIDE 2147483647u /* PNG's limit on width and height, and on a chunk's length */
 #define ATTN__STORED_MAX 65535u          /* bytes of one stored deflate block */
 
-static attn_result attn__image_geometry(attn__image_geom *g, const float *m, ptrdiff_t m_stride, int rows, int cols,
-                                        const attn_image_options *o)
+static attn_result attn__image_geometry(const char *func, attn__image_geom *g, const float *m, ptrdiff_t m_stride,
+                                        int rows, int cols, const attn_image_options *o)
 {
     const int png = o->format == ATTN_IMAGE_PNG;
     attn_result r;
     size_t line, idat;
-    if ((r = attn__image_check(m, m_stride, rows, cols, o)) != ATTN_OK) return r;
+    if ((r = attn__image_check(func, m, m_stride, rows, cols, o)) != ATTN_OK) return r;
     g->cell = o->cell ? o->cell : 1;
     g->channels = o->format == ATTN_IMAGE_PGM || (png && o->colormap == ATTN_COLORMAP_GRAY) ? 1 : 3;
     if (!attn__mul(&g->width, (size_t)cols, (size_t)g->cell) ||
@@ -2536,10 +2777,12 @@ static attn_result attn__image_geometry(attn__image_geom *g, const float *m, ptr
         g->height > ATTN__IMAGE_MAX_SIDE ||
         !attn__mul(&line, g->width, (size_t)g->channels) || !attn__add(&line, line, (size_t)png) ||
         !attn__mul(&g->raw, line, g->height))
-        return ATTN_ERR_OVERFLOW;
+        return attn__fail(func, ATTN_ERR_OVERFLOW, "rows",
+                          "the image is above 2^31 - 1 pixels a side (rows or cols x cell)");
     g->blocks = (g->raw + ATTN__STORED_MAX - 1) / ATTN__STORED_MAX;
     idat = 2 + g->raw + 5 * g->blocks + 4; /* raw <= ATTN__MAX_ELEMS: no wrap */
-    if (png && idat > ATTN__IMAGE_MAX_SIDE) return ATTN_ERR_OVERFLOW;
+    ATTN__REQUIRE(!png || idat <= ATTN__IMAGE_MAX_SIDE, ATTN_ERR_OVERFLOW, "rows",
+                  "the PNG's image data is above 2^31 - 1 bytes");
     return ATTN_OK;
 }
 
@@ -2658,8 +2901,8 @@ ATTNDEF attn_result attn_image_write(attn_write_fn write_fn, void *user, const f
     uint32_t k;
     int bit;
     if (!opt) opt = &attn__image_default_options;
-    if (!write_fn) return ATTN_ERR_NULL;
-    if ((r = attn__image_geometry(&g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
+    if (!write_fn) return attn__fail("attn_image_write", ATTN_ERR_NULL, "write_fn", "NULL");
+    if ((r = attn__image_geometry("attn_image_write", &g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
     memset(&w, 0, sizeof w);
     w.write_fn = write_fn;
     w.user = user;
@@ -2729,9 +2972,11 @@ ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t 
     attn_result r;
     FILE *f;
     if (!opt) opt = &attn__image_default_options;
-    if (!path) return ATTN_ERR_NULL;
-    if ((r = attn__image_geometry(&g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r; /* before creating it */
-    if (!(f = fopen(path, "wb"))) return ATTN_ERR_IO;
+    if (!path) return attn__fail("attn_image_save", ATTN_ERR_NULL, "path", "NULL");
+    /* before creating the file */
+    if ((r = attn__image_geometry("attn_image_save", &g, m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
+    if (!(f = fopen(path, "wb")))
+        return attn__fail("attn_image_save", ATTN_ERR_IO, "path", "cannot be opened for writing");
     r = attn_image_write(attn__fwrite, f, m, m_stride, rows, cols, opt);
     if (fclose(f) != 0 && r == ATTN_OK) r = ATTN_ERR_IO;
     return r;
@@ -2760,8 +3005,8 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
     size_t label_w = 0, label_h = 0, k;
     int i, j;
     if (!opt) opt = &attn__image_default_options;
-    if (!f) return ATTN_ERR_NULL;
-    if ((r = attn__image_check(m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
+    if (!f) return attn__fail("attn_heatmap_print", ATTN_ERR_NULL, "f", "NULL");
+    if ((r = attn__image_check("attn_heatmap_print", m, m_stride, rows, cols, opt)) != ATTN_OK) return r;
     attn__cmap_init(&c, m, m_stride, rows, cols, opt);
     for (i = 0; opt->row_labels && i < rows; ++i) {
         const size_t len = opt->row_labels[i] ? strlen(opt->row_labels[i]) : 0;

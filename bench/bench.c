@@ -685,7 +685,7 @@ static void run_naive(ctx *x)
                    c->D, c->causal, x->threads);
     } else if (!strcmp(c->op, "mha")) {
         const int n = c->Nq, dm = c->d_model;
-        const attn_stride s = attn_stride_bnhd(c->Hq, n, c->D);
+        const attn_stride s = attn_stride_bnhd(n, c->Hq, c->D);
         naive_matmul(x->qb, x->q, x->wq, n, dm, dm, x->threads);
         naive_matmul(x->kb, x->q, x->wk, n, dm, dm, x->threads);
         naive_matmul(x->vb, x->q, x->wv, n, dm, dm, x->threads);

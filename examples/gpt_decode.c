@@ -22,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+/* On any failure, print which argument broke which rule (README.md, "Error codes"). */
+#define ATTN_ERROR_HOOK(func, code, arg, rule) \
+    fprintf(stderr, "%s: %s: %s: %s\n", func, attn_result_string(code), arg, rule)
 #define ATTENTION_IMPLEMENTATION
 #include "../attention.h"
 
@@ -126,7 +129,7 @@ int main(void)
                           D_MODEL)) != ATTN_OK) goto fail;
     dims.n_q = dims.n_kv = PROMPT;
     opt.causal = ATTN_CAUSAL_TOP_LEFT;
-    r = attn_sdpa(attn_out, attn_stride_bnhd(HQ, PROMPT, D), q, attn_stride_bnhd(HQ, PROMPT, D), k_cache, cache_s,
+    r = attn_sdpa(attn_out, attn_stride_bnhd(PROMPT, HQ, D), q, attn_stride_bnhd(PROMPT, HQ, D), k_cache, cache_s,
                   v_cache, cache_s, &dims, &opt, ws, ws_decode);
     if (r != ATTN_OK) goto fail;
 
@@ -141,7 +144,7 @@ int main(void)
         if ((r = attn_project(q_t, D_MODEL, x_t, D_MODEL, g_wq, D_MODEL, ATTN_LAYOUT_IN_OUT, NULL, 1, D_MODEL,
                               D_MODEL)) != ATTN_OK) goto fail;
         dims.n_kv = t + 1; /* the cache so far; its head stride stays MAX_LEN * D */
-        r = attn_sdpa(out_t, attn_stride_bnhd(HQ, 1, D), q_t, attn_stride_bnhd(HQ, 1, D), k_cache, cache_s, v_cache,
+        r = attn_sdpa(out_t, attn_stride_bnhd(1, HQ, D), q_t, attn_stride_bnhd(1, HQ, D), k_cache, cache_s, v_cache,
                       cache_s, &dims, &opt, ws, ws_decode);
         if (r != ATTN_OK) goto fail;
     }
@@ -162,8 +165,8 @@ int main(void)
         goto fail;
     dims.n_q = dims.n_kv = MAX_LEN;
     opt.causal = ATTN_CAUSAL_TOP_LEFT;
-    r = attn_sdpa(full, attn_stride_bnhd(HQ, MAX_LEN, D), q, attn_stride_bnhd(HQ, MAX_LEN, D), k_full,
-                  attn_stride_bnhd(HKV, MAX_LEN, D), v_full, attn_stride_bnhd(HKV, MAX_LEN, D), &dims, &opt, NULL, 0);
+    r = attn_sdpa(full, attn_stride_bnhd(MAX_LEN, HQ, D), q, attn_stride_bnhd(MAX_LEN, HQ, D), k_full,
+                  attn_stride_bnhd(MAX_LEN, HKV, D), v_full, attn_stride_bnhd(MAX_LEN, HKV, D), &dims, &opt, NULL, 0);
     if (r != ATTN_OK) goto fail;
     for (i = 0; i < MAX_LEN * D_MODEL; ++i) {
         const float e = fabsf(full[i] - attn_out[i]);

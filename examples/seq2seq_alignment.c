@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* On any failure, print which argument broke which rule (README.md, "Error codes"). */
+#define ATTN_ERROR_HOOK(func, code, arg, rule) \
+    fprintf(stderr, "%s: %s: %s: %s\n", func, attn_result_string(code), arg, rule)
 #define ATTENTION_IMPLEMENTATION
 #include "../attention.h"
 

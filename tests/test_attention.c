@@ -36,6 +36,15 @@ static void test_free(void *p, void *user)
 }
 #define ATTN_MALLOC(size, user) test_malloc(size, user)
 #define ATTN_FREE(ptr, user) test_free(ptr, user)
+/* the error hook records the last failure reported (test_error_hook checks what it says) */
+typedef struct test_hook_record { const char *func, *arg, *rule; int code, calls; } test_hook_record;
+static test_hook_record g_hook;
+static void test_hook(const char *func, int code, const char *arg, const char *rule)
+{
+    g_hook.func = func; g_hook.code = code; g_hook.arg = arg; g_hook.rule = rule;
+    g_hook.calls++;
+}
+#define ATTN_ERROR_HOOK(func, code, arg, rule) test_hook(func, (int)(code), arg, rule)
 #define ATTENTION_IMPLEMENTATION
 #include "../attention.h"
 #include "../attention.h" /* included twice on purpose: the declarations and definitions are guarded */
@@ -325,7 +334,7 @@ typedef struct sdpa_case {
 static attn_stride make_stride(int layout, int H, int N, int D)
 {
     attn_stride s;
-    if (layout == 1) return attn_stride_bnhd(H, N, D);
+    if (layout == 1) return attn_stride_bnhd(N, H, D);
     s = attn_stride_bhnd(H, N, D + (layout == 2 ? 3 : 0));
     return s;
 }
@@ -715,7 +724,7 @@ static void test_decode_key_chunks(void)
     for (t = 0; t < 3; ++t) {
         const int NQ = nqs[t];
         const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
-        const attn_stride qs = attn_stride_bnhd(H, NQ, D), ks = attn_stride_bnhd(HKV, NK, D);
+        const attn_stride qs = attn_stride_bnhd(NQ, H, D), ks = attn_stride_bnhd(NK, HKV, D);
         float *q = falloc((size_t)B * H * NQ * D), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
         float *o = falloc((size_t)B * H * NQ * D), *o2 = falloc((size_t)B * H * NQ * D), *lse = falloc((size_t)B * H * NQ);
         float *lse2 = falloc((size_t)B * H * NQ), *od = falloc((size_t)B * H * NQ * D);
@@ -1428,12 +1437,15 @@ static void test_errors_overflow(void)
     CHECK_CODE(attn_sdpa(y, attn_stride_bhnd(d.n_heads, d.n_q, 1), a, zero, a, zero, a, zero, &d, NULL, NULL, 0),
                ATTN_ERR_OVERFLOW);
     /* attn_sdpa_workspace_size: the key chunks' partial results, B x Hq x chunks x Nq x (Dv + 1) */
-    d.batch = BIG; d.n_heads = BIG; d.n_kv_heads = 1; d.n_q = 8; d.n_kv = 4096; d.d_k = 1; d.d_v = BIG;
+    /* (an output of 2^43 floats fits; its 2^19 key chunks do not) */
+    d.batch = 1 << 20; d.n_heads = 1 << 20; d.n_kv_heads = 1; d.n_q = 8; d.n_kv = 1 << 30; d.d_k = 1; d.d_v = 1;
     CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_ERR_OVERFLOW);
     /* ... and Nk near INT_MAX, where the number of key chunks was once computed as (Nk + 2047) / 2048 in int
-       (signed overflow, found by UBSan): 2^20 chunks of 2 floats, which fit even in 32 bits */
-    d.batch = 1; d.n_heads = 1; d.n_q = 1; d.n_kv = BIG; d.d_v = 1;
-    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), ATTN_OK);
+       (signed overflow, found by UBSan): 2^20 chunks of 2 floats, which fit even in 32 bits (INT_MAX - 128
+       is the largest size along an axis) */
+    d.batch = 1; d.n_heads = 1; d.n_q = 1; d.n_kv = BIG - 128; d.d_v = 1;
+    /* (in 32 bits K [Nk x 1] cannot exist: rejected as attn_sdpa rejects it) */
+    CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
     /* the per-thread tile workspace, indexed with int in the kernels: (Dk + Dv + 68) x 32 floats must stay
        below INT_MAX (Dk = Dv = 2^26 made c * 32 overflow int in the SIMD tile kernel; found by clang-tidy) */
     d.n_q = 40; d.n_kv = 1; d.d_k = 1 << 26; d.d_v = 1 << 26;
@@ -2395,6 +2407,309 @@ static void test_errors_image(void)
 
 /* ---------------------------------------------------------------------------------------------- */
 
+/* The stride helpers take their sizes in the order of their names: bhnd (H, N, D), bnhd (N, H, D). */
+static void test_stride_helpers_order(void)
+{
+    enum { N = 5, H = 3, D = 7 };
+    const attn_stride a = attn_stride_bnhd(N, H, D), b = attn_stride_bhnd(H, N, D);
+    CHECK(a.batch == N * H * D && a.head == D && a.row == H * D);
+    CHECK(b.batch == H * N * D && b.head == N * D && b.row == D);
+}
+
+/* attn_sdpa_workspace_size rejects exactly the sizes and options attn_sdpa rejects, with the same code
+   (0.3.0 said OK to an axis above INT_MAX - 128 and to outputs whose element counts overflow); the call
+   gets the smallest valid views (the output dense, the inputs one matrix broadcast), so only sizes and
+   options can fail. Same for the multi-head functions. Neither query reads kv_len's values. */
+static attn_result sdpa_min_views(const attn_dims *d, const attn_options *opt)
+{
+    static float buf[64];
+    const int Dv = d->d_v ? d->d_v : d->d_k;
+    const attn_stride os = attn_stride_bhnd(d->n_heads, d->n_q, Dv);
+    attn_stride qs, vs;
+    qs.batch = 0; qs.head = 0; qs.row = d->d_k;
+    vs = qs; vs.row = Dv;
+    return attn_sdpa(buf, os, buf, qs, buf, qs, buf, vs, d, opt, NULL, 0);
+}
+
+static void test_workspace_size_agrees(void)
+{
+    const int BIG = 2147483647, MAXD = BIG - 128;
+    struct { attn_dims d; int opt; attn_result want; } cases[] = {
+        {{1, 1, 1, MAXD + 1, 1, 1, 1}, 0, ATTN_ERR_OVERFLOW},  /* n_q one past the largest axis */
+        {{1, 1, 1, 1, MAXD + 1, 1, 1}, 0, ATTN_ERR_OVERFLOW},  /* n_kv (decoding: key chunks) */
+        {{1, 1, 1, 9, BIG, 1, 1}, 0, ATTN_ERR_OVERFLOW},       /* n_kv = INT_MAX, the tile kernel */
+        {{MAXD + 1, 1, 1, 1, 1, 1, 1}, 0, ATTN_ERR_OVERFLOW},  /* batch */
+        {{1, MAXD + 1, 1, 1, 1, 1, 1}, 0, ATTN_ERR_OVERFLOW},  /* n_heads */
+        {{1, 1, 1, 1, 1, 1, MAXD + 1}, 0, ATTN_ERR_OVERFLOW},  /* d_v */
+        {{1 << 20, 1 << 20, 1, 1 << 22, 1, 1, 1}, 0, ATTN_ERR_OVERFLOW}, /* the output's 2^62 elements */
+        {{1, 1, 1, MAXD, 1, MAXD, 1}, 0, ATTN_ERR_OVERFLOW},   /* q's n_q x d_k */
+        {{1 << 20, 1 << 20, 1, 1, 1 << 22, 1, 1}, 1, ATTN_ERR_OVERFLOW}, /* out_weights [B, Hq, Nq, Nk] */
+        {{MAXD, 1, 1, 1, MAXD, 1, 1}, 2, ATTN_ERR_OVERFLOW},   /* key_padding_mask [B x Nk] */
+        {{1 << 20, 1 << 20, 1, 1 << 22, 1, 1, 1}, 3, ATTN_ERR_OVERFLOW}, /* out_lse (and the output) */
+        {{2, 2, 1, 4, 4, 1, 1}, 4, ATTN_ERR_OVERFLOW},         /* the mask view's head stride */
+        {{2, 2, 1, 4, 4, 1, 1}, 5, ATTN_ERR_STRIDE},           /* the mask's row stride */
+        {{2, 2, 1, 4, 4, 1, 1}, 6, ATTN_ERR_STRIDE},           /* the mask's batch stride */
+        {{2, 2, 1, 4, 4, 1, 1}, 7, ATTN_ERR_OPTION},           /* causal = 3 */
+    };
+    static float buf[64];
+    static unsigned char kpm[4];
+    const int bad_kv_len[2] = {-1, 99};
+    size_t i, bytes;
+    attn_options opt;
+    for (i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        attn_result ws, call;
+        memset(&opt, 0, sizeof opt);
+        switch (cases[i].opt) {
+        case 1: opt.out_weights = buf; break;
+        case 2: opt.key_padding_mask = kpm; break;
+        case 3: opt.out_lse = buf; break;
+        case 4: opt.mask = buf; opt.mask_stride.head = PTRDIFF_MAX; break;
+        case 5: opt.mask = buf; opt.mask_stride.row = 3; break;
+        case 6: opt.mask = buf; opt.mask_stride.batch = -1; break;
+        case 7: opt.causal = (attn_causal)3; break;
+        }
+        bytes = 12345;
+        ws = attn_sdpa_workspace_size(&bytes, &cases[i].d, &opt);
+        if (ws != cases[i].want) {
+            printf("    case %d: attn_sdpa_workspace_size gave %d, want %d\n", (int)i, (int)ws, (int)cases[i].want);
+            ++g_fails;
+            continue; /* attn_sdpa would run on these sizes */
+        }
+        CHECK(bytes == 12345);
+        call = sdpa_min_views(&cases[i].d, &opt);
+        if (call != ws) {
+            printf("    case %d: attn_sdpa gave %d, the size query %d\n", (int)i, (int)call, (int)ws);
+            ++g_fails;
+        }
+    }
+    /* the largest size along an axis is accepted (the call is not made: too large to run), where K
+       [Nk x 1] can exist (not in 32 bits) */
+    {
+        const attn_dims ok = {1, 1, 1, 1, MAXD, 1, 1};
+        CHECK_CODE(attn_sdpa_workspace_size(&bytes, &ok, NULL), sizeof(size_t) > 4 ? ATTN_OK : ATTN_ERR_OVERFLOW);
+    }
+    /* kv_len's values: read by the call, not by the query (a buffer may be sized before they are known) */
+    {
+        const attn_dims d = {2, 1, 1, 3, 4, 1, 1};
+        memset(&opt, 0, sizeof opt);
+        opt.kv_len = bad_kv_len;
+        CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, &opt), ATTN_OK);
+        CHECK_CODE(sdpa_min_views(&d, &opt), ATTN_ERR_OPTION);
+    }
+    /* multi-head: the same through attn_self_* and attn_cross_* */
+    {
+        attn_mha m;
+        memset(&m, 0, sizeof m);
+        m.w_q = buf; m.w_k = buf; m.w_v = buf; m.w_o = buf;
+        m.d_model = 2; m.n_heads = 1;
+        for (i = 0; i < 6; ++i) {
+            attn_result ws, call;
+            int b = 1, nq = 2, nkv = 2;
+            memset(&opt, 0, sizeof opt);
+            switch (i) {
+            case 0: nkv = MAXD + 1; break;
+            case 1: b = MAXD + 1; break;
+            case 2: b = 1 << 20; nq = 1 << 20; nkv = 1 << 22; opt.out_weights = buf; break;
+            case 3: opt.mask = buf; opt.mask_stride.row = 1; break;
+            case 4: opt.scale = NAN; break;
+            case 5: opt.kv_len = bad_kv_len + 1; break; /* 99 > n_kv: only the call reads it */
+            }
+            ws = attn_cross_workspace_size(&bytes, b, nq, nkv, &m, &opt);
+            if (ws == ATTN_OK && i != 5) { printf("    mha case %d: the size query accepted it\n", (int)i); ++g_fails; continue; }
+            call = attn_cross_forward(buf, buf, buf, b, nq, nkv, &m, &opt, NULL, 0);
+            CHECK(call == (i == 5 ? ATTN_ERR_OPTION : ws));
+            if (nq == nkv) {
+                CHECK(attn_self_workspace_size(&bytes, b, nq, &m, &opt) == ws);
+                CHECK(attn_self_forward(buf, buf, b, nq, &m, &opt, NULL, 0) == call);
+            }
+        }
+    }
+}
+
+/* ATTN_ERROR_HOOK (defined at the top of this file) names the function, the argument and the rule of every
+   failure, so that failures with one code tell apart: four views and the mask for ATTN_ERR_STRIDE; kv_len,
+   causal, scale and layout for ATTN_ERR_OPTION. */
+#define HOOK_EXPECT(call, want_code, want_func, want_arg)                                                    \
+    do {                                                                                                    \
+        memset(&g_hook, 0, sizeof g_hook);                                                                  \
+        CHECK_CODE(call, want_code);                                                                        \
+        if (g_hook.calls != 1 || g_hook.code != (int)(want_code) || !g_hook.func || !g_hook.arg ||          \
+            !g_hook.rule || strcmp(g_hook.func, want_func) != 0 || strcmp(g_hook.arg, want_arg) != 0) {     \
+            printf("    check failed at %s:%d: hook said %d call(s): %s, %d, \"%s\", \"%s\"; want %s, %s\n",   \
+                   __FILE__, __LINE__, g_hook.calls, g_hook.func ? g_hook.func : "-", g_hook.code,          \
+                   g_hook.arg ? g_hook.arg : "-", g_hook.rule ? g_hook.rule : "-", want_func, want_arg);    \
+            ++g_fails;                                                                                      \
+        }                                                                                                   \
+    } while (0)
+
+static void test_error_hook(void)
+{
+    enum { B = 2, H = 2, N = 8, D = 4 };
+    static float q[B * H * N * D], k[B * H * N * D], v[B * H * N * D], o[B * H * N * D], mask[N * N], y[64];
+    const attn_dims d = {B, H, 0, N, N, D, 0};
+    const attn_stride s = attn_stride_bhnd(H, N, D);
+    const char *seen[12];
+    int n_seen = 0, i, j, kv_len[B] = {3, 9};
+    attn_stride bs;
+    attn_options opt;
+    attn_mha m;
+    attn_align al;
+    size_t bytes;
+    /* ATTN_ERR_STRIDE: each view's row stride, a negative head stride, an overlapping output, the mask */
+    bs = s; bs.row = D - 1;
+    HOOK_EXPECT(attn_sdpa(o, bs, q, s, k, s, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "out_s.row");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    HOOK_EXPECT(attn_sdpa(o, s, q, bs, k, s, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "q_s.row");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, bs, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "k_s.row");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, bs, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "v_s.row");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    bs = s; bs.head = -1;
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, bs, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "k_s.head");
+    bs = s; bs.head = D * (N - 1);
+    HOOK_EXPECT(attn_sdpa(o, bs, q, s, k, s, v, s, &d, NULL, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "out_s");
+    memset(&opt, 0, sizeof opt); opt.mask = mask; opt.mask_stride.row = N - 1;
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa",
+                "opt->mask_stride.row");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    /* ATTN_ERR_OPTION: kv_len too large, causal = 3, a NaN scale, a bad layout */
+    memset(&opt, 0, sizeof opt); opt.kv_len = kv_len;
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->kv_len[b]");
+    CHECK(g_hook.rule && strstr(g_hook.rule, "above n_kv") != NULL);
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    memset(&opt, 0, sizeof opt); opt.causal = (attn_causal)3;
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->causal");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    memset(&opt, 0, sizeof opt); opt.scale = NAN;
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->scale");
+    CHECK(g_hook.rule && strstr(g_hook.rule, "finite") != NULL);
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    memset(&m, 0, sizeof m);
+    m.d_model = 8; m.n_heads = 2; m.w_q = y; m.w_k = y; m.w_v = y; m.w_o = y; m.layout = (attn_layout)2;
+    HOOK_EXPECT(attn_self_forward(y, q, 1, 2, &m, NULL, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "mha->layout");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    HOOK_EXPECT(attn_project(y, 4, q, 4, k, 4, (attn_layout)5, NULL, 2, 4, 4), ATTN_ERR_OPTION, "attn_project", "layout");
+    seen[n_seen++] = g_hook.arg ? g_hook.arg : "";
+    for (i = 0; i < n_seen; ++i)
+        for (j = 0; j < i; ++j) CHECK(strcmp(seen[i], seen[j]) != 0);
+    /* the other codes and functions */
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, NULL, s, v, s, &d, NULL, NULL, 0), ATTN_ERR_NULL, "attn_sdpa", "k");
+    {
+        attn_dims bad = d;
+        bad.n_kv_heads = 3;
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &bad, NULL, NULL, 0), ATTN_ERR_KV_HEADS, "attn_sdpa", "dims->n_heads");
+        bad = d; bad.n_q = 0;
+        HOOK_EXPECT(attn_sdpa_workspace_size(&bytes, &bad, NULL), ATTN_ERR_SHAPE, "attn_sdpa_workspace_size", "dims->n_q");
+        bad = d; bad.n_kv = 2147483647;
+        HOOK_EXPECT(attn_sdpa_workspace_size(&bytes, &bad, NULL), ATTN_ERR_OVERFLOW, "attn_sdpa_workspace_size", "dims->n_kv");
+    }
+    HOOK_EXPECT(attn_sdpa(o, s, q, s, k, s, v, s, &d, NULL, y, 4), ATTN_ERR_WORKSPACE, "attn_sdpa", "workspace_bytes");
+    m.layout = ATTN_LAYOUT_IN_OUT; m.n_heads = 3;
+    HOOK_EXPECT(attn_cross_workspace_size(&bytes, 1, 2, 2, &m, NULL), ATTN_ERR_HEADS, "attn_cross_workspace_size",
+                "mha->d_model");
+    m.n_heads = 2; m.w_v = NULL;
+    HOOK_EXPECT(attn_cross_forward(y, q, q, 1, 2, 2, &m, NULL, NULL, 0), ATTN_ERR_NULL, "attn_cross_forward", "mha->w_v");
+    HOOK_EXPECT(attn_scores(y, 4, q, 3, k, 4, 2, 4, 4, 0.0f), ATTN_ERR_STRIDE, "attn_scores", "q_stride");
+    HOOK_EXPECT(attn_softmax(y, 4, q, 4, 2, -1, NULL), ATTN_ERR_SHAPE, "attn_softmax", "n_cols");
+    HOOK_EXPECT(attn_weighted_sum(y, 4, q, PTRDIFF_MAX / 2, v, 4, 2, 4, 4), ATTN_ERR_OVERFLOW, "attn_weighted_sum",
+                "p_stride");
+    HOOK_EXPECT(attn_merge(y, 4, NULL, q, 4, q, k, 4, NULL, 2, 4), ATTN_ERR_NULL, "attn_merge", "lse_b");
+    HOOK_EXPECT(attn_hardmax(y, 4, NULL, q, 4, 2, 0), ATTN_ERR_SHAPE, "attn_hardmax", "n_cols");
+    HOOK_EXPECT(attn_topk(y, 4, NULL, q, 4, 2, 4, 0), ATTN_ERR_OPTION, "attn_topk", "k");
+    memset(&al, 0, sizeof al);
+    al.score = (attn_score)9; al.d_s = 4; al.d_h = 4;
+    HOOK_EXPECT(attn_align_workspace_size(&bytes, 2, 2, &al, 0), ATTN_ERR_OPTION, "attn_align_workspace_size",
+                "align->score");
+    /* a call that succeeds reports nothing */
+    memset(&g_hook, 0, sizeof g_hook);
+    CHECK_CODE(attn_sdpa(o, s, q, s, k, s, v, s, &d, NULL, NULL, 0), ATTN_OK);
+    CHECK(g_hook.calls == 0);
+}
+#undef HOOK_EXPECT
+
+/* mask_broadcast_rows: one mask row [Nk] per (batch, head), added to every query's scores (PyTorch's float
+   attn_mask [B, 1, 1, Nk]), against the float64 reference with a row stride of 0; on the tile kernel
+   (Nq = 40) and the row kernel (Nq = 3), per head and shared by the heads, with padding between batches. */
+static void test_mask_broadcast_rows(void)
+{
+    enum { B = 2, HQ = 4, HKV = 2, NK = 37, D = 8 };
+    static const int nqs[2] = {40, 3};
+    int t;
+    for (t = 0; t < 4; ++t) {
+        const int Nq = nqs[t & 1], per_head = t >> 1;
+        const attn_dims d = {B, HQ, HKV, Nq, NK, D, 0};
+        const attn_stride qs = attn_stride_bhnd(HQ, Nq, D), ks = attn_stride_bhnd(HKV, NK, D);
+        const size_t n_out = (size_t)B * HQ * Nq * D, n_rows = (size_t)B * HQ * Nq;
+        float *q = falloc(n_out), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
+        float *o = falloc(n_out), *lse = falloc(n_rows), *mask, *w = falloc(n_rows * NK);
+        double *ref = dalloc(n_out), *ref_lse = dalloc(n_rows), *ref_w = dalloc(n_rows * NK);
+        attn_options opt;
+        ref_opts ro;
+        size_t n_mask, i;
+        memset(&opt, 0, sizeof opt);
+        memset(&ro, 0, sizeof ro);
+        /* batches 2 * HQ * NK + 5 (per head) or NK + 5 (shared) floats apart: not the dense stride */
+        opt.mask_stride.head = per_head ? NK : 0;
+        opt.mask_stride.batch = (per_head ? HQ * NK : NK) + 5;
+        n_mask = (size_t)opt.mask_stride.batch * B;
+        mask = falloc(n_mask);
+        rnd_fill(mask, n_mask, 2.0f);
+        for (i = 0; i < n_mask; ++i) if (rnd_int(6) == 0) mask[i] = -INFINITY;
+        rnd_fill(q, n_out, 1.0f);
+        rnd_fill(k, (size_t)B * HKV * NK * D, 1.0f);
+        rnd_fill(v, (size_t)B * HKV * NK * D, 1.0f);
+        opt.mask = mask;
+        opt.mask_broadcast_rows = 1;
+        opt.out_lse = lse;
+        opt.out_weights = w;
+        opt.causal = t == 3 ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_NONE;
+        ro.scale = 1.0 / sqrt((double)D);
+        ro.causal = opt.causal;
+        ro.mask = mask;
+        ro.mask_s = opt.mask_stride; /* row stride 0: every query reads the same row */
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        ref_sdpa(ref, ref_lse, ref_w, q, qs, k, ks, v, ks, &d, &ro);
+        CHECK_CLOSE(o, ref, n_out);
+        CHECK_CLOSE(lse, ref_lse, n_rows);
+        CHECK_CLOSE(w, ref_w, n_rows * NK);
+        /* the same without the weights (decoding takes the row kernel's path) */
+        opt.out_weights = NULL;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        CHECK_CLOSE(o, ref, n_out);
+        /* the mask view is checked with one row, its row stride unused: only the batch and head strides
+           must hold (0.3.0 read Nq rows of NK from this buffer of one row per (batch, head)) */
+        opt.mask_stride.row = 1;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        CHECK_CLOSE(o, ref, n_out);
+        opt.mask_stride.batch = -1;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_STRIDE);
+        free(q); free(k); free(v); free(o); free(lse); free(mask); free(w);
+        free(ref); free(ref_lse); free(ref_w);
+    }
+    /* through attn_self_forward: a per-batch key bias shared by the heads */
+    {
+        enum { N = 11, E = 8, H = 2 };
+        float x[B * N * E], wq[E * E], wk[E * E], wv[E * E], wo[E * E], out[B * N * E], bias[B * (N + 3)];
+        double ref[B * N * E];
+        attn_mha m;
+        attn_options opt;
+        ref_opts ro;
+        memset(&m, 0, sizeof m); memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        rnd_fill(x, sizeof x / sizeof *x, 1.0f);
+        rnd_fill(wq, E * E, 0.5f); rnd_fill(wk, E * E, 0.5f); rnd_fill(wv, E * E, 0.5f); rnd_fill(wo, E * E, 0.5f);
+        rnd_fill(bias, sizeof bias / sizeof *bias, 2.0f);
+        bias[3] = -INFINITY; bias[N + 3 + 7] = -INFINITY;
+        m.d_model = E; m.n_heads = H; m.w_q = wq; m.w_k = wk; m.w_v = wv; m.w_o = wo;
+        opt.mask = bias; opt.mask_stride.batch = N + 3; opt.mask_broadcast_rows = 1;
+        ro.scale = 1.0 / sqrt((double)(E / H));
+        ro.mask = bias; ro.mask_s = opt.mask_stride;
+        CHECK_CODE(attn_self_forward(out, x, B, N, &m, &opt, NULL, 0), ATTN_OK);
+        ref_mha(ref, x, x, B, N, N, &m, &ro);
+        CHECK_CLOSE(out, ref, (size_t)B * N * E);
+    }
+}
+
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
 static const test_case k_tests[] = {
@@ -2437,6 +2752,10 @@ static const test_case k_tests[] = {
     {"errors_image", test_errors_image},
     {"failure_injection", test_failure_injection},
     {"errors_overflow", test_errors_overflow},
+    {"stride_helpers_order", test_stride_helpers_order},
+    {"workspace_size_agrees", test_workspace_size_agrees},
+    {"error_hook", test_error_hook},
+    {"mask_broadcast_rows", test_mask_broadcast_rows},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the

@@ -111,7 +111,7 @@ static attn_stride fz_view(fz *f, int B, int H, int N, int D, size_t *len)
     attn_stride s = attn_stride_bhnd(H, N, D);
     unsigned long long span = 1, cap = FZ_MAX_FLOATS;
     switch (fz_range(f, 0, 7)) {
-    case 1: s = attn_stride_bnhd(H, N, D); break;
+    case 1: s = attn_stride_bnhd(N, H, D); break;
     case 2: s = attn_stride_bhnd(H, N, D + fz_range(f, 1, 3)); break;
     case 3: s.batch = 0; break;
     case 4: s.head = 0; break;
