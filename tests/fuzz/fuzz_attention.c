@@ -9,7 +9,13 @@
    (bitwise), or succeed having written nothing outside its output views; and when every input is finite
    and moderate (|x| <= 64; masks and log-sum-exps may also be -inf) the result must match the float64
    reference of tests/reference.h within a rounding-error bound computed from the inputs' magnitudes.
-   Any violation aborts (a libFuzzer crash); sanitizer reports do too.
+   attn_sdpa and the multi-head calls are also compared on extreme inputs (issue 16): huge finite values,
+   +-inf and -FLT_MAX masks (now and then a whole mask filled with -FLT_MAX, -1e9, -2.4e38 or -1e30, as
+   padded rows are), scales up to FLT_MAX, up to three 2048-key chunks; row by row wherever the float64
+   reference says every scaled and masked logit is a finite float or the mask is +-inf, with a bound
+   that follows what float can know of each masked logit (fz_row_ref); NaN anywhere skips it.
+   Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
+   value, the reference and the error allowed; sanitizer reports abort too.
 
    Classic attention: fuzz_align_scores and fuzz_align_forward (every score kind, layouts, weight strides,
    biases, scales, src_len, precomputed keys, workspaces, selection modes, top_k, uniform numbers or a
