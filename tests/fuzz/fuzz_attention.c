@@ -9,7 +9,13 @@
    (bitwise), or succeed having written nothing outside its output views; and when every input is finite
    and moderate (|x| <= 64; masks and log-sum-exps may also be -inf) the result must match the float64
    reference of tests/reference.h within a rounding-error bound computed from the inputs' magnitudes.
-   Any violation aborts (a libFuzzer crash); sanitizer reports do too.
+   attn_sdpa and the multi-head calls are also compared on extreme inputs (issue 16): huge finite values,
+   +-inf and -FLT_MAX masks (now and then a whole mask filled with -FLT_MAX, -1e9, -2.4e38 or -1e30, as
+   padded rows are), scales up to FLT_MAX, up to three 2048-key chunks; row by row wherever the float64
+   reference says every scaled and masked logit is a finite float or the mask is +-inf, with a bound
+   that follows what float can know of each masked logit (fz_row_ref); NaN anywhere skips it.
+   Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
+   value, the reference and the error allowed; sanitizer reports abort too.
 
    Classic attention: fuzz_align_scores and fuzz_align_forward (every score kind, layouts, weight strides,
    biases, scales, src_len, precomputed keys, workspaces, selection modes, top_k, uniform numbers or a
@@ -476,6 +482,10 @@ static void fz_options(fz *f, fz_opts *fo, int B, int H, int Nq, int Nk, int Dk,
     int b;
     memset(fo, 0, sizeof *fo);
     o->scale = fz_scale(f);
+    if ((flags & 0x380) == 0x380) { /* a large finite scale (the vector kernels once overflowed scale * log2(e)) */
+        static const float big[] = {3e38f, FLT_MAX, 2.5e38f, 1e36f};
+        o->scale = big[(flags >> 10) & 3];
+    }
     o->causal = (attn_causal)fz_range(f, 0, 3);
     o->n_threads = fz_range(f, -1, 3);
     if (flags & 1) { /* a split: count 1..3, index -1..count */
@@ -488,7 +498,16 @@ static void fz_options(fz *f, fz_opts *fo, int B, int H, int Nq, int Nk, int Dk,
         o->mask_stride.row = kind == 0 ? 0 : rs;
         o->mask_stride.batch = kind == 1 || kind == 3 ? (ptrdiff_t)(kind == 3 ? H : 1) * Nq * Nk : 0;
         o->mask_stride.head = kind == 2 || kind == 3 ? (ptrdiff_t)Nq * Nk : 0;
-        o->mask = fz_tensor(f, (size_t)B * H * Nq * Nk + 4, 2.0f, 1);
+        float *mask = fz_tensor(f, (size_t)B * H * Nq * Nk + 4, 2.0f, 1);
+        o->mask = mask;
+        if ((flags & 0x7000) == 0x7000) { /* every entry, or every other row, one huge value as padded rows
+                                             are filled (torch.finfo.min, masked_fill(-1e9)); patches follow */
+            static const float fill[] = {-FLT_MAX, -1e9f, -2.4e38f, -1e30f};
+            const size_t n = (size_t)B * H * Nq * Nk + 4;
+            size_t x;
+            for (x = 0; x < n; ++x)
+                if (!(flags & 0x8000) || (x / (size_t)Nk) % 2 == 0) mask[x] = fill[(flags >> 10) & 3];
+        }
     }
     if (flags & 4) {
         fo->kv_len = (int *)malloc(sizeof(int) * (size_t)B);
@@ -509,6 +528,228 @@ static void fz_options(fz *f, fz_opts *fo, int B, int H, int Nq, int Nk, int Dk,
 }
 
 static void fz_options_free(fz_opts *fo) { free(fo->kv_len); free(fo->kpm); }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the float64 answer on extreme inputs (issue 16): huge finite values, +-inf and -FLT_MAX masks,    */
+/* large scales, long key ranges                                                                  */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The contract: every kernel path gives the float64 answer, within rounding, whenever each visible
+   key's scaled logit scale*(q.k) (with the products scale*q_c and every partial sum of the dot
+   product) and masked logit are finite floats, or its mask is +-inf. "Within rounding" is worked out
+   per row from what float32 can know of each masked logit:
+   - a logit l computed in float strays by at most e (the dot product's rounding, given by the caller);
+     the kernel adds the mask in float, so its masked logit lies in [fl(l - e + m), fl(l + e + m)],
+     and where both ends are one float (a huge mask swallows the logit: -FLT_MAX, -1e9) the kernel's
+     value is exactly that float while float64 still sees l + m: the reference takes the float;
+   - the softmax amplifies an error A in a masked logit into a relative error of about A in the
+     weights, and float arithmetic on logits of size L (x * log2(e), a running max) errs by about
+     L * 2^-24: L counts unless every key that matters holds the same exactly known float (a row
+     masked with -FLT_MAX everywhere: any sound kernel gives every key the same weight);
+   - keys more than 100 below the row's maximum weigh less than e^-70 whatever the kernel's error.
+   Past an error of 30 in the logits nothing is promised (such a row checks only that the output is not
+   NaN). A false alarm is a bug in this bound: the margins are wide. */
+
+typedef struct fz_key {
+    double l, e; /* the scaled logit in float64 and its float rounding bound */
+    float mask;  /* additive mask entry (0: none) */
+    int vis;     /* visible: not masked by kv_len, padding, causality or a -inf mask */
+} fz_key;
+
+typedef struct fz_row_res {
+    double lse, lse_tol;   /* the float64 log-sum-exp and the error allowed in it */
+    double rel;            /* the relative error allowed in each weight (inf: unchecked) */
+    int n_vis, n_pos_inf;  /* visible keys, +inf keys */
+    double E, L;           /* the logits' error bound and the magnitude that counted */
+    int hull;              /* no precision promised: out is only held within the range of the values */
+} fz_row_res;
+
+static float fz_addf(float x, float y) { volatile float r = x + y; return r; } /* as in float, no contraction */
+static float fz_f_down(double x) { float r = (float)x; return (double)r > x ? nextafterf(r, -INFINITY) : r; }
+static float fz_f_up(double x) { float r = (float)x; return (double)r < x ? nextafterf(r, INFINITY) : r; }
+
+/* One row of attention in float64 over n keys with value rows v + j * vs (Dv doubles, each off by at
+   most v_err[j * vs + c] in the kernel; v_err NULL: exact): p[n] the weights, out[Dv] and out_tol[Dv]
+   the allowed absolute error of each output. Returns 0 when the row is outside the contract. s[n] and
+   r[n] are scratch. */
+static int fz_row_ref(fz_row_res *res, double *p, double *out, double *out_tol, const fz_key *key, int n,
+                      const double *v, const double *v_err, ptrdiff_t vs, int Dv, double *s, double *r)
+{
+    double M = -INFINITY, M_lo = -INFINITY, A_max = 0.0, L = 0.0, sum = 0.0, vsum = 0.0, same = 0.0;
+    int j, c, all_exact = 1, have_same = 0;
+    memset(res, 0, sizeof *res);
+    for (c = 0; c < Dv; ++c) out[c] = out_tol[c] = 0.0;
+    for (j = 0; j < n; ++j) {
+        p[j] = 0.0;
+        if (!key[j].vis) continue;
+        if (isnan(key[j].mask) || !(fabs(key[j].l) + key[j].e <= FLT_MAX)) return 0;
+        res->n_vis++;
+        res->n_pos_inf += key[j].mask == INFINITY;
+    }
+    if (res->n_vis == 0) { res->lse = -INFINITY; return 1; } /* output 0, LSE -inf, weights 0: exact */
+    if (res->n_pos_inf) { /* the +inf keys share the weight equally */
+        for (j = 0; j < n; ++j) if (key[j].vis && key[j].mask == INFINITY) p[j] = 1.0 / res->n_pos_inf;
+        res->lse = INFINITY;
+        res->rel = 8.0 * U * (res->n_pos_inf + 16);
+    } else {
+        for (j = 0; j < n; ++j) { /* each masked logit: the float64 value s and its float interval */
+            const fz_key *k = &key[j];
+            float lo, hi;
+            if (!k->vis) continue;
+            lo = fz_f_down(k->l - k->e); hi = fz_f_up(k->l + k->e);
+            if (k->mask != 0.0f) {
+                const float wlo = fz_f_down(k->l - 2.0 * k->e - fabs(k->l)), whi = fz_f_up(k->l + 2.0 * k->e + fabs(k->l));
+                lo = fz_addf(lo, k->mask); hi = fz_addf(hi, k->mask);
+                if (!isfinite(lo) || !isfinite(hi)) return 0; /* the masked logit overflows float */
+                /* swallowed: even twice the logit's range leaves one float */
+                if (lo == hi && fz_addf(wlo, k->mask) == lo && fz_addf(whi, k->mask) == lo) { s[j] = lo; r[j] = 0.0; }
+                else { s[j] = k->l + (double)k->mask; r[j] = (double)hi - lo + 2.0 * U * fabs(s[j]); }
+            } else {
+                s[j] = k->l;
+                r[j] = lo == hi && (double)lo == k->l ? 0.0 : (double)hi - lo + 2.0 * U * fabs(s[j]);
+            }
+            if (s[j] > M) M = s[j];
+            if (lo > M_lo) M_lo = lo;
+        }
+        for (j = 0; j < n; ++j) { /* the keys that matter: within 100 of the maximum */
+            if (!key[j].vis) continue;
+            if (s[j] + r[j] < M_lo - 100.0) continue;
+            if (r[j] > A_max) A_max = r[j];
+            if (fabs(s[j]) > L) L = fabs(s[j]);
+            if (r[j] != 0.0 || (have_same && s[j] != same)) all_exact = 0;
+            same = s[j]; have_same = 1;
+        }
+        if (all_exact) L = 0.0;
+        res->E = 2.0 * A_max + 8.0 * U * (L + 100.0);
+        res->L = L;
+        for (j = 0; j < n; ++j) if (key[j].vis) sum += p[j] = exp(s[j] - M);
+        for (j = 0; j < n; ++j) p[j] /= sum;
+        res->lse = M + log(sum);
+        res->rel = res->E > 30.0 ? INFINITY : expm1(2.0 * res->E) + 8.0 * U * (res->n_vis + 32);
+        res->lse_tol = res->E + 8.0 * U * (fabs(res->lse) + res->n_vis + 32);
+    }
+    for (j = 0; j < n; ++j) { /* an unnormalised sum of the values that overflows float is not promised */
+        double m = 0.0;
+        if (!key[j].vis) continue;
+        for (c = 0; c < Dv; ++c) m = fabs(v[j * vs + c]) > m ? fabs(v[j * vs + c]) : m;
+        vsum += m;
+    }
+    res->hull = isinf(res->rel);
+    for (c = 0; c < Dv; ++c) {
+        double acc = 0.0, mag = 0.0, err = 0.0, vmax = 0.0, emax = 0.0, lo = INFINITY, hi = -INFINITY;
+        for (j = 0; j < n; ++j) {
+            const double x = key[j].vis ? v[j * vs + c] : 0.0;
+            if (p[j] != 0.0) { acc += p[j] * x; mag += p[j] * fabs(x); if (v_err) err += p[j] * v_err[j * vs + c]; }
+            if (fabs(x) > vmax) vmax = fabs(x);
+            if (key[j].vis) { lo = x < lo ? x : lo; hi = x > hi ? x : hi; }
+            if (key[j].vis && v_err && v_err[j * vs + c] > emax) emax = v_err[j * vs + c];
+        }
+        out[c] = acc;
+        out_tol[c] = 2.0 * res->rel * mag + err * (1.0 + res->rel) + res->n_vis * 1e-30 * vmax + 1e-30;
+        if (res->hull) { /* weights of any size, but weights: the output is a mean of the values */
+            out[c] = lo / 2 + hi / 2;
+            out_tol[c] = hi / 2 - lo / 2 + 8.0 * U * (res->n_vis + 32) * vmax + 2.0 * emax + 1e-30;
+        }
+        if (!(vsum <= FLT_MAX / 8)) out_tol[c] = INFINITY;
+    }
+    return 1;
+}
+
+/* got against the reference of one row, the row's context in the message when it fails */
+static void fz_check_row(const char *what, int b, int h, int i, const fz_row_res *res, double got, double ref,
+                         double tol, int at)
+{
+    const int ok = isnan(ref) ? isnan(got) : isinf(ref) ? got == ref : fabs(got - ref) <= tol;
+    if (ok) return;
+    fprintf(stderr, "fuzz: %s[%d] of batch %d head %d query %d = %.9g, float64 reference %.9g (allowed error %.3g; "
+            "row: %d visible keys, %d of them +inf, logit error bound %.3g, magnitude %.3g%s)\n",
+            what, at, b, h, i, got, ref, tol, res->n_vis, res->n_pos_inf, res->E, res->L,
+            res->hull ? "; no precision promised, so the reference is the middle of the values' range" : "");
+    abort();
+}
+
+/* no NaN anywhere, and every tensor finite but the masks (which may hold +-inf): the inputs on which
+   the float64 answer is compared row by row (fz_row_ref says which rows) */
+static int fz_no_nan(const fz *f)
+{
+    int i;
+    size_t j;
+    for (i = 0; i < f->n_t; ++i)
+        for (j = 0; j < f->len[i]; ++j)
+            if (isnan(f->t[i][j]) || (!f->neg_inf_ok[i] && isinf(f->t[i][j]))) return 0;
+    return 1;
+}
+
+/* attn_sdpa's out, lse and weights against fz_row_ref, row by row, on any input without NaN whose q, k
+   and v are finite (masks may hold anything else): the rows inside the contract are compared, the
+   others skipped */
+static void fz_sdpa_extreme(const attn_dims *d, const attn_options *o, const float *q, attn_stride qs, const float *k,
+                            attn_stride ks, const float *v, attn_stride vs, const float *out, attn_stride os)
+{
+    const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads > 0 ? d->n_kv_heads : Hq, Nq = d->n_q, Nk = d->n_kv;
+    const int Dk = d->d_k, Dv = d->d_v ? d->d_v : Dk;
+    const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)Dk);
+    const ptrdiff_t mrow = o->mask_stride.row ? o->mask_stride.row : Nk;
+    const size_t per = (size_t)Nq * Nk;
+    fz_key *key = (fz_key *)malloc(sizeof(fz_key) * (size_t)Nk);
+    double *vd = ref_dalloc((size_t)Nk * Dv), *p = ref_dalloc((size_t)Nk), *ro = ref_dalloc((size_t)Dv);
+    double *rt = ref_dalloc((size_t)Dv), *s = ref_dalloc((size_t)Nk), *r = ref_dalloc((size_t)Nk);
+    double *avg = ref_dalloc((size_t)B * per), *avg_tol = ref_dalloc((size_t)B * per);
+    unsigned char *avg_ok = (unsigned char *)malloc((size_t)B * Nq + 1);
+    fz_row_res res;
+    int b, h, i, j, c;
+    if (!key || !avg_ok) abort();
+    memset(avg_ok, 1, (size_t)B * Nq + 1);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < Hq; ++h) {
+            const int hk = h / (Hq / Hkv);
+            for (j = 0; j < Nk; ++j)
+                for (c = 0; c < Dv; ++c) vd[(size_t)j * Dv + c] = v[b * vs.batch + hk * vs.head + j * vs.row + c];
+            for (i = 0; i < Nq; ++i) {
+                const float *qi = q + b * qs.batch + h * qs.head + i * qs.row;
+                const size_t row = ((size_t)b * Hq + h) * Nq + i;
+                for (j = 0; j < Nk; ++j) {
+                    const float *kj = k + b * ks.batch + hk * ks.head + j * ks.row;
+                    double dot = 0.0, mag = 0.0, qmax = 0.0, kmax = 0.0;
+                    fz_key *kk = &key[j];
+                    for (c = 0; c < Dk; ++c) {
+                        dot += (double)qi[c] * kj[c];
+                        mag += fabs((double)qi[c] * kj[c]);
+                        if (fabs(qi[c]) > qmax) qmax = fabs(qi[c]);
+                        if (fabs(kj[c]) > kmax) kmax = fabs(kj[c]);
+                    }
+                    kk->l = sc * dot;
+                    /* rounding of the products and sums in any order, and gradual underflow (each product
+                       of small values exact to 2^-149 only, before or after the scale) */
+                    kk->e = 2.0 * (Dk + 4) * U * fabs(sc) * mag + 2.0 * (Dk + 1) * (fabs(sc) + kmax + 1.0) * 1.5e-45;
+                    /* scale * q_c and every partial sum, scaled or not, must be finite floats */
+                    if (!(fabs(sc) * qmax <= FLT_MAX && mag <= FLT_MAX / 2 && fabs(sc) * mag * (1.0 + 4.0 * (Dk + 4) * U) <= FLT_MAX))
+                        kk->e = INFINITY;
+                    kk->mask = o->mask ? o->mask[b * o->mask_stride.batch + h * o->mask_stride.head + i * mrow + j] : 0.0f;
+                    kk->vis = kk->mask != -INFINITY && !(o->kv_len && j >= o->kv_len[b]) &&
+                              !(o->key_padding_mask && o->key_padding_mask[b * Nk + j]) &&
+                              !(o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) &&
+                              !(o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + Nk - Nq);
+                }
+                if (!fz_row_ref(&res, p, ro, rt, key, Nk, vd, NULL, Dv, Dv, s, r)) { avg_ok[b * Nq + i] = 0; continue; }
+                for (c = 0; c < Dv; ++c)
+                    fz_check_row("out", b, h, i, &res, out[b * os.batch + h * os.head + i * os.row + c], ro[c], rt[c], c);
+                if (o->out_lse) fz_check_row("lse", b, h, i, &res, o->out_lse[row], res.lse, res.lse_tol, 0);
+                for (j = 0; o->out_weights && j < Nk; ++j) {
+                    const double tol = isinf(res.rel) ? 1.0 + 1e-6 : 2.0 * res.rel * p[j] + 1e-30; /* any weight */
+                    if (!o->average_weights) fz_check_row("weights", b, h, i, &res, o->out_weights[row * Nk + j], p[j], tol, j);
+                    avg[b * per + (size_t)i * Nk + j] += p[j] / Hq;
+                    avg_tol[b * per + (size_t)i * Nk + j] += tol / Hq;
+                }
+            }
+        }
+    for (b = 0; o->out_weights && o->average_weights && b < B; ++b) /* the mean over heads, where every head counts */
+        for (i = 0; i < Nq; ++i)
+            for (j = 0; avg_ok[b * Nq + i] && j < Nk; ++j)
+                fz_check_row("averaged weights", b, -1, i, &res, o->out_weights[b * per + (size_t)i * Nk + j],
+                             avg[b * per + (size_t)i * Nk + j], avg_tol[b * per + (size_t)i * Nk + j] + 8.0 * U, j);
+    free(key); free(vd); free(p); free(ro); free(rt); free(s); free(r); free(avg); free(avg_tol); free(avg_ok);
+}
 
 static void fuzz_sdpa(fz *f)
 {
@@ -532,6 +773,7 @@ static void fuzz_sdpa(fz *f)
     long_keys = fz_range(f, 0, 15) == 0; /* decoding over more than 2048 keys: key chunks */
     d.n_q = long_keys ? fz_range(f, 1, 9) : fz_range(f, 1, 40);
     d.n_kv = long_keys ? fz_range(f, 2040, 2100) : fz_range(f, 1, 70);
+    if (long_keys && d.n_kv > 2096) d.n_kv += 2048; /* now and then three chunks */
     d.d_k = fz_range(f, 1, 20);
     d.d_v = fz_range(f, 0, 20);
     if (fz_range(f, 0, 31) == 0) d.n_q = fz_range(f, -1, 0);
@@ -582,7 +824,7 @@ static void fuzz_sdpa(fz *f)
         fz_out_check(&oo, 0, "out");
         if (ol.p) { fz_out_mark(&ol, attn_stride_bhnd(1, 1, (int)ol.len), 1, 1, 1, (int)ol.len); fz_out_check(&ol, 0, "lse"); }
         if (ow.p) { memset(ow.in_view, 1, ow.len); fz_out_check(&ow, 0, "weights"); }
-        if (f->comparable) {
+        if (f->comparable && fabsf(o->scale) <= 1e30f) { /* moderate: one bound for the whole call */
             ref_opts ro;
             float *va = fz_abs_copy(v, nv_f);
             const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)d.d_k);
@@ -612,6 +854,7 @@ static void fuzz_sdpa(fz *f)
             }
             free(va);
         }
+        if (fz_no_nan(f)) fz_sdpa_extreme(&d, o, q, qs, k, ks, v, vs, oo.p, os);
         free(ref); free(bound); free(rl); free(rw_); free(bl); free(bw); free(at);
     } else {
         fz_out_check(&oo, 1, "out"); fz_out_check(&ol, 1, "lse"); fz_out_check(&ow, 1, "weights");
@@ -619,6 +862,100 @@ static void fuzz_sdpa(fz *f)
     free(ws);
     fz_out_free(&oo); fz_out_free(&ol); fz_out_free(&ow);
     fz_options_free(&fo);
+}
+
+/* every tensor but the masks moderate (|x| <= 64), the masks anything but NaN */
+static int fz_moderate_but_masks(const fz *f)
+{
+    int i;
+    size_t j;
+    for (i = 0; i < f->n_t; ++i)
+        for (j = 0; j < f->len[i]; ++j)
+            if (f->neg_inf_ok[i] ? isnan(f->t[i][j]) : !(fabsf(f->t[i][j]) <= 64.0f)) return 0;
+    return 1;
+}
+
+/* the multi-head calls' output against fz_row_ref through float64 projections, row by row, when the
+   projection inputs are moderate (|x| <= 64, so the projections are plain float sums) and nothing is
+   NaN: masks of any size or +-inf and scales of any size are the extreme part. Each projected value is
+   off by its dot product's rounding, (width + 2) u times the sum of |x| |w| (+ |b|); a logit by that
+   much in Q and K, times the scale */
+static void fz_mha_extreme(const float *out, const float *xq, const float *xkv, int B, int Nq, int Nk,
+                           const attn_mha *m, const attn_options *o)
+{
+    const int E = m->d_model, H = m->n_heads, Hkv = m->n_kv_heads ? m->n_kv_heads : H, Dh = E / H;
+    const int dkv = m->d_kv ? m->d_kv : E, kvd = Hkv * Dh, out_in = m->layout == ATTN_LAYOUT_OUT_IN;
+    const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)Dh);
+    const ptrdiff_t mrow = o->mask_stride.row ? o->mask_stride.row : Nk;
+    const double U_proj_q = 2.0 * (E + 2) * U, U_proj_kv = 2.0 * (dkv + 2) * U, tiny = 1.5e-45;
+    float *xqa = fz_abs_copy(xq, (size_t)B * Nq * E), *xkva = fz_abs_copy(xkv, (size_t)B * Nk * dkv);
+    float *wqa = fz_abs_copy(m->w_q, (size_t)E * E), *wka = fz_abs_copy(m->w_k, (size_t)dkv * kvd);
+    float *wva = fz_abs_copy(m->w_v, (size_t)dkv * kvd);
+    float *bqa = m->b_q ? fz_abs_copy(m->b_q, (size_t)E) : NULL, *bka = m->b_k ? fz_abs_copy(m->b_k, (size_t)kvd) : NULL;
+    float *bva = m->b_v ? fz_abs_copy(m->b_v, (size_t)kvd) : NULL;
+    double *Q = ref_dalloc((size_t)Nq * E), *Qa = ref_dalloc((size_t)Nq * E), *K = ref_dalloc((size_t)Nk * kvd);
+    double *Ka = ref_dalloc((size_t)Nk * kvd), *V = ref_dalloc((size_t)Nk * kvd), *Ve = ref_dalloc((size_t)Nk * kvd);
+    double *A = ref_dalloc((size_t)Nq * E), *At = ref_dalloc((size_t)Nq * E), *p = ref_dalloc((size_t)Nk);
+    double *s = ref_dalloc((size_t)Nk), *r = ref_dalloc((size_t)Nk), *ro = ref_dalloc((size_t)Dh), *rt = ref_dalloc((size_t)Dh);
+    unsigned char *row_ok = (unsigned char *)malloc((size_t)Nq + 1);
+    fz_key *key = (fz_key *)malloc(sizeof(fz_key) * (size_t)Nk);
+    fz_row_res res, *worst = (fz_row_res *)calloc((size_t)Nq, sizeof(fz_row_res));
+    int b, h, i, j, c;
+    size_t x;
+    if (!row_ok || !key || !worst) abort();
+    memset(&res, 0, sizeof res);
+    for (b = 0; b < B; ++b) {
+        const float *xb = xq + (size_t)b * Nq * E, *xkb = xkv + (size_t)b * Nk * dkv;
+        ref_project(Q, xb, E, m->w_q, E, out_in, m->b_q, Nq, E, E);
+        ref_project(Qa, xqa + (size_t)b * Nq * E, E, wqa, E, out_in, bqa, Nq, E, E);
+        ref_project(K, xkb, dkv, m->w_k, out_in ? dkv : kvd, out_in, m->b_k, Nk, dkv, kvd);
+        ref_project(Ka, xkva + (size_t)b * Nk * dkv, dkv, wka, out_in ? dkv : kvd, out_in, bka, Nk, dkv, kvd);
+        ref_project(V, xkb, dkv, m->w_v, out_in ? dkv : kvd, out_in, m->b_v, Nk, dkv, kvd);
+        ref_project(Ve, xkva + (size_t)b * Nk * dkv, dkv, wva, out_in ? dkv : kvd, out_in, bva, Nk, dkv, kvd);
+        for (x = 0; x < (size_t)Nk * kvd; ++x) Ve[x] = U_proj_kv * Ve[x] + (dkv + 1) * 64.0 * tiny;
+        memset(row_ok, 1, (size_t)Nq + 1);
+        for (h = 0; h < H; ++h) {
+            const int hk = h / (H / Hkv);
+            for (i = 0; i < Nq; ++i) {
+                double qmax = 0.0;
+                for (c = 0; c < Dh; ++c) qmax = Qa[i * E + h * Dh + c] > qmax ? Qa[i * E + h * Dh + c] : qmax;
+                for (j = 0; j < Nk; ++j) {
+                    double dot = 0.0, mag = 0.0;
+                    fz_key *kk = &key[j];
+                    for (c = 0; c < Dh; ++c) {
+                        dot += Q[i * E + h * Dh + c] * K[j * kvd + hk * Dh + c];
+                        mag += Qa[i * E + h * Dh + c] * Ka[j * kvd + hk * Dh + c];
+                    }
+                    kk->l = sc * dot;
+                    kk->e = fabs(sc) * ((2.0 * (Dh + 4) * U + U_proj_q + U_proj_kv) * mag +
+                                        Dh * (E + dkv + 2) * 64.0 * 4.0 * tiny) + 2.0 * (Dh + 1) * (fabs(sc) + 64.0 * dkv + 1.0) * tiny;
+                    if (!(fabs(sc) * qmax <= FLT_MAX / 2 && mag <= FLT_MAX / 4 && fabs(sc) * mag <= FLT_MAX / 2)) kk->e = INFINITY;
+                    kk->mask = o->mask ? o->mask[b * o->mask_stride.batch + h * o->mask_stride.head + i * mrow + j] : 0.0f;
+                    kk->vis = kk->mask != -INFINITY && !(o->kv_len && j >= o->kv_len[b]) &&
+                              !(o->key_padding_mask && o->key_padding_mask[b * Nk + j]) &&
+                              !(o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) &&
+                              !(o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + Nk - Nq);
+                }
+                if (!fz_row_ref(&res, p, ro, rt, key, Nk, V + hk * Dh, Ve + hk * Dh, kvd, Dh, s, r)) { row_ok[i] = 0; continue; }
+                for (c = 0; c < Dh; ++c) { A[i * E + h * Dh + c] = ro[c]; At[i * E + h * Dh + c] = rt[c]; }
+                if (h == 0 || res.E > worst[i].E || res.hull) worst[i] = res; /* the context a failure reports */
+            }
+        }
+        for (i = 0; i < Nq; ++i) /* out = A W_o + b_o, off by A's error through |W_o| and its own rounding */
+            for (j = 0; row_ok[i] && j < E; ++j) {
+                double acc = m->b_o ? m->b_o[j] : 0.0, tol = m->b_o ? 2.0 * U * fabs(m->b_o[j]) : 0.0;
+                for (c = 0; c < E; ++c) {
+                    const double w = out_in ? m->w_o[j * E + c] : m->w_o[c * E + j];
+                    acc += A[i * E + c] * w;
+                    if (w != 0.0) tol += (At[i * E + c] + 2.0 * (E + 2) * U * (fabs(A[i * E + c]) + At[i * E + c])) * fabs(w);
+                }
+                fz_check_row("out (after W_o; the row: its least accurate head)", b, -1, i, &worst[i], out[((size_t)b * Nq + i) * E + j], acc,
+                             tol + E * 64.0 * 4.0 * tiny + 1e-30, j);
+            }
+    }
+    free(xqa); free(xkva); free(wqa); free(wka); free(wva); free(bqa); free(bka); free(bva);
+    free(Q); free(Qa); free(K); free(Ka); free(V); free(Ve); free(A); free(At); free(p); free(s); free(r); free(ro); free(rt);
+    free(row_ok); free(key); free(worst);
 }
 
 static void fuzz_mha(fz *f, int self)
@@ -683,7 +1020,7 @@ static void fuzz_mha(fz *f, int self)
         memset(oo.in_view, 1, oo.len); fz_out_check(&oo, 0, "out");
         if (ol.p) { memset(ol.in_view, 1, ol.len); fz_out_check(&ol, 0, "lse"); }
         if (ow.p) { memset(ow.in_view, 1, ow.len); fz_out_check(&ow, 0, "weights"); }
-        if (f->comparable) {
+        if (f->comparable && fabsf(o->scale) <= 1e30f) { /* moderate: one bound for the whole call */
             const size_t n_out = (size_t)B * Nq * E;
             double *ref = ref_dalloc(n_out), *bound = ref_dalloc(n_out);
             const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)Dh);
@@ -705,6 +1042,7 @@ static void fuzz_mha(fz *f, int self)
             fz_compare("out", oo.p, NULL, ref, bound, n_out, tol);
             free(ref); free(bound);
         }
+        if (fz_moderate_but_masks(f)) fz_mha_extreme(oo.p, xq, xkv, B, Nq, Nk, &m, o);
     } else {
         fz_out_check(&oo, 1, "out"); fz_out_check(&ol, 1, "lse"); fz_out_check(&ow, 1, "weights");
     }
