@@ -2178,7 +2178,6 @@ typedef struct attn__align_w {
     float scale;
 } attn__align_w;
 
-/* The row stride in force of a weight mapping d_in -> d_out (stride 0 = dense), validated. */
 /* The row stride in force of a weight mapping d_in -> d_out (stride 0 = dense), validated; `arg` names
    the stride for the error hook. */
 static attn_result attn__weight_rs(const char *func, const char *arg, ptrdiff_t *rs, ptrdiff_t stride,

@@ -14,6 +14,8 @@
    padded rows are), scales up to FLT_MAX, up to three 2048-key chunks; row by row wherever the float64
    reference says every scaled and masked logit is a finite float or the mask is +-inf, with a bound
    that follows what float can know of each masked logit (fz_row_ref); NaN anywhere skips it.
+   attn_merge's rows with a +inf log-sum-exp are compared with its documented rule (a +inf side takes
+   all the weight, two weigh 1:1).
    Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
    value, the reference and the error allowed; sanitizer reports abort too.
 
@@ -451,6 +453,24 @@ static void fuzz_merge(fz *f)
             fz_compare("o", o, at, ref, bound, (size_t)dv, 4.0 * U);
             bl = fabs(rl) + 8;
             if (!(flags & 2)) fz_compare("lse", l + i, NULL, &rl, &bl, 1, 4.0 * U);
+        }
+        /* rows with a +inf log-sum-exp (the inputs then are not all moderate): the documented rule, a
+           +inf side takes all the weight and two +inf sides weigh 1:1; lse +inf */
+        for (i = 0; !f->comparable && i < rows; ++i) {
+            const double a = la0[i], b = lb0[i], rl = INFINITY, bl = 0.0;
+            double ref[40], bound[40];
+            size_t at[40];
+            int ok = (a == INFINITY || b == INFINITY) && !isnan(a) && !isnan(b);
+            for (c = 0; ok && c < dv; ++c) ok = fabs(oa0[i * as + c]) <= 64.0 && fabs(ob0[i * bs + c]) <= 64.0;
+            if (!ok) continue;
+            for (c = 0; c < dv; ++c) {
+                const double xa = oa0[i * as + c], xb = ob0[i * bs + c];
+                ref[c] = a == b ? 0.5 * xa + 0.5 * xb : a == INFINITY ? xa : xb;
+                bound[c] = fabs(xa) + fabs(xb);
+                at[c] = (size_t)(i * os + c);
+            }
+            fz_compare("o (+inf lse)", o, at, ref, bound, (size_t)dv, 4.0 * U);
+            if (!(flags & 2)) fz_compare("lse (+inf)", l + i, NULL, &rl, &bl, 1, 0.0);
         }
     } else if (!alias) {
         fz_out_check(&oo, 1, "o"); fz_out_check(&ol, 1, "lse");
