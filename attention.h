@@ -1781,9 +1781,9 @@ static int attn__key_chunks(const attn_dims *d, const attn_options *o)
 /* Threads of a fused-attention call: one per work item at most (attn__sdpa_run's items). */
 static int attn__sdpa_threads(const attn_dims *d, const attn_options *o)
 {
+    const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* query tiles */
     const double heads = o->out_weights && o->average_weights ? 1.0 : (double)d->n_heads;
-    const double items = (double)d->batch * heads * (double)(1 + (d->n_q - 1) / ATTN__TQ) * attn__key_chunks(d, o);
-    return attn__threads(o, items);
+    return attn__threads(o, (double)d->batch * heads * (double)n_qt * (double)attn__key_chunks(d, o));
 }
 
 /* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks. */
