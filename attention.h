@@ -167,6 +167,16 @@
        kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read.
                          Each value in [0, Nk].
        key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
+       window,           a sliding window (window nonzero), FlashAttention's window_size: query i sees keys
+       window_left,      g - window_left <= j <= g + window_right, g its diagonal (i with ATTN_CAUSAL_TOP_LEFT,
+       window_right      i + Nk - Nq with _BOTTOM_RIGHT or no causal option); -1: no limit on that side;
+                         causal still hides j > g. Mistral's sliding_window W is window_left = W - 1 with
+                         causal; key tiles wholly outside every query's window are skipped (work ~ the window).
+       softcap           > 0: logit soft-capping (Gemma 2): each scaled score s becomes softcap * tanh(s /
+                         softcap) before the masks are added; 0: none. Must be finite and >= 0.
+       sinks             [Hq] one logit per query head that joins each row's softmax denominator but has no
+                         value (gpt-oss, ggml's sinks): weights sum to less than 1, out_lse includes it; -inf
+                         is no sink. NaN or +inf is an error. (-inf and NULL agree bitwise.)
        out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scaled, masked scores.
        out_weights       the attention weights (PyTorch's need_weights): [B, Hq, Nq, Nk] dense, or with
        average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
@@ -449,6 +459,10 @@ typedef struct attn_options {
     int split_index, split_count;          /* split_count > 0: run only slice split_index of the work */
     int mask_broadcast_rows;               /* nonzero: mask holds one row [Nk] per (batch, head), read by
                                               every query (PyTorch's [B, 1, 1, Nk] float attn_mask) */
+    int window;                            /* nonzero: a sliding window, window_left and window_right apply */
+    int window_left, window_right;         /* keys before / after the diagonal a query sees; -1: no limit */
+    float softcap;                         /* > 0: scaled logits s become softcap * tanh(s / softcap) */
+    const float *sinks;                    /* [Hq] a logit per head in the softmax denominator only, or NULL */
 } attn_options;
 
 typedef struct attn_mha {
@@ -981,9 +995,13 @@ typedef struct attn__head {
     int nq, nk, dk, dv;
     int n_valid;                          /* keys >= n_valid are masked and never read */
     int k_lo;                             /* keys < k_lo are left out (a key split's later parts) */
-    int causal;                           /* key j visible from query i iff j <= i + diag */
-    ptrdiff_t diag;
+    int causal;                           /* an upper bound: key j visible from query i only if j <= i + diag */
+    ptrdiff_t diag;                       /* (causal, or a window's right edge) */
+    int lower;                            /* a lower bound: key j visible from query i only if */
+    long long diag_lo;                    /* j >= i + diag_lo (a window's left edge) */
     float scale;
+    float softcap;                        /* > 0: scores s become softcap * tanh(s / softcap) before masks */
+    const float *sink;                    /* the head's sink logit (in the denominator only), or NULL */
 } attn__head;
 
 /* Floats of one thread's fused-kernel workspace, enough for every instruction set (the SIMD kernels hold
@@ -1008,6 +1026,8 @@ static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int 
                   h->k_rs, tq, tk, h->dk, h->scale, 0);
     for (r = 0; r < tq; ++r) {
         float *s_r = s + r * ATTN__TK;
+        if (h->softcap > 0.0f)
+            for (c = 0; c < tk; ++c) s_r[c] = h->softcap * tanhf(s_r[c] / h->softcap);
         if (h->mask) {
             const float *m_r = h->mask + (ptrdiff_t)(i0 + r) * h->mask_rs + j0;
             for (c = 0; c < tk; ++c) s_r[c] += m_r[c];
@@ -1019,6 +1039,11 @@ static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int 
             ptrdiff_t lim = (ptrdiff_t)(i0 + r) + h->diag - j0 + 1;
             for (c = lim < 0 ? 0 : (int)(lim < tk ? lim : tk); c < tk; ++c) s_r[c] = -INFINITY;
         }
+        if (h->lower) {
+            /* visible: j0 + c >= i0 + r + diag_lo */
+            const long long first = (long long)(i0 + r) + h->diag_lo - j0;
+            for (c = 0; c < tk && c < first; ++c) s_r[c] = -INFINITY;
+        }
     }
 }
 
@@ -1029,6 +1054,27 @@ static void attn__row_stats(const attn__head *h, int i, float m, float l)
 {
     if (h->ml) { h->ml[2 * (ptrdiff_t)i] = m; h->ml[2 * (ptrdiff_t)i + 1] = l; }
     else if (h->lse) h->lse[i] = attn__lse(m, l);
+}
+
+/* The first key that any query of the tile [i0, ...) may see: k_lo, or the window's left edge of query i0. */
+static int attn__key_begin(const attn__head *h, int i0)
+{
+    const long long first = h->lower ? (long long)i0 + h->diag_lo : 0;
+    return first > h->k_lo ? (int)(first < h->n_valid ? first : h->n_valid) : h->k_lo;
+}
+
+/* The sink of a head, a logit in the softmax denominator only, folded into a row's max m and sum l: returns
+   the factor by which the row's unnormalised output must be scaled to follow the new max. A -inf sink
+   (or none) changes nothing. */
+static float attn__sink(float *m, float *l, const float *sink)
+{
+    float m_new, a;
+    if (!sink || *sink == -INFINITY) return 1.0f;
+    m_new = *sink > *m ? *sink : *m;
+    a = *m == m_new ? 1.0f : expf(*m - m_new);
+    *l = *l * a + (*sink == m_new ? 1.0f : expf(*sink - m_new));
+    *m = m_new;
+    return a;
 }
 
 /* Keys [0, end) that any query of the tile [i0, i0 + tq) may see. */
@@ -1065,7 +1111,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
     memset(acc, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
     memset(acc_tot, 0, sizeof(float) * (size_t)tq * (size_t)h->dv);
     /* pass 1: online softmax over the key tiles that any query of this tile may see */
-    for (j0 = h->k_lo, t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
+    for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         const int first = t % ATTN__FOLD == 0, last = t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK;
         attn__score_tile(s, h, i0, tq, j0, tk);
@@ -1091,6 +1137,9 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
                 a_tot[r] = 1.0f;
             }
     }
+    /* the sink joins each row's max and sum (a chunk's partial result leaves it to the merge); a_tot now
+       rescales the output to the new max */
+    for (r = 0; r < tq; ++r) a_tot[r] = h->ml ? 1.0f : attn__sink(&m[r], &l_tot[r], h->sink);
     /* pass 2 (only when asked): the normalised weights, recomputing each score tile */
     if (h->w) {
         for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
@@ -1109,7 +1158,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
         }
     }
     for (r = 0; r < tq; ++r) {
-        const float inv = h->ml ? 1.0f : attn__inv_sum(l_tot[r]);
+        const float inv = h->ml ? 1.0f : a_tot[r] * attn__inv_sum(l_tot[r]);
         const float *tot_r = acc_tot + (ptrdiff_t)r * h->dv;
         float *o_r = h->out + (ptrdiff_t)(i0 + r) * h->out_rs;
         for (c = 0; c < h->dv; ++c) o_r[c] = tot_r[c] * inv;
@@ -1153,6 +1202,7 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VADD(a, b) ATTN__P(add_ps)(a, b)
 #define ATTN__VSUB(a, b) ATTN__P(sub_ps)(a, b)
 #define ATTN__VMUL(a, b) ATTN__P(mul_ps)(a, b)
+#define ATTN__VDIV(a, b) ATTN__P(div_ps)(a, b)
 #define ATTN__VFMA(a, b, c) ATTN__P(fmadd_ps)(a, b, c)
 #define ATTN__VMAX(a, b) ATTN__P(max_ps)(a, b)
 
@@ -1297,6 +1347,7 @@ static void attn__transpose_block_neon(float *dst, ptrdiff_t dst_rs, const float
 #undef ATTN__VADD
 #undef ATTN__VSUB
 #undef ATTN__VMUL
+#undef ATTN__VDIV
 #undef ATTN__VFMA
 #undef ATTN__VMAX
 #define ATTN__VLOAD(p) vld1q_f32(p)
@@ -1306,6 +1357,7 @@ static void attn__transpose_block_neon(float *dst, ptrdiff_t dst_rs, const float
 #define ATTN__VADD(a, b) vaddq_f32(a, b)
 #define ATTN__VSUB(a, b) vsubq_f32(a, b)
 #define ATTN__VMUL(a, b) vmulq_f32(a, b)
+#define ATTN__VDIV(a, b) vdivq_f32(a, b)
 #define ATTN__VFMA(a, b, c) vfmaq_f32(c, a, b)
 /* x86 semantics: a > b ? a : b, so a NaN in a yields b and a NaN in b yields b */
 #define ATTN__VMAX(a, b) vbslq_f32(vcgtq_f32(a, b), a, b)
@@ -1633,7 +1685,7 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
    count (l_c counts them where m_c = +inf), a fully masked row gives 0 and -inf, and a NaN in any chunk
    (l_c NaN) makes the row NaN. */
 static void attn__merge_chunks(float *o, float *lse, const float *acc, const float *ml, size_t step, int chunks,
-                               int d_v)
+                               int d_v, const float *sink)
 {
     float m = -INFINITY, l = 0.0f, inv;
     int c, j;
@@ -1647,7 +1699,8 @@ static void attn__merge_chunks(float *o, float *lse, const float *acc, const flo
         for (j = 0; j < d_v; ++j) o[j] += f * acc_c[j];
         l += f * l_c;
     }
-    inv = attn__inv_sum(l);
+    inv = attn__sink(&m, &l, sink); /* the head's sink, once for all the chunks */
+    inv *= attn__inv_sum(l);
     for (j = 0; j < d_v; ++j) o[j] *= inv;
     if (lse) *lse = attn__lse(m, l);
 }
@@ -1696,9 +1749,9 @@ static attn_result attn__check_sizes(const char *func, const attn_dims *d)
     return ATTN_OK;
 }
 
-/* Validates the options against resolved sizes: everything but the values of kv_len when read_kv_len is 0
-   (the workspace queries: a caller may size a buffer before its lengths are known). */
-static attn_result attn__check_options(const char *func, const attn_options *o, const attn_dims *d, int read_kv_len)
+/* Validates the options against resolved sizes: everything but the values of kv_len and sinks when
+   read_values is 0 (the workspace queries: a caller may size a buffer before its lengths are known). */
+static attn_result attn__check_options(const char *func, const attn_options *o, const attn_dims *d, int read_values)
 {
     size_t n;
     attn_result r;
@@ -1718,11 +1771,19 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
                                   o->mask_broadcast_rows ? 1 : d->n_q, d->n_kv, 0)) != ATTN_OK)
             return r;
     }
-    if (o->kv_len && read_kv_len)
+    if (o->kv_len && read_values)
         for (b = 0; b < d->batch; ++b) {
             ATTN__REQUIRE(o->kv_len[b] >= 0, ATTN_ERR_OPTION, "opt->kv_len[b]", "negative");
             ATTN__REQUIRE(o->kv_len[b] <= d->n_kv, ATTN_ERR_OPTION, "opt->kv_len[b]", "above n_kv");
         }
+    ATTN__REQUIRE(!o->window || o->window_left >= -1, ATTN_ERR_OPTION, "opt->window_left", "below -1 (-1: no limit)");
+    ATTN__REQUIRE(!o->window || o->window_right >= -1, ATTN_ERR_OPTION, "opt->window_right", "below -1 (-1: no limit)");
+    ATTN__REQUIRE(isfinite(o->softcap) && o->softcap >= 0.0f, ATTN_ERR_OPTION, "opt->softcap",
+                  "negative or not finite (0: none)");
+    if (o->sinks && read_values)
+        for (b = 0; b < d->n_heads; ++b)
+            ATTN__REQUIRE(o->sinks[b] == o->sinks[b] && o->sinks[b] != INFINITY, ATTN_ERR_OPTION, "opt->sinks[h]",
+                          "NaN or +inf (-inf: no sink)");
     ATTN__REQUIRE(!o->key_padding_mask || attn__mul(&n, (size_t)d->batch, (size_t)d->n_kv), ATTN_ERR_OVERFLOW,
                   "opt->key_padding_mask", "its batch x n_kv bytes overflow ptrdiff_t");
     ATTN__REQUIRE(!o->out_lse ||
@@ -1799,6 +1860,24 @@ static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_opti
     return attn__add(n, *n, parts);
 }
 
+/* The keys each query may see, from the causal option and the sliding window: an upper bound j <= i + diag
+   and a lower bound j >= i + diag_lo, each measured from the causal diagonal (bottom-right when there is
+   no causal option, as FlashAttention's window_size), each set only where it hides some key, so that
+   both offsets stay within (-Nq, Nk). */
+static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_options *o)
+{
+    const int bottom_right = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT || (o->causal == ATTN_CAUSAL_NONE && o->window);
+    const ptrdiff_t base = bottom_right ? (ptrdiff_t)d->n_kv - d->n_q : 0;
+    h->causal = o->causal != ATTN_CAUSAL_NONE;
+    h->diag = base;
+    if (!h->causal && o->window && o->window_right >= 0 && (long long)base + o->window_right < d->n_kv) {
+        h->causal = 1;
+        h->diag = base + o->window_right;
+    }
+    h->lower = o->window && o->window_left >= 0 && (long long)base - o->window_left > -(long long)d->n_q;
+    h->diag_lo = (long long)base - (h->lower ? o->window_left : 0);
+}
+
 /* The fused kernel over all batches and heads, on validated arguments and resolved sizes. A group of work
    is one query tile of one (batch, head); with averaged weights, one query tile of a batch over all its
    heads in order, so that the sum over heads has one order. A group is one work item, or with key chunks
@@ -1848,9 +1927,9 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
-        h.causal = o->causal != ATTN_CAUSAL_NONE;
-        h.diag = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT ? (ptrdiff_t)d->n_kv - d->n_q : 0;
+        attn__visible_keys(&h, d, o);
         h.scale = attn__scale(o->scale, d->d_k);
+        h.softcap = o->softcap;
         h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
         h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
         for (hh = 0; hh < heads_per_item; ++hh) {
@@ -1861,6 +1940,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             h.v = v + b * v_s.batch + hk * v_s.head;
             h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
             h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
+            h.sink = o->sinks && !(chunks > 1) ? o->sinks + hq : NULL; /* key chunks: the merge adds it */
             h.w = w_b ? w_b + (size_t)hg * head_w : NULL;
             h.w_accumulate = hh > 0;
             if (chunks > 1) { /* keys [c * CHUNK, (c + 1) * CHUNK) into this chunk's partial result */
@@ -1894,7 +1974,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
                 float *o_i = out + b * out_s.batch + hq * out_s.head + (ptrdiff_t)i * out_s.row;
                 float *lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + i : NULL;
                 attn__merge_chunks(o_i, lse, part + (size_t)i * (size_t)d->d_v, part + ml_off + 2 * (size_t)i, part_floats,
-                                   chunks, d->d_v);
+                                   chunks, d->d_v, o->sinks ? o->sinks + hq : NULL);
             }
         }
     }
@@ -1973,11 +2053,11 @@ typedef struct attn__mha_dims {
     size_t pack_floats; /* a packed weight matrix, the largest of the four */
 } attn__mha_dims;
 
-/* Validates a multi-head call's sizes and options for `func` (the values of kv_len only when read_kv_len:
+/* Validates a multi-head call's sizes and options for `func` (kv_len's and sinks' values only when read_values:
    not for the workspace queries) and resolves its sizes. Shared by the calls and their workspace queries,
    so that both reject the same sizes with the same codes. */
 static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int batch, int n_q, int n_kv,
-                                     const attn_mha *m, const attn_options *opt, int self, int read_kv_len)
+                                     const attn_mha *m, const attn_options *opt, int self, int read_values)
 {
     const char *n_q_arg = self ? "n" : "n_q", *n_kv_arg = self ? "n" : "n_kv";
     attn_dims full;
@@ -2011,7 +2091,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     md->kv_dim = n_kv_heads * head_dim; /* <= d_model */
     full.batch = batch; full.n_heads = m->n_heads; full.n_kv_heads = n_kv_heads;
     full.n_q = n_q; full.n_kv = n_kv; full.d_k = head_dim; full.d_v = head_dim;
-    if (opt && (r = attn__check_options(func, opt, &full, read_kv_len)) != ATTN_OK) return r;
+    if (opt && (r = attn__check_options(func, opt, &full, read_values)) != ATTN_OK) return r;
     ATTN__REQUIRE(!opt || opt->split_count == 0, ATTN_ERR_OPTION, "opt->split_count",
                   "must be 0: splits are for attn_sdpa only");
     md->sdpa = full;
@@ -3056,7 +3136,7 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
    instruction set before including this file again (the stb_image_resize2 scheme):
      ATTN__SFX(name) the name with the set's suffix; ATTN__TARGET the function attribute;
      ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
-     ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VFMA(a, b, c) = a*b + c,
+     ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VDIV, _VFMA(a, b, c) = a*b + c,
      _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP_Z(p, n, m) = m ? 0 : p * 2^n, _VSUM (of
      the lanes); _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
      ATTN__PREFETCH_L2(p) into L2.
@@ -3094,6 +3174,36 @@ static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp2)(ATTN__V x)
 static ATTN__TARGET ATTN__V ATTN__SFX(attn__vexp)(ATTN__V x)
 {
     return ATTN__SFX(attn__vexp2)(ATTN__VMUL(x, ATTN__VSET1(ATTN__LOG2E)));
+}
+
+/* tanh(x), a few ulp: for |x| < 0.5 its Taylor series to x^15 (no cancellation near 0), above it
+   (1 - e) / (1 + e) with e = e^(-2|x|) <= 0.37; the sign of x put back. NaN stays NaN. */
+static ATTN__TARGET ATTN__V ATTN__SFX(attn__vtanh)(ATTN__V x)
+{
+    const ATTN__V a = ATTN__VMAX(ATTN__VSUB(ATTN__VZERO, x), x); /* |x|; NaN passes */
+    const ATTN__V a2 = ATTN__VMUL(a, a);
+    const ATTN__V e = ATTN__SFX(attn__vexp)(ATTN__VMUL(a, ATTN__VSET1(-2.0f)));
+    const ATTN__V big = ATTN__VDIV(ATTN__VSUB(ATTN__VSET1(1.0f), e), ATTN__VADD(ATTN__VSET1(1.0f), e));
+    ATTN__V p = ATTN__VSET1(-929569.0f / 638512875.0f), t;
+    p = ATTN__VFMA(p, a2, ATTN__VSET1(21844.0f / 6081075.0f));
+    p = ATTN__VFMA(p, a2, ATTN__VSET1(-1382.0f / 155925.0f));
+    p = ATTN__VFMA(p, a2, ATTN__VSET1(62.0f / 2835.0f));
+    p = ATTN__VFMA(p, a2, ATTN__VSET1(-17.0f / 315.0f));
+    p = ATTN__VFMA(p, a2, ATTN__VSET1(2.0f / 15.0f));
+    p = ATTN__VFMA(p, a2, ATTN__VSET1(-1.0f / 3.0f));
+    p = ATTN__VFMA(ATTN__VMUL(p, a2), a, a); /* a + a^3 P(a^2) */
+    t = ATTN__VBLEND(ATTN__VLT(a, ATTN__VSET1(0.5f)), big, p);
+    return ATTN__VBLEND(ATTN__VLT(x, ATTN__VZERO), t, ATTN__VSUB(ATTN__VZERO, t));
+}
+
+/* s[n] = c tanh(s / c), logit soft-capping (Gemma 2), c > 0. */
+static ATTN__TARGET void ATTN__SFX(attn__softcap)(float *s, int n, float c)
+{
+    const ATTN__V cv = ATTN__VSET1(c), inv = ATTN__VSET1(1.0f / c);
+    int j;
+    for (j = 0; j + ATTN__W <= n; j += ATTN__W)
+        ATTN__VSTORE(s + j, ATTN__VMUL(cv, ATTN__SFX(attn__vtanh)(ATTN__VMUL(ATTN__VLOAD(s + j), inv))));
+    for (; j < n; ++j) s[j] = c * tanhf(s[j] / c);
 }
 
 /* The micro-kernel: C[r][0..NB) = sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, or with accumulate
@@ -3332,6 +3442,7 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
             ATTN__SFX(attn__kernel_t)(s_t + j * ATTN__TQ + nb, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs, 0,
                                       q_t + nb, h->dk, rows, 0, NULL);
     }
+    if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s_t, tk * ATTN__TQ, h->softcap);
     if (h->mask)
         for (j = 0; j < tk; ++j)
             for (i = 0; i < tq; ++i)
@@ -3346,6 +3457,13 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
             const ptrdiff_t first = (ptrdiff_t)(j0 + j) - h->diag - i0;
             const int hide = first <= 0 ? 0 : first >= ATTN__TQ ? ATTN__TQ : (int)first;
             for (i = 0; i < hide; ++i) s_t[j * ATTN__TQ + i] = -INFINITY;
+        }
+    if (h->lower)
+        for (j = 0; j < tk; ++j) {
+            /* key j0 + j is visible from query i0 + i iff i <= j0 + j - diag_lo - i0 */
+            const long long last = (long long)(j0 + j) - h->diag_lo - i0;
+            for (i = last < -1 ? 0 : (int)(last + 1 < ATTN__TQ ? last + 1 : ATTN__TQ); i < ATTN__TQ; ++i)
+                s_t[j * ATTN__TQ + i] = -INFINITY;
         }
 }
 
@@ -3471,7 +3589,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     float *acc_tot = acc + dv;                    /* [Dv] unnormalised output of the blocks before */
     float *qs = acc_tot + dv;                     /* [Dk] the scaled query */
     const float *v_prev = NULL;                   /* the V rows of the tile before, n_prev of them */
-    float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f;
+    float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f, a_out = 1.0f;
     int j0, pass, c, t, n_prev = 0;
     for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
     memset(acc, 0, sizeof(float) * (size_t)dv);
@@ -3479,7 +3597,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
     for (pass = 0; pass < (h->w ? 2 : 1); ++pass) {
         const int end = pass ? h->nk : key_end;
-        for (j0 = pass ? 0 : h->k_lo, t = 0; j0 < end; j0 += ATTN__TK, ++t) {
+        for (j0 = pass ? 0 : attn__key_begin(h, i), t = 0; j0 < end; j0 += ATTN__TK, ++t) {
             const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
             const float *k_t = h->k + (ptrdiff_t)j0 * k_rs, *v_t = h->v + (ptrdiff_t)j0 * v_rs;
@@ -3489,10 +3607,13 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             int j;
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
             ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev, n_prev, dv);
+            if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
             if (h->mask)
                 for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j];
             if (h->kpm)
                 for (j = 0; j < tv; ++j) s[j] = h->kpm[j0 + j] ? -INFINITY : s[j];
+            if (h->lower) /* the window's left edge: keys j0 + j < i + diag_lo hidden */
+                for (j = 0; j < tv && (long long)(j0 + j) < (long long)i + h->diag_lo; ++j) s[j] = -INFINITY;
             for (j = tv; j < ATTN__TK; ++j) s[j] = -INFINITY;
             if (pass == 0) {
                 const float m_tile = attn__row_max(s, tv);
@@ -3534,12 +3655,13 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
         if (pass == 0) {
             ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
             l_tot = l_tot * a_tot + l;
+            a_out = h->ml ? 1.0f : attn__sink(&m, &l_tot, h->sink); /* the sink joins the max and sum */
         }
         inv = attn__inv_sum(l_tot);
     }
     {
         float *o_i = h->out + (ptrdiff_t)i * h->out_rs;
-        if (h->ml) inv = 1.0f;
+        inv = h->ml ? 1.0f : a_out * inv;
         for (c = 0; c < dv; ++c) o_i[c] = acc_tot[c] * inv;
         attn__row_stats(h, i, m, l_tot);
     }
@@ -3610,7 +3732,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
         for (i = tq; i < ATTN__TQ; ++i) q_t[c * ATTN__TQ + i] = 0.0f;
     for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; l_tot[i] = 0.0f; a_tot[i] = 1.0f; }
     memset(o_tot, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
-    for (j0 = h->k_lo, t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
+    for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         const int first = t % ATTN__FOLD == 0;
         ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tk);
@@ -3643,6 +3765,8 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
         if (t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK)
             ATTN__SFX(attn__fold_t)(o_tot, o_t, l_tot, l, a_tot, h->dv);
     }
+    if (h->sink && !h->ml) /* the sink joins each row's max and sum; a_tot rescales the output to the new max */
+        for (i = 0; i < ATTN__TQ; ++i) a_tot[i] = attn__sink(&m[i], &l_tot[i], h->sink);
     if (h->w) { /* the normalised weights, recomputing each score tile */
         for (j0 = 0; j0 < h->nk; j0 += ATTN__TK) {
             const int tk = h->nk - j0 < ATTN__TK ? h->nk - j0 : ATTN__TK;
@@ -3662,7 +3786,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             }
         }
     }
-    for (i = 0; i < ATTN__TQ; ++i) sum[i] = h->ml ? 1.0f : attn__inv_sum(l_tot[i]); /* out[i][c] = O^T[c][i] / l[i] */
+    for (i = 0; i < ATTN__TQ; ++i) sum[i] = h->ml ? 1.0f : a_tot[i] * attn__inv_sum(l_tot[i]); /* out = O^T / l */
     ATTN__SFX(attn__transpose)(h->out + (ptrdiff_t)i0 * h->out_rs, h->out_rs, o_tot, ATTN__TQ, h->dv, tq, sum, 0.0f);
     for (i = 0; i < tq; ++i) attn__row_stats(h, i0 + i, m[i], l_tot[i]);
 }

@@ -173,7 +173,7 @@ static int thread_index(int t)
 typedef struct result {
     char name[40];
     const char *op, *impl;
-    int B, H, Hkv, Nq, Nk, D, causal, d_model, threads, reps;
+    int B, H, Hkv, Nq, Nk, D, causal, d_model, threads, reps, window;
     double ms, flops, bytes, gflops, pct_peak, gbps, pct_bw;
     double vs_1t;    /* ms with 1 thread / ms (same impl and case), 0 if n/a */
     double attn_x;   /* ms / attention.h's ms (same case and threads), 0 if n/a */
@@ -253,6 +253,7 @@ static void print_bench_lines(void)
         if (!strcmp(r->op, "peak")) printf(" gflops_median=%.2f", r->other_rate);
         if (!strcmp(r->op, "bw")) printf(" gbps_best=%.2f", r->other_rate);
         if (r->d_model > 0) printf(" d_model=%d", r->d_model);
+        if (!strcmp(r->op, "sdpa")) printf(" window=%d", r->window);
         if (r->flops > 0) printf(" flops=%.0f", r->flops);
         printf(" reps=%d", r->reps);
         if (r->vs_1t > 0) printf(" speedup_vs_1t=%.3f", r->vs_1t);
@@ -502,22 +503,27 @@ typedef struct bench_case {
     int naive;        /* 1: the naive reference runs by default; 0: only with --naive-all (too slow) */
     int skip_quick;   /* not with --quick */
     int long_only;    /* only with --long */
+    int window;       /* > 0: a sliding window of this many keys ending at the causal diagonal (Mistral's
+                         sliding_window: window_left = window - 1, window_right = 0) */
 } bench_case;
 
 static const bench_case cases[] = {
-    {"mem_n32768_d64_causal", "mem", 1, 1, 1, 32768, 32768, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 1},
-    {"sdpa_n2048_d64", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0},
-    {"sdpa_n2048_d64_causal", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_TOP_LEFT, 0, 1, 0, 0},
-    {"sdpa_n2048_d128", "sdpa", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 1, 0, 0},
-    {"sdpa_n512_d64", "sdpa", 1, 8, 8, 512, 512, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0},
-    {"sdpa_n8192_d64", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_NONE, 0, 0, 1, 0},
-    {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0},
-    {"mha_d512_h8_n2048", "mha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 1, 0, 0},
-    {"mha_proj_d512_n2048", "proj", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0},
+    {"mem_n32768_d64_causal", "mem", 1, 1, 1, 32768, 32768, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 1, 0},
+    {"sdpa_n2048_d64", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0},
+    {"sdpa_n2048_d64_causal", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_TOP_LEFT, 0, 1, 0, 0, 0},
+    {"sdpa_n2048_d128", "sdpa", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0},
+    {"sdpa_n512_d64", "sdpa", 1, 8, 8, 512, 512, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0},
+    {"sdpa_n8192_d64", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_NONE, 0, 0, 1, 0, 0},
+    /* the sliding window: the same causal shape with and without a window of 1024 keys */
+    {"sdpa_n8192_d64_causal", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0},
+    {"sdpa_n8192_d64_causal_w1024", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 1024},
+    {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0},
+    {"mha_d512_h8_n2048", "mha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 1, 0, 0, 0},
+    {"mha_proj_d512_n2048", "proj", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0, 0},
     /* multi-head attention's own projections (the internal attn__project: packed weights, threads by row
        blocks) on the four shapes of mha_proj; attention.h only */
-    {"mha_proj_inside_d512_n2048", "projmha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0},
-    {"decode_h32_d128_kv8192", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0},
+    {"mha_proj_inside_d512_n2048", "projmha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0, 0},
+    {"decode_h32_d128_kv8192", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -539,14 +545,18 @@ static int visible_keys(int i, int n_q, int n_k, attn_causal causal)
 }
 
 /* Visible (query, key) pairs of one head: Nq.Nk, or half of it for a square causal mask (the issue's
-   convention, as FlashAttention's benchmarks count it), else the exact count (decoding: Nk). */
-static double core_pairs(int n_q, int n_k, attn_causal causal)
+   convention, as FlashAttention's benchmarks count it), else the exact count (decoding: Nk; a sliding
+   window of `window` keys: at most that many per query). */
+static double core_pairs(int n_q, int n_k, attn_causal causal, int window)
 {
     double pairs = 0.0;
     int i;
-    if (causal == ATTN_CAUSAL_NONE) return (double)n_q * n_k;
-    if (n_q == n_k) return 0.5 * (double)n_q * n_k;
-    for (i = 0; i < n_q; ++i) pairs += visible_keys(i, n_q, n_k, causal);
+    if (causal == ATTN_CAUSAL_NONE && !window) return (double)n_q * n_k;
+    if (n_q == n_k && !window) return 0.5 * (double)n_q * n_k;
+    for (i = 0; i < n_q; ++i) {
+        const int keys = visible_keys(i, n_q, n_k, causal);
+        pairs += window && keys > window ? window : keys;
+    }
     return pairs;
 }
 
@@ -987,11 +997,12 @@ static result base_result(const ctx *x, const char *impl)
     r.impl = impl;
     r.B = c->B; r.H = c->Hq; r.Hkv = c->Hkv; r.Nq = c->Nq; r.Nk = c->Nk; r.D = c->D;
     r.causal = (int)c->causal;
+    r.window = c->window;
     r.d_model = c->d_model;
     r.threads = x->threads;
     r.err = -1.0;
     {
-        const double core = 4.0 * c->B * c->Hq * core_pairs(c->Nq, c->Nk, c->causal) * c->D;
+        const double core = 4.0 * c->B * c->Hq * core_pairs(c->Nq, c->Nk, c->causal, c->window) * c->D;
         const double proj = 2.0 * c->Nq * (double)c->d_model * c->d_model; /* one projection, B = 1 */
         if (!strcmp(c->op, "proj") || !strcmp(c->op, "projmha")) r.flops = 4.0 * proj;
         else if (!strcmp(c->op, "mha")) r.flops = core + 4.0 * proj;
@@ -1021,7 +1032,7 @@ static void run_case(const bench_case *c)
     ctx x;
     int ti;
     const int naive = !g.quick && !g.no_naive && (c->naive || g.naive_all) && strcmp(c->op, "proj") &&
-                      strcmp(c->op, "projmha");
+                      strcmp(c->op, "projmha") && !c->window; /* the references have no window */
     memset(&x, 0, sizeof x);
     rng_seed(c->name);
     x.c = c;
@@ -1033,6 +1044,7 @@ static void run_case(const bench_case *c)
     x.dims.d_k = c->D;
     x.dims.d_v = c->D;
     x.opt.causal = c->causal;
+    if (c->window) { x.opt.window = 1; x.opt.window_left = c->window - 1; x.opt.window_right = 0; }
     x.evict = !strcmp(c->op, "decode");
     if (c->d_model == 0) { /* sdpa, decode: [B, H, N, D] */
         x.q_s = attn_stride_bhnd(c->Hq, c->Nq, c->D);
@@ -1081,7 +1093,7 @@ static void run_case(const bench_case *c)
         run_impl(&x, "attention.h", run_attn, 1);
     }
 #ifdef BENCH_OPENBLAS
-    for (ti = 0; ti < g.n_threads && strcmp(c->op, "projmha"); ++ti) { /* projmha: compare with proj's rows */
+    for (ti = 0; ti < g.n_threads && strcmp(c->op, "projmha") && !c->window; ++ti) { /* projmha: compare with proj's rows */
         x.threads = g.threads[ti];
         set_threads(x.threads);
         run_impl(&x, "openblas", run_blas, 1);

@@ -66,6 +66,9 @@ typedef struct ref_opts {
     const float *mask; attn_stride mask_s; /* row stride in force */
     const int *kv_len;
     const unsigned char *kpm;
+    int window, window_left, window_right; /* as attn_options: -1 no limit on that side */
+    double softcap;                        /* > 0: s = softcap * tanh(s / softcap) before the mask */
+    const float *sinks;                    /* [Hq] or NULL: an extra logit in each row's denominator */
 } ref_opts;
 
 /* Naive attention. out [B,Hq,Nq,Dv] dense, lse [B,Hq,Nq], w [B,Hq,Nq,Nk] (per head) */
@@ -74,7 +77,10 @@ static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_s
 {
     const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads ? d->n_kv_heads : Hq;
     const int Nq = d->n_q, Nk = d->n_kv, Dk = d->d_k, Dv = d->d_v ? d->d_v : Dk;
-    double *s = ref_dalloc((size_t)Nk), *p = ref_dalloc((size_t)Nk);
+    double *s = ref_dalloc((size_t)Nk + 1), *p = ref_dalloc((size_t)Nk + 1);
+    /* the window's diagonal: the causal one, bottom-right without a causal option (FlashAttention) */
+    const long long base = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT || (o->causal == ATTN_CAUSAL_NONE && o->window)
+                               ? (long long)Nk - Nq : 0;
     int b, h, i, j, c;
     for (b = 0; b < B; ++b)
         for (h = 0; h < Hq; ++h) {
@@ -89,14 +95,18 @@ static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_s
                         acc += (double)q[b * qs.batch + h * qs.head + i * qs.row + c] *
                                (double)k[b * ks.batch + hk * ks.head + j * ks.row + c];
                     acc *= o->scale;
+                    if (o->softcap > 0.0) acc = o->softcap * tanh(acc / o->softcap);
                     if (o->mask) acc += o->mask[b * o->mask_s.batch + h * o->mask_s.head + i * o->mask_s.row + j];
+                    if (o->window && o->window_left >= 0 && j < i + base - o->window_left) visible = 0;
+                    if (o->window && o->window_right >= 0 && j > i + base + o->window_right) visible = 0;
                     if (o->kv_len && j >= o->kv_len[b]) visible = 0;
                     if (o->kpm && o->kpm[b * Nk + j]) visible = 0;
                     if (o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) visible = 0;
                     if (o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + Nk - Nq) visible = 0;
                     s[j] = visible ? acc : -INFINITY;
                 }
-                ref_softmax_row(p, &l, s, Nk);
+                if (o->sinks) s[Nk] = o->sinks[h]; /* the sink: in the denominator, with no value */
+                ref_softmax_row(p, &l, s, Nk + (o->sinks != NULL));
                 if (lse) lse[row] = l;
                 if (w) for (j = 0; j < Nk; ++j) w[row * Nk + j] = p[j];
                 for (c = 0; c < Dv; ++c) {

@@ -807,6 +807,103 @@ static void test_limits_chunks_threads(void)
     }
 }
 
+/* Sliding windows (FlashAttention's window_size, from the causal diagonal, bottom-right without a causal
+   option), logit soft-capping (Gemma 2) and attention sinks (gpt-oss), alone and together, with causal
+   masks, GQA, key padding, out_lse and weights, on the tile kernel (70 queries), the decoding kernel (3)
+   and its key chunks (5000 keys), against the float64 reference; then the identities (a window wider
+   than the keys is no window and a -inf sink no sink, bitwise; a huge soft-cap is none) and the errors. */
+static int untouched(const float *p, size_t n);
+static void fill_sentinel(float *p, size_t n);
+
+static void test_sdpa_window_softcap_sinks(void)
+{
+    enum { B = 2, H = 4, HKV = 2, D = 16, CASES = 48 };
+    static const int lefts[] = {-1, 0, 20, 100, 6000}, rights[] = {-1, 0, 7, 6000};
+    const float sinks[H] = {0.5f, -INFINITY, 3.0f, -2.0f};
+    int t;
+    for (t = 0; t < CASES; ++t) {
+        const int NQ = t % 3 == 0 ? 70 : 3, NK = t % 3 == 0 ? 150 + 61 * (t % 2) : t % 3 == 1 ? 5000 : 130;
+        const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
+        const attn_stride qs = attn_stride_bhnd(H, NQ, D), ks = attn_stride_bhnd(HKV, NK, D);
+        float *q = falloc((size_t)B * H * NQ * D), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
+        float *o = falloc((size_t)B * H * NQ * D), *lse = falloc((size_t)B * H * NQ), *w = falloc((size_t)B * H * NQ * NK);
+        double *ref = dalloc((size_t)B * H * NQ * D), *ref_lse = dalloc((size_t)B * H * NQ), *ref_w = dalloc((size_t)B * H * NQ * NK);
+        unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
+        attn_options opt;
+        ref_opts ro;
+        int j;
+        rnd_fill(q, (size_t)B * H * NQ * D, 2.0f); rnd_fill(k, (size_t)B * HKV * NK * D, 2.0f); rnd_fill(v, (size_t)B * HKV * NK * D, 1.0f);
+        for (j = 0; j < B * NK; j += 7) kpm[j] = 1;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = (attn_causal)rnd_int(3);
+        opt.window = ro.window = t % 4 != 3;
+        opt.window_left = ro.window_left = pick(lefts, 5);
+        opt.window_right = ro.window_right = pick(rights, 4);
+        opt.softcap = (float)(ro.softcap = t % 2 ? 3.0 : 0.0);
+        opt.sinks = ro.sinks = t % 5 < 3 ? sinks : NULL;
+        opt.key_padding_mask = ro.kpm = t % 7 == 0 ? kpm : NULL;
+        opt.out_lse = lse;
+        opt.out_weights = t % 3 == 2 ? w : NULL; /* with weights: no key chunks */
+        opt.n_threads = 1 + t % 2;
+        ro.scale = 1.0 / 4.0;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        ref_sdpa(ref, ref_lse, ref_w, q, qs, k, ks, v, ks, &d, &ro);
+        CHECK_CLOSE(o, ref, (size_t)B * H * NQ * D);
+        CHECK_CLOSE(lse, ref_lse, (size_t)B * H * NQ);
+        if (opt.out_weights) CHECK_CLOSE(w, ref_w, (size_t)B * H * NQ * NK);
+        if (g_fails) {
+            printf("    case %d: nq %d nk %d causal %d window %d (%d, %d) softcap %g sinks %d kpm %d weights %d\n", t, NQ, NK,
+                   (int)opt.causal, opt.window, opt.window_left, opt.window_right, (double)opt.softcap, opt.sinks != NULL,
+                   opt.key_padding_mask != NULL, opt.out_weights != NULL);
+            t = CASES;
+        }
+        free(q); free(k); free(v); free(o); free(lse); free(w); free(ref); free(ref_lse); free(ref_w); free(kpm);
+    }
+    { /* identities, bitwise where the work is the same */
+        enum { NQ = 70, NK = 2100 };
+        const attn_dims d = {1, H, HKV, NQ, NK, D, 0};
+        const attn_stride qs = attn_stride_bhnd(H, NQ, D), ks = attn_stride_bhnd(HKV, NK, D);
+        float *q = falloc((size_t)H * NQ * D), *k = falloc((size_t)HKV * NK * D), *v = falloc((size_t)HKV * NK * D);
+        float *o1 = falloc((size_t)H * NQ * D), *o2 = falloc((size_t)H * NQ * D);
+        const float none[H] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, bad[H] = {0.0f, NAN, 0.0f, 0.0f};
+        attn_options opt;
+        int nq;
+        rnd_fill(q, (size_t)H * NQ * D, 2.0f); rnd_fill(k, (size_t)HKV * NK * D, 2.0f); rnd_fill(v, (size_t)HKV * NK * D, 1.0f);
+        for (nq = 0; nq < 2; ++nq) {
+            attn_dims dq = d;
+            attn_stride os;
+            dq.n_q = nq ? 2 : NQ; /* the tile kernel, then decoding with key chunks */
+            os = attn_stride_bhnd(H, dq.n_q, D);
+            memset(&opt, 0, sizeof opt);
+            opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+            CHECK_CODE(attn_sdpa(o1, os, q, os, k, ks, v, ks, &dq, &opt, NULL, 0), ATTN_OK);
+            opt.window = 1; opt.window_left = NK + NQ; opt.window_right = 0;
+            CHECK_CODE(attn_sdpa(o2, os, q, os, k, ks, v, ks, &dq, &opt, NULL, 0), ATTN_OK);
+            CHECK(memcmp(o1, o2, sizeof(float) * (size_t)H * (size_t)dq.n_q * D) == 0);
+            opt.window = 0; opt.sinks = none;
+            CHECK_CODE(attn_sdpa(o2, os, q, os, k, ks, v, ks, &dq, &opt, NULL, 0), ATTN_OK);
+            CHECK(memcmp(o1, o2, sizeof(float) * (size_t)H * (size_t)dq.n_q * D) == 0);
+            opt.sinks = NULL; opt.softcap = 1e6f;
+            CHECK_CODE(attn_sdpa(o2, os, q, os, k, ks, v, ks, &dq, &opt, NULL, 0), ATTN_OK);
+            CHECK(close_rel(o1, o2, (size_t)H * (size_t)dq.n_q * D, 1e-5));
+        }
+        /* errors, output untouched */
+        fill_sentinel(o2, (size_t)H * NQ * D);
+        memset(&opt, 0, sizeof opt); opt.window = 1; opt.window_left = -2;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+        memset(&opt, 0, sizeof opt); opt.window = 1; opt.window_right = -5;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+        memset(&opt, 0, sizeof opt); opt.softcap = -1.0f;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+        opt.softcap = INFINITY;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+        memset(&opt, 0, sizeof opt); opt.sinks = bad;
+        CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+        CHECK(untouched(o2, (size_t)H * NQ * D));
+        free(q); free(k); free(v); free(o1); free(o2);
+    }
+}
+
 /* The numeric contract through the fused kernels (tile and row paths, every instruction set): a +inf in
    the additive mask shares the weight among the +inf keys (LSE +inf), a NaN makes its row NaN, a fully
    masked row gives 0 and LSE -inf; other rows stay exact. Weights included. */
@@ -2975,6 +3072,7 @@ static const test_case k_tests[] = {
     {"threads_and_splits", test_threads_and_splits},
     {"decode_key_chunks", test_decode_key_chunks},
     {"limits_chunks_threads", test_limits_chunks_threads},
+    {"sdpa_window_softcap_sinks", test_sdpa_window_softcap_sinks},
     {"sdpa_special_values", test_sdpa_special_values},
     {"decode_chunks_special_values", test_decode_chunks_special_values},
     {"sdpa_huge_finite", test_sdpa_huge_finite},
