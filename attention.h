@@ -1041,7 +1041,7 @@ static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int 
         }
         if (h->lower) {
             /* visible: j0 + c >= i0 + r + diag_lo */
-            const long long first = (long long)(i0 + r) + h->diag_lo - j0;
+            const long long first = (long long)i0 + r + h->diag_lo - j0;
             for (c = 0; c < tk && c < first; ++c) s_r[c] = -INFINITY;
         }
     }
@@ -3461,7 +3461,7 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
     if (h->lower)
         for (j = 0; j < tk; ++j) {
             /* key j0 + j is visible from query i0 + i iff i <= j0 + j - diag_lo - i0 */
-            const long long last = (long long)(j0 + j) - h->diag_lo - i0;
+            const long long last = (long long)j0 + j - h->diag_lo - i0;
             for (i = last < -1 ? 0 : (int)(last + 1 < ATTN__TQ ? last + 1 : ATTN__TQ); i < ATTN__TQ; ++i)
                 s_t[j * ATTN__TQ + i] = -INFINITY;
         }
@@ -3613,7 +3613,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             if (h->kpm)
                 for (j = 0; j < tv; ++j) s[j] = h->kpm[j0 + j] ? -INFINITY : s[j];
             if (h->lower) /* the window's left edge: keys j0 + j < i + diag_lo hidden */
-                for (j = 0; j < tv && (long long)(j0 + j) < (long long)i + h->diag_lo; ++j) s[j] = -INFINITY;
+                for (j = 0; j < tv && (long long)j0 + j < (long long)i + h->diag_lo; ++j) s[j] = -INFINITY;
             for (j = tv; j < ATTN__TK; ++j) s[j] = -INFINITY;
             if (pass == 0) {
                 const float m_tile = attn__row_max(s, tv);
