@@ -16,6 +16,9 @@
    that follows what float can know of each masked logit (fz_row_ref); NaN anywhere skips it.
    attn_merge's rows with a +inf log-sum-exp are compared with its documented rule (a +inf side takes
    all the weight, two weigh 1:1).
+   fuzz_sdpa also draws sliding windows, soft-caps and sinks (one byte after the options, so a zero byte
+   there keeps an older input's meaning; the issue16_* seeds have it), compared with the float64
+   reference on moderate inputs.
    Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
    value, the reference and the error allowed; sanitizer reports abort too.
 
@@ -542,7 +545,20 @@ static void fz_options(fz *f, fz_opts *fo, int B, int H, int Nq, int Nk, int Dk,
     }
     o->average_weights = (flags & 16) != 0;
     fo->ws_mode = fz_range(f, 0, 2);
-    (void)Dk; (void)mha;
+    if (!mha) { /* a sliding window, soft-capping, sinks: read last, so that older inputs keep their meaning */
+        const int more = (int)fz_u8(f);
+        if (more & 1) { /* -2 is rejected */
+            o->window = 1;
+            o->window_left = fz_range(f, -2, 40);
+            o->window_right = fz_range(f, -2, 10);
+        }
+        if (more & 2) {
+            static const float caps[] = {0.5f, 3.0f, 30.0f, -1.0f, INFINITY, 0.0f}; /* the last three: none or rejected */
+            o->softcap = caps[fz_range(f, 0, 5)];
+        }
+        if (more & 4) o->sinks = fz_tensor(f, (size_t)H, 4.0f, 1); /* -inf: no sink; NaN, +inf rejected */
+    }
+    (void)Dk;
     fo->o.out_lse = (flags & 32) ? (float *)1 : NULL;     /* replaced by the caller's buffers */
     fo->o.out_weights = (flags & 64) ? (float *)1 : NULL;
 }
@@ -849,12 +865,15 @@ static void fuzz_sdpa(fz *f)
             float *va = fz_abs_copy(v, nv_f);
             const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)d.d_k);
             const double s_abs = fabs(sc) * d.d_k * fz_maxabs(q, nq_f) * fz_maxabs(k, nk_f) +
-                                 (o->mask ? fz_maxabs(o->mask, (size_t)d.batch * d.n_heads * d.n_q * d.n_kv + 4) : 0.0f);
+                                 (o->mask ? fz_maxabs(o->mask, (size_t)d.batch * d.n_heads * d.n_q * d.n_kv + 4) : 0.0f) +
+                                 (o->sinks ? fz_maxabs(o->sinks, (size_t)d.n_heads) : 0.0f);
             const double tol = 4.0 * U * ((d.d_k + 4) * (s_abs + 1.0) + d.n_kv + 16);
             memset(&ro, 0, sizeof ro);
             ro.scale = sc; ro.causal = o->causal; ro.mask = o->mask; ro.mask_s = o->mask_stride;
             if (!ro.mask_s.row) ro.mask_s.row = d.n_kv;
             ro.kv_len = o->kv_len; ro.kpm = o->key_padding_mask;
+            ro.window = o->window; ro.window_left = o->window_left; ro.window_right = o->window_right;
+            ro.softcap = o->softcap; ro.sinks = o->sinks;
             ref_sdpa(ref, rl, rw_, q, qs, k, ks, v, vs, &d, &ro);
             ref_sdpa(bound, NULL, bw, q, qs, k, ks, va, vs, &d, &ro);
             for (b = 0; b < d.batch; ++b) for (h = 0; h < d.n_heads; ++h) for (i = 0; i < d.n_q; ++i) for (c = 0; c < Dv; ++c)
@@ -874,7 +893,8 @@ static void fuzz_sdpa(fz *f)
             }
             free(va);
         }
-        if (fz_no_nan(f)) fz_sdpa_extreme(&d, o, q, qs, k, ks, v, vs, oo.p, os);
+        if (fz_no_nan(f) && !o->window && o->softcap == 0.0f && !o->sinks) /* its row reference has neither */
+            fz_sdpa_extreme(&d, o, q, qs, k, ks, v, vs, oo.p, os);
         free(ref); free(bound); free(rl); free(rw_); free(bl); free(bw); free(at);
     } else {
         fz_out_check(&oo, 1, "out"); fz_out_check(&ol, 1, "lse"); fz_out_check(&ow, 1, "weights");
