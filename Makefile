@@ -26,8 +26,17 @@ PATH_FLAGS_scalar = -DATTN_NO_SIMD
 PATH_FLAGS_openmp = -fopenmp
 PATH_FLAGS_native = -march=native -fopenmp
 
-test: $(TEST_PATHS:%=$(BUILD)/test_%)
+test:
+	@$(MAKE) --no-print-directory $(TEST_JOBS_FLAG) test-binaries
 	sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
+
+# make test compiles its binaries in parallel, one job per core, unless the command line asked for jobs
+# already (make -j2 test shares its job slots; make -j1 test compiles one after another).
+TEST_JOBS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+TEST_JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
+.PHONY: test-binaries
+test-binaries: $(TEST_PATHS:%=$(BUILD)/test_%)
+	@:
 
 # Long-sequence accuracy (tests/accuracy.c): the max-norm relative error against float64 for N = 4096 to
 # 65536 keys, D = 64 and 128, causal and not, and a decoding case, within 2e-6, on the dispatch (AVX-512
