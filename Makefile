@@ -233,31 +233,31 @@ bench: $(HEADER) bench/bench.c | $(BUILD)
 # --cflags --libs attention: the include path and -lm) and a CMake package in lib/cmake/attention
 # (find_package(attention CONFIG REQUIRED), target attention::attention). The version is the header's
 # ATTN_VERSION_STRING. The CMake package finds its prefix from its own place, so a staged (DESTDIR) or moved
-# tree works; the pkg-config file names $(PREFIX). uninstall removes these files and the directory
-# lib/cmake/attention.
+# tree works; the pkg-config file names $(PREFIX). uninstall removes these files, and the directory
+# lib/cmake/attention when nothing else is left in it.
 PREFIX ?= /usr/local
 INSTALL ?= install
 ATTN_VERSION = $(shell sed -n 's/^\#define ATTN_VERSION_STRING "\(.*\)"/\1/p' $(HEADER))
 INSTALL_FILES = include/attention.h lib/pkgconfig/attention.pc lib/cmake/attention/attentionConfig.cmake \
                 lib/cmake/attention/attentionConfigVersion.cmake
 
-$(BUILD)/attention.pc: packaging/attention.pc.in $(HEADER) FORCE | $(BUILD)
-	sed -e 's|@ATTN_PREFIX@|$(PREFIX)|' -e 's|@ATTN_VERSION@|$(ATTN_VERSION)|' packaging/attention.pc.in > $@
-
-$(BUILD)/attentionConfigVersion.cmake: packaging/attentionConfigVersion.cmake.in $(HEADER) | $(BUILD)
-	sed -e 's|@ATTN_VERSION@|$(ATTN_VERSION)|' packaging/attentionConfigVersion.cmake.in > $@
-
-install: $(BUILD)/attention.pc $(BUILD)/attentionConfigVersion.cmake
+# attention.pc and attentionConfigVersion.cmake are written straight into place, so that `sudo make
+# install` leaves no root-owned file in the source tree.
+install:
 	test -n "$(ATTN_VERSION)"
 	$(INSTALL) -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/cmake/attention
 	$(INSTALL) -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/attention.h
-	$(INSTALL) -m 644 $(BUILD)/attention.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/attention.pc
-	$(INSTALL) -m 644 packaging/attentionConfig.cmake $(BUILD)/attentionConfigVersion.cmake \
-	    $(DESTDIR)$(PREFIX)/lib/cmake/attention/
+	sed -e 's|@ATTN_PREFIX@|$(PREFIX)|' -e 's|@ATTN_VERSION@|$(ATTN_VERSION)|' packaging/attention.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/attention.pc
+	sed -e 's|@ATTN_VERSION@|$(ATTN_VERSION)|' packaging/attentionConfigVersion.cmake.in \
+	    > $(DESTDIR)$(PREFIX)/lib/cmake/attention/attentionConfigVersion.cmake
+	$(INSTALL) -m 644 packaging/attentionConfig.cmake $(DESTDIR)$(PREFIX)/lib/cmake/attention/attentionConfig.cmake
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/attention.pc \
+	    $(DESTDIR)$(PREFIX)/lib/cmake/attention/attentionConfigVersion.cmake
 
 uninstall:
 	rm -f $(INSTALL_FILES:%=$(DESTDIR)$(PREFIX)/%)
-	-rmdir $(DESTDIR)$(PREFIX)/lib/cmake/attention 2>/dev/null
+	rmdir $(DESTDIR)$(PREFIX)/lib/cmake/attention 2>/dev/null || true
 
 # The installed package used three ways by tests/consumer (a 2x2 attn_sdpa checked against its value):
 # compiled with pkg-config's flags against a DESTDIR install, built by CMake through find_package with
@@ -296,6 +296,3 @@ $(BUILD):
 
 clean:
 	rm -rf build
-
-# the pkg-config file is rewritten on every install: its prefix is PREFIX, which may change between calls
-FORCE:
