@@ -263,7 +263,8 @@ uninstall:
 # compiled with pkg-config's flags against a DESTDIR install, built by CMake through find_package with
 # CMAKE_PREFIX_PATH at that install, and through add_subdirectory of this repository (which must not
 # build the tests or examples there). CMake's install rules must give the same files as make install,
-# and make uninstall must leave no file behind. Needs cmake (3.14 or later) and pkg-config.
+# and make uninstall must leave no file behind. The consumer is compiled with CFLAGS each time. Needs
+# cmake (3.15 or later, for cmake --install) and pkg-config.
 CHECK_INSTALL = $(abspath $(BUILD))/check-install
 CHECK_PREFIX = /opt/attention
 check-install: | $(BUILD)
@@ -276,11 +277,11 @@ check-install: | $(BUILD)
 	$(CHECK_INSTALL)/consumer_pkgconfig
 	cmake -S tests/consumer -B $(CHECK_INSTALL)/find_package -DCMAKE_PREFIX_PATH=$(CHECK_INSTALL)/stage$(CHECK_PREFIX) \
 	    -DATTENTION_VERSION_WANTED=$(ATTN_VERSION) \
-	    -DCMAKE_C_COMPILER=$(CC) > $(CHECK_INSTALL)/find_package.log
+	    -DCMAKE_C_COMPILER=$(CC) -DCMAKE_C_FLAGS="$(CFLAGS)" > $(CHECK_INSTALL)/find_package.log
 	cmake --build $(CHECK_INSTALL)/find_package >> $(CHECK_INSTALL)/find_package.log
 	$(CHECK_INSTALL)/find_package/consumer
 	cmake -S tests/consumer -B $(CHECK_INSTALL)/add_subdirectory -DATTENTION_SOURCE_DIR=$(CURDIR) \
-	    -DCMAKE_C_COMPILER=$(CC) > $(CHECK_INSTALL)/add_subdirectory.log
+	    -DCMAKE_C_COMPILER=$(CC) -DCMAKE_C_FLAGS="$(CFLAGS)" > $(CHECK_INSTALL)/add_subdirectory.log
 	cmake --build $(CHECK_INSTALL)/add_subdirectory >> $(CHECK_INSTALL)/add_subdirectory.log
 	$(CHECK_INSTALL)/add_subdirectory/consumer
 	cmake -S . -B $(CHECK_INSTALL)/cmake -DATTENTION_BUILD_TESTS=OFF -DATTENTION_BUILD_EXAMPLES=OFF \
