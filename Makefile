@@ -11,7 +11,7 @@ HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
            $(BUILD)/gpt_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
 
-.PHONY: all test check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench check-build clean
+.PHONY: all test install uninstall check-install check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -26,8 +26,17 @@ PATH_FLAGS_scalar = -DATTN_NO_SIMD
 PATH_FLAGS_openmp = -fopenmp
 PATH_FLAGS_native = -march=native -fopenmp
 
-test: $(TEST_PATHS:%=$(BUILD)/test_%)
+test:
+	@$(MAKE) --no-print-directory $(TEST_JOBS_FLAG) test-binaries
 	sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
+
+# make test compiles its binaries in parallel, one job per core, unless the command line asked for jobs
+# already (make -j2 test shares its job slots; make -j1 test compiles one after another).
+TEST_JOBS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+TEST_JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
+.PHONY: test-binaries
+test-binaries: $(TEST_PATHS:%=$(BUILD)/test_%)
+	@:
 
 # Long-sequence accuracy (tests/accuracy.c): the max-norm relative error against float64 for N = 4096 to
 # 65536 keys, D = 64 and 128, causal and not, and a decoding case, within 2e-6, on the dispatch (AVX-512
@@ -219,6 +228,69 @@ endif
 bench: $(HEADER) bench/bench.c | $(BUILD)
 	$(CC) $(BENCH_FLAGS) -o $(BUILD)/bench bench/bench.c $(BENCH_LIBS) -lm
 	$(BUILD)/bench $(BENCH_ARGS)
+
+# Install: the header in $(DESTDIR)$(PREFIX)/include, a pkg-config file in lib/pkgconfig (pkg-config
+# --cflags --libs attention: the include path and -lm) and a CMake package in lib/cmake/attention
+# (find_package(attention CONFIG REQUIRED), target attention::attention). The version is the header's
+# ATTN_VERSION_STRING. The CMake package finds its prefix from its own place, so a staged (DESTDIR) or moved
+# tree works; the pkg-config file names $(PREFIX). uninstall removes these files, and the directory
+# lib/cmake/attention when nothing else is left in it.
+PREFIX ?= /usr/local
+INSTALL ?= install
+ATTN_VERSION = $(shell sed -n 's/^\#define ATTN_VERSION_STRING "\(.*\)"/\1/p' $(HEADER))
+INSTALL_FILES = include/attention.h lib/pkgconfig/attention.pc lib/cmake/attention/attentionConfig.cmake \
+                lib/cmake/attention/attentionConfigVersion.cmake
+
+# attention.pc and attentionConfigVersion.cmake are written straight into place, so that `sudo make
+# install` leaves no root-owned file in the source tree.
+install:
+	test -n "$(ATTN_VERSION)"
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/cmake/attention
+	$(INSTALL) -m 644 $(HEADER) $(DESTDIR)$(PREFIX)/include/attention.h
+	sed -e 's|@ATTN_PREFIX@|$(PREFIX)|' -e 's|@ATTN_VERSION@|$(ATTN_VERSION)|' packaging/attention.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/attention.pc
+	sed -e 's|@ATTN_VERSION@|$(ATTN_VERSION)|' packaging/attentionConfigVersion.cmake.in \
+	    > $(DESTDIR)$(PREFIX)/lib/cmake/attention/attentionConfigVersion.cmake
+	$(INSTALL) -m 644 packaging/attentionConfig.cmake $(DESTDIR)$(PREFIX)/lib/cmake/attention/attentionConfig.cmake
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/attention.pc \
+	    $(DESTDIR)$(PREFIX)/lib/cmake/attention/attentionConfigVersion.cmake
+
+uninstall:
+	rm -f $(INSTALL_FILES:%=$(DESTDIR)$(PREFIX)/%)
+	rmdir $(DESTDIR)$(PREFIX)/lib/cmake/attention 2>/dev/null || true
+
+# The installed package used three ways by tests/consumer (a 2x2 attn_sdpa checked against its value):
+# compiled with pkg-config's flags against a DESTDIR install, built by CMake through find_package with
+# CMAKE_PREFIX_PATH at that install, and through add_subdirectory of this repository (which must not
+# build the tests or examples there). CMake's install rules must give the same files as make install,
+# and make uninstall must leave no file behind. The consumer is compiled with CFLAGS each time. Needs
+# cmake (3.15 or later, for cmake --install) and pkg-config.
+CHECK_INSTALL = $(abspath $(BUILD))/check-install
+CHECK_PREFIX = /opt/attention
+check-install: | $(BUILD)
+	rm -rf $(CHECK_INSTALL)
+	$(MAKE) --no-print-directory install DESTDIR=$(CHECK_INSTALL)/stage PREFIX=$(CHECK_PREFIX)
+	test "$$(PKG_CONFIG_LIBDIR=$(CHECK_INSTALL)/stage$(CHECK_PREFIX)/lib/pkgconfig pkg-config --modversion attention)" = "$(ATTN_VERSION)"
+	flags="$$(PKG_CONFIG_LIBDIR=$(CHECK_INSTALL)/stage$(CHECK_PREFIX)/lib/pkgconfig \
+	    PKG_CONFIG_SYSROOT_DIR=$(CHECK_INSTALL)/stage pkg-config --cflags --libs attention)" && echo "pkg-config: $$flags" && \
+	    $(CC) $(CFLAGS) -o $(CHECK_INSTALL)/consumer_pkgconfig tests/consumer/consumer.c $$flags
+	$(CHECK_INSTALL)/consumer_pkgconfig
+	cmake -S tests/consumer -B $(CHECK_INSTALL)/find_package -DCMAKE_PREFIX_PATH=$(CHECK_INSTALL)/stage$(CHECK_PREFIX) \
+	    -DATTENTION_VERSION_WANTED=$(ATTN_VERSION) \
+	    -DCMAKE_C_COMPILER=$(CC) -DCMAKE_C_FLAGS="$(CFLAGS)" > $(CHECK_INSTALL)/find_package.log
+	cmake --build $(CHECK_INSTALL)/find_package >> $(CHECK_INSTALL)/find_package.log
+	$(CHECK_INSTALL)/find_package/consumer
+	cmake -S tests/consumer -B $(CHECK_INSTALL)/add_subdirectory -DATTENTION_SOURCE_DIR=$(CURDIR) \
+	    -DCMAKE_C_COMPILER=$(CC) -DCMAKE_C_FLAGS="$(CFLAGS)" > $(CHECK_INSTALL)/add_subdirectory.log
+	cmake --build $(CHECK_INSTALL)/add_subdirectory >> $(CHECK_INSTALL)/add_subdirectory.log
+	$(CHECK_INSTALL)/add_subdirectory/consumer
+	cmake -S . -B $(CHECK_INSTALL)/cmake -DATTENTION_BUILD_TESTS=OFF -DATTENTION_BUILD_EXAMPLES=OFF \
+	    -DATTENTION_INSTALL=ON > $(CHECK_INSTALL)/cmake.log
+	DESTDIR=$(CHECK_INSTALL)/cmake_stage cmake --install $(CHECK_INSTALL)/cmake --prefix $(CHECK_PREFIX) >> $(CHECK_INSTALL)/cmake.log
+	diff -r $(CHECK_INSTALL)/stage $(CHECK_INSTALL)/cmake_stage
+	$(MAKE) --no-print-directory uninstall DESTDIR=$(CHECK_INSTALL)/stage PREFIX=$(CHECK_PREFIX)
+	test -z "$$(find $(CHECK_INSTALL)/stage -type f)"
+	@echo "check-install: ok (pkg-config, find_package, add_subdirectory; CMake install = make install; uninstall)"
 
 $(BUILD):
 	mkdir -p $(BUILD)
