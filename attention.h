@@ -1396,15 +1396,99 @@ static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride,
     }
 }
 
+/* Projections of at most this many rows take the few-row (GEMV) kernels: W read once from the caller's
+   memory, no packing. Measured on the Zen 4 host (AVX-512, 768 -> 3072 and 4096 -> 4096, W out of cache):
+   the GEMV kernels beat packing W up to 8 rows in both layouts and are still ahead at 9-16 rows (packing
+   writes and re-reads a copy of W), but their cost grows with the rows while the packed micro-kernel's
+   hardly does; 8 covers decoding (1-8 tokens per step) with a margin, and stays well inside the range
+   where they win. */
+#define ATTN__GEMV_ROWS 8
+
+/* The scalar reference of the few-row kernels (and the portable path): columns [j0, j1) of
+   y[n x d_out] = x[n x d_in] . op(W) (+ bias), op(W) = W [d_in x d_out] or, with out_in, W^T for
+   W [d_out x d_in]. IN_OUT streams W's rows into the n rows of y; OUT_IN takes a dot product per output.
+   The arithmetic of the scalar matrix products (attn__gemm_nn, attn__gemm_nt), so that on this path too a
+   row's result does not depend on how many rows are projected with it. */
+static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs,
+                           int out_in, const float *bias, int n, int d_in, int j0, int j1)
+{
+    int i, j, p;
+    for (i = 0; i < n; ++i) {
+        const float *x_i = x + i * x_rs;
+        float *y_i = y + i * y_rs;
+        if (out_in)
+            for (j = j0; j < j1; ++j) {
+                const float dot = attn__dot(x_i, w + j * w_rs, d_in);
+                y_i[j] = bias ? bias[j] + dot : dot;
+            }
+        else {
+            for (j = j0; j < j1; ++j) y_i[j] = bias ? bias[j] : 0.0f;
+            for (p = 0; p < d_in; ++p) {
+                const float x_ip = x_i[p], *w_p = w + p * w_rs;
+                for (j = j0; j < j1; ++j) y_i[j] += x_ip * w_p[j];
+            }
+        }
+    }
+}
+
+/* y[n x d_out] = x[n x d_in] . op(W) + bias for n <= ATTN__GEMV_ROWS on up to `threads` threads, which split
+   the output columns in blocks of 16 (a cache line of y; never the sum over d_in), so the result is bitwise
+   the same for any thread count. At least 64 Ki weights per thread: smaller products are not worth a
+   thread's start. */
+static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
+                       ptrdiff_t w_stride, int out_in, const float *bias, int n, int d_in, int d_out, int threads)
+{
+    const int isa = attn__isa(), units = 1 + (d_out - 1) / 16;
+    const double weights = (double)d_in * (double)d_out;
+    int t;
+    if (threads > units) threads = units;
+    if ((double)threads > 1.0 + weights / 65536.0) threads = (int)(1.0 + weights / 65536.0);
+    if (threads < 1) threads = 1;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#endif
+    for (t = 0; t < threads; ++t) {
+        const int u0 = (int)((long long)units * t / threads), u1 = (int)((long long)units * (t + 1) / threads);
+        const int j0 = 16 * u0, j1 = 16 * u1 < d_out ? 16 * u1 : d_out;
+        if (j0 >= j1) continue;
+        switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+        case ATTN__ISA_AVX512:
+            if (out_in) attn__gemv_out_in_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            break;
+#endif
+#if defined(ATTN__HAVE_X86)
+        case ATTN__ISA_AVX2:
+            if (out_in) attn__gemv_out_in_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+        case ATTN__ISA_NEON:
+            if (out_in) attn__gemv_out_in_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            break;
+#endif
+        default: attn__gemv_ref(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, j0, j1);
+        }
+    }
+}
+
 /* y[n x d_out] = x[n x d_in] . W + bias on `threads` threads. With a pack buffer (attn__pack_floats(d_in,
    d_out) floats) the threads pack W together, then split the rows (each row gets the same arithmetic
-   whatever the threads); without one, or on the scalar path, one thread and no buffer. */
+   whatever the threads); without one, or on the scalar path, one thread and no buffer. At most
+   ATTN__GEMV_ROWS rows take the few-row kernels instead, on `threads` threads, buffer or not. */
 static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
                           ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
                           int threads, float *bpack)
 {
     const int isa = bpack ? attn__isa() : ATTN__ISA_SCALAR, out_in = layout == ATTN_LAYOUT_OUT_IN;
     int n_blocks;
+    if (n <= ATTN__GEMV_ROWS) { /* decoding: W read once, unpacked */
+        attn__gemv(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, d_out, threads);
+        return;
+    }
     if (isa == ATTN__ISA_SCALAR) threads = 1;
     if (threads > 1 + n / 96) threads = 1 + n / 96;
     /* blocks of at most about 96 rows, as many per thread, cut at multiples of 6 (the micro-kernel's rows) */
@@ -3288,6 +3372,136 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
                                          n - j0 < ATTN__NB ? n - j0 : ATTN__NB, accumulate || p0 > 0);
         }
     }
+}
+
+/* Few-row projections (decoding: n <= ATTN__GEMV_ROWS rows), read straight from the caller's W with no
+   packing: each weight element is loaded once, so the time is W's bytes over the memory bandwidth.
+   Columns [j0, j1) of y[n x d_out] = x[n x d_in] . W (+ bias), W [d_in x d_out] (row stride w_rs).
+   W's rows are streamed four at a time; each vector of the n output rows is loaded, takes the four rows'
+   FMAs and is stored, in blocks of ATTN__GEMV_COLS columns so the n rows of y stay in L1. Column j is
+   y[j] = fma(x[d_in-1], w[d_in-1][j], ... fma(x[0], w[0][j], bias[j] or 0)), in a vector lane or in the
+   scalar tail alike (fmaf is the same fused operation), so a column's value never depends on where
+   [j0, j1) starts or ends: threads may split the columns anywhere and agree bitwise. It is also the
+   packed path's arithmetic (attn__gemm_packed), so a row projected alone equals the same row projected
+   among many, bitwise. */
+#define ATTN__GEMV_COLS 1024
+static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
+                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
+                                                      int d_in, int j0, int j1)
+{
+    int i, jb, j, p;
+    for (i = 0; i < n; ++i)
+        for (j = j0; j < j1; ++j) y[i * y_rs + j] = bias ? bias[j] : 0.0f;
+    for (jb = j0; jb < j1; jb += ATTN__GEMV_COLS) {
+        const int je = j1 - jb < ATTN__GEMV_COLS ? j1 : jb + ATTN__GEMV_COLS;
+        for (p = 0; p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
+            const float *w0 = w + p * w_rs, *w1 = w0 + w_rs, *w2 = w1 + w_rs, *w3 = w2 + w_rs;
+            for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
+                const ATTN__V b0 = ATTN__VLOAD(w0 + j), b1 = ATTN__VLOAD(w1 + j);
+                const ATTN__V b2 = ATTN__VLOAD(w2 + j), b3 = ATTN__VLOAD(w3 + j);
+                for (i = 0; i < n; ++i) {
+                    const float *x_i = x + i * x_rs + p;
+                    float *y_i = y + i * y_rs + j;
+                    ATTN__V acc = ATTN__VLOAD(y_i);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[0]), b0, acc);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[1]), b1, acc);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[2]), b2, acc);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[3]), b3, acc);
+                    ATTN__VSTORE(y_i, acc);
+                }
+            }
+            for (; j < je; ++j)
+                for (i = 0; i < n; ++i) {
+                    const float *x_i = x + i * x_rs + p;
+                    float *y_ij = y + i * y_rs + j;
+                    *y_ij = fmaf(x_i[3], w3[j], fmaf(x_i[2], w2[j], fmaf(x_i[1], w1[j], fmaf(x_i[0], w0[j], *y_ij))));
+                }
+        }
+        for (; p < d_in; ++p) { /* the last d_in % 4 rows of W, one at a time */
+            const float *w0 = w + p * w_rs;
+            for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
+                const ATTN__V b0 = ATTN__VLOAD(w0 + j);
+                for (i = 0; i < n; ++i) {
+                    float *y_i = y + i * y_rs + j;
+                    ATTN__VSTORE(y_i, ATTN__VFMA(ATTN__VSET1(x[i * x_rs + p]), b0, ATTN__VLOAD(y_i)));
+                }
+            }
+            for (; j < je; ++j)
+                for (i = 0; i < n; ++i) y[i * y_rs + j] = fmaf(x[i * x_rs + p], w0[j], y[i * y_rs + j]);
+        }
+    }
+}
+
+/* Outputs [j0, j1) of y[n x d_out] = x[n x d_in] . W^T (+ bias), W [d_out x d_in] (row stride w_rs), for
+   `rows` (1, 2, 4 or 8, a constant once inlined) rows of x; rows past n re-read row 0 and are not stored.
+   Each output gets the packed path's arithmetic, y = fma(x[d_in-1], w[d_in-1], ... fma(x[0], w[0], bias or
+   0)) in order, so that a row projected alone equals the same row projected among many, bitwise: a dot
+   product along d_in would sum in another order. So the vector lanes are ATTN__W outputs: a [W x W] block
+   of W (W consecutive rows, W floats of each: every W element is read once, W rows streamed side by side)
+   is transposed in registers through a stack tile, whose row q then holds w[j + l][p + q] in lane l.
+   Outputs past the last whole block, and the d_in % W tail, take the same fused steps in scalar code. */
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__gemv_out_in_rows)(
+    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs, const float *bias,
+    int n, int d_in, int j0, int j1, const int rows)
+{
+    const float *x0 = x, *x1 = x + (n > 1) * x_rs, *x2 = x + (n > 2) * 2 * x_rs, *x3 = x + (n > 3) * 3 * x_rs;
+    const float *x4 = x + (n > 4) * 4 * x_rs, *x5 = x + (n > 5) * 5 * x_rs, *x6 = x + (n > 6) * 6 * x_rs;
+    const float *x7 = x + (n > 7) * 7 * x_rs;
+    float tile[ATTN__W * ATTN__W], acc_t[8 * ATTN__W];
+    const ATTN__V one = ATTN__VSET1(1.0f);
+    int j, p, q, i, l;
+    for (j = j0; j + ATTN__W <= j1; j += ATTN__W) {
+        const float *w_j = w + j * w_rs;
+        const ATTN__V b = bias ? ATTN__VLOAD(bias + j) : ATTN__VZERO;
+        ATTN__V a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
+        for (p = 0; p + ATTN__W <= d_in; p += ATTN__W) {
+            ATTN__TRANSPOSE(tile, ATTN__W, w_j + p, w_rs, one); /* tile[q][l] = w[j + l][p + q] (times 1) */
+            for (q = 0; q < ATTN__W; ++q) {
+                const ATTN__V t = ATTN__VLOAD(tile + q * ATTN__W);
+                a0 = ATTN__VFMA(ATTN__VSET1(x0[p + q]), t, a0);
+                if (rows > 1) a1 = ATTN__VFMA(ATTN__VSET1(x1[p + q]), t, a1);
+                if (rows > 2) {
+                    a2 = ATTN__VFMA(ATTN__VSET1(x2[p + q]), t, a2);
+                    a3 = ATTN__VFMA(ATTN__VSET1(x3[p + q]), t, a3);
+                }
+                if (rows > 4) {
+                    a4 = ATTN__VFMA(ATTN__VSET1(x4[p + q]), t, a4);
+                    a5 = ATTN__VFMA(ATTN__VSET1(x5[p + q]), t, a5);
+                    a6 = ATTN__VFMA(ATTN__VSET1(x6[p + q]), t, a6);
+                    a7 = ATTN__VFMA(ATTN__VSET1(x7[p + q]), t, a7);
+                }
+            }
+        }
+        ATTN__VSTORE(acc_t, a0); ATTN__VSTORE(acc_t + ATTN__W, a1); ATTN__VSTORE(acc_t + 2 * ATTN__W, a2);
+        ATTN__VSTORE(acc_t + 3 * ATTN__W, a3); ATTN__VSTORE(acc_t + 4 * ATTN__W, a4);
+        ATTN__VSTORE(acc_t + 5 * ATTN__W, a5); ATTN__VSTORE(acc_t + 6 * ATTN__W, a6);
+        ATTN__VSTORE(acc_t + 7 * ATTN__W, a7);
+        for (i = 0; i < n && i < rows; ++i) /* the d_in % W tail, then y */
+            for (l = 0; l < ATTN__W; ++l) {
+                const float *x_i = x + i * x_rs, *w_l = w_j + l * w_rs;
+                float acc = acc_t[i * ATTN__W + l];
+                int pp;
+                for (pp = p; pp < d_in; ++pp) acc = fmaf(x_i[pp], w_l[pp], acc);
+                y[i * y_rs + j + l] = acc;
+            }
+    }
+    for (; j < j1; ++j) /* the last j1 - j0 % W outputs */
+        for (i = 0; i < n && i < rows; ++i) {
+            const float *x_i = x + i * x_rs, *w_l = w + j * w_rs;
+            float acc = bias ? bias[j] : 0.0f;
+            for (p = 0; p < d_in; ++p) acc = fmaf(x_i[p], w_l[p], acc);
+            y[i * y_rs + j] = acc;
+        }
+}
+
+static ATTN__TARGET void ATTN__SFX(attn__gemv_out_in)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
+                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
+                                                      int d_in, int j0, int j1)
+{
+    if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 1);
+    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 2);
+    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 4);
+    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 8);
 }
 
 /* Prefetches d floats of each of `rows` rows (row stride rs) into the cache: one prefetch per 64-byte line,
