@@ -3378,13 +3378,15 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
    packing: each weight element is loaded once, so the time is W's bytes over the memory bandwidth.
    Columns [j0, j1) of y[n x d_out] = x[n x d_in] . W (+ bias), W [d_in x d_out] (row stride w_rs).
    W's rows are streamed four at a time; each vector of the n output rows is loaded, takes the four rows'
-   FMAs and is stored, in blocks of ATTN__GEMV_COLS columns so the n rows of y stay in L1. Column j is
+   FMAs and is stored, in blocks of ATTN__GEMV_COLS / n columns, so that the n rows of y (16 KiB) stay in L1
+   and W is read in runs of 2 KiB (8 rows) to 16 KiB (one row; a run per 4 KiB page or more keeps DRAM
+   streaming, where shorter ones measured slower). Column j is
    y[j] = fma(x[d_in-1], w[d_in-1][j], ... fma(x[0], w[0][j], bias[j] or 0)), in a vector lane or in the
    scalar tail alike (fmaf is the same fused operation), so a column's value never depends on where
    [j0, j1) starts or ends: threads may split the columns anywhere and agree bitwise. It is also the
    packed path's arithmetic (attn__gemm_packed), so a row projected alone equals the same row projected
    among many, bitwise. */
-#define ATTN__GEMV_COLS 1024
+#define ATTN__GEMV_COLS 4096
 static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
                                                       const float *w, ptrdiff_t w_rs, const float *bias, int n,
                                                       int d_in, int j0, int j1)
@@ -3392,8 +3394,9 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
     int i, jb, j, p;
     for (i = 0; i < n; ++i)
         for (j = j0; j < j1; ++j) y[i * y_rs + j] = bias ? bias[j] : 0.0f;
-    for (jb = j0; jb < j1; jb += ATTN__GEMV_COLS) {
-        const int je = j1 - jb < ATTN__GEMV_COLS ? j1 : jb + ATTN__GEMV_COLS;
+    const int cols = ATTN__GEMV_COLS / n;
+    for (jb = j0; jb < j1; jb += cols) {
+        const int je = j1 - jb < cols ? j1 : jb + cols;
         for (p = 0; p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
             const float *w0 = w + p * w_rs, *w1 = w0 + w_rs, *w2 = w1 + w_rs, *w3 = w2 + w_rs;
             for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
