@@ -476,6 +476,11 @@ ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                  int n, int d_in, int d_out);
+ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, int d_out, const attn_options *opt);
+ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    int n, int d_in, int d_out, const attn_options *opt, void *workspace,
+                                    size_t workspace_bytes);
 
 ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, ptrdiff_t q_stride,
                                 const float *k, ptrdiff_t k_stride, int n_q, int n_k, int d_k, float scale);
@@ -1557,11 +1562,11 @@ static attn__tile_fn attn__tile_kernel(void)
 /* Building blocks                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
-ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
-                                 const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
-                                 int n, int d_in, int d_out)
+/* Validates attn_project's arguments (and attn_project_ex's, under its own name). */
+static attn_result attn__project_check(const char *func, const float *y, ptrdiff_t y_stride, const float *x,
+                                       ptrdiff_t x_stride, const float *w, ptrdiff_t w_stride, attn_layout layout,
+                                       int n, int d_in, int d_out)
 {
-    const char *func = "attn_project";
     attn_result r;
     ATTN__REQUIRE(y, ATTN_ERR_NULL, "y", "NULL");
     ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
@@ -1576,8 +1581,97 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
     if (layout == ATTN_LAYOUT_IN_OUT)
         r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_out"), w_stride, d_in, d_out, 0);
     else r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_in"), w_stride, d_out, d_in, 0);
-    if (r != ATTN_OK) return r;
+    return r;
+}
+
+ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                 const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                 int n, int d_in, int d_out)
+{
+    attn_result r;
+    if ((r = attn__project_check("attn_project", y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
+        return r;
     attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
+    return ATTN_OK;
+}
+
+static attn_result attn__ws_bytes(size_t *bytes, size_t floats); /* defined with the fused kernel's sizes */
+static float *attn__ws_base(void *ws);
+static int attn__threads(const attn_options *o, double items);
+
+/* The output columns [*c0, *c1) of slice split_index of split_count (all of them without a split): whole
+   blocks of 64 columns, as even as they go. A column's arithmetic does not depend on its slice. */
+static void attn__project_slice(int *c0, int *c1, int d_out, const attn_options *o)
+{
+    const long long blocks = 1 + (d_out - 1) / 64;
+    *c0 = 0;
+    *c1 = d_out;
+    if (o->split_count > 0) {
+        const long long b0 = blocks * o->split_index / o->split_count, b1 = blocks * (o->split_index + 1) / o->split_count;
+        *c0 = 64 * b0 < d_out ? (int)(64 * b0) : d_out;
+        *c1 = 64 * b1 < d_out ? (int)(64 * b1) : d_out;
+    }
+}
+
+/* Validates the options of attn_project_ex and of its size query; *need = the workspace bytes of one call
+   (of one slice with a split): none for the few-row kernels, else the slice's columns of W packed. */
+static attn_result attn__project_need(const char *func, size_t *need, int n, int d_in, int d_out,
+                                      const attn_options *o)
+{
+    int c0, c1;
+    size_t floats;
+    ATTN__REQUIRE(o->n_threads >= 0, ATTN_ERR_OPTION, "opt->n_threads", "negative");
+    ATTN__REQUIRE(o->split_count >= 0, ATTN_ERR_OPTION, "opt->split_count", "negative");
+    ATTN__REQUIRE(o->split_count == 0 || (o->split_index >= 0 && o->split_index < o->split_count), ATTN_ERR_OPTION,
+                  "opt->split_index", "outside [0, split_count)");
+    *need = 0;
+    if (n <= ATTN__GEMV_ROWS) return ATTN_OK;
+    attn__project_slice(&c0, &c1, d_out, o);
+    ATTN__REQUIRE(attn__pack_floats(&floats, d_in, c1 > c0 ? c1 - c0 : 1) && attn__ws_bytes(need, floats) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "d_in", "the packed weights (d_in x d_out floats) overflow size_t");
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, int d_out, const attn_options *opt)
+{
+    const char *func = "attn_project_workspace_size";
+    size_t need;
+    attn_result r;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    ATTN__REQUIRE(n > 0, ATTN_ERR_SHAPE, "n", "must be > 0");
+    ATTN__REQUIRE(d_in > 0, ATTN_ERR_SHAPE, "d_in", "must be > 0");
+    ATTN__REQUIRE(d_out > 0, ATTN_ERR_SHAPE, "d_out", "must be > 0");
+    if ((r = attn__project_need(func, &need, n, d_in, d_out, opt)) != ATTN_OK) return r;
+    *bytes = need; /* written only on success */
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    int n, int d_in, int d_out, const attn_options *opt, void *workspace,
+                                    size_t workspace_bytes)
+{
+    const char *func = "attn_project_ex";
+    attn_result r;
+    size_t need;
+    void *mem = workspace;
+    int c0, c1;
+    if (!opt) opt = &attn__default_options;
+    if ((r = attn__project_check(func, y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
+        return r;
+    if ((r = attn__project_need(func, &need, n, d_in, d_out, opt)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than attn_project_workspace_size reported");
+    attn__project_slice(&c0, &c1, d_out, opt);
+    if (c0 == c1) return ATTN_OK; /* a slice past the last block of columns: nothing to compute */
+    if (need && !workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
+    /* the slice is a projection of its own: columns [c0, c1) of y, of W (rows of W for OUT_IN) and of bias */
+    attn__project(y + c0, y_stride, x, x_stride, layout == ATTN_LAYOUT_OUT_IN ? w + (ptrdiff_t)c0 * w_stride : w + c0,
+                  w_stride, layout, bias ? bias + c0 : NULL, n, d_in, c1 - c0, attn__threads(opt, ATTN_MAX_THREADS),
+                  need ? attn__ws_base(mem) : NULL);
+    if (need && !workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
 }
 
