@@ -72,14 +72,17 @@
    The sums over keys are blocked (512 keys, then the blocks), so rounding does not grow with Nk.
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
    their workspace (the threads pack it together) and sweep 256-deep slices of it with each 6-row block of
-   the input held in L1; the building blocks pack 16 KiB panels on the stack.
+   the input held in L1; the building blocks pack 16 KiB panels on the stack. Projections of at most 8
+   rows skip the packing: IN_OUT streams W's rows four at a time into the output rows; OUT_IN transposes
+   [W x W] blocks of W's rows in registers, so each output keeps the packed path's order of operations.
    Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
    (0: omp_get_max_threads()), but never more than the call's work items nor ATTN_MAX_THREADS (256),
    over (batch, head, query tile, key chunk) work items, and projections by
-   blocks of at most 96 rows, as many per thread. The building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
+   blocks of at most 96 rows, as many per thread (at most 8 rows: by blocks of output columns); so does
+   attn_project_ex. The other building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
    attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
    number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
-   its own workspace, on the same arguments: attn_sdpa only. Results are bitwise identical whatever the thread count or split.
+   its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical whatever the thread count or split.
 
    ==================================================================================================
    CONVENTIONS
@@ -98,20 +101,36 @@
    - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
      today's behaviour at zero.
-   - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_align_scores and
-     attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
+   - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_project_ex (more
+     than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
      and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
    ==================================================================================================
    REFERENCE
    ==================================================================================================
 
-   Building blocks (each never allocates; at most about 17 KiB of stack):
+   Building blocks (each never allocates, but attn_project_ex given no workspace; at most about 17 KiB
+   of stack):
 
    attn_project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out)
        Y[n x d_out] = X[n x d_in] . W + bias. layout ATTN_LAYOUT_IN_OUT (0): W is [d_in x d_out] (Q = X.W^Q);
        ATTN_LAYOUT_OUT_IN: W is [d_out x d_in] as PyTorch stores nn.Linear.weight and in_proj_weight
        (Y = X.W^T), loaded as is. w_stride is the row stride of W as stored. bias [d_out] or NULL.
+       At most 8 rows (decoding) read each weight once from W as stored, with no packing; a row's result
+       is bitwise the same whatever n.
+
+   attn_project_ex(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, opt, workspace,
+                   workspace_bytes)
+   attn_project_workspace_size(&bytes, n, d_in, d_out, opt)
+       attn_project on opt->n_threads OpenMP threads (0: omp_get_max_threads(); opt NULL: defaults), or
+       with split_count > 0 only slice split_index of the output columns (whole blocks of 64 columns,
+       as even as they go; a slice past the last block does nothing): a caller's thread pool runs every
+       slice, each with its own workspace. Bitwise identical to attn_project for any thread count or
+       split. n <= 8 rows: the threads split the output columns and the workspace size is 0. More rows:
+       W is packed into the workspace (of the slice's columns) and the threads split the rows; with
+       workspace NULL a block is taken through ATTN_MALLOC(opt->alloc_user) and freed. Other options are
+       ignored. Errors as attn_project, plus n_threads < 0, a split index outside [0, split_count),
+       a workspace smaller than reported (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM.
 
    attn_scores(s, s_stride, q, q_stride, k, k_stride, n_q, n_k, d_k, scale)
        S[n_q x n_k] = scale . Q[n_q x d_k] . K[n_k x d_k]^T; scale 0 means 1/sqrt(d_k).
@@ -353,7 +372,8 @@
 
        0.4.0 (unreleased)  breaking: attn_stride_bnhd(n, n_heads, d) takes its sizes in the order of its
                            name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
-                           the workspace size functions reject the sizes their calls reject.
+                           the workspace size functions reject the sizes their calls reject;
+                           few-row projections without packing; attn_project_ex (threads, splits).
                            See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
