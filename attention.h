@@ -1422,11 +1422,13 @@ static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride,
 }
 
 /* Projections of at most this many rows take the few-row (GEMV) kernels: W read once from the caller's
-   memory, no packing. Measured on the Zen 4 host (AVX-512, 768 -> 3072 and 4096 -> 4096, W out of cache):
-   the GEMV kernels beat packing W up to 8 rows in both layouts and are still ahead at 9-16 rows (packing
-   writes and re-reads a copy of W), but their cost grows with the rows while the packed micro-kernel's
-   hardly does; 8 covers decoding (1-8 tokens per step) with a margin, and stays well inside the range
-   where they win. */
+   memory, no packing. Measured on the Zen 4 host (AVX-512, one thread, W out of cache; time of the GEMV
+   kernel against packing W and the packed micro-kernel): IN_OUT 4096 -> 4096 at 1 row 4.3 ms vs 12 ms,
+   8 rows 15 vs 20 ms, 10 rows 29 vs 18 ms; 768 -> 3072 at 8 rows 1.32 vs 1.35 ms, 9 rows 1.8 vs 1.4 ms.
+   The GEMV kernel's cost grows with the rows (it loads and stores y for every four rows of W) while the
+   packed kernel's hardly does, so they cross at 8-9 rows. OUT_IN's packing (a transpose of W) costs
+   70 ms at 4096 -> 4096, so GEMV wins there at 12 rows still: one cutoff for both, IN_OUT's. 8 also
+   covers decoding (1-8 tokens per step). */
 #define ATTN__GEMV_ROWS 8
 
 /* The scalar reference of the few-row kernels (and the portable path): columns [j0, j1) of
