@@ -3510,7 +3510,7 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
     int i, jb, j, p;
     for (i = 0; i < n; ++i)
         for (j = j0; j < j1; ++j) y[i * y_rs + j] = bias ? bias[j] : 0.0f;
-    const int cols = ATTN__GEMV_COLS / n;
+    const int cols = ATTN__GEMV_COLS / n / 16 * 16; /* whole vectors on every ISA: no scalar tail inside */
     for (jb = j0; jb < j1; jb += cols) {
         const int je = j1 - jb < cols ? j1 : jb + cols;
         for (p = 0; p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
