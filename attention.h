@@ -1459,24 +1459,34 @@ static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x
 }
 
 /* y[n x d_out] = x[n x d_in] . op(W) + bias for n <= ATTN__GEMV_ROWS on up to `threads` threads, which split
-   the output columns in blocks of 16 (a cache line of y; never the sum over d_in), so the result is bitwise
-   the same for any thread count. At least 64 Ki weights per thread: smaller products are not worth a
-   thread's start. */
+   the output columns (never the sum over d_in), so the result is bitwise the same for any thread count.
+   IN_OUT: one even slice of whole vectors per thread, so that each reads long runs of W's rows (runs of a
+   few KiB measured slower). OUT_IN: chunks of 64 outputs (64 contiguous rows of W) handed out as the
+   threads ask, so that a thread slowed by other work on its core takes fewer of them. At least 64 Ki
+   weights per thread: smaller products are not worth a thread's start. */
 static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
                        ptrdiff_t w_stride, int out_in, const float *bias, int n, int d_in, int d_out, int threads)
 {
-    const int isa = attn__isa(), units = 1 + (d_out - 1) / 16;
+    const int isa = attn__isa(), units = 1 + (d_out - 1) / 16, chunks = out_in ? 1 + (d_out - 1) / 64 : 0;
     const double weights = (double)d_in * (double)d_out;
-    int t;
+    int t, items;
     if (threads > units) threads = units;
     if ((double)threads > 1.0 + weights / 65536.0) threads = (int)(1.0 + weights / 65536.0);
     if (threads < 1) threads = 1;
+    items = out_in ? chunks : threads;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
 #endif
-    for (t = 0; t < threads; ++t) {
-        const int u0 = (int)((long long)units * t / threads), u1 = (int)((long long)units * (t + 1) / threads);
-        const int j0 = 16 * u0, j1 = 16 * u1 < d_out ? 16 * u1 : d_out;
+    for (t = 0; t < items; ++t) {
+        int j0, j1;
+        if (out_in) { /* chunk t: outputs [64 t, 64 t + 64) */
+            j0 = 64 * t;
+            j1 = d_out - j0 < 64 ? d_out : j0 + 64;
+        } else { /* slice t of `threads`, in units of 16 columns */
+            j0 = 16 * (int)((long long)units * t / threads);
+            j1 = 16 * (int)((long long)units * (t + 1) / threads);
+            if (j1 > d_out) j1 = d_out;
+        }
         if (j0 >= j1) continue;
         switch (isa) {
 #if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
