@@ -72,14 +72,17 @@
    The sums over keys are blocked (512 keys, then the blocks), so rounding does not grow with Nk.
    Matrix products use the same micro-kernel: the multi-head functions pack each weight matrix once into
    their workspace (the threads pack it together) and sweep 256-deep slices of it with each 6-row block of
-   the input held in L1; the building blocks pack 16 KiB panels on the stack.
+   the input held in L1; the building blocks pack 16 KiB panels on the stack. Projections of at most 8
+   rows skip the packing: IN_OUT streams W's rows four at a time into the output rows; OUT_IN transposes
+   [W x W] blocks of W's rows in registers, so each output keeps the packed path's order of operations.
    Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
    (0: omp_get_max_threads()), but never more than the call's work items nor ATTN_MAX_THREADS (256),
    over (batch, head, query tile, key chunk) work items, and projections by
-   blocks of at most 96 rows, as many per thread. The building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
+   blocks of at most 96 rows, as many per thread (at most 8 rows: by blocks of output columns); so does
+   attn_project_ex. The other building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
    attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
    number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
-   its own workspace, on the same arguments: attn_sdpa only. Results are bitwise identical whatever the thread count or split.
+   its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical whatever the thread count or split.
 
    ==================================================================================================
    CONVENTIONS
@@ -98,20 +101,36 @@
    - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
      today's behaviour at zero.
-   - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_align_scores and
-     attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
+   - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_project_ex (more
+     than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
      and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
    ==================================================================================================
    REFERENCE
    ==================================================================================================
 
-   Building blocks (each never allocates; at most about 17 KiB of stack):
+   Building blocks (each never allocates, but attn_project_ex given no workspace; at most about 17 KiB
+   of stack):
 
    attn_project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out)
        Y[n x d_out] = X[n x d_in] . W + bias. layout ATTN_LAYOUT_IN_OUT (0): W is [d_in x d_out] (Q = X.W^Q);
        ATTN_LAYOUT_OUT_IN: W is [d_out x d_in] as PyTorch stores nn.Linear.weight and in_proj_weight
        (Y = X.W^T), loaded as is. w_stride is the row stride of W as stored. bias [d_out] or NULL.
+       At most 8 rows (decoding) read each weight once from W as stored, with no packing; a row's result
+       is bitwise the same whatever n.
+
+   attn_project_ex(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, opt, workspace,
+                   workspace_bytes)
+   attn_project_workspace_size(&bytes, n, d_in, d_out, opt)
+       attn_project on opt->n_threads OpenMP threads (0: omp_get_max_threads(); opt NULL: defaults), or
+       with split_count > 0 only slice split_index of the output columns (whole blocks of 64 columns,
+       as even as they go; a slice past the last block does nothing): a caller's thread pool runs every
+       slice, each with its own workspace. Bitwise identical to attn_project for any thread count or
+       split. n <= 8 rows: the threads split the output columns and the workspace size is 0. More rows:
+       W is packed into the workspace (of the slice's columns) and the threads split the rows; with
+       workspace NULL a block is taken through ATTN_MALLOC(opt->alloc_user) and freed. Other options are
+       ignored. Errors as attn_project, plus n_threads < 0, a split index outside [0, split_count),
+       a workspace smaller than reported (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM.
 
    attn_scores(s, s_stride, q, q_stride, k, k_stride, n_q, n_k, d_k, scale)
        S[n_q x n_k] = scale . Q[n_q x d_k] . K[n_k x d_k]^T; scale 0 means 1/sqrt(d_k).
@@ -363,7 +382,8 @@
 
        0.4.0 (unreleased)  breaking: attn_stride_bnhd(n, n_heads, d) takes its sizes in the order of its
                            name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
-                           the workspace size functions reject the sizes their calls reject.
+                           the workspace size functions reject the sizes their calls reject;
+                           few-row projections without packing; attn_project_ex (threads, splits).
                            See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
@@ -490,6 +510,11 @@ ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                  int n, int d_in, int d_out);
+ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, int d_out, const attn_options *opt);
+ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    int n, int d_in, int d_out, const attn_options *opt, void *workspace,
+                                    size_t workspace_bytes);
 
 ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, ptrdiff_t q_stride,
                                 const float *k, ptrdiff_t k_stride, int n_q, int n_k, int d_k, float scale);
@@ -1448,15 +1473,112 @@ static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride,
     }
 }
 
+/* Projections of at most this many rows take the few-row (GEMV) kernels: W read once from the caller's
+   memory, no packing. Measured on the Zen 4 host (AVX-512, one thread, W out of cache; time of the GEMV
+   kernel against packing W and the packed micro-kernel): IN_OUT 4096 -> 4096 at 1 row 4.3 ms vs 12 ms,
+   8 rows 15 vs 20 ms, 10 rows 29 vs 18 ms; 768 -> 3072 at 8 rows 1.32 vs 1.35 ms, 9 rows 1.8 vs 1.4 ms.
+   The GEMV kernel's cost grows with the rows (it loads and stores y for every four rows of W) while the
+   packed kernel's hardly does, so they cross at 8-9 rows. OUT_IN's packing (a transpose of W) costs
+   70 ms at 4096 -> 4096, so GEMV wins there at 12 rows still: one cutoff for both, IN_OUT's. 8 also
+   covers decoding (1-8 tokens per step). */
+#define ATTN__GEMV_ROWS 8
+
+/* The scalar reference of the few-row kernels (and the portable path): columns [j0, j1) of
+   y[n x d_out] = x[n x d_in] . op(W) (+ bias), op(W) = W [d_in x d_out] or, with out_in, W^T for
+   W [d_out x d_in]. IN_OUT streams W's rows into the n rows of y; OUT_IN takes a dot product per output.
+   The arithmetic of the scalar matrix products (attn__gemm_nn, attn__gemm_nt), so that on this path too a
+   row's result does not depend on how many rows are projected with it. */
+static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs,
+                           int out_in, const float *bias, int n, int d_in, int j0, int j1)
+{
+    int i, j, p;
+    for (i = 0; i < n; ++i) {
+        const float *x_i = x + i * x_rs;
+        float *y_i = y + i * y_rs;
+        if (out_in)
+            for (j = j0; j < j1; ++j) {
+                const float dot = attn__dot(x_i, w + j * w_rs, d_in);
+                y_i[j] = bias ? bias[j] + dot : dot;
+            }
+        else {
+            for (j = j0; j < j1; ++j) y_i[j] = bias ? bias[j] : 0.0f;
+            for (p = 0; p < d_in; ++p) {
+                const float x_ip = x_i[p], *w_p = w + p * w_rs;
+                for (j = j0; j < j1; ++j) y_i[j] += x_ip * w_p[j];
+            }
+        }
+    }
+}
+
+/* y[n x d_out] = x[n x d_in] . op(W) + bias for n <= ATTN__GEMV_ROWS on up to `threads` threads, which split
+   the output columns (never the sum over d_in), so the result is bitwise the same for any thread count.
+   IN_OUT: one even slice of whole vectors per thread, so that each reads long runs of W's rows (one row
+   of 4096 -> 4096, one thread, in side-by-side runs of 2 KiB: 7.3 ms, of 4 KiB: 6.4 ms, whole 16 KiB
+   rows: 5.5 ms; so no finer chunks to hand out). OUT_IN: chunks of 64 outputs (64 contiguous rows of W) handed out as the
+   threads ask, so that a thread slowed by other work on its core takes fewer of them. At least 64 Ki
+   weights per thread: smaller products are not worth a thread's start. */
+static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
+                       ptrdiff_t w_stride, int out_in, const float *bias, int n, int d_in, int d_out, int threads)
+{
+    const int isa = attn__isa(), units = 1 + (d_out - 1) / 16, chunks = out_in ? 1 + (d_out - 1) / 64 : 0;
+    const double weights = (double)d_in * (double)d_out;
+    int t, items;
+    if (threads > units) threads = units;
+    if ((double)threads > 1.0 + weights / 65536.0) threads = (int)(1.0 + weights / 65536.0);
+    if (threads < 1) threads = 1;
+    items = out_in ? chunks : threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+#endif
+    for (t = 0; t < items; ++t) {
+        int j0, j1;
+        if (out_in) { /* chunk t: outputs [64 t, 64 t + 64) */
+            j0 = 64 * t;
+            j1 = d_out - j0 < 64 ? d_out : j0 + 64;
+        } else { /* slice t of `threads`, in units of 16 columns */
+            j0 = 16 * (int)((long long)units * t / threads);
+            j1 = 16 * (int)((long long)units * (t + 1) / threads);
+            if (j1 > d_out) j1 = d_out;
+        }
+        if (j0 >= j1) continue;
+        switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+        case ATTN__ISA_AVX512:
+            if (out_in) attn__gemv_out_in_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            break;
+#endif
+#if defined(ATTN__HAVE_X86)
+        case ATTN__ISA_AVX2:
+            if (out_in) attn__gemv_out_in_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+        case ATTN__ISA_NEON:
+            if (out_in) attn__gemv_out_in_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            break;
+#endif
+        default: attn__gemv_ref(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, j0, j1);
+        }
+    }
+}
+
 /* y[n x d_out] = x[n x d_in] . W + bias on `threads` threads. With a pack buffer (attn__pack_floats(d_in,
    d_out) floats) the threads pack W together, then split the rows (each row gets the same arithmetic
-   whatever the threads); without one, or on the scalar path, one thread and no buffer. */
+   whatever the threads); without one, or on the scalar path, one thread and no buffer. At most
+   ATTN__GEMV_ROWS rows take the few-row kernels instead, on `threads` threads, buffer or not. */
 static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
                           ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
                           int threads, float *bpack)
 {
     const int isa = bpack ? attn__isa() : ATTN__ISA_SCALAR, out_in = layout == ATTN_LAYOUT_OUT_IN;
     int n_blocks;
+    if (n <= ATTN__GEMV_ROWS) { /* decoding: W read once, unpacked */
+        attn__gemv(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, d_out, threads);
+        return;
+    }
     if (isa == ATTN__ISA_SCALAR) threads = 1;
     if (threads > 1 + n / 96) threads = 1 + n / 96;
     /* blocks of at most about 96 rows, as many per thread, cut at multiples of 6 (the micro-kernel's rows) */
@@ -1525,11 +1647,11 @@ static attn__tile_fn attn__tile_kernel(void)
 /* Building blocks                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
-ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
-                                 const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
-                                 int n, int d_in, int d_out)
+/* Validates attn_project's arguments (and attn_project_ex's, under its own name). */
+static attn_result attn__project_check(const char *func, const float *y, ptrdiff_t y_stride, const float *x,
+                                       ptrdiff_t x_stride, const float *w, ptrdiff_t w_stride, attn_layout layout,
+                                       int n, int d_in, int d_out)
 {
-    const char *func = "attn_project";
     attn_result r;
     ATTN__REQUIRE(y, ATTN_ERR_NULL, "y", "NULL");
     ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
@@ -1544,8 +1666,97 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
     if (layout == ATTN_LAYOUT_IN_OUT)
         r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_out"), w_stride, d_in, d_out, 0);
     else r = attn__check_matrix(func, ATTN__MATRIX("w_stride", "d_in"), w_stride, d_out, d_in, 0);
-    if (r != ATTN_OK) return r;
+    return r;
+}
+
+ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                 const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                 int n, int d_in, int d_out)
+{
+    attn_result r;
+    if ((r = attn__project_check("attn_project", y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
+        return r;
     attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
+    return ATTN_OK;
+}
+
+static attn_result attn__ws_bytes(size_t *bytes, size_t floats); /* defined with the fused kernel's sizes */
+static float *attn__ws_base(void *ws);
+static int attn__threads(const attn_options *o, double items);
+
+/* The output columns [*c0, *c1) of slice split_index of split_count (all of them without a split): whole
+   blocks of 64 columns, as even as they go. A column's arithmetic does not depend on its slice. */
+static void attn__project_slice(int *c0, int *c1, int d_out, const attn_options *o)
+{
+    const long long blocks = 1 + (d_out - 1) / 64;
+    *c0 = 0;
+    *c1 = d_out;
+    if (o->split_count > 0) {
+        const long long b0 = blocks * o->split_index / o->split_count, b1 = blocks * (o->split_index + 1) / o->split_count;
+        *c0 = 64 * b0 < d_out ? (int)(64 * b0) : d_out;
+        *c1 = 64 * b1 < d_out ? (int)(64 * b1) : d_out;
+    }
+}
+
+/* Validates the options of attn_project_ex and of its size query; *need = the workspace bytes of one call
+   (of one slice with a split): none for the few-row kernels, else the slice's columns of W packed. */
+static attn_result attn__project_need(const char *func, size_t *need, int n, int d_in, int d_out,
+                                      const attn_options *o)
+{
+    int c0, c1;
+    size_t floats;
+    ATTN__REQUIRE(o->n_threads >= 0, ATTN_ERR_OPTION, "opt->n_threads", "negative");
+    ATTN__REQUIRE(o->split_count >= 0, ATTN_ERR_OPTION, "opt->split_count", "negative");
+    ATTN__REQUIRE(o->split_count == 0 || (o->split_index >= 0 && o->split_index < o->split_count), ATTN_ERR_OPTION,
+                  "opt->split_index", "outside [0, split_count)");
+    *need = 0;
+    if (n <= ATTN__GEMV_ROWS) return ATTN_OK;
+    attn__project_slice(&c0, &c1, d_out, o);
+    ATTN__REQUIRE(attn__pack_floats(&floats, d_in, c1 > c0 ? c1 - c0 : 1) && attn__ws_bytes(need, floats) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "d_in", "the packed weights (d_in x d_out floats) overflow size_t");
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, int d_out, const attn_options *opt)
+{
+    const char *func = "attn_project_workspace_size";
+    size_t need;
+    attn_result r;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    ATTN__REQUIRE(n > 0, ATTN_ERR_SHAPE, "n", "must be > 0");
+    ATTN__REQUIRE(d_in > 0, ATTN_ERR_SHAPE, "d_in", "must be > 0");
+    ATTN__REQUIRE(d_out > 0, ATTN_ERR_SHAPE, "d_out", "must be > 0");
+    if ((r = attn__project_need(func, &need, n, d_in, d_out, opt)) != ATTN_OK) return r;
+    *bytes = need; /* written only on success */
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
+                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    int n, int d_in, int d_out, const attn_options *opt, void *workspace,
+                                    size_t workspace_bytes)
+{
+    const char *func = "attn_project_ex";
+    attn_result r;
+    size_t need;
+    void *mem = workspace;
+    int c0, c1;
+    if (!opt) opt = &attn__default_options;
+    if ((r = attn__project_check(func, y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
+        return r;
+    if ((r = attn__project_need(func, &need, n, d_in, d_out, opt)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than attn_project_workspace_size reported");
+    attn__project_slice(&c0, &c1, d_out, opt);
+    if (c0 == c1) return ATTN_OK; /* a slice past the last block of columns: nothing to compute */
+    if (need && !workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
+    /* the slice is a projection of its own: columns [c0, c1) of y, of W (rows of W for OUT_IN) and of bias */
+    attn__project(y + c0, y_stride, x, x_stride, layout == ATTN_LAYOUT_OUT_IN ? w + (ptrdiff_t)c0 * w_stride : w + c0,
+                  w_stride, layout, bias ? bias + c0 : NULL, n, d_in, c1 - c0, attn__threads(opt, ATTN_MAX_THREADS),
+                  need ? attn__ws_base(mem) : NULL);
+    if (need && !workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
 }
 
@@ -3398,6 +3609,143 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
                                          n - j0 < ATTN__NB ? n - j0 : ATTN__NB, accumulate || p0 > 0);
         }
     }
+}
+
+/* Few-row projections (decoding: n <= ATTN__GEMV_ROWS rows), read straight from the caller's W with no
+   packing: each weight element is loaded once, so the time is W's bytes over the memory bandwidth.
+   Columns [j0, j1) of y[n x d_out] = x[n x d_in] . W (+ bias), W [d_in x d_out] (row stride w_rs).
+   W's rows are streamed four at a time; each vector of the n output rows is loaded, takes the four rows'
+   FMAs and is stored, in blocks of ATTN__GEMV_COLS / n columns, so that the n rows of y (16 KiB) stay in L1
+   and W is read in runs of 2 KiB (8 rows) to 16 KiB (one row; a run per 4 KiB page or more keeps DRAM
+   streaming, where shorter ones measured slower). Column j is
+   y[j] = fma(x[d_in-1], w[d_in-1][j], ... fma(x[0], w[0][j], bias[j] or 0)), in a vector lane or in the
+   scalar tail alike (fmaf is the same fused operation), so a column's value never depends on where
+   [j0, j1) starts or ends: threads may split the columns anywhere and agree bitwise. It is also the
+   packed path's arithmetic (attn__gemm_packed), so a row projected alone equals the same row projected
+   among many, bitwise. */
+#define ATTN__GEMV_COLS 4096
+static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
+                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
+                                                      int d_in, int j0, int j1)
+{
+    int i, jb, j, p;
+    for (i = 0; i < n; ++i)
+        for (j = j0; j < j1; ++j) y[i * y_rs + j] = bias ? bias[j] : 0.0f;
+    const int cols = ATTN__GEMV_COLS / n / 16 * 16; /* whole vectors on every ISA: no scalar tail inside */
+    for (jb = j0; jb < j1; jb += cols) {
+        const int je = j1 - jb < cols ? j1 : jb + cols;
+        for (p = 0; p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
+            const float *w0 = w + p * w_rs, *w1 = w0 + w_rs, *w2 = w1 + w_rs, *w3 = w2 + w_rs;
+            for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
+                const ATTN__V b0 = ATTN__VLOAD(w0 + j), b1 = ATTN__VLOAD(w1 + j);
+                const ATTN__V b2 = ATTN__VLOAD(w2 + j), b3 = ATTN__VLOAD(w3 + j);
+                for (i = 0; i < n; ++i) {
+                    const float *x_i = x + i * x_rs + p;
+                    float *y_i = y + i * y_rs + j;
+                    ATTN__V acc = ATTN__VLOAD(y_i);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[0]), b0, acc);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[1]), b1, acc);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[2]), b2, acc);
+                    acc = ATTN__VFMA(ATTN__VSET1(x_i[3]), b3, acc);
+                    ATTN__VSTORE(y_i, acc);
+                }
+            }
+            for (; j < je; ++j)
+                for (i = 0; i < n; ++i) {
+                    const float *x_i = x + i * x_rs + p;
+                    float *y_ij = y + i * y_rs + j;
+                    *y_ij = fmaf(x_i[3], w3[j], fmaf(x_i[2], w2[j], fmaf(x_i[1], w1[j], fmaf(x_i[0], w0[j], *y_ij))));
+                }
+        }
+        for (; p < d_in; ++p) { /* the last d_in % 4 rows of W, one at a time */
+            const float *w0 = w + p * w_rs;
+            for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
+                const ATTN__V b0 = ATTN__VLOAD(w0 + j);
+                for (i = 0; i < n; ++i) {
+                    float *y_i = y + i * y_rs + j;
+                    ATTN__VSTORE(y_i, ATTN__VFMA(ATTN__VSET1(x[i * x_rs + p]), b0, ATTN__VLOAD(y_i)));
+                }
+            }
+            for (; j < je; ++j)
+                for (i = 0; i < n; ++i) y[i * y_rs + j] = fmaf(x[i * x_rs + p], w0[j], y[i * y_rs + j]);
+        }
+    }
+}
+
+/* Outputs [j0, j1) of y[n x d_out] = x[n x d_in] . W^T (+ bias), W [d_out x d_in] (row stride w_rs), for
+   `rows` (1, 2, 4 or 8, a constant once inlined) rows of x; rows past n re-read row 0 and are not stored.
+   Each output gets the packed path's arithmetic, y = fma(x[d_in-1], w[d_in-1], ... fma(x[0], w[0], bias or
+   0)) in order, so that a row projected alone equals the same row projected among many, bitwise: a dot
+   product along d_in would sum in another order. So the vector lanes are ATTN__W outputs: a [W x W] block
+   of W (W consecutive rows, W floats of each: every W element is read once, W rows streamed side by side)
+   is transposed in registers through a stack tile, whose row q then holds w[j + l][p + q] in lane l.
+   Outputs past the last whole block, and the d_in % W tail, take the same fused steps in scalar code. */
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__gemv_out_in_rows)(
+    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs, const float *bias,
+    int n, int d_in, int j0, int j1, const int rows)
+{
+    const float *x0 = x, *x1 = x + (n > 1) * x_rs, *x2 = x + (n > 2) * 2 * x_rs, *x3 = x + (n > 3) * 3 * x_rs;
+    const float *x4 = x + (n > 4) * 4 * x_rs, *x5 = x + (n > 5) * 5 * x_rs, *x6 = x + (n > 6) * 6 * x_rs;
+    const float *x7 = x + (n > 7) * 7 * x_rs;
+    float tile[ATTN__W * ATTN__W], acc_t[8 * ATTN__W];
+    const ATTN__V one = ATTN__VSET1(1.0f);
+    int j, p, q, i, l;
+    for (j = j0; j + ATTN__W <= j1; j += ATTN__W) {
+        const float *w_j = w + j * w_rs;
+        const ATTN__V b = bias ? ATTN__VLOAD(bias + j) : ATTN__VZERO;
+        ATTN__V a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
+        for (p = 0; p + ATTN__W <= d_in; p += ATTN__W) {
+            /* the next block's lines into L2 as this block's are read: rows of a few KiB (d_in = 768) are too
+               short for the hardware's stream prefetch (one row of 768 -> 3072: 0.55 ms without, 0.45 with) */
+            if (j + 2 * ATTN__W <= j1)
+                for (q = 0; q < ATTN__W; ++q) ATTN__PREFETCH_L2(w_j + (ATTN__W + q) * w_rs + p);
+            ATTN__TRANSPOSE(tile, ATTN__W, w_j + p, w_rs, one); /* tile[q][l] = w[j + l][p + q] (times 1) */
+            for (q = 0; q < ATTN__W; ++q) {
+                const ATTN__V t = ATTN__VLOAD(tile + q * ATTN__W);
+                a0 = ATTN__VFMA(ATTN__VSET1(x0[p + q]), t, a0);
+                if (rows > 1) a1 = ATTN__VFMA(ATTN__VSET1(x1[p + q]), t, a1);
+                if (rows > 2) {
+                    a2 = ATTN__VFMA(ATTN__VSET1(x2[p + q]), t, a2);
+                    a3 = ATTN__VFMA(ATTN__VSET1(x3[p + q]), t, a3);
+                }
+                if (rows > 4) {
+                    a4 = ATTN__VFMA(ATTN__VSET1(x4[p + q]), t, a4);
+                    a5 = ATTN__VFMA(ATTN__VSET1(x5[p + q]), t, a5);
+                    a6 = ATTN__VFMA(ATTN__VSET1(x6[p + q]), t, a6);
+                    a7 = ATTN__VFMA(ATTN__VSET1(x7[p + q]), t, a7);
+                }
+            }
+        }
+        ATTN__VSTORE(acc_t, a0); ATTN__VSTORE(acc_t + ATTN__W, a1); ATTN__VSTORE(acc_t + 2 * ATTN__W, a2);
+        ATTN__VSTORE(acc_t + 3 * ATTN__W, a3); ATTN__VSTORE(acc_t + 4 * ATTN__W, a4);
+        ATTN__VSTORE(acc_t + 5 * ATTN__W, a5); ATTN__VSTORE(acc_t + 6 * ATTN__W, a6);
+        ATTN__VSTORE(acc_t + 7 * ATTN__W, a7);
+        for (i = 0; i < n && i < rows; ++i) /* the d_in % W tail, then y */
+            for (l = 0; l < ATTN__W; ++l) {
+                const float *x_i = x + i * x_rs, *w_l = w_j + l * w_rs;
+                float acc = acc_t[i * ATTN__W + l];
+                int pp;
+                for (pp = p; pp < d_in; ++pp) acc = fmaf(x_i[pp], w_l[pp], acc);
+                y[i * y_rs + j + l] = acc;
+            }
+    }
+    for (; j < j1; ++j) /* the last j1 - j0 % W outputs */
+        for (i = 0; i < n && i < rows; ++i) {
+            const float *x_i = x + i * x_rs, *w_l = w + j * w_rs;
+            float acc = bias ? bias[j] : 0.0f;
+            for (p = 0; p < d_in; ++p) acc = fmaf(x_i[p], w_l[p], acc);
+            y[i * y_rs + j] = acc;
+        }
+}
+
+static ATTN__TARGET void ATTN__SFX(attn__gemv_out_in)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
+                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
+                                                      int d_in, int j0, int j1)
+{
+    if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 1);
+    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 2);
+    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 4);
+    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 8);
 }
 
 /* Prefetches d floats of each of `rows` rows (row stride rs) into the cache: one prefetch per 64-byte line,

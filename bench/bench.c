@@ -174,6 +174,7 @@ typedef struct result {
     char name[40];
     const char *op, *impl;
     int B, H, Hkv, Nq, Nk, D, causal, d_model, threads, reps, window;
+    int d_out, layout; /* gemv */
     double ms, flops, bytes, gflops, pct_peak, gbps, pct_bw;
     double vs_1t;    /* ms with 1 thread / ms (same impl and case), 0 if n/a */
     double attn_x;   /* ms / attention.h's ms (same case and threads), 0 if n/a */
@@ -254,6 +255,7 @@ static void print_bench_lines(void)
         if (!strcmp(r->op, "bw")) printf(" gbps_best=%.2f", r->other_rate);
         if (r->d_model > 0) printf(" d_model=%d", r->d_model);
         if (!strcmp(r->op, "sdpa")) printf(" window=%d", r->window);
+        if (!strcmp(r->op, "gemv")) printf(" d_in=%d d_out=%d layout=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out");
         if (r->flops > 0) printf(" flops=%.0f", r->flops);
         printf(" reps=%d", r->reps);
         if (r->vs_1t > 0) printf(" speedup_vs_1t=%.3f", r->vs_1t);
@@ -496,7 +498,7 @@ static void measure_machine_bw(const char *suffix, const char *indent)
 /* ---------------------------------------------------------------------------------------------- */
 
 typedef struct bench_case {
-    const char *name, *op; /* op: sdpa, mha, proj, decode, mem */
+    const char *name, *op; /* op: sdpa, mha, proj, decode, mem, gemv */
     int B, Hq, Hkv, Nq, Nk, D;
     attn_causal causal;
     int d_model;      /* mha and proj: d_model = Hq * D */
@@ -526,6 +528,27 @@ static const bench_case cases[] = {
     {"decode_h32_d128_kv8192", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+/* op=gemv: a one-row attn_project_ex (a decoding step's projection) d_in -> d_out, W out of cache; pct_bw
+   of W's bytes. A table of its own: the shape is a projection's, not an attention's. */
+typedef struct gemv_case {
+    const char *name;
+    int d_in, d_out;
+    attn_layout layout;
+} gemv_case;
+
+static const gemv_case gemv_cases[] = {
+    {"gemv_in_out_4096x4096", 4096, 4096, ATTN_LAYOUT_IN_OUT},
+    {"gemv_out_in_4096x4096", 4096, 4096, ATTN_LAYOUT_OUT_IN},
+    {"gemv_in_out_768x3072", 768, 3072, ATTN_LAYOUT_IN_OUT},
+    {"gemv_out_in_768x3072", 768, 3072, ATTN_LAYOUT_OUT_IN},
+};
+#define N_GEMV_CASES ((int)(sizeof gemv_cases / sizeof gemv_cases[0]))
+
+static int gemv_selected(const gemv_case *c)
+{
+    return !g.filter || strstr(c->name, g.filter) || strstr("gemv", g.filter);
+}
 
 static int selected(const bench_case *c)
 {
@@ -575,6 +598,9 @@ typedef struct ctx {
     size_t ws_bytes;
     size_t out_n;
     int evict; /* decoding: evict K and V from the caches before each run (untimed) */
+    const gemv_case *gc; /* gemv: the case (c is NULL) */
+    float **w_copies;    /* gemv: copies of W, cycled through so that each call finds its W in DRAM */
+    int n_copies;
 } ctx;
 
 /* --- attention.h --- */
@@ -620,6 +646,31 @@ static void run_attn(ctx *x)
         CHECK(attn_project(x->vb, dm, x->q, dm, x->wv, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm));
         CHECK(attn_project(x->out, dm, x->ab, dm, x->wo, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm));
     }
+}
+
+/* op=gemv: y[1 x d_out] = x . W through attn_project_ex on x->threads threads, once with each copy of W
+   (the copies together exceed the last-level cache, so every call reads its W from DRAM). */
+static void run_gemv(ctx *x)
+{
+    const gemv_case *c = x->gc;
+    const ptrdiff_t w_rs = c->layout == ATTN_LAYOUT_OUT_IN ? c->d_in : c->d_out;
+    int i;
+    attn_options_threads(&x->opt, x->threads);
+    for (i = 0; i < x->n_copies; ++i)
+        CHECK(attn_project_ex(x->out, c->d_out, x->q, c->d_in, x->w_copies[i], w_rs, c->layout, NULL, 1, c->d_in,
+                              c->d_out, &x->opt, NULL, 0));
+}
+
+/* The path attn_project took for one row before the few-row kernels (white-box: the bench includes the
+   implementation): attn__matmul, which packs W into 16 KiB stack panels, on the calling thread. */
+static void run_gemv_old(ctx *x)
+{
+    const gemv_case *c = x->gc;
+    const int out_in = c->layout == ATTN_LAYOUT_OUT_IN;
+    int i;
+    for (i = 0; i < x->n_copies; ++i)
+        attn__matmul(x->out, c->d_out, x->q, c->d_in, x->w_copies[i], out_in ? c->d_in : c->d_out, out_in, 1, c->d_out,
+                     c->d_in, 0);
 }
 
 /* --- naive reference: plain loops, scalar expf --- */
@@ -1027,6 +1078,61 @@ static void run_impl(ctx *x, const char *impl, run_fn f, int warm)
     record(r);
 }
 
+/* One gemv measurement: ms per call (the run's median over the copies), W's bytes for the %bw. */
+static void run_gemv_impl(ctx *x, const char *impl, run_fn f)
+{
+    const gemv_case *c = x->gc;
+    result r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.name, sizeof r.name, "%s", c->name);
+    r.op = "gemv";
+    r.impl = impl;
+    r.B = 1; r.Nq = 1;
+    r.d_model = c->d_in;
+    r.d_out = c->d_out;
+    r.layout = (int)c->layout;
+    r.threads = x->threads;
+    r.err = -1.0;
+    memset(x->out, 0, x->out_n * sizeof(float));
+    r.ms = measure(f, x, 1, &r.reps) / x->n_copies;
+    r.flops = 2.0 * c->d_in * (double)c->d_out;
+    r.bytes = 4.0 * c->d_in * (double)c->d_out;
+    if (!strcmp(impl, "attention.h") && x->threads == g.threads[0]) memcpy(x->ref, x->out, x->out_n * sizeof(float));
+    else r.err = rel_err(x->out, x->ref, x->out_n); /* other threads: bitwise the same expected (err 0) */
+    record(r);
+}
+
+/* op=gemv: a one-row projection d_in -> d_out, W in DRAM, with each thread count, then the old path. */
+static void run_gemv_case(const gemv_case *c)
+{
+    const size_t w_n = (size_t)c->d_in * (size_t)c->d_out, w_bytes = w_n * sizeof(float);
+    const size_t want = (size_t)96 << 20; /* 3 x the 32 MiB L3 of the hosts measured */
+    const float scale = 1.0f / sqrtf((float)c->d_in);
+    ctx x;
+    int i, ti;
+    memset(&x, 0, sizeof x);
+    rng_seed(c->name);
+    x.gc = c;
+    x.n_copies = (int)((want + w_bytes - 1) / w_bytes);
+    x.w_copies = (float **)malloc(sizeof(float *) * (size_t)x.n_copies);
+    if (!x.w_copies) die("out of memory");
+    for (i = 0; i < x.n_copies; ++i) x.w_copies[i] = alloc_random(w_n, scale);
+    x.out_n = (size_t)c->d_out;
+    x.q = alloc_random((size_t)c->d_in, 1.0f);
+    x.out = alloc_zero(x.out_n);
+    x.ref = alloc_zero(x.out_n);
+    for (ti = 0; ti < g.n_threads; ++ti) {
+        x.threads = g.threads[ti];
+        set_threads(x.threads);
+        run_gemv_impl(&x, "attention.h", run_gemv);
+    }
+    x.threads = 1;
+    set_threads(1);
+    run_gemv_impl(&x, "old_packed", run_gemv_old);
+    for (i = 0; i < x.n_copies; ++i) free(x.w_copies[i]);
+    free(x.w_copies); free(x.q); free(x.out); free(x.ref);
+}
+
 static void run_case(const bench_case *c)
 {
     ctx x;
@@ -1183,6 +1289,8 @@ static void usage(void)
     for (i = 0; i < N_CASES; ++i)
         printf("  %-26s op=%-6s%s%s%s\n", cases[i].name, cases[i].op, cases[i].naive ? " naive" : "",
                cases[i].skip_quick ? " (not --quick)" : "", cases[i].long_only ? " (--long only)" : "");
+    for (i = 0; i < N_GEMV_CASES; ++i)
+        printf("  %-26s op=gemv   %s\n", gemv_cases[i].name, gemv_cases[i].layout ? "layout=out_in" : "layout=in_out");
 }
 
 static void parse_threads(const char *s)
@@ -1274,7 +1382,7 @@ static int pin_threads(int n)
 
 int main(int argc, char **argv)
 {
-    int i, ti, any_decode = 0, want_bw, max_threads = 1, bind = 1, pinned = 0;
+    int i, ti, any_decode = 0, gemv_bw = 0, want_bw, max_threads = 1, bind = 1, pinned = 0;
     char cpu[128];
     long l3 = -1;
 #ifdef BENCH_OPENBLAS
@@ -1397,6 +1505,8 @@ int main(int argc, char **argv)
     /* 2. the machine: FMA peak and DRAM read bandwidth per thread count */
     for (i = 0; i < N_CASES; ++i)
         if (!strcmp(cases[i].op, "decode") && selected(&cases[i])) any_decode = 1;
+    for (i = 0; i < N_GEMV_CASES; ++i)
+        if (gemv_selected(&gemv_cases[i])) any_decode = 1; /* the projection rows need the bandwidth too */
     want_bw = any_decode || (g.filter && strstr("bw", g.filter));
     printf("\nmachine (FMA peak: 12 independent %s FMA chains per thread; DRAM read: 2 streams x %zu MiB, "
            "%s loads):\n", FMA_SIMD, bw_array_bytes() >> 20, FMA_SIMD);
@@ -1418,6 +1528,14 @@ int main(int argc, char **argv)
             if (!strcmp(cases[i].op, "decode")) /* the bandwidth of this minute of the host, for its %bw */
                 measure_machine_bw("_at_decode", "                           ");
             run_case(&cases[i]);
+        }
+
+    for (i = 0, gemv_bw = 0; i < N_GEMV_CASES; ++i)
+        if (gemv_selected(&gemv_cases[i])) {
+            if (!ti++) print_table_header();
+            if (!gemv_bw++) /* the bandwidth of this minute, for the %bw of the projection rows */
+                measure_machine_bw("_at_gemv", "                           ");
+            run_gemv_case(&gemv_cases[i]);
         }
 
     /* 4. the peak again: a large change means the machine was not quiet (other work, shared host) */

@@ -3052,6 +3052,175 @@ static void test_mask_broadcast_rows(void)
     }
 }
 
+/* A projection's output y [n x d_out] (row stride ys) gathered densely. */
+static void gather_rows(float *dst, const float *y, ptrdiff_t ys, int n, int d_out)
+{
+    int i;
+    for (i = 0; i < n; ++i) memcpy(dst + (size_t)i * d_out, y + (size_t)i * ys, sizeof(float) * (size_t)d_out);
+}
+
+/* The few-row (GEMV) path against float64 for n = 1..9 rows (9 crosses the cutoff into the packed path),
+   both layouts, odd and wide sizes, strided x, y and W, with and without bias, through attn_project and
+   attn_project_ex; the padding of y is never written. Each row of the n-row result equals, bitwise, the
+   same row projected alone: a decoding step gets the numbers the prefill got. */
+static void test_project_few_rows(void)
+{
+    static const int k_dims[] = {1, 3, 17, 127, 768};
+    int n, t;
+    for (n = 1; n <= 9; ++n)
+        for (t = 0; t < 8; ++t) {
+            const int out_in = t & 1, with_bias = (t >> 1) & 1, pad = 1 + rnd_int(3);
+            const int d_in = t >= 6 ? 768 : pick(k_dims, 5), d_out = t == 4 || t == 7 ? 768 : pick(k_dims, 5);
+            const ptrdiff_t xs = d_in + pad, ys = d_out + pad, ws = (out_in ? d_in : d_out) + pad;
+            const size_t w_n = (size_t)(out_in ? d_out : d_in) * ws;
+            const attn_layout layout = out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+            float *x = falloc((size_t)n * xs), *w = falloc(w_n), *b = falloc((size_t)d_out);
+            float *y = falloc((size_t)n * ys), *y1 = falloc((size_t)ys), *yd = falloc((size_t)n * d_out);
+            double *ref = dalloc((size_t)n * d_out);
+            int i, j, pad_ok = 1;
+            rnd_fill(x, (size_t)n * xs, 1.0f);
+            rnd_fill(w, w_n, 1.0f);
+            rnd_fill(b, (size_t)d_out, 1.0f);
+            for (i = 0; i < n * ys; ++i) y[i] = 77.0f;
+            ref_project(ref, x, xs, w, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
+            CHECK_CODE(attn_project(y, ys, x, xs, w, ws, layout, with_bias ? b : NULL, n, d_in, d_out), ATTN_OK);
+            gather_rows(yd, y, ys, n, d_out);
+            CHECK_CLOSE(yd, ref, (size_t)n * d_out);
+            for (i = 0; i < n; ++i)
+                for (j = d_out; j < ys; ++j) pad_ok &= y[i * ys + j] == 77.0f;
+            CHECK(pad_ok);
+            for (i = 0; i < n; ++i) { /* row i alone: bitwise the same */
+                CHECK_CODE(attn_project(y1, ys, x + i * xs, xs, w, ws, layout, with_bias ? b : NULL, 1, d_in, d_out), ATTN_OK);
+                CHECK(memcmp(y1, y + i * ys, sizeof(float) * (size_t)d_out) == 0);
+            }
+            memset(y, 0, sizeof(float) * (size_t)n * ys);
+            CHECK_CODE(attn_project_ex(y, ys, x, xs, w, ws, layout, with_bias ? b : NULL, n, d_in, d_out, NULL, NULL, 0),
+                       ATTN_OK);
+            gather_rows(yd, y, ys, n, d_out);
+            CHECK_CLOSE(yd, ref, (size_t)n * d_out);
+            free(x); free(w); free(b); free(y); free(y1); free(yd); free(ref);
+        }
+}
+
+/* attn_project_ex: bitwise the same for 1, 2 and 3 threads, for a 3-way split (each slice with its own
+   workspace of the size reported, one slice given none), and as attn_project; few rows (the columns are
+   split) and many (the packed path's rows are split); slices write only their own columns. */
+static void test_project_ex_threads(void)
+{
+    static const int k_n[] = {1, 3, 8, 9, 200};
+    int c;
+    for (c = 0; c < 10; ++c) {
+        const int n = k_n[c / 2], out_in = c & 1, d_in = 257, d_out = 1000 + c;
+        const ptrdiff_t xs = d_in + 1, ys = d_out + 3, ws = (out_in ? d_in : d_out) + 2;
+        const size_t w_n = (size_t)(out_in ? d_out : d_in) * ws, y_n = (size_t)n * ys;
+        const attn_layout layout = out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+        float *x = falloc((size_t)n * xs), *w = falloc(w_n), *b = falloc((size_t)d_out);
+        float *y0 = falloc(y_n), *y = falloc(y_n), *yd = falloc((size_t)n * d_out);
+        double *ref = dalloc((size_t)n * d_out);
+        attn_options opt;
+        int t, s;
+        rnd_fill(x, (size_t)n * xs, 1.0f);
+        rnd_fill(w, w_n, 1.0f);
+        rnd_fill(b, (size_t)d_out, 1.0f);
+        CHECK_CODE(attn_project(y0, ys, x, xs, w, ws, layout, b, n, d_in, d_out), ATTN_OK);
+        ref_project(ref, x, xs, w, ws, out_in, b, n, d_in, d_out);
+        gather_rows(yd, y0, ys, n, d_out);
+        CHECK_CLOSE(yd, ref, (size_t)n * d_out);
+        for (t = 1; t <= 3; ++t) {
+            size_t need = 0;
+            void *ws_mem;
+            memset(&opt, 0, sizeof opt);
+            opt.n_threads = t;
+            CHECK_CODE(attn_project_workspace_size(&need, n, d_in, d_out, &opt), ATTN_OK);
+            CHECK((n <= 8) == (need == 0));
+            ws_mem = malloc(need + 1);
+            memset(y, 0, sizeof(float) * y_n);
+            CHECK_CODE(attn_project_ex(y, ys, x, xs, w, ws, layout, b, n, d_in, d_out, &opt, ws_mem, need), ATTN_OK);
+            CHECK(memcmp(y, y0, sizeof(float) * y_n) == 0);
+            free(ws_mem);
+        }
+        memset(&opt, 0, sizeof opt);
+        memset(y, 0, sizeof(float) * y_n);
+        opt.split_count = 3;
+        for (s = 2; s >= 0; --s) { /* any order */
+            size_t need = 0;
+            char *ws_mem;
+            opt.split_index = s;
+            CHECK_CODE(attn_project_workspace_size(&need, n, d_in, d_out, &opt), ATTN_OK);
+            ws_mem = (char *)malloc(need + 1);
+            CHECK_CODE(attn_project_ex(y, ys, x, xs, w, ws, layout, b, n, d_in, d_out, &opt, s == 1 ? NULL : ws_mem + 1, need),
+                       ATTN_OK);
+            free(ws_mem);
+        }
+        CHECK(memcmp(y, y0, sizeof(float) * y_n) == 0);
+        { /* a split finer than the 64-column blocks: the slices past the last block do nothing */
+            int pad_ok = 1, i;
+            for (i = 0; i < (int)y_n; ++i) y[i] = 77.0f;
+            opt.split_count = 40;
+            for (s = 0; s < 40; ++s) {
+                opt.split_index = s;
+                CHECK_CODE(attn_project_ex(y, ys, x, xs, w, ws, layout, b, n, d_in, d_out, &opt, NULL, 0), ATTN_OK);
+            }
+            for (i = 0; i < n; ++i) {
+                pad_ok &= memcmp(y + i * ys, y0 + i * ys, sizeof(float) * (size_t)d_out) == 0;
+                pad_ok &= y[i * ys + d_out] == 77.0f && y[i * ys + d_out + 2] == 77.0f;
+            }
+            CHECK(pad_ok);
+        }
+        free(x); free(w); free(b); free(y0); free(y); free(yd); free(ref);
+    }
+}
+
+/* attn_project_ex and attn_project_workspace_size: each invalid argument its code, outputs untouched. */
+static void test_errors_project_ex(void)
+{
+    float x[9 * 4], w[16], y[9 * 4], y_copy[9 * 4];
+    attn_options opt;
+    test_alloc al;
+    size_t bytes = 12345, need = 0;
+    char ws[1];
+    rnd_fill(x, 36, 1.0f); rnd_fill(w, 16, 1.0f); rnd_fill(y, 36, 1.0f);
+    memcpy(y_copy, y, sizeof y);
+    memset(&opt, 0, sizeof opt);
+    CHECK_CODE(attn_project_ex(NULL, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, NULL, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_project_ex(y, 4, NULL, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, NULL, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, NULL, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, NULL, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 0, 4, 4, NULL, NULL, 0), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 0, 4, NULL, NULL, 0), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, -3, NULL, NULL, 0), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, (attn_layout)2, NULL, 2, 4, 4, NULL, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_project_ex(y, 3, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, NULL, NULL, 0), ATTN_ERR_STRIDE);
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 3, ATTN_LAYOUT_OUT_IN, NULL, 2, 4, 4, NULL, NULL, 0), ATTN_ERR_STRIDE);
+    opt.n_threads = -1;
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_project_workspace_size(&bytes, 2, 4, 4, &opt), ATTN_ERR_OPTION);
+    opt.n_threads = 0;
+    opt.split_count = -1;
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.split_count = 3; opt.split_index = 3;
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.split_index = -1;
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 2, 4, 4, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_project_workspace_size(&bytes, 2, 4, 4, &opt), ATTN_ERR_OPTION);
+    memset(&opt, 0, sizeof opt);
+    CHECK_CODE(attn_project_workspace_size(NULL, 2, 4, 4, &opt), ATTN_ERR_NULL);
+    CHECK_CODE(attn_project_workspace_size(&bytes, 0, 4, 4, &opt), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_project_workspace_size(&bytes, 2, 4, 0, NULL), ATTN_ERR_SHAPE);
+    CHECK(bytes == 12345);
+    /* nine rows need a workspace: one byte short is refused; none given and ATTN_MALLOC failing is NOMEM */
+    CHECK_CODE(attn_project_workspace_size(&need, 9, 4, 4, NULL), ATTN_OK);
+    CHECK(need > 0);
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 9, 4, 4, NULL, ws, need - 1), ATTN_ERR_WORKSPACE);
+    memset(&al, 0, sizeof al);
+    al.fail = 1;
+    opt.alloc_user = &al;
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 9, 4, 4, &opt, NULL, 0), ATTN_ERR_NOMEM);
+    CHECK(memcmp(y, y_copy, sizeof y) == 0);
+    /* eight rows never allocate */
+    CHECK_CODE(attn_project_ex(y, 4, x, 4, w, 4, ATTN_LAYOUT_IN_OUT, NULL, 8, 4, 4, &opt, NULL, 0), ATTN_OK);
+    CHECK(al.n_tries == 1 && al.n_alloc == 0);
+}
+
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
 static const test_case k_tests[] = {
@@ -3103,6 +3272,9 @@ static const test_case k_tests[] = {
     {"workspace_size_agrees", test_workspace_size_agrees},
     {"error_hook", test_error_hook},
     {"mask_broadcast_rows", test_mask_broadcast_rows},
+    {"project_few_rows", test_project_few_rows},
+    {"project_ex_threads", test_project_ex_threads},
+    {"errors_project_ex", test_errors_project_ex},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the

@@ -22,6 +22,9 @@
    Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
    value, the reference and the error allowed; sanitizer reports abort too.
 
+   fuzz_project_ex: the threaded projection with threads, splits and workspaces, bitwise equal to
+   attn_project's result.
+
    Classic attention: fuzz_align_scores and fuzz_align_forward (every score kind, layouts, weight strides,
    biases, scales, src_len, precomputed keys, workspaces, selection modes, top_k, uniform numbers or a
    rand_fn callback; the scores, and the context of soft selection, against the float64 reference);
@@ -275,6 +278,70 @@ static void fuzz_project(fz *f)
     } else {
         fz_out_check(&oy, 1, "y");
     }
+    fz_out_free(&oy);
+}
+
+/* attn_project_ex: attn_project's inputs, plus n up to 12 (across the few-row cutoff), n_threads (negative
+   must be rejected), a split of up to 4 slices (all run, in reverse order; an index outside the split must
+   be rejected) and a workspace that is none, the size reported, or one byte short (rejected when a
+   workspace is needed). The result must equal attn_project's bitwise, whatever the threads and split. */
+static void fuzz_project_ex(fz *f)
+{
+    const int n = fz_range(f, 1, 12), d_in = fz_range(f, 1, 40), d_out = fz_range(f, 1, 200);
+    const int layout = fz_range(f, 0, 2), out_in = layout == ATTN_LAYOUT_OUT_IN, flags = (int)fz_u8(f);
+    const int threads = fz_range(f, -1, 3), split = fz_range(f, 0, 4), bad_index = fz_range(f, 0, 15) == 0;
+    const int ws_mode = fz_range(f, 0, 2);
+    const ptrdiff_t xs = d_in + fz_range(f, -1, 2), ys = d_out + fz_range(f, -1, 2);
+    const ptrdiff_t ws = (out_in ? d_in : d_out) + fz_range(f, -1, 2);
+    const int w_rows = out_in ? d_out : d_in;
+    const size_t nx = (size_t)(n - 1) * (size_t)(xs > 0 ? xs : 0) + (size_t)d_in;
+    const size_t nw = (size_t)(w_rows - 1) * (size_t)(ws > 0 ? ws : 0) + (size_t)(out_in ? d_in : d_out);
+    const size_t ny = (size_t)(n - 1) * (size_t)(ys > 0 ? ys : 0) + (size_t)d_out;
+    float *x, *w, *b, *y, *y_ref;
+    attn_options opt;
+    fz_out oy;
+    attn_result r = ATTN_OK, r_ref;
+    int s;
+    x = fz_tensor(f, nx, 2.0f, 0); w = fz_tensor(f, nw, 2.0f, 0); b = fz_tensor(f, (size_t)d_out, 2.0f, 0);
+    fz_patch(f);
+    y = fz_out_alloc(&oy, ny);
+    y_ref = (float *)malloc(ny * sizeof(float));
+    if (!y_ref) abort();
+    memcpy(y_ref, y, ny * sizeof(float));
+    r_ref = attn_project(flags & 1 ? NULL : y_ref, ys, flags & 2 ? NULL : x, xs, flags & 4 ? NULL : w, ws,
+                         (attn_layout)layout, flags & 8 ? b : NULL, n, d_in, d_out);
+    memset(&opt, 0, sizeof opt);
+    opt.n_threads = threads;
+    opt.split_count = split;
+    for (s = split > 0 ? split - 1 : 0; s >= 0; --s) {
+        size_t need = 0;
+        char *mem = NULL;
+        attn_result rs;
+        opt.split_index = bad_index ? split : s;
+        if (attn_project_workspace_size(&need, n, d_in, d_out, &opt) == ATTN_OK && ws_mode > 0 &&
+            !(mem = (char *)malloc(need + 1)))
+            abort();
+        rs = attn_project_ex(flags & 1 ? NULL : y, ys, flags & 2 ? NULL : x, xs, flags & 4 ? NULL : w, ws,
+                             (attn_layout)layout, flags & 8 ? b : NULL, n, d_in, d_out, &opt,
+                             mem ? mem + 1 : NULL, ws_mode == 2 && need > 0 ? need - 1 : need);
+        free(mem);
+        if (s == (split > 0 ? split - 1 : 0)) r = rs;
+        else if (rs != r) { fprintf(stderr, "fuzz: slice %d returned %d, the first %d\n", s, (int)rs, (int)r); abort(); }
+    }
+    if (r == ATTN_OK) {
+        attn_stride vw = {0, 0, 0};
+        vw.row = ys;
+        if (r_ref != ATTN_OK) { fprintf(stderr, "fuzz: attn_project_ex accepted what attn_project refused\n"); abort(); }
+        fz_out_mark(&oy, vw, 1, 1, n, d_out);
+        fz_out_check(&oy, 0, "y");
+        if (memcmp(y, y_ref, ny * sizeof(float)) != 0) {
+            fprintf(stderr, "fuzz: attn_project_ex (threads %d, split %d) differs from attn_project\n", threads, split);
+            abort();
+        }
+    } else {
+        fz_out_check(&oy, 1, "y");
+    }
+    free(y_ref);
     fz_out_free(&oy);
 }
 
@@ -1474,7 +1541,7 @@ static void fuzz_image_write(fz *f)
 /* ---------------------------------------------------------------------------------------------- */
 
 typedef void (*fz_target)(fz *f);
-static const fz_target k_targets[] = {fuzz_project, fuzz_scores, fuzz_softmax, fuzz_weighted_sum, fuzz_merge,
+static const fz_target k_targets[] = {fuzz_project, fuzz_project_ex, fuzz_scores, fuzz_softmax, fuzz_weighted_sum, fuzz_merge,
                                       fuzz_sdpa, fuzz_self_forward, fuzz_cross_forward, fuzz_align_scores,
                                       fuzz_align_forward, fuzz_hardmax, fuzz_topk, fuzz_sample, fuzz_image_write};
 
