@@ -684,6 +684,9 @@ static int fz_row_ref(fz_row_res *res, double *p, double *out, double *out_tol, 
     for (c = 0; c < Dv; ++c) out[c] = out_tol[c] = 0.0;
     for (j = 0; j < n; ++j) {
         p[j] = 0.0;
+        /* a key hidden by a -inf mask is hidden by adding it: a logit that may overflow float (scale * q_c
+           beyond FLT_MAX, outside the contract) gives inf - inf = NaN there, as in PyTorch */
+        if (!key[j].vis && key[j].mask == -INFINITY && !(fabs(key[j].l) + key[j].e <= FLT_MAX)) return 0;
         if (!key[j].vis) continue;
         if (isnan(key[j].mask) || !(fabs(key[j].l) + key[j].e <= FLT_MAX)) return 0;
         res->n_vis++;
