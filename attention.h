@@ -82,7 +82,8 @@
    attn_project_ex. The other building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
    attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
    number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
-   its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical whatever the thread count or split.
+   its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical
+   whatever the thread count or split.
 
    ==================================================================================================
    CONVENTIONS
@@ -102,8 +103,8 @@
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
      today's behaviour at zero.
    - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_project_ex (more
-     than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they take one block through ATTN_MALLOC
-     and free it before returning. There is no global state: every call is reentrant and thread-safe.
+     than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they
+     take one block through ATTN_MALLOC and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
    ==================================================================================================
    REFERENCE
@@ -762,7 +763,7 @@ static const attn_options attn__default_options = {0};
 #define ATTN__TK 64
 /* Tiles of at most ATTN__ROW_MAX queries (decoding) take the SIMD row kernel; when such a call has more
    than ATTN__KEY_CHUNK keys, the keys are cut into chunks of that size, each a separate work item, and
-   the partial results merged through their log-sum-exps in key order (flash-decoding). */
+   the partial results merged from each chunk's max and sum in key order (flash-decoding). */
 #define ATTN__ROW_MAX 8
 #define ATTN__KEY_CHUNK 2048
 /* Key tiles per block of the kernels' blocked sums (512 keys): see attn__tile_forward_scalar. Blocks of 4

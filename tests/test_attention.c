@@ -317,6 +317,12 @@ static void test_merge(void)
     memcpy(o2, ob, sizeof ob);
     CHECK_CODE(attn_merge(o2, D, NULL, oa, D, la, o2, D, lb, R, D), ATTN_OK);
     CHECK(memcmp(o2, o, sizeof o) == 0);
+    /* +inf log-sum-exps (the documented rule): two +inf sides weigh 1:1, one takes all the weight */
+    la[0] = INFINITY; lb[0] = INFINITY; la[1] = INFINITY; lb[1] = 3.0f; la[2] = -INFINITY; lb[2] = INFINITY;
+    oa[1 * D] = 1.0f; ob[2 * D] = 4.0f; oa[0] = 1.0f; ob[0] = 3.0f;
+    CHECK_CODE(attn_merge(o, D, l, oa, D, la, ob, D, lb, 3, D), ATTN_OK);
+    CHECK(o[0] == 2.0f && o[1 * D] == 1.0f && o[2 * D] == 4.0f && l[0] == INFINITY && l[1] == INFINITY &&
+          l[2] == INFINITY);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
