@@ -436,7 +436,8 @@ typedef enum attn_result {
     ATTN_ERR_OPTION = -7,
     ATTN_ERR_WORKSPACE = -8,
     ATTN_ERR_NOMEM = -9,
-    ATTN_ERR_IO = -10
+    ATTN_ERR_IO = -10,
+    ATTN_ERR_FULL = -11
 } attn_result;
 
 typedef enum attn_layout {
@@ -500,7 +501,23 @@ typedef struct attn_mha {
     const float *b_k;   /* [n_kv_heads*head_dim] or NULL */
     const float *b_v;   /* [n_kv_heads*head_dim] or NULL */
     const float *b_o;   /* [d_model] or NULL */
+    ptrdiff_t w_q_stride, w_k_stride, w_v_stride, w_o_stride; /* row strides of the weights as stored, in
+                           floats; 0 = dense (GPT-2's c_attn [E x 3E]: w_k = w_q + E, strides 3E) */
 } attn_mha;
+
+/* A KV cache in the caller's memory: the keys and values of the tokens seen so far, per batch and kv head,
+   dense [B, Hkv, max_len, D] (row t of a head is the token at position t). len[b] counts the tokens of
+   batch b; zero it to start a sequence. attn_kv_append and attn_kv_step add tokens and advance len. */
+typedef struct attn_kv_cache {
+    int batch;      /* B */
+    int n_kv_heads; /* Hkv */
+    int max_len;    /* token slots per (batch, kv head): the most tokens a sequence may hold */
+    int d_k;        /* key width */
+    int d_v;        /* value width; 0 = d_k */
+    float *k;       /* [B, Hkv, max_len, Dk] */
+    float *v;       /* [B, Hkv, max_len, Dv] */
+    int *len;       /* [B] tokens held per batch, each in [0, max_len] */
+} attn_kv_cache;
 
 ATTNDEF const char *attn_result_string(attn_result r);
 ATTNDEF const char *attn_simd_name(void);
@@ -545,6 +562,18 @@ ATTNDEF attn_result attn_cross_workspace_size(size_t *bytes, int batch, int n_q,
 ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float *x_kv, int batch, int n_q,
                                        int n_kv, const attn_mha *mha, const attn_options *opt,
                                        void *workspace, size_t workspace_bytes);
+
+/* Appends n_new tokens to every batch of the cache: k [B, Hkv, n_new, Dk] and v [B, Hkv, n_new, Dv] go to
+   rows len[b] .. len[b] + n_new - 1, and len[b] grows by n_new. */
+ATTNDEF attn_result attn_kv_append(attn_kv_cache *cache, const float *k, attn_stride k_s, const float *v,
+                                   attn_stride v_s, int n_new);
+/* One step of causal multi-head self-attention over a cache (a prefill chunk or one decoded token):
+   out [B, n_new, d_model] from x [B, n_new, d_model]: projections, rotary positions, append, attention
+   over each batch's own tokens, output projection. */
+ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cache *cache, int n_new,
+                                                const attn_mha *mha, const attn_options *opt);
+ATTNDEF attn_result attn_kv_step(float *out, attn_kv_cache *cache, const float *x, int n_new, const attn_mha *mha,
+                                 const attn_options *opt, void *workspace, size_t workspace_bytes);
 
 #ifdef __cplusplus
 }
@@ -794,6 +823,7 @@ ATTNDEF const char *attn_result_string(attn_result r)
     case ATTN_ERR_WORKSPACE: return "the workspace is smaller than the size function reported";
     case ATTN_ERR_NOMEM: return "out of memory";
     case ATTN_ERR_IO: return "a file could not be opened or written";
+    case ATTN_ERR_FULL: return "the KV cache has no room for the new tokens";
     }
     return "unknown attn_result";
 }
@@ -2297,6 +2327,22 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(m->layout == ATTN_LAYOUT_IN_OUT || m->layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION, "mha->layout",
                   "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
     head_dim = m->d_model / m->n_heads;
+    {   /* weight row strides: 0 is dense; a row holds d_out (IN_OUT) or d_in (OUT_IN) floats */
+        const int in_out = m->layout == ATTN_LAYOUT_IN_OUT, kv_cols = in_out ? n_kv_heads * head_dim : d_kv;
+        ATTN__REQUIRE(m->w_q_stride == 0 || m->w_q_stride >= m->d_model, ATTN_ERR_STRIDE, "mha->w_q_stride",
+                      "row stride smaller than d_model (0: dense)");
+        ATTN__REQUIRE(m->w_k_stride == 0 || m->w_k_stride >= kv_cols, ATTN_ERR_STRIDE, "mha->w_k_stride",
+                      in_out ? "row stride smaller than n_kv_heads * head_dim (0: dense)" : "row stride smaller than d_kv (0: dense)");
+        ATTN__REQUIRE(m->w_v_stride == 0 || m->w_v_stride >= kv_cols, ATTN_ERR_STRIDE, "mha->w_v_stride",
+                      in_out ? "row stride smaller than n_kv_heads * head_dim (0: dense)" : "row stride smaller than d_kv (0: dense)");
+        ATTN__REQUIRE(m->w_o_stride == 0 || m->w_o_stride >= m->d_model, ATTN_ERR_STRIDE, "mha->w_o_stride",
+                      "row stride smaller than d_model (0: dense)");
+        ATTN__REQUIRE(attn__mul(&n, (size_t)(in_out ? d_kv : n_kv_heads * head_dim),
+                                (size_t)(m->w_k_stride > m->w_v_stride ? m->w_k_stride : m->w_v_stride)) &&
+                          attn__mul(&n, (size_t)m->d_model,
+                                    (size_t)(m->w_q_stride > m->w_o_stride ? m->w_q_stride : m->w_o_stride)),
+                      ATTN_ERR_OVERFLOW, "mha->w_q_stride", "a weight's rows x row stride overflow ptrdiff_t");
+    }
     md->batch = batch;
     md->d_model = m->d_model;
     md->d_kv = d_kv;
@@ -2357,6 +2403,8 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     const attn_dims *d = &md->sdpa;
     const ptrdiff_t d_model = md->d_model, kv_dim = md->kv_dim, d_kv = md->d_kv;
     const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kv_dim : d_kv; /* W_q, W_o: d_model either way */
+    const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : d_model, wo_rs = m->w_o_stride ? m->w_o_stride : d_model;
+    const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : wkv_rs, wv_rs = m->w_v_stride ? m->w_v_stride : wkv_rs;
     float *sdpa_ws = ws;                        /* the fused kernel's tiles   */
     float *bpack = ws + (md->sdpa_floats & ~(size_t)15); /* a packed weight matrix */
     float *qb = bpack + md->pack_floats;        /* [Nq x d_model]  */
@@ -2377,13 +2425,13 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = o->out_lse ? o->out_lse + (size_t)b * (size_t)d->n_heads * (size_t)n_q : NULL;
         ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
-        attn__project(qb, d_model, xq_b, d_model, m->w_q, d_model, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, wkv_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(qb, d_model, xq_b, d_model, m->w_q, wq_rs, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, wk_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(kb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, wkv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(vb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws);
-        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, d_model, m->layout,
+        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, wo_rs, m->layout,
                       m->b_o, n_q, md->d_model, md->d_model, threads, bpack);
     }
 }
@@ -2451,6 +2499,208 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
                                        void *workspace, size_t workspace_bytes)
 {
     return attn__mha_forward(out, x_q, x_kv, batch, n_q, n_kv, mha, opt, workspace, workspace_bytes, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* KV caches: appending tokens, one decoding step of multi-head self-attention                    */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Validates a cache's description for `func` (and, when n_new > 0, that every batch has room for n_new more
+   tokens; the lengths are read only then). */
+static attn_result attn__check_cache(const char *func, const attn_kv_cache *c, int n_new)
+{
+    size_t n;
+    int b, d_v;
+    ATTN__REQUIRE(c, ATTN_ERR_NULL, "cache", "NULL");
+    d_v = c->d_v ? c->d_v : c->d_k;
+    ATTN__REQUIRE(c->k, ATTN_ERR_NULL, "cache->k", "NULL");
+    ATTN__REQUIRE(c->v, ATTN_ERR_NULL, "cache->v", "NULL");
+    ATTN__REQUIRE(c->len, ATTN_ERR_NULL, "cache->len", "NULL");
+    ATTN__REQUIRE(c->batch > 0, ATTN_ERR_SHAPE, "cache->batch", "must be > 0");
+    ATTN__REQUIRE(c->n_kv_heads > 0, ATTN_ERR_SHAPE, "cache->n_kv_heads", "must be > 0");
+    ATTN__REQUIRE(c->max_len > 0, ATTN_ERR_SHAPE, "cache->max_len", "must be > 0");
+    ATTN__REQUIRE(c->d_k > 0, ATTN_ERR_SHAPE, "cache->d_k", "must be > 0");
+    ATTN__REQUIRE(c->d_v >= 0, ATTN_ERR_SHAPE, "cache->d_v", "must be >= 0 (0: d_k)");
+    ATTN__REQUIRE(c->batch <= ATTN__MAX_DIM && c->n_kv_heads <= ATTN__MAX_DIM && c->max_len <= ATTN__MAX_DIM &&
+                      c->d_k <= ATTN__MAX_DIM && d_v <= ATTN__MAX_DIM,
+                  ATTN_ERR_OVERFLOW, "cache", "a size is above INT_MAX - 128");
+    ATTN__REQUIRE(attn__mul(&n, (size_t)c->batch, (size_t)c->n_kv_heads) && attn__mul(&n, n, (size_t)c->max_len) &&
+                      attn__mul(&n, n, (size_t)(c->d_k > d_v ? c->d_k : d_v)) && n <= ATTN__MAX_ELEMS,
+                  ATTN_ERR_OVERFLOW, "cache", "batch x n_kv_heads x max_len x d elements overflow ptrdiff_t");
+    if (n_new > 0)
+        for (b = 0; b < c->batch; ++b) {
+            ATTN__REQUIRE(c->len[b] >= 0 && c->len[b] <= c->max_len, ATTN_ERR_OPTION, "cache->len[b]",
+                          "outside [0, max_len]");
+            ATTN__REQUIRE(n_new <= c->max_len - c->len[b], ATTN_ERR_FULL, "n_new", "more tokens than the cache has room for");
+        }
+    return ATTN_OK;
+}
+
+/* Batch b's n_new tokens into its rows len[b] .. of the cache: k_b [Hkv, n_new, Dk] and v_b with the
+   given head and row strides. len is not advanced here. */
+static void attn__kv_write(attn_kv_cache *c, int b, const float *k_b, ptrdiff_t k_hs, ptrdiff_t k_rs,
+                           const float *v_b, ptrdiff_t v_hs, ptrdiff_t v_rs, int n_new)
+{
+    const size_t d_k = (size_t)c->d_k, d_v = (size_t)(c->d_v ? c->d_v : c->d_k);
+    int h, t;
+    for (h = 0; h < c->n_kv_heads; ++h) {
+        const size_t row0 = ((size_t)b * (size_t)c->n_kv_heads + (size_t)h) * (size_t)c->max_len + (size_t)c->len[b];
+        for (t = 0; t < n_new; ++t) {
+            memcpy(c->k + (row0 + (size_t)t) * d_k, k_b + h * k_hs + t * k_rs, sizeof(float) * d_k);
+            memcpy(c->v + (row0 + (size_t)t) * d_v, v_b + h * v_hs + t * v_rs, sizeof(float) * d_v);
+        }
+    }
+}
+
+ATTNDEF attn_result attn_kv_append(attn_kv_cache *cache, const float *k, attn_stride k_s, const float *v,
+                                   attn_stride v_s, int n_new)
+{
+    const char *func = "attn_kv_append";
+    attn_result r;
+    int b;
+    ATTN__REQUIRE(k, ATTN_ERR_NULL, "k", "NULL");
+    ATTN__REQUIRE(v, ATTN_ERR_NULL, "v", "NULL");
+    ATTN__REQUIRE(n_new > 0, ATTN_ERR_SHAPE, "n_new", "must be > 0");
+    if ((r = attn__check_cache(func, cache, n_new)) != ATTN_OK) return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("k_s", "cache->d_k"), k_s, cache->batch, cache->n_kv_heads, n_new,
+                              cache->d_k, 0)) != ATTN_OK)
+        return r;
+    if ((r = attn__check_view(func, ATTN__VIEW("v_s", "cache->d_v"), v_s, cache->batch, cache->n_kv_heads, n_new,
+                              cache->d_v ? cache->d_v : cache->d_k, 0)) != ATTN_OK)
+        return r;
+    for (b = 0; b < cache->batch; ++b) {
+        attn__kv_write(cache, b, k + b * k_s.batch, k_s.head, k_s.row, v + b * v_s.batch, v_s.head, v_s.row, n_new);
+        cache->len[b] += n_new;
+    }
+    return ATTN_OK;
+}
+
+/* Sizes of one cache step, resolved and validated. */
+typedef struct attn__step_dims {
+    attn_dims sdpa;     /* all batches; n_kv = max_len (the workspace of every step up to it) */
+    int rows;           /* B * n_new */
+    size_t sdpa_floats; /* the fused kernel's part, a whole number of ATTN__ALIGN blocks */
+    size_t pack_floats; /* a packed weight matrix (0 when the rows take the few-row projections) */
+    size_t ws_floats;   /* then Q, K, V and the attention output of all rows */
+} attn__step_dims;
+
+/* Validates a cache step for `func` (the lengths and option values only when read_values) and sizes it. */
+static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, const attn_kv_cache *c, int n_new,
+                                      const attn_mha *m, const attn_options *opt, int read_values)
+{
+    attn__mha_dims md;
+    attn_result r;
+    size_t n, per_thread, q_floats, kv_floats;
+    int head_dim;
+    ATTN__REQUIRE(n_new > 0, ATTN_ERR_SHAPE, "n_new", "must be > 0");
+    if ((r = attn__check_cache(func, c, read_values ? n_new : 0)) != ATTN_OK) return r;
+    ATTN__REQUIRE(m, ATTN_ERR_NULL, "mha", "NULL");
+    if (opt) {
+        ATTN__REQUIRE(opt->causal == ATTN_CAUSAL_NONE || opt->causal == ATTN_CAUSAL_BOTTOM_RIGHT, ATTN_ERR_OPTION,
+                      "opt->causal", "a cache step is causal: ATTN_CAUSAL_NONE (0) or _BOTTOM_RIGHT");
+        ATTN__REQUIRE(!opt->kv_len, ATTN_ERR_OPTION, "opt->kv_len", "must be NULL: the cache's len gives the lengths");
+        ATTN__REQUIRE(!opt->mask, ATTN_ERR_OPTION, "opt->mask", "must be NULL in a cache step");
+        ATTN__REQUIRE(!opt->key_padding_mask, ATTN_ERR_OPTION, "opt->key_padding_mask", "must be NULL in a cache step");
+        ATTN__REQUIRE(!opt->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "must be NULL in a cache step");
+    }
+    /* the multi-head sizes and options, as a self-attention of n_new queries over max_len keys */
+    if ((r = attn__mha_resolve(func, &md, c->batch, n_new, c->max_len, m, opt, 1, read_values)) != ATTN_OK) return r;
+    head_dim = md.sdpa.d_k;
+    ATTN__REQUIRE(c->n_kv_heads == md.sdpa.n_kv_heads, ATTN_ERR_SHAPE, "cache->n_kv_heads",
+                  "differs from the model's kv heads");
+    ATTN__REQUIRE(c->d_k == head_dim, ATTN_ERR_SHAPE, "cache->d_k", "differs from the model's head_dim");
+    ATTN__REQUIRE(c->d_v == 0 || c->d_v == head_dim, ATTN_ERR_SHAPE, "cache->d_v", "differs from the model's head_dim");
+    sd->sdpa = md.sdpa;
+    sd->sdpa.batch = c->batch;
+    sd->rows = c->batch * n_new; /* <= the elements of x, checked */
+    if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
+        !attn__add(&sd->sdpa_floats, sd->sdpa_floats, 15) ||
+        !attn__mul(&q_floats, (size_t)sd->rows, (size_t)md.d_model) ||
+        !attn__mul(&kv_floats, (size_t)sd->rows, (size_t)md.kv_dim) || !attn__add(&n, q_floats, q_floats) ||
+        !attn__add(&n, n, kv_floats) || !attn__add(&n, n, kv_floats) ||
+        !attn__add(&n, n, sd->pack_floats = sd->rows > ATTN__GEMV_ROWS ? md.pack_floats : 0) ||
+        !attn__add(&sd->ws_floats, n, sd->sdpa_floats & ~(size_t)15) ||
+        !attn__mul(&n, sd->ws_floats, sizeof(float)) || !attn__add(&n, n, ATTN__ALIGN))
+        return attn__fail(func, ATTN_ERR_OVERFLOW, "mha", "the workspace's size overflows");
+    return ATTN_OK;
+}
+
+/* A validated cache step: every row's Q, K, V at once (the few-row projections read each weight once for
+   all batches), rotary positions from each batch's length, K and V into the cache, attention of the new
+   rows over each batch's tokens (kv_len = the new lengths, bottom-right causal from each), W_o. */
+static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_new, const attn_mha *m,
+                           const attn_options *o, const attn__step_dims *sd, float *ws)
+{
+    const attn_dims *d = &sd->sdpa;
+    const ptrdiff_t d_model = (ptrdiff_t)d->n_heads * d->d_k, kv_dim = (ptrdiff_t)d->n_kv_heads * d->d_k;
+    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kv_dim : d_model;
+    const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : d_model, wo_rs = m->w_o_stride ? m->w_o_stride : d_model;
+    const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : wkv_rs, wv_rs = m->w_v_stride ? m->w_v_stride : wkv_rs;
+    const int threads = attn__threads(o, ATTN_MAX_THREADS), rows = sd->rows;
+    float *sdpa_ws = ws;                                      /* the fused kernel's tiles   */
+    float *bpack = ws + (sd->sdpa_floats & ~(size_t)15);      /* a packed weight matrix     */
+    float *qb = bpack + sd->pack_floats;                      /* [rows x d_model] Q         */
+    float *kb = qb + (size_t)rows * (size_t)d_model;          /* [rows x kv_dim] new K      */
+    float *vb = kb + (size_t)rows * (size_t)kv_dim;           /* [rows x kv_dim] new V      */
+    float *ab = vb + (size_t)rows * (size_t)kv_dim;           /* [rows x d_model] attention */
+    const attn_stride q_s = attn_stride_bnhd(n_new, d->n_heads, d->d_k);
+    const attn_stride cache_s = attn_stride_bhnd(d->n_kv_heads, c->max_len, d->d_k);
+    attn_options ob = *o;
+    attn_dims db = *d;
+    int b;
+    attn__project(qb, d_model, x, d_model, m->w_q, wq_rs, m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
+    attn__project(kb, kv_dim, x, d_model, m->w_k, wk_rs, m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    attn__project(vb, kv_dim, x, d_model, m->w_v, wv_rs, m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    db.n_kv = 0;
+    for (b = 0; b < c->batch; ++b) {
+        const size_t r0 = (size_t)b * (size_t)n_new;
+        attn__kv_write(c, b, kb + r0 * (size_t)kv_dim, d->d_k, kv_dim, vb + r0 * (size_t)kv_dim, d->d_k, kv_dim, n_new);
+        c->len[b] += n_new;
+        if (c->len[b] > db.n_kv) db.n_kv = c->len[b];
+    }
+    /* keys past the longest sequence are never read: n_kv is its length, each batch's own is kv_len */
+    ob.kv_len = c->len;
+    ob.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+    attn__sdpa_run(ab, q_s, qb, q_s, c->k, cache_s, c->v, cache_s, &db, &ob, sdpa_ws);
+    attn__project(out, d_model, ab, d_model, m->w_o, wo_rs, m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
+}
+
+ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cache *cache, int n_new,
+                                                const attn_mha *mha, const attn_options *opt)
+{
+    const char *func = "attn_kv_step_workspace_size";
+    attn__step_dims sd;
+    attn_result r;
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    if ((r = attn__step_resolve(func, &sd, cache, n_new, mha, opt, 0)) != ATTN_OK) return r;
+    return attn__ws_bytes(bytes, sd.ws_floats); /* checked by attn__step_resolve */
+}
+
+ATTNDEF attn_result attn_kv_step(float *out, attn_kv_cache *cache, const float *x, int n_new, const attn_mha *mha,
+                                 const attn_options *opt, void *workspace, size_t workspace_bytes)
+{
+    const char *func = "attn_kv_step";
+    attn__step_dims sd;
+    attn_result r;
+    size_t need = 0;
+    void *mem = workspace;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(out, ATTN_ERR_NULL, "out", "NULL");
+    ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
+    ATTN__REQUIRE(mha, ATTN_ERR_NULL, "mha", "NULL");
+    ATTN__REQUIRE(mha->w_q, ATTN_ERR_NULL, "mha->w_q", "NULL");
+    ATTN__REQUIRE(mha->w_k, ATTN_ERR_NULL, "mha->w_k", "NULL");
+    ATTN__REQUIRE(mha->w_v, ATTN_ERR_NULL, "mha->w_v", "NULL");
+    ATTN__REQUIRE(mha->w_o, ATTN_ERR_NULL, "mha->w_o", "NULL");
+    if ((r = attn__step_resolve(func, &sd, cache, n_new, mha, opt, 1)) != ATTN_OK) return r;
+    (void)attn__ws_bytes(&need, sd.ws_floats); /* checked by attn__step_resolve */
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than the workspace size function reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
+    attn__step_run(out, cache, x, n_new, mha, opt, &sd, attn__ws_base(mem));
+    if (!workspace) ATTN_FREE(mem, opt->alloc_user);
+    return ATTN_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------- */

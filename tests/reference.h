@@ -130,11 +130,15 @@ static void ref_mha(double *out, const float *xq, const float *xkv, int B, int N
     double *Q = ref_dalloc((size_t)Nq * E), *K = ref_dalloc((size_t)Nk * kvd), *V = ref_dalloc((size_t)Nk * kvd);
     double *A = ref_dalloc((size_t)Nq * E);
     double *s = ref_dalloc((size_t)Nk), *p = ref_dalloc((size_t)Nk);
+    /* the weights' row strides as stored (0: dense) */
+    const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : E, wo_rs = m->w_o_stride ? m->w_o_stride : E;
+    const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : out_in ? dkv : kvd;
+    const ptrdiff_t wv_rs = m->w_v_stride ? m->w_v_stride : out_in ? dkv : kvd;
     int b, h, i, j, c;
     for (b = 0; b < B; ++b) {
-        ref_project(Q, xq + (size_t)b * Nq * E, E, m->w_q, E, out_in, m->b_q, Nq, E, E);
-        ref_project(K, xkv + (size_t)b * Nk * dkv, dkv, m->w_k, out_in ? dkv : kvd, out_in, m->b_k, Nk, dkv, kvd);
-        ref_project(V, xkv + (size_t)b * Nk * dkv, dkv, m->w_v, out_in ? dkv : kvd, out_in, m->b_v, Nk, dkv, kvd);
+        ref_project(Q, xq + (size_t)b * Nq * E, E, m->w_q, wq_rs, out_in, m->b_q, Nq, E, E);
+        ref_project(K, xkv + (size_t)b * Nk * dkv, dkv, m->w_k, wk_rs, out_in, m->b_k, Nk, dkv, kvd);
+        ref_project(V, xkv + (size_t)b * Nk * dkv, dkv, m->w_v, wv_rs, out_in, m->b_v, Nk, dkv, kvd);
         for (h = 0; h < H; ++h) {
             const int hk = h / (H / Hkv);
             for (i = 0; i < Nq; ++i) {
@@ -162,7 +166,7 @@ static void ref_mha(double *out, const float *xq, const float *xkv, int B, int N
         for (i = 0; i < Nq; ++i)
             for (j = 0; j < E; ++j) {
                 double acc = m->b_o ? m->b_o[j] : 0.0;
-                for (c = 0; c < E; ++c) acc += A[i * E + c] * (out_in ? m->w_o[j * E + c] : m->w_o[c * E + j]);
+                for (c = 0; c < E; ++c) acc += A[i * E + c] * (out_in ? m->w_o[j * wo_rs + c] : m->w_o[c * wo_rs + j]);
                 out[((size_t)b * Nq + i) * E + j] = acc;
             }
     }

@@ -1476,7 +1476,7 @@ static void test_errors_building_blocks(void)
     CHECK(strcmp(attn_result_string((attn_result)-100), "unknown attn_result") == 0);
     {
         int r;
-        for (r = ATTN_ERR_IO; r <= ATTN_OK; ++r) CHECK(strcmp(attn_result_string((attn_result)r), "unknown attn_result") != 0);
+        for (r = ATTN_ERR_FULL; r <= ATTN_OK; ++r) CHECK(strcmp(attn_result_string((attn_result)r), "unknown attn_result") != 0);
     }
 }
 
@@ -3227,6 +3227,138 @@ static void test_errors_project_ex(void)
     CHECK(al.n_tries == 1 && al.n_alloc == 0);
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* KV caches                                                                                      */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* A packed QKV weight as stored (GPT-2's c_attn [E x (E + 2 kvd)] for IN_OUT, in_proj_weight
+   [(E + 2 kvd) x E] for OUT_IN) and its mha fields. */
+static void kv_model(attn_mha *m, float *w_qkv, float *w_o, float *b_qkv, float *b_o, int E, int H, int Hkv,
+                     attn_layout layout)
+{
+    const int kvd = Hkv * (E / H), cols = E + 2 * kvd;
+    memset(m, 0, sizeof *m);
+    m->d_model = E; m->n_heads = H; m->n_kv_heads = Hkv; m->layout = layout;
+    m->w_o = w_o; m->b_o = b_o;
+    m->b_q = b_qkv; m->b_k = b_qkv + E; m->b_v = b_qkv + E + kvd;
+    if (layout == ATTN_LAYOUT_IN_OUT) { /* columns [q | k | v], rows E + 2 kvd apart */
+        m->w_q = w_qkv; m->w_k = w_qkv + E; m->w_v = w_qkv + E + kvd;
+        m->w_q_stride = m->w_k_stride = m->w_v_stride = cols;
+    } else { /* rows [q; k; v], dense */
+        m->w_q = w_qkv; m->w_k = w_qkv + (size_t)E * E; m->w_v = m->w_k + (size_t)kvd * E;
+    }
+}
+
+/* Prefill, single tokens and a chunk through attn_kv_step equal the float64 causal pass over the whole
+   sequence (packed QKV weights as stored, both layouts, GQA, B = 2); the cache holds the projected K, V;
+   any thread count gives bitwise the same outputs. */
+static void test_kv_cache_decode(void)
+{
+    enum { B = 2, E = 32, H = 4, HKV = 2, DH = E / H, KVD = HKV * DH, N = 37, MAX = 40, N0 = 20 };
+    static const int steps[] = {N0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 7}; /* sums to N */
+    float *x = falloc((size_t)B * N * E), *w_qkv = falloc((size_t)(E + 2 * KVD) * E), *w_o = falloc((size_t)E * E);
+    float *b_qkv = falloc(E + 2 * KVD), *b_o = falloc(E), *out = falloc((size_t)B * N * E), *out1 = falloc((size_t)B * N * E);
+    float *kc = falloc((size_t)B * HKV * MAX * DH), *vc = falloc((size_t)B * HKV * MAX * DH);
+    float *xs = falloc((size_t)B * N0 * E), *os = falloc((size_t)B * N0 * E);
+    double *ref = dalloc((size_t)B * N * E);
+    int layout, threads;
+    rnd_fill(x, (size_t)B * N * E, 1.0f); rnd_fill(w_qkv, (size_t)(E + 2 * KVD) * E, 0.3f);
+    rnd_fill(w_o, (size_t)E * E, 0.3f); rnd_fill(b_qkv, E + 2 * KVD, 0.3f); rnd_fill(b_o, E, 0.3f);
+    for (layout = 0; layout < 2; ++layout)
+        for (threads = 1; threads <= 2; ++threads) {
+            attn_mha m;
+            attn_options opt;
+            ref_opts ro;
+            attn_kv_cache c;
+            int len[B] = {0, 0}, s, t0 = 0, b;
+            float *o_run = threads == 1 ? out : out1;
+            kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, (attn_layout)layout);
+            memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro); memset(&c, 0, sizeof c);
+            opt.n_threads = threads;
+            c.batch = B; c.n_kv_heads = HKV; c.max_len = MAX; c.d_k = DH; c.k = kc; c.v = vc; c.len = len;
+            for (s = 0; s < (int)(sizeof steps / sizeof steps[0]); ++s) {
+                const int n = steps[s];
+                for (b = 0; b < B; ++b) /* the step's rows [B, n, E] */
+                    memcpy(xs + (size_t)b * n * E, x + ((size_t)b * N + (size_t)t0) * E, sizeof(float) * (size_t)n * E);
+                CHECK_CODE(attn_kv_step(os, &c, xs, n, &m, &opt, NULL, 0), ATTN_OK);
+                for (b = 0; b < B; ++b)
+                    memcpy(o_run + ((size_t)b * N + (size_t)t0) * E, os + (size_t)b * n * E, sizeof(float) * (size_t)n * E);
+                t0 += n;
+                CHECK(len[0] == t0 && len[1] == t0);
+            }
+            ro.scale = 1.0 / sqrt((double)DH);
+            ro.causal = ATTN_CAUSAL_TOP_LEFT;
+            ref_mha(ref, x, x, B, N, N, &m, &ro);
+            CHECK_CLOSE(o_run, ref, (size_t)B * N * E);
+            if (threads == 2) CHECK(memcmp(out, out1, sizeof(float) * (size_t)B * N * E) == 0);
+        }
+    free(x); free(w_qkv); free(w_o); free(b_qkv); free(b_o); free(out); free(out1); free(kc); free(vc);
+    free(xs); free(os); free(ref);
+}
+
+/* attn_kv_append copies strided K, V into each batch's next rows; a cache step's errors leave the cache,
+   its lengths and the output untouched: no room, options a step does not take, a cache that does not
+   fit the model, a short workspace. */
+static void test_kv_cache_errors(void)
+{
+    enum { B = 2, E = 16, H = 2, HKV = 1, DH = E / H, KVD = HKV * DH, MAX = 6 };
+    float w_qkv[(E + 2 * KVD) * E], w_o[E * E], b_qkv[E + 2 * KVD], b_o[E], x[B * 4 * E], out[B * 4 * E];
+    float kc[B * HKV * MAX * DH], vc[B * HKV * MAX * DH], kn[B * 3 * HKV * DH], vn[B * 3 * HKV * DH];
+    float kc0[B * HKV * MAX * DH], out0[B * 4 * E];
+    int len[B] = {0, 2}, len0[B], i;
+    attn_mha m;
+    attn_options opt;
+    attn_kv_cache c, bad;
+    size_t bytes = 0;
+    unsigned char ws[1];
+    rnd_fill(w_qkv, sizeof w_qkv / sizeof w_qkv[0], 0.3f); rnd_fill(w_o, E * E, 0.3f);
+    rnd_fill(b_qkv, E + 2 * KVD, 0.3f); rnd_fill(b_o, E, 0.3f); rnd_fill(x, B * 4 * E, 1.0f);
+    rnd_fill(kn, sizeof kn / sizeof kn[0], 1.0f); rnd_fill(vn, sizeof vn / sizeof vn[0], 1.0f);
+    memset(kc, 0, sizeof kc); memset(vc, 0, sizeof vc);
+    kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, ATTN_LAYOUT_OUT_IN);
+    memset(&opt, 0, sizeof opt); memset(&c, 0, sizeof c);
+    c.batch = B; c.n_kv_heads = HKV; c.max_len = MAX; c.d_k = DH; c.k = kc; c.v = vc; c.len = len;
+    /* append: tokens [B, n, Hkv*DH] interleaved (attn_stride_bnhd), to rows len[b] .. */
+    CHECK_CODE(attn_kv_append(&c, kn, attn_stride_bnhd(3, HKV, DH), vn, attn_stride_bnhd(3, HKV, DH), 3), ATTN_OK);
+    CHECK(len[0] == 3 && len[1] == 5);
+    for (i = 0; i < 3 * DH; ++i) {
+        CHECK(kc[i] == kn[i] && vc[i] == vn[i]);                                   /* batch 0, rows 0..2 */
+        CHECK(kc[MAX * DH + 2 * DH + i] == kn[3 * DH + i] && vc[MAX * DH + 2 * DH + i] == vn[3 * DH + i]); /* batch 1, 2..4 */
+    }
+    memcpy(kc0, kc, sizeof kc); memcpy(len0, len, sizeof len);
+    for (i = 0; i < B * 4 * E; ++i) out[i] = out0[i] = -7.0f;
+#define KV_UNTOUCHED() CHECK(memcmp(kc, kc0, sizeof kc) == 0 && memcmp(len, len0, sizeof len) == 0 && \
+                             memcmp(out, out0, sizeof out) == 0)
+    /* batch 1 holds 5 of 6: two more do not fit, in either call */
+    CHECK_CODE(attn_kv_step(out, &c, x, 2, &m, &opt, NULL, 0), ATTN_ERR_FULL); KV_UNTOUCHED();
+    CHECK_CODE(attn_kv_append(&c, kn, attn_stride_bnhd(2, HKV, DH), vn, attn_stride_bnhd(2, HKV, DH), 2), ATTN_ERR_FULL);
+    KV_UNTOUCHED();
+    opt.causal = ATTN_CAUSAL_TOP_LEFT;
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, NULL, 0), ATTN_ERR_OPTION); KV_UNTOUCHED();
+    opt.causal = ATTN_CAUSAL_NONE; opt.kv_len = len;
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, NULL, 0), ATTN_ERR_OPTION); KV_UNTOUCHED();
+    opt.kv_len = NULL;
+    bad = c; bad.n_kv_heads = 2;
+    CHECK_CODE(attn_kv_step(out, &bad, x, 1, &m, &opt, NULL, 0), ATTN_ERR_SHAPE); KV_UNTOUCHED();
+    bad = c; bad.d_k = DH + 1;
+    CHECK_CODE(attn_kv_step(out, &bad, x, 1, &m, &opt, NULL, 0), ATTN_ERR_SHAPE); KV_UNTOUCHED();
+    bad = c; bad.len = NULL;
+    CHECK_CODE(attn_kv_step(out, &bad, x, 1, &m, &opt, NULL, 0), ATTN_ERR_NULL); KV_UNTOUCHED();
+    len[0] = -1;
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, NULL, 0), ATTN_ERR_OPTION);
+    len[0] = len0[0]; KV_UNTOUCHED();
+    m.w_k_stride = DH; /* OUT_IN rows of W_k hold d_model floats */
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, NULL, 0), ATTN_ERR_STRIDE); KV_UNTOUCHED();
+    m.w_k_stride = 0;
+    CHECK_CODE(attn_kv_step_workspace_size(&bytes, &c, 1, &m, &opt), ATTN_OK);
+    CHECK(bytes > sizeof ws);
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, ws, sizeof ws), ATTN_ERR_WORKSPACE); KV_UNTOUCHED();
+    /* and the one that fits */
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, NULL, 0), ATTN_OK);
+    CHECK(len[0] == 4 && len[1] == 6);
+#undef KV_UNTOUCHED
+}
+
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
 static const test_case k_tests[] = {
@@ -3281,6 +3413,8 @@ static const test_case k_tests[] = {
     {"project_few_rows", test_project_few_rows},
     {"project_ex_threads", test_project_ex_threads},
     {"errors_project_ex", test_errors_project_ex},
+    {"kv_cache_decode", test_kv_cache_decode},
+    {"kv_cache_errors", test_kv_cache_errors},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
