@@ -601,6 +601,9 @@ typedef struct ctx {
     const gemv_case *gc; /* gemv: the case (c is NULL) */
     float **w_copies;    /* gemv: copies of W, cycled through so that each call finds its W in DRAM */
     int n_copies;
+    attn_mha mha;        /* decode_layer: the layer */
+    attn_kv_cache kv;    /* decode_layer: the cache, its length reset to kv_len0 before each step */
+    int kv_len0;
 } ctx;
 
 /* --- attention.h --- */
@@ -671,6 +674,15 @@ static void run_gemv_old(ctx *x)
     for (i = 0; i < x->n_copies; ++i)
         attn__matmul(x->out, c->d_out, x->q, c->d_in, x->w_copies[i], out_in ? c->d_in : c->d_out, out_in, 1, c->d_out,
                      c->d_in, 0);
+}
+
+/* op=decode_layer: one attn_kv_step of one token over kv_len0 cached tokens (the token's K and V go to
+   row kv_len0, every run). */
+static void run_decode_layer(ctx *x)
+{
+    attn_options_threads(&x->opt, x->threads);
+    x->kv.len[0] = x->kv_len0;
+    CHECK(attn_kv_step(x->out, &x->kv, x->q, 1, &x->mha, &x->opt, x->ws, x->ws_bytes));
 }
 
 /* --- naive reference: plain loops, scalar expf --- */
@@ -1133,6 +1145,58 @@ static void run_gemv_case(const gemv_case *c)
     free(x.w_copies); free(x.q); free(x.out); free(x.ref);
 }
 
+/* op=decode_layer: a Llama-7B-like attention layer (d_model 4096, 32 query heads, 8 kv heads, D = 128, IN_OUT
+   weights) decoding one token over 4096 cached tokens: projections, append, attention, W_o. Weights and
+   cache (201 MB) are far beyond the last-level cache, so every step reads them from DRAM: pct_bw counts
+   the weights plus the cache's K and V. */
+static void run_decode_layer_case(void)
+{
+    enum { E = 4096, H = 32, HKV = 8, D = 128, N = 4096, KVD = HKV * D };
+    const float scale = 1.0f / sqrtf((float)E);
+    ctx x;
+    int ti, len = N;
+    memset(&x, 0, sizeof x);
+    rng_seed("decode_layer");
+    x.mha.d_model = E; x.mha.n_heads = H; x.mha.n_kv_heads = HKV;
+    x.mha.w_q = x.wq = alloc_random((size_t)E * E, scale);
+    x.mha.w_k = x.wk = alloc_random((size_t)E * KVD, scale);
+    x.mha.w_v = x.wv = alloc_random((size_t)E * KVD, scale);
+    x.mha.w_o = x.wo = alloc_random((size_t)E * E, scale);
+    x.kv.batch = 1; x.kv.n_kv_heads = HKV; x.kv.max_len = N + 1; x.kv.d_k = D; x.kv.len = &len;
+    x.kv.k = x.k = alloc_random((size_t)HKV * (N + 1) * D, 1.0f);
+    x.kv.v = x.v = alloc_random((size_t)HKV * (N + 1) * D, 1.0f);
+    x.kv_len0 = N;
+    x.q = alloc_random((size_t)E, 1.0f);
+    x.out_n = (size_t)E;
+    x.out = alloc_zero(x.out_n);
+    x.ref = alloc_zero(x.out_n);
+    x.evict = 1;
+    for (ti = 0; ti < g.n_threads; ++ti) {
+        result r;
+        memset(&r, 0, sizeof r);
+        x.threads = g.threads[ti];
+        set_threads(x.threads);
+        attn_options_threads(&x.opt, x.threads);
+        CHECK(attn_kv_step_workspace_size(&x.ws_bytes, &x.kv, 1, &x.mha, &x.opt));
+        free(x.ws);
+        x.ws = bench_alloc(x.ws_bytes);
+        snprintf(r.name, sizeof r.name, "decode_layer_llama7b_kv4096");
+        r.op = "decode_layer";
+        r.impl = "attention.h";
+        r.B = 1; r.H = H; r.Hkv = HKV; r.Nq = 1; r.Nk = N + 1; r.D = D; r.causal = 2;
+        r.d_model = E;
+        r.threads = x.threads;
+        r.ms = measure(run_decode_layer, &x, 1, &r.reps);
+        r.flops = 2.0 * (2.0 * E * E + 2.0 * E * KVD) + 4.0 * H * (double)(N + 1) * D;
+        r.bytes = 4.0 * (2.0 * E * E + 2.0 * E * KVD) + 2.0 * HKV * (double)(N + 1) * D * sizeof(float);
+        if (ti == 0) { memcpy(x.ref, x.out, x.out_n * sizeof(float)); r.err = -1.0; }
+        else r.err = rel_err(x.out, x.ref, x.out_n); /* other thread counts: bitwise the same expected */
+        record(r);
+    }
+    free(x.wq); free(x.wk); free(x.wv); free(x.wo); free(x.k); free(x.v); free(x.q); free(x.out); free(x.ref);
+    free(x.ws);
+}
+
 static void run_case(const bench_case *c)
 {
     ctx x;
@@ -1507,6 +1571,7 @@ int main(int argc, char **argv)
         if (!strcmp(cases[i].op, "decode") && selected(&cases[i])) any_decode = 1;
     for (i = 0; i < N_GEMV_CASES; ++i)
         if (gemv_selected(&gemv_cases[i])) any_decode = 1; /* the projection rows need the bandwidth too */
+    if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) any_decode = 1;
     want_bw = any_decode || (g.filter && strstr("bw", g.filter));
     printf("\nmachine (FMA peak: 12 independent %s FMA chains per thread; DRAM read: 2 streams x %zu MiB, "
            "%s loads):\n", FMA_SIMD, bw_array_bytes() >> 20, FMA_SIMD);
@@ -1537,6 +1602,12 @@ int main(int argc, char **argv)
                 measure_machine_bw("_at_gemv", "                           ");
             run_gemv_case(&gemv_cases[i]);
         }
+
+    if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) {
+        if (!ti++) print_table_header();
+        measure_machine_bw("_at_decode_layer", "                           ");
+        run_decode_layer_case();
+    }
 
     /* 4. the peak again: a large change means the machine was not quiet (other work, shared host) */
     printf("\nmachine again (the %%peak column used the figures from the start):\n");
