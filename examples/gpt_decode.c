@@ -1,20 +1,16 @@
-/* gpt_decode: GPT-style autoregressive decoding with a caller-owned KV cache and grouped-query heads.
+/* gpt_decode: GPT-style autoregressive decoding through a KV cache, with grouped-query heads.
 
    A toy one-layer, attention-only language model with random weights (vocabulary 32, d_model 64, 8 query
    heads sharing 2 key/value heads, head_dim 8) reads a 5-token prompt and greedily writes 11 more tokens
    (they mean nothing; the point is the bookkeeping):
-     - the KV cache is the caller's: K and V, each [Hkv, MAX_LEN, D], seen by attn_sdpa through the strides
-       {head = MAX_LEN * D, row = D}, i.e. attn_stride_bhnd(Hkv, MAX_LEN, D), whatever the current length;
-       each kv head's projection is one attn_project call that reads its D columns of W_k (row stride
-       Hkv * D) and writes straight into that head's rows of the cache;
-     - prefill: the prompt's K, V go into the cache and one attn_sdpa call, causal (top-left), attends over
-       them;
-     - then one token at a time: project the new token, append its K, V, and attn_sdpa with n_q = 1 over
-       n_kv = the current length, ATTN_CAUSAL_BOTTOM_RIGHT (the last query sees every key: the convention
-       that also covers several new tokens at once);
-     - one workspace, sized once before the loop with attn_sdpa_workspace_size for the largest call (the
-       size can grow with n_kv on long caches, so ask for MAX_LEN), so no step allocates.
-   At the end one causal pass over the whole sequence, from scratch, must give the same attention
+     - the cache is an attn_kv_cache over the caller's memory: K and V [B = 1, Hkv, MAX_LEN, D] and the
+       length len[1] (zero: an empty sequence);
+     - prefill: one attn_kv_step with the whole prompt (n_new = 5) projects Q, K and V, appends K and V to
+       the cache, attends causally and applies W_o;
+     - then one token at a time: attn_kv_step with n_new = 1; each new token sees the whole cache;
+     - one workspace, sized before the loop with attn_kv_step_workspace_size for the largest step (the size
+       covers a step of that many tokens at any cache length up to MAX_LEN), so no step allocates.
+   At the end one causal attn_self_forward over the whole sequence, from scratch, must give the same
    outputs at every position (to 1e-5).
 
    Build and run:  make examples && ./build/gpt_decode */
@@ -22,7 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* On any failure, print which argument broke which rule (README.md, "Error codes"). */
+/* On any failure, print which argument broke which rule (README.md, "Errors"). */
 #define ATTN_ERROR_HOOK(func, code, arg, rule) \
     fprintf(stderr, "%s: %s: %s: %s\n", func, attn_result_string(code), arg, rule)
 #define ATTENTION_IMPLEMENTATION
@@ -58,27 +54,11 @@ static void input(float *x, int token, int t)
     for (c = 0; c < D_MODEL; ++c) x[c] = g_embed[token * D_MODEL + c] + g_pos[t * D_MODEL + c];
 }
 
-/* K and V of n tokens x [n x D_MODEL] into rows t0.. of each head of the caches [HKV, MAX_LEN, D] */
-static attn_result append_kv(float *k_cache, float *v_cache, const float *x, int t0, int n)
+/* the token after the layer's output y [D_MODEL] (of the previous position): argmax of y.E^T */
+static int next_token(const float *y)
 {
-    attn_result r = ATTN_OK;
-    int h;
-    for (h = 0; h < HKV && r == ATTN_OK; ++h) {
-        r = attn_project(k_cache + (h * MAX_LEN + t0) * D, D, x, D_MODEL, g_wk + h * D, HKV * D,
-                         ATTN_LAYOUT_IN_OUT, NULL, n, D_MODEL, D);
-        if (r == ATTN_OK)
-            r = attn_project(v_cache + (h * MAX_LEN + t0) * D, D, x, D_MODEL, g_wv + h * D, HKV * D,
-                             ATTN_LAYOUT_IN_OUT, NULL, n, D_MODEL, D);
-    }
-    return r;
-}
-
-/* the token after attention output a [D_MODEL] (of the previous position): argmax of (a.W_o).E^T */
-static int next_token(const float *a)
-{
-    float y[D_MODEL], logits[VOCAB];
+    float logits[VOCAB];
     int v, best = 0;
-    attn_project(y, D_MODEL, a, D_MODEL, g_wo, D_MODEL, ATTN_LAYOUT_IN_OUT, NULL, 1, D_MODEL, D_MODEL);
     /* the tied output layer: E is [VOCAB x D_MODEL], i.e. [d_out x d_in], PyTorch's orientation */
     attn_project(logits, VOCAB, y, D_MODEL, g_embed, D_MODEL, ATTN_LAYOUT_OUT_IN, NULL, 1, D_MODEL, VOCAB);
     for (v = 1; v < VOCAB; ++v)
@@ -89,13 +69,13 @@ static int next_token(const float *a)
 int main(void)
 {
     static float k_cache[HKV * MAX_LEN * D], v_cache[HKV * MAX_LEN * D];
-    static float x[MAX_LEN * D_MODEL], q[MAX_LEN * D_MODEL], attn_out[MAX_LEN * D_MODEL];
-    static float k_full[MAX_LEN * HKV * D], v_full[MAX_LEN * HKV * D], full[MAX_LEN * D_MODEL];
-    const attn_stride cache_s = attn_stride_bhnd(HKV, MAX_LEN, D); /* {HKV*MAX_LEN*D, MAX_LEN*D, D} */
+    static float x[MAX_LEN * D_MODEL], y[MAX_LEN * D_MODEL], full[MAX_LEN * D_MODEL];
     int tokens[MAX_LEN] = {3, 14, 15, 9, 26}; /* the prompt */
-    attn_dims dims = {1, HQ, HKV, PROMPT, PROMPT, D, D};
+    int len = 0;                              /* tokens in the cache */
+    attn_kv_cache cache = {0};
+    attn_mha m = {0};
     attn_options opt = {0};
-    size_t ws_prefill, ws_decode;
+    size_t ws_prefill, ws_step;
     void *ws;
     attn_result r;
     float err = 0.0f;
@@ -111,65 +91,43 @@ int main(void)
         g_wk[i] = 0.5f * rnd(50000u + (unsigned)i);
         g_wv[i] = 0.5f * rnd(60000u + (unsigned)i);
     }
+    m.d_model = D_MODEL; m.n_heads = HQ; m.n_kv_heads = HKV;
+    m.w_q = g_wq; m.w_k = g_wk; m.w_v = g_wv; m.w_o = g_wo;
+    cache.batch = 1; cache.n_kv_heads = HKV; cache.max_len = MAX_LEN; cache.d_k = D;
+    cache.k = k_cache; cache.v = v_cache; cache.len = &len;
 
-    /* one workspace for every call: the prefill's and a decode step's over the full cache */
-    opt.causal = ATTN_CAUSAL_TOP_LEFT;
-    if ((r = attn_sdpa_workspace_size(&ws_prefill, &dims, &opt)) != ATTN_OK) goto fail;
-    dims.n_q = 1;
-    dims.n_kv = MAX_LEN;
-    opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
-    if ((r = attn_sdpa_workspace_size(&ws_decode, &dims, &opt)) != ATTN_OK) goto fail;
-    if (ws_decode < ws_prefill) ws_decode = ws_prefill;
-    if (!(ws = malloc(ws_decode))) return 1;
+    /* one workspace for every step: the larger of the prefill's and a one-token step's */
+    if ((r = attn_kv_step_workspace_size(&ws_prefill, &cache, PROMPT, &m, &opt)) != ATTN_OK ||
+        (r = attn_kv_step_workspace_size(&ws_step, &cache, 1, &m, &opt)) != ATTN_OK)
+        goto fail;
+    if (ws_step < ws_prefill) ws_step = ws_prefill;
+    if (!(ws = malloc(ws_step))) return 1;
 
-    /* prefill: the prompt's K, V into the cache, Q [PROMPT, HQ*D], and one causal pass */
+    /* prefill: the prompt in one step */
     for (t = 0; t < PROMPT; ++t) input(x + t * D_MODEL, tokens[t], t);
-    if ((r = append_kv(k_cache, v_cache, x, 0, PROMPT)) != ATTN_OK) goto fail;
-    if ((r = attn_project(q, D_MODEL, x, D_MODEL, g_wq, D_MODEL, ATTN_LAYOUT_IN_OUT, NULL, PROMPT, D_MODEL,
-                          D_MODEL)) != ATTN_OK) goto fail;
-    dims.n_q = dims.n_kv = PROMPT;
-    opt.causal = ATTN_CAUSAL_TOP_LEFT;
-    r = attn_sdpa(attn_out, attn_stride_bnhd(PROMPT, HQ, D), q, attn_stride_bnhd(PROMPT, HQ, D), k_cache, cache_s,
-                  v_cache, cache_s, &dims, &opt, ws, ws_decode);
-    if (r != ATTN_OK) goto fail;
+    if ((r = attn_kv_step(y, &cache, x, PROMPT, &m, &opt, ws, ws_step)) != ATTN_OK) goto fail;
 
     /* decode: the token after position t - 1 enters at position t */
-    opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
-    dims.n_q = 1;
     for (t = PROMPT; t < MAX_LEN; ++t) {
-        float *x_t = x + t * D_MODEL, *q_t = q + t * D_MODEL, *out_t = attn_out + t * D_MODEL;
-        tokens[t] = next_token(attn_out + (t - 1) * D_MODEL);
-        input(x_t, tokens[t], t);
-        if ((r = append_kv(k_cache, v_cache, x_t, t, 1)) != ATTN_OK) goto fail;
-        if ((r = attn_project(q_t, D_MODEL, x_t, D_MODEL, g_wq, D_MODEL, ATTN_LAYOUT_IN_OUT, NULL, 1, D_MODEL,
-                              D_MODEL)) != ATTN_OK) goto fail;
-        dims.n_kv = t + 1; /* the cache so far; its head stride stays MAX_LEN * D */
-        r = attn_sdpa(out_t, attn_stride_bnhd(1, HQ, D), q_t, attn_stride_bnhd(1, HQ, D), k_cache, cache_s, v_cache,
-                      cache_s, &dims, &opt, ws, ws_decode);
-        if (r != ATTN_OK) goto fail;
+        tokens[t] = next_token(y + (t - 1) * D_MODEL);
+        input(x + t * D_MODEL, tokens[t], t);
+        if ((r = attn_kv_step(y + t * D_MODEL, &cache, x + t * D_MODEL, 1, &m, &opt, ws, ws_step)) != ATTN_OK)
+            goto fail;
     }
 
-    printf("attention.h %s (%s kernels): %d query heads over %d kv heads, workspace %zu bytes\n",
-           ATTN_VERSION_STRING, attn_simd_name(), HQ, HKV, ws_decode);
+    printf("attention.h %s (%s kernels): %d query heads over %d kv heads, %d tokens cached, workspace %zu bytes\n",
+           ATTN_VERSION_STRING, attn_simd_name(), HQ, HKV, len, ws_step);
     printf("prompt   ");
     for (t = 0; t < PROMPT; ++t) printf(" %2d", tokens[t]);
     printf("\ngenerated");
     for (t = PROMPT; t < MAX_LEN; ++t) printf(" %2d", tokens[t]);
     printf("\n");
 
-    /* check: one causal pass over the whole sequence, K and V recomputed, equals the incremental outputs */
-    if ((r = attn_project(k_full, HKV * D, x, D_MODEL, g_wk, HKV * D, ATTN_LAYOUT_IN_OUT, NULL, MAX_LEN, D_MODEL,
-                          HKV * D)) != ATTN_OK ||
-        (r = attn_project(v_full, HKV * D, x, D_MODEL, g_wv, HKV * D, ATTN_LAYOUT_IN_OUT, NULL, MAX_LEN, D_MODEL,
-                          HKV * D)) != ATTN_OK)
-        goto fail;
-    dims.n_q = dims.n_kv = MAX_LEN;
+    /* check: one causal pass over the whole sequence equals the incremental outputs */
     opt.causal = ATTN_CAUSAL_TOP_LEFT;
-    r = attn_sdpa(full, attn_stride_bnhd(MAX_LEN, HQ, D), q, attn_stride_bnhd(MAX_LEN, HQ, D), k_full,
-                  attn_stride_bnhd(MAX_LEN, HKV, D), v_full, attn_stride_bnhd(MAX_LEN, HKV, D), &dims, &opt, NULL, 0);
-    if (r != ATTN_OK) goto fail;
+    if ((r = attn_self_forward(full, x, 1, MAX_LEN, &m, &opt, NULL, 0)) != ATTN_OK) goto fail;
     for (i = 0; i < MAX_LEN * D_MODEL; ++i) {
-        const float e = fabsf(full[i] - attn_out[i]);
+        const float e = fabsf(full[i] - y[i]);
         if (e > err) err = e;
     }
     free(ws);
