@@ -230,6 +230,42 @@
        weight matrix (max(d_model, d_kv) x d_model rounded up to 64 columns) and the projected Q, K, V and
        the attention output of one batch.
 
+       w_q_stride, w_k_stride, w_v_stride, w_o_stride: each weight's row stride as stored, in floats (0:
+       dense), so packed weights load as stored: GPT-2's c_attn [E x 3E] (IN_OUT) is w_q = c_attn,
+       w_k = c_attn + E, w_v = c_attn + 2E with the three strides 3E; PyTorch's in_proj_weight [3E x E]
+       (OUT_IN) is w_q = p, w_k = p + E*E, w_v = p + 2*E*E, dense.
+
+   KV caches (decoding). attn_kv_cache describes the caller's memory: {batch, n_kv_heads, max_len, d_k,
+   d_v (0 = d_k), k, v, len}, k [B, Hkv, max_len, Dk] and v [B, Hkv, max_len, Dv] dense (row t of a head
+   holds the token at position t; attn_stride_bhnd(Hkv, max_len, D) views it for attn_sdpa) and len [B] the
+   tokens each batch holds (zero it to start; set len[b] = 0 to start a new sequence in batch b while the
+   others go on). Nothing is allocated for it and nothing else is kept: the struct is only a description.
+
+   attn_kv_append(cache, k, k_s, v, v_s, n_new)
+       Copies k [B, Hkv, n_new, Dk] and v [B, Hkv, n_new, Dv] (attn_stride views) to rows len[b] ..
+       len[b] + n_new - 1 of each batch and adds n_new to every len[b]. For callers that project K and V
+       themselves; then attn_sdpa over the cache with kv_len = cache.len and ATTN_CAUSAL_BOTTOM_RIGHT
+       attends over each batch's tokens.
+
+   attn_kv_step(out, cache, x, n_new, mha, opt, workspace, workspace_bytes)
+   attn_kv_step_workspace_size(&bytes, cache, n_new, mha, opt)
+       One step of causal multi-head self-attention over the cache, for a prefill chunk or one token per
+       batch: x [B, n_new, d_model] are each batch's next n_new tokens. It projects Q, K, V of all B * n_new
+       rows at once (up to 8 rows: each weight read once for the whole batch), appends K and V at rows
+       len[b] .., attends each new token over its own batch's tokens up to itself (kv_len = the new len,
+       bottom-right causal from each batch's own length: ragged batches), applies W_o into out
+       [B, n_new, d_model], and adds n_new to every len[b]. The result equals attn_self_forward with
+       ATTN_CAUSAL_TOP_LEFT over each batch's whole sequence (tests/test_attention.c kv_cache_decode,
+       kv_cache_ragged) and is bitwise the same for any thread count. The cache's n_kv_heads and d_k
+       (and d_v) must be the model's kv heads and head_dim; B is cache->batch. Options: scale, window,
+       softcap, sinks, out_lse [B, Hq, n_new], n_threads, alloc_user apply; causal must be
+       ATTN_CAUSAL_NONE or _BOTTOM_RIGHT (the step is causal either way); kv_len, mask, key_padding_mask
+       and out_weights must be unset (ATTN_ERR_OPTION). Prompts of different lengths: prefill each batch
+       alone through a one-batch view of the cache (k + b * Hkv * max_len * Dk, v likewise, len + b).
+       The workspace size for n_new covers every step of n_new tokens up to max_len: size one buffer for
+       the largest of the n_new you use (a prefill chunk and 1). A batch without room for n_new more
+       tokens gives ATTN_ERR_FULL, with the cache, len and out untouched (as for every error).
+
    Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(N, H, D) -> {N*H*D, D, H*D}
    (each helper takes its sizes in the order of its name);
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
@@ -369,6 +405,7 @@
        ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
        ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
+       ATTN_ERR_FULL      -11  a KV cache has no room for the new tokens (len[b] + n_new > max_len)
 
    A code says what kind of argument is wrong; ATTN_ERROR_HOOK (OPTION MACROS) says which and why, e.g.
        #define ATTN_ERROR_HOOK(func, code, arg, rule) \
@@ -384,7 +421,9 @@
        0.4.0 (unreleased)  breaking: attn_stride_bnhd(n, n_heads, d) takes its sizes in the order of its
                            name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
                            the workspace size functions reject the sizes their calls reject;
-                           few-row projections without packing; attn_project_ex (threads, splits).
+                           few-row projections without packing; attn_project_ex (threads, splits);
+                           KV caches: attn_kv_cache, attn_kv_append, attn_kv_step, ATTN_ERR_FULL;
+                           attn_mha weight row strides (packed QKV weights as stored).
                            See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled

@@ -3359,6 +3359,48 @@ static void test_kv_cache_errors(void)
 #undef KV_UNTOUCHED
 }
 
+/* Ragged batches (continuous batching): batch 1 starts a new sequence (len reset to 0) while batch 0
+   goes on, so the lengths differ; each batch's outputs equal the float64 causal pass over its own tokens
+   (each query's causal limit and positions come from its own length). */
+static void test_kv_cache_ragged(void)
+{
+    enum { B = 2, E = 24, H = 3, HKV = 1, DH = E / H, KVD = HKV * DH, MAX = 24, T = 20 };
+    static const int steps[] = {6, 1, 1, 1, -1, 1, 2, 1, 1}; /* -1: batch 1 starts over */
+    float w_qkv[(E + 2 * KVD) * E], w_o[E * E], b_qkv[E + 2 * KVD], b_o[E];
+    float kc[B * HKV * MAX * DH], vc[B * HKV * MAX * DH], xs[B * 6 * E], os[B * 6 * E];
+    float hist_x[B][T * E], hist_o[B][T * E];
+    double ref[T * E];
+    int n_hist[B] = {0, 0}, len[B] = {0, 0}, s, b;
+    attn_mha m;
+    attn_options opt;
+    attn_kv_cache c;
+    ref_opts ro;
+    rnd_fill(w_qkv, sizeof w_qkv / sizeof w_qkv[0], 0.3f); rnd_fill(w_o, E * E, 0.3f);
+    rnd_fill(b_qkv, E + 2 * KVD, 0.3f); rnd_fill(b_o, E, 0.3f);
+    kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, ATTN_LAYOUT_IN_OUT);
+    memset(&opt, 0, sizeof opt); memset(&c, 0, sizeof c); memset(&ro, 0, sizeof ro);
+    c.batch = B; c.n_kv_heads = HKV; c.max_len = MAX; c.d_k = DH; c.k = kc; c.v = vc; c.len = len;
+    for (s = 0; s < (int)(sizeof steps / sizeof steps[0]); ++s) {
+        const int n = steps[s];
+        if (n < 0) { len[1] = 0; n_hist[1] = 0; continue; }
+        rnd_fill(xs, (size_t)B * n * E, 1.0f);
+        CHECK_CODE(attn_kv_step(os, &c, xs, n, &m, &opt, NULL, 0), ATTN_OK);
+        for (b = 0; b < B; ++b) {
+            memcpy(hist_x[b] + n_hist[b] * E, xs + b * n * E, sizeof(float) * (size_t)n * E);
+            memcpy(hist_o[b] + n_hist[b] * E, os + b * n * E, sizeof(float) * (size_t)n * E);
+            n_hist[b] += n;
+            CHECK(len[b] == n_hist[b]);
+        }
+    }
+    CHECK(n_hist[0] == 14 && n_hist[1] == 5);
+    ro.scale = 1.0 / sqrt((double)DH);
+    ro.causal = ATTN_CAUSAL_TOP_LEFT;
+    for (b = 0; b < B; ++b) {
+        ref_mha(ref, hist_x[b], hist_x[b], 1, n_hist[b], n_hist[b], &m, &ro);
+        CHECK_CLOSE(hist_o[b], ref, (size_t)n_hist[b] * E);
+    }
+}
+
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
 static const test_case k_tests[] = {
@@ -3415,6 +3457,7 @@ static const test_case k_tests[] = {
     {"errors_project_ex", test_errors_project_ex},
     {"kv_cache_decode", test_kv_cache_decode},
     {"kv_cache_errors", test_kv_cache_errors},
+    {"kv_cache_ragged", test_kv_cache_ragged},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
