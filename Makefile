@@ -11,7 +11,7 @@ HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
            $(BUILD)/gpt_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
 
-.PHONY: all test install uninstall check-install check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench check-build clean
+.PHONY: all test install uninstall check-install check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -219,15 +219,25 @@ check-build: $(HEADER) | $(BUILD)
 	    $(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/decode_probe bench/decode_probe.c -lm; fi
 
 # The benchmark (bench/README.md): make bench, or make bench BLAS=openblas (Debian's libopenblas-dev) to
-# measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options.
+# measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options. The
+# output is also saved in BENCH_OUT, after a line with the command and one with the date; make bench-table
+# prints the Markdown table of bench/RESULTS.md from it (bench/results_table.py; the run must have finished:
+# its bench: lines come last). make bench-table BENCH_OUT=bench/results.txt: the table in RESULTS.md.
 BENCH_FLAGS = -std=c99 -O2 -march=native -fopenmp
 ifeq ($(BLAS),openblas)
 BENCH_FLAGS += -DBENCH_OPENBLAS
 BENCH_LIBS = -lopenblas
 endif
+BENCH_OUT ?= $(BUILD)/bench.txt
 bench: $(HEADER) bench/bench.c | $(BUILD)
 	$(CC) $(BENCH_FLAGS) -o $(BUILD)/bench bench/bench.c $(BENCH_LIBS) -lm
-	$(BUILD)/bench $(BENCH_ARGS)
+	@{ echo "command: make bench$(if $(BLAS), BLAS=$(BLAS))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"; \
+	   date -u '+date: %Y-%m-%d'; } > $(BENCH_OUT)
+	$(BUILD)/bench $(BENCH_ARGS) | tee -a $(BENCH_OUT)
+	@grep -q '^bench: ' $(BENCH_OUT) && echo "saved in $(BENCH_OUT); make bench-table prints its table"
+
+bench-table:
+	python3 bench/results_table.py $(BENCH_OUT)
 
 # Install: the header in $(DESTDIR)$(PREFIX)/include, a pkg-config file in lib/pkgconfig (pkg-config
 # --cflags --libs attention: the include path and -lm) and a CMake package in lib/cmake/attention
