@@ -173,10 +173,11 @@ def describe(runs, args):
     return lines
 
 
-def table(runs):
+def table(runs, only_threads=None):
     keys = []
     for run in runs:
-        keys.extend(k for k in run.order if k[1] == "attention.h" and k not in keys)
+        keys.extend(k for k in run.order if k[1] == "attention.h" and k not in keys
+                    and (only_threads is None or k[2] in only_threads))
     names = list(dict.fromkeys(k[0] for k in keys))
     keys.sort(key=lambda k: (names.index(k[0]), k[2]))
     head = ["case", "threads", "ms", "GFLOP/s", "% of peak", "% of bandwidth", "x1t", "OpenBLAS / attention.h",
@@ -230,6 +231,7 @@ def main():
     parser.add_argument("--date", help="the date to print (default: a date: line, or the file's mtime)")
     parser.add_argument("--command", help="the command to print (default: a command: line, or inferred)")
     parser.add_argument("--machine", help="the machine to print (default: the bench's cpu: line)")
+    parser.add_argument("--threads", help="only the rows of these thread counts, e.g. 2 or 1,2 (README.md: 2)")
     args = parser.parse_args()
     if args.files and args.files != ["-"]:
         runs = []
@@ -242,7 +244,8 @@ def main():
         sys.exit("results_table.py: no 'bench:' lines in the input (did the bench finish?)")
     print("\n".join(describe(runs, args)))
     print()
-    print("\n".join(table(runs)))
+    only = {int(t) for t in args.threads.split(",")} if args.threads else None
+    print("\n".join(table(runs, only)))
     notes = [w for run in runs for w in run.warnings]
     if notes:
         print()
