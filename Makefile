@@ -11,7 +11,7 @@ HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
            $(BUILD)/gpt_decode $(BUILD)/llama_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
 
-.PHONY: all test install uninstall check-install check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench check-build clean
+.PHONY: all test install uninstall check-install check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -177,12 +177,13 @@ run: $(BUILD)/quickstart
 	$(BUILD)/quickstart
 
 $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
-	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
 
 # The implementation compiles without a warning under -Wconversion -Wsign-conversion (users build with them).
 CONVERSION_FLAGS = -Wconversion -Wsign-conversion
 
-# Build checks: the README's quick start and seq2seq snippet compile and run as written; the header
+# Build checks: the README's quick start is examples/quickstart.c line for line, and compiles and runs as
+# written; the header
 # compiles as C++11 and C++17 and as C11; one implementation file plus a declarations-only file link
 # into one program; ATTN_STATIC with the implementation in two files links without clashes;
 # ATTN_NO_STDIO builds without <stdio.h>; the implementation is clean under -Wconversion -Wsign-conversion
@@ -192,13 +193,9 @@ check-build: $(HEADER) | $(BUILD)
 	awk '/<!-- snippet: quickstart -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
 	    README.md > $(BUILD)/readme_quickstart.c
 	test -s $(BUILD)/readme_quickstart.c
+	diff examples/quickstart.c $(BUILD)/readme_quickstart.c
 	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_quickstart $(BUILD)/readme_quickstart.c $(LDLIBS)
 	$(BUILD)/readme_quickstart
-	awk '/<!-- snippet: seq2seq -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
-	    README.md > $(BUILD)/readme_seq2seq.c
-	test -s $(BUILD)/readme_seq2seq.c
-	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_seq2seq $(BUILD)/readme_seq2seq.c $(LDLIBS)
-	$(BUILD)/readme_seq2seq
 	$(CC) $(filter-out -std=%,$(CFLAGS)) -std=c11 -o $(BUILD)/link_c11 tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
 	$(BUILD)/link_c11
 	$(CXX) $(CXXFLAGS) -std=c++11 -o $(BUILD)/cplusplus11 tests/build/cplusplus.cpp $(LDLIBS)
@@ -219,15 +216,25 @@ check-build: $(HEADER) | $(BUILD)
 	    $(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/decode_probe bench/decode_probe.c -lm; fi
 
 # The benchmark (bench/README.md): make bench, or make bench BLAS=openblas (Debian's libopenblas-dev) to
-# measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options.
+# measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options. The
+# output is also saved in BENCH_OUT, after a line with the command and one with the date; make bench-table
+# prints the Markdown table of bench/RESULTS.md from it (bench/results_table.py; the run must have finished:
+# its bench: lines come last). make bench-table BENCH_OUT=bench/results.txt: the table in RESULTS.md.
 BENCH_FLAGS = -std=c99 -O2 -march=native -fopenmp
 ifeq ($(BLAS),openblas)
 BENCH_FLAGS += -DBENCH_OPENBLAS
 BENCH_LIBS = -lopenblas
 endif
+BENCH_OUT ?= $(BUILD)/bench.txt
 bench: $(HEADER) bench/bench.c | $(BUILD)
 	$(CC) $(BENCH_FLAGS) -o $(BUILD)/bench bench/bench.c $(BENCH_LIBS) -lm
-	$(BUILD)/bench $(BENCH_ARGS)
+	@{ echo "command: make bench$(if $(BLAS), BLAS=$(BLAS))$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"; \
+	   date -u '+date: %Y-%m-%d'; } > $(BENCH_OUT)
+	$(BUILD)/bench $(BENCH_ARGS) | tee -a $(BENCH_OUT)
+	@grep -q '^bench: ' $(BENCH_OUT) && echo "saved in $(BENCH_OUT); make bench-table prints its table"
+
+bench-table:
+	python3 bench/results_table.py $(BENCH_OUT)
 
 # Install: the header in $(DESTDIR)$(PREFIX)/include, a pkg-config file in lib/pkgconfig (pkg-config
 # --cflags --libs attention: the include path and -lm) and a CMake package in lib/cmake/attention

@@ -2,14 +2,14 @@
 
    Six tokens of width 8 go through attn_self_forward with 2 heads; the program prints the output and
    the attention weights (averaged over the heads), where the causal mask shows as zeros above the
-   diagonal. Build and run: make run */
+   diagonal. Build and run: make run (or cc -std=c99 -I. examples/quickstart.c -lm from the repository) */
 #include <stdio.h>
 
 /* On any failure, print which argument broke which rule (README.md, "Error codes"). */
 #define ATTN_ERROR_HOOK(func, code, arg, rule) \
     fprintf(stderr, "%s: %s: %s: %s\n", func, attn_result_string(code), arg, rule)
 #define ATTENTION_IMPLEMENTATION
-#include "../attention.h"
+#include "attention.h"
 
 enum { N = 6, D_MODEL = 8, N_HEADS = 2 };
 
