@@ -97,7 +97,7 @@
      Input strides may be 0 on the batch and head axes (broadcast); output strides must not make two
      elements share memory (checked: sorted by size, each stride covers the extent of the axes inside it).
    - Outputs must not overlap inputs, except where a function says so.
-   - Every fallible call returns attn_result: ATTN_OK (0) or a negative code; attn_result_string names it.
+   - Every fallible call returns attn_result: ATTN_OK (0) or a negative code; attn_result_string describes it in a sentence.
      Arguments are validated before anything is written: on error every output is left untouched.
    - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
@@ -3752,8 +3752,8 @@ static ATTN__TARGET void ATTN__SFX(attn__softcap)(float *s, int n, float c)
    panels, a_rs = 1 for P.V), so that the loop, unrolled four times, reaches the next B rows and A elements
    by fixed displacements. That leaves ~21.5 instructions per step for 12 FMAs on AVX2 instead of 24: a
    step needs 6 cycles of FMA either way, but in the phases where a shared host slows loads and issue and
-   not the FMA units, the loop of 24 took ~8 and the unrolled one ~7 (bench/RESULTS.md, session 9: +13%
-   for the fused kernel on that host). */
+   not the FMA units, the loop of 24 took ~8 and the unrolled one ~7 (measured +13% for the fused kernel
+   on a shared Zen 3 host; git log has the runs). */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__kernel_rows)(
     float *c, ptrdiff_t c_rs, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
     int k, int rows, int accumulate, const float *col_scale, const int six)
@@ -4308,7 +4308,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
 /* dst [cols x rows] = the transpose of src [rows x cols] with column c times col_scale[c] (col_scale NULL:
    times scale): W x W blocks through the registers (ATTN__TRANSPOSE), the edges one float at a time. The
    same one multiply per float either way. Packs Q^T and writes the output of a query tile (as scalar loops
-   these took 5-7% more time at N = 512 and 1-3% at N = 2048, D = 64: bench/RESULTS.md, session 6). */
+   these took 5-7% more time at N = 512 and 1-3% at N = 2048, D = 64; git log has the runs). */
 static ATTN__TARGET void ATTN__SFX(attn__transpose)(float *dst, ptrdiff_t dst_rs, const float *src, ptrdiff_t src_rs,
                                                    int rows, int cols, const float *col_scale, float scale)
 {
