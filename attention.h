@@ -153,6 +153,26 @@
        merging A = {+inf, +inf} with B = {+inf} gives the mean of O_a and O_b, not 2:1), and one +inf side
        takes all the weight. attn_sdpa's own key chunks carry each chunk's max and sum instead, and are exact.
 
+   attn_rope_apply(x, x_s, batch, n_heads, n, d, pos0, rope)
+       Rotary position embeddings (RoPE) in place on x [B, H, N, D], any view x_s (the Q or K of a packed
+       QKV buffer: row stride 3*H*D). Row t of batch b is at position pos = pos0[b] + t (pos0 [B], or NULL:
+       t). Each pair p < n_rot/2, with angle = pos * freq_scale * theta^(-2p/n_rot), becomes
+           (x_a, x_b) <- (x_a cos - x_b sin, x_a sin + x_b cos),
+       a = p, b = p + n_rot/2 for ATTN_ROPE_NEOX (GPT-NeoX, Llama, HF's rotate_half); a = 2p, b = 2p + 1
+       for ATTN_ROPE_GPTJ (GPT-J, RoFormer, ggml mode 0). Dimensions n_rot to d - 1 are kept (partial
+       rotary, GPT-NeoX's and Phi's rotary_pct). Rotate Q and K, not V: the scores q_i . k_j then depend
+       on i - j only. The angle and its cos and sin are computed in double and rounded to float once, so
+       positions up to INT_MAX keep full accuracy (a float angle is off by ~1e-2 rad at position 1e5);
+       this is more exact than PyTorch's and HF's float32 cos/sin tables, which differ from it by their
+       own rounding. cos and sin are computed once per (batch, row, pair) for all the heads; nothing is
+       allocated. rope NULL or style ATTN_ROPE_NONE: the arguments are validated, x is left as it is.
+       Errors: x NULL; a size < 1; x_s breaks an output's rules (ATTN_ERR_STRIDE); style out of range,
+       n_rot odd, negative or > d (or 0 with d odd), theta or freq_scale not finite or negative, a
+       negative pos0[b] (ATTN_ERR_OPTION); pos0[b] + n - 1 > INT_MAX (ATTN_ERR_OVERFLOW).
+   attn_rope (zero = default): style (ATTN_ROPE_NONE, _NEOX, _GPTJ); n_rot, the rotated dimensions (even;
+       0: d); theta, the frequency base (0: 10000; Llama 3: 500000); freq_scale, multiplies the positions
+       (0: 1; HF's "linear" rope_scaling with factor f is 1/f, ggml's freq_scale as is).
+
    Fused scaled dot-product attention:
 
    attn_sdpa(out, out_s, q, q_s, k, k_s, v, v_s, dims, opt, workspace, workspace_bytes)
@@ -365,7 +385,7 @@
                                along one axis is above INT_MAX - 128
        ATTN_ERR_OPTION     -7  an option has an invalid value (enum out of range, non-finite scale,
                                kv_len or src_len outside [0, Nk], top_k or k < 1, a uniform number
-                               outside [0, 1))
+                               outside [0, 1), a negative RoPE position)
        ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
        ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
@@ -384,7 +404,8 @@
        0.4.0 (unreleased)  breaking: attn_stride_bnhd(n, n_heads, d) takes its sizes in the order of its
                            name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
                            the workspace size functions reject the sizes their calls reject;
-                           few-row projections without packing; attn_project_ex (threads, splits).
+                           few-row projections without packing; attn_project_ex (threads, splits);
+                           attn_rope_apply (rotary position embeddings, NEOX and GPT-J styles).
                            See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
@@ -529,6 +550,25 @@ ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float 
 ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const float *o_a,
                                ptrdiff_t o_a_stride, const float *lse_a, const float *o_b,
                                ptrdiff_t o_b_stride, const float *lse_b, int n_rows, int d_v);
+
+/* Rotary position embeddings (RoPE). */
+typedef enum attn_rope_style {
+    ATTN_ROPE_NONE = 0, /* no rotation */
+    ATTN_ROPE_NEOX = 1, /* rotate halves: dimension c pairs with c + n_rot/2 (GPT-NeoX, Llama, HF rotate_half) */
+    ATTN_ROPE_GPTJ = 2  /* interleaved pairs: dimension 2p pairs with 2p + 1 (GPT-J, original RoFormer, ggml mode 0) */
+} attn_rope_style;
+
+typedef struct attn_rope {
+    attn_rope_style style;
+    int n_rot;        /* dimensions rotated, the first n_rot of each head (even); 0 = the whole head */
+    float theta;      /* frequency base; 0 = 10000 */
+    float freq_scale; /* linear position scaling: positions are multiplied by it (ggml's freq_scale, 1/factor of
+                         HF's "linear" rope_scaling); 0 = 1 */
+} attn_rope;
+
+/* x [B, H, N, D] rotated in place: row t of batch b is at position pos0[b] + t (pos0 NULL: t). */
+ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_heads, int n, int d,
+                                    const int *pos0, const attn_rope *rope);
 
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
 ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
@@ -1882,6 +1922,124 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
     for (i = 0; i < n_rows; ++i)
         attn__merge_row(o + (ptrdiff_t)i * o_stride, lse ? lse + i : NULL, o_a + (ptrdiff_t)i * o_a_stride, lse_a[i],
                         o_b + (ptrdiff_t)i * o_b_stride, lse_b[i], d_v);
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Rotary position embeddings                                                                     */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Pairs whose cos and sin are held at a time: their frequencies in double, their cos and sin in float,
+   on the stack (1 KiB), so any head width works without a workspace. */
+#define ATTN__ROPE_CHUNK 64
+
+/* Validates a rotary option for heads of width d (already checked positive); ATTN_OK for NULL or
+   ATTN_ROPE_NONE, whose other fields are not read. Fields are reported as "rope->...". */
+static attn_result attn__check_rope(const char *func, const attn_rope *rope, int d)
+{
+    float theta;
+    if (!rope || rope->style == ATTN_ROPE_NONE) return ATTN_OK;
+    ATTN__REQUIRE(rope->style == ATTN_ROPE_NEOX || rope->style == ATTN_ROPE_GPTJ, ATTN_ERR_OPTION, "rope->style",
+                  "not ATTN_ROPE_NONE, _NEOX or _GPTJ");
+    ATTN__REQUIRE(rope->n_rot >= 0, ATTN_ERR_OPTION, "rope->n_rot", "negative");
+    ATTN__REQUIRE(rope->n_rot <= d, ATTN_ERR_OPTION, "rope->n_rot", "above the head width d");
+    ATTN__REQUIRE(rope->n_rot % 2 == 0, ATTN_ERR_OPTION, "rope->n_rot", "odd");
+    ATTN__REQUIRE(rope->n_rot != 0 || d % 2 == 0, ATTN_ERR_OPTION, "rope->n_rot", "0 (the whole head) with d odd");
+    theta = rope->theta == 0.0f ? 10000.0f : rope->theta;
+    ATTN__REQUIRE(isfinite(theta) && theta > 0.0f, ATTN_ERR_OPTION, "rope->theta", "not finite, or negative");
+    ATTN__REQUIRE(isfinite(rope->freq_scale) && rope->freq_scale >= 0.0f, ATTN_ERR_OPTION, "rope->freq_scale",
+                  "not finite, or negative");
+    return ATTN_OK;
+}
+
+/* Rotates np pairs (x_a[p * step], x_b[p * step]) by the angles whose cos and sin are cs[p] and sn[p]:
+   (a, b) <- (a cos - b sin, a sin + b cos). By blocks of 8 pairs copied into locals, each step its own
+   loop of fixed length, so that compilers vectorise it at -O2 without checking whether x_a and x_b
+   overlap; the last np % 8 pairs one by one. */
+static void attn__rope_pairs(float *x_a, float *x_b, int step, const float *cs, const float *sn, int np)
+{
+    int p = 0, l;
+    for (; p + 8 <= np; p += 8) {
+        float a[8], b[8], ra[8], rb[8];
+        for (l = 0; l < 8; ++l) a[l] = x_a[(p + l) * step];
+        for (l = 0; l < 8; ++l) b[l] = x_b[(p + l) * step];
+        for (l = 0; l < 8; ++l) {
+            ra[l] = a[l] * cs[p + l] - b[l] * sn[p + l];
+            rb[l] = a[l] * sn[p + l] + b[l] * cs[p + l];
+        }
+        for (l = 0; l < 8; ++l) x_a[(p + l) * step] = ra[l];
+        for (l = 0; l < 8; ++l) x_b[(p + l) * step] = rb[l];
+    }
+    for (; p < np; ++p) {
+        const float a = x_a[p * step], b = x_b[p * step];
+        x_a[p * step] = a * cs[p] - b * sn[p];
+        x_b[p * step] = a * sn[p] + b * cs[p];
+    }
+}
+
+/* Rotates the rows of one batch in place, on validated arguments: x [n_heads, n, d] with the given row and
+   head strides, row t at position pos0 + t. For pair p < n_rot/2, with frequency theta^(-2p/n_rot) and
+   angle = (pos0 + t) * freq_scale * frequency, computed in double and rounded to float once as cos and sin:
+       (x_a, x_b) <- (x_a cos - x_b sin, x_a sin + x_b cos),
+   a = p and b = p + n_rot/2 (NEOX) or a = 2p and b = 2p + 1 (GPTJ); dimensions from n_rot on are kept.
+   By chunks of pairs: the chunk's frequencies once, then per row its cos and sin once for all the heads. */
+static void attn__rope_rows(float *x, ptrdiff_t row_stride, ptrdiff_t head_stride, int n_heads, int n, int d,
+                            int pos0, const attn_rope *rope)
+{
+    double freq[ATTN__ROPE_CHUNK];
+    float cs[ATTN__ROPE_CHUNK], sn[ATTN__ROPE_CHUNK];
+    double theta, scale;
+    int n_rot, half, p0, np, t, h, p;
+    if (!rope || rope->style == ATTN_ROPE_NONE) return;
+    n_rot = rope->n_rot ? rope->n_rot : d;
+    half = n_rot / 2;
+    theta = rope->theta != 0.0f ? (double)rope->theta : 10000.0;
+    scale = rope->freq_scale != 0.0f ? (double)rope->freq_scale : 1.0;
+    for (p0 = 0; p0 < half; p0 += np) {
+        np = half - p0 < ATTN__ROPE_CHUNK ? half - p0 : ATTN__ROPE_CHUNK;
+        for (p = 0; p < np; ++p) freq[p] = pow(theta, -2.0 * (double)(p0 + p) / (double)n_rot);
+        for (t = 0; t < n; ++t) {
+            const double pos = ((double)pos0 + (double)t) * scale; /* the scaled position */
+            float *x_t = x + (ptrdiff_t)t * row_stride;
+            for (p = 0; p < np; ++p) {
+                const double angle = pos * freq[p];
+                cs[p] = (float)cos(angle);
+                sn[p] = (float)sin(angle);
+            }
+            for (h = 0; h < n_heads; ++h) {
+                float *x_h = x_t + (ptrdiff_t)h * head_stride;
+                if (rope->style == ATTN_ROPE_NEOX) /* the halves */
+                    attn__rope_pairs(x_h + p0, x_h + half + p0, 1, cs, sn, np);
+                else /* interleaved pairs */
+                    attn__rope_pairs(x_h + 2 * p0, x_h + 2 * p0 + 1, 2, cs, sn, np);
+            }
+        }
+    }
+}
+
+ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_heads, int n, int d,
+                                    const int *pos0, const attn_rope *rope)
+{
+    const char *func = "attn_rope_apply";
+    attn_result r;
+    int b;
+    ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
+    ATTN__REQUIRE(batch > 0, ATTN_ERR_SHAPE, "batch", "must be > 0");
+    ATTN__REQUIRE(n_heads > 0, ATTN_ERR_SHAPE, "n_heads", "must be > 0");
+    ATTN__REQUIRE(n > 0, ATTN_ERR_SHAPE, "n", "must be > 0");
+    ATTN__REQUIRE(d > 0, ATTN_ERR_SHAPE, "d", "must be > 0");
+    /* x is read and written: an output view, so no two of its elements may share memory */
+    if ((r = attn__check_view(func, ATTN__VIEW("x_s", "d"), x_s, batch, n_heads, n, d, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_rope(func, rope, d)) != ATTN_OK) return r;
+    if (pos0)
+        for (b = 0; b < batch; ++b) {
+            ATTN__REQUIRE(pos0[b] >= 0, ATTN_ERR_OPTION, "pos0[b]", "negative");
+            ATTN__REQUIRE(pos0[b] <= INT_MAX - (n - 1), ATTN_ERR_OVERFLOW, "pos0[b]",
+                          "pos0[b] + n - 1 (the last position) above INT_MAX");
+        }
+    if (!rope || rope->style == ATTN_ROPE_NONE) return ATTN_OK;
+    for (b = 0; b < batch; ++b)
+        attn__rope_rows(x + (ptrdiff_t)b * x_s.batch, x_s.row, x_s.head, n_heads, n, d, pos0 ? pos0[b] : 0, rope);
     return ATTN_OK;
 }
 

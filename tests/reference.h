@@ -278,4 +278,36 @@ static void ref_select(double *p, int *idx, double *lp, int *order, const double
     free(soft); free(r);
 }
 
+/* Rotary position embeddings from the definition, in float64: y [B, H, N, D] dense = x [B, H, N, D] (view s)
+   with, for each pair p < n_rot/2 at position pos = pos0[b] + t (pos0 NULL: t),
+       angle = pos * freq_scale * theta^(-2p/n_rot),  (x_a, x_b) -> (x_a cos - x_b sin, x_a sin + x_b cos),
+   a = p, b = p + n_rot/2 for ATTN_ROPE_NEOX; a = 2p, b = 2p + 1 for ATTN_ROPE_GPTJ; the rest copied.
+   n_rot 0 = D, theta 0 = 10000, freq_scale 0 = 1, as attn_rope says. */
+static void ref_rope(double *y, const float *x, attn_stride s, int B, int H, int N, int D, const int *pos0,
+                     const attn_rope *rope)
+{
+    const int style = rope ? (int)rope->style : (int)ATTN_ROPE_NONE;
+    const int n_rot = rope && rope->n_rot ? rope->n_rot : D;
+    const double theta = rope && rope->theta != 0.0f ? rope->theta : 10000.0;
+    const double fs = rope && rope->freq_scale != 0.0f ? rope->freq_scale : 1.0;
+    int b, h, t, c, p;
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < H; ++h)
+            for (t = 0; t < N; ++t) {
+                const float *xr = x + b * s.batch + h * s.head + t * s.row;
+                double *yr = y + (((size_t)b * (size_t)H + (size_t)h) * (size_t)N + (size_t)t) * (size_t)D;
+                const double pos = (double)(pos0 ? pos0[b] : 0) + t;
+                for (c = 0; c < D; ++c) yr[c] = xr[c];
+                if (style == ATTN_ROPE_NONE) continue;
+                for (p = 0; p < n_rot / 2; ++p) {
+                    const int ia = style == ATTN_ROPE_NEOX ? p : 2 * p;
+                    const int ib = style == ATTN_ROPE_NEOX ? p + n_rot / 2 : 2 * p + 1;
+                    const double angle = pos * fs * pow(theta, -2.0 * p / n_rot);
+                    const double xa = xr[ia], xb = xr[ib];
+                    yr[ia] = xa * cos(angle) - xb * sin(angle);
+                    yr[ib] = xa * sin(angle) + xb * cos(angle);
+                }
+            }
+}
+
 #endif /* ATTN_REFERENCE_H */
