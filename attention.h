@@ -153,6 +153,26 @@
        merging A = {+inf, +inf} with B = {+inf} gives the mean of O_a and O_b, not 2:1), and one +inf side
        takes all the weight. attn_sdpa's own key chunks carry each chunk's max and sum instead, and are exact.
 
+   attn_rope_apply(x, x_s, batch, n_heads, n, d, pos0, rope)
+       Rotary position embeddings (RoPE) in place on x [B, H, N, D], any view x_s (the Q or K of a packed
+       QKV buffer: row stride 3*H*D). Row t of batch b is at position pos = pos0[b] + t (pos0 [B], or NULL:
+       t). Each pair p < n_rot/2, with angle = pos * freq_scale * theta^(-2p/n_rot), becomes
+           (x_a, x_b) <- (x_a cos - x_b sin, x_a sin + x_b cos),
+       a = p, b = p + n_rot/2 for ATTN_ROPE_NEOX (GPT-NeoX, Llama, HF's rotate_half); a = 2p, b = 2p + 1
+       for ATTN_ROPE_GPTJ (GPT-J, RoFormer, ggml mode 0). Dimensions n_rot to d - 1 are kept (partial
+       rotary, GPT-NeoX's and Phi's rotary_pct). Rotate Q and K, not V: the scores q_i . k_j then depend
+       on i - j only. The angle and its cos and sin are computed in double and rounded to float once, so
+       positions up to INT_MAX keep full accuracy (a float angle is off by ~1e-2 rad at position 1e5);
+       this is more exact than PyTorch's and HF's float32 cos/sin tables, which differ from it by their
+       own rounding. cos and sin are computed once per (batch, row, pair) for all the heads; nothing is
+       allocated. rope NULL or style ATTN_ROPE_NONE: the arguments are validated, x is left as it is.
+       Errors: x NULL; a size < 1; x_s breaks an output's rules (ATTN_ERR_STRIDE); style out of range,
+       n_rot odd, negative or > d (or 0 with d odd), theta or freq_scale not finite or negative, a
+       negative pos0[b] (ATTN_ERR_OPTION); pos0[b] + n - 1 > INT_MAX (ATTN_ERR_OVERFLOW).
+   attn_rope (zero = default): style (ATTN_ROPE_NONE, _NEOX, _GPTJ); n_rot, the rotated dimensions (even;
+       0: d); theta, the frequency base (0: 10000; Llama 3: 500000); freq_scale, multiplies the positions
+       (0: 1; HF's "linear" rope_scaling with factor f is 1/f, ggml's freq_scale as is).
+
    Fused scaled dot-product attention:
 
    attn_sdpa(out, out_s, q, q_s, k, k_s, v, v_s, dims, opt, workspace, workspace_bytes)
@@ -235,6 +255,10 @@
        w_k = c_attn + E, w_v = c_attn + 2E with the three strides 3E; PyTorch's in_proj_weight [3E x E]
        (OUT_IN) is w_q = p, w_k = p + E*E, w_v = p + 2*E*E, dense.
 
+       rope: rotary position embeddings (attn_rope, below) applied to Q and K after their projections and
+       biases: in attn_self_forward at positions 0 .. N-1, in attn_kv_step at each batch's positions len[b]
+       .. (style ATTN_ROPE_NONE, the zero default: none; cross-attention takes none, ATTN_ERR_OPTION).
+
    KV caches (decoding). attn_kv_cache describes the caller's memory: {batch, n_kv_heads, max_len, d_k,
    d_v (0 = d_k), k, v, len}, k [B, Hkv, max_len, Dk] and v [B, Hkv, max_len, Dv] dense (row t of a head
    holds the token at position t; attn_stride_bhnd(Hkv, max_len, D) views it for attn_sdpa) and len [B] the
@@ -253,7 +277,8 @@
        batch: x [B, n_new, d_model] are each batch's next n_new tokens. It projects Q, K, V of all B * n_new
        rows at once (up to 8 rows: each weight read once for the whole batch), appends K and V at rows
        len[b] .., attends each new token over its own batch's tokens up to itself (kv_len = the new len,
-       bottom-right causal from each batch's own length: ragged batches), applies W_o into out
+       bottom-right causal from each batch's own length: ragged batches; Q and K rotated to positions
+       len[b] .. when mha->rope is set), applies W_o into out
        [B, n_new, d_model], and adds n_new to every len[b]. The result equals attn_self_forward with
        ATTN_CAUSAL_TOP_LEFT over each batch's whole sequence (tests/test_attention.c kv_cache_decode,
        kv_cache_ragged) and is bitwise the same for any thread count. The cache's n_kv_heads and d_k
@@ -401,7 +426,7 @@
                                along one axis is above INT_MAX - 128
        ATTN_ERR_OPTION     -7  an option has an invalid value (enum out of range, non-finite scale,
                                kv_len or src_len outside [0, Nk], top_k or k < 1, a uniform number
-                               outside [0, 1))
+                               outside [0, 1), a negative RoPE position)
        ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
        ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
@@ -423,7 +448,8 @@
                            the workspace size functions reject the sizes their calls reject;
                            few-row projections without packing; attn_project_ex (threads, splits);
                            KV caches: attn_kv_cache, attn_kv_append, attn_kv_step, ATTN_ERR_FULL;
-                           attn_mha weight row strides (packed QKV weights as stored).
+                           attn_mha weight row strides (packed QKV weights as stored);
+                           attn_rope_apply (rotary position embeddings, NEOX and GPT-J styles).
                            See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
@@ -526,6 +552,21 @@ typedef struct attn_options {
     const float *sinks;                    /* [Hq] a logit per head in the softmax denominator only, or NULL */
 } attn_options;
 
+/* Rotary position embeddings (RoPE). */
+typedef enum attn_rope_style {
+    ATTN_ROPE_NONE = 0, /* no rotation */
+    ATTN_ROPE_NEOX = 1, /* rotate halves: dimension c pairs with c + n_rot/2 (GPT-NeoX, Llama, HF rotate_half) */
+    ATTN_ROPE_GPTJ = 2  /* interleaved pairs: dimension 2p pairs with 2p + 1 (GPT-J, original RoFormer, ggml mode 0) */
+} attn_rope_style;
+
+typedef struct attn_rope {
+    attn_rope_style style;
+    int n_rot;        /* dimensions rotated, the first n_rot of each head (even); 0 = the whole head */
+    float theta;      /* frequency base; 0 = 10000 */
+    float freq_scale; /* linear position scaling: positions are multiplied by it (ggml's freq_scale, 1/factor of
+                         HF's "linear" rope_scaling); 0 = 1 */
+} attn_rope;
+
 typedef struct attn_mha {
     int d_model;        /* width of x_q and out; n_heads * head_dim */
     int n_heads;        /* query heads */
@@ -542,6 +583,7 @@ typedef struct attn_mha {
     const float *b_o;   /* [d_model] or NULL */
     ptrdiff_t w_q_stride, w_k_stride, w_v_stride, w_o_stride; /* row strides of the weights as stored, in
                            floats; 0 = dense (GPT-2's c_attn [E x 3E]: w_k = w_q + E, strides 3E) */
+    attn_rope rope;     /* rotary positions for Q and K (self-attention and cache steps); style 0: none */
 } attn_mha;
 
 /* A KV cache in the caller's memory: the keys and values of the tokens seen so far, per batch and kv head,
@@ -585,6 +627,10 @@ ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float 
 ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const float *o_a,
                                ptrdiff_t o_a_stride, const float *lse_a, const float *o_b,
                                ptrdiff_t o_b_stride, const float *lse_b, int n_rows, int d_v);
+
+/* x [B, H, N, D] rotated in place: row t of batch b is at position pos0[b] + t (pos0 NULL: t). */
+ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_heads, int n, int d,
+                                    const int *pos0, const attn_rope *rope);
 
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
 ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
@@ -1955,6 +2001,124 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Rotary position embeddings                                                                     */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Pairs whose cos and sin are held at a time: their frequencies in double, their cos and sin in float,
+   on the stack (1 KiB), so any head width works without a workspace. */
+#define ATTN__ROPE_CHUNK 64
+
+/* Validates a rotary option for heads of width d (already checked positive); ATTN_OK for NULL or
+   ATTN_ROPE_NONE, whose other fields are not read. Fields are reported as "rope->...". */
+static attn_result attn__check_rope(const char *func, const attn_rope *rope, int d)
+{
+    float theta;
+    if (!rope || rope->style == ATTN_ROPE_NONE) return ATTN_OK;
+    ATTN__REQUIRE(rope->style == ATTN_ROPE_NEOX || rope->style == ATTN_ROPE_GPTJ, ATTN_ERR_OPTION, "rope->style",
+                  "not ATTN_ROPE_NONE, _NEOX or _GPTJ");
+    ATTN__REQUIRE(rope->n_rot >= 0, ATTN_ERR_OPTION, "rope->n_rot", "negative");
+    ATTN__REQUIRE(rope->n_rot <= d, ATTN_ERR_OPTION, "rope->n_rot", "above the head width d");
+    ATTN__REQUIRE(rope->n_rot % 2 == 0, ATTN_ERR_OPTION, "rope->n_rot", "odd");
+    ATTN__REQUIRE(rope->n_rot != 0 || d % 2 == 0, ATTN_ERR_OPTION, "rope->n_rot", "0 (the whole head) with d odd");
+    theta = rope->theta == 0.0f ? 10000.0f : rope->theta;
+    ATTN__REQUIRE(isfinite(theta) && theta > 0.0f, ATTN_ERR_OPTION, "rope->theta", "not finite, or negative");
+    ATTN__REQUIRE(isfinite(rope->freq_scale) && rope->freq_scale >= 0.0f, ATTN_ERR_OPTION, "rope->freq_scale",
+                  "not finite, or negative");
+    return ATTN_OK;
+}
+
+/* Rotates np pairs (x_a[p * step], x_b[p * step]) by the angles whose cos and sin are cs[p] and sn[p]:
+   (a, b) <- (a cos - b sin, a sin + b cos). By blocks of 8 pairs copied into locals, each step its own
+   loop of fixed length, so that compilers vectorise it at -O2 without checking whether x_a and x_b
+   overlap; the last np % 8 pairs one by one. */
+static void attn__rope_pairs(float *x_a, float *x_b, int step, const float *cs, const float *sn, int np)
+{
+    int p = 0, l;
+    for (; p + 8 <= np; p += 8) {
+        float a[8], b[8], ra[8], rb[8];
+        for (l = 0; l < 8; ++l) a[l] = x_a[(p + l) * step];
+        for (l = 0; l < 8; ++l) b[l] = x_b[(p + l) * step];
+        for (l = 0; l < 8; ++l) {
+            ra[l] = a[l] * cs[p + l] - b[l] * sn[p + l];
+            rb[l] = a[l] * sn[p + l] + b[l] * cs[p + l];
+        }
+        for (l = 0; l < 8; ++l) x_a[(p + l) * step] = ra[l];
+        for (l = 0; l < 8; ++l) x_b[(p + l) * step] = rb[l];
+    }
+    for (; p < np; ++p) {
+        const float a = x_a[p * step], b = x_b[p * step];
+        x_a[p * step] = a * cs[p] - b * sn[p];
+        x_b[p * step] = a * sn[p] + b * cs[p];
+    }
+}
+
+/* Rotates the rows of one batch in place, on validated arguments: x [n_heads, n, d] with the given row and
+   head strides, row t at position pos0 + t. For pair p < n_rot/2, with frequency theta^(-2p/n_rot) and
+   angle = (pos0 + t) * freq_scale * frequency, computed in double and rounded to float once as cos and sin:
+       (x_a, x_b) <- (x_a cos - x_b sin, x_a sin + x_b cos),
+   a = p and b = p + n_rot/2 (NEOX) or a = 2p and b = 2p + 1 (GPTJ); dimensions from n_rot on are kept.
+   By chunks of pairs: the chunk's frequencies once, then per row its cos and sin once for all the heads. */
+static void attn__rope_rows(float *x, ptrdiff_t row_stride, ptrdiff_t head_stride, int n_heads, int n, int d,
+                            int pos0, const attn_rope *rope)
+{
+    double freq[ATTN__ROPE_CHUNK];
+    float cs[ATTN__ROPE_CHUNK], sn[ATTN__ROPE_CHUNK];
+    double theta, scale;
+    int n_rot, half, p0, np, t, h, p;
+    if (!rope || rope->style == ATTN_ROPE_NONE) return;
+    n_rot = rope->n_rot ? rope->n_rot : d;
+    half = n_rot / 2;
+    theta = rope->theta != 0.0f ? (double)rope->theta : 10000.0;
+    scale = rope->freq_scale != 0.0f ? (double)rope->freq_scale : 1.0;
+    for (p0 = 0; p0 < half; p0 += np) {
+        np = half - p0 < ATTN__ROPE_CHUNK ? half - p0 : ATTN__ROPE_CHUNK;
+        for (p = 0; p < np; ++p) freq[p] = pow(theta, -2.0 * (double)(p0 + p) / (double)n_rot);
+        for (t = 0; t < n; ++t) {
+            const double pos = ((double)pos0 + (double)t) * scale; /* the scaled position */
+            float *x_t = x + (ptrdiff_t)t * row_stride;
+            for (p = 0; p < np; ++p) {
+                const double angle = pos * freq[p];
+                cs[p] = (float)cos(angle);
+                sn[p] = (float)sin(angle);
+            }
+            for (h = 0; h < n_heads; ++h) {
+                float *x_h = x_t + (ptrdiff_t)h * head_stride;
+                if (rope->style == ATTN_ROPE_NEOX) /* the halves */
+                    attn__rope_pairs(x_h + p0, x_h + half + p0, 1, cs, sn, np);
+                else /* interleaved pairs */
+                    attn__rope_pairs(x_h + 2 * p0, x_h + 2 * p0 + 1, 2, cs, sn, np);
+            }
+        }
+    }
+}
+
+ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_heads, int n, int d,
+                                    const int *pos0, const attn_rope *rope)
+{
+    const char *func = "attn_rope_apply";
+    attn_result r;
+    int b;
+    ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
+    ATTN__REQUIRE(batch > 0, ATTN_ERR_SHAPE, "batch", "must be > 0");
+    ATTN__REQUIRE(n_heads > 0, ATTN_ERR_SHAPE, "n_heads", "must be > 0");
+    ATTN__REQUIRE(n > 0, ATTN_ERR_SHAPE, "n", "must be > 0");
+    ATTN__REQUIRE(d > 0, ATTN_ERR_SHAPE, "d", "must be > 0");
+    /* x is read and written: an output view, so no two of its elements may share memory */
+    if ((r = attn__check_view(func, ATTN__VIEW("x_s", "d"), x_s, batch, n_heads, n, d, 1)) != ATTN_OK) return r;
+    if ((r = attn__check_rope(func, rope, d)) != ATTN_OK) return r;
+    if (pos0)
+        for (b = 0; b < batch; ++b) {
+            ATTN__REQUIRE(pos0[b] >= 0, ATTN_ERR_OPTION, "pos0[b]", "negative");
+            ATTN__REQUIRE(pos0[b] <= INT_MAX - (n - 1), ATTN_ERR_OVERFLOW, "pos0[b]",
+                          "pos0[b] + n - 1 (the last position) above INT_MAX");
+        }
+    if (!rope || rope->style == ATTN_ROPE_NONE) return ATTN_OK;
+    for (b = 0; b < batch; ++b)
+        attn__rope_rows(x + (ptrdiff_t)b * x_s.batch, x_s.row, x_s.head, n_heads, n, d, pos0 ? pos0[b] : 0, rope);
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Fused attention                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -2366,6 +2530,9 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(m->layout == ATTN_LAYOUT_IN_OUT || m->layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION, "mha->layout",
                   "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
     head_dim = m->d_model / m->n_heads;
+    if ((r = attn__check_rope(func, &m->rope, head_dim)) != ATTN_OK) return r;
+    ATTN__REQUIRE(self || m->rope.style == ATTN_ROPE_NONE, ATTN_ERR_OPTION, "mha->rope.style",
+                  "rotary positions apply to self-attention only (ATTN_ROPE_NONE in cross-attention)");
     {   /* weight row strides: 0 is dense; a row holds d_out (IN_OUT) or d_in (OUT_IN) floats */
         const int in_out = m->layout == ATTN_LAYOUT_IN_OUT, kv_cols = in_out ? n_kv_heads * head_dim : d_kv;
         ATTN__REQUIRE(m->w_q_stride == 0 || m->w_q_stride >= m->d_model, ATTN_ERR_STRIDE, "mha->w_q_stride",
@@ -2466,6 +2633,8 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
         attn__project(qb, d_model, xq_b, d_model, m->w_q, wq_rs, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
         attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, wk_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__rope_rows(qb, d_model, d->d_k, d->n_heads, n_q, d->d_k, 0, &m->rope); /* positions 0 .. */
+        attn__rope_rows(ab, kv_dim, d->d_k, d->n_kv_heads, n_kv, d->d_k, 0, &m->rope);
         attn__split_heads(kb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
         attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(vb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
@@ -2693,6 +2862,9 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     db.n_kv = 0;
     for (b = 0; b < c->batch; ++b) {
         const size_t r0 = (size_t)b * (size_t)n_new;
+        /* the new rows of batch b are at positions len[b] .. */
+        attn__rope_rows(qb + r0 * (size_t)d_model, d_model, d->d_k, d->n_heads, n_new, d->d_k, c->len[b], &m->rope);
+        attn__rope_rows(kb + r0 * (size_t)kv_dim, kv_dim, d->d_k, d->n_kv_heads, n_new, d->d_k, c->len[b], &m->rope);
         attn__kv_write(c, b, kb + r0 * (size_t)kv_dim, d->d_k, kv_dim, vb + r0 * (size_t)kv_dim, d->d_k, kv_dim, n_new);
         c->len[b] += n_new;
         if (c->len[b] > db.n_kv) db.n_kv = c->len[b];

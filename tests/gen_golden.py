@@ -1,21 +1,30 @@
 #!/usr/bin/python3
 """Generate the golden fixtures in tests/data/ for the attention.h C tests.
 
-Each fixture tests/data/<case>.txt holds the inputs, parameters and expected
-outputs of one torch.nn.MultiheadAttention (batch_first=True, eval mode, no
-dropout) call, computed in float64, as a whitespace-separated text file
-("attn-golden 1", the int fields, the tensors, then "end").
+Each fixture tests/data/mha_<case>.txt holds the inputs, parameters and
+expected outputs of one torch.nn.MultiheadAttention (batch_first=True, eval
+mode, no dropout) call, computed in float64, as a whitespace-separated text
+file ("attn-golden 1", the int fields, the tensors, then "end").
+
+tests/data/rope.txt holds rotary position embedding cases computed with the
+explicit PyTorch formulas of Hugging Face transformers in float64 (Llama's
+rotate_half for NEOX style, GPT-J's rotate_every_two for GPTJ style):
+"attn-rope 1", "int cases K", then per case the int fields batch, n_heads, n,
+d, style (1 NEOX, 2 GPTJ), n_rot and the tensors theta, freq_scale, pos0 [B],
+x [B, H, N, D] and out [B, H, N, D]; then "end".
 
 Needs Debian's PyTorch (apt install python3-torch), hence the /usr/bin/python3
 shebang.  Run from the repo root as:
 
-    /usr/bin/python3 tests/gen_golden.py
+    /usr/bin/python3 tests/gen_golden.py            # every fixture
+    /usr/bin/python3 tests/gen_golden.py rope       # only rope.txt (or: mha)
 
 This script is only needed to regenerate the fixtures: the C tests read the
 files in tests/data/ directly, no Python is needed at test time.
 """
 
 import os
+import sys
 
 import torch
 import torch.nn as nn
@@ -161,8 +170,92 @@ def random_attn_mask(seed, n_q, n_kv, n_inf):
     return m
 
 
+def rope_inv_freq(n_rot, theta):
+    """HF's inv_freq: 1 / theta^(2p / n_rot) for p < n_rot/2."""
+    return 1.0 / (theta ** (torch.arange(0, n_rot, 2, dtype=torch.float64) / n_rot))
+
+
+def rope_neox(x, pos, n_rot, theta, freq_scale):
+    """Llama / GPT-NeoX: HF's LlamaRotaryEmbedding (linear rope_scaling divides
+    the positions by the factor = 1/freq_scale) and apply_rotary_pos_emb with
+    rotate_half, on the first n_rot dimensions (GPT-NeoX's rotary_pct)."""
+    def rotate_half(u):
+        u1, u2 = u[..., : u.shape[-1] // 2], u[..., u.shape[-1] // 2:]
+        return torch.cat((-u2, u1), dim=-1)
+    t = pos.to(torch.float64) * freq_scale               # [B, N]
+    freqs = t[..., None] * rope_inv_freq(n_rot, theta)   # [B, N, n_rot/2]
+    emb = torch.cat((freqs, freqs), dim=-1)              # [B, N, n_rot]
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]    # [B, 1, N, n_rot]
+    x_rot, x_pass = x[..., :n_rot], x[..., n_rot:]
+    return torch.cat((x_rot * cos + rotate_half(x_rot) * sin, x_pass), dim=-1)
+
+
+def rope_gptj(x, pos, n_rot, theta, freq_scale):
+    """GPT-J: HF's create_sinusoidal_positions and apply_rotary_pos_emb with
+    rotate_every_two (pairs 2p, 2p + 1), on the first n_rot dimensions."""
+    def rotate_every_two(u):
+        u1, u2 = u[..., ::2], u[..., 1::2]
+        return torch.stack((-u2, u1), dim=-1).flatten(-2)
+    t = pos.to(torch.float64) * freq_scale
+    freqs = t[..., None] * rope_inv_freq(n_rot, theta)   # [B, N, n_rot/2]
+    sin = freqs.sin().repeat_interleave(2, dim=-1)[:, None]
+    cos = freqs.cos().repeat_interleave(2, dim=-1)[:, None]
+    x_rot, x_pass = x[..., :n_rot], x[..., n_rot:]
+    return torch.cat((x_rot * cos + rotate_every_two(x_rot) * sin, x_pass), dim=-1)
+
+
+ROPE_NEOX, ROPE_GPTJ = 1, 2
+
+
+def rope_case(seed, batch, n_heads, n, d, style, n_rot, theta, freq_scale, pos0):
+    torch.manual_seed(seed)
+    # float32 inputs (the C test loads them as float), held in float64
+    x = torch.randn(batch, n_heads, n, d, dtype=torch.float32).to(torch.float64)
+    pos = torch.tensor(pos0, dtype=torch.int64)[:, None] + torch.arange(n)[None, :]
+    fn = rope_neox if style == ROPE_NEOX else rope_gptj
+    out = fn(x, pos, n_rot, theta, freq_scale)
+    lines = ["int batch %d" % batch, "int n_heads %d" % n_heads, "int n %d" % n,
+             "int d %d" % d, "int style %d" % style, "int n_rot %d" % n_rot]
+    lines += tensor_block("theta", torch.tensor([theta]))
+    lines += tensor_block("freq_scale", torch.tensor([freq_scale]))
+    lines += tensor_block("pos0", torch.tensor(pos0, dtype=torch.float64))
+    lines += tensor_block("x", x)
+    lines += tensor_block("out", out)
+    return lines
+
+
+def write_rope():
+    """Both styles, whole and partial heads, theta 10000 and 500000, linear
+    scaling by 4 (freq_scale 0.25), positions up to about 1e6."""
+    cases = [
+        rope_case(301, 2, 3, 5, 16, ROPE_NEOX, 16, 10000.0, 1.0, [0, 11]),
+        rope_case(302, 2, 3, 5, 16, ROPE_GPTJ, 16, 10000.0, 1.0, [0, 11]),
+        rope_case(303, 2, 2, 4, 12, ROPE_NEOX, 8, 10000.0, 1.0, [3, 1000000]),
+        rope_case(304, 2, 2, 4, 12, ROPE_GPTJ, 8, 10000.0, 1.0, [3, 1000000]),
+        rope_case(305, 3, 1, 2, 64, ROPE_NEOX, 64, 500000.0, 0.25, [0, 4097, 999999]),
+        rope_case(306, 3, 1, 2, 64, ROPE_GPTJ, 48, 500000.0, 0.25, [0, 4097, 999999]),
+    ]
+    lines = ["attn-rope 1", "int cases %d" % len(cases)]
+    for c in cases:
+        lines += c
+    lines.append("end")
+    path = os.path.join(DATA_DIR, "rope.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
+
+
 def main():
     os.makedirs(DATA_DIR, exist_ok=True)
+    names = sys.argv[1:]
+    if names:
+        unknown = set(names) - {"mha", "rope"}
+        if unknown:
+            sys.exit("unknown fixture group(s): %s (mha, rope)" % " ".join(sorted(unknown)))
+    if not names or "rope" in names:
+        write_rope()
+    if names and "mha" not in names:
+        return
 
     run_case("mha_bias", 101, batch=2, n_q=5, n_kv=5, d_model=8, d_kv=8,
              n_heads=2, bias=True, self_attn=True, weights_mode=1)

@@ -122,6 +122,8 @@ static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_s
 
 /* Reference MHA from float64 projections and ref_sdpa (over float-rounded projections? no: the
    projections stay in float64 through the attention). */
+static void ref_rope_row(double *x, int D, double pos, const attn_rope *rope);
+
 static void ref_mha(double *out, const float *xq, const float *xkv, int B, int Nq, int Nk, const attn_mha *m,
                     const ref_opts *ro_in)
 {
@@ -139,6 +141,8 @@ static void ref_mha(double *out, const float *xq, const float *xkv, int B, int N
         ref_project(Q, xq + (size_t)b * Nq * E, E, m->w_q, wq_rs, out_in, m->b_q, Nq, E, E);
         ref_project(K, xkv + (size_t)b * Nk * dkv, dkv, m->w_k, wk_rs, out_in, m->b_k, Nk, dkv, kvd);
         ref_project(V, xkv + (size_t)b * Nk * dkv, dkv, m->w_v, wv_rs, out_in, m->b_v, Nk, dkv, kvd);
+        for (i = 0; i < Nq; ++i) for (h = 0; h < H; ++h) ref_rope_row(Q + i * E + h * Dh, Dh, i, &m->rope);
+        for (j = 0; j < Nk; ++j) for (h = 0; h < Hkv; ++h) ref_rope_row(K + j * kvd + h * Dh, Dh, j, &m->rope);
         for (h = 0; h < H; ++h) {
             const int hk = h / (H / Hkv);
             for (i = 0; i < Nq; ++i) {
@@ -280,6 +284,44 @@ static void ref_select(double *p, int *idx, double *lp, int *order, const double
     *idx = pick;
     *lp = pick >= 0 ? log(soft[pick]) : -INFINITY;
     free(soft); free(r);
+}
+
+/* Rotary position embeddings from the definition, in float64: y [B, H, N, D] dense = x [B, H, N, D] (view s)
+   with, for each pair p < n_rot/2 at position pos = pos0[b] + t (pos0 NULL: t),
+       angle = pos * freq_scale * theta^(-2p/n_rot),  (x_a, x_b) -> (x_a cos - x_b sin, x_a sin + x_b cos),
+   a = p, b = p + n_rot/2 for ATTN_ROPE_NEOX; a = 2p, b = 2p + 1 for ATTN_ROPE_GPTJ; the rest copied.
+   n_rot 0 = D, theta 0 = 10000, freq_scale 0 = 1, as attn_rope says. */
+/* One row x [D] rotated in place to position pos, from RoPE's definition (NONE or NULL: unchanged). */
+static void ref_rope_row(double *x, int D, double pos, const attn_rope *rope)
+{
+    const int style = rope ? (int)rope->style : (int)ATTN_ROPE_NONE;
+    const int n_rot = rope && rope->n_rot ? rope->n_rot : D;
+    const double theta = rope && rope->theta != 0.0f ? rope->theta : 10000.0;
+    const double fs = rope && rope->freq_scale != 0.0f ? rope->freq_scale : 1.0;
+    int p;
+    if (style == ATTN_ROPE_NONE) return;
+    for (p = 0; p < n_rot / 2; ++p) {
+        const int ia = style == ATTN_ROPE_NEOX ? p : 2 * p;
+        const int ib = style == ATTN_ROPE_NEOX ? p + n_rot / 2 : 2 * p + 1;
+        const double angle = pos * fs * pow(theta, -2.0 * p / n_rot);
+        const double xa = x[ia], xb = x[ib];
+        x[ia] = xa * cos(angle) - xb * sin(angle);
+        x[ib] = xa * sin(angle) + xb * cos(angle);
+    }
+}
+
+static void ref_rope(double *y, const float *x, attn_stride s, int B, int H, int N, int D, const int *pos0,
+                     const attn_rope *rope)
+{
+    int b, h, t, c;
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < H; ++h)
+            for (t = 0; t < N; ++t) {
+                const float *xr = x + b * s.batch + h * s.head + t * s.row;
+                double *yr = y + (((size_t)b * (size_t)H + (size_t)h) * (size_t)N + (size_t)t) * (size_t)D;
+                for (c = 0; c < D; ++c) yr[c] = xr[c];
+                ref_rope_row(yr, D, (double)(pos0 ? pos0[b] : 0) + t, rope);
+            }
 }
 
 #endif /* ATTN_REFERENCE_H */

@@ -1226,6 +1226,7 @@ static void test_mha_random(void)
         m.layout = (t >> 1) & 1 ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
         m.w_q = wq; m.w_k = wk; m.w_v = wv; m.w_o = wo;
         if ((t >> 2) & 1) { m.b_q = bq; m.b_k = bk; m.b_v = bv; m.b_o = bo; }
+        if (self && Dh % 2 == 0 && (t >> 3) & 1) m.rope.style = (t >> 2) & 1 ? ATTN_ROPE_GPTJ : ATTN_ROPE_NEOX;
         opt.causal = ro.causal = (attn_causal)rnd_int(3);
         ro.scale = 1.0 / sqrt((double)Dh);
         if (self) CHECK_CODE(attn_self_forward(out, xq, B, Nq, &m, &opt, NULL, 0), ATTN_OK);
@@ -3250,7 +3251,7 @@ static void kv_model(attn_mha *m, float *w_qkv, float *w_o, float *b_qkv, float 
 }
 
 /* Prefill, single tokens and a chunk through attn_kv_step equal the float64 causal pass over the whole
-   sequence (packed QKV weights as stored, both layouts, GQA, B = 2); the cache holds the projected K, V;
+   sequence (packed QKV weights as stored, both layouts, GQA, RoPE both styles, B = 2);
    any thread count gives bitwise the same outputs. */
 static void test_kv_cache_decode(void)
 {
@@ -3273,6 +3274,8 @@ static void test_kv_cache_decode(void)
             int len[B] = {0, 0}, s, t0 = 0, b;
             float *o_run = threads == 1 ? out : out1;
             kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, (attn_layout)layout);
+            if (layout) m.rope.style = ATTN_ROPE_NEOX; /* Llama's, whole head */
+            else { m.rope.style = ATTN_ROPE_GPTJ; m.rope.n_rot = DH / 2; m.rope.theta = 500000.0f; } /* partial */
             memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro); memset(&c, 0, sizeof c);
             opt.n_threads = threads;
             c.batch = B; c.n_kv_heads = HKV; c.max_len = MAX; c.d_k = DH; c.k = kc; c.v = vc; c.len = len;
@@ -3378,6 +3381,7 @@ static void test_kv_cache_ragged(void)
     rnd_fill(w_qkv, sizeof w_qkv / sizeof w_qkv[0], 0.3f); rnd_fill(w_o, E * E, 0.3f);
     rnd_fill(b_qkv, E + 2 * KVD, 0.3f); rnd_fill(b_o, E, 0.3f);
     kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, ATTN_LAYOUT_IN_OUT);
+    m.rope.style = ATTN_ROPE_NEOX; /* positions from each batch's own length */
     memset(&opt, 0, sizeof opt); memset(&c, 0, sizeof c); memset(&ro, 0, sizeof ro);
     c.batch = B; c.n_kv_heads = HKV; c.max_len = MAX; c.d_k = DH; c.k = kc; c.v = vc; c.len = len;
     for (s = 0; s < (int)(sizeof steps / sizeof steps[0]); ++s) {
@@ -3399,6 +3403,303 @@ static void test_kv_cache_ragged(void)
         ref_mha(ref, hist_x[b], hist_x[b], 1, n_hist[b], n_hist[b], &m, &ro);
         CHECK_CLOSE(hist_o[b], ref, (size_t)n_hist[b] * E);
     }
+}
+
+/* rotary position embeddings                                                                     */
+/* ---------------------------------------------------------------------------------------------- */
+
+#define ROPE_TOL 1e-6 /* cos and sin are rounded to float once, then one float rotation: a few ulp */
+
+/* A view [B, H, N, D] of layout 0: dense [B, H, N, D]; 1: [B, N, H, D] (attn_stride_bnhd); 2: the K part of a
+   packed QKV buffer [B, N, 3, H, D] (row stride 3*H*D, offset H*D); 3: [B, H, N, D] with rows padded to D + 5.
+   *offset is the view's first element in a buffer of *total floats. */
+static attn_stride rope_view(int layout, int B, int H, int N, int D, size_t *offset, size_t *total)
+{
+    attn_stride s;
+    *offset = 0;
+    if (layout == 1) s = attn_stride_bnhd(N, H, D);
+    else if (layout == 2) {
+        s.row = 3 * (ptrdiff_t)H * D; s.head = D; s.batch = (ptrdiff_t)N * s.row;
+        *offset = (size_t)H * (size_t)D;
+    } else {
+        s.row = D + (layout == 3 ? 5 : 0); s.head = (ptrdiff_t)N * s.row; s.batch = (ptrdiff_t)H * s.head;
+    }
+    *total = (size_t)B * (size_t)s.batch;
+    return s;
+}
+
+/* attn_rope_apply on random x in the view against ref_rope; every float of the buffer outside the view
+   must keep its bits. */
+static void rope_case(int B, int H, int N, int D, const int *pos0, const attn_rope *rope, int layout)
+{
+    size_t offset, total, i;
+    const attn_stride s = rope_view(layout, B, H, N, D, &offset, &total);
+    float *buf = falloc(total), *before = falloc(total), *got = falloc((size_t)B * H * N * D);
+    double *ref = dalloc((size_t)B * H * N * D), e;
+    unsigned char *in_view = (unsigned char *)calloc(total, 1);
+    int b, h, t, c;
+    if (!in_view) abort();
+    rnd_fill(buf, total, 2.0f);
+    memcpy(before, buf, total * sizeof(float));
+    for (b = 0; b < B; ++b) for (h = 0; h < H; ++h) for (t = 0; t < N; ++t) for (c = 0; c < D; ++c)
+        in_view[offset + (size_t)(b * s.batch + h * s.head + t * s.row + c)] = 1;
+    ref_rope(ref, buf + offset, s, B, H, N, D, pos0, rope);
+    CHECK_CODE(attn_rope_apply(buf + offset, s, B, H, N, D, pos0, rope), ATTN_OK);
+    gather(got, buf + offset, s, B, H, N, D);
+    e = rel_err(got, ref, (size_t)B * H * N * D);
+    if (!(e <= ROPE_TOL)) {
+        printf("    rope style %d n_rot %d theta %g freq_scale %g [%d,%d,%d,%d] layout %d: relative error %.3g\n",
+               rope ? (int)rope->style : 0, rope ? rope->n_rot : 0, rope ? rope->theta : 0.0,
+               rope ? rope->freq_scale : 0.0, B, H, N, D, layout, e);
+        ++g_fails;
+    }
+    for (i = 0; i < total; ++i)
+        if (!in_view[i] && memcmp(&buf[i], &before[i], sizeof(float)) != 0) { CHECK(!"outside the view written"); break; }
+    free(buf); free(before); free(got); free(ref); free(in_view);
+}
+
+static attn_rope rope_make(attn_rope_style style, int n_rot, float theta, float freq_scale)
+{
+    attn_rope r;
+    memset(&r, 0, sizeof r);
+    r.style = style; r.n_rot = n_rot; r.theta = theta; r.freq_scale = freq_scale;
+    return r;
+}
+
+static void test_rope_apply(void)
+{
+    static const int pos_big[3] = {0, 1000000, 1234567}, pos_edge[2] = {7, 2147483647 - 4}; /* last: INT_MAX - N + 1 */
+    const attn_rope_style styles[2] = {ATTN_ROPE_NEOX, ATTN_ROPE_GPTJ};
+    int si, layout;
+    for (si = 0; si < 2; ++si) {
+        const attn_rope_style st = styles[si];
+        attn_rope r;
+        for (layout = 0; layout < 4; ++layout) {
+            r = rope_make(st, 0, 0.0f, 0.0f); /* the whole head, theta 10000 */
+            rope_case(2, 3, 5, 16, NULL, &r, layout);
+            rope_case(3, 2, 4, 64, pos_big, &r, layout);
+            r = rope_make(st, 8, 0.0f, 0.0f); /* partial rotary: 8 of 12 */
+            rope_case(3, 2, 7, 12, pos_big, &r, layout);
+            r = rope_make(st, 6, 500000.0f, 0.25f); /* Llama 3's base, linear scaling by 4 */
+            rope_case(3, 4, 3, 10, pos_big, &r, layout);
+        }
+        r = rope_make(st, 128, 500000.0f, 0.0f);
+        rope_case(3, 2, 9, 128, pos_big, &r, 2); /* 64 pairs: one chunk */
+        r = rope_make(st, 0, 10000.0f, 1.0f);
+        rope_case(3, 3, 6, 160, pos_big, &r, 1); /* 80 pairs: two chunks */
+        r = rope_make(st, 130, 0.0f, 0.25f);
+        rope_case(2, 1, 5, 200, pos_edge, &r, 3); /* 65 pairs: a chunk of one; positions up to INT_MAX */
+        r = rope_make(st, 2, 0.0f, 0.0f);
+        rope_case(1, 1, 1, 2, pos_big + 1, &r, 0); /* one pair */
+    }
+}
+
+/* x [n x d] dense, rotated with batch = 1, n_heads = 1 at pos0 */
+static void rope_rows(float *x, int n, int d, int pos0, const attn_rope *r)
+{
+    CHECK_CODE(attn_rope_apply(x, attn_stride_bhnd(1, n, d), 1, 1, n, d, &pos0, r), ATTN_OK);
+}
+
+static void test_rope_identities(void)
+{
+    enum { D = 64, NR = 48 };
+    float x[4 * D], y[4 * D], q[D], k[D], q1[D], k1[D], q2[D], k2[D], xp[4 * D];
+    attn_rope r;
+    int s, p, c, t;
+    for (s = 1; s <= 2; ++s) {
+        const attn_rope_style st = (attn_rope_style)s;
+        double d1 = 0.0, d2 = 0.0, qn = 0.0, kn = 0.0;
+        /* each pair keeps its norm, and the dimensions past n_rot keep their bits */
+        r = rope_make(st, NR, 0.0f, 0.0f);
+        rnd_fill(x, 4 * D, 1.0f);
+        memcpy(y, x, sizeof y);
+        rope_rows(y, 4, D, 999, &r);
+        for (t = 0; t < 4; ++t) {
+            for (p = 0; p < NR / 2; ++p) {
+                const int a = t * D + (s == 1 ? p : 2 * p), b = t * D + (s == 1 ? p + NR / 2 : 2 * p + 1);
+                const double n0 = (double)x[a] * x[a] + (double)x[b] * x[b], n1 = (double)y[a] * y[a] + (double)y[b] * y[b];
+                CHECK(fabs(n1 - n0) <= 1e-6 * n0);
+            }
+            CHECK(memcmp(y + t * D + NR, x + t * D + NR, (D - NR) * sizeof(float)) == 0);
+        }
+        /* q_i . k_j after rotation depends on i - j only: positions (5, 2) and (105, 102) */
+        r = rope_make(st, 0, 0.0f, 0.0f);
+        rnd_fill(q, D, 1.0f); rnd_fill(k, D, 1.0f);
+        memcpy(q1, q, sizeof q); memcpy(k1, k, sizeof k); memcpy(q2, q, sizeof q); memcpy(k2, k, sizeof k);
+        rope_rows(q1, 1, D, 5, &r); rope_rows(k1, 1, D, 2, &r);
+        rope_rows(q2, 1, D, 105, &r); rope_rows(k2, 1, D, 102, &r);
+        for (c = 0; c < D; ++c) {
+            d1 += (double)q1[c] * k1[c]; d2 += (double)q2[c] * k2[c];
+            qn += (double)q[c] * q[c]; kn += (double)k[c] * k[c];
+        }
+        CHECK(fabs(d1 - d2) <= 1e-6 * sqrt(qn * kn));
+        /* position 0 is the identity, bitwise */
+        memcpy(y, x, sizeof y);
+        rope_rows(y, 1, D, 0, &r);
+        CHECK(memcmp(y, x, D * sizeof(float)) == 0);
+        /* defaults: theta 0 is 10000, freq_scale 0 is 1, n_rot 0 is d; bitwise */
+        {
+            attn_rope a = rope_make(st, 0, 0.0f, 0.0f), b = rope_make(st, D, 10000.0f, 1.0f);
+            memcpy(y, x, sizeof y); memcpy(xp, x, sizeof xp);
+            rope_rows(y, 4, D, 31, &a); rope_rows(xp, 4, D, 31, &b);
+            CHECK(memcmp(y, xp, sizeof y) == 0);
+        }
+    }
+    /* GPT-J style of x = NEOX style of x with dimensions 2p -> p, 2p + 1 -> p + n_rot/2 (past n_rot kept) */
+    {
+        attn_rope gj = rope_make(ATTN_ROPE_GPTJ, NR, 0.0f, 0.0f), nx = rope_make(ATTN_ROPE_NEOX, NR, 0.0f, 0.0f);
+        double *ref = dalloc(4 * D);
+        rnd_fill(x, 4 * D, 1.0f);
+        for (t = 0; t < 4; ++t)
+            for (c = 0; c < D; ++c) {
+                const int to = c >= NR ? c : c % 2 == 0 ? c / 2 : c / 2 + NR / 2;
+                xp[t * D + to] = x[t * D + c];
+            }
+        memcpy(y, x, sizeof y);
+        rope_rows(y, 4, D, 77777, &gj);
+        rope_rows(xp, 4, D, 77777, &nx);
+        for (t = 0; t < 4; ++t)
+            for (c = 0; c < D; ++c) {
+                const int to = c >= NR ? c : c % 2 == 0 ? c / 2 : c / 2 + NR / 2;
+                ref[t * D + c] = xp[t * D + to];
+            }
+        CHECK(rel_err(y, ref, 4 * D) <= 1e-6);
+        free(ref);
+    }
+    /* NULL and ATTN_ROPE_NONE change nothing (NONE's other fields are not read) */
+    r = rope_make(ATTN_ROPE_NONE, -3, -1.0f, NAN);
+    memcpy(y, x, sizeof y);
+    rope_rows(y, 4, D, 5, NULL);
+    rope_rows(y, 4, D, 5, &r);
+    CHECK(memcmp(y, x, sizeof y) == 0);
+    /* pos0 NULL is position t for row t; batches take their own pos0 */
+    {
+        const int p2[2] = {0, 40};
+        float z[2 * 4 * D];
+        memcpy(y, x, sizeof y);
+        memcpy(z, x, sizeof x); memcpy(z + 4 * D, x, sizeof x);
+        r = rope_make(ATTN_ROPE_NEOX, 0, 0.0f, 0.0f);
+        CHECK_CODE(attn_rope_apply(y, attn_stride_bhnd(1, 4, D), 1, 1, 4, D, NULL, &r), ATTN_OK);
+        CHECK_CODE(attn_rope_apply(z, attn_stride_bhnd(1, 4, D), 2, 1, 4, D, p2, &r), ATTN_OK);
+        CHECK(memcmp(y, z, sizeof y) == 0);
+        memcpy(y, x, sizeof y);
+        rope_rows(y, 4, D, 40, &r);
+        CHECK(memcmp(y, z + 4 * D, sizeof y) == 0);
+    }
+}
+
+/* tests/data/rope.txt: cases computed by tests/gen_golden.py with PyTorch's formulas (HF rotate_half for
+   NEOX, GPT-J's rotate_every_two) in float64 */
+static void test_rope_fixture(void)
+{
+    char path[512], magic[32];
+    FILE *f;
+    int version, cases = 0, c;
+    snprintf(path, sizeof path, "%s/rope.txt", g_data_dir);
+    f = fopen(path, "r");
+    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
+    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-rope") || version != 1 ||
+        !read_int(f, "cases", &cases) || cases < 1) {
+        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
+    }
+    for (c = 0; c < cases; ++c) {
+        int B, H, N, D, style, n_rot, i, *pos0 = NULL;
+        float *theta = NULL, *fs = NULL, *pos = NULL, *x = NULL, *out = NULL;
+        size_t count;
+        attn_rope r;
+        double *ref, e;
+        if (!(read_int(f, "batch", &B) && read_int(f, "n_heads", &H) && read_int(f, "n", &N) && read_int(f, "d", &D) &&
+              read_int(f, "style", &style) && read_int(f, "n_rot", &n_rot) && B > 0 && H > 0 && N > 0 && D > 0)) {
+            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+        }
+        count = (size_t)B * H * N * D;
+        if (!((theta = read_tensor(f, "theta", 1)) && (fs = read_tensor(f, "freq_scale", 1)) &&
+              (pos = read_tensor(f, "pos0", B)) && (x = read_tensor(f, "x", (int)count)) &&
+              (out = read_tensor(f, "out", (int)count)))) {
+            printf("    %s: case %d malformed\n", path, c); ++g_fails;
+            free(theta); free(fs); free(pos); free(x); free(out);
+            break;
+        }
+        pos0 = (int *)malloc(sizeof(int) * (size_t)B);
+        ref = dalloc(count);
+        if (!pos0) abort();
+        for (i = 0; i < B; ++i) pos0[i] = (int)pos[i];
+        for (i = 0; i < (int)count; ++i) ref[i] = out[i];
+        r = rope_make((attn_rope_style)style, n_rot, theta[0], fs[0]);
+        CHECK_CODE(attn_rope_apply(x, attn_stride_bhnd(H, N, D), B, H, N, D, pos0, &r), ATTN_OK);
+        e = rel_err(x, ref, count);
+        if (!(e <= ROPE_TOL)) { printf("    rope fixture case %d: relative error %.3g\n", c, e); ++g_fails; }
+        free(theta); free(fs); free(pos); free(x); free(out); free(pos0); free(ref);
+    }
+    if (c == cases) {
+        char end[8];
+        CHECK(fscanf(f, "%7s", end) == 1 && strcmp(end, "end") == 0);
+    }
+    fclose(f);
+}
+
+static void test_errors_rope(void)
+{
+    enum { B = 2, H = 2, N = 3, D = 8 };
+    float x[B * H * N * D];
+    const attn_stride s = attn_stride_bhnd(H, N, D);
+    attn_stride bad;
+    attn_rope r = rope_make(ATTN_ROPE_NEOX, 0, 0.0f, 0.0f), o;
+    int pos[B] = {0, 5};
+    fill_sentinel(x, sizeof x / sizeof *x);
+#define ROPE_ERR(call, code) do { CHECK_CODE(call, code); CHECK(untouched(x, sizeof x / sizeof *x)); } while (0)
+    ROPE_ERR(attn_rope_apply(NULL, s, B, H, N, D, pos, &r), ATTN_ERR_NULL);
+    ROPE_ERR(attn_rope_apply(NULL, s, B, H, N, D, pos, NULL), ATTN_ERR_NULL);
+    ROPE_ERR(attn_rope_apply(x, s, 0, H, N, D, pos, &r), ATTN_ERR_SHAPE);
+    ROPE_ERR(attn_rope_apply(x, s, B, -1, N, D, pos, &r), ATTN_ERR_SHAPE);
+    ROPE_ERR(attn_rope_apply(x, s, B, H, 0, D, pos, &r), ATTN_ERR_SHAPE);
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, 0, pos, &r), ATTN_ERR_SHAPE);
+    bad = s; bad.row = D - 1;
+    ROPE_ERR(attn_rope_apply(x, bad, B, H, N, D, pos, &r), ATTN_ERR_STRIDE);
+    CHECK(g_hook.arg && strcmp(g_hook.arg, "x_s.row") == 0 && strcmp(g_hook.func, "attn_rope_apply") == 0);
+    bad = s; bad.head = -D;
+    ROPE_ERR(attn_rope_apply(x, bad, B, H, N, D, pos, &r), ATTN_ERR_STRIDE);
+    bad = s; bad.head = 0; /* two heads on the same memory: an in/out view must not overlap */
+    ROPE_ERR(attn_rope_apply(x, bad, B, H, N, D, pos, &r), ATTN_ERR_STRIDE);
+    bad = s; bad.batch = D; /* batches overlapping rows */
+    ROPE_ERR(attn_rope_apply(x, bad, B, H, N, D, pos, &r), ATTN_ERR_STRIDE);
+    o = r; o.style = (attn_rope_style)3;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.style = (attn_rope_style)-1;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.n_rot = 3;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    CHECK(g_hook.arg && strcmp(g_hook.arg, "rope->n_rot") == 0);
+    o = r; o.n_rot = -2;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.n_rot = D + 2;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.n_rot = 0; /* the whole head, but d = 7 is odd */
+    ROPE_ERR(attn_rope_apply(x, attn_stride_bhnd(H, N, 7), B, H, N, 7, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.theta = -1.0f;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.theta = NAN;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.theta = INFINITY;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.freq_scale = -0.5f;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.freq_scale = NAN;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    o = r; o.freq_scale = INFINITY;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_ERR_OPTION);
+    CHECK(g_hook.arg && strcmp(g_hook.arg, "rope->freq_scale") == 0);
+    pos[1] = -1;
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &r), ATTN_ERR_OPTION);
+    CHECK(g_hook.arg && strcmp(g_hook.arg, "pos0[b]") == 0);
+    pos[1] = 2147483647 - (N - 1) + 1; /* the last row's position overflows int */
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &r), ATTN_ERR_OVERFLOW);
+    /* valid but with nothing to rotate: no change (NONE's fields are not read) */
+    o = rope_make(ATTN_ROPE_NONE, 3, -1.0f, NAN);
+    pos[1] = 2147483647 - (N - 1);
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, pos, &o), ATTN_OK);
+    ROPE_ERR(attn_rope_apply(x, s, B, H, N, D, NULL, NULL), ATTN_OK);
+#undef ROPE_ERR
 }
 
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
@@ -3458,6 +3759,10 @@ static const test_case k_tests[] = {
     {"kv_cache_decode", test_kv_cache_decode},
     {"kv_cache_errors", test_kv_cache_errors},
     {"kv_cache_ragged", test_kv_cache_ragged},
+    {"rope_apply", test_rope_apply},
+    {"rope_identities", test_rope_identities},
+    {"rope_fixture", test_rope_fixture},
+    {"errors_rope", test_errors_rope},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the

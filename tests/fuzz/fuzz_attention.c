@@ -22,6 +22,8 @@
    Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
    value, the reference and the error allowed; sanitizer reports abort too.
 
+   fuzz_rope: attn_rope_apply in place, against ref_rope; a failed call leaves x bitwise as it was.
+
    fuzz_project_ex: the threaded projection with threads, splits and workspaces, bitwise equal to
    attn_project's result.
 
@@ -33,6 +35,7 @@
    refuses past its capacity: ATTN_ERR_IO then, no write after a refusal, nothing past the bytes taken). */
 
 #include <float.h>
+#include <limits.h> /* INT_MAX */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -551,6 +554,82 @@ static void fuzz_merge(fz *f)
     }
     free(oa0); free(ob0); free(la0); free(lb0);
     fz_out_free(&oo); fz_out_free(&ol);
+}
+
+/* attn_rope_apply in place on a fuzzed view: styles (two of them invalid), n_rot (odd, negative, past d),
+   theta and freq_scale (0 = default, moderate, special values), pos0 (small, up to 2.5e6, near INT_MAX,
+   negative, or NULL). x is input and output: a failed call leaves every float of it with its bits; a
+   successful one leaves those outside the view with theirs and, on moderate inputs, matches ref_rope
+   within a few units of roundoff of each pair's magnitude (exactly where nothing rotates). */
+static void fuzz_rope(fz *f)
+{
+    const int B = fz_range(f, 1, 3), H = fz_range(f, 1, 4), N = fz_range(f, 1, 9), D = fz_range(f, 1, 140);
+    const int flags = (int)fz_u8(f);
+    unsigned u;
+    int pos0[3], b, h, t, c, n_rot, half, active;
+    size_t len, i, count = (size_t)B * (size_t)H * (size_t)N * (size_t)D;
+    attn_rope rope;
+    attn_stride s;
+    attn_result r;
+    float *x, *x0;
+    unsigned char *in_view;
+    memset(&rope, 0, sizeof rope);
+    rope.style = (attn_rope_style)fz_range(f, -1, 3);
+    u = fz_u8(f);
+    rope.n_rot = u < 96 ? 0 : u < 224 ? 2 * (int)(u - 96) : (int)u - 226; /* 0, even up to 254, or -2..29 */
+    u = fz_u8(f);
+    rope.theta = u < 128 ? 0.0f : u < 240 ? (float)(u - 120) * 1000.0f : fz_special(u - 240);
+    u = fz_u8(f);
+    rope.freq_scale = u < 128 ? 0.0f : u < 240 ? (float)(u - 127) / 64.0f : fz_special(u - 240);
+    for (b = 0; b < 3; ++b) {
+        u = fz_u8(f);
+        pos0[b] = u < 128 ? (int)u : u < 224 ? (int)(u - 128) * 26000 + (int)fz_u8(f)
+                : u < 252 ? INT_MAX - (int)(u - 224) : -(int)(u - 251);
+    }
+    s = fz_view(f, B, H, N, D, &len);
+    if (!len) { /* too large to allocate: must be rejected */
+        float tiny[1] = {0.0f};
+        if (attn_rope_apply(tiny, s, B, H, N, D, pos0, &rope) == ATTN_OK) abort();
+        return;
+    }
+    x = fz_tensor(f, len, 4.0f, 0);
+    fz_patch(f);
+    x0 = (float *)malloc(len * sizeof(float));
+    in_view = (unsigned char *)calloc(len, 1);
+    if (!x0 || !in_view) abort();
+    memcpy(x0, x, len * sizeof(float));
+    r = attn_rope_apply(flags & 1 ? NULL : x, s, B, H, N, D, flags & 2 ? NULL : pos0, flags & 4 ? NULL : &rope);
+    if (r != ATTN_OK) {
+        if (memcmp(x, x0, len * sizeof(float)) != 0) { fprintf(stderr, "fuzz: x written by a failed call\n"); abort(); }
+        free(x0); free(in_view);
+        return;
+    }
+    for (b = 0; b < B; ++b) for (h = 0; h < H; ++h) for (t = 0; t < N; ++t) for (c = 0; c < D; ++c)
+        in_view[(size_t)(b * s.batch + h * s.head + t * s.row + c)] = 1;
+    for (i = 0; i < len; ++i)
+        if (!in_view[i] && memcmp(x + i, x0 + i, sizeof(float)) != 0) {
+            fprintf(stderr, "fuzz: x[%zu] written outside its view\n", i);
+            abort();
+        }
+    active = !(flags & 4) && rope.style != ATTN_ROPE_NONE;
+    n_rot = active ? (rope.n_rot ? rope.n_rot : D) : 0;
+    half = n_rot / 2;
+    if (f->comparable) {
+        double *ref = ref_dalloc(count), *bound = ref_dalloc(count);
+        size_t *at = (size_t *)malloc(count * sizeof(size_t));
+        if (!at) abort();
+        ref_rope(ref, x0, s, B, H, N, D, flags & 2 ? NULL : pos0, active ? &rope : NULL);
+        i = 0;
+        for (b = 0; b < B; ++b) for (h = 0; h < H; ++h) for (t = 0; t < N; ++t) for (c = 0; c < D; ++c, ++i) {
+            const size_t row = (size_t)(b * s.batch + h * s.head + t * s.row);
+            const int mate = c >= n_rot ? -1 : rope.style == ATTN_ROPE_GPTJ ? c ^ 1 : c < half ? c + half : c - half;
+            at[i] = row + (size_t)c;
+            bound[i] = mate < 0 ? 0.0 : fabs((double)x0[row + (size_t)c]) + fabs((double)x0[row + (size_t)mate]);
+        }
+        fz_compare("x", x, at, ref, bound, count, 4.0 * U);
+        free(ref); free(bound); free(at);
+    }
+    free(x0); free(in_view);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1545,7 +1624,7 @@ static void fuzz_image_write(fz *f)
 
 typedef void (*fz_target)(fz *f);
 static const fz_target k_targets[] = {fuzz_project, fuzz_project_ex, fuzz_scores, fuzz_softmax, fuzz_weighted_sum, fuzz_merge,
-                                      fuzz_sdpa, fuzz_self_forward, fuzz_cross_forward, fuzz_align_scores,
+                                      fuzz_rope, fuzz_sdpa, fuzz_self_forward, fuzz_cross_forward, fuzz_align_scores,
                                       fuzz_align_forward, fuzz_hardmax, fuzz_topk, fuzz_sample, fuzz_image_write};
 
 #ifndef FUZZ_TARGET
