@@ -173,6 +173,29 @@
        0: d); theta, the frequency base (0: 10000; Llama 3: 500000); freq_scale, multiplies the positions
        (0: 1; HF's "linear" rope_scaling with factor f is 1/f, ggml's freq_scale as is).
 
+   attn_f32_to_f16(dst, src, n)      attn_f16_to_f32(dst, src, n)
+   attn_f32_to_bf16(dst, src, n)     attn_bf16_to_f32(dst, src, n)
+       16-bit float storage: n values of src converted into dst, a float16 (IEEE 754 binary16) or bfloat16
+       bit pattern per unsigned short. Any alignment of the 16-bit arrays (unaligned loads and stores);
+       dst must not overlap src. n == 0 does nothing (NULL allowed); NULL with n > 0 is ATTN_ERR_NULL,
+       nothing written. Every path gives the bits of the portable scalar reference:
+       - float32 -> float16: round to nearest, ties to even; subnormals kept (multiples of 2^-24; below
+         2^-25 in magnitude, and exactly 2^-25, to +-0); |x| >= 65520 (half-way past the largest float16,
+         65504) and +-inf to +-inf; -0 kept; NaN to the quiet NaN sign | 0x7e00 | payload bits 22..13
+         (0x7fc00000 gives 0x7e00).
+       - float32 -> bfloat16: the top 16 bits rounded to nearest even (subnormals too; finite values past
+         0x7f7f8000 round to +-inf, as RNE says); inf kept; NaN keeps its sign and top 7 payload bits with
+         the quiet bit (0x0040) set, never rounded into inf.
+       - float16 -> float32: exact (a signalling NaN comes back quiet: sign | 0x7fc00000 | payload << 13).
+         bfloat16 -> float32: exact, the bits shifted left by 16 (NaN payloads unchanged).
+       Instructions: x86 AVX2 machines F16C (vcvtps2ph with round-to-nearest in its immediate, vcvtph2ps;
+       every AVX2+FMA CPU has F16C, as in x86-64-v3), AVX-512 machines their 512-bit forms; bfloat16 by an
+       integer rounding (bits + 0x7fff + bit 16, NaN lanes blended) and a widening 16-bit shift, on AVX2 and
+       AVX-512 alike: AVX512_BF16's vcvtneps2bf16 flushes subnormal inputs to zero, so it is not used.
+       aarch64: NEON fcvtn / fcvtl and the same integer bfloat16 sequence. The scalar path (ATTN_NO_SIMD,
+       other targets) is the bit-manipulation reference. The SIMD paths assume the default floating-point
+       environment (no DAZ in MXCSR; FPCR's FZ, DN and AHP clear, round to nearest), as set at startup.
+
    Fused scaled dot-product attention:
 
    attn_sdpa(out, out_s, q, q_s, k, k_s, v, v_s, dims, opt, workspace, workspace_bytes)
@@ -449,7 +472,9 @@
                            few-row projections without packing; attn_project_ex (threads, splits);
                            KV caches: attn_kv_cache, attn_kv_append, attn_kv_step, ATTN_ERR_FULL;
                            attn_mha weight row strides (packed QKV weights as stored);
-                           attn_rope_apply (rotary position embeddings, NEOX and GPT-J styles).
+                           attn_rope_apply (rotary position embeddings, NEOX and GPT-J styles);
+                           float16 and bfloat16 conversions (attn_f32_to_f16, attn_f16_to_f32,
+                           attn_f32_to_bf16, attn_bf16_to_f32), bit-exact round to nearest even.
                            See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
@@ -631,6 +656,13 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
 /* x [B, H, N, D] rotated in place: row t of batch b is at position pos0[b] + t (pos0 NULL: t). */
 ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_heads, int n, int d,
                                     const int *pos0, const attn_rope *rope);
+
+/* float16 (IEEE 754 binary16) and bfloat16 storage, one 16-bit pattern per unsigned short: n values of src
+   converted into dst, rounding to nearest even; any alignment of the 16-bit arrays. */
+ATTNDEF attn_result attn_f32_to_f16(unsigned short *dst, const float *src, size_t n);
+ATTNDEF attn_result attn_f16_to_f32(float *dst, const unsigned short *src, size_t n);
+ATTNDEF attn_result attn_f32_to_bf16(unsigned short *dst, const float *src, size_t n);
+ATTNDEF attn_result attn_bf16_to_f32(float *dst, const unsigned short *src, size_t n);
 
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
 ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
@@ -1757,6 +1789,359 @@ static attn__tile_fn attn__tile_kernel(void)
 #endif
     default: return attn__tile_forward_scalar;
     }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* 16-bit floats: float16 and bfloat16 conversions                                                */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The bits are unsigned short, so that the public declarations need no <stdint.h>: 16 bits on every
+   SIMD target; the scalar code reads and writes only the low 16 bits, so a wider one works too. Every path gives the bits of the scalar reference below, which rounds to nearest
+   even exactly as IEEE 754 does:
+   - float16: subnormals kept (units of 2^-24), |x| >= 65520 (half-way past 65504) to +-inf, -0 kept;
+     a NaN becomes the quiet NaN sign | 0x7e00 | the top 9 payload bits (what F16C's vcvtps2ph and
+     AArch64's fcvtn give), and back the quiet NaN sign | 0x7fc00000 | payload << 13 (vcvtph2ps, fcvtl).
+   - bfloat16: the top 16 bits rounded to nearest even (subnormals too: an integer add does it), so
+     values past 0x7f7f.8000 become +-inf as RNE says; a NaN keeps its sign and top payload bits with the
+     quiet bit 0x40 set, as rounding could otherwise carry it into inf. Back: a 16-bit shift, exact
+     (NaN payloads, signalling or not, unchanged).
+   The SIMD paths assume the default floating-point environment (x86 MXCSR without DAZ, as -ffast-math's
+   startup code would set; AArch64 FPCR with FZ, DN and AHP clear, round to nearest: Linux's default). */
+
+/* float32 bits, and the float32 of bits, without aliasing a float as an integer (memcpy). */
+static inline uint32_t attn__f32_bits(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    return x;
+}
+static inline float attn__f32_from_bits(uint32_t x)
+{
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+/* float32 -> float16 bits, round to nearest even. */
+static inline unsigned short attn__f32_to_f16_1(float f)
+{
+    const uint32_t x = attn__f32_bits(f), sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+    uint32_t m, q, rem, half, shift;
+    if (a > 0x7f800000u) return (unsigned short)(sign | 0x7e00u | ((a >> 13) & 0x3ffu)); /* NaN: quiet */
+    if (a >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u); /* >= 65520 (and inf): inf */
+    if (a >= 0x38800000u) {                                        /* >= 2^-14: a normal float16 */
+        m = a - 0x38000000u;                                       /* exponent rebiased, 127 -> 15 */
+        m += 0xfffu + ((m >> 13) & 1u);                            /* ties to even; may carry into the exponent */
+        return (unsigned short)(sign | (m >> 13));
+    }
+    if (a < 0x33000000u) return (unsigned short)sign; /* below 2^-25, half the least subnormal: 0 */
+    /* a subnormal float16, units of 2^-24: the significand (with its implicit bit) shifted right by
+       126 - exponent, 14 to 24 places, rounded to nearest even (0x400, the least normal, is encoded right) */
+    shift = 126u - (a >> 23);
+    m = (a & 0x7fffffu) | 0x800000u;
+    q = m >> shift;
+    rem = m & ((1u << shift) - 1u);
+    half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u))) ++q;
+    return (unsigned short)(sign | q);
+}
+
+/* float16 bits -> float32, exact (a signalling NaN comes back quiet). */
+static inline float attn__f16_to_f32_1(unsigned short h)
+{
+    const uint32_t sign = ((uint32_t)h & 0x8000u) << 16, e = ((uint32_t)h >> 10) & 0x1fu;
+    uint32_t m = (uint32_t)h & 0x3ffu, x, ex;
+    if (e == 31u) x = sign | 0x7f800000u | (m ? 0x400000u | (m << 13) : 0u);
+    else if (e != 0u) x = sign | ((e + 112u) << 23) | (m << 13);
+    else if (m == 0u) x = sign;
+    else { /* subnormal m * 2^-24: normalised, the leading bit moved to bit 10 */
+        ex = 113u;
+        while (!(m & 0x400u)) { m <<= 1; --ex; }
+        x = sign | (ex << 23) | ((m & 0x3ffu) << 13);
+    }
+    return attn__f32_from_bits(x);
+}
+
+/* float32 -> bfloat16 bits, round to nearest even; NaN stays a quiet NaN. */
+static inline unsigned short attn__f32_to_bf16_1(float f)
+{
+    const uint32_t x = attn__f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x40u);
+    return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+/* bfloat16 bits -> float32, exact. */
+static inline float attn__bf16_to_f32_1(unsigned short h)
+{
+    return attn__f32_from_bits((uint32_t)h << 16);
+}
+
+/* The portable loops: the reference, and the tails of the SIMD loops. */
+static void attn__f32_to_f16_scalar(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) dst[i] = attn__f32_to_f16_1(src[i]);
+}
+static void attn__f16_to_f32_scalar(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) dst[i] = attn__f16_to_f32_1(src[i]);
+}
+static void attn__f32_to_bf16_scalar(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) dst[i] = attn__f32_to_bf16_1(src[i]);
+}
+static void attn__bf16_to_f32_scalar(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) dst[i] = attn__bf16_to_f32_1(src[i]);
+}
+
+#ifdef ATTN__HAVE_X86
+/* AVX2 machines: float16 by F16C (vcvtps2ph with the rounding in its immediate, so MXCSR.RC does not
+   matter; vcvtph2ps), which every AVX2+FMA CPU has (x86-64-v3 bundles them; clang 14 cannot ask
+   __builtin_cpu_supports about f16c); bfloat16 by integer rounding, 8 lanes at a time. Unaligned loads
+   and stores throughout; the tails go to the scalar loops. */
+#define ATTN__HALF_AVX2 __attribute__((target("avx2,fma,f16c")))
+static ATTN__HALF_AVX2 void attn__f32_to_f16_avx2(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8)
+        _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    attn__f32_to_f16_scalar(dst + i, src + i, n - i);
+}
+static ATTN__HALF_AVX2 void attn__f16_to_f32_avx2(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(src + i))));
+    attn__f16_to_f32_scalar(dst + i, src + i, n - i);
+}
+/* 8 float32 bit patterns -> their bfloat16 bits in the low half of each lane (the scalar rule). */
+static ATTN__HALF_AVX2 __m256i attn__bf16_round_avx2(__m256i x)
+{
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+    return _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40)), nan);
+}
+static ATTN__HALF_AVX2 void attn__f32_to_bf16_avx2(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 16; i += 16) { /* packus works within 128-bit lanes: a0-3 b0-3 a4-7 b4-7, then reordered */
+        const __m256i a = attn__bf16_round_avx2(_mm256_castps_si256(_mm256_loadu_ps(src + i)));
+        const __m256i b = attn__bf16_round_avx2(_mm256_castps_si256(_mm256_loadu_ps(src + i + 8)));
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8));
+    }
+    if (n - i >= 8) {
+        const __m256i a = attn__bf16_round_avx2(_mm256_castps_si256(_mm256_loadu_ps(src + i)));
+        _mm_storeu_si128((__m128i *)(void *)(dst + i),
+                         _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(a, a), 0x08)));
+        i += 8;
+    }
+    attn__f32_to_bf16_scalar(dst + i, src + i, n - i);
+}
+static ATTN__HALF_AVX2 void attn__bf16_to_f32_avx2(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(src + i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)));
+    }
+    attn__bf16_to_f32_scalar(dst + i, src + i, n - i);
+}
+
+#ifndef ATTN_NO_AVX512
+/* AVX-512F, 16 lanes: float16 by the 512-bit vcvtps2ph / vcvtph2ps (AVX512F itself), bfloat16 by the same
+   integer rounding with a mask blend and vpmovdw; the tails through the AVX2 loops. AVX512_BF16's
+   vcvtneps2bf16 is not used: it flushes subnormal inputs to +-0 (its NaN rule is ours), and fixing those
+   lanes costs as much as the integer rounding, which is exact. */
+#if defined(__GNUC__) && !defined(__clang__) /* gcc 12's _mm256_undefined_si256 in the intrinsics trips */
+#pragma GCC diagnostic push                   /* -W(maybe-)uninitialized in C++ (gcc bug 105593) */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#define ATTN__HALF_AVX512 __attribute__((target("avx512f,avx2,fma,f16c")))
+static ATTN__HALF_AVX512 void attn__f32_to_f16_avx512(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 16; i += 16)
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    attn__f32_to_f16_avx2(dst + i, src + i, n - i);
+}
+static ATTN__HALF_AVX512 void attn__f16_to_f32_avx512(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 16; i += 16)
+        _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(src + i))));
+    attn__f16_to_f32_avx2(dst + i, src + i, n - i);
+}
+static ATTN__HALF_AVX512 void attn__f32_to_bf16_avx512(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 16; i += 16) {
+        const __m512i x = _mm512_castps_si512(_mm512_loadu_ps(src + i));
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+        const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(x, _mm512_set1_epi32(0x7fff)), lsb), 16);
+        const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)),
+                                                      _mm512_set1_epi32(0x7f800000));
+        const __m512i q = _mm512_or_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(0x40));
+        _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q)));
+    }
+    attn__f32_to_bf16_avx2(dst + i, src + i, n - i);
+}
+static ATTN__HALF_AVX512 void attn__bf16_to_f32_avx512(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 16; i += 16) {
+        const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(src + i)));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+    }
+    attn__bf16_to_f32_avx2(dst + i, src + i, n - i);
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif /* !ATTN_NO_AVX512 */
+#endif /* ATTN__HAVE_X86 */
+
+#ifdef ATTN__HAVE_NEON
+/* NEON, 8 lanes: float16 by fcvtn / fcvtl (vcvt_f16_f32, vcvt_f32_f16; round to nearest even under the
+   default FPCR), bfloat16 by the integer rounding (vbsl for NaN lanes, vmovn) and a widening shift. */
+static void attn__f32_to_f16_neon(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        const float16x8_t h = vcombine_f16(vcvt_f16_f32(vld1q_f32(src + i)), vcvt_f16_f32(vld1q_f32(src + i + 4)));
+        vst1q_u16((uint16_t *)(dst + i), vreinterpretq_u16_f16(h));
+    }
+    attn__f32_to_f16_scalar(dst + i, src + i, n - i);
+}
+static void attn__f16_to_f32_neon(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)(src + i)));
+        vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(dst + i + 4, vcvt_f32_f16(vget_high_f16(h)));
+    }
+    attn__f16_to_f32_scalar(dst + i, src + i, n - i);
+}
+/* 4 float32 bit patterns -> their bfloat16 bits (the scalar rule), narrowed to 16-bit lanes. */
+static uint16x4_t attn__bf16_round_neon(uint32x4_t x)
+{
+    const uint32x4_t lsb = vandq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(1));
+    const uint32x4_t r = vshrq_n_u32(vaddq_u32(vaddq_u32(x, vdupq_n_u32(0x7fff)), lsb), 16);
+    const uint32x4_t nan = vcgtq_u32(vandq_u32(x, vdupq_n_u32(0x7fffffff)), vdupq_n_u32(0x7f800000));
+    return vmovn_u32(vbslq_u32(nan, vorrq_u32(vshrq_n_u32(x, 16), vdupq_n_u32(0x40)), r));
+}
+static void attn__f32_to_bf16_neon(unsigned short *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        const uint16x4_t a = attn__bf16_round_neon(vreinterpretq_u32_f32(vld1q_f32(src + i)));
+        const uint16x4_t b = attn__bf16_round_neon(vreinterpretq_u32_f32(vld1q_f32(src + i + 4)));
+        vst1q_u16((uint16_t *)(dst + i), vcombine_u16(a, b));
+    }
+    attn__f32_to_bf16_scalar(dst + i, src + i, n - i);
+}
+static void attn__bf16_to_f32_neon(float *dst, const unsigned short *src, size_t n)
+{
+    size_t i = 0;
+    for (; n - i >= 8; i += 8) {
+        const uint16x8_t h = vld1q_u16((const uint16_t *)(src + i));
+        vst1q_f32(dst + i, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)));
+        vst1q_f32(dst + i + 4, vreinterpretq_f32_u32(vshll_n_u16(vget_high_u16(h), 16)));
+    }
+    attn__bf16_to_f32_scalar(dst + i, src + i, n - i);
+}
+#endif /* ATTN__HAVE_NEON */
+
+/* The conversions, validated: n == 0 does nothing (NULL allowed); otherwise dst and src are required. */
+static attn_result attn__convert_check(const char *func, const void *dst, const void *src, size_t n)
+{
+    if (n == 0) return ATTN_OK;
+    ATTN__REQUIRE(dst, ATTN_ERR_NULL, "dst", "NULL with n > 0");
+    ATTN__REQUIRE(src, ATTN_ERR_NULL, "src", "NULL with n > 0");
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_f32_to_f16(unsigned short *dst, const float *src, size_t n)
+{
+    const attn_result r = attn__convert_check("attn_f32_to_f16", dst, src, n);
+    if (r != ATTN_OK || n == 0) return r;
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__f32_to_f16_avx512(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__f32_to_f16_avx2(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__f32_to_f16_neon(dst, src, n); break;
+#endif
+    default: attn__f32_to_f16_scalar(dst, src, n);
+    }
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_f16_to_f32(float *dst, const unsigned short *src, size_t n)
+{
+    const attn_result r = attn__convert_check("attn_f16_to_f32", dst, src, n);
+    if (r != ATTN_OK || n == 0) return r;
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__f16_to_f32_avx512(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__f16_to_f32_avx2(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__f16_to_f32_neon(dst, src, n); break;
+#endif
+    default: attn__f16_to_f32_scalar(dst, src, n);
+    }
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_f32_to_bf16(unsigned short *dst, const float *src, size_t n)
+{
+    const attn_result r = attn__convert_check("attn_f32_to_bf16", dst, src, n);
+    if (r != ATTN_OK || n == 0) return r;
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__f32_to_bf16_avx512(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__f32_to_bf16_avx2(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__f32_to_bf16_neon(dst, src, n); break;
+#endif
+    default: attn__f32_to_bf16_scalar(dst, src, n);
+    }
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_bf16_to_f32(float *dst, const unsigned short *src, size_t n)
+{
+    const attn_result r = attn__convert_check("attn_bf16_to_f32", dst, src, n);
+    if (r != ATTN_OK || n == 0) return r;
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__bf16_to_f32_avx512(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__bf16_to_f32_avx2(dst, src, n); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__bf16_to_f32_neon(dst, src, n); break;
+#endif
+    default: attn__bf16_to_f32_scalar(dst, src, n);
+    }
+    return ATTN_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------- */

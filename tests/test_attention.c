@@ -3702,6 +3702,260 @@ static void test_errors_rope(void)
 #undef ROPE_ERR
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* 16-bit floats                                                                                  */
+/* ---------------------------------------------------------------------------------------------- */
+
+static unsigned long test_bits(float f) { unsigned int x; memcpy(&x, &f, sizeof x); return x; }
+static float test_from_bits(unsigned long b) { unsigned int x = (unsigned int)b; float f; memcpy(&f, &x, sizeof f); return f; }
+
+/* The value of a float16 pattern from the binary16 definition: 5 exponent bits (bias 15), 10 fraction bits,
+   subnormals 2^-14 * m / 1024; and of a bfloat16 pattern (8 exponent bits, bias 127, 7 fraction bits). */
+static double test_f16_value(unsigned h)
+{
+    const unsigned e = (h >> 10) & 31u, m = h & 1023u;
+    const double v = e == 31u ? (m ? NAN : INFINITY) : e == 0u ? ldexp(m, -24) : ldexp(1024.0 + m, (int)e - 25);
+    return (h & 0x8000u) ? -v : v;
+}
+static double test_bf16_value(unsigned h)
+{
+    const unsigned e = (h >> 7) & 255u, m = h & 127u;
+    const double v = e == 255u ? (m ? NAN : INFINITY) : e == 0u ? ldexp(m, -133) : ldexp(128.0 + m, (int)e - 134);
+    return (h & 0x8000u) ? -v : v;
+}
+
+/* x rounded in float64 to the nearest value with p significand bits, exponent at least emin (subnormals
+   below it), ties to the even significand; beyond max_finite: +-inf. */
+static double test_round_ref(double x, int p, int emin, double max_finite)
+{
+    double a = fabs(x), q, r, fl, k;
+    int e;
+    if (isnan(x) || isinf(x) || a == 0.0) return x;
+    (void)frexp(a, &e); /* a = f 2^e, f in [0.5, 1): the binade's exponent is e - 1 */
+    e = e - 1 < emin ? emin : e - 1;
+    q = ldexp(1.0, e - (p - 1)); /* the spacing of the format in that binade */
+    r = a / q;                   /* exact: a has 24 bits, q is a power of two */
+    fl = floor(r);
+    k = (r - fl > 0.5 || (r - fl == 0.5 && fmod(fl, 2.0) != 0.0)) ? fl + 1.0 : fl;
+    a = k * q;
+    if (a > max_finite) a = INFINITY;
+    return x < 0.0 ? -a : a;
+}
+
+/* Is h the float16 (bf16 nonzero: bfloat16) bits of x rounded to nearest even, or for a NaN x the
+   documented quiet NaN (sign, top payload bits, quiet bit)? */
+static int test_half_ok(float x, unsigned h, int bf16)
+{
+    const unsigned long b = test_bits(x);
+    double v, ref;
+    if (isnan(x)) return bf16 ? h == (((b >> 16) | 0x40u) & 0xffffu)
+                              : h == (((b >> 16) & 0x8000u) | 0x7e00u | ((b >> 13) & 0x3ffu));
+    v = bf16 ? test_bf16_value(h) : test_f16_value(h);
+    ref = bf16 ? test_round_ref(x, 8, -126, ldexp(255.0, 120)) : test_round_ref(x, 11, -14, 65504.0);
+    return !isnan(v) && v == ref && !signbit(v) == !signbit(ref);
+}
+
+/* The inputs of the float32 -> 16-bit tests (bf16 nonzero: for bfloat16): every value of the format, the
+   midpoints to its neighbours, one float32 ulp either side of both, both signs; specials, NaNs with
+   payloads, random bit patterns and random floats near the format's range; for bfloat16 also a stride
+   through all 2^32 patterns. Returns the count; *xs is malloc'd. */
+static size_t test_half_inputs(float **xs, int bf16)
+{
+    static const unsigned long specials[] = {
+        0x00000000ul, 0x80000000ul, 0x7f800000ul, 0xff800000ul,   /* +-0, +-inf */
+        0x7fc00000ul, 0xffc00000ul, 0x7f800001ul, 0xff800001ul,   /* quiet and signalling NaNs */
+        0x7fa00000ul, 0x7fbfffff, 0x7fffffffu, 0xffffffffu, 0xff812345ul, 0x7fc0e000ul, 0x7f807fffu,
+        0x7f808000ul, 0x7f8001ffu, 0x7f802000ul, 0x7fffe000ul, 0xffbfe000ul,
+        0x00000001ul, 0x80000001ul, 0x007ffffful, 0x807ffffful, 0x00400000ul, 0x00008000ul, 0x00018000ul,
+        0x00800000ul, 0x7f7ffffful, 0xff7ffffful, 0x7f7f8000ul, 0x7f7f7ffful, 0x7f7f8001ul, 0x7f7e8000ul,
+        0x477fe000ul, 0x477fefffu, 0x477ff000ul, 0x477ff001ul, 0x47800000ul, 0xc77ff000ul, /* 65504 .. 65536 */
+        0x33000000ul, 0x33000001ul, 0x32ffffffu, 0x33400000ul, 0x33c00000ul, 0x32800000ul, /* 2^-25, ... */
+        0x38800000ul, 0x387fe000ul, 0x387ff000ul, 0x387fefffu, 0x387ffffful, 0xb87ff000ul  /* 2^-14 */
+    };
+    const size_t n_specials = sizeof specials / sizeof *specials, n_random = 200000;
+    const size_t cap = 65536u * 12u + n_specials + n_random + (bf16 ? 1048576u : 0u);
+    float *x = falloc(cap);
+    size_t n = 0, i;
+    unsigned h;
+    for (h = 0; h < (bf16 ? 0x7f80u : 0x7c00u); ++h) {
+        const double v = bf16 ? test_bf16_value(h) : test_f16_value(h);
+        const double next = bf16 ? (h == 0x7f7fu ? ldexp(1.0, 128) : test_bf16_value(h + 1u))
+                                 : (h == 0x7bffu ? 65536.0 : test_f16_value(h + 1u));
+        const double pts[2] = {v, (v + next) / 2.0}; /* the midpoint is a float: 1 bit more than the format */
+        int k, s;
+        for (k = 0; k < 2; ++k) {
+            const float p = (float)pts[k];
+            const float around[3] = {p, nextafterf(p, 0.0f), nextafterf(p, INFINITY)};
+            int a;
+            for (a = 0; a < 3; ++a)
+                for (s = 0; s < 2; ++s) x[n++] = s ? -around[a] : around[a];
+        }
+    }
+    for (i = 0; i < n_specials; ++i) x[n++] = test_from_bits(specials[i]);
+    for (i = 0; i < n_random; ++i) {
+        unsigned long b = rnd_u32();
+        if (i % 2) { /* a float near the format's range: exponents 2^-27 .. 2^17 (bfloat16: all) */
+            if (!bf16) b = (b & 0x807ffffful) | ((unsigned long)(100 + rnd_int(45)) << 23);
+        }
+        x[n++] = test_from_bits(b);
+    }
+    if (bf16)
+        for (i = 0; i < 1048576u; ++i) x[n++] = test_from_bits((unsigned long)((i * 4099u + 12345u) & 0xfffffffful));
+    *xs = x;
+    return n;
+}
+
+typedef attn_result (*test_to_half_fn)(unsigned short *, const float *, size_t);
+typedef attn_result (*test_from_half_fn)(float *, const unsigned short *, size_t);
+
+/* f32 -> 16-bit on `src`: lengths 0..67 at offsets 0 and 1 of both arrays, so every SIMD tail and an
+   unaligned 16-bit array are met; each element must be `want`, and nothing outside [0, len) written. */
+static void test_half_lengths_to(test_to_half_fn fn, const float *src, const unsigned short *want)
+{
+    unsigned short buf[80];
+    size_t len, i;
+    int od, os;
+    for (len = 0; len <= 67; ++len)
+        for (od = 0; od < 2; ++od)
+            for (os = 0; os < 2; ++os) {
+                for (i = 0; i < 80; ++i) buf[i] = 0xdeadu & 0xffffu;
+                CHECK_CODE(fn(buf + od, src + os, len), ATTN_OK);
+                for (i = 0; i < 80; ++i) {
+                    const int inside = i >= (size_t)od && i < (size_t)od + len;
+                    if (inside ? buf[i] != want[i - (size_t)od + (size_t)os] : buf[i] != 0xdeadu) {
+                        printf("    len %d, offsets %d %d, element %d: %04x\n", (int)len, od, os, (int)i, buf[i]);
+                        CHECK(0);
+                        return;
+                    }
+                }
+            }
+}
+static void test_half_lengths_from(test_from_half_fn fn, const unsigned short *src, const float *want)
+{
+    float buf[80];
+    size_t len, i;
+    int od, os;
+    for (len = 0; len <= 67; ++len)
+        for (od = 0; od < 2; ++od)
+            for (os = 0; os < 2; ++os) {
+                for (i = 0; i < 80; ++i) buf[i] = 12345.0f;
+                CHECK_CODE(fn(buf + od, src + os, len), ATTN_OK);
+                for (i = 0; i < 80; ++i) {
+                    const int inside = i >= (size_t)od && i < (size_t)od + len;
+                    const float w = inside ? want[i - (size_t)od + (size_t)os] : 12345.0f;
+                    if (test_bits(buf[i]) != test_bits(w)) {
+                        printf("    len %d, offsets %d %d, element %d: %08lx\n", (int)len, od, os, (int)i, test_bits(buf[i]));
+                        CHECK(0);
+                        return;
+                    }
+                }
+            }
+}
+
+static void test_half_conversions(void)
+{
+    unsigned short *all = (unsigned short *)malloc(65536 * sizeof *all), *h16, *h16_ref, one = 7;
+    float *f = falloc(65536), *f_ref = falloc(65536), *xs = NULL, g = 1.0f;
+    size_t n, i;
+    int bf16, bad;
+    if (!all) abort();
+    for (i = 0; i < 65536; ++i) all[i] = (unsigned short)i;
+
+    /* every float16 pattern to float32: the binary16 value (sign of zero included); NaN: the quiet NaN
+       sign | 0x7fc00000 | payload << 13; and back to the same bits (NaN: with the quiet bit 0x200) */
+    CHECK_CODE(attn_f16_to_f32(f, all, 65536), ATTN_OK);
+    attn__f16_to_f32_scalar(f_ref, all, 65536);
+    CHECK(memcmp(f, f_ref, 65536 * sizeof *f) == 0); /* this path = the scalar reference, bitwise */
+    for (i = 0, bad = 0; i < 65536; ++i) {
+        const double v = test_f16_value((unsigned)i);
+        const unsigned long b = test_bits(f[i]);
+        const int ok = isnan(v) ? b == (((i & 0x8000u) << 16) | 0x7fc00000ul | ((i & 0x3ffu) << 13))
+                                : (double)f[i] == v && !signbit(f[i]) == !signbit(v);
+        if (!ok && bad++ < 5) { printf("    f16 %04x -> %08lx\n", (unsigned)i, b); CHECK(0); }
+    }
+    h16 = (unsigned short *)malloc(65536 * sizeof *h16);
+    if (!h16) abort();
+    CHECK_CODE(attn_f32_to_f16(h16, f, 65536), ATTN_OK);
+    for (i = 0, bad = 0; i < 65536; ++i) {
+        const unsigned want = (i & 0x7fffu) > 0x7c00u ? (unsigned)i | 0x200u : (unsigned)i;
+        if (h16[i] != want && bad++ < 5) { printf("    f16 %04x -> f32 -> %04x\n", (unsigned)i, h16[i]); CHECK(0); }
+    }
+
+    /* every bfloat16 pattern to float32: exactly the bits shifted (NaN payloads too); back: the same bits,
+       NaN with the quiet bit 0x40 */
+    CHECK_CODE(attn_bf16_to_f32(f, all, 65536), ATTN_OK);
+    for (i = 0, bad = 0; i < 65536; ++i) {
+        const double v = test_bf16_value((unsigned)i);
+        const int ok = test_bits(f[i]) == (unsigned long)i << 16 &&
+                       (isnan(v) ? isnan(f[i]) : (double)f[i] == v && !signbit(f[i]) == !signbit(v));
+        if (!ok && bad++ < 5) { printf("    bf16 %04x -> %08lx\n", (unsigned)i, test_bits(f[i])); CHECK(0); }
+    }
+    CHECK_CODE(attn_f32_to_bf16(h16, f, 65536), ATTN_OK);
+    for (i = 0, bad = 0; i < 65536; ++i) {
+        const unsigned want = (i & 0x7fffu) > 0x7f80u ? (unsigned)i | 0x40u : (unsigned)i;
+        if (h16[i] != want && bad++ < 5) { printf("    bf16 %04x -> f32 -> %04x\n", (unsigned)i, h16[i]); CHECK(0); }
+    }
+    free(h16);
+
+    /* float32 -> float16 and -> bfloat16 around every rounding boundary, specials and random floats, against
+       float64 rounding; the same bits as the scalar reference; then every tail and alignment */
+    for (bf16 = 0; bf16 < 2; ++bf16) {
+        const test_to_half_fn to = bf16 ? attn_f32_to_bf16 : attn_f32_to_f16;
+        const test_from_half_fn from = bf16 ? attn_bf16_to_f32 : attn_f16_to_f32;
+        float *back, *back_ref;
+        size_t first;
+        n = test_half_inputs(&xs, bf16);
+        h16 = (unsigned short *)malloc(n * sizeof *h16);
+        h16_ref = (unsigned short *)malloc(n * sizeof *h16_ref);
+        if (!h16 || !h16_ref) abort();
+        CHECK_CODE(to(h16, xs, n), ATTN_OK);
+        for (i = 0, bad = 0; i < n; ++i)
+            if (!test_half_ok(xs[i], h16[i], bf16) && bad++ < 5) {
+                printf("    %s: %08lx (%.9g) -> %04x\n", bf16 ? "bf16" : "f16", test_bits(xs[i]), (double)xs[i], h16[i]);
+                CHECK(0);
+            }
+        if (bf16) attn__f32_to_bf16_scalar(h16_ref, xs, n);
+        else attn__f32_to_f16_scalar(h16_ref, xs, n);
+        CHECK(memcmp(h16, h16_ref, n * sizeof *h16) == 0);
+        /* back to float32 on this path and the scalar one: the same bits */
+        back = falloc(n);
+        back_ref = falloc(n);
+        CHECK_CODE(from(back, h16, n), ATTN_OK);
+        if (bf16) attn__bf16_to_f32_scalar(back_ref, h16, n);
+        else attn__f16_to_f32_scalar(back_ref, h16, n);
+        CHECK(memcmp(back, back_ref, n * sizeof *back) == 0);
+        /* tails and offsets: inputs from the specials and random values (NaNs among them) */
+        first = (bf16 ? 0x7f80u : 0x7c00u) * 12u; /* the specials: after the 12 points per format value */
+        test_half_lengths_to(to, xs + first, h16_ref + first);
+        test_half_lengths_from(from, h16_ref + first, back_ref + first);
+        free(back); free(back_ref); free(h16); free(h16_ref); free(xs);
+    }
+
+    /* the single-value helpers the kernels use agree with the arrays */
+    CHECK(attn__f32_to_f16_1(65520.0f) == 0x7c00u && attn__f32_to_f16_1(-65519.99f) == 0xfbffu);
+    CHECK(attn__f32_to_bf16_1(-INFINITY) == 0xff80u && attn__bf16_to_f32_1(0x3f80u) == 1.0f);
+    CHECK(attn__f16_to_f32_1(0x0001u) == ldexpf(1.0f, -24) && attn__f16_to_f32_1(0xfbffu) == -65504.0f);
+
+    /* NULL with n > 0 is ATTN_ERR_NULL, output untouched; with n == 0 nothing is read or written */
+    CHECK_CODE(attn_f32_to_f16(NULL, &g, 1), ATTN_ERR_NULL);
+    CHECK_CODE(attn_f32_to_f16(&one, NULL, 1), ATTN_ERR_NULL);
+    CHECK_CODE(attn_f16_to_f32(NULL, &one, 1), ATTN_ERR_NULL);
+    CHECK_CODE(attn_f16_to_f32(&g, NULL, 1), ATTN_ERR_NULL);
+    CHECK_CODE(attn_f32_to_bf16(NULL, &g, 1), ATTN_ERR_NULL);
+    CHECK_CODE(attn_f32_to_bf16(&one, NULL, 1), ATTN_ERR_NULL);
+    CHECK_CODE(attn_bf16_to_f32(NULL, &one, 1), ATTN_ERR_NULL);
+    CHECK_CODE(attn_bf16_to_f32(&g, NULL, 1), ATTN_ERR_NULL);
+    CHECK(one == 7 && g == 1.0f);
+    CHECK_CODE(attn_f32_to_f16(NULL, NULL, 0), ATTN_OK);
+    CHECK_CODE(attn_f16_to_f32(NULL, NULL, 0), ATTN_OK);
+    CHECK_CODE(attn_f32_to_bf16(NULL, NULL, 0), ATTN_OK);
+    CHECK_CODE(attn_bf16_to_f32(NULL, NULL, 0), ATTN_OK);
+    g_hook.calls = 0;
+    CHECK_CODE(attn_bf16_to_f32(&g, NULL, 3), ATTN_ERR_NULL);
+    CHECK(g_hook.calls == 1 && strcmp(g_hook.func, "attn_bf16_to_f32") == 0 && strcmp(g_hook.arg, "src") == 0);
+    free(all); free(f); free(f_ref);
+}
+
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
 static const test_case k_tests[] = {
@@ -3763,6 +4017,7 @@ static const test_case k_tests[] = {
     {"rope_identities", test_rope_identities},
     {"rope_fixture", test_rope_fixture},
     {"errors_rope", test_errors_rope},
+    {"half_conversions", test_half_conversions},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
