@@ -177,19 +177,22 @@
        causal            ATTN_CAUSAL_NONE; ATTN_CAUSAL_TOP_LEFT: query i sees keys j <= i (PyTorch
                          is_causal); ATTN_CAUSAL_BOTTOM_RIGHT: j <= i + Nk - Nq (the last query sees every
                          key: KV-cache decoding, FlashAttention's convention). With bottom-right and Nq > Nk
-                         the first Nq - Nk queries see no key.
+                         the first Nq - Nk queries see no key. With kv_len, Nk here is kv_len[b]: each
+                         batch's last query sees its own last valid key (ragged batches, FlashAttention's
+                         varlen); the same diagonal serves the window and ALiBi.
        mask, mask_stride additive float mask [Nq x Nk], added to the scaled scores (-inf hides a key).
                          mask_stride.row 0 means Nk; .batch and .head 0 broadcast over batches and heads,
                          or give a per-batch / per-head mask.
        mask_broadcast_rows  nonzero: the mask holds one row [Nk] per (batch, head), added to the scores of
                          every query (mask_stride.row unused): PyTorch's float attn_mask [B, 1, 1, Nk] is
                          mask_stride {Nk, 0, 0} with this set.
-       kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read.
-                         Each value in [0, Nk].
+       kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read,
+                         and the bottom-right diagonal ends at key kv_len[b] - 1. Each value in [0, Nk].
        key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
        window,           a sliding window (window nonzero), FlashAttention's window_size: query i sees keys
        window_left,      g - window_left <= j <= g + window_right, g its diagonal (i with ATTN_CAUSAL_TOP_LEFT,
-       window_right      i + Nk - Nq with _BOTTOM_RIGHT or no causal option); -1: no limit on that side;
+       window_right      i + Nk - Nq with _BOTTOM_RIGHT or no causal option, Nk = kv_len[b] when given);
+                         -1: no limit on that side;
                          causal still hides j > g. Mistral's sliding_window W is window_left = W - 1 with
                          causal; key tiles wholly outside every query's window are skipped (work ~ the window).
        softcap           > 0: logit soft-capping (Gemma 2): each scaled score s becomes softcap * tanh(s /
@@ -197,6 +200,11 @@
        sinks             [Hq] one logit per query head that joins each row's softmax denominator but has no
                          value (gpt-oss, ggml's sinks): weights sum to less than 1, out_lse includes it; -inf
                          is no sink. NaN or +inf is an error. (-inf and NULL agree bitwise.)
+       alibi_slopes      [Hq] ALiBi (Press et al.; BLOOM, MPT, llama.cpp): query i's score of key j gets
+                         -slope[h] * |g - j| after the soft-cap, before the masks, g its diagonal as for the
+                         window; h the query head (GQA too). attn_alibi_slopes gives the standard slopes.
+                         Equals llama.cpp's ALiBi and, causal, BLOOM's (a constant per row apart). Distances
+                         are exact below 2^24 keys. Each slope must be finite; 0 adds nothing.
        out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scaled, masked scores.
        out_weights       the attention weights (PyTorch's need_weights): [B, Hq, Nq, Nk] dense, or with
        average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
@@ -233,6 +241,10 @@
    Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(N, H, D) -> {N*H*D, D, H*D}
    (each helper takes its sizes in the order of its name);
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
+   attn_alibi_slopes(slopes, n_heads, max_bias) -> slopes [n_heads], ggml's and BLOOM's ALiBi slopes: with
+   n = 2^floor(log2(n_heads)), slope h = 2^(-max_bias (h + 1) / n) for h < n, else 2^(-max_bias (2 (h - n)
+   + 1) / 2n); max_bias 0 means 8 (8 heads: 1/2, 1/4, ..., 1/256). ATTN_ERR_NULL, ATTN_ERR_SHAPE (n_heads
+   < 1), ATTN_ERR_OPTION (max_bias negative or not finite).
 
    Classic attention (encoder-decoder models: Bahdanau, Luong, hard attention). s are decoder states
    [B, Nq, d_s] (the queries), h encoder states [B, Nk, d_h] (keys and values). [B, N, D] tensors are
@@ -365,7 +377,7 @@
                                along one axis is above INT_MAX - 128
        ATTN_ERR_OPTION     -7  an option has an invalid value (enum out of range, non-finite scale,
                                kv_len or src_len outside [0, Nk], top_k or k < 1, a uniform number
-                               outside [0, 1))
+                               outside [0, 1), a NaN or infinite ALiBi slope)
        ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
        ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
@@ -385,7 +397,9 @@
                            name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
                            the workspace size functions reject the sizes their calls reject;
                            few-row projections without packing; attn_project_ex (threads, splits).
-                           See CHANGELOG.md.
+                           Sliding windows, soft-capping, sinks; ALiBi (attn_options.alibi_slopes,
+                           attn_alibi_slopes). breaking: with kv_len the bottom-right diagonal ends at
+                           each batch's last valid key (was Nk). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -855,13 +869,15 @@ ATTNDEF attn_result attn_alibi_slopes(float *slopes, int n_heads, float max_bias
     int n = 1, h;
     ATTN__REQUIRE(slopes, ATTN_ERR_NULL, "slopes", "NULL");
     ATTN__REQUIRE(n_heads >= 1, ATTN_ERR_SHAPE, "n_heads", "must be > 0");
-    ATTN__REQUIRE(isfinite(max_bias) && max_bias >= 0.0f, ATTN_ERR_OPTION, "max_bias", "negative or not finite (0: 8)");
+    ATTN__REQUIRE(isfinite(max_bias) && max_bias >= 0.0f, ATTN_ERR_OPTION, "max_bias",
+                  "negative or not finite (0: 8)");
     bias = max_bias == 0.0f ? 8.0 : (double)max_bias;
     while (n <= n_heads / 2) n *= 2; /* the largest power of two <= n_heads */
     /* slope h = m0^(h + 1) for h < n, m1^(2 (h - n) + 1) after, m0 = 2^(-bias / n), m1 = 2^(-bias / 2n):
        the powers of 2 taken at once in double, so BLOOM's 8 heads get exactly 1/2, 1/4, ..., 1/256 */
     for (h = 0; h < n_heads; ++h)
-        slopes[h] = (float)(h < n ? pow(2.0, -bias / n * (h + 1)) : pow(2.0, -bias / (2.0 * n) * (2.0 * (h - n) + 1.0)));
+        slopes[h] = (float)(h < n ? pow(2.0, -bias / n * (h + 1))
+                                  : pow(2.0, -bias / (2.0 * n) * (2.0 * (h - n) + 1.0)));
     return ATTN_OK;
 }
 
