@@ -3394,7 +3394,8 @@ static void test_alibi_slopes(void)
 /* Ragged batches: with kv_len, the bottom-right diagonal (and the window's and ALiBi's) ends at each batch's
    own last valid key, as FlashAttention's varlen: batch b alone, with Nk = kv_len[b], gives bitwise the
    same rows; a batch with no key gives 0 and -inf. Against the reference too, and exactly: a window of
-   width one on the diagonal makes query i's output the value of key i + kv_len[b] - Nq. */
+   width one on the diagonal makes query i's output the value of key i + kv_len[b] - Nq. The multi-head
+   functions too (cross-attention with ALiBi against the float64 reference). */
 static void test_sdpa_ragged_bottom_right(void)
 {
     enum { B = 3, H = 4, HKV = 2, NQ = 4, NK = 130, D = 16 };
@@ -3447,6 +3448,28 @@ static void test_sdpa_ragged_bottom_right(void)
                     CHECK(memcmp(o_b + ((size_t)h * NQ + i) * D, v + b * ks.batch + (h / (H / HKV)) * ks.head +
                                  (i + kv_len[b] - NQ) * ks.row, sizeof(float) * D) == 0);
         }
+    }
+    { /* the multi-head functions take kv_len per batch the same way, with ALiBi: cross-attention */
+        enum { E = H * D, DKV = 24 };
+        float *xq = falloc((size_t)B * NQ * E), *xkv = falloc((size_t)B * NK * DKV), *out = falloc((size_t)B * NQ * E);
+        float *wq = falloc((size_t)E * E), *wkv = falloc((size_t)DKV * HKV * D), *wo = falloc((size_t)E * E);
+        double *ref_m = dalloc((size_t)B * NQ * E);
+        attn_mha m;
+        attn_options opt;
+        ref_opts ro;
+        memset(&m, 0, sizeof m); memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        rnd_fill(xq, (size_t)B * NQ * E, 1.0f); rnd_fill(xkv, (size_t)B * NK * DKV, 1.0f);
+        rnd_fill(wq, (size_t)E * E, 0.3f); rnd_fill(wkv, (size_t)DKV * HKV * D, 0.3f); rnd_fill(wo, (size_t)E * E, 0.3f);
+        m.d_model = E; m.n_heads = H; m.n_kv_heads = HKV; m.d_kv = DKV;
+        m.w_q = wq; m.w_k = wkv; m.w_v = wkv; m.w_o = wo;
+        opt.causal = ro.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+        opt.kv_len = ro.kv_len = kv_len;
+        opt.alibi_slopes = ro.alibi = slopes;
+        ro.scale = 1.0 / 4.0;
+        CHECK_CODE(attn_cross_forward(out, xq, xkv, B, NQ, NK, &m, &opt, NULL, 0), ATTN_OK);
+        ref_mha(ref_m, xq, xkv, B, NQ, NK, &m, &ro);
+        CHECK_CLOSE(out, ref_m, (size_t)B * NQ * E);
+        free(xq); free(xkv); free(out); free(wq); free(wkv); free(wo); free(ref_m);
     }
     free(q); free(k); free(v);
     rnd_pop();
