@@ -220,19 +220,22 @@
        causal            ATTN_CAUSAL_NONE; ATTN_CAUSAL_TOP_LEFT: query i sees keys j <= i (PyTorch
                          is_causal); ATTN_CAUSAL_BOTTOM_RIGHT: j <= i + Nk - Nq (the last query sees every
                          key: KV-cache decoding, FlashAttention's convention). With bottom-right and Nq > Nk
-                         the first Nq - Nk queries see no key.
+                         the first Nq - Nk queries see no key. With kv_len, Nk here is kv_len[b]: each
+                         batch's last query sees its own last valid key (ragged batches, FlashAttention's
+                         varlen); the same diagonal serves the window and ALiBi.
        mask, mask_stride additive float mask [Nq x Nk], added to the scaled scores (-inf hides a key).
                          mask_stride.row 0 means Nk; .batch and .head 0 broadcast over batches and heads,
                          or give a per-batch / per-head mask.
        mask_broadcast_rows  nonzero: the mask holds one row [Nk] per (batch, head), added to the scores of
                          every query (mask_stride.row unused): PyTorch's float attn_mask [B, 1, 1, Nk] is
                          mask_stride {Nk, 0, 0} with this set.
-       kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read.
-                         Each value in [0, Nk].
+       kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read,
+                         and the bottom-right diagonal ends at key kv_len[b] - 1. Each value in [0, Nk].
        key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
        window,           a sliding window (window nonzero), FlashAttention's window_size: query i sees keys
        window_left,      g - window_left <= j <= g + window_right, g its diagonal (i with ATTN_CAUSAL_TOP_LEFT,
-       window_right      i + Nk - Nq with _BOTTOM_RIGHT or no causal option); -1: no limit on that side;
+       window_right      i + Nk - Nq with _BOTTOM_RIGHT or no causal option, Nk = kv_len[b] when given);
+                         -1: no limit on that side;
                          causal still hides j > g. Mistral's sliding_window W is window_left = W - 1 with
                          causal; key tiles wholly outside every query's window are skipped (work ~ the window).
        softcap           > 0: logit soft-capping (Gemma 2): each scaled score s becomes softcap * tanh(s /
@@ -240,6 +243,11 @@
        sinks             [Hq] one logit per query head that joins each row's softmax denominator but has no
                          value (gpt-oss, ggml's sinks): weights sum to less than 1, out_lse includes it; -inf
                          is no sink. NaN or +inf is an error. (-inf and NULL agree bitwise.)
+       alibi_slopes      [Hq] ALiBi (Press et al.; BLOOM, MPT, llama.cpp): query i's score of key j gets
+                         -slope[h] * |g - j| after the soft-cap, before the masks, g its diagonal as for the
+                         window; h the query head (GQA too). attn_alibi_slopes gives the standard slopes.
+                         Equals llama.cpp's ALiBi and, causal, BLOOM's (a constant per row apart). Distances
+                         are exact below 2^24 keys. Each slope must be finite; 0 adds nothing.
        out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scaled, masked scores.
        out_weights       the attention weights (PyTorch's need_weights): [B, Hq, Nq, Nk] dense, or with
        average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
@@ -317,6 +325,10 @@
    Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(N, H, D) -> {N*H*D, D, H*D}
    (each helper takes its sizes in the order of its name);
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
+   attn_alibi_slopes(slopes, n_heads, max_bias) -> slopes [n_heads], ggml's and BLOOM's ALiBi slopes: with
+   n = 2^floor(log2(n_heads)), slope h = 2^(-max_bias (h + 1) / n) for h < n, else 2^(-max_bias (2 (h - n)
+   + 1) / 2n); max_bias 0 means 8 (8 heads: 1/2, 1/4, ..., 1/256). ATTN_ERR_NULL, ATTN_ERR_SHAPE (n_heads
+   < 1), ATTN_ERR_OPTION (max_bias negative or not finite).
 
    Classic attention (encoder-decoder models: Bahdanau, Luong, hard attention). s are decoder states
    [B, Nq, d_s] (the queries), h encoder states [B, Nk, d_h] (keys and values). [B, N, D] tensors are
@@ -449,7 +461,7 @@
                                along one axis is above INT_MAX - 128
        ATTN_ERR_OPTION     -7  an option has an invalid value (enum out of range, non-finite scale,
                                kv_len or src_len outside [0, Nk], top_k or k < 1, a uniform number
-                               outside [0, 1), a negative RoPE position)
+                               outside [0, 1), a negative RoPE position, a NaN or infinite ALiBi slope)
        ATTN_ERR_WORKSPACE  -8  the workspace is smaller than the size function reported
        ATTN_ERR_NOMEM      -9  ATTN_MALLOC returned NULL
        ATTN_ERR_IO        -10  a file could not be opened or written (pictures only)
@@ -474,8 +486,10 @@
                            attn_mha weight row strides (packed QKV weights as stored);
                            attn_rope_apply (rotary position embeddings, NEOX and GPT-J styles);
                            float16 and bfloat16 conversions (attn_f32_to_f16, attn_f16_to_f32,
-                           attn_f32_to_bf16, attn_bf16_to_f32), bit-exact round to nearest even.
-                           See CHANGELOG.md.
+                           attn_f32_to_bf16, attn_bf16_to_f32), bit-exact round to nearest even;
+                           sliding windows, soft-capping, sinks; ALiBi (attn_options.alibi_slopes,
+                           attn_alibi_slopes). breaking: with kv_len the bottom-right diagonal ends at
+                           each batch's last valid key (was Nk). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -575,6 +589,7 @@ typedef struct attn_options {
     int window_left, window_right;         /* keys before / after the diagonal a query sees; -1: no limit */
     float softcap;                         /* > 0: scaled logits s become softcap * tanh(s / softcap) */
     const float *sinks;                    /* [Hq] a logit per head in the softmax denominator only, or NULL */
+    const float *alibi_slopes;             /* [Hq] per-head slopes, or NULL: scores get -slope * |g_i - j| */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -630,6 +645,7 @@ ATTNDEF const char *attn_simd_name(void);
 
 ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d);
 ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
+ATTNDEF attn_result attn_alibi_slopes(float *slopes, int n_heads, float max_bias);
 
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
@@ -993,6 +1009,25 @@ ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d)
     return s;
 }
 
+ATTNDEF attn_result attn_alibi_slopes(float *slopes, int n_heads, float max_bias)
+{
+    const char *func = "attn_alibi_slopes";
+    double bias;
+    int n = 1, h;
+    ATTN__REQUIRE(slopes, ATTN_ERR_NULL, "slopes", "NULL");
+    ATTN__REQUIRE(n_heads >= 1, ATTN_ERR_SHAPE, "n_heads", "must be > 0");
+    ATTN__REQUIRE(isfinite(max_bias) && max_bias >= 0.0f, ATTN_ERR_OPTION, "max_bias",
+                  "negative or not finite (0: 8)");
+    bias = max_bias == 0.0f ? 8.0 : (double)max_bias;
+    while (n <= n_heads / 2) n *= 2; /* the largest power of two <= n_heads */
+    /* slope h = m0^(h + 1) for h < n, m1^(2 (h - n) + 1) after, m0 = 2^(-bias / n), m1 = 2^(-bias / 2n):
+       the powers of 2 taken at once in double, so BLOOM's 8 heads get exactly 1/2, 1/4, ..., 1/256 */
+    for (h = 0; h < n_heads; ++h)
+        slopes[h] = (float)(h < n ? pow(2.0, -bias / n * (h + 1))
+                                  : pow(2.0, -bias / (2.0 * n) * (2.0 * (h - n) + 1.0)));
+    return ATTN_OK;
+}
+
 /* The names a view's failures report: its batch, head and row strides, the view, and the rule its row
    stride breaks, e.g. ATTN__VIEW("q_s", "d_k") for q_s [B, H, N, d_k]. Expands to five arguments. */
 #define ATTN__VIEW(v, width) v ".batch", v ".head", v ".row", v, "row stride smaller than " width
@@ -1174,6 +1209,8 @@ typedef struct attn__head {
     long long diag_lo;                    /* j >= i + diag_lo (a window's left edge) */
     float scale;
     float softcap;                        /* > 0: scores s become softcap * tanh(s / softcap) before masks */
+    float alibi;                          /* nonzero: ALiBi's slope, scores get -alibi * |i + diag0 - j| */
+    ptrdiff_t diag0;                      /* query i sits at key i + diag0: the causal diagonal (ALiBi) */
     const float *sink;                    /* the head's sink logit (in the denominator only), or NULL */
 } attn__head;
 
@@ -1191,6 +1228,17 @@ static int attn__sdpa_ws_floats(size_t *n, int d_k, int d_v)
     return 1; /* TQ floats are a whole number of ATTN__ALIGN blocks */
 }
 
+/* ALiBi on n scores: s[x] -= slope * |a + x|, the distance computed in integers and rounded to float once
+   (exact below 2^24). The SIMD kernels' tails call it too, so every path adds the same bias. */
+static void attn__alibi_row(float *s, int n, float slope, long long a)
+{
+    int x;
+    for (x = 0; x < n; ++x) {
+        const long long dist = a + x < 0 ? -(a + x) : a + x;
+        s[x] -= slope * (float)dist;
+    }
+}
+
 /* s[tq x TK] = scale * Q[i0 .. i0+tq) . K[j0 .. j0+tk)^T with every mask applied (-inf = hidden). */
 static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int j0, int tk)
 {
@@ -1201,6 +1249,8 @@ static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int 
         float *s_r = s + r * ATTN__TK;
         if (h->softcap > 0.0f)
             for (c = 0; c < tk; ++c) s_r[c] = h->softcap * tanhf(s_r[c] / h->softcap);
+        if (h->alibi != 0.0f) /* key j0 + c at distance |i0 + r + diag0 - j0 - c| */
+            attn__alibi_row(s_r, tk, h->alibi, (long long)j0 - i0 - r - h->diag0);
         if (h->mask) {
             const float *m_r = h->mask + (ptrdiff_t)(i0 + r) * h->mask_rs + j0;
             for (c = 0; c < tk; ++c) s_r[c] += m_r[c];
@@ -2579,8 +2629,8 @@ static attn_result attn__check_sizes(const char *func, const attn_dims *d)
     return ATTN_OK;
 }
 
-/* Validates the options against resolved sizes: everything but the values of kv_len and sinks when
-   read_values is 0 (the workspace queries: a caller may size a buffer before its lengths are known). */
+/* Validates the options against resolved sizes: everything but the values of kv_len, sinks and
+   alibi_slopes when read_values is 0 (the workspace queries: a caller may size a buffer before its lengths are known). */
 static attn_result attn__check_options(const char *func, const attn_options *o, const attn_dims *d, int read_values)
 {
     size_t n;
@@ -2614,6 +2664,9 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
         for (b = 0; b < d->n_heads; ++b)
             ATTN__REQUIRE(o->sinks[b] == o->sinks[b] && o->sinks[b] != INFINITY, ATTN_ERR_OPTION, "opt->sinks[h]",
                           "NaN or +inf (-inf: no sink)");
+    if (o->alibi_slopes && read_values)
+        for (b = 0; b < d->n_heads; ++b)
+            ATTN__REQUIRE(isfinite(o->alibi_slopes[b]), ATTN_ERR_OPTION, "opt->alibi_slopes[h]", "not finite");
     ATTN__REQUIRE(!o->key_padding_mask || attn__mul(&n, (size_t)d->batch, (size_t)d->n_kv), ATTN_ERR_OVERFLOW,
                   "opt->key_padding_mask", "its batch x n_kv bytes overflow ptrdiff_t");
     ATTN__REQUIRE(!o->out_lse ||
@@ -2691,16 +2744,18 @@ static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_opti
 }
 
 /* The keys each query may see, from the causal option and the sliding window: an upper bound j <= i + diag
-   and a lower bound j >= i + diag_lo, each measured from the causal diagonal (bottom-right when there is
-   no causal option, as FlashAttention's window_size), each set only where it hides some key, so that
-   both offsets stay within (-Nq, Nk). */
-static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_options *o)
+   and a lower bound j >= i + diag_lo, each measured from the causal diagonal j = i + diag0 (bottom-right
+   when there is no causal option, as FlashAttention's window_size), each set only where it hides some key.
+   n_keys is the batch's valid keys (kv_len[b], else Nk): a bottom-right diagonal ends at the batch's own
+   last key (FlashAttention's varlen), so the offsets stay within [-Nq, Nk) (-Nq only for kv_len 0, where
+   no key is visible), and j - diag < Nq for every key j < n_keys the kernels read. */
+static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_options *o, int n_keys)
 {
-    const int bottom_right = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT || (o->causal == ATTN_CAUSAL_NONE && o->window);
-    const ptrdiff_t base = bottom_right ? (ptrdiff_t)d->n_kv - d->n_q : 0;
+    const ptrdiff_t base = o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (ptrdiff_t)n_keys - d->n_q;
+    h->diag0 = base;
     h->causal = o->causal != ATTN_CAUSAL_NONE;
     h->diag = base;
-    if (!h->causal && o->window && o->window_right >= 0 && (long long)base + o->window_right < d->n_kv) {
+    if (!h->causal && o->window && o->window_right >= 0 && (long long)base + o->window_right < n_keys) {
         h->causal = 1;
         h->diag = base + o->window_right;
     }
@@ -2757,10 +2812,10 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
-        attn__visible_keys(&h, d, o);
+        h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
+        attn__visible_keys(&h, d, o, h.n_valid);
         h.scale = attn__scale(o->scale, d->d_k);
         h.softcap = o->softcap;
-        h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
         h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
         for (hh = 0; hh < heads_per_item; ++hh) {
             const int hq = hg * heads_per_item + hh, hk = hq / group;
@@ -2771,6 +2826,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
             h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
             h.sink = o->sinks && !(chunks > 1) ? o->sinks + hq : NULL; /* key chunks: the merge adds it */
+            h.alibi = o->alibi_slopes ? o->alibi_slopes[hq] : 0.0f;
             h.w = w_b ? w_b + (size_t)hg * head_w : NULL;
             h.w_accumulate = hh > 0;
             if (chunks > 1) { /* keys [c * CHUNK, (c + 1) * CHUNK) into this chunk's partial result */
@@ -4264,6 +4320,21 @@ static ATTN__TARGET void ATTN__SFX(attn__softcap)(float *s, int n, float c)
     for (; j < n; ++j) s[j] = c * tanhf(s[j] / c);
 }
 
+/* ALiBi on n scores, as attn__alibi_row: s[x] -= slope * |a + x|, W distances a vector (a + x, exact in
+   float below 2^24, plus the lane numbers), the tail by attn__alibi_row itself. */
+static ATTN__TARGET void ATTN__SFX(attn__alibi)(float *s, int n, float slope, long long a)
+{
+    static const float lane[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const ATTN__V sv = ATTN__VSET1(slope), lv = ATTN__VLOAD(lane);
+    int x;
+    for (x = 0; x + ATTN__W <= n; x += ATTN__W) {
+        const ATTN__V d = ATTN__VADD(ATTN__VSET1((float)(a + x)), lv);
+        const ATTN__V dist = ATTN__VMAX(d, ATTN__VSUB(ATTN__VZERO, d));
+        ATTN__VSTORE(s + x, ATTN__VSUB(ATTN__VLOAD(s + x), ATTN__VMUL(sv, dist)));
+    }
+    attn__alibi_row(s + x, n - x, slope, a + x);
+}
+
 /* The micro-kernel: C[r][0..NB) = sum_p A(r, p) * B[p][0..NB) for r < rows <= 6, or with accumulate
    C[r][j] = C[r][j] * col_scale[j] + the sum (col_scale NULL: 1), with A(r, p) = a[r*a_rs + p*a_cs]
    broadcast from memory and B rows at b + p*b_rs (NB contiguous floats). The accumulators start from the
@@ -4638,6 +4709,9 @@ static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__h
                                       q_t + nb, h->dk, rows, 0, NULL);
     }
     if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s_t, tk * ATTN__TQ, h->softcap);
+    if (h->alibi != 0.0f) /* key j0 + j against query i0 + i: distance |i0 + diag0 - j0 - j + i| */
+        for (j = 0; j < tk; ++j)
+            ATTN__SFX(attn__alibi)(s_t + j * ATTN__TQ, ATTN__TQ, h->alibi, (long long)i0 + h->diag0 - j0 - j);
     if (h->mask)
         for (j = 0; j < tk; ++j)
             for (i = 0; i < tq; ++i)
@@ -4803,6 +4877,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
             ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev, n_prev, dv);
             if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
+            if (h->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
+                ATTN__SFX(attn__alibi)(s, tv, h->alibi, (long long)j0 - i - h->diag0);
             if (h->mask)
                 for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j];
             if (h->kpm)

@@ -69,7 +69,16 @@ typedef struct ref_opts {
     int window, window_left, window_right; /* as attn_options: -1 no limit on that side */
     double softcap;                        /* > 0: s = softcap * tanh(s / softcap) before the mask */
     const float *sinks;                    /* [Hq] or NULL: an extra logit in each row's denominator */
+    const float *alibi;                    /* [Hq] or NULL: ALiBi slopes, -slope * |g_i - j| after the soft-cap */
 } ref_opts;
+
+/* g_i - i, the causal diagonal of batch b: query i sits at key i (top-left) or at i + n - Nq, n the batch's
+   valid keys (bottom-right, and without a causal option: the window's and ALiBi's diagonal) */
+static long long ref_diag(const ref_opts *o, int b, int Nq, int Nk)
+{
+    const int n = o->kv_len ? o->kv_len[b] : Nk;
+    return o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (long long)n - Nq;
+}
 
 /* Naive attention. out [B,Hq,Nq,Dv] dense, lse [B,Hq,Nq], w [B,Hq,Nq,Nk] (per head) */
 static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_stride qs, const float *k,
@@ -78,12 +87,10 @@ static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_s
     const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads ? d->n_kv_heads : Hq;
     const int Nq = d->n_q, Nk = d->n_kv, Dk = d->d_k, Dv = d->d_v ? d->d_v : Dk;
     double *s = ref_dalloc((size_t)Nk + 1), *p = ref_dalloc((size_t)Nk + 1);
-    /* the window's diagonal: the causal one, bottom-right without a causal option (FlashAttention) */
-    const long long base = o->causal == ATTN_CAUSAL_BOTTOM_RIGHT || (o->causal == ATTN_CAUSAL_NONE && o->window)
-                               ? (long long)Nk - Nq : 0;
     int b, h, i, j, c;
     for (b = 0; b < B; ++b)
         for (h = 0; h < Hq; ++h) {
+            const long long base = ref_diag(o, b, Nq, Nk);
             const int hk = h / (Hq / Hkv);
             for (i = 0; i < Nq; ++i) {
                 const size_t row = ((size_t)b * Hq + h) * Nq + i;
@@ -96,13 +103,14 @@ static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_s
                                (double)k[b * ks.batch + hk * ks.head + j * ks.row + c];
                     acc *= o->scale;
                     if (o->softcap > 0.0) acc = o->softcap * tanh(acc / o->softcap);
+                    if (o->alibi) acc -= o->alibi[h] * fabs((double)(i + base - j));
                     if (o->mask) acc += o->mask[b * o->mask_s.batch + h * o->mask_s.head + i * o->mask_s.row + j];
                     if (o->window && o->window_left >= 0 && j < i + base - o->window_left) visible = 0;
                     if (o->window && o->window_right >= 0 && j > i + base + o->window_right) visible = 0;
                     if (o->kv_len && j >= o->kv_len[b]) visible = 0;
                     if (o->kpm && o->kpm[b * Nk + j]) visible = 0;
                     if (o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) visible = 0;
-                    if (o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + Nk - Nq) visible = 0;
+                    if (o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + base) visible = 0;
                     s[j] = visible ? acc : -INFINITY;
                 }
                 if (o->sinks) s[Nk] = o->sinks[h]; /* the sink: in the denominator, with no value */
@@ -152,11 +160,12 @@ static void ref_mha(double *out, const float *xq, const float *xkv, int B, int N
                     int vis = 1;
                     for (c = 0; c < Dh; ++c) acc += Q[i * E + h * Dh + c] * K[j * kvd + hk * Dh + c];
                     acc *= ro_in->scale;
+                    if (ro_in->alibi) acc -= ro_in->alibi[h] * fabs((double)(i + ref_diag(ro_in, b, Nq, Nk) - j));
                     if (ro_in->mask) acc += ro_in->mask[b * ro_in->mask_s.batch + h * ro_in->mask_s.head + i * ro_in->mask_s.row + j];
                     if (ro_in->kpm && ro_in->kpm[b * Nk + j]) vis = 0;
                     if (ro_in->kv_len && j >= ro_in->kv_len[b]) vis = 0;
                     if (ro_in->causal == ATTN_CAUSAL_TOP_LEFT && j > i) vis = 0;
-                    if (ro_in->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + Nk - Nq) vis = 0;
+                    if (ro_in->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + ref_diag(ro_in, b, Nq, Nk)) vis = 0;
                     s[j] = vis ? acc : -INFINITY;
                 }
                 ref_softmax_row(p, &l, s, Nk);

@@ -2975,7 +2975,6 @@ static void test_error_hook(void)
     CHECK_CODE(attn_sdpa(o, s, q, s, k, s, v, s, &d, NULL, NULL, 0), ATTN_OK);
     CHECK(g_hook.calls == 0);
 }
-#undef HOOK_EXPECT
 
 /* mask_broadcast_rows: one mask row [Nk] per (batch, head), added to every query's scores (PyTorch's float
    attn_mask [B, 1, 1, Nk]), against the float64 reference with a row stride of 0; on the tile kernel
@@ -3364,7 +3363,7 @@ static void test_kv_cache_errors(void)
 
 /* Ragged batches (continuous batching): batch 1 starts a new sequence (len reset to 0) while batch 0
    goes on, so the lengths differ; each batch's outputs equal the float64 causal pass over its own tokens
-   (each query's causal limit and positions come from its own length). */
+   (each query's causal limit, RoPE positions and ALiBi distances come from its own length). */
 static void test_kv_cache_ragged(void)
 {
     enum { B = 2, E = 24, H = 3, HKV = 1, DH = E / H, KVD = HKV * DH, MAX = 24, T = 20 };
@@ -3373,6 +3372,7 @@ static void test_kv_cache_ragged(void)
     float kc[B * HKV * MAX * DH], vc[B * HKV * MAX * DH], xs[B * 6 * E], os[B * 6 * E];
     float hist_x[B][T * E], hist_o[B][T * E];
     double ref[T * E];
+    float slopes[H];
     int n_hist[B] = {0, 0}, len[B] = {0, 0}, s, b;
     attn_mha m;
     attn_options opt;
@@ -3383,6 +3383,8 @@ static void test_kv_cache_ragged(void)
     kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, ATTN_LAYOUT_IN_OUT);
     m.rope.style = ATTN_ROPE_NEOX; /* positions from each batch's own length */
     memset(&opt, 0, sizeof opt); memset(&c, 0, sizeof c); memset(&ro, 0, sizeof ro);
+    CHECK_CODE(attn_alibi_slopes(slopes, H, 0.0f), ATTN_OK); /* distances from each batch's own length too */
+    opt.alibi_slopes = ro.alibi = slopes;
     c.batch = B; c.n_kv_heads = HKV; c.max_len = MAX; c.d_k = DH; c.k = kc; c.v = vc; c.len = len;
     for (s = 0; s < (int)(sizeof steps / sizeof steps[0]); ++s) {
         const int n = steps[s];
@@ -3958,6 +3960,255 @@ static void test_half_conversions(void)
 
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
+/* ---------------------------------------------------------------------------------------------- */
+/* ALiBi and ragged batches                                                                       */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* ALiBi (-slope_h |g_i - j| on each score, g_i the query's place on the causal diagonal, from kv_len[b]
+   bottom-right) on every kernel path: the tile kernel (130 queries), the decoding kernel (1 to 8 queries)
+   over 130 keys with weights and over 5000 keys without (key chunks), GQA, every causal option, with
+   windows, soft-caps, sinks, masks, key padding, kv_len, out_lse and weights (per head and averaged),
+   against the float64 reference. Then the identity ALiBi == the additive mask -slope |g_i - j|, and the
+   errors (a NaN or infinite slope; the size query does not read them). */
+static void test_sdpa_alibi(void)
+{
+    enum { B = 2, H = 4, HKV = 2, D = 16, CASES = 36 };
+    static const int lefts[] = {-1, 0, 20, 100}, rights[] = {-1, 0, 7};
+    const float slopes[H] = {0.25f, 0.0f, -0.01f, 0.003f}, sinks[H] = {0.5f, -INFINITY, 3.0f, -2.0f};
+    int t;
+    rnd_push(0xA11B1ull);
+    for (t = 0; t < CASES; ++t) {
+        const int kind = t % 3; /* 0: tile kernel; 1: decoding with key chunks; 2: decoding with weights */
+        const int NQ = kind == 0 ? 130 : 1 + t % 8, NK = kind == 0 ? (t % 2 ? 197 : 130) : kind == 1 ? 5000 : 130;
+        const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
+        const attn_stride qs = attn_stride_bhnd(H, NQ, D), ks = attn_stride_bhnd(HKV, NK, D);
+        const size_t n_o = (size_t)B * H * NQ * D, n_l = (size_t)B * H * NQ, n_w = (size_t)B * H * NQ * NK;
+        const int averaged = kind == 2 && t % 4 == 1;
+        float *q = falloc(n_o), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
+        float *o = falloc(n_o), *lse = falloc(n_l), *w = falloc(n_w), *mask = falloc(n_w);
+        double *ref = dalloc(n_o), *ref_lse = dalloc(n_l), *ref_w = dalloc(n_w), *ref_avg = dalloc(n_w / H);
+        unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
+        int kv_len[B], j, b, h;
+        attn_options opt;
+        ref_opts ro;
+        rnd_fill(q, n_o, 2.0f); rnd_fill(k, (size_t)B * HKV * NK * D, 2.0f); rnd_fill(v, (size_t)B * HKV * NK * D, 1.0f);
+        rnd_fill(mask, n_w, 1.0f);
+        for (j = 0; j < B * NK; j += 7) kpm[j] = 1;
+        kv_len[0] = NK - rnd_int(NK / 3); kv_len[1] = t % 6 == 4 ? 0 : NK;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.alibi_slopes = ro.alibi = slopes;
+        opt.causal = ro.causal = (attn_causal)(t / 3 % 3);
+        opt.window = ro.window = t % 4 == 2;
+        opt.window_left = ro.window_left = pick(lefts, 4);
+        opt.window_right = ro.window_right = pick(rights, 3);
+        opt.softcap = (float)(ro.softcap = t % 5 == 1 ? 3.0 : 0.0);
+        opt.sinks = ro.sinks = t % 5 == 3 ? sinks : NULL;
+        opt.key_padding_mask = ro.kpm = t % 7 == 0 ? kpm : NULL;
+        opt.kv_len = ro.kv_len = t % 2 ? kv_len : NULL;
+        if (t % 4 == 1) { /* per batch and head */
+            opt.mask = ro.mask = mask;
+            opt.mask_stride = ro.mask_s = attn_stride_bhnd(H, NQ, NK);
+        }
+        opt.out_lse = lse;
+        opt.out_weights = kind == 2 ? w : NULL; /* with weights: no key chunks */
+        opt.average_weights = averaged;
+        opt.n_threads = 1 + t % 2;
+        ro.scale = 1.0 / 4.0;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        ref_sdpa(ref, ref_lse, ref_w, q, qs, k, ks, v, ks, &d, &ro);
+        CHECK_CLOSE(o, ref, n_o);
+        CHECK_CLOSE(lse, ref_lse, n_l);
+        if (kind == 2 && !averaged) CHECK_CLOSE(w, ref_w, n_w);
+        if (averaged) {
+            for (b = 0; b < B; ++b)
+                for (h = 0; h < H; ++h)
+                    for (j = 0; j < NQ * NK; ++j) ref_avg[(size_t)b * NQ * NK + j] += ref_w[((size_t)b * H + h) * NQ * NK + j] / H;
+            CHECK_CLOSE(w, ref_avg, n_w / H);
+        }
+        if (g_fails) {
+            printf("    case %d: nq %d nk %d causal %d window %d (%d, %d) softcap %g sinks %d kpm %d kv_len %d mask %d "
+                   "weights %d\n", t, NQ, NK, (int)opt.causal, opt.window, opt.window_left, opt.window_right,
+                   (double)opt.softcap, opt.sinks != NULL, opt.key_padding_mask != NULL, opt.kv_len != NULL,
+                   opt.mask != NULL, opt.out_weights ? 1 + averaged : 0);
+            t = CASES;
+        }
+        free(q); free(k); free(v); free(o); free(lse); free(w); free(mask); free(ref); free(ref_lse); free(ref_w);
+        free(ref_avg); free(kpm);
+    }
+    { /* ALiBi is the additive mask -slope |g_i - j| (per batch and head: kv_len moves g_i) */
+        enum { NK = 2100, NQMAX = 70 };
+        const attn_stride ks = attn_stride_bhnd(HKV, NK, D);
+        const int kv_len[B] = {NK, 1500};
+        const float bad[H] = {0.1f, NAN, 0.0f, 0.0f}, inf[H] = {0.1f, 0.0f, -INFINITY, 0.0f};
+        float *q = falloc((size_t)B * H * NQMAX * D), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
+        float *o1 = falloc((size_t)B * H * NQMAX * D), *o2 = falloc((size_t)B * H * NQMAX * D);
+        float *mask = falloc((size_t)B * H * NQMAX * NK);
+        int nq, c, b, h, i, j;
+        size_t bytes = 0;
+        attn_options opt;
+        rnd_fill(q, (size_t)B * H * NQMAX * D, 2.0f); rnd_fill(k, (size_t)B * HKV * NK * D, 2.0f);
+        rnd_fill(v, (size_t)B * HKV * NK * D, 1.0f);
+        for (nq = 0; nq < 2; ++nq)
+            for (c = 0; c < 3; ++c) {
+                const int NQ = nq ? 3 : NQMAX; /* the tile kernel, then decoding with key chunks */
+                const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
+                const attn_stride qs = attn_stride_bhnd(H, NQ, D);
+                for (b = 0; b < B; ++b)
+                    for (h = 0; h < H; ++h)
+                        for (i = 0; i < NQ; ++i) {
+                            const long long g = c == ATTN_CAUSAL_TOP_LEFT ? i : (long long)i + kv_len[b] - NQ;
+                            for (j = 0; j < NK; ++j)
+                                mask[(((size_t)b * H + h) * NQ + i) * NK + j] = -(slopes[h] * (float)llabs(g - j));
+                        }
+                memset(&opt, 0, sizeof opt);
+                opt.causal = (attn_causal)c; opt.kv_len = kv_len;
+                opt.alibi_slopes = slopes;
+                CHECK_CODE(attn_sdpa(o1, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+                opt.alibi_slopes = NULL;
+                opt.mask = mask; opt.mask_stride = attn_stride_bhnd(H, NQ, NK);
+                CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+                if (!close_rel(o1, o2, (size_t)B * H * NQ * D, 1e-6)) {
+                    printf("    alibi != mask: nq %d causal %d\n", NQ, c);
+                    ++g_fails;
+                }
+            }
+        { /* errors: a NaN or infinite slope, output untouched; the size query does not read the slopes */
+            const attn_dims d = {B, H, HKV, NQMAX, NK, D, 0};
+            const attn_stride qs = attn_stride_bhnd(H, NQMAX, D);
+            fill_sentinel(o2, (size_t)B * H * NQMAX * D);
+            memset(&opt, 0, sizeof opt); opt.alibi_slopes = bad;
+            HOOK_EXPECT(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa",
+                        "opt->alibi_slopes[h]");
+            CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, &opt), ATTN_OK);
+            opt.alibi_slopes = inf;
+            CHECK_CODE(attn_sdpa(o2, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_ERR_OPTION);
+            CHECK(untouched(o2, (size_t)B * H * NQMAX * D));
+        }
+        free(q); free(k); free(v); free(o1); free(o2); free(mask);
+    }
+    rnd_pop();
+}
+
+/* attn_alibi_slopes: ggml's and BLOOM's slopes, 2^(-8 (h + 1) / n) for the first n = 2^floor(log2 H) heads
+   and 2^(-4 (2 (h - n) + 1) / n) after; for 8 heads exactly 1/2, 1/4, ..., 1/256. Errors leave the output
+   untouched. */
+static void test_alibi_slopes(void)
+{
+    float s[12], s8[12];
+    int h;
+    CHECK_CODE(attn_alibi_slopes(s, 8, 0.0f), ATTN_OK);
+    for (h = 0; h < 8; ++h) CHECK(s[h] == ldexpf(1.0f, -(h + 1)));
+    CHECK_CODE(attn_alibi_slopes(s8, 8, 8.0f), ATTN_OK); /* 0 means 8 */
+    CHECK(memcmp(s, s8, sizeof(float) * 8) == 0);
+    CHECK_CODE(attn_alibi_slopes(s, 12, 0.0f), ATTN_OK);
+    for (h = 0; h < 12; ++h) {
+        const double want = h < 8 ? pow(pow(2.0, -8.0 / 8), h + 1) : pow(pow(2.0, -4.0 / 8), 2 * (h - 8) + 1);
+        if (!(fabs(s[h] - want) <= 1e-7 * want)) {
+            printf("    12 heads: slope %d = %.9g, want %.9g\n", h, (double)s[h], want);
+            ++g_fails;
+        }
+    }
+    CHECK(s[8] == (float)sqrt(0.5) && s[11] == (float)pow(2.0, -3.5));
+    CHECK_CODE(attn_alibi_slopes(s, 4, 16.0f), ATTN_OK); /* max_bias 16: m0 = 2^-4 */
+    CHECK(s[0] == 0x1p-4f && s[3] == 0x1p-16f);
+    CHECK_CODE(attn_alibi_slopes(s, 1, 0.0f), ATTN_OK);
+    CHECK(s[0] == 0x1p-8f);
+    fill_sentinel(s, 12);
+    HOOK_EXPECT(attn_alibi_slopes(NULL, 8, 0.0f), ATTN_ERR_NULL, "attn_alibi_slopes", "slopes");
+    HOOK_EXPECT(attn_alibi_slopes(s, 0, 0.0f), ATTN_ERR_SHAPE, "attn_alibi_slopes", "n_heads");
+    CHECK_CODE(attn_alibi_slopes(s, -3, 0.0f), ATTN_ERR_SHAPE);
+    HOOK_EXPECT(attn_alibi_slopes(s, 8, -1.0f), ATTN_ERR_OPTION, "attn_alibi_slopes", "max_bias");
+    CHECK_CODE(attn_alibi_slopes(s, 8, NAN), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_alibi_slopes(s, 8, INFINITY), ATTN_ERR_OPTION);
+    CHECK(untouched(s, 12));
+}
+
+/* Ragged batches: with kv_len, the bottom-right diagonal (and the window's and ALiBi's) ends at each batch's
+   own last valid key, as FlashAttention's varlen: batch b alone, with Nk = kv_len[b], gives bitwise the
+   same rows; a batch with no key gives 0 and -inf. Against the reference too, and exactly: a window of
+   width one on the diagonal makes query i's output the value of key i + kv_len[b] - Nq. The multi-head
+   functions too (cross-attention with ALiBi against the float64 reference). */
+static void test_sdpa_ragged_bottom_right(void)
+{
+    enum { B = 3, H = 4, HKV = 2, NQ = 4, NK = 130, D = 16 };
+    const int kv_len[B] = {7, 130, 0};
+    const attn_dims d = {B, H, HKV, NQ, NK, D, 0};
+    const attn_stride qs = attn_stride_bhnd(H, NQ, D), ks = attn_stride_bhnd(HKV, NK, D);
+    const float slopes[H] = {0.5f, 0.125f, 0.03f, 0.0f};
+    float *q = falloc((size_t)B * H * NQ * D), *k = falloc((size_t)B * HKV * NK * D), *v = falloc((size_t)B * HKV * NK * D);
+    float o[B * H * NQ * D], o1[H * NQ * D], lse[B * H * NQ], lse1[H * NQ];
+    double ref[B * H * NQ * D], ref_lse[B * H * NQ];
+    int t, b, h, i;
+    rnd_push(0x7A66EDull);
+    rnd_fill(q, (size_t)B * H * NQ * D, 2.0f); rnd_fill(k, (size_t)B * HKV * NK * D, 2.0f);
+    rnd_fill(v, (size_t)B * HKV * NK * D, 1.0f);
+    for (t = 0; t < 4; ++t) {
+        attn_options opt;
+        ref_opts ro;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = t == 3 ? ATTN_CAUSAL_NONE : ATTN_CAUSAL_BOTTOM_RIGHT;
+        opt.window = ro.window = t >= 1;
+        opt.window_left = ro.window_left = t == 1 ? 0 : 3;
+        opt.window_right = ro.window_right = t == 3 ? 1 : -1;
+        opt.alibi_slopes = ro.alibi = t == 2 ? slopes : NULL;
+        opt.kv_len = ro.kv_len = kv_len;
+        opt.out_lse = lse;
+        ro.scale = 1.0 / 4.0;
+        CHECK_CODE(attn_sdpa(o, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+        ref_sdpa(ref, ref_lse, NULL, q, qs, k, ks, v, ks, &d, &ro);
+        CHECK_CLOSE(o, ref, B * H * NQ * D);
+        CHECK_CLOSE(lse, ref_lse, B * H * NQ);
+        for (b = 0; b < B; ++b) {
+            const float *o_b = o + (size_t)b * H * NQ * D, *lse_b = lse + (size_t)b * H * NQ;
+            if (kv_len[b] == 0) { /* nothing visible */
+                for (i = 0; i < H * NQ * D; ++i) CHECK(o_b[i] == 0.0f);
+                for (i = 0; i < H * NQ; ++i) CHECK(lse_b[i] == -INFINITY);
+                continue;
+            } else {
+                const attn_dims d1 = {1, H, HKV, NQ, kv_len[b], D, 0};
+                attn_options one = opt;
+                one.kv_len = NULL; one.out_lse = lse1;
+                CHECK_CODE(attn_sdpa(o1, qs, q + b * qs.batch, qs, k + b * ks.batch, ks, v + b * ks.batch, ks, &d1, &one,
+                                     NULL, 0), ATTN_OK);
+                if (memcmp(o1, o_b, sizeof o1) != 0 || memcmp(lse1, lse_b, sizeof lse1) != 0) {
+                    printf("    case %d batch %d: not the batch alone with Nk = %d\n", t, b, kv_len[b]);
+                    ++g_fails;
+                }
+            }
+            for (h = 0; t == 1 && h < H; ++h) /* window [g_i, g_i]: exactly the value at g_i */
+                for (i = 0; i < NQ; ++i)
+                    CHECK(memcmp(o_b + ((size_t)h * NQ + i) * D, v + b * ks.batch + (h / (H / HKV)) * ks.head +
+                                 (i + kv_len[b] - NQ) * ks.row, sizeof(float) * D) == 0);
+        }
+    }
+    { /* the multi-head functions take kv_len per batch the same way, with ALiBi: cross-attention */
+        enum { E = H * D, DKV = 24 };
+        float *xq = falloc((size_t)B * NQ * E), *xkv = falloc((size_t)B * NK * DKV), *out = falloc((size_t)B * NQ * E);
+        float *wq = falloc((size_t)E * E), *wkv = falloc((size_t)DKV * HKV * D), *wo = falloc((size_t)E * E);
+        double *ref_m = dalloc((size_t)B * NQ * E);
+        attn_mha m;
+        attn_options opt;
+        ref_opts ro;
+        memset(&m, 0, sizeof m); memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        rnd_fill(xq, (size_t)B * NQ * E, 1.0f); rnd_fill(xkv, (size_t)B * NK * DKV, 1.0f);
+        rnd_fill(wq, (size_t)E * E, 0.3f); rnd_fill(wkv, (size_t)DKV * HKV * D, 0.3f); rnd_fill(wo, (size_t)E * E, 0.3f);
+        m.d_model = E; m.n_heads = H; m.n_kv_heads = HKV; m.d_kv = DKV;
+        m.w_q = wq; m.w_k = wkv; m.w_v = wkv; m.w_o = wo;
+        opt.causal = ro.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+        opt.kv_len = ro.kv_len = kv_len;
+        opt.alibi_slopes = ro.alibi = slopes;
+        ro.scale = 1.0 / 4.0;
+        CHECK_CODE(attn_cross_forward(out, xq, xkv, B, NQ, NK, &m, &opt, NULL, 0), ATTN_OK);
+        ref_mha(ref_m, xq, xkv, B, NQ, NK, &m, &ro);
+        CHECK_CLOSE(out, ref_m, (size_t)B * NQ * E);
+        free(xq); free(xkv); free(out); free(wq); free(wkv); free(wo); free(ref_m);
+    }
+    free(q); free(k); free(v);
+    rnd_pop();
+}
+
+#undef HOOK_EXPECT
+
 static const test_case k_tests[] = {
     {"project", test_project},
     {"project_layouts_agree", test_project_layouts_agree},
@@ -3977,6 +4228,9 @@ static const test_case k_tests[] = {
     {"decode_key_chunks", test_decode_key_chunks},
     {"limits_chunks_threads", test_limits_chunks_threads},
     {"sdpa_window_softcap_sinks", test_sdpa_window_softcap_sinks},
+    {"sdpa_alibi", test_sdpa_alibi},
+    {"alibi_slopes", test_alibi_slopes},
+    {"sdpa_ragged_bottom_right", test_sdpa_ragged_bottom_right},
     {"sdpa_special_values", test_sdpa_special_values},
     {"decode_chunks_special_values", test_decode_chunks_special_values},
     {"sdpa_huge_finite", test_sdpa_huge_finite},

@@ -16,9 +16,9 @@
    that follows what float can know of each masked logit (fz_row_ref); NaN anywhere skips it.
    attn_merge's rows with a +inf log-sum-exp are compared with its documented rule (a +inf side takes
    all the weight, two weigh 1:1).
-   fuzz_sdpa also draws sliding windows, soft-caps and sinks (one byte after the options, so a zero byte
-   there keeps an older input's meaning; the issue16_* seeds have it), compared with the float64
-   reference on moderate inputs.
+   fuzz_sdpa also draws sliding windows, soft-caps, sinks and ALiBi slopes (one byte after the options, so
+   a zero byte there keeps an older input's meaning; the issue16_* seeds have it), compared with the
+   float64 reference on moderate inputs.
    Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
    value, the reference and the error allowed; sanitizer reports abort too.
 
@@ -703,6 +703,7 @@ static void fz_options(fz *f, fz_opts *fo, int B, int H, int Nq, int Nk, int Dk,
             o->softcap = caps[fz_range(f, 0, 5)];
         }
         if (more & 4) o->sinks = fz_tensor(f, (size_t)H, 4.0f, 1); /* -inf: no sink; NaN, +inf rejected */
+        if (more & 8) o->alibi_slopes = fz_tensor(f, (size_t)H, 1.0f, 0); /* NaN, +-inf rejected */
     }
     (void)Dk;
     fo->o.out_lse = (flags & 32) ? (float *)1 : NULL;     /* replaced by the caller's buffers */
@@ -914,7 +915,7 @@ static void fz_sdpa_extreme(const attn_dims *d, const attn_options *o, const flo
                     kk->vis = kk->mask != -INFINITY && !(o->kv_len && j >= o->kv_len[b]) &&
                               !(o->key_padding_mask && o->key_padding_mask[b * Nk + j]) &&
                               !(o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) &&
-                              !(o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + Nk - Nq);
+                              !(o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + (o->kv_len ? o->kv_len[b] : Nk) - Nq);
                 }
                 if (!fz_row_ref(&res, p, ro, rt, key, Nk, vd, NULL, Dv, Dv, s, r)) { avg_ok[b * Nq + i] = 0; continue; }
                 for (c = 0; c < Dv; ++c)
@@ -1015,14 +1016,15 @@ static void fuzz_sdpa(fz *f)
             const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)d.d_k);
             const double s_abs = fabs(sc) * d.d_k * fz_maxabs(q, nq_f) * fz_maxabs(k, nk_f) +
                                  (o->mask ? fz_maxabs(o->mask, (size_t)d.batch * d.n_heads * d.n_q * d.n_kv + 4) : 0.0f) +
-                                 (o->sinks ? fz_maxabs(o->sinks, (size_t)d.n_heads) : 0.0f);
+                                 (o->sinks ? fz_maxabs(o->sinks, (size_t)d.n_heads) : 0.0f) +
+                                 (o->alibi_slopes ? fz_maxabs(o->alibi_slopes, (size_t)d.n_heads) * (d.n_q + d.n_kv) : 0.0f);
             const double tol = 4.0 * U * ((d.d_k + 4) * (s_abs + 1.0) + d.n_kv + 16);
             memset(&ro, 0, sizeof ro);
             ro.scale = sc; ro.causal = o->causal; ro.mask = o->mask; ro.mask_s = o->mask_stride;
             if (!ro.mask_s.row) ro.mask_s.row = d.n_kv;
             ro.kv_len = o->kv_len; ro.kpm = o->key_padding_mask;
             ro.window = o->window; ro.window_left = o->window_left; ro.window_right = o->window_right;
-            ro.softcap = o->softcap; ro.sinks = o->sinks;
+            ro.softcap = o->softcap; ro.sinks = o->sinks; ro.alibi = o->alibi_slopes;
             ref_sdpa(ref, rl, rw_, q, qs, k, ks, v, vs, &d, &ro);
             ref_sdpa(bound, NULL, bw, q, qs, k, ks, va, vs, &d, &ro);
             for (b = 0; b < d.batch; ++b) for (h = 0; h < d.n_heads; ++h) for (i = 0; i < d.n_q; ++i) for (c = 0; c < Dv; ++c)
@@ -1042,7 +1044,7 @@ static void fuzz_sdpa(fz *f)
             }
             free(va);
         }
-        if (fz_no_nan(f) && !o->window && o->softcap == 0.0f && !o->sinks) /* its row reference has neither */
+        if (fz_no_nan(f) && !o->window && o->softcap == 0.0f && !o->sinks && !o->alibi_slopes) /* its row reference has none */
             fz_sdpa_extreme(&d, o, q, qs, k, ks, v, vs, oo.p, os);
         free(ref); free(bound); free(rl); free(rw_); free(bl); free(bw); free(at);
     } else {
@@ -1123,7 +1125,7 @@ static void fz_mha_extreme(const float *out, const float *xq, const float *xkv, 
                     kk->vis = kk->mask != -INFINITY && !(o->kv_len && j >= o->kv_len[b]) &&
                               !(o->key_padding_mask && o->key_padding_mask[b * Nk + j]) &&
                               !(o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) &&
-                              !(o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + Nk - Nq);
+                              !(o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + (o->kv_len ? o->kv_len[b] : Nk) - Nq);
                 }
                 if (!fz_row_ref(&res, p, ro, rt, key, Nk, V + hk * Dh, Ve + hk * Dh, kvd, Dh, s, r)) { row_ok[i] = 0; continue; }
                 for (c = 0; c < Dh; ++c) { A[i * E + h * Dh + c] = ro[c]; At[i * E + h * Dh + c] = rt[c]; }
