@@ -322,6 +322,16 @@
        the largest of the n_new you use (a prefill chunk and 1). A batch without room for n_new more
        tokens gives ATTN_ERR_FULL, with the cache, len and out untouched (as for every error).
 
+   Ring caches (sliding-window models: Mistral, Gemma's local layers). With cache->ring nonzero the
+   token at position p lives in row p % max_len, so the cache never fills and never grows; len[b] counts
+   every token seen (the positions, for RoPE), up to INT_MAX - 128. A step needs opt->window with
+   window_left >= 0 and window_left + n_new <= max_len (each new token's window, and the new tokens,
+   must still be in the rows: size max_len = window_left + the largest n_new), else ATTN_ERR_OPTION.
+   The keys a step may see lie in at most two runs of rows (before and after the wrap); each run is
+   cut into key chunks of 2048, attended separately and merged exactly from their maxima and sums, so
+   the result equals a linear cache with the same window (kv_cache_ring). attn_kv_append into a ring
+   takes at most max_len tokens (ATTN_ERR_FULL above).
+
    Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(N, H, D) -> {N*H*D, D, H*D}
    (each helper takes its sizes in the order of its name);
    attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
@@ -482,7 +492,8 @@
                            name (was n_heads, n, d). ATTN_ERROR_HOOK; attn_options.mask_broadcast_rows;
                            the workspace size functions reject the sizes their calls reject;
                            few-row projections without packing; attn_project_ex (threads, splits);
-                           KV caches: attn_kv_cache, attn_kv_append, attn_kv_step, ATTN_ERR_FULL;
+                           KV caches: attn_kv_cache (linear or ring), attn_kv_append, attn_kv_step,
+                           ATTN_ERR_FULL;
                            attn_mha weight row strides (packed QKV weights as stored);
                            attn_rope_apply (rotary position embeddings, NEOX and GPT-J styles);
                            float16 and bfloat16 conversions (attn_f32_to_f16, attn_f16_to_f32,
@@ -637,7 +648,10 @@ typedef struct attn_kv_cache {
     int d_v;        /* value width; 0 = d_k */
     float *k;       /* [B, Hkv, max_len, Dk] */
     float *v;       /* [B, Hkv, max_len, Dv] */
-    int *len;       /* [B] tokens held per batch, each in [0, max_len] */
+    int *len;       /* [B] tokens per batch: held (each in [0, max_len]), or with ring, seen so far */
+    int ring;       /* nonzero: a ring buffer for sliding-window attention, the token at position p in row
+                       p % max_len; it never fills, and a step needs opt->window with window_left + n_new
+                       <= max_len */
 } attn_kv_cache;
 
 ATTNDEF const char *attn_result_string(attn_result r);
@@ -2714,33 +2728,72 @@ static int attn__threads(const attn_options *o, double items)
 #endif
 }
 
-/* Key chunks per (batch, head) of a call: more than one only for decoding shapes over many keys without
-   the weights output. Depends on the sizes alone, never on the threads. */
-static int attn__key_chunks(const attn_dims *d, const attn_options *o)
+/* A ring-buffer KV cache seen by the fused kernel (attn_kv_step): the keys are rows 0 .. max_len - 1,
+   the token at position p in row p % max_len; len [B] the tokens seen (the new ones included), n_q of
+   them new; each new query sees the window_left keys before it and itself. */
+typedef struct attn__ring {
+    const int *len;
+    int max_len, window_left;
+} attn__ring;
+
+/* Key chunks per query tile of a call: more than one for decoding shapes over many keys without the
+   weights output, and for a ring cache (its keys in up to two runs of rows, each cut into chunks).
+   Depends on the sizes alone, never on the threads. */
+static int attn__key_chunks(const attn_dims *d, const attn_options *o, const attn__ring *ring)
 {
+    if (ring) return 2 + (ring->max_len - 1) / ATTN__KEY_CHUNK;
     if (d->n_q > ATTN__ROW_MAX || o->out_weights || d->n_kv <= ATTN__KEY_CHUNK) return 1;
     return 1 + (d->n_kv - 1) / ATTN__KEY_CHUNK; /* not (n_kv + CHUNK - 1): n_kv may be INT_MAX */
 }
 
 /* Threads of a fused-attention call: one per work item at most (attn__sdpa_run's items). */
-static int attn__sdpa_threads(const attn_dims *d, const attn_options *o)
+static int attn__sdpa_threads(const attn_dims *d, const attn_options *o, const attn__ring *ring)
 {
     const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* query tiles */
     const double heads = o->out_weights && o->average_weights ? 1.0 : (double)d->n_heads;
-    return attn__threads(o, (double)d->batch * heads * (double)n_qt * (double)attn__key_chunks(d, o));
+    return attn__threads(o, (double)d->batch * heads * (double)n_qt * (double)attn__key_chunks(d, o, ring));
 }
 
-/* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks. */
-static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_options *o, size_t *per_thread)
+/* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks, per
+   query tile and chunk its rows' outputs [rows x Dv] and max and sum [rows x 2]. */
+static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_options *o, const attn__ring *ring,
+                                  size_t *per_thread)
 {
     size_t parts = 0;
-    const int chunks = attn__key_chunks(d, o);
-    if (!attn__sdpa_ws_floats(per_thread, d->d_k, d->d_v) || !attn__mul(n, *per_thread, (size_t)attn__sdpa_threads(d, o)))
+    const int chunks = attn__key_chunks(d, o, ring), n_qt = 1 + (d->n_q - 1) / ATTN__TQ;
+    const int rows = d->n_q < ATTN__TQ ? d->n_q : ATTN__TQ;
+    if (!attn__sdpa_ws_floats(per_thread, d->d_k, d->d_v) ||
+        !attn__mul(n, *per_thread, (size_t)attn__sdpa_threads(d, o, ring)))
         return 0;
-    if (chunks > 1 && (!attn__mul(&parts, (size_t)d->batch * (size_t)d->n_heads, (size_t)chunks) ||
-                       !attn__mul(&parts, parts, (size_t)d->n_q * ((size_t)d->d_v + 2))))
+    if (chunks > 1 && (!attn__mul(&parts, (size_t)d->batch * (size_t)d->n_heads, (size_t)n_qt) ||
+                       !attn__mul(&parts, parts, (size_t)chunks) ||
+                       !attn__mul(&parts, parts, (size_t)rows * ((size_t)d->d_v + 2))))
         return 0;
     return attn__add(n, *n, parts);
+}
+
+/* The keys of chunk c of a ring cache for batch b: rows [*k_lo, *k_hi) and the diagonal offset *base (query
+   i may see row j <= i + base). The keys the new queries may see are positions [S, L), S = L - n_q -
+   window_left (at least 0), at most max_len of them; they sit in rows S % max_len .. to the end of the
+   buffer, then from row 0: two runs of rows, each in chunks of ATTN__KEY_CHUNK; unused chunks are empty. */
+static void attn__ring_chunk(int *k_lo, int *k_hi, ptrdiff_t *base, const attn__ring *ring, int b, int n_q, int c)
+{
+    const int len = ring->len[b], cap = ring->max_len;
+    const int first = len - n_q - ring->window_left > 0 ? len - n_q - ring->window_left : 0;
+    const int s0 = first % cap, n = len - first;
+    const int len_a = n < cap - s0 ? n : cap - s0, len_b = n - len_a;
+    const int chunks_a = len_a > 0 ? 1 + (len_a - 1) / ATTN__KEY_CHUNK : 0;
+    /* row j of the first run holds position first + j - s0; query i is at position len - n_q + i */
+    *base = (ptrdiff_t)len - n_q - first + s0;
+    *k_lo = *k_hi = 0;
+    if (c < chunks_a) {
+        *k_lo = s0 + c * ATTN__KEY_CHUNK;
+        *k_hi = s0 + len_a - *k_lo > ATTN__KEY_CHUNK ? *k_lo + ATTN__KEY_CHUNK : s0 + len_a;
+    } else if ((c - chunks_a) * ATTN__KEY_CHUNK < len_b) { /* the second run: position first + cap - s0 + j */
+        *k_lo = (c - chunks_a) * ATTN__KEY_CHUNK;
+        *k_hi = len_b - *k_lo > ATTN__KEY_CHUNK ? *k_lo + ATTN__KEY_CHUNK : len_b;
+        *base -= cap;
+    }
 }
 
 /* The keys each query may see, from the causal option and the sliding window: an upper bound j <= i + diag
@@ -2749,9 +2802,8 @@ static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_opti
    n_keys is the batch's valid keys (kv_len[b], else Nk): a bottom-right diagonal ends at the batch's own
    last key (FlashAttention's varlen), so the offsets stay within [-Nq, Nk) (-Nq only for kv_len 0, where
    no key is visible), and j - diag < Nq for every key j < n_keys the kernels read. */
-static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_options *o, int n_keys)
+static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_options *o, int n_keys, ptrdiff_t base)
 {
-    const ptrdiff_t base = o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (ptrdiff_t)n_keys - d->n_q;
     h->diag0 = base;
     h->causal = o->causal != ATTN_CAUSAL_NONE;
     h->diag = base;
@@ -2770,20 +2822,22 @@ static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_opt
    its own arithmetic, so the result is bitwise the same whatever the threads or the split. */
 static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
                            attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *d,
-                           const attn_options *o, float *ws)
+                           const attn_options *o, const attn__ring *ring, float *ws)
 {
     const attn__tile_fn tile = attn__tile_kernel();
-    const int group = d->n_heads / d->n_kv_heads, threads = attn__sdpa_threads(d, o), chunks = attn__key_chunks(d, o);
+    const int group = d->n_heads / d->n_kv_heads, threads = attn__sdpa_threads(d, o, ring);
+    const int chunks = attn__key_chunks(d, o, ring);
     const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* n_q > 0; no int overflow at INT_MAX */
     const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
     const int head_groups = d->n_heads / heads_per_item;
+    const int part_rows = d->n_q < ATTN__TQ ? d->n_q : ATTN__TQ;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
-    const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)d->n_q * ((size_t)d->d_v + 2);
+    const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)part_rows * ((size_t)d->d_v + 2);
     size_t per_thread, total;
     float *parts;
     ptrdiff_t it, g0 = 0, g1 = n_groups;
-    attn__sdpa_call_floats(&total, d, o, &per_thread);
-    parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [Nq x Dv], max and sum [Nq x 2] */
+    attn__sdpa_call_floats(&total, d, o, ring, &per_thread);
+    parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [rows x Dv], max and sum [rows x 2] */
     if (o->split_count > 0) {
         const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
         g0 = per_split * o->split_index < n_groups ? per_split * o->split_index : n_groups;
@@ -2813,7 +2867,13 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
         h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
-        attn__visible_keys(&h, d, o, h.n_valid);
+        if (ring) { /* chunk c of the ring's rows */
+            ptrdiff_t base;
+            attn__ring_chunk(&h.k_lo, &h.n_valid, &base, ring, b, d->n_q, c);
+            attn__visible_keys(&h, d, o, h.n_valid, base);
+        } else { /* a bottom-right diagonal ends at the batch's last key */
+            attn__visible_keys(&h, d, o, h.n_valid, o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (ptrdiff_t)h.n_valid - d->n_q);
+        }
         h.scale = attn__scale(o->scale, d->d_k);
         h.softcap = o->softcap;
         h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
@@ -2829,15 +2889,24 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             h.alibi = o->alibi_slopes ? o->alibi_slopes[hq] : 0.0f;
             h.w = w_b ? w_b + (size_t)hg * head_w : NULL;
             h.w_accumulate = hh > 0;
-            if (chunks > 1) { /* keys [c * CHUNK, (c + 1) * CHUNK) into this chunk's partial result */
+            if (chunks > 1) { /* this chunk's keys into its partial result: the query tile as a head of its own */
+                const int i0 = qt * ATTN__TQ;
                 h.out = parts + ((size_t)(g - g0) * (size_t)chunks + (size_t)c) * part_floats;
                 h.out_rs = d->d_v;
                 h.lse = NULL;
-                h.ml = h.out + (size_t)d->n_q * (size_t)d->d_v;
-                h.k_lo = c * ATTN__KEY_CHUNK;
-                if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
+                h.ml = h.out + (size_t)part_rows * (size_t)d->d_v;
+                h.q += (ptrdiff_t)i0 * h.q_rs;
+                if (h.mask) h.mask += (ptrdiff_t)i0 * h.mask_rs;
+                h.nq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
+                h.diag += i0; h.diag_lo += i0; h.diag0 += i0; /* row i of the tile is query i0 + i */
+                if (!ring) {                                  /* keys [c * CHUNK, (c + 1) * CHUNK) */
+                    h.k_lo = c * ATTN__KEY_CHUNK;
+                    if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
+                }
+                tile(&h, 0, ws_t);
+            } else {
+                tile(&h, qt * ATTN__TQ, ws_t);
             }
-            tile(&h, qt * ATTN__TQ, ws_t);
         }
         if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
             const float inv_h = 1.0f / (float)d->n_heads;
@@ -2847,18 +2916,19 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             for (i = 0; i < (size_t)tq * (size_t)d->n_kv; ++i) w_t[i] *= inv_h;
         }
     }
-    if (chunks > 1) { /* merge the chunks of each group in key order (groups are (batch, head) here) */
+    if (chunks > 1) { /* merge the chunks of each group (a query tile of a (batch, head)) in key order */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && g1 - g0 > 1)
 #endif
-        for (it = g0; it < g1; ++it) {
-            const int hq = (int)(it % d->n_heads), b = (int)(it / d->n_heads);
+        for (it = g0; it < g1; ++it) { /* the group's tile as the work items numbered it */
+            const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(it % n_qt) : (int)(it % n_qt);
+            const int hq = (int)(it / n_qt % d->n_heads), b = (int)(it / n_qt / d->n_heads), i0 = qt * ATTN__TQ;
             const float *part = parts + (size_t)(it - g0) * (size_t)chunks * part_floats;
-            const size_t ml_off = (size_t)d->n_q * (size_t)d->d_v;
+            const size_t ml_off = (size_t)part_rows * (size_t)d->d_v;
             int i;
-            for (i = 0; i < d->n_q; ++i) {
-                float *o_i = out + b * out_s.batch + hq * out_s.head + (ptrdiff_t)i * out_s.row;
-                float *lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + i : NULL;
+            for (i = 0; i < part_rows && i0 + i < d->n_q; ++i) {
+                float *o_i = out + b * out_s.batch + hq * out_s.head + (ptrdiff_t)(i0 + i) * out_s.row;
+                float *lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + (size_t)(i0 + i) : NULL;
                 attn__merge_chunks(o_i, lse, part + (size_t)i * (size_t)d->d_v, part + ml_off + 2 * (size_t)i, part_floats,
                                    chunks, d->d_v, o->sinks ? o->sinks + hq : NULL);
             }
@@ -2870,7 +2940,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 static attn_result attn__sdpa_need(const char *func, size_t *bytes, const attn_dims *d, const attn_options *opt)
 {
     size_t floats, per_thread;
-    ATTN__REQUIRE(attn__sdpa_call_floats(&floats, d, opt, &per_thread) && attn__ws_bytes(bytes, floats) == ATTN_OK,
+    ATTN__REQUIRE(attn__sdpa_call_floats(&floats, d, opt, NULL, &per_thread) && attn__ws_bytes(bytes, floats) == ATTN_OK,
                   ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k + d_v per thread, key chunks) overflows");
     return ATTN_OK;
 }
@@ -2921,7 +2991,7 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
                   "smaller than attn_sdpa_workspace_size reported");
     if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
         return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
-    attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, attn__ws_base(mem));
+    attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, NULL, attn__ws_base(mem));
     if (!workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
 }
@@ -3011,7 +3081,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model), ATTN_ERR_OVERFLOW, "mha->w_q",
                   "its d_model x d_model elements overflow ptrdiff_t");
     if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
-        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
+        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, NULL, &per_thread) ||
         !attn__add(&md->sdpa_floats, md->sdpa_floats, 15) ||
         !attn__pack_floats(&md->pack_floats, d_kv > m->d_model ? d_kv : m->d_model, m->d_model) ||
         !attn__add(&n, q_floats, q_floats > kv_floats ? q_floats : kv_floats) || !attn__add(&n, n, kv_floats) ||
@@ -3079,7 +3149,7 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         attn__split_heads(kb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
         attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(vb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
-        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, sdpa_ws);
+        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, sdpa_ws);
         attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, wo_rs, m->layout,
                       m->b_o, n_q, md->d_model, md->d_model, threads, bpack);
     }
@@ -3176,27 +3246,32 @@ static attn_result attn__check_cache(const char *func, const attn_kv_cache *c, i
     ATTN__REQUIRE(attn__mul(&n, (size_t)c->batch, (size_t)c->n_kv_heads) && attn__mul(&n, n, (size_t)c->max_len) &&
                       attn__mul(&n, n, (size_t)(c->d_k > d_v ? c->d_k : d_v)) && n <= ATTN__MAX_ELEMS,
                   ATTN_ERR_OVERFLOW, "cache", "batch x n_kv_heads x max_len x d elements overflow ptrdiff_t");
+    ATTN__REQUIRE(!c->ring || n_new <= c->max_len, ATTN_ERR_FULL, "n_new", "more tokens than the ring has rows");
     if (n_new > 0)
         for (b = 0; b < c->batch; ++b) {
-            ATTN__REQUIRE(c->len[b] >= 0 && c->len[b] <= c->max_len, ATTN_ERR_OPTION, "cache->len[b]",
-                          "outside [0, max_len]");
-            ATTN__REQUIRE(n_new <= c->max_len - c->len[b], ATTN_ERR_FULL, "n_new", "more tokens than the cache has room for");
+            ATTN__REQUIRE(c->len[b] >= 0, ATTN_ERR_OPTION, "cache->len[b]", "negative");
+            ATTN__REQUIRE(c->ring || c->len[b] <= c->max_len, ATTN_ERR_OPTION, "cache->len[b]", "above max_len");
+            ATTN__REQUIRE(!c->ring || n_new <= ATTN__MAX_DIM - c->len[b], ATTN_ERR_OVERFLOW, "cache->len[b]",
+                          "the new tokens' positions pass INT_MAX - 128");
+            ATTN__REQUIRE(c->ring || n_new <= c->max_len - c->len[b], ATTN_ERR_FULL, "n_new",
+                          "more tokens than the cache has room for");
         }
     return ATTN_OK;
 }
 
-/* Batch b's n_new tokens into its rows len[b] .. of the cache: k_b [Hkv, n_new, Dk] and v_b with the
-   given head and row strides. len is not advanced here. */
+/* Batch b's n_new tokens into its rows for positions len[b] .. of the cache (row p, or p % max_len in a
+   ring): k_b [Hkv, n_new, Dk] and v_b with the given head and row strides. len is not advanced here. */
 static void attn__kv_write(attn_kv_cache *c, int b, const float *k_b, ptrdiff_t k_hs, ptrdiff_t k_rs,
                            const float *v_b, ptrdiff_t v_hs, ptrdiff_t v_rs, int n_new)
 {
     const size_t d_k = (size_t)c->d_k, d_v = (size_t)(c->d_v ? c->d_v : c->d_k);
     int h, t;
     for (h = 0; h < c->n_kv_heads; ++h) {
-        const size_t row0 = ((size_t)b * (size_t)c->n_kv_heads + (size_t)h) * (size_t)c->max_len + (size_t)c->len[b];
+        const size_t head0 = ((size_t)b * (size_t)c->n_kv_heads + (size_t)h) * (size_t)c->max_len;
         for (t = 0; t < n_new; ++t) {
-            memcpy(c->k + (row0 + (size_t)t) * d_k, k_b + h * k_hs + t * k_rs, sizeof(float) * d_k);
-            memcpy(c->v + (row0 + (size_t)t) * d_v, v_b + h * v_hs + t * v_rs, sizeof(float) * d_v);
+            const size_t row = head0 + (size_t)(c->ring ? (c->len[b] + t) % c->max_len : c->len[b] + t);
+            memcpy(c->k + row * d_k, k_b + h * k_hs + t * k_rs, sizeof(float) * d_k);
+            memcpy(c->v + row * d_v, v_b + h * v_hs + t * v_rs, sizeof(float) * d_v);
         }
     }
 }
@@ -3231,6 +3306,7 @@ typedef struct attn__step_dims {
     size_t sdpa_floats; /* the fused kernel's part, a whole number of ATTN__ALIGN blocks */
     size_t pack_floats; /* a packed weight matrix (0 when the rows take the few-row projections) */
     size_t ws_floats;   /* then Q, K, V and the attention output of all rows */
+    attn__ring ring;    /* a ring cache's geometry (used when cache->ring) */
 } attn__step_dims;
 
 /* Validates a cache step for `func` (the lengths and option values only when read_values) and sizes it. */
@@ -3252,6 +3328,10 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
         ATTN__REQUIRE(!opt->key_padding_mask, ATTN_ERR_OPTION, "opt->key_padding_mask", "must be NULL in a cache step");
         ATTN__REQUIRE(!opt->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "must be NULL in a cache step");
     }
+    ATTN__REQUIRE(!c->ring || (opt && opt->window && opt->window_left >= 0), ATTN_ERR_OPTION, "opt->window_left",
+                  "a ring cache needs a sliding window with window_left >= 0");
+    ATTN__REQUIRE(!c->ring || opt->window_left <= c->max_len - n_new, ATTN_ERR_OPTION, "opt->window_left",
+                  "a ring cache must hold window_left + n_new rows (max_len too small)");
     /* the multi-head sizes and options, as a self-attention of n_new queries over max_len keys */
     if ((r = attn__mha_resolve(func, &md, c->batch, n_new, c->max_len, m, opt, 1, read_values)) != ATTN_OK) return r;
     head_dim = md.sdpa.d_k;
@@ -3262,7 +3342,9 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
     sd->sdpa = md.sdpa;
     sd->sdpa.batch = c->batch;
     sd->rows = c->batch * n_new; /* <= the elements of x, checked */
-    if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
+    sd->ring.len = c->len; sd->ring.max_len = c->max_len; sd->ring.window_left = c->ring ? opt->window_left : 0;
+    if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options,
+                                c->ring ? &sd->ring : NULL, &per_thread) ||
         !attn__add(&sd->sdpa_floats, sd->sdpa_floats, 15) ||
         !attn__mul(&q_floats, (size_t)sd->rows, (size_t)md.d_model) ||
         !attn__mul(&kv_floats, (size_t)sd->rows, (size_t)md.kv_dim) || !attn__add(&n, q_floats, q_floats) ||
@@ -3300,7 +3382,7 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     attn__project(qb, d_model, x, d_model, m->w_q, wq_rs, m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
     attn__project(kb, kv_dim, x, d_model, m->w_k, wk_rs, m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
     attn__project(vb, kv_dim, x, d_model, m->w_v, wv_rs, m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
-    db.n_kv = 0;
+    db.n_kv = c->ring ? c->max_len : 0;
     for (b = 0; b < c->batch; ++b) {
         const size_t r0 = (size_t)b * (size_t)n_new;
         /* the new rows of batch b are at positions len[b] .. */
@@ -3308,12 +3390,13 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
         attn__rope_rows(kb + r0 * (size_t)kv_dim, kv_dim, d->d_k, d->n_kv_heads, n_new, d->d_k, c->len[b], &m->rope);
         attn__kv_write(c, b, kb + r0 * (size_t)kv_dim, d->d_k, kv_dim, vb + r0 * (size_t)kv_dim, d->d_k, kv_dim, n_new);
         c->len[b] += n_new;
-        if (c->len[b] > db.n_kv) db.n_kv = c->len[b];
+        if (!c->ring && c->len[b] > db.n_kv) db.n_kv = c->len[b];
     }
-    /* keys past the longest sequence are never read: n_kv is its length, each batch's own is kv_len */
-    ob.kv_len = c->len;
+    /* keys past the longest sequence are never read: n_kv is its length, each batch's own is kv_len (a
+       ring: its rows in the order of their positions, chunk by chunk) */
+    ob.kv_len = c->ring ? NULL : c->len;
     ob.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
-    attn__sdpa_run(ab, q_s, qb, q_s, c->k, cache_s, c->v, cache_s, &db, &ob, sdpa_ws);
+    attn__sdpa_run(ab, q_s, qb, q_s, c->k, cache_s, c->v, cache_s, &db, &ob, c->ring ? &sd->ring : NULL, sdpa_ws);
     attn__project(out, d_model, ab, d_model, m->w_o, wo_rs, m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
 }
 

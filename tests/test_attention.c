@@ -3958,6 +3958,95 @@ static void test_half_conversions(void)
     free(all); free(f); free(f_ref);
 }
 
+/* Runs the same steps through a ring cache and a linear one (both with the sliding window of opt) and
+   returns the largest relative difference of the outputs; len_reset >= 0: batch 1 starts over before
+   that step. */
+static double kv_ring_vs_linear(const attn_mha *m, const attn_options *opt, int B, int cap, int max_lin,
+                                const int *steps, int n_steps, int reset_at)
+{
+    const int E = m->d_model, Hkv = m->n_kv_heads, DH = E / m->n_heads;
+    float *kr = falloc((size_t)B * Hkv * cap * DH), *vr = falloc((size_t)B * Hkv * cap * DH);
+    float *kl = falloc((size_t)B * Hkv * max_lin * DH), *vl = falloc((size_t)B * Hkv * max_lin * DH);
+    int *len_r = (int *)calloc((size_t)B, sizeof(int)), *len_l = (int *)calloc((size_t)B, sizeof(int));
+    attn_kv_cache ring, lin;
+    double worst = 0.0;
+    int s, n_max = 1, i;
+    float *x, *o_r, *o_l;
+    double *ref;
+    for (s = 0; s < n_steps; ++s) n_max = steps[s] > n_max ? steps[s] : n_max;
+    x = falloc((size_t)B * n_max * E); o_r = falloc((size_t)B * n_max * E); o_l = falloc((size_t)B * n_max * E);
+    ref = dalloc((size_t)B * n_max * E);
+    memset(&ring, 0, sizeof ring);
+    ring.batch = B; ring.n_kv_heads = Hkv; ring.max_len = cap; ring.d_k = DH; ring.k = kr; ring.v = vr;
+    ring.len = len_r; ring.ring = 1;
+    lin = ring; lin.ring = 0; lin.max_len = max_lin; lin.k = kl; lin.v = vl; lin.len = len_l;
+    for (s = 0; s < n_steps; ++s) {
+        const size_t n = (size_t)B * (size_t)steps[s] * (size_t)E;
+        if (s == reset_at) len_r[1] = len_l[1] = 0;
+        rnd_fill(x, n, 1.0f);
+        CHECK_CODE(attn_kv_step(o_r, &ring, x, steps[s], m, opt, NULL, 0), ATTN_OK);
+        CHECK_CODE(attn_kv_step(o_l, &lin, x, steps[s], m, opt, NULL, 0), ATTN_OK);
+        for (i = 0; i < (int)n; ++i) ref[i] = o_l[i];
+        if (rel_err(o_r, ref, n) > worst) worst = rel_err(o_r, ref, n);
+    }
+    CHECK(len_r[0] == len_l[0] && len_r[1] == len_l[1] && len_r[0] > cap);
+    free(kr); free(vr); free(kl); free(vl); free(len_r); free(len_l); free(x); free(o_r); free(o_l); free(ref);
+    return worst;
+}
+
+/* A ring cache (sliding-window models) gives the outputs of a linear cache with the same window, while
+   positions run past its rows many times: chunks and single tokens, ragged batches, GQA, RoPE and ALiBi
+   from positions, a window over more than 2048 keys (the ring's rows in several key chunks), prefill chunks
+   of several query tiles; and its errors. */
+static void test_kv_cache_ring(void)
+{
+    enum { E = 16, H = 2, HKV = 1, KVD = HKV * (E / H) };
+    static const int small[] = {4, 1, 1, 1, 1, 1, 1, 1, 1, 3, 1, 1, 1, 1, 1, 1, 4, 1, 1, 1, 1, 1, 2, 1};
+    int big[260], i;
+    float w_qkv[(E + 2 * KVD) * E], w_o[E * E], b_qkv[E + 2 * KVD], b_o[E], slopes[H];
+    float kc[2 * 10 * (E / H)], vc[2 * 10 * (E / H)], x[2 * 8 * E], out[2 * 8 * E];
+    int len[2] = {3, 25};
+    attn_mha m;
+    attn_options opt;
+    attn_kv_cache c;
+    rnd_fill(w_qkv, sizeof w_qkv / sizeof w_qkv[0], 0.3f); rnd_fill(w_o, E * E, 0.3f);
+    rnd_fill(b_qkv, E + 2 * KVD, 0.3f); rnd_fill(b_o, E, 0.3f);
+    kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, ATTN_LAYOUT_OUT_IN);
+    m.rope.style = ATTN_ROPE_NEOX;
+    memset(&opt, 0, sizeof opt);
+    opt.window = 1; opt.window_left = 6; opt.window_right = -1; /* Mistral's sliding_window 7 */
+    CHECK_CODE(attn_alibi_slopes(slopes, H, 0.0f), ATTN_OK);
+    opt.alibi_slopes = slopes;
+    /* 10 rows hold the window (6 before, itself) and up to 4 new tokens */
+    CHECK(kv_ring_vs_linear(&m, &opt, 2, 10, 64, small, (int)(sizeof small / sizeof small[0]), 12) <= 1e-5);
+    /* 2300 rows: a window of 2290 keys in up to three key chunks; 2290 tokens of prefill, then singles */
+    for (i = 0; i < 229; ++i) big[i] = 10;
+    for (; i < 260; ++i) big[i] = 1;
+    opt.window_left = 2290; opt.alibi_slopes = NULL;
+    CHECK(kv_ring_vs_linear(&m, &opt, 1, 2300, 2400, big, 260, -1) <= 1e-5);
+    /* prefill chunks of several query tiles (100 rows: 64 + 36), each tile's chunks merged on its own */
+    big[0] = big[1] = big[2] = big[5] = 100; big[3] = big[4] = 1;
+    opt.window_left = 200; opt.alibi_slopes = slopes;
+    CHECK(kv_ring_vs_linear(&m, &opt, 2, 300, 600, big, 6, 4) <= 1e-5);
+    /* errors: no window, a window the ring cannot hold, more new tokens than rows, positions past INT_MAX */
+    memset(&c, 0, sizeof c);
+    c.batch = 2; c.n_kv_heads = HKV; c.max_len = 10; c.d_k = E / H; c.k = kc; c.v = vc; c.len = len; c.ring = 1;
+    rnd_fill(x, 2 * 8 * E, 1.0f);
+    opt.window_left = 6;
+    opt.window = 0;
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.window = 1; opt.window_left = 7;
+    CHECK_CODE(attn_kv_step(out, &c, x, 4, &m, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.window_left = 6;
+    CHECK_CODE(attn_kv_step(out, &c, x, 4, &m, &opt, NULL, 0), ATTN_OK);
+    CHECK(len[0] == 7 && len[1] == 29);
+    CHECK_CODE(attn_kv_append(&c, kc, attn_stride_bnhd(11, HKV, E / H), vc, attn_stride_bnhd(11, HKV, E / H), 11),
+               ATTN_ERR_FULL);
+    len[1] = 2147483647 - 128;
+    CHECK_CODE(attn_kv_step(out, &c, x, 1, &m, &opt, NULL, 0), ATTN_ERR_OVERFLOW);
+    CHECK(len[0] == 7);
+}
+
 typedef struct test_case { const char *name; void (*fn)(void); } test_case;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -4267,6 +4356,7 @@ static const test_case k_tests[] = {
     {"kv_cache_decode", test_kv_cache_decode},
     {"kv_cache_errors", test_kv_cache_errors},
     {"kv_cache_ragged", test_kv_cache_ragged},
+    {"kv_cache_ring", test_kv_cache_ring},
     {"rope_apply", test_rope_apply},
     {"rope_identities", test_rope_identities},
     {"rope_fixture", test_rope_fixture},
