@@ -3342,7 +3342,7 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
     sd->sdpa = md.sdpa;
     sd->sdpa.batch = c->batch;
     sd->rows = c->batch * n_new; /* <= the elements of x, checked */
-    sd->ring.len = c->len; sd->ring.max_len = c->max_len; sd->ring.window_left = c->ring ? opt->window_left : 0;
+    sd->ring.len = c->len; sd->ring.max_len = c->max_len; sd->ring.window_left = c->ring && opt ? opt->window_left : 0;
     if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options,
                                 c->ring ? &sd->ring : NULL, &per_thread) ||
         !attn__add(&sd->sdpa_floats, sd->sdpa_floats, 15) ||
