@@ -13,11 +13,25 @@ rotate_half for NEOX style, GPT-J's rotate_every_two for GPTJ style):
 d, style (1 NEOX, 2 GPTJ), n_rot and the tensors theta, freq_scale, pos0 [B],
 x [B, H, N, D] and out [B, H, N, D]; then "end".
 
+tests/data/modifiers.txt holds attn_sdpa cases with the score modifiers (sliding
+window, soft-cap, sinks, ALiBi; with GQA, both causal alignments, ragged kv_len
+and a 3000-key decoding step), computed in float64 with explicit PyTorch
+formulas (modifiers_ref): "attn-modifiers 1", "int cases K", then per case
+"case NAME", the int fields batch, n_heads, n_kv_heads, n_q, n_kv, d_k, d_v,
+causal (0 none, 1 top-left, 2 bottom-right), window, window_left, window_right,
+has_kv_len, has_sinks, has_alibi, alibi_standard (the slopes are
+attn_alibi_slopes(n_heads, alibi_max_bias)), the tensors scale, softcap,
+[alibi_max_bias], [kv_len [B]], [sinks [Hq]], [alibi_slopes [Hq]],
+q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], out [B, Hq, Nq, Dv]
+and lse [B, Hq, Nq]; then "end". Inputs are exact float32 values (multiples of
+1/2, integers in the decoding case, to keep the file small); out and lse have
+9 significant digits.
+
 Needs Debian's PyTorch (apt install python3-torch), hence the /usr/bin/python3
 shebang.  Run from the repo root as:
 
     /usr/bin/python3 tests/gen_golden.py            # every fixture
-    /usr/bin/python3 tests/gen_golden.py rope       # only rope.txt (or: mha)
+    /usr/bin/python3 tests/gen_golden.py rope       # only rope.txt (or: mha, modifiers)
 
 This script is only needed to regenerate the fixtures: the C tests read the
 files in tests/data/ directly, no Python is needed at test time.
@@ -245,15 +259,209 @@ def write_rope():
     print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
 
 
+CAUSAL_NONE, CAUSAL_TOP_LEFT, CAUSAL_BOTTOM_RIGHT = 0, 1, 2
+
+
+def f32(v):
+    """v rounded to float32 (the C test reads every number as a float), held in float64."""
+    return float(torch.tensor(v, dtype=torch.float32))
+
+
+def alibi_standard(n_heads, max_bias=8.0):
+    """ggml's and BLOOM's ALiBi slopes for n_heads: with n = 2^floor(log2(n_heads)),
+    2^(-max_bias (h + 1) / n) for h < n, then 2^(-max_bias (2 (h - n) + 1) / 2n)."""
+    n = 2 ** (n_heads.bit_length() - 1)
+    return [f32(2.0 ** (-max_bias * (h + 1) / n) if h < n else
+                2.0 ** (-max_bias / (2 * n) * (2 * (h - n) + 1))) for h in range(n_heads)]
+
+
+def modifiers_ref(q, k, v, scale, causal, window, wl, wr, softcap, sinks, slopes, kv_len):
+    """Attention with the score modifiers, in float64, straight from their definitions:
+    s = scale * q @ k^T; soft-cap c * tanh(s / c) (Gemma 2); ALiBi -slope_h * |g_i - j|; the
+    causal and sliding-window masks from the diagonal g_i (i top-left, else i + n - Nq with n the
+    batch's valid keys: FlashAttention's window_size, key j visible iff g_i - wl <= j <= g_i + wr,
+    -1 no limit, causal hides j > g_i); sinks: one logit per head concatenated to the scores as an
+    extra column for the softmax, then dropped (gpt-oss); softmax; @ v. Also the log-sum-exp of
+    each row, the sink included. Returns out [B, Hq, Nq, Dv] and lse [B, Hq, Nq]."""
+    B, Hq, Nq, _ = q.shape
+    Hkv, Nk = k.shape[1], k.shape[2]
+    group = Hq // Hkv
+    k = k.repeat_interleave(group, dim=1)  # query head h reads kv head h // group
+    v = v.repeat_interleave(group, dim=1)
+    outs, lses = [], []
+    for b in range(B):
+        n = kv_len[b] if kv_len is not None else Nk
+        kb, vb = k[b, :, :n], v[b, :, :n]  # keys past kv_len[b] are not part of the batch
+        s = scale * q[b] @ kb.transpose(-1, -2)  # [Hq, Nq, n]
+        if softcap > 0:
+            s = softcap * torch.tanh(s / softcap)
+        i = torch.arange(Nq, dtype=torch.float64)[:, None]
+        j = torch.arange(n, dtype=torch.float64)[None, :]
+        g = i if causal == CAUSAL_TOP_LEFT else i + (n - Nq)
+        if slopes is not None:
+            s = s - torch.tensor(slopes, dtype=torch.float64)[:, None, None] * (g - j).abs()
+        visible = torch.ones(Nq, n, dtype=torch.bool)
+        if causal != CAUSAL_NONE:
+            visible &= j <= g
+        if window:
+            if wl >= 0:
+                visible &= j >= g - wl
+            if wr >= 0:
+                visible &= j <= g + wr
+        assert bool(visible.any(dim=1).all()), "a query with no visible key"
+        s = s.masked_fill(~visible, float("-inf"))
+        if sinks is not None:
+            col = torch.tensor(sinks, dtype=torch.float64).reshape(Hq, 1, 1).expand(Hq, Nq, 1)
+            s = torch.cat((s, col), dim=-1)
+        lses.append(torch.logsumexp(s, dim=-1))
+        w = torch.softmax(s, dim=-1)
+        if sinks is not None:
+            w = w[..., :-1]
+        outs.append(w @ vb)
+    return torch.stack(outs), torch.stack(lses)
+
+
+def fmt_short(v):
+    """Inputs: exact float32 values, integers without a fraction."""
+    v = float(v)
+    if v != v:
+        return "nan"
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return fmt(v)
+
+
+def short_block(name, t, fn=fmt_short):
+    t = t.detach().to(torch.float64).contiguous()
+    lines = ["tensor %s %d" % (name, t.numel())]
+    for row in t.reshape(-1, t.shape[-1]).tolist():
+        lines.append(" ".join(fn(x) for x in row))
+    return lines
+
+
+def fmt_out(v):
+    """Expected outputs: 9 significant digits (5e-9 relative, far below the test's 1e-5)."""
+    v = float(v)
+    if v in (float("inf"), float("-inf")) or v != v:
+        return fmt(v)
+    return "%.9g" % v
+
+
+def modifiers_case(name, seed, batch, n_heads, n_kv_heads, n_q, n_kv, d_k, d_v, amp=1.0, quant=2,
+                   scale=None, causal=CAUSAL_NONE, window=None, softcap=0.0, sinks=None,
+                   slopes=None, alibi_standard_max_bias=0.0, kv_len=None):
+    """One case: q, k, v ~ amp * N(0, 1) rounded to multiples of 1/quant (exact in float32 and short
+    in the file; quant 1: integers), the expected out and lse from modifiers_ref. window is
+    (window_left, window_right) or None; scale None is 1/sqrt(d_k) (rounded to float32, as every
+    parameter: the C test passes the values read from the file)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape):
+        x = torch.randn(*shape, generator=g, dtype=torch.float64) * amp
+        return torch.round(x * quant) / quant
+
+    q = rnd(batch, n_heads, n_q, d_k)
+    k = rnd(batch, n_kv_heads, n_kv, d_k)
+    v = rnd(batch, n_kv_heads, n_kv, d_v)
+    if kv_len is not None:
+        for b in range(batch):  # keys past kv_len[b] are never read: NaN there checks it
+            k[b, :, kv_len[b]:] = float("nan")
+            v[b, :, kv_len[b]:] = float("nan")
+    scale = f32(1.0 / d_k ** 0.5 if scale is None else scale)
+    wl, wr = window if window is not None else (0, 0)
+    out, lse = modifiers_ref(q, k, v, scale, causal, window is not None, wl, wr, softcap, sinks,
+                             slopes, kv_len)
+    assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(lse).all())
+    ints = [("batch", batch), ("n_heads", n_heads), ("n_kv_heads", n_kv_heads), ("n_q", n_q),
+            ("n_kv", n_kv), ("d_k", d_k), ("d_v", d_v), ("causal", causal),
+            ("window", int(window is not None)), ("window_left", wl), ("window_right", wr),
+            ("has_kv_len", int(kv_len is not None)), ("has_sinks", int(sinks is not None)),
+            ("has_alibi", int(slopes is not None)), ("alibi_standard", int(alibi_standard_max_bias > 0))]
+    lines = ["case %s" % name] + ["int %s %d" % kv for kv in ints]
+    lines += tensor_block("scale", torch.tensor([scale]))
+    lines += tensor_block("softcap", torch.tensor([f32(softcap)]))
+    if alibi_standard_max_bias > 0:
+        lines += tensor_block("alibi_max_bias", torch.tensor([alibi_standard_max_bias]))
+    if kv_len is not None:
+        lines += tensor_block("kv_len", torch.tensor(kv_len, dtype=torch.float64))
+    if sinks is not None:
+        assert all(f32(x) == x for x in sinks)
+        lines += tensor_block("sinks", torch.tensor(sinks, dtype=torch.float64))
+    if slopes is not None:
+        assert all(f32(x) == x for x in slopes)
+        lines += tensor_block("alibi_slopes", torch.tensor(slopes, dtype=torch.float64))
+    lines += short_block("q", q)
+    lines += short_block("k", k)
+    lines += short_block("v", v)
+    lines += short_block("out", out, fmt_out)
+    lines += short_block("lse", lse, fmt_out)
+    return lines
+
+
+def write_modifiers():
+    """The score modifiers of attn_sdpa: sliding windows, soft-capping, sinks, ALiBi, each alone and
+    all together with GQA, ragged kv_len and a decoding step over 3000 keys (key chunks)."""
+    cases = [
+        # Mistral: sliding_window W = 16 is causal with window_left = W - 1
+        modifiers_case("window_mistral", 401, 1, 2, 2, 48, 48, 8, 8,
+                       causal=CAUSAL_TOP_LEFT, window=(15, 0)),
+        # both sides, no causal option: the bottom-right diagonal g_i = i + Nk - Nq
+        modifiers_case("window_both_sides", 402, 1, 2, 2, 16, 40, 8, 8, window=(6, 3)),
+        # one side only (-1: no limit on the other), bottom-right diagonal
+        modifiers_case("window_right_only", 403, 1, 1, 1, 16, 32, 8, 8, window=(-1, 2)),
+        # Gemma 2: soft-cap 50 with scaled logits up to ~200
+        modifiers_case("softcap_gemma2", 404, 1, 2, 2, 24, 24, 8, 8, amp=7.0, softcap=50.0),
+        # gpt-oss: one sink logit per head, -inf = no sink; causal, so the first rows see few keys
+        modifiers_case("sinks", 405, 1, 4, 4, 20, 20, 8, 8, causal=CAUSAL_TOP_LEFT,
+                       sinks=[0.5, -1.25, 2.0, float("-inf")]),
+        # ALiBi, the standard slopes (1/2 .. 1/256 for 8 heads), no causal: |g_i - j| on both sides
+        # of the bottom-right diagonal g_i = i + 12
+        modifiers_case("alibi_8_heads", 406, 1, 8, 8, 8, 20, 8, 8, slopes=alibi_standard(8),
+                       alibi_standard_max_bias=8.0),
+        # 6 heads: 2^-2, 2^-4, 2^-6, 2^-8, then 2^-1, 2^-3; bottom-right causal
+        modifiers_case("alibi_6_heads", 407, 1, 6, 6, 12, 16, 8, 8, causal=CAUSAL_BOTTOM_RIGHT,
+                       slopes=alibi_standard(6), alibi_standard_max_bias=8.0),
+        # top-left causal with Nq < Nk: g_i = i
+        modifiers_case("alibi_causal_top_left", 408, 1, 4, 4, 12, 20, 8, 8, causal=CAUSAL_TOP_LEFT,
+                       slopes=alibi_standard(4), alibi_standard_max_bias=8.0),
+        # GQA (6 query heads over 2 kv heads) with everything: window, soft-cap, sinks, ALiBi
+        # (standard slopes for max_bias 4), bottom-right causal, Dv != Dk, a scale of its own
+        modifiers_case("gqa_all", 409, 2, 6, 2, 12, 24, 12, 8, amp=2.0, scale=0.3,
+                       causal=CAUSAL_BOTTOM_RIGHT, window=(7, -1), softcap=20.0,
+                       sinks=[1.0, -0.5, float("-inf"), 3.0, 0.0, -2.0],
+                       slopes=alibi_standard(6, 4.0), alibi_standard_max_bias=4.0),
+        # ragged batch: kv_len [28, 17], the bottom-right diagonal ends at each batch's last key;
+        # K and V are NaN past kv_len (never read)
+        modifiers_case("ragged_kv_len_alibi", 410, 2, 4, 4, 6, 28, 8, 8, causal=CAUSAL_BOTTOM_RIGHT,
+                       slopes=alibi_standard(4), alibi_standard_max_bias=8.0, kv_len=[28, 17]),
+        # decoding: one query over 3000 keys (two 2048-key chunks), no causal option, the window
+        # [1499, 2999] across the chunk boundary, with sinks, soft-cap and small ALiBi slopes (so
+        # that the window matters); integer K and V keep the file small
+        modifiers_case("decode_3000_keys", 411, 1, 4, 1, 1, 3000, 8, 8, quant=1,
+                       window=(1500, -1), softcap=10.0, sinks=[0.25, float("-inf"), 4.0, -1.0],
+                       slopes=[f32(1e-3), f32(3e-4), 0.0, f32(2e-3)]),
+    ]
+    lines = ["attn-modifiers 1", "int cases %d" % len(cases)]
+    for c in cases:
+        lines += c
+    lines.append("end")
+    path = os.path.join(DATA_DIR, "modifiers.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
+
+
 def main():
     os.makedirs(DATA_DIR, exist_ok=True)
     names = sys.argv[1:]
     if names:
-        unknown = set(names) - {"mha", "rope"}
+        unknown = set(names) - {"mha", "rope", "modifiers"}
         if unknown:
-            sys.exit("unknown fixture group(s): %s (mha, rope)" % " ".join(sorted(unknown)))
+            sys.exit("unknown fixture group(s): %s (mha, rope, modifiers)" % " ".join(sorted(unknown)))
     if not names or "rope" in names:
         write_rope()
+    if not names or "modifiers" in names:
+        write_modifiers()
     if names and "mha" not in names:
         return
 

@@ -3640,6 +3640,108 @@ static void test_rope_fixture(void)
     fclose(f);
 }
 
+/* tests/data/modifiers.txt: attn_sdpa with the score modifiers (sliding windows, soft-cap, sinks, ALiBi,
+   with GQA, both causal alignments, ragged kv_len and a 3000-key decoding step), each case computed by
+   tests/gen_golden.py from explicit PyTorch formulas in float64; output and out_lse within TOL */
+static void test_modifiers_fixture(void)
+{
+    char path[512], magic[32];
+    FILE *f;
+    int version, cases = 0, c;
+    snprintf(path, sizeof path, "%s/modifiers.txt", g_data_dir);
+    f = fopen(path, "r");
+    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
+    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-modifiers") || version != 1 ||
+        !read_int(f, "cases", &cases) || cases < 1) {
+        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
+    }
+    for (c = 0; c < cases; ++c) {
+        char tag[16], name[64];
+        int B, Hq, Hkv, Nq, Nk, Dk, Dv, causal, window, wl, wr, has_kv_len, has_sinks, has_alibi, alibi_std, i;
+        int *kv_len = NULL, ok;
+        float *scale = NULL, *softcap = NULL, *max_bias = NULL, *kv_len_f = NULL, *sinks = NULL, *slopes = NULL;
+        float *q = NULL, *k = NULL, *v = NULL, *want = NULL, *want_lse = NULL, *o, *lse;
+        double *ref, *ref_lse, e_o, e_l;
+        size_t n_o, n_l;
+        attn_dims dims;
+        attn_options opt;
+        if (!(fscanf(f, "%15s %63s", tag, name) == 2 && strcmp(tag, "case") == 0 &&
+              read_int(f, "batch", &B) && read_int(f, "n_heads", &Hq) && read_int(f, "n_kv_heads", &Hkv) &&
+              read_int(f, "n_q", &Nq) && read_int(f, "n_kv", &Nk) && read_int(f, "d_k", &Dk) &&
+              read_int(f, "d_v", &Dv) && read_int(f, "causal", &causal) && read_int(f, "window", &window) &&
+              read_int(f, "window_left", &wl) && read_int(f, "window_right", &wr) &&
+              read_int(f, "has_kv_len", &has_kv_len) && read_int(f, "has_sinks", &has_sinks) &&
+              read_int(f, "has_alibi", &has_alibi) && read_int(f, "alibi_standard", &alibi_std) && B > 0 &&
+              Hq > 0 && Hkv > 0 && Hq % Hkv == 0 && Nq > 0 && Nk > 0 && Dk > 0 && Dv > 0)) {
+            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+        }
+        n_o = (size_t)B * Hq * Nq * Dv;
+        n_l = (size_t)B * Hq * Nq;
+        ok = (scale = read_tensor(f, "scale", 1)) && (softcap = read_tensor(f, "softcap", 1));
+        if (ok && alibi_std) ok = (max_bias = read_tensor(f, "alibi_max_bias", 1)) != NULL;
+        if (ok && has_kv_len) ok = (kv_len_f = read_tensor(f, "kv_len", B)) != NULL;
+        if (ok && has_sinks) ok = (sinks = read_tensor(f, "sinks", Hq)) != NULL;
+        if (ok && has_alibi) ok = (slopes = read_tensor(f, "alibi_slopes", Hq)) != NULL;
+        ok = ok && (q = read_tensor(f, "q", B * Hq * Nq * Dk)) && (k = read_tensor(f, "k", B * Hkv * Nk * Dk)) &&
+             (v = read_tensor(f, "v", B * Hkv * Nk * Dv)) && (want = read_tensor(f, "out", (int)n_o)) &&
+             (want_lse = read_tensor(f, "lse", (int)n_l));
+        if (!ok) {
+            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+            free(scale); free(softcap); free(max_bias); free(kv_len_f); free(sinks); free(slopes);
+            free(q); free(k); free(v); free(want); free(want_lse);
+            break;
+        }
+        if (alibi_std) { /* the fixture's slopes are attn_alibi_slopes' */
+            float *std = falloc((size_t)Hq);
+            CHECK_CODE(attn_alibi_slopes(std, Hq, max_bias[0]), ATTN_OK);
+            for (i = 0; i < Hq; ++i)
+                if (std[i] != slopes[i]) {
+                    printf("    modifiers fixture %s: attn_alibi_slopes head %d: %.9g, fixture %.9g\n", name, i,
+                           (double)std[i], (double)slopes[i]);
+                    ++g_fails;
+                }
+            free(std);
+        }
+        if (has_kv_len) {
+            kv_len = (int *)malloc(sizeof(int) * (size_t)B);
+            if (!kv_len) abort();
+            for (i = 0; i < B; ++i) kv_len[i] = (int)kv_len_f[i];
+        }
+        o = falloc(n_o); lse = falloc(n_l);
+        ref = dalloc(n_o); ref_lse = dalloc(n_l);
+        for (i = 0; i < (int)n_o; ++i) ref[i] = want[i];
+        for (i = 0; i < (int)n_l; ++i) ref_lse[i] = want_lse[i];
+        dims.batch = B; dims.n_heads = Hq; dims.n_kv_heads = Hkv; dims.n_q = Nq; dims.n_kv = Nk;
+        dims.d_k = Dk; dims.d_v = Dv;
+        memset(&opt, 0, sizeof opt);
+        opt.scale = scale[0];
+        opt.causal = (attn_causal)causal;
+        opt.window = window; opt.window_left = wl; opt.window_right = wr;
+        opt.softcap = softcap[0];
+        opt.sinks = sinks;
+        opt.alibi_slopes = slopes;
+        opt.kv_len = kv_len;
+        opt.out_lse = lse;
+        CHECK_CODE(attn_sdpa(o, attn_stride_bhnd(Hq, Nq, Dv), q, attn_stride_bhnd(Hq, Nq, Dk), k,
+                             attn_stride_bhnd(Hkv, Nk, Dk), v, attn_stride_bhnd(Hkv, Nk, Dv), &dims, &opt, NULL, 0),
+                   ATTN_OK);
+        e_o = rel_err(o, ref, n_o);
+        e_l = rel_err(lse, ref_lse, n_l);
+        if (!(e_o <= TOL && e_l <= TOL)) {
+            printf("    modifiers fixture %s: relative errors out %.3g lse %.3g > %g\n", name, e_o, e_l, TOL);
+            ++g_fails;
+        }
+        free(scale); free(softcap); free(max_bias); free(kv_len_f); free(sinks); free(slopes);
+        free(q); free(k); free(v); free(want); free(want_lse); free(kv_len);
+        free(o); free(lse); free(ref); free(ref_lse);
+    }
+    if (c == cases) {
+        char end[8];
+        CHECK(fscanf(f, "%7s", end) == 1 && strcmp(end, "end") == 0);
+    }
+    fclose(f);
+}
+
 static void test_errors_rope(void)
 {
     enum { B = 2, H = 2, N = 3, D = 8 };
@@ -4360,6 +4462,7 @@ static const test_case k_tests[] = {
     {"rope_apply", test_rope_apply},
     {"rope_identities", test_rope_identities},
     {"rope_fixture", test_rope_fixture},
+    {"modifiers_fixture", test_modifiers_fixture},
     {"errors_rope", test_errors_rope},
     {"half_conversions", test_half_conversions},
 };
