@@ -962,7 +962,7 @@ ATTNDEF const char *attn_result_string(attn_result r)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Size arithmetic: every count is checked before use, never wrapped.                             */
+/* Size arithmetic and validation: every count is checked before use, never wrapped.              */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* *r = a * b; returns 0 when the product exceeds ATTN__MAX_ELEMS. */
@@ -1091,7 +1091,7 @@ static attn_result attn__check_matrix(const char *func, const char *batch_arg, c
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Kernels                                                                                        */
+/* Kernels: the portable dot product, matrix products and softmax rows                            */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* Dot product of a[n] and b[n] with eight partial sums (a fixed order, so results are reproducible). */
@@ -1184,7 +1184,8 @@ static float attn__lse(float m, float sum)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Fused attention: the portable kernel                                                           */
+/* Fused attention: the portable kernel (the SIMD versions are in the SIMD KERNEL TEMPLATE at the */
+/* end of the file)                                                                               */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* One (batch, query head) problem of the fused kernel, as views of the caller's tensors. */
@@ -2554,7 +2555,7 @@ ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Fused attention                                                                                */
+/* Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)       */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* One row of the key chunks' merge: o[d_v] and *lse (or NULL) from the chunks' unnormalised outputs
@@ -4246,6 +4247,14 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
 #endif /* ATTENTION_IMPLEMENTATION */
 
 #else /* ATTN__TEMPLATE: the SIMD kernels, included once per instruction set by the implementation */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* SIMD KERNEL TEMPLATE: the AVX-512, AVX2+FMA and NEON kernels (the code that runs on x86 and    */
+/* ARM), instantiated by the file including itself: "SIMD selection" defines the vector macros    */
+/* and includes this part once per instruction set. The portable versions: "Kernels" and          */
+/* "Fused attention: the portable kernel".                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
 /* The kernels below are written once over a small vector vocabulary that the implementation defines per
    instruction set before including this file again (the stb_image_resize2 scheme):
      ATTN__SFX(name) the name with the set's suffix; ATTN__TARGET the function attribute;
