@@ -6,6 +6,64 @@
    hard attention, with pictures of the alignment (PNG, PGM, PPM, terminal heatmaps).
 
    ==================================================================================================
+   CONTENTS
+   ==================================================================================================
+
+   Each name below is the text of a banner in this file (or its beginning), in file order: search for it.
+   The implementation keeps the order of the data; the SIMD kernels sit in a template at the end of the
+   file, because the file includes itself to compile them once per instruction set.
+
+   This comment, the overview:
+       QUICK START
+       OPTION MACROS
+       KERNELS AND THREADS
+       CONVENTIONS
+       REFERENCE                   a pointer: each type and function is documented at its declaration
+       NUMERIC CONTRACT
+       ERRORS (attn_result)
+       REVISION HISTORY
+   The declarations (always compiled), each with its documentation: what it computes, shapes,
+   ownership, errors:
+       API: types                  attn_result, attn_stride, attn_dims, attn_options, attn_rope, attn_mha,
+                                   attn_kv_cache, with their fields
+       API: helpers                attn_result_string, attn_simd_name, attn_stride_bhnd, attn_stride_bnhd,
+                                   attn_alibi_slopes
+       API: building blocks        attn_project, attn_project_ex, attn_scores, attn_softmax,
+                                   attn_weighted_sum, attn_merge, attn_rope_apply, attn_f32_to_f16 ...
+       API: fused attention        attn_sdpa
+       API: multi-head attention   attn_self_forward, attn_cross_forward
+       API: KV caches              attn_kv_append, attn_kv_step
+       API: classic attention      attn_align, attn_align_options, attn_align_keys, attn_align_scores,
+                                   attn_align_forward, attn_hardmax, attn_topk, attn_sample
+       API: attention pictures     attn_image_options, attn_image_write, attn_image_save, attn_heatmap_print
+   The implementation (with ATTENTION_IMPLEMENTATION), in the order the data flows, as issue 20 asks (it
+   already was; no code was moved): validation, the kernels, the fused attention driver, the multi-head
+   functions, the classic attention, the pictures:
+       IMPLEMENTATION              option macros' defaults, the error hook, tile sizes, attn_result_string
+       Size arithmetic and validation: every count is checked before use, never wrapped.
+       Kernels: the portable dot product, matrix products and softmax rows
+       Fused attention: the portable kernel (the SIMD versions are in the SIMD KERNEL TEMPLATE at the
+                                   end of the file)
+       SIMD selection (the one place): the kernel template instantiated per instruction set
+       16-bit floats: float16 and bfloat16 conversions
+       Building blocks
+       Rotary position embeddings
+       Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)
+       Multi-head attention
+       KV caches: appending tokens, one decoding step of multi-head self-attention
+       Classic attention: alignment models (additive and multiplicative scores)
+       Classic attention: hard selection (hardmax, top-k, sampling)
+       Classic attention: keys, scores and the attention step
+       Attention pictures: PNG, PGM and PPM images, terminal heatmaps
+   At the end of the file, the code that runs on x86 and ARM:
+       SIMD KERNEL TEMPLATE: the AVX-512, AVX2+FMA and NEON kernels (the code that runs on x86 and ARM)
+                                   exp and tanh, soft-cap and ALiBi rows, the micro-kernel, packed matrix
+                                   products, few-row projections, the decoding row kernel and the fused
+                                   tile kernel, written once over vector macros; "SIMD selection" defines
+                                   them and includes this file again once per instruction set
+   The license (MIT or public domain), after the template.
+
+   ==================================================================================================
    QUICK START
    ==================================================================================================
 
@@ -110,324 +168,12 @@
    REFERENCE
    ==================================================================================================
 
-   Building blocks (each never allocates, but attn_project_ex given no workspace; at most about 17 KiB
-   of stack):
-
-   attn_project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out)
-       Y[n x d_out] = X[n x d_in] . W + bias. layout ATTN_LAYOUT_IN_OUT (0): W is [d_in x d_out] (Q = X.W^Q);
-       ATTN_LAYOUT_OUT_IN: W is [d_out x d_in] as PyTorch stores nn.Linear.weight and in_proj_weight
-       (Y = X.W^T), loaded as is. w_stride is the row stride of W as stored. bias [d_out] or NULL.
-       At most 8 rows (decoding) read each weight once from W as stored, with no packing; a row's result
-       is bitwise the same whatever n.
-
-   attn_project_ex(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, opt, workspace,
-                   workspace_bytes)
-   attn_project_workspace_size(&bytes, n, d_in, d_out, opt)
-       attn_project on opt->n_threads OpenMP threads (0: omp_get_max_threads(); opt NULL: defaults), or
-       with split_count > 0 only slice split_index of the output columns (whole blocks of 64 columns,
-       as even as they go; a slice past the last block does nothing): a caller's thread pool runs every
-       slice, each with its own workspace. Bitwise identical to attn_project for any thread count or
-       split. n <= 8 rows: the threads split the output columns and the workspace size is 0. More rows:
-       W is packed into the workspace (of the slice's columns) and the threads split the rows; with
-       workspace NULL a block is taken through ATTN_MALLOC(opt->alloc_user) and freed. Other options are
-       ignored. Errors as attn_project, plus n_threads < 0, a split index outside [0, split_count),
-       a workspace smaller than reported (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM.
-
-   attn_scores(s, s_stride, q, q_stride, k, k_stride, n_q, n_k, d_k, scale)
-       S[n_q x n_k] = scale . Q[n_q x d_k] . K[n_k x d_k]^T; scale 0 means 1/sqrt(d_k).
-
-   attn_softmax(p, p_stride, s, s_stride, n_rows, n_cols, lse)
-       P = softmax over each row of S[n_rows x n_cols], stable (the row max is subtracted). -inf entries are
-       masked. lse [n_rows] (or NULL) receives log(sum_j exp(s_ij)). p may be s (same stride): in place.
-
-   attn_weighted_sum(o, o_stride, p, p_stride, v, v_stride, n_q, n_k, d_v)
-       O[n_q x d_v] = P[n_q x n_k] . V[n_k x d_v].
-
-   attn_merge(o, o_stride, lse, o_a, o_a_stride, lse_a, o_b, o_b_stride, lse_b, n_rows, d_v)
-       Combines two attention results over disjoint key sets, O_a, O_b [n_rows x d_v] with their log-sum-exps
-       lse_a, lse_b [n_rows], into the result over the union:
-           lse = log(exp(lse_a) + exp(lse_b)),  O = exp(lse_a - lse) O_a + exp(lse_b - lse) O_b.
-       lse (or NULL) receives the merged log-sum-exp. o may be o_a or o_b and lse may be lse_a or lse_b
-       (in place). A side with lse -inf (no visible key) contributes nothing, whatever its O holds. A
-       log-sum-exp does not say how many +inf scores it came from: two sides with lse +inf weigh 1:1 (so
-       merging A = {+inf, +inf} with B = {+inf} gives the mean of O_a and O_b, not 2:1), and one +inf side
-       takes all the weight. attn_sdpa's own key chunks carry each chunk's max and sum instead, and are exact.
-
-   attn_rope_apply(x, x_s, batch, n_heads, n, d, pos0, rope)
-       Rotary position embeddings (RoPE) in place on x [B, H, N, D], any view x_s (the Q or K of a packed
-       QKV buffer: row stride 3*H*D). Row t of batch b is at position pos = pos0[b] + t (pos0 [B], or NULL:
-       t). Each pair p < n_rot/2, with angle = pos * freq_scale * theta^(-2p/n_rot), becomes
-           (x_a, x_b) <- (x_a cos - x_b sin, x_a sin + x_b cos),
-       a = p, b = p + n_rot/2 for ATTN_ROPE_NEOX (GPT-NeoX, Llama, HF's rotate_half); a = 2p, b = 2p + 1
-       for ATTN_ROPE_GPTJ (GPT-J, RoFormer, ggml mode 0). Dimensions n_rot to d - 1 are kept (partial
-       rotary, GPT-NeoX's and Phi's rotary_pct). Rotate Q and K, not V: the scores q_i . k_j then depend
-       on i - j only. The angle and its cos and sin are computed in double and rounded to float once, so
-       positions up to INT_MAX keep full accuracy (a float angle is off by ~1e-2 rad at position 1e5);
-       this is more exact than PyTorch's and HF's float32 cos/sin tables, which differ from it by their
-       own rounding. cos and sin are computed once per (batch, row, pair) for all the heads; nothing is
-       allocated. rope NULL or style ATTN_ROPE_NONE: the arguments are validated, x is left as it is.
-       Errors: x NULL; a size < 1; x_s breaks an output's rules (ATTN_ERR_STRIDE); style out of range,
-       n_rot odd, negative or > d (or 0 with d odd), theta or freq_scale not finite or negative, a
-       negative pos0[b] (ATTN_ERR_OPTION); pos0[b] + n - 1 > INT_MAX (ATTN_ERR_OVERFLOW).
-   attn_rope (zero = default): style (ATTN_ROPE_NONE, _NEOX, _GPTJ); n_rot, the rotated dimensions (even;
-       0: d); theta, the frequency base (0: 10000; Llama 3: 500000); freq_scale, multiplies the positions
-       (0: 1; HF's "linear" rope_scaling with factor f is 1/f, ggml's freq_scale as is).
-
-   attn_f32_to_f16(dst, src, n)      attn_f16_to_f32(dst, src, n)
-   attn_f32_to_bf16(dst, src, n)     attn_bf16_to_f32(dst, src, n)
-       16-bit float storage: n values of src converted into dst, a float16 (IEEE 754 binary16) or bfloat16
-       bit pattern per unsigned short. Any alignment of the 16-bit arrays (unaligned loads and stores);
-       dst must not overlap src. n == 0 does nothing (NULL allowed); NULL with n > 0 is ATTN_ERR_NULL,
-       nothing written. Every path gives the bits of the portable scalar reference:
-       - float32 -> float16: round to nearest, ties to even; subnormals kept (multiples of 2^-24; below
-         2^-25 in magnitude, and exactly 2^-25, to +-0); |x| >= 65520 (half-way past the largest float16,
-         65504) and +-inf to +-inf; -0 kept; NaN to the quiet NaN sign | 0x7e00 | payload bits 22..13
-         (0x7fc00000 gives 0x7e00).
-       - float32 -> bfloat16: the top 16 bits rounded to nearest even (subnormals too; finite values past
-         0x7f7f8000 round to +-inf, as RNE says); inf kept; NaN keeps its sign and top 7 payload bits with
-         the quiet bit (0x0040) set, never rounded into inf.
-       - float16 -> float32: exact (a signalling NaN comes back quiet: sign | 0x7fc00000 | payload << 13).
-         bfloat16 -> float32: exact, the bits shifted left by 16 (NaN payloads unchanged).
-       Instructions: x86 AVX2 machines F16C (vcvtps2ph with round-to-nearest in its immediate, vcvtph2ps;
-       every AVX2+FMA CPU has F16C, as in x86-64-v3), AVX-512 machines their 512-bit forms; bfloat16 by an
-       integer rounding (bits + 0x7fff + bit 16, NaN lanes blended) and a widening 16-bit shift, on AVX2 and
-       AVX-512 alike: AVX512_BF16's vcvtneps2bf16 flushes subnormal inputs to zero, so it is not used.
-       aarch64: NEON fcvtn / fcvtl and the same integer bfloat16 sequence. The scalar path (ATTN_NO_SIMD,
-       other targets) is the bit-manipulation reference. The SIMD paths assume the default floating-point
-       environment (no DAZ in MXCSR; FPCR's FZ, DN and AHP clear, round to nearest), as set at startup.
-
-   Fused scaled dot-product attention:
-
-   attn_sdpa(out, out_s, q, q_s, k, k_s, v, v_s, dims, opt, workspace, workspace_bytes)
-   attn_sdpa_workspace_size(&bytes, dims, opt)
-       out [B, Hq, Nq, Dv] = softmax(scale . Q.K^T + masks) . V, per batch b and query head h, reading kv head
-       h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
-           q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
-       dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}.
-       The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an
-       online softmax, so the workspace is a few tiles per thread, 256 * (Dk + 2 Dv + 70) bytes, independent
-       of Nq and Nk (plus, for decoding over more than 2048 keys, B * Hq * Nq * (Dv + 2) floats per
-       2048-key chunk); attn_sdpa_workspace_size tells, for the same dims and options (the thread count
-       matters: n_threads 0 is omp_get_max_threads() when asked; size a reused buffer for the largest
-       call, e.g. a KV cache's max_len). workspace NULL: allocated and freed inside. A workspace smaller
-       than reported gives ATTN_ERR_WORKSPACE. attn_sdpa_workspace_size rejects every size and option
-       attn_sdpa rejects, with the same code, except the strides (it has none) and the values of kv_len,
-       which it does not read (a buffer can be sized before the lengths are known); the same holds for
-       attn_self_workspace_size and attn_cross_workspace_size against their calls.
-
-   attn_options (all optional, zero = default):
-       scale             0: 1/sqrt(Dk). Must be finite.
-       causal            ATTN_CAUSAL_NONE; ATTN_CAUSAL_TOP_LEFT: query i sees keys j <= i (PyTorch
-                         is_causal); ATTN_CAUSAL_BOTTOM_RIGHT: j <= i + Nk - Nq (the last query sees every
-                         key: KV-cache decoding, FlashAttention's convention). With bottom-right and Nq > Nk
-                         the first Nq - Nk queries see no key. With kv_len, Nk here is kv_len[b]: each
-                         batch's last query sees its own last valid key (ragged batches, FlashAttention's
-                         varlen); the same diagonal serves the window and ALiBi.
-       mask, mask_stride additive float mask [Nq x Nk], added to the scaled scores (-inf hides a key).
-                         mask_stride.row 0 means Nk; .batch and .head 0 broadcast over batches and heads,
-                         or give a per-batch / per-head mask.
-       mask_broadcast_rows  nonzero: the mask holds one row [Nk] per (batch, head), added to the scores of
-                         every query (mask_stride.row unused): PyTorch's float attn_mask [B, 1, 1, Nk] is
-                         mask_stride {Nk, 0, 0} with this set.
-       kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read,
-                         and the bottom-right diagonal ends at key kv_len[b] - 1. Each value in [0, Nk].
-       key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
-       window,           a sliding window (window nonzero), FlashAttention's window_size: query i sees keys
-       window_left,      g - window_left <= j <= g + window_right, g its diagonal (i with ATTN_CAUSAL_TOP_LEFT,
-       window_right      i + Nk - Nq with _BOTTOM_RIGHT or no causal option, Nk = kv_len[b] when given);
-                         -1: no limit on that side;
-                         causal still hides j > g. Mistral's sliding_window W is window_left = W - 1 with
-                         causal; key tiles wholly outside every query's window are skipped (work ~ the window).
-       softcap           > 0: logit soft-capping (Gemma 2): each scaled score s becomes softcap * tanh(s /
-                         softcap) before the masks are added; 0: none. Must be finite and >= 0.
-       sinks             [Hq] one logit per query head that joins each row's softmax denominator but has no
-                         value (gpt-oss, ggml's sinks): weights sum to less than 1, out_lse includes it; -inf
-                         is no sink. NaN or +inf is an error. (-inf and NULL agree bitwise.)
-       alibi_slopes      [Hq] ALiBi (Press et al.; BLOOM, MPT, llama.cpp): query i's score of key j gets
-                         -slope[h] * |g - j| after the soft-cap, before the masks, g its diagonal as for the
-                         window; h the query head (GQA too). attn_alibi_slopes gives the standard slopes.
-                         Equals llama.cpp's ALiBi and, causal, BLOOM's (a constant per row apart). Distances
-                         are exact below 2^24 keys. Each slope must be finite; 0 adds nothing.
-       out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scaled, masked scores.
-       out_weights       the attention weights (PyTorch's need_weights): [B, Hq, Nq, Nk] dense, or with
-       average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
-                         average_attn_weights=True). This output is Nq x Nk per head by nature.
-       alloc_user        passed to ATTN_MALLOC / ATTN_FREE.
-       n_threads         OpenMP threads (with -fopenmp): 0 = omp_get_max_threads(). Ignored without OpenMP.
-                         A call starts at most one thread per work item and at most ATTN_MAX_THREADS (256
-                         unless defined before the implementation), so no count can exhaust the system.
-       split_index,      split_count > 0: this call computes only slice split_index of split_count (a
-       split_count       caller's thread pool runs all of them); attn_sdpa only (the multi-head functions
-                         reject it). Both must satisfy 0 <= split_index < split_count.
-
-   Multi-head attention (x, x_q, x_kv and out dense, batch first, as PyTorch's batch_first tensors):
-
-   attn_self_forward(out, x, batch, n, mha, opt, workspace, workspace_bytes)
-   attn_self_workspace_size(&bytes, batch, n, mha, opt)
-       out [B, N, d_model] = (softmax(scale . Q.K^T + masks) . V) . W_o + b_o, per head, with
-       Q = x.W_q + b_q, K = x.W_k + b_k, V = x.W_v + b_v; x [B, N, d_model].
-   attn_cross_forward(out, x_q, x_kv, batch, n_q, n_kv, mha, opt, workspace, workspace_bytes)
-   attn_cross_workspace_size(&bytes, batch, n_q, n_kv, mha, opt)
-       As self, with Q from x_q [B, Nq, d_model] and K, V from x_kv [B, Nk, d_kv] (encoder-decoder
-       attention; PyTorch's kdim = vdim = d_kv).
-   attn_mha fields: d_model; n_heads (d_model % n_heads == 0, head_dim = d_model / n_heads); n_kv_heads
-       (0 = n_heads; n_heads % n_kv_heads == 0); d_kv (cross only, 0 = d_model; self needs 0 or d_model);
-       layout (of all four weights, as in attn_project); w_q [d_model x d_model], w_k and w_v
-       [d_kv x n_kv_heads*head_dim], w_o [d_model x d_model] (shapes for ATTN_LAYOUT_IN_OUT; transposed for
-       ATTN_LAYOUT_OUT_IN, e.g. PyTorch's in_proj_weight, in_proj_weight + E*E, + 2*E*E, out_proj.weight);
-       b_q, b_o [d_model], b_k, b_v [n_kv_heads*head_dim], each optional.
-       The options of attn_sdpa apply per head; scale 0 is 1/sqrt(head_dim); out_lse is [B, Hq, Nq];
-       out_weights [B, Hq, Nq, Nk] or averaged [B, Nq, Nk]. The workspace holds attn_sdpa's, one packed
-       weight matrix (max(d_model, d_kv) x d_model rounded up to 64 columns) and the projected Q, K, V and
-       the attention output of one batch.
-
-       w_q_stride, w_k_stride, w_v_stride, w_o_stride: each weight's row stride as stored, in floats (0:
-       dense), so packed weights load as stored: GPT-2's c_attn [E x 3E] (IN_OUT) is w_q = c_attn,
-       w_k = c_attn + E, w_v = c_attn + 2E with the three strides 3E; PyTorch's in_proj_weight [3E x E]
-       (OUT_IN) is w_q = p, w_k = p + E*E, w_v = p + 2*E*E, dense.
-
-       rope: rotary position embeddings (attn_rope, below) applied to Q and K after their projections and
-       biases: in attn_self_forward at positions 0 .. N-1, in attn_kv_step at each batch's positions len[b]
-       .. (style ATTN_ROPE_NONE, the zero default: none; cross-attention takes none, ATTN_ERR_OPTION).
-
-   KV caches (decoding). attn_kv_cache describes the caller's memory: {batch, n_kv_heads, max_len, d_k,
-   d_v (0 = d_k), k, v, len}, k [B, Hkv, max_len, Dk] and v [B, Hkv, max_len, Dv] dense (row t of a head
-   holds the token at position t; attn_stride_bhnd(Hkv, max_len, D) views it for attn_sdpa) and len [B] the
-   tokens each batch holds (zero it to start; set len[b] = 0 to start a new sequence in batch b while the
-   others go on). Nothing is allocated for it and nothing else is kept: the struct is only a description.
-
-   attn_kv_append(cache, k, k_s, v, v_s, n_new)
-       Copies k [B, Hkv, n_new, Dk] and v [B, Hkv, n_new, Dv] (attn_stride views) to rows len[b] ..
-       len[b] + n_new - 1 of each batch and adds n_new to every len[b]. For callers that project K and V
-       themselves; then attn_sdpa over the cache with kv_len = cache.len and ATTN_CAUSAL_BOTTOM_RIGHT
-       attends over each batch's tokens.
-
-   attn_kv_step(out, cache, x, n_new, mha, opt, workspace, workspace_bytes)
-   attn_kv_step_workspace_size(&bytes, cache, n_new, mha, opt)
-       One step of causal multi-head self-attention over the cache, for a prefill chunk or one token per
-       batch: x [B, n_new, d_model] are each batch's next n_new tokens. It projects Q, K, V of all B * n_new
-       rows at once (up to 8 rows: each weight read once for the whole batch), appends K and V at rows
-       len[b] .., attends each new token over its own batch's tokens up to itself (kv_len = the new len,
-       bottom-right causal from each batch's own length: ragged batches; Q and K rotated to positions
-       len[b] .. when mha->rope is set), applies W_o into out
-       [B, n_new, d_model], and adds n_new to every len[b]. The result equals attn_self_forward with
-       ATTN_CAUSAL_TOP_LEFT over each batch's whole sequence (tests/test_attention.c kv_cache_decode,
-       kv_cache_ragged) and is bitwise the same for any thread count. The cache's n_kv_heads and d_k
-       (and d_v) must be the model's kv heads and head_dim; B is cache->batch. Options: scale, window,
-       softcap, sinks, out_lse [B, Hq, n_new], n_threads, alloc_user apply; causal must be
-       ATTN_CAUSAL_NONE or _BOTTOM_RIGHT (the step is causal either way); kv_len, mask, key_padding_mask
-       and out_weights must be unset (ATTN_ERR_OPTION). Prompts of different lengths: prefill each batch
-       alone through a one-batch view of the cache (k + b * Hkv * max_len * Dk, v likewise, len + b).
-       The workspace size for n_new covers every step of n_new tokens up to max_len: size one buffer for
-       the largest of the n_new you use (a prefill chunk and 1). A batch without room for n_new more
-       tokens gives ATTN_ERR_FULL, with the cache, len and out untouched (as for every error).
-
-   Ring caches (sliding-window models: Mistral, Gemma's local layers). With cache->ring nonzero the
-   token at position p lives in row p % max_len, so the cache never fills and never grows; len[b] counts
-   every token seen (the positions, for RoPE), up to INT_MAX - 128. A step needs opt->window with
-   window_left >= 0 and window_left + n_new <= max_len (each new token's window, and the new tokens,
-   must still be in the rows: size max_len = window_left + the largest n_new), else ATTN_ERR_OPTION.
-   The keys a step may see lie in at most two runs of rows (before and after the wrap); each run is
-   cut into key chunks of 2048, attended separately and merged exactly from their maxima and sums, so
-   the result equals a linear cache with the same window (kv_cache_ring). attn_kv_append into a ring
-   takes at most max_len tokens (ATTN_ERR_FULL above).
-
-   Helpers: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}; attn_stride_bnhd(N, H, D) -> {N*H*D, D, H*D}
-   (each helper takes its sizes in the order of its name);
-   attn_result_string(r); attn_simd_name() -> "avx512", "avx2", "neon" or "scalar", the kernels in use.
-   attn_alibi_slopes(slopes, n_heads, max_bias) -> slopes [n_heads], ggml's and BLOOM's ALiBi slopes: with
-   n = 2^floor(log2(n_heads)), slope h = 2^(-max_bias (h + 1) / n) for h < n, else 2^(-max_bias (2 (h - n)
-   + 1) / 2n); max_bias 0 means 8 (8 heads: 1/2, 1/4, ..., 1/256). ATTN_ERR_NULL, ATTN_ERR_SHAPE (n_heads
-   < 1), ATTN_ERR_OPTION (max_bias negative or not finite).
-
-   Classic attention (encoder-decoder models: Bahdanau, Luong, hard attention). s are decoder states
-   [B, Nq, d_s] (the queries), h encoder states [B, Nk, d_h] (keys and values). [B, N, D] tensors are
-   attn_stride views whose head stride is unused (leave it 0); attn_stride_bhnd(1, N, D) is dense.
-
-   attn_align: the alignment model {d_s, d_h, d_a, score, layout, w, w_s, w_h (each with a row stride,
-   0 = dense), b, v, scale}:
-       ATTN_SCORE_DOT       e_ij = s_i . h_j                        d_s == d_h
-       ATTN_SCORE_GENERAL   e_ij = s_i^T W h_j (+ s_i . b)          w [d_h x d_s], b [d_s]
-       ATTN_SCORE_CONCAT    e_ij = v . tanh(W [s_i; h_j] + b)       w [(d_s + d_h) x d_a], b and v [d_a]
-       ATTN_SCORE_ADDITIVE  e_ij = v . tanh(W_s s_i + W_h h_j + b)  w_s [d_s x d_a], w_h [d_h x d_a], b, v
-       every score times scale (0 = 1, unscaled; 1/sqrt(d_h) gives a scaled dot). The weight shapes are
-       ATTN_LAYOUT_IN_OUT (x . W, TensorFlow's Dense kernel); ATTN_LAYOUT_OUT_IN stores them transposed as
-       PyTorch's nn.Linear.weight (GENERAL: nn.Linear(d_h, d_s); CONCAT: nn.Linear(d_s + d_h, d_a) applied
-       to torch.cat((s, h))). b is optional. The key of h_j is k_j = W_h h_j + b, d_key wide: d_h (DOT:
-       h_j itself), d_s (GENERAL: W h_j + b), d_a (CONCAT: W's h block; ADDITIVE).
-
-   attn_align_keys(keys, keys_s, h, h_s, batch, n_k, align)
-       keys [B, Nk, d_key] = the keys of h [B, Nk, d_h]. Project them once per source sequence and pass
-       them to every decoder step, as real decoders do.
-
-   attn_align_scores(e, e_s, s, s_s, h, h_s, keys, keys_s, batch, n_q, n_k, align, opt, workspace, bytes)
-       e [B, Nq, Nk]: the scores of s [B, Nq, d_s] against keys [B, Nk, d_key] from attn_align_keys, or
-       with keys NULL against h [B, Nk, d_h], projected inside (bitwise the same scores; h is not read
-       when keys are given). Of opt only src_len and alloc_user are used: e_ij = -inf for j >= src_len[b].
-
-   attn_align_forward(context, context_s, s, s_s, h, h_s, keys, keys_s, batch, n_q, n_k, align, opt,
-                      workspace, bytes)
-       One attention step: the scores, masked past src_len; the weights of every row by opt->mode; the
-       context [B, Nq, d_h] = weights . h. h is required (the values); keys as for attn_align_scores.
-       Encoder states and keys past src_len are never read; a row with no visible key gets context 0.
-       attn_align_options (all optional, zero = default):
-           src_len       [B] valid encoder positions, each in [0, Nk]; NULL: all Nk
-           mode          ATTN_SELECT_SOFT: softmax; _HARD: one-hot at the argmax (TensorFlow Addons'
-                         hardmax); _TOPK: softmax over the top_k largest scores (top_k >= 1), 0 elsewhere;
-                         _SAMPLE: one-hot at an index drawn from the softmax, with uniform[b*Nq + i] in
-                         [0, 1), or when uniform is NULL rand_fn(rand_user), called once per row in row
-                         order (masked rows too), its value clamped into [0, 1) (NaN: 0)
-           out_weights   [B, Nq, Nk] dense: the weights applied
-           out_index     [B x Nq]: the argmax (SOFT, HARD, TOPK) or the drawn index (SAMPLE); -1 for a
-                         row with no visible key or a NaN score
-           out_log_prob  [B x Nq]: log of the softmax weight of out_index (REINFORCE's log-probability);
-                         -inf with no visible key, NaN for a NaN row
-           alloc_user    passed to ATTN_MALLOC / ATTN_FREE
-   attn_align_workspace_size(&bytes, n_q, n_k, align, with_keys)
-       The workspace of either call (with_keys nonzero when the call is given keys): the weights of one
-       batch [Nq x Nk] and a row [Nk], plus the projected keys [Nk x d_key] unless given (not for DOT) and
-       for CONCAT and ADDITIVE the projected queries [Nq x d_key]. workspace NULL: allocated and freed
-       inside. A workspace smaller than reported gives ATTN_ERR_WORKSPACE.
-
-   Hard attention on rows of scores S [n_rows x n_cols] (-inf = masked; to start from weights pass their
-   logarithms), the weights P [n_rows x n_cols] out; p may be s (same stride):
-   attn_hardmax(p, p_stride, index, s, s_stride, n_rows, n_cols)
-       P one-hot at the argmax of each row; index [n_rows] (or NULL) its position.
-   attn_topk(p, p_stride, index, s, s_stride, n_rows, n_cols, k)
-       P the softmax over the k largest scores of each row, 0 elsewhere (k >= the visible entries: the
-       softmax); index [n_rows x k] (or NULL) their positions by decreasing score, -1 past the visible
-       entries. O(k n_cols) per row. attn_hardmax is k = 1.
-   attn_sample(p, p_stride, index, log_prob, s, s_stride, n_rows, n_cols, u, rand_fn, rand_user)
-       P one-hot at an index drawn from softmax(S) by inverse CDF: the first j whose cumulative weight
-       exceeds u[i] (u [n_rows] in [0, 1); or u NULL and rand_fn as above). index and log_prob [n_rows]
-       (each or NULL): the index and the log of its softmax weight.
-       All three: a tie goes to the lowest index; masked entries are never chosen; a row with no visible
-       entry gives P 0, index -1 (log_prob -inf); a NaN score gives a NaN row, index -1 (log_prob NaN);
-       +inf scores tie among themselves (and are equally likely for attn_sample).
-
-   Attention pictures of a matrix M [rows x cols] (attention weights, scores), row stride m_stride:
-   attn_image_write(write_fn, user, m, m_stride, rows, cols, opt)
-       Streams an image to write_fn(user, bytes, n) (0 = success; nonzero stops with ATTN_ERR_IO): PNG
-       (8-bit gray, or RGB for viridis; stored deflate blocks, CRC-32, Adler-32, no compression library),
-       binary PGM (gray) or PPM (RGB). Each entry is a cell x cell square; row i of M is the i-th row of
-       squares from the top. Nothing is allocated.
-   attn_image_save(path, m, m_stride, rows, cols, opt)
-       The same into a file (created only once the arguments are valid; ATTN_ERR_IO when it cannot be
-       opened or written).
-   attn_heatmap_print(f, m, m_stride, rows, cols, opt)
-       Prints M to a FILE *: two characters per entry, the ASCII ramp " .:-=+*#%@" or ANSI 256-colour
-       backgrounds; optional row labels on the left and column labels written downwards above the columns.
-       ATTN_ERR_IO when the stream's error indicator is set afterwards.
-   attn_image_options (all optional, zero = default):
-       cell        pixels per entry on each side; 0 = 1 (images)
-       format      ATTN_IMAGE_PNG (0), ATTN_IMAGE_PGM (gray only), ATTN_IMAGE_PPM
-       colormap    ATTN_COLORMAP_GRAY (0): black (lo) to white (hi); ATTN_COLORMAP_VIRIDIS
-       lo, hi      the values at the ends of the colour map, lo < hi, values outside clamped; lo == hi
-                   (0, 0): the min and max of the finite entries. NaN and -inf show as lo, +inf as hi
-       ansi        heatmap: 0 ASCII, nonzero ANSI 256 colours (gray ramp or the nearest of the 6x6x6 cube)
-       row_labels, col_labels   heatmap: [rows] and [cols] strings, or NULL
-   Images are limited to 2^31 - 1 pixels a side, and a PNG to 2^31 - 1 bytes of image data
-   (ATTN_ERR_OVERFLOW). attn_image_save and attn_heatmap_print are absent under ATTN_NO_STDIO.
+   Every public type and function is documented where it is declared, below this comment: what it
+   computes, the shapes of its arguments, who owns what, its errors. The declarations are grouped under
+   the banners "API: types", "API: helpers", "API: building blocks", "API: fused attention", "API:
+   multi-head attention", "API: KV caches", "API: classic attention" and "API: attention pictures"
+   (CONTENTS); the fields of attn_options, attn_mha, attn_rope, attn_kv_cache, attn_align,
+   attn_align_options and attn_image_options are described beside their structs. Search for a name.
 
    ==================================================================================================
    NUMERIC CONTRACT
@@ -540,6 +286,12 @@
 extern "C" {
 #endif
 
+/* ---------------------------------------------------------------------------------------------- */
+/* API: types (results, layouts, strides, sizes, options, RoPE, multi-head weights, KV caches)    */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The result of every fallible call: ATTN_OK (0) or a negative code (ERRORS, above, lists them);
+   attn_result_string describes one in a sentence. */
 typedef enum attn_result {
     ATTN_OK = 0,
     ATTN_ERR_NULL = -1,
@@ -555,22 +307,27 @@ typedef enum attn_result {
     ATTN_ERR_FULL = -11
 } attn_result;
 
+/* The orientation of a weight matrix (attn_project, attn_mha.layout, attn_align.layout). */
 typedef enum attn_layout {
     ATTN_LAYOUT_IN_OUT = 0, /* W [d_in x d_out]: Y = X.W */
     ATTN_LAYOUT_OUT_IN = 1  /* W [d_out x d_in] (PyTorch nn.Linear.weight): Y = X.W^T */
 } attn_layout;
 
+/* attn_options.causal: which keys a query sees (attn_options, below, says more). */
 typedef enum attn_causal {
     ATTN_CAUSAL_NONE = 0,
     ATTN_CAUSAL_TOP_LEFT = 1,    /* query i sees keys j <= i */
     ATTN_CAUSAL_BOTTOM_RIGHT = 2 /* query i sees keys j <= i + Nk - Nq */
 } attn_causal;
 
-/* Element strides of a 4-D tensor [B, H, N, D] whose last axis is contiguous. */
+/* Element strides of a 4-D tensor [B, H, N, D] whose last axis is contiguous (CONVENTIONS; attn_stride_bhnd
+   and attn_stride_bnhd give the dense layouts). */
 typedef struct attn_stride {
     ptrdiff_t batch, head, row;
 } attn_stride;
 
+/* The sizes of attn_sdpa: dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k,
+   d_v (0 = d_k)}. */
 typedef struct attn_dims {
     int batch;      /* B */
     int n_heads;    /* Hq: query (and output) heads */
@@ -581,6 +338,52 @@ typedef struct attn_dims {
     int d_v;        /* Dv: value and output width; 0 = Dk */
 } attn_dims;
 
+/* attn_options: the options of attn_sdpa, the multi-head functions, attn_kv_step and attn_project_ex (each
+   says which it reads). All optional, zero = default:
+       scale             0: 1/sqrt(Dk). Must be finite.
+       causal            ATTN_CAUSAL_NONE; ATTN_CAUSAL_TOP_LEFT: query i sees keys j <= i (PyTorch
+                         is_causal); ATTN_CAUSAL_BOTTOM_RIGHT: j <= i + Nk - Nq (the last query sees every
+                         key: KV-cache decoding, FlashAttention's convention). With bottom-right and Nq > Nk
+                         the first Nq - Nk queries see no key. With kv_len, Nk here is kv_len[b]: each
+                         batch's last query sees its own last valid key (ragged batches, FlashAttention's
+                         varlen); the same diagonal serves the window and ALiBi.
+       mask, mask_stride additive float mask [Nq x Nk], added to the scaled scores (-inf hides a key).
+                         mask_stride.row 0 means Nk; .batch and .head 0 broadcast over batches and heads,
+                         or give a per-batch / per-head mask.
+       mask_broadcast_rows  nonzero: the mask holds one row [Nk] per (batch, head), added to the scores of
+                         every query (mask_stride.row unused): PyTorch's float attn_mask [B, 1, 1, Nk] is
+                         mask_stride {Nk, 0, 0} with this set.
+       kv_len            [B] number of valid keys per batch: keys j >= kv_len[b] are masked and never read,
+                         and the bottom-right diagonal ends at key kv_len[b] - 1. Each value in [0, Nk].
+       key_padding_mask  [B x Nk] bytes, nonzero = ignore that key (PyTorch's bool key_padding_mask).
+       window,           a sliding window (window nonzero), FlashAttention's window_size: query i sees keys
+       window_left,      g - window_left <= j <= g + window_right, g its diagonal (i with ATTN_CAUSAL_TOP_LEFT,
+       window_right      i + Nk - Nq with _BOTTOM_RIGHT or no causal option, Nk = kv_len[b] when given);
+                         -1: no limit on that side;
+                         causal still hides j > g. Mistral's sliding_window W is window_left = W - 1 with
+                         causal; key tiles wholly outside every query's window are skipped (work ~ the window).
+       softcap           > 0: logit soft-capping (Gemma 2): each scaled score s becomes softcap * tanh(s /
+                         softcap) before the masks are added; 0: none. Must be finite and >= 0.
+       sinks             [Hq] one logit per query head that joins each row's softmax denominator but has no
+                         value (gpt-oss, ggml's sinks): weights sum to less than 1, out_lse includes it; -inf
+                         is no sink. NaN or +inf is an error. (-inf and NULL agree bitwise.)
+       alibi_slopes      [Hq] ALiBi (Press et al.; BLOOM, MPT, llama.cpp): query i's score of key j gets
+                         -slope[h] * |g - j| after the soft-cap, before the masks, g its diagonal as for the
+                         window; h the query head (GQA too). attn_alibi_slopes gives the standard slopes.
+                         Equals llama.cpp's ALiBi and, causal, BLOOM's (a constant per row apart). Distances
+                         are exact below 2^24 keys. Each slope must be finite; 0 adds nothing.
+       out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scaled, masked scores.
+       out_weights       the attention weights (PyTorch's need_weights): [B, Hq, Nq, Nk] dense, or with
+       average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
+                         average_attn_weights=True). This output is Nq x Nk per head by nature.
+       alloc_user        passed to ATTN_MALLOC / ATTN_FREE.
+       n_threads         OpenMP threads (with -fopenmp): 0 = omp_get_max_threads(). Ignored without OpenMP.
+                         A call starts at most one thread per work item and at most ATTN_MAX_THREADS (256
+                         unless defined before the implementation), so no count can exhaust the system.
+       split_index,      split_count > 0: this call computes only slice split_index of split_count (a
+       split_count       caller's thread pool runs all of them); attn_sdpa only (the multi-head functions
+                         reject it). Both must satisfy 0 <= split_index < split_count.
+   A value out of its range gives ATTN_ERR_OPTION. */
 typedef struct attn_options {
     float scale;                           /* 0: 1/sqrt(Dk) */
     attn_causal causal;                    /* ATTN_CAUSAL_NONE (0), _TOP_LEFT, _BOTTOM_RIGHT */
@@ -610,6 +413,10 @@ typedef enum attn_rope_style {
     ATTN_ROPE_GPTJ = 2  /* interleaved pairs: dimension 2p pairs with 2p + 1 (GPT-J, original RoFormer, ggml mode 0) */
 } attn_rope_style;
 
+/* attn_rope (zero = default), for attn_rope_apply and attn_mha.rope: style (ATTN_ROPE_NONE, _NEOX, _GPTJ);
+   n_rot, the rotated dimensions (even; 0: d); theta, the frequency base (0: 10000; Llama 3: 500000);
+   freq_scale, multiplies the positions (0: 1; HF's "linear" rope_scaling with factor f is 1/f, ggml's
+   freq_scale as is). */
 typedef struct attn_rope {
     attn_rope_style style;
     int n_rot;        /* dimensions rotated, the first n_rot of each head (even); 0 = the whole head */
@@ -618,6 +425,20 @@ typedef struct attn_rope {
                          HF's "linear" rope_scaling); 0 = 1 */
 } attn_rope;
 
+/* attn_mha: the weights of multi-head attention (attn_self_forward, attn_cross_forward, attn_kv_step).
+   d_model; n_heads (d_model % n_heads == 0, head_dim = d_model / n_heads); n_kv_heads (0 = n_heads;
+   n_heads % n_kv_heads == 0); d_kv (cross only, 0 = d_model; self needs 0 or d_model); layout (of all four
+   weights, as in attn_project); w_q [d_model x d_model], w_k and w_v [d_kv x n_kv_heads*head_dim], w_o
+   [d_model x d_model] (shapes for ATTN_LAYOUT_IN_OUT; transposed for ATTN_LAYOUT_OUT_IN, e.g. PyTorch's
+   in_proj_weight, in_proj_weight + E*E, + 2*E*E, out_proj.weight); b_q, b_o [d_model], b_k, b_v
+   [n_kv_heads*head_dim], each optional.
+   w_q_stride, w_k_stride, w_v_stride, w_o_stride: each weight's row stride as stored, in floats (0: dense),
+   so packed weights load as stored: GPT-2's c_attn [E x 3E] (IN_OUT) is w_q = c_attn, w_k = c_attn + E,
+   w_v = c_attn + 2E with the three strides 3E; PyTorch's in_proj_weight [3E x E] (OUT_IN) is w_q = p,
+   w_k = p + E*E, w_v = p + 2*E*E, dense.
+   rope: rotary position embeddings (attn_rope, above) applied to Q and K after their projections and
+   biases: in attn_self_forward at positions 0 .. N-1, in attn_kv_step at each batch's positions len[b] ..
+   (style ATTN_ROPE_NONE, the zero default: none; cross-attention takes none, ATTN_ERR_OPTION). */
 typedef struct attn_mha {
     int d_model;        /* width of x_q and out; n_heads * head_dim */
     int n_heads;        /* query heads */
@@ -637,9 +458,22 @@ typedef struct attn_mha {
     attn_rope rope;     /* rotary positions for Q and K (self-attention and cache steps); style 0: none */
 } attn_mha;
 
-/* A KV cache in the caller's memory: the keys and values of the tokens seen so far, per batch and kv head,
-   dense [B, Hkv, max_len, D] (row t of a head is the token at position t). len[b] counts the tokens of
-   batch b; zero it to start a sequence. attn_kv_append and attn_kv_step add tokens and advance len. */
+/* A KV cache (decoding) in the caller's memory: the keys and values of the tokens seen so far, per batch and
+   kv head. attn_kv_cache describes that memory: {batch, n_kv_heads, max_len, d_k, d_v (0 = d_k), k, v, len},
+   k [B, Hkv, max_len, Dk] and v [B, Hkv, max_len, Dv] dense (row t of a head holds the token at position t;
+   attn_stride_bhnd(Hkv, max_len, D) views it for attn_sdpa) and len [B] the tokens each batch holds (zero it
+   to start; set len[b] = 0 to start a new sequence in batch b while the others go on). Nothing is allocated
+   for it and nothing else is kept: the struct is only a description. attn_kv_append and attn_kv_step add
+   tokens and advance len.
+   Ring caches (sliding-window models: Mistral, Gemma's local layers). With ring nonzero the token at
+   position p lives in row p % max_len, so the cache never fills and never grows; len[b] counts every token
+   seen (the positions, for RoPE), up to INT_MAX - 128. A step needs opt->window with window_left >= 0 and
+   window_left + n_new <= max_len (each new token's window, and the new tokens, must still be in the rows:
+   size max_len = window_left + the largest n_new), else ATTN_ERR_OPTION. The keys a step may see lie in
+   at most two runs of rows (before and after the wrap); each run is cut into key chunks of 2048, attended
+   separately and merged exactly from their maxima and sums, so the result equals a linear cache with the
+   same window (test kv_cache_ring). attn_kv_append into a ring takes at most max_len tokens
+   (ATTN_ERR_FULL). */
 typedef struct attn_kv_cache {
     int batch;      /* B */
     int n_kv_heads; /* Hkv */
@@ -654,71 +488,219 @@ typedef struct attn_kv_cache {
                        <= max_len */
 } attn_kv_cache;
 
+/* ---------------------------------------------------------------------------------------------- */
+/* API: helpers                                                                                   */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* r described in a sentence (ERRORS lists the codes), a static string. */
 ATTNDEF const char *attn_result_string(attn_result r);
+/* The kernels in use on this CPU: "avx512", "avx2", "neon" or "scalar" (KERNELS AND THREADS). */
 ATTNDEF const char *attn_simd_name(void);
 
+/* The strides of a dense [B, H, N, D] tensor: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}. Each helper takes
+   its sizes in the order of its name. */
 ATTNDEF attn_stride attn_stride_bhnd(int n_heads, int n, int d);
+/* The interleaved [B, N, H*D] output of a projection viewed as [B, H, N, D]: attn_stride_bnhd(N, H, D) ->
+   {N*H*D, D, H*D}. */
 ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
+/* slopes [n_heads] = ggml's and BLOOM's ALiBi slopes (for attn_options.alibi_slopes): with
+   n = 2^floor(log2(n_heads)), slope h = 2^(-max_bias (h + 1) / n) for h < n, else
+   2^(-max_bias (2 (h - n) + 1) / 2n); max_bias 0 means 8 (8 heads: 1/2, 1/4, ..., 1/256).
+   Errors: ATTN_ERR_NULL, ATTN_ERR_SHAPE (n_heads < 1), ATTN_ERR_OPTION (max_bias negative or not finite). */
 ATTNDEF attn_result attn_alibi_slopes(float *slopes, int n_heads, float max_bias);
 
+/* ---------------------------------------------------------------------------------------------- */
+/* API: building blocks (projection, scores, softmax, weighted sum, merge, RoPE, 16-bit floats)   */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Building blocks: each never allocates, but attn_project_ex given no workspace; at most about 17 KiB of
+   stack. Matrices are row-major with a row stride in floats; the caller owns every buffer. Errors common to
+   all: ATTN_ERR_NULL (a required pointer), ATTN_ERR_SHAPE (a size < 1), ATTN_ERR_STRIDE (a row stride
+   smaller than its row), ATTN_ERR_OVERFLOW (CONVENTIONS, ERRORS). */
+
+/* Y[n x d_out] = X[n x d_in] . W + bias. layout ATTN_LAYOUT_IN_OUT (0): W is [d_in x d_out] (Q = X.W^Q);
+   ATTN_LAYOUT_OUT_IN: W is [d_out x d_in] as PyTorch stores nn.Linear.weight and in_proj_weight (Y = X.W^T),
+   loaded as is. w_stride is the row stride of W as stored. bias [d_out] or NULL.
+   At most 8 rows (decoding) read each weight once from W as stored, with no packing; a row's result is
+   bitwise the same whatever n. Runs on the calling thread. Errors: the common ones, ATTN_ERR_OPTION
+   (layout out of range). */
 ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                  const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                  int n, int d_in, int d_out);
+/* *bytes = the workspace attn_project_ex needs for these sizes and options (0 for n <= 8 rows; else W packed,
+   of the slice's columns). */
 ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, int d_out, const attn_options *opt);
+/* attn_project on opt->n_threads OpenMP threads (0: omp_get_max_threads(); opt NULL: defaults), or with
+   split_count > 0 only slice split_index of the output columns (whole blocks of 64 columns, as even as they
+   go; a slice past the last block does nothing): a caller's thread pool runs every slice, each with its own
+   workspace. Bitwise identical to attn_project for any thread count or split. n <= 8 rows: the threads split
+   the output columns and the workspace size is 0. More rows: W is packed into the workspace (of the slice's
+   columns) and the threads split the rows; with workspace NULL a block is taken through
+   ATTN_MALLOC(opt->alloc_user) and freed. Other options are ignored. Errors as attn_project, plus n_threads
+   < 0, a split index outside [0, split_count) (ATTN_ERR_OPTION), a workspace smaller than reported
+   (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM. */
 ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                     const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                     int n, int d_in, int d_out, const attn_options *opt, void *workspace,
                                     size_t workspace_bytes);
 
+/* S[n_q x n_k] = scale . Q[n_q x d_k] . K[n_k x d_k]^T; scale 0 means 1/sqrt(d_k). Errors: the common ones,
+   ATTN_ERR_OPTION (scale not finite). */
 ATTNDEF attn_result attn_scores(float *s, ptrdiff_t s_stride, const float *q, ptrdiff_t q_stride,
                                 const float *k, ptrdiff_t k_stride, int n_q, int n_k, int d_k, float scale);
 
+/* P = softmax over each row of S[n_rows x n_cols], stable (the row max is subtracted). -inf entries are
+   masked. lse [n_rows] (or NULL) receives log(sum_j exp(s_ij)). p may be s (same stride): in place. */
 ATTNDEF attn_result attn_softmax(float *p, ptrdiff_t p_stride, const float *s, ptrdiff_t s_stride,
                                  int n_rows, int n_cols, float *lse);
 
+/* O[n_q x d_v] = P[n_q x n_k] . V[n_k x d_v]. */
 ATTNDEF attn_result attn_weighted_sum(float *o, ptrdiff_t o_stride, const float *p, ptrdiff_t p_stride,
                                       const float *v, ptrdiff_t v_stride, int n_q, int n_k, int d_v);
 
+/* Combines two attention results over disjoint key sets, O_a, O_b [n_rows x d_v] with their log-sum-exps
+   lse_a, lse_b [n_rows], into the result over the union:
+       lse = log(exp(lse_a) + exp(lse_b)),  O = exp(lse_a - lse) O_a + exp(lse_b - lse) O_b.
+   lse (or NULL) receives the merged log-sum-exp. o may be o_a or o_b and lse may be lse_a or lse_b (in
+   place). A side with lse -inf (no visible key) contributes nothing, whatever its O holds. A log-sum-exp does
+   not say how many +inf scores it came from: two sides with lse +inf weigh 1:1 (so merging A = {+inf, +inf}
+   with B = {+inf} gives the mean of O_a and O_b, not 2:1), and one +inf side takes all the weight.
+   attn_sdpa's own key chunks carry each chunk's max and sum instead, and are exact. */
 ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const float *o_a,
                                ptrdiff_t o_a_stride, const float *lse_a, const float *o_b,
                                ptrdiff_t o_b_stride, const float *lse_b, int n_rows, int d_v);
 
-/* x [B, H, N, D] rotated in place: row t of batch b is at position pos0[b] + t (pos0 NULL: t). */
+/* Rotary position embeddings (RoPE) in place on x [B, H, N, D], any view x_s (the Q or K of a packed QKV
+   buffer: row stride 3*H*D). Row t of batch b is at position pos = pos0[b] + t (pos0 [B], or NULL: t). Each
+   pair p < n_rot/2, with angle = pos * freq_scale * theta^(-2p/n_rot), becomes
+       (x_a, x_b) <- (x_a cos - x_b sin, x_a sin + x_b cos),
+   a = p, b = p + n_rot/2 for ATTN_ROPE_NEOX (GPT-NeoX, Llama, HF's rotate_half); a = 2p, b = 2p + 1 for
+   ATTN_ROPE_GPTJ (GPT-J, RoFormer, ggml mode 0). Dimensions n_rot to d - 1 are kept (partial rotary,
+   GPT-NeoX's and Phi's rotary_pct). Rotate Q and K, not V: the scores q_i . k_j then depend on i - j only.
+   The angle and its cos and sin are computed in double and rounded to float once, so positions up to INT_MAX
+   keep full accuracy (a float angle is off by ~1e-2 rad at position 1e5); this is more exact than PyTorch's
+   and HF's float32 cos/sin tables, which differ from it by their own rounding. cos and sin are computed once
+   per (batch, row, pair) for all the heads; nothing is allocated. rope NULL or style ATTN_ROPE_NONE: the
+   arguments are validated, x is left as it is.
+   Errors: x NULL; a size < 1; x_s breaks an output's rules (ATTN_ERR_STRIDE); style out of range, n_rot odd,
+   negative or > d (or 0 with d odd), theta or freq_scale not finite or negative, a negative pos0[b]
+   (ATTN_ERR_OPTION); pos0[b] + n - 1 > INT_MAX (ATTN_ERR_OVERFLOW). */
 ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_heads, int n, int d,
                                     const int *pos0, const attn_rope *rope);
 
-/* float16 (IEEE 754 binary16) and bfloat16 storage, one 16-bit pattern per unsigned short: n values of src
-   converted into dst, rounding to nearest even; any alignment of the 16-bit arrays. */
+/* 16-bit float storage: n values of src converted into dst, a float16 (IEEE 754 binary16) or bfloat16 bit
+   pattern per unsigned short, rounding to nearest even. Any alignment of the 16-bit arrays (unaligned loads
+   and stores); dst must not overlap src. n == 0 does nothing (NULL allowed); NULL with n > 0 is
+   ATTN_ERR_NULL, nothing written. Every path gives the bits of the portable scalar reference.
+   Instructions: x86 AVX2 machines F16C (vcvtps2ph with round-to-nearest in its immediate, vcvtph2ps; every
+   AVX2+FMA CPU has F16C, as in x86-64-v3), AVX-512 machines their 512-bit forms; bfloat16 by an integer
+   rounding (bits + 0x7fff + bit 16, NaN lanes blended) and a widening 16-bit shift, on AVX2 and AVX-512
+   alike: AVX512_BF16's vcvtneps2bf16 flushes subnormal inputs to zero, so it is not used. aarch64: NEON
+   fcvtn / fcvtl and the same integer bfloat16 sequence. The scalar path (ATTN_NO_SIMD, other targets) is the
+   bit-manipulation reference. The SIMD paths assume the default floating-point environment (no DAZ in MXCSR;
+   FPCR's FZ, DN and AHP clear, round to nearest), as set at startup. */
+
+/* float32 -> float16: round to nearest, ties to even; subnormals kept (multiples of 2^-24; below 2^-25 in
+   magnitude, and exactly 2^-25, to +-0); |x| >= 65520 (half-way past the largest float16, 65504) and +-inf to
+   +-inf; -0 kept; NaN to the quiet NaN sign | 0x7e00 | payload bits 22..13 (0x7fc00000 gives 0x7e00). */
 ATTNDEF attn_result attn_f32_to_f16(unsigned short *dst, const float *src, size_t n);
+/* float16 -> float32: exact (a signalling NaN comes back quiet: sign | 0x7fc00000 | payload << 13). */
 ATTNDEF attn_result attn_f16_to_f32(float *dst, const unsigned short *src, size_t n);
+/* float32 -> bfloat16: the top 16 bits rounded to nearest even (subnormals too; finite values past 0x7f7f8000
+   round to +-inf, as RNE says); inf kept; NaN keeps its sign and top 7 payload bits with the quiet bit
+   (0x0040) set, never rounded into inf. */
 ATTNDEF attn_result attn_f32_to_bf16(unsigned short *dst, const float *src, size_t n);
+/* bfloat16 -> float32: exact, the bits shifted left by 16 (NaN payloads unchanged). */
 ATTNDEF attn_result attn_bf16_to_f32(float *dst, const unsigned short *src, size_t n);
 
+/* ---------------------------------------------------------------------------------------------- */
+/* API: fused attention (scaled dot-product attention)                                            */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* *bytes = the workspace attn_sdpa needs for the same dims and options (the thread count matters: n_threads 0
+   is omp_get_max_threads() when asked; size a reused buffer for the largest call, e.g. a KV cache's
+   max_len). It rejects every size and option attn_sdpa rejects, with the same code, except the strides (it
+   has none) and the values of kv_len, which it does not read (a buffer can be sized before the lengths are
+   known); the same holds for attn_self_workspace_size and attn_cross_workspace_size against their calls. */
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
+/* Fused scaled dot-product attention: out [B, Hq, Nq, Dv] = softmax(scale . Q.K^T + masks) . V, per batch b
+   and query head h, reading kv head h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
+       q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
+   dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}; opt (NULL: the
+   defaults): attn_options, every field of which applies.
+   The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an online
+   softmax, so the workspace is a few tiles per thread, 256 * (Dk + 2 Dv + 70) bytes, independent of Nq and
+   Nk (plus, for decoding over more than 2048 keys, B * Hq * Nq * (Dv + 2) floats per 2048-key chunk);
+   attn_sdpa_workspace_size tells. workspace NULL: allocated and freed inside. A workspace smaller than
+   reported gives ATTN_ERR_WORKSPACE. The caller owns every buffer; nothing is kept after the call.
+   Errors: ATTN_ERR_NULL, ATTN_ERR_SHAPE, ATTN_ERR_KV_HEADS (Hq not a multiple of Hkv), ATTN_ERR_STRIDE,
+   ATTN_ERR_OVERFLOW, ATTN_ERR_OPTION, ATTN_ERR_WORKSPACE, ATTN_ERR_NOMEM. */
 ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
                               attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes);
 
+/* ---------------------------------------------------------------------------------------------- */
+/* API: multi-head attention (self- and cross-attention with their projections)                   */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Multi-head attention: x, x_q, x_kv and out dense, batch first, as PyTorch's batch_first tensors; the
+   weights in attn_mha (API: types). The options of attn_sdpa apply per head; scale 0 is 1/sqrt(head_dim);
+   out_lse is [B, Hq, Nq]; out_weights [B, Hq, Nq, Nk] or averaged [B, Nq, Nk]. The workspace holds
+   attn_sdpa's, one packed weight matrix (max(d_model, d_kv) x d_model rounded up to 64 columns) and the
+   projected Q, K, V and the attention output of one batch. workspace NULL: allocated and freed inside.
+   opt NULL: the defaults. Errors: as attn_sdpa, plus ATTN_ERR_HEADS (d_model % n_heads != 0); split_count
+   > 0, a layout out of range and an invalid rope are ATTN_ERR_OPTION. */
+
+/* *bytes = the workspace of attn_self_forward for these sizes, weights and options. */
 ATTNDEF attn_result attn_self_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
                                              const attn_options *opt);
+/* out [B, N, d_model] = (softmax(scale . Q.K^T + masks) . V) . W_o + b_o, per head, with Q = x.W_q + b_q,
+   K = x.W_k + b_k, V = x.W_v + b_v; x [B, N, d_model]. */
 ATTNDEF attn_result attn_self_forward(float *out, const float *x, int batch, int n, const attn_mha *mha,
                                       const attn_options *opt, void *workspace, size_t workspace_bytes);
 
+/* *bytes = the workspace of attn_cross_forward for these sizes, weights and options. */
 ATTNDEF attn_result attn_cross_workspace_size(size_t *bytes, int batch, int n_q, int n_kv,
                                               const attn_mha *mha, const attn_options *opt);
+/* As attn_self_forward, with Q from x_q [B, Nq, d_model] and K, V from x_kv [B, Nk, d_kv] (encoder-decoder
+   attention; PyTorch's kdim = vdim = d_kv); out [B, Nq, d_model]. */
 ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float *x_kv, int batch, int n_q,
                                        int n_kv, const attn_mha *mha, const attn_options *opt,
                                        void *workspace, size_t workspace_bytes);
 
-/* Appends n_new tokens to every batch of the cache: k [B, Hkv, n_new, Dk] and v [B, Hkv, n_new, Dv] go to
-   rows len[b] .. len[b] + n_new - 1, and len[b] grows by n_new. */
+/* ---------------------------------------------------------------------------------------------- */
+/* API: KV caches (decoding: appending tokens, one step of multi-head self-attention)             */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The cache is attn_kv_cache (API: types), memory the caller owns. Errors: ATTN_ERR_NULL, ATTN_ERR_SHAPE,
+   ATTN_ERR_STRIDE, ATTN_ERR_OVERFLOW as everywhere; a batch without room for n_new more tokens gives
+   ATTN_ERR_FULL, with the cache, len and out untouched (as for every error); a len[b] outside [0, max_len]
+   gives ATTN_ERR_OPTION. */
+
+/* Appends n_new tokens to every batch of the cache: copies k [B, Hkv, n_new, Dk] and v [B, Hkv, n_new, Dv]
+   (attn_stride views) to rows len[b] .. len[b] + n_new - 1 of each batch and adds n_new to every len[b]. For
+   callers that project K and V themselves; then attn_sdpa over the cache with kv_len = cache.len and
+   ATTN_CAUSAL_BOTTOM_RIGHT attends over each batch's tokens. */
 ATTNDEF attn_result attn_kv_append(attn_kv_cache *cache, const float *k, attn_stride k_s, const float *v,
                                    attn_stride v_s, int n_new);
-/* One step of causal multi-head self-attention over a cache (a prefill chunk or one decoded token):
-   out [B, n_new, d_model] from x [B, n_new, d_model]: projections, rotary positions, append, attention
-   over each batch's own tokens, output projection. */
+/* *bytes = the workspace of attn_kv_step. The size for n_new covers every step of n_new tokens up to
+   max_len: size one buffer for the largest of the n_new you use (a prefill chunk and 1). */
 ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cache *cache, int n_new,
                                                 const attn_mha *mha, const attn_options *opt);
+/* One step of causal multi-head self-attention over the cache, for a prefill chunk or one token per batch:
+   x [B, n_new, d_model] are each batch's next n_new tokens. It projects Q, K, V of all B * n_new rows at once
+   (up to 8 rows: each weight read once for the whole batch), appends K and V at rows len[b] .., attends each
+   new token over its own batch's tokens up to itself (kv_len = the new len, bottom-right causal from each
+   batch's own length: ragged batches; Q and K rotated to positions len[b] .. when mha->rope is set), applies
+   W_o into out [B, n_new, d_model], and adds n_new to every len[b]. The result equals attn_self_forward with
+   ATTN_CAUSAL_TOP_LEFT over each batch's whole sequence (tests/test_attention.c kv_cache_decode,
+   kv_cache_ragged) and is bitwise the same for any thread count. The cache's n_kv_heads and d_k (and d_v)
+   must be the model's kv heads and head_dim; B is cache->batch. Options: scale, window, softcap, sinks,
+   out_lse [B, Hq, n_new], n_threads, alloc_user apply; causal must be ATTN_CAUSAL_NONE or _BOTTOM_RIGHT (the
+   step is causal either way); kv_len, mask, key_padding_mask and out_weights must be unset
+   (ATTN_ERR_OPTION). Prompts of different lengths: prefill each batch alone through a one-batch view of the
+   cache (k + b * Hkv * max_len * Dk, v likewise, len + b). workspace NULL: allocated and freed inside.
+   Errors: as attn_self_forward, plus ATTN_ERR_FULL. */
 ATTNDEF attn_result attn_kv_step(float *out, attn_kv_cache *cache, const float *x, int n_new, const attn_mha *mha,
                                  const attn_options *opt, void *workspace, size_t workspace_bytes);
 
@@ -727,8 +709,8 @@ ATTNDEF attn_result attn_kv_step(float *out, attn_kv_cache *cache, const float *
 #endif
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Classic attention (declarations): additive and multiplicative scores, soft and hard selection, */
-/* pictures                                                                                       */
+/* API: classic attention (encoder-decoder: additive and multiplicative scores, soft and hard     */
+/* selection); the pictures follow                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
 #ifndef ATTN_NO_STDIO
@@ -739,6 +721,12 @@ ATTNDEF attn_result attn_kv_step(float *out, attn_kv_cache *cache, const float *
 extern "C" {
 #endif
 
+/* Classic attention (encoder-decoder models: Bahdanau, Luong, hard attention). s are decoder states
+   [B, Nq, d_s] (the queries), h encoder states [B, Nk, d_h] (keys and values). [B, N, D] tensors are
+   attn_stride views whose head stride is unused (leave it 0); attn_stride_bhnd(1, N, D) is dense.
+   Errors of the functions below: ATTN_ERR_NULL, ATTN_ERR_SHAPE, ATTN_ERR_STRIDE, ATTN_ERR_OVERFLOW;
+   ATTN_ERR_OPTION for an enum out of range, a non-finite scale or an out-of-range option value. */
+
 /* The score of decoder state s_i (query) against encoder state h_j (key), times attn_align.scale. */
 typedef enum attn_score {
     ATTN_SCORE_DOT = 0,     /* Luong dot:     e_ij = s_i . h_j                            (d_s == d_h) */
@@ -747,8 +735,17 @@ typedef enum attn_score {
     ATTN_SCORE_ADDITIVE = 3 /* Bahdanau:      e_ij = v^T tanh(W_s s_i + W_h h_j + b)                   */
 } attn_score;
 
-/* The alignment model: a score function and its weights. Key width d_key (of attn_align_keys):
-   DOT d_h, GENERAL d_s, CONCAT and ADDITIVE d_a. Weight strides are row strides as stored, 0 = dense. */
+/* The alignment model: a score function and its weights {d_s, d_h, d_a, score, layout, w, w_s, w_h (each with
+   a row stride as stored, 0 = dense), b, v, scale}:
+       ATTN_SCORE_DOT       e_ij = s_i . h_j                        d_s == d_h
+       ATTN_SCORE_GENERAL   e_ij = s_i^T W h_j (+ s_i . b)          w [d_h x d_s], b [d_s]
+       ATTN_SCORE_CONCAT    e_ij = v . tanh(W [s_i; h_j] + b)       w [(d_s + d_h) x d_a], b and v [d_a]
+       ATTN_SCORE_ADDITIVE  e_ij = v . tanh(W_s s_i + W_h h_j + b)  w_s [d_s x d_a], w_h [d_h x d_a], b, v
+   every score times scale (0 = 1, unscaled; 1/sqrt(d_h) gives a scaled dot). The weight shapes are
+   ATTN_LAYOUT_IN_OUT (x . W, TensorFlow's Dense kernel); ATTN_LAYOUT_OUT_IN stores them transposed as
+   PyTorch's nn.Linear.weight (GENERAL: nn.Linear(d_h, d_s); CONCAT: nn.Linear(d_s + d_h, d_a) applied to
+   torch.cat((s, h))). b is optional. The key of h_j is k_j = W_h h_j + b, d_key wide: d_h (DOT: h_j
+   itself), d_s (GENERAL: W h_j + b), d_a (CONCAT: W's h block; ADDITIVE). */
 typedef struct attn_align {
     int d_s;               /* decoder state (query) width */
     int d_h;               /* encoder state (key and value) width */
@@ -777,6 +774,20 @@ typedef enum attn_select {
 /* A uniform random number in [0, 1); values outside are clamped into it (NaN: 0). */
 typedef float (*attn_rand_fn)(void *user);
 
+/* attn_align_options (all optional, zero = default), for attn_align_scores (only src_len and alloc_user) and
+   attn_align_forward:
+       src_len       [B] valid encoder positions, each in [0, Nk]; NULL: all Nk
+       mode          ATTN_SELECT_SOFT: softmax; _HARD: one-hot at the argmax (TensorFlow Addons' hardmax);
+                     _TOPK: softmax over the top_k largest scores (top_k >= 1), 0 elsewhere; _SAMPLE: one-hot
+                     at an index drawn from the softmax, with uniform[b*Nq + i] in [0, 1), or when uniform
+                     is NULL rand_fn(rand_user), called once per row in row order (masked rows too), its
+                     value clamped into [0, 1) (NaN: 0)
+       out_weights   [B, Nq, Nk] dense: the weights applied
+       out_index     [B x Nq]: the argmax (SOFT, HARD, TOPK) or the drawn index (SAMPLE); -1 for a row with
+                     no visible key or a NaN score
+       out_log_prob  [B x Nq]: log of the softmax weight of out_index (REINFORCE's log-probability); -inf with
+                     no visible key, NaN for a NaN row
+       alloc_user    passed to ATTN_MALLOC / ATTN_FREE */
 typedef struct attn_align_options {
     const int *src_len;    /* [B] valid encoder positions per batch, in [0, Nk]; later ones masked and
                               never read. NULL: all Nk */
@@ -792,41 +803,70 @@ typedef struct attn_align_options {
     void *alloc_user;      /* passed to ATTN_MALLOC / ATTN_FREE */
 } attn_align_options;
 
-/* keys [B, Nk, d_key] = W_h h_j + b for h [B, Nk, d_h] (DOT: h_j itself). */
+/* keys [B, Nk, d_key] = the keys of h [B, Nk, d_h]: W_h h_j + b (DOT: h_j itself). Project them once per
+   source sequence and pass them to every decoder step, as real decoders do. Nothing is allocated. */
 ATTNDEF attn_result attn_align_keys(float *keys, attn_stride keys_s, const float *h, attn_stride h_s, int batch,
                                     int n_k, const attn_align *align);
 
-/* Workspace bytes of attn_align_scores and attn_align_forward for n_q x n_k, keys given or not. */
+/* *bytes = the workspace of either attn_align_scores or attn_align_forward for n_q x n_k (with_keys nonzero
+   when the call is given keys): the weights of one batch [Nq x Nk] and a row [Nk], plus the projected keys
+   [Nk x d_key] unless given (not for DOT) and for CONCAT and ADDITIVE the projected queries [Nq x d_key].
+   workspace NULL: allocated and freed inside. A workspace smaller than reported gives ATTN_ERR_WORKSPACE. */
 ATTNDEF attn_result attn_align_workspace_size(size_t *bytes, int n_q, int n_k, const attn_align *align,
                                               int with_keys);
 
-/* e [B, Nq, Nk] = scores of s [B, Nq, d_s] against keys [B, Nk, d_key], or (keys NULL) h [B, Nk, d_h];
-   -inf past opt->src_len. */
+/* e [B, Nq, Nk]: the scores of s [B, Nq, d_s] against keys [B, Nk, d_key] from attn_align_keys, or with keys
+   NULL against h [B, Nk, d_h], projected inside (bitwise the same scores; h is not read when keys are given).
+   Of opt only src_len and alloc_user are used: e_ij = -inf for j >= src_len[b]. workspace NULL: allocated
+   and freed inside; errors also ATTN_ERR_WORKSPACE, ATTN_ERR_NOMEM. */
 ATTNDEF attn_result attn_align_scores(float *e, attn_stride e_s, const float *s, attn_stride s_s, const float *h,
                                       attn_stride h_s, const float *keys, attn_stride keys_s, int batch, int n_q,
                                       int n_k, const attn_align *align, const attn_align_options *opt,
                                       void *workspace, size_t workspace_bytes);
 
-/* context [B, Nq, d_h] = weights . h, the weights [B, Nq, Nk] of the scores of s [B, Nq, d_s] against
-   keys [B, Nk, d_key] (or h [B, Nk, d_h]) by opt->mode. */
+/* One attention step: the scores of s [B, Nq, d_s] against keys [B, Nk, d_key] (or h [B, Nk, d_h]), masked
+   past src_len; the weights [B, Nq, Nk] of every row by opt->mode (attn_align_options); the context
+   [B, Nq, d_h] = weights . h. h is required (the values); keys as for attn_align_scores. Encoder states and
+   keys past src_len are never read; a row with no visible key gets context 0. workspace NULL: allocated and
+   freed inside; errors also ATTN_ERR_WORKSPACE, ATTN_ERR_NOMEM. */
 ATTNDEF attn_result attn_align_forward(float *context, attn_stride context_s, const float *s, attn_stride s_s,
                                        const float *h, attn_stride h_s, const float *keys, attn_stride keys_s,
                                        int batch, int n_q, int n_k, const attn_align *align,
                                        const attn_align_options *opt, void *workspace, size_t workspace_bytes);
 
-/* p [n_rows x n_cols] one-hot at the argmax of each row of s [n_rows x n_cols]; index [n_rows] or NULL. */
+/* Hard attention on rows of scores S [n_rows x n_cols] (-inf = masked; to start from weights pass their
+   logarithms), the weights P [n_rows x n_cols] out; p may be s (same stride). For attn_hardmax, attn_topk and
+   attn_sample: a tie goes to the lowest index; masked entries are never chosen; a row with no visible entry
+   gives P 0, index -1 (log_prob -inf); a NaN score gives a NaN row, index -1 (log_prob NaN); +inf scores tie
+   among themselves (and are equally likely for attn_sample). Nothing is allocated. */
+
+/* P one-hot at the argmax of each row; index [n_rows] (or NULL) its position. */
 ATTNDEF attn_result attn_hardmax(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
                                  int n_rows, int n_cols);
 
-/* p [n_rows x n_cols] = softmax over the k largest of each row of s; index [n_rows x k] or NULL. */
+/* P the softmax over the k largest scores of each row, 0 elsewhere (k >= the visible entries: the softmax);
+   index [n_rows x k] (or NULL) their positions by decreasing score, -1 past the visible entries. O(k n_cols)
+   per row. attn_hardmax is k = 1. k < 1 is ATTN_ERR_OPTION. */
 ATTNDEF attn_result attn_topk(float *p, ptrdiff_t p_stride, int *index, const float *s, ptrdiff_t s_stride,
                               int n_rows, int n_cols, int k);
 
-/* p [n_rows x n_cols] one-hot at an index drawn from softmax(s) with u [n_rows] or rand_fn; index and
-   log_prob [n_rows], each or NULL. */
+/* P one-hot at an index drawn from softmax(S) by inverse CDF: the first j whose cumulative weight exceeds
+   u[i] (u [n_rows] in [0, 1), else ATTN_ERR_OPTION; or u NULL and rand_fn(rand_user), called once per row in
+   row order, its value clamped into [0, 1)). index and log_prob [n_rows] (each or NULL): the index and the
+   log of its softmax weight. */
 ATTNDEF attn_result attn_sample(float *p, ptrdiff_t p_stride, int *index, float *log_prob, const float *s,
                                 ptrdiff_t s_stride, int n_rows, int n_cols, const float *u, attn_rand_fn rand_fn,
                                 void *rand_user);
+
+/* ---------------------------------------------------------------------------------------------- */
+/* API: attention pictures (PNG, PGM and PPM images, terminal heatmaps)                           */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* Attention pictures of a matrix M [rows x cols] (attention weights, scores), row stride m_stride. Images are
+   limited to 2^31 - 1 pixels a side, and a PNG to 2^31 - 1 bytes of image data (ATTN_ERR_OVERFLOW).
+   attn_image_save and attn_heatmap_print are absent under ATTN_NO_STDIO. Errors: ATTN_ERR_NULL,
+   ATTN_ERR_SHAPE, ATTN_ERR_STRIDE, ATTN_ERR_OVERFLOW, ATTN_ERR_OPTION (an option out of range),
+   ATTN_ERR_IO. */
 
 typedef enum attn_image_format {
     ATTN_IMAGE_PNG = 0, /* 8-bit gray or RGB, stored (uncompressed) deflate blocks */
@@ -839,6 +879,14 @@ typedef enum attn_colormap {
     ATTN_COLORMAP_VIRIDIS = 1 /* dark blue (lo) through green to yellow (hi) */
 } attn_colormap;
 
+/* attn_image_options (all optional, zero = default):
+       cell        pixels per entry on each side; 0 = 1 (images)
+       format      ATTN_IMAGE_PNG (0), ATTN_IMAGE_PGM (gray only), ATTN_IMAGE_PPM
+       colormap    ATTN_COLORMAP_GRAY (0): black (lo) to white (hi); ATTN_COLORMAP_VIRIDIS
+       lo, hi      the values at the ends of the colour map, lo < hi, values outside clamped; lo == hi
+                   (0, 0): the min and max of the finite entries. NaN and -inf show as lo, +inf as hi
+       ansi        heatmap: 0 ASCII, nonzero ANSI 256 colours (gray ramp or the nearest of the 6x6x6 cube)
+       row_labels, col_labels   heatmap: [rows] and [cols] strings, or NULL */
 typedef struct attn_image_options {
     int cell;                      /* image: pixels per matrix entry, each side; 0 = 1 */
     attn_image_format format;      /* image: ATTN_IMAGE_PNG (0), _PGM, _PPM */
@@ -853,16 +901,22 @@ typedef struct attn_image_options {
 /* Receives the bytes of an image in order; returns 0 on success, nonzero to fail with ATTN_ERR_IO. */
 typedef int (*attn_write_fn)(void *user, const void *data, size_t bytes);
 
-/* m [rows x cols] as a PNG, PGM or PPM image, streamed to write_fn. */
+/* M [rows x cols] as an image streamed to write_fn(user, bytes, n) (0 = success; nonzero stops with
+   ATTN_ERR_IO): PNG (8-bit gray, or RGB for viridis; stored deflate blocks, CRC-32, Adler-32, no compression
+   library), binary PGM (gray) or PPM (RGB). Each entry is a cell x cell square; row i of M is the i-th row of
+   squares from the top. Nothing is allocated. */
 ATTNDEF attn_result attn_image_write(attn_write_fn write_fn, void *user, const float *m, ptrdiff_t m_stride,
                                      int rows, int cols, const attn_image_options *opt);
 
 #ifndef ATTN_NO_STDIO
-/* m [rows x cols] as an image file at path. */
+/* The same into a file at path (created only once the arguments are valid; ATTN_ERR_IO when it cannot be
+   opened or written). */
 ATTNDEF attn_result attn_image_save(const char *path, const float *m, ptrdiff_t m_stride, int rows, int cols,
                                     const attn_image_options *opt);
 
-/* m [rows x cols] as a heatmap on a terminal stream f. */
+/* Prints M to a FILE * f (a terminal): two characters per entry, the ASCII ramp " .:-=+*#%@" or ANSI
+   256-colour backgrounds; optional row labels on the left and column labels written downwards above the
+   columns. ATTN_ERR_IO when the stream's error indicator is set afterwards. */
 ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stride, int rows, int cols,
                                        const attn_image_options *opt);
 #endif
@@ -976,7 +1030,7 @@ ATTNDEF const char *attn_result_string(attn_result r)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Size arithmetic: every count is checked before use, never wrapped.                             */
+/* Size arithmetic and validation: every count is checked before use, never wrapped.              */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* *r = a * b; returns 0 when the product exceeds ATTN__MAX_ELEMS. */
@@ -1105,7 +1159,7 @@ static attn_result attn__check_matrix(const char *func, const char *batch_arg, c
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Kernels                                                                                        */
+/* Kernels: the portable dot product, matrix products and softmax rows                            */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* Dot product of a[n] and b[n] with eight partial sums (a fixed order, so results are reproducible). */
@@ -1198,7 +1252,8 @@ static float attn__lse(float m, float sum)
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Fused attention: the portable kernel                                                           */
+/* Fused attention: the portable kernel (the SIMD versions are in the SIMD KERNEL TEMPLATE at the */
+/* end of the file)                                                                               */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* One (batch, query head) problem of the fused kernel, as views of the caller's tensors. */
@@ -2568,7 +2623,7 @@ ATTNDEF attn_result attn_rope_apply(float *x, attn_stride x_s, int batch, int n_
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Fused attention                                                                                */
+/* Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)       */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* One row of the key chunks' merge: o[d_v] and *lse (or NULL) from the chunks' unnormalised outputs
@@ -4329,6 +4384,14 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
 #endif /* ATTENTION_IMPLEMENTATION */
 
 #else /* ATTN__TEMPLATE: the SIMD kernels, included once per instruction set by the implementation */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* SIMD KERNEL TEMPLATE: the AVX-512, AVX2+FMA and NEON kernels (the code that runs on x86 and    */
+/* ARM), instantiated by the file including itself: "SIMD selection" defines the vector macros    */
+/* and includes this part once per instruction set. The portable versions: "Kernels" and          */
+/* "Fused attention: the portable kernel".                                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
 /* The kernels below are written once over a small vector vocabulary that the implementation defines per
    instruction set before including this file again (the stb_image_resize2 scheme):
      ATTN__SFX(name) the name with the set's suffix; ATTN__TARGET the function attribute;
