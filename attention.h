@@ -317,7 +317,7 @@ typedef enum attn_layout {
 typedef enum attn_causal {
     ATTN_CAUSAL_NONE = 0,
     ATTN_CAUSAL_TOP_LEFT = 1,    /* query i sees keys j <= i */
-    ATTN_CAUSAL_BOTTOM_RIGHT = 2 /* query i sees keys j <= i + Nk - Nq */
+    ATTN_CAUSAL_BOTTOM_RIGHT = 2 /* query i sees keys j <= i + Nk - Nq (Nk: kv_len[b] when given) */
 } attn_causal;
 
 /* Element strides of a 4-D tensor [B, H, N, D] whose last axis is contiguous (CONVENTIONS; attn_stride_bhnd
@@ -366,13 +366,15 @@ typedef struct attn_dims {
                          softcap) before the masks are added; 0: none. Must be finite and >= 0.
        sinks             [Hq] one logit per query head that joins each row's softmax denominator but has no
                          value (gpt-oss, ggml's sinks): weights sum to less than 1, out_lse includes it; -inf
-                         is no sink. NaN or +inf is an error. (-inf and NULL agree bitwise.)
+                         is no sink. NaN or +inf is an error. (-inf and NULL agree bitwise.) The sink is
+                         taken as it is: not scaled, soft-capped or biased.
        alibi_slopes      [Hq] ALiBi (Press et al.; BLOOM, MPT, llama.cpp): query i's score of key j gets
                          -slope[h] * |g - j| after the soft-cap, before the masks, g its diagonal as for the
                          window; h the query head (GQA too). attn_alibi_slopes gives the standard slopes.
                          Equals llama.cpp's ALiBi and, causal, BLOOM's (a constant per row apart). Distances
                          are exact below 2^24 keys. Each slope must be finite; 0 adds nothing.
-       out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scaled, masked scores.
+       out_lse           [B, Hq, Nq] dense: the log-sum-exp of each row of the scores as the softmax sees
+                         them (scaled, soft-capped, ALiBi, masks), and the sink when there is one.
        out_weights       the attention weights (PyTorch's need_weights): [B, Hq, Nq, Nk] dense, or with
        average_weights   nonzero, [B, Nq, Nk], the mean over the Hq heads (PyTorch's default
                          average_attn_weights=True). This output is Nq x Nk per head by nature.
