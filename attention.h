@@ -3149,6 +3149,17 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     return ATTN_OK;
 }
 
+/* The row strides of W_q, W_k, W_v and W_o as stored: the caller's, or dense for 0 (a row of W_q and W_o
+   holds d_model floats in either layout; of W_k and W_v kv_dim (IN_OUT) or d_kv (OUT_IN)). */
+static void attn__weight_strides(ptrdiff_t rs[4], const attn_mha *m, ptrdiff_t d_model, ptrdiff_t d_kv, ptrdiff_t kv_dim)
+{
+    const ptrdiff_t kv = m->layout == ATTN_LAYOUT_IN_OUT ? kv_dim : d_kv;
+    rs[0] = m->w_q_stride ? m->w_q_stride : d_model;
+    rs[1] = m->w_k_stride ? m->w_k_stride : kv;
+    rs[2] = m->w_v_stride ? m->w_v_stride : kv;
+    rs[3] = m->w_o_stride ? m->w_o_stride : d_model;
+}
+
 /* dst [heads x n x d] (head-major) = src [n x heads*d] (a projection's rows, the heads interleaved). */
 static void attn__split_heads(float *dst, const float *src, int n, int heads, int d, int threads)
 {
@@ -3176,9 +3187,6 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
 {
     const attn_dims *d = &md->sdpa;
     const ptrdiff_t d_model = md->d_model, kv_dim = md->kv_dim, d_kv = md->d_kv;
-    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kv_dim : d_kv; /* W_q, W_o: d_model either way */
-    const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : d_model, wo_rs = m->w_o_stride ? m->w_o_stride : d_model;
-    const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : wkv_rs, wv_rs = m->w_v_stride ? m->w_v_stride : wkv_rs;
     float *sdpa_ws = ws;                        /* the fused kernel's tiles   */
     float *bpack = ws + (md->sdpa_floats & ~(size_t)15); /* a packed weight matrix */
     float *qb = bpack + md->pack_floats;        /* [Nq x d_model]  */
@@ -3189,7 +3197,9 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
     const attn_stride kv_s = attn_stride_bhnd(d->n_kv_heads, n_kv, d->d_k);
     const size_t w_per_batch = (o->average_weights ? 1u : (size_t)d->n_heads) * (size_t)n_q * (size_t)n_kv;
     const int threads = attn__threads(o, ATTN_MAX_THREADS); /* attn__project and sdpa take fewer as they need */
+    ptrdiff_t w_rs[4];
     int b;
+    attn__weight_strides(w_rs, m, d_model, d_kv, kv_dim);
     for (b = 0; b < md->batch; ++b) {
         const float *xq_b = x_q + (size_t)b * (size_t)n_q * (size_t)md->d_model;
         const float *xkv_b = x_kv + (size_t)b * (size_t)n_kv * (size_t)md->d_kv;
@@ -3199,15 +3209,15 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = o->out_lse ? o->out_lse + (size_t)b * (size_t)d->n_heads * (size_t)n_q : NULL;
         ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
-        attn__project(qb, d_model, xq_b, d_model, m->w_q, wq_rs, m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, wk_rs, m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(qb, d_model, xq_b, d_model, m->w_q, w_rs[0], m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, w_rs[1], m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__rope_rows(qb, d_model, d->d_k, d->n_heads, n_q, d->d_k, 0, &m->rope); /* positions 0 .. */
         attn__rope_rows(ab, kv_dim, d->d_k, d->n_kv_heads, n_kv, d->d_k, 0, &m->rope);
         attn__split_heads(kb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, w_rs[2], m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(vb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, sdpa_ws);
-        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, wo_rs, m->layout,
+        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, w_rs[3], m->layout,
                       m->b_o, n_q, md->d_model, md->d_model, threads, bpack);
     }
 }
@@ -3421,9 +3431,6 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
 {
     const attn_dims *d = &sd->sdpa;
     const ptrdiff_t d_model = (ptrdiff_t)d->n_heads * d->d_k, kv_dim = (ptrdiff_t)d->n_kv_heads * d->d_k;
-    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kv_dim : d_model;
-    const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : d_model, wo_rs = m->w_o_stride ? m->w_o_stride : d_model;
-    const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : wkv_rs, wv_rs = m->w_v_stride ? m->w_v_stride : wkv_rs;
     const int threads = attn__threads(o, ATTN_MAX_THREADS), rows = sd->rows;
     float *sdpa_ws = ws;                                      /* the fused kernel's tiles   */
     float *bpack = ws + (sd->sdpa_floats & ~(size_t)15);      /* a packed weight matrix     */
@@ -3435,10 +3442,12 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     const attn_stride cache_s = attn_stride_bhnd(d->n_kv_heads, c->max_len, d->d_k);
     attn_options ob = *o;
     attn_dims db = *d;
+    ptrdiff_t w_rs[4];
     int b;
-    attn__project(qb, d_model, x, d_model, m->w_q, wq_rs, m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
-    attn__project(kb, kv_dim, x, d_model, m->w_k, wk_rs, m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
-    attn__project(vb, kv_dim, x, d_model, m->w_v, wv_rs, m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    attn__weight_strides(w_rs, m, d_model, d_model, kv_dim);
+    attn__project(qb, d_model, x, d_model, m->w_q, w_rs[0], m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
+    attn__project(kb, kv_dim, x, d_model, m->w_k, w_rs[1], m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    attn__project(vb, kv_dim, x, d_model, m->w_v, w_rs[2], m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
     db.n_kv = c->ring ? c->max_len : 0;
     for (b = 0; b < c->batch; ++b) {
         const size_t r0 = (size_t)b * (size_t)n_new;
@@ -3454,7 +3463,7 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     ob.kv_len = c->ring ? NULL : c->len;
     ob.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
     attn__sdpa_run(ab, q_s, qb, q_s, c->k, cache_s, c->v, cache_s, &db, &ob, c->ring ? &sd->ring : NULL, sdpa_ws);
-    attn__project(out, d_model, ab, d_model, m->w_o, wo_rs, m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
+    attn__project(out, d_model, ab, d_model, m->w_o, w_rs[3], m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
 }
 
 ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cache *cache, int n_new,
