@@ -3590,20 +3590,30 @@ static void test_rope_identities(void)
     }
 }
 
+/* Opens tests/data/<name>.txt, a fixture file of tests/gen_golden.py starting "<magic> 1" and "cases N";
+   NULL (the failure counted and said) when it cannot be opened or its header is wrong. */
+static FILE *fixture_open(const char *name, const char *magic_want, int *cases)
+{
+    char path[512], magic[32];
+    int version;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s.txt", g_data_dir, name);
+    f = fopen(path, "r");
+    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return NULL; }
+    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, magic_want) || version != 1 ||
+        !read_int(f, "cases", cases) || *cases < 1) {
+        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return NULL;
+    }
+    return f;
+}
+
 /* tests/data/rope.txt: cases computed by tests/gen_golden.py with PyTorch's formulas (HF rotate_half for
    NEOX, GPT-J's rotate_every_two) in float64 */
 static void test_rope_fixture(void)
 {
-    char path[512], magic[32];
-    FILE *f;
-    int version, cases = 0, c;
-    snprintf(path, sizeof path, "%s/rope.txt", g_data_dir);
-    f = fopen(path, "r");
-    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
-    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-rope") || version != 1 ||
-        !read_int(f, "cases", &cases) || cases < 1) {
-        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
-    }
+    int cases = 0, c;
+    FILE *f = fixture_open("rope", "attn-rope", &cases);
+    if (!f) return;
     for (c = 0; c < cases; ++c) {
         int B, H, N, D, style, n_rot, i, *pos0 = NULL;
         float *theta = NULL, *fs = NULL, *pos = NULL, *x = NULL, *out = NULL;
@@ -3612,13 +3622,13 @@ static void test_rope_fixture(void)
         double *ref, e;
         if (!(read_int(f, "batch", &B) && read_int(f, "n_heads", &H) && read_int(f, "n", &N) && read_int(f, "d", &D) &&
               read_int(f, "style", &style) && read_int(f, "n_rot", &n_rot) && B > 0 && H > 0 && N > 0 && D > 0)) {
-            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+            printf("    rope.txt: case %d: bad sizes\n", c); ++g_fails; break;
         }
         count = (size_t)B * H * N * D;
         if (!((theta = read_tensor(f, "theta", 1)) && (fs = read_tensor(f, "freq_scale", 1)) &&
               (pos = read_tensor(f, "pos0", B)) && (x = read_tensor(f, "x", (int)count)) &&
               (out = read_tensor(f, "out", (int)count)))) {
-            printf("    %s: case %d malformed\n", path, c); ++g_fails;
+            printf("    rope.txt: case %d malformed\n", c); ++g_fails;
             free(theta); free(fs); free(pos); free(x); free(out);
             break;
         }
@@ -3645,16 +3655,9 @@ static void test_rope_fixture(void)
    tests/gen_golden.py from explicit PyTorch formulas in float64; output and out_lse within TOL */
 static void test_modifiers_fixture(void)
 {
-    char path[512], magic[32];
-    FILE *f;
-    int version, cases = 0, c;
-    snprintf(path, sizeof path, "%s/modifiers.txt", g_data_dir);
-    f = fopen(path, "r");
-    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
-    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-modifiers") || version != 1 ||
-        !read_int(f, "cases", &cases) || cases < 1) {
-        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
-    }
+    int cases = 0, c;
+    FILE *f = fixture_open("modifiers", "attn-modifiers", &cases);
+    if (!f) return;
     for (c = 0; c < cases; ++c) {
         char tag[16], name[64];
         int B, Hq, Hkv, Nq, Nk, Dk, Dv, causal, window, wl, wr, has_kv_len, has_sinks, has_alibi, alibi_std, i;
@@ -3673,7 +3676,7 @@ static void test_modifiers_fixture(void)
               read_int(f, "has_kv_len", &has_kv_len) && read_int(f, "has_sinks", &has_sinks) &&
               read_int(f, "has_alibi", &has_alibi) && read_int(f, "alibi_standard", &alibi_std) && B > 0 &&
               Hq > 0 && Hkv > 0 && Hq % Hkv == 0 && Nq > 0 && Nk > 0 && Dk > 0 && Dv > 0)) {
-            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+            printf("    modifiers.txt: case %d: bad sizes\n", c); ++g_fails; break;
         }
         n_o = (size_t)B * Hq * Nq * Dv;
         n_l = (size_t)B * Hq * Nq;
@@ -3686,7 +3689,7 @@ static void test_modifiers_fixture(void)
              (v = read_tensor(f, "v", B * Hkv * Nk * Dv)) && (want = read_tensor(f, "out", (int)n_o)) &&
              (want_lse = read_tensor(f, "lse", (int)n_l));
         if (!ok) {
-            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+            printf("    modifiers.txt: case %s malformed\n", name); ++g_fails;
             free(scale); free(softcap); free(max_bias); free(kv_len_f); free(sinks); free(slopes);
             free(q); free(k); free(v); free(want); free(want_lse);
             break;
