@@ -173,14 +173,14 @@ typedef struct ring {
     int n_loc, c;               /* rows per rank; causal block size C = n_loc / 2 */
     float *q, *kv[2];           /* local queries; the current and the next key/value block */
     float *out, *lse;           /* the running (merged) result */
-    float *part, *lse_part;     /* one step's partial result */
+    float *part, *lse_part;     /* one head's partial result of a step [n_loc, D], [n_loc] */
     void *ws;                   /* attn_sdpa's workspace, sized once: the loop never allocates */
     size_t ws_bytes;
     MPI_Datatype row;           /* D floats: counts stay small for any N */
 } ring;
 
 /* One head's attention of local rows q0 .. q0+nq-1 against keys k0 .. k0+nk-1 of block kv, written to
-   (out_h, lse_h) at the same rows. */
+   out [nq, D] and lse [nq]. */
 static void block_attention(const config *cf, ring *g, const float *kv, int h, int q0, int nq, int k0, int nk,
                             attn_causal causal, float *out, float *lse)
 {
@@ -190,8 +190,8 @@ static void block_attention(const config *cf, ring *g, const float *kv, int h, i
     attn_options opt;
     memset(&opt, 0, sizeof opt);
     opt.causal = causal;
-    opt.out_lse = lse + hoff + (size_t)q0;
-    check(attn_sdpa(out + (hoff + (size_t)q0) * (size_t)D, attn_stride_bhnd(1, nq, D),
+    opt.out_lse = lse;
+    check(attn_sdpa(out, attn_stride_bhnd(1, nq, D),
                     g->q + (hoff + (size_t)q0) * (size_t)D, attn_stride_bhnd(1, nq, D),
                     kv + (hoff + (size_t)k0) * (size_t)D, attn_stride_bhnd(1, nk, D),
                     kv + ((size_t)cf->heads * (size_t)g->n_loc + hoff + (size_t)k0) * (size_t)D,
@@ -212,36 +212,39 @@ static void ring_pass(const config *cf, ring *g, double *t_comp, double *t_merge
         double t0, t1, t2;
         int q0 = 0, nq = g->n_loc, k0 = 0, nk = g->n_loc;
         attn_causal causal = ATTN_CAUSAL_NONE;
-        float *dst_o = t == 0 ? g->out : g->part, *dst_l = t == 0 ? g->lse : g->lse_part;
         /* the next block is on its way while this one is computed (none after the last step) */
         if (t < P - 1) {
             MPI_Irecv(g->kv[1 - cur], rows, g->row, left, t, MPI_COMM_WORLD, &req[n_req++]);
             MPI_Isend(g->kv[cur], rows, g->row, right, t, MPI_COMM_WORLD, &req[n_req++]);
         }
         if (cf->causal) {
-            if (t == 0) causal = ATTN_CAUSAL_TOP_LEFT;             /* own blocks: r's diagonal, all of r, 2P-1-r's diagonal */
-            else if (src < r) nk = g->c;                          /* all queries, key block src only */
-            else { q0 = g->c; nq = g->c; }                        /* queries of block 2P-1-r, both key blocks */
+            if (t == 0) causal = ATTN_CAUSAL_TOP_LEFT; /* own blocks: r's diagonal, all of r, 2P-1-r's diagonal */
+            else if (src < r) nk = g->c;               /* all queries, key block src only */
+            else { q0 = g->c; nq = g->c; }             /* queries of block 2P-1-r, both key blocks */
         }
         if (t == 1 && r == cf->fail_rank) die("step 1", "simulated failure (--fail-rank)");
-        t0 = MPI_Wtime();
+        t_comp[t] = t_merge[t] = 0.0;
         for (h = 0; h < H; ++h) {
-            block_attention(cf, g, g->kv[cur], h, q0, nq, k0, nk, causal, dst_o, dst_l);
+            const size_t o = (size_t)h * (size_t)g->n_loc + (size_t)q0; /* row h, q0 of out and lse */
+            t0 = MPI_Wtime();
+            if (t == 0) { /* the first partial result is the running result */
+                block_attention(cf, g, g->kv[cur], h, q0, nq, k0, nk, causal, g->out + o * (size_t)D, g->lse + o);
+                t1 = t2 = MPI_Wtime();
+            } else { /* a partial result, merged into the running one while it is in the cache */
+                block_attention(cf, g, g->kv[cur], h, q0, nq, k0, nk, causal, g->part, g->lse_part);
+                t1 = MPI_Wtime();
+                check(attn_merge(g->out + o * (size_t)D, D, g->lse + o, g->out + o * (size_t)D, D, g->lse + o,
+                                 g->part, D, g->lse_part, nq, D),
+                      "attn_merge");
+                t2 = MPI_Wtime();
+            }
+            t_comp[t] += t1 - t0;
+            t_merge[t] += t2 - t1;
             if (n_req) MPI_Testall(n_req, req, &flag, MPI_STATUSES_IGNORE); /* lets MPI progress the transfer */
         }
-        t1 = MPI_Wtime();
-        if (t > 0)
-            for (h = 0; h < H; ++h) {
-                const size_t o = ((size_t)h * (size_t)g->n_loc + (size_t)q0);
-                check(attn_merge(g->out + o * (size_t)D, D, g->lse + o, g->out + o * (size_t)D, D, g->lse + o,
-                                 g->part + o * (size_t)D, D, g->lse_part + o, nq, D),
-                      "attn_merge");
-            }
-        t2 = MPI_Wtime();
+        t0 = MPI_Wtime();
         if (n_req) MPI_Waitall(n_req, req, MPI_STATUSES_IGNORE);
-        t_comp[t] = t1 - t0;
-        t_merge[t] = t2 - t1;
-        t_wait[t] = MPI_Wtime() - t2;
+        t_wait[t] = MPI_Wtime() - t0;
         cur = 1 - cur;
     }
 }
@@ -446,9 +449,9 @@ int main(int argc, char **argv)
         g.kv[0] = (float *)xmalloc(sizeof(float) * 2 * nq);
         g.kv[1] = (float *)xmalloc(sizeof(float) * 2 * nq);
         g.out = (float *)xmalloc(sizeof(float) * nq);
-        g.part = (float *)xmalloc(sizeof(float) * nq);
+        g.part = (float *)xmalloc(sizeof(float) * (size_t)g.n_loc * (size_t)cf.d);
         g.lse = (float *)xmalloc(sizeof(float) * (size_t)cf.heads * (size_t)g.n_loc);
-        g.lse_part = (float *)xmalloc(sizeof(float) * (size_t)cf.heads * (size_t)g.n_loc);
+        g.lse_part = (float *)xmalloc(sizeof(float) * (size_t)g.n_loc);
         memset(&opt, 0, sizeof opt);
         opt.out_lse = g.lse;
         check(attn_sdpa_workspace_size(&b0, &dims, &opt), "attn_sdpa_workspace_size");
