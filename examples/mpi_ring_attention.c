@@ -47,7 +47,8 @@
        make mpi
        mpirun --allow-run-as-root --oversubscribe -np 4 build/mpi_ring_attention
    Options (all optional): --n=N (4096), --heads=H (4), --d=D (64), --causal / --no-causal (causal),
-       --timings (per-step compute, merge, exposed wait and transfer-alone times), --repeat=R (runs of the
+       --timings (per step: time in attn_sdpa, in attn_merge, in the MPI_Testall polls, in the final
+       MPI_Waitall, and the same transfer with nothing computed), --repeat=R (runs of the
        ring for the timings, medians; 1, 5 with --timings), --no-check (no single-process reference: large
        N), --fail-rank=R (rank R fails at step 1: shows the abort path), --qscale=K (queries K times larger:
        large logits).
@@ -199,8 +200,9 @@ static void block_attention(const config *cf, ring *g, const float *kv, int h, i
           "attn_sdpa");
 }
 
-/* One pass of the ring: P steps. t_comp, t_merge, t_wait [P] receive the times of each step. */
-static void ring_pass(const config *cf, ring *g, double *t_comp, double *t_merge, double *t_wait)
+/* One pass of the ring: P steps. t_comp, t_merge, t_prog, t_wait [P] receive the times of each step: in
+   attn_sdpa, in attn_merge, in the MPI_Testall calls between heads, in the final MPI_Waitall. */
+static void ring_pass(const config *cf, ring *g, double *t_comp, double *t_merge, double *t_prog, double *t_wait)
 {
     const int P = g_size, r = g_rank, H = cf->heads, D = cf->d;
     const int right = (r + 1) % P, left = (r + P - 1) % P, rows = 2 * H * g->n_loc;
@@ -223,7 +225,7 @@ static void ring_pass(const config *cf, ring *g, double *t_comp, double *t_merge
             else { q0 = g->c; nq = g->c; }             /* queries of block 2P-1-r, both key blocks */
         }
         if (t == 1 && r == cf->fail_rank) die("step 1", "simulated failure (--fail-rank)");
-        t_comp[t] = t_merge[t] = 0.0;
+        t_comp[t] = t_merge[t] = t_prog[t] = 0.0;
         for (h = 0; h < H; ++h) {
             const size_t o = (size_t)h * (size_t)g->n_loc + (size_t)q0; /* row h, q0 of out and lse */
             t0 = MPI_Wtime();
@@ -241,6 +243,7 @@ static void ring_pass(const config *cf, ring *g, double *t_comp, double *t_merge
             t_comp[t] += t1 - t0;
             t_merge[t] += t2 - t1;
             if (n_req) MPI_Testall(n_req, req, &flag, MPI_STATUSES_IGNORE); /* lets MPI progress the transfer */
+            t_prog[t] += MPI_Wtime() - t2;
         }
         t0 = MPI_Wtime();
         if (n_req) MPI_Waitall(n_req, req, MPI_STATUSES_IGNORE);
@@ -393,7 +396,7 @@ int main(int argc, char **argv)
     ring g;
     int mine[5], lo[5], hi[5], i, t, rep, status = 0;
     const char *names[5] = {"n", "heads", "d", "causal", "qscale"};
-    double *tc, *tm, *tw, *tx, *tr, t_total[MAX_REPEAT];
+    double *tc, *tm, *tp, *tw, *tx, *tr, t_total[MAX_REPEAT];
 
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
@@ -468,6 +471,7 @@ int main(int argc, char **argv)
     tc = (double *)xmalloc(sizeof(double) * (size_t)g_size * (size_t)cf.repeat);
     tm = (double *)xmalloc(sizeof(double) * (size_t)g_size * (size_t)cf.repeat);
     tw = (double *)xmalloc(sizeof(double) * (size_t)g_size * (size_t)cf.repeat);
+    tp = (double *)xmalloc(sizeof(double) * (size_t)g_size * (size_t)cf.repeat);
     tx = (double *)xmalloc(sizeof(double) * (size_t)g_size * (size_t)cf.repeat);
     tr = (double *)xmalloc(sizeof(double) * (size_t)cf.repeat);
     if (g_rank == 0)
@@ -480,21 +484,22 @@ int main(int argc, char **argv)
         if (rep > 0) fill_local(&cf, &g);
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
-        ring_pass(&cf, &g, tc + (size_t)rep * g_size, tm + (size_t)rep * g_size, tw + (size_t)rep * g_size);
+        ring_pass(&cf, &g, tc + (size_t)rep * g_size, tm + (size_t)rep * g_size, tp + (size_t)rep * g_size,
+                  tw + (size_t)rep * g_size);
         MPI_Barrier(MPI_COMM_WORLD);
         t_total[rep] = MPI_Wtime() - t0;
     }
 
     if (cf.timings) {
         /* per step: the median over the repeats on this rank, then the max over the ranks */
-        double mx[4], comp_sum = 0.0, flops_step;
+        double mx[5], comp_sum = 0.0, flops_step;
         for (rep = 0; rep < cf.repeat; ++rep) transfer_pass(&cf, &g, tx + (size_t)rep * g_size);
         if (g_rank == 0)
             printf("per step, seconds: median of %d passes on each rank, then the max over the ranks\n"
-                   "step   compute     merge      wait(exposed)  transfer alone\n", cf.repeat);
+                   "step   compute     merge       progress    wait        transfer alone\n", cf.repeat);
         flops_step = 4.0 * (double)g.n_loc * (double)g.n_loc * cf.d * cf.heads * (cf.causal ? 0.5 : 1.0);
         for (t = 0; t < g_size; ++t) {
-            double v[4];
+            double v[5];
             for (rep = 0; rep < cf.repeat; ++rep) tr[rep] = tc[(size_t)rep * g_size + t];
             v[0] = median(tr, cf.repeat);
             for (rep = 0; rep < cf.repeat; ++rep) tr[rep] = tm[(size_t)rep * g_size + t];
@@ -503,9 +508,11 @@ int main(int argc, char **argv)
             v[2] = median(tr, cf.repeat);
             for (rep = 0; rep < cf.repeat; ++rep) tr[rep] = tx[(size_t)rep * g_size + t];
             v[3] = t < g_size - 1 ? median(tr, cf.repeat) : 0.0;
-            MPI_Reduce(v, mx, 4, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+            for (rep = 0; rep < cf.repeat; ++rep) tr[rep] = tp[(size_t)rep * g_size + t];
+            v[4] = median(tr, cf.repeat);
+            MPI_Reduce(v, mx, 5, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
             if (g_rank == 0) {
-                printf("%4d   %.6f  %.6f  %.6f       %.6f\n", t, mx[0], mx[1], mx[2], mx[3]);
+                printf("%4d   %.6f  %.6f  %.6f  %.6f    %.6f\n", t, mx[0], mx[1], mx[4], mx[2], mx[3]);
                 comp_sum += mx[0];
             }
         }
@@ -537,7 +544,7 @@ int main(int argc, char **argv)
 
     MPI_Type_free(&g.row);
     free(g.q); free(g.kv[0]); free(g.kv[1]); free(g.out); free(g.part); free(g.lse); free(g.lse_part); free(g.ws);
-    free(tc); free(tm); free(tw); free(tx); free(tr);
+    free(tc); free(tm); free(tp); free(tw); free(tx); free(tr);
     MPI_Finalize();
     return status;
 }
