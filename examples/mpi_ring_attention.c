@@ -35,13 +35,15 @@
    own order (key tiles with a running max, unnormalised accumulators), the ring sums per block and merges
    normalised block results through rounded float log-sum-exps, in an order that starts at each rank's own
    block. Both are rounded float32 sums of the same terms; a float64 reference on sampled rows shows how
-   far each is from the exact value.
+   far each is from the exact value (equally far: docs/ring_attention.md). With --qscale=K the logits are
+   K times larger, and so are their own rounding errors in both computations: the tolerance is K x 1e-6.
 
    Bad input: sizes are compared across ranks (an allreduce of min and max); a mismatch, or N not divisible
    by 2P (causal) or P, makes every rank print a message and exit with status 1. A failure inside a rank
    (allocation, an attn_sdpa error; --fail-rank=R simulates one on rank R) prints the rank and the reason
-   and calls MPI_Abort, which ends every rank: no rank waits for a message that will not come. Every
-   receive of the ring has its matching send (P - 1 transfers per rank, the same on every rank).
+   and calls MPI_Abort, which ends every rank: no rank waits for a message that will not come. A rank
+   that dies without it (killed, crashed) is noticed by mpirun, which ends the job. Every receive of the
+   ring has its matching send (P - 1 transfers per rank, the same on every rank).
 
    Build and run (Debian: apt-get install openmpi-bin libopenmpi-dev):
        make mpi
