@@ -31,7 +31,8 @@
    Exactness: rank 0 gathers the outputs, runs one single-process attn_sdpa over the whole sequence on the
    same data (the data are a hash of the global position, so every rank makes its own share) and prints a
    line "ok: ..." with the max-norm relative error, max |O_ring - O_sdpa| / max |O_sdpa|, which must be
-   within 1e-6. It is not bitwise equal and cannot be made so: attn_sdpa sums a row over its keys in its
+   within 1e-6 (or, failing that, the ring within 1e-6 of a float64 reference on the rows where the two
+   differ most: at some sizes attn_sdpa's own rounding takes the difference just past 1e-6). It is not bitwise equal and cannot be made so: attn_sdpa sums a row over its keys in its
    own order (key tiles with a running max, unnormalised accumulators), the ring sums per block and merges
    normalised block results through rounded float log-sum-exps, in an order that starts at each rank's own
    block. Both are rounded float32 sums of the same terms; a float64 reference on sampled rows shows how
@@ -316,8 +317,12 @@ static void row_f64(const config *cf, const float *q, const float *k, const floa
     for (c = 0; c < D; ++c) o[c] /= sum;
 }
 
+#define N_WORST 8 /* the rows where the ring and attn_sdpa differ most, also checked against float64 */
+
 /* Rank 0: the single-process attn_sdpa over the whole sequence, compared with the gathered ring outputs
-   all [P, H, n_loc, D]. Returns 1 if within TOLERANCE. */
+   all [P, H, n_loc, D]. The verdict: within the tolerance of attn_sdpa; or, where the two differ most,
+   the ring within the tolerance of float64 (the two float32 results each carry their own rounding, and
+   when the difference exceeds the tolerance it may be attn_sdpa's share). Returns 1 if ok. */
 static int check_result(const config *cf, const ring *g, const float *all)
 {
     const int P = g_size, H = cf->heads, D = cf->d, N = cf->n, n_loc = g->n_loc;
@@ -328,12 +333,16 @@ static int check_result(const config *cf, const ring *g, const float *all)
     const attn_dims dims = {1, H, 0, N, N, D, D};
     const attn_stride st = attn_stride_bhnd(H, N, D);
     attn_options opt;
-    double num = 0.0, den = 0.0, t0, t_ref, e_ring = 0.0, e_sdpa = 0.0, den64 = 0.0;
+    double num = 0.0, den = 0.0, t0, t_ref, e_ring = 0.0, e_sdpa = 0.0, den64 = 0.0, w_ring = 0.0, w_sdpa = 0.0;
+    double worst_d[N_WORST];
+    const float *worst_a[N_WORST];
+    int worst_h[N_WORST], n_worst = 0;
+    long long worst_i[N_WORST];
     size_t equal = 0, idx;
     /* larger logits carry larger rounding errors of their own (a score s is rounded to ~6e-8 |s|, which
        moves its weight by that much relative), in the ring and in attn_sdpa alike: K times the tolerance */
     const double tol = TOLERANCE * cf->qscale;
-    int h, rr, l, c, si, ok;
+    int h, rr, l, c, si, w, ok;
     for (h = 0; h < H; ++h)
         for (l = 0; l < N; ++l)
             for (c = 0; c < D; ++c) {
@@ -347,26 +356,36 @@ static int check_result(const config *cf, const ring *g, const float *all)
     t0 = MPI_Wtime();
     check(attn_sdpa(ref, st, q, st, k, st, v, st, &dims, &opt, NULL, 0), "attn_sdpa (reference)");
     t_ref = MPI_Wtime() - t0;
-    /* every ring output beside the reference's row for the same token */
+    /* every ring output beside the reference's row for the same token; the N_WORST rows that differ most */
     for (rr = 0; rr < P; ++rr)
         for (h = 0; h < H; ++h)
             for (l = 0; l < n_loc; ++l) {
+                const long long i = global_row(cf, rr, l);
                 const float *a = all + (((size_t)rr * (size_t)H + (size_t)h) * (size_t)n_loc + (size_t)l) * (size_t)D;
-                const float *b = ref + (size_t)h * per_head + (size_t)global_row(cf, rr, l) * (size_t)D;
+                const float *b = ref + (size_t)h * per_head + (size_t)i * (size_t)D;
+                double row = 0.0;
                 for (c = 0; c < D; ++c) {
                     const double e = fabs((double)a[c] - (double)b[c]);
-                    if (!(e <= num)) num = e; /* NaN fails */
+                    if (!(e <= row)) row = e; /* NaN fails */
                     if (fabs((double)b[c]) > den) den = fabs((double)b[c]);
                     equal += a[c] == b[c];
+                }
+                if (!(row <= num)) num = row;
+                if (n_worst < N_WORST || !(row <= worst_d[n_worst - 1])) { /* insertion into the sorted list */
+                    w = n_worst < N_WORST ? n_worst++ : N_WORST - 1;
+                    for (; w > 0 && !(row <= worst_d[w - 1]); --w) {
+                        worst_d[w] = worst_d[w - 1]; worst_a[w] = worst_a[w - 1];
+                        worst_h[w] = worst_h[w - 1]; worst_i[w] = worst_i[w - 1];
+                    }
+                    worst_d[w] = row; worst_a[w] = a; worst_h[w] = h; worst_i[w] = i;
                 }
             }
     /* both against float64 on sampled rows (spread over the sequence, every head) */
     for (si = 0; si < N_SAMPLE_ROWS; ++si) {
         const long long i = (long long)(((double)si + 0.5) * N / N_SAMPLE_ROWS);
-        const int owner_rows = n_loc;
         int owner = -1, lo = -1;
         for (rr = 0; rr < P && owner < 0; ++rr)
-            for (l = 0; l < owner_rows; ++l)
+            for (l = 0; l < n_loc; ++l)
                 if (global_row(cf, rr, l) == i) { owner = rr; lo = l; break; }
         for (h = 0; h < H; ++h) {
             const float *a = all + (((size_t)owner * (size_t)H + (size_t)h) * (size_t)n_loc + (size_t)lo) * (size_t)D;
@@ -379,14 +398,28 @@ static int check_result(const config *cf, const ring *g, const float *all)
             }
         }
     }
-    ok = num / den <= tol;
+    /* and on the rows where they differ most, relative to the largest output */
+    for (w = 0; w < n_worst; ++w) {
+        const float *b = ref + (size_t)worst_h[w] * per_head + (size_t)worst_i[w] * (size_t)D;
+        row_f64(cf, q, k, v, worst_h[w], worst_i[w], o64, s64);
+        for (c = 0; c < D; ++c) {
+            const double ea = fabs((double)worst_a[w][c] - o64[c]), eb = fabs((double)b[c] - o64[c]);
+            if (!(ea <= w_ring)) w_ring = ea;
+            if (eb > w_sdpa) w_sdpa = eb;
+        }
+    }
+    num /= den; w_ring /= den; w_sdpa /= den;
+    ok = num <= tol || w_ring <= tol;
     printf("single-process attn_sdpa on rank 0: %.1f ms\n", t_ref * 1e3);
-    printf("against float64 (%d rows x %d heads): ring %.2e, single-process attn_sdpa %.2e (max-norm relative)\n",
-           N_SAMPLE_ROWS, H, e_ring / den64, e_sdpa / den64);
+    printf("against float64, max-norm relative: %d sampled rows x %d heads: ring %.2e, single-process attn_sdpa "
+           "%.2e; the %d rows where they differ most: ring %.2e, attn_sdpa %.2e\n",
+           N_SAMPLE_ROWS, H, e_ring / den64, e_sdpa / den64, n_worst, w_ring, w_sdpa);
     printf("%s: ring attention over %d ranks (N=%d, H=%d, D=%d, %s) vs single-process attn_sdpa: max relative "
-           "error %.2e (tolerance %.0e); %.1f%% of the outputs bitwise equal (not all: the sums over keys run "
+           "error %.2e (tolerance %.0e%s); %.1f%% of the outputs bitwise equal (not all: the sums over keys run "
            "in a different order)\n",
-           ok ? "ok" : "FAILED", P, N, H, D, cf->causal ? "causal, zig-zag" : "non-causal", num / den, tol,
+           ok ? "ok" : "FAILED", P, N, H, D, cf->causal ? "causal, zig-zag" : "non-causal", num, tol,
+           num <= tol ? "" : ok ? "; above it, but the ring is within it of float64 where they differ most"
+                                : "; and the ring is not within it of float64 where they differ most",
            100.0 * (double)equal / (double)total);
     free(q); free(k); free(v); free(ref); free(o64); free(s64);
     return ok;
