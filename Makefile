@@ -11,7 +11,7 @@ HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
            $(BUILD)/gpt_decode $(BUILD)/llama_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
 
-.PHONY: all test install uninstall check-install check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table check-build clean
+.PHONY: all test install uninstall check-install check-accuracy mpi check-mpi test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -178,6 +178,25 @@ run: $(BUILD)/quickstart
 
 $(BUILD)/%: examples/%.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
+# Sequence-parallel attention over MPI (examples/mpi_ring_attention.c, docs/ring_attention.md), built with
+# Open MPI's mpicc (Debian: openmpi-bin, libopenmpi-dev); skipped with a message when there is no mpicc.
+#   mpirun --allow-run-as-root --oversubscribe -np 4 build/mpi_ring_attention
+# make check-mpi runs it with 2 and 4 ranks, causal and not, and its bad inputs (tests/mpi/check_mpi.sh).
+MPICC ?= mpicc
+MPIRUN ?= mpirun --allow-run-as-root --oversubscribe
+HAVE_MPICC = $(shell command -v $(firstword $(MPICC)) >/dev/null 2>&1 && echo yes)
+ifeq ($(HAVE_MPICC),yes)
+mpi: $(BUILD)/mpi_ring_attention
+check-mpi: $(BUILD)/mpi_ring_attention
+	MPIRUN='$(MPIRUN)' sh tests/mpi/check_mpi.sh $(BUILD)/mpi_ring_attention
+else
+mpi check-mpi:
+	@echo "$@: no $(firstword $(MPICC)) (Debian: apt-get install openmpi-bin libopenmpi-dev); MPI example skipped"
+endif
+
+$(BUILD)/mpi_ring_attention: examples/mpi_ring_attention.c $(HEADER) | $(BUILD)
+	$(MPICC) $(CFLAGS) -I. -o $@ examples/mpi_ring_attention.c $(LDLIBS)
 
 # The implementation compiles without a warning under -Wconversion -Wsign-conversion (users build with them).
 CONVERSION_FLAGS = -Wconversion -Wsign-conversion
