@@ -583,7 +583,10 @@ ATTNDEF attn_result attn_merge(float *o, ptrdiff_t o_stride, float *lse, const f
    keep full accuracy (a float angle is off by ~1e-2 rad at position 1e5); this is more exact than PyTorch's
    and HF's float32 cos/sin tables, which differ from it by their own rounding. cos and sin are computed once
    per (batch, row, pair) for all the heads; nothing is allocated. rope NULL or style ATTN_ROPE_NONE: the
-   arguments are validated, x is left as it is.
+   arguments are validated, x is left as it is. RoPE is a pass over Q and K before attention (as ggml_rope
+   and PyTorch models apply it), not a step inside the fused kernel, which would rotate every key once per
+   query tile: the multi-head functions and attn_kv_step do it as they project (attn_mha.rope); callers of
+   attn_sdpa call this first.
    Errors: x NULL; a size < 1; x_s breaks an output's rules (ATTN_ERR_STRIDE); style out of range, n_rot odd,
    negative or > d (or 0 with d odd), theta or freq_scale not finite or negative, a negative pos0[b]
    (ATTN_ERR_OPTION); pos0[b] + n - 1 > INT_MAX (ATTN_ERR_OVERFLOW). */
