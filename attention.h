@@ -570,6 +570,15 @@ typedef struct attn_dims {
     int d_v;        /* Dv: value and output width; 0 = Dk */
 } attn_dims;
 
+/* Element types of attn_sdpa's K and V (attn_options.k_type, v_type). 16-bit elements are unsigned short bit
+   patterns (attn_f32_to_f16, attn_f32_to_bf16 make them); the kernels widen them to float32 exactly and do
+   all arithmetic in float32, so the result is bitwise the float32 result on the widened values. */
+typedef enum attn_dtype {
+    ATTN_F32 = 0, /* float */
+    ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
+    ATTN_BF16 = 2 /* bfloat16: the top 16 bits of a float */
+} attn_dtype;
+
 typedef struct attn_options {
     float scale;                           /* 0: 1/sqrt(Dk) */
     attn_causal causal;                    /* ATTN_CAUSAL_NONE (0), _TOP_LEFT, _BOTTOM_RIGHT */
@@ -590,6 +599,9 @@ typedef struct attn_options {
     float softcap;                         /* > 0: scaled logits s become softcap * tanh(s / softcap) */
     const float *sinks;                    /* [Hq] a logit per head in the softmax denominator only, or NULL */
     const float *alibi_slopes;             /* [Hq] per-head slopes, or NULL: scores get -slope * |g_i - j| */
+    attn_dtype k_type, v_type;             /* attn_sdpa only: the element type of k and of v, ATTN_F32 (0),
+                                              ATTN_F16 or ATTN_BF16 (strides count elements of that type;
+                                              any alignment); the multi-head functions require 0 */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -681,8 +693,8 @@ ATTNDEF attn_result attn_f32_to_bf16(unsigned short *dst, const float *src, size
 ATTNDEF attn_result attn_bf16_to_f32(float *dst, const unsigned short *src, size_t n);
 
 ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
-                              attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
+ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+                              attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes);
 
 ATTNDEF attn_result attn_self_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
@@ -1191,8 +1203,11 @@ static float attn__lse(float m, float sum)
 typedef struct attn__head {
     float *out; ptrdiff_t out_rs;         /* [Nq x Dv] */
     const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
-    const float *k; ptrdiff_t k_rs;       /* [Nk x Dk] */
-    const float *v; ptrdiff_t v_rs;       /* [Nk x Dv] */
+    const void *k; ptrdiff_t k_rs;        /* [Nk x Dk] of k_type (row stride in its elements) */
+    const void *v; ptrdiff_t v_rs;        /* [Nk x Dv] of v_type */
+    int k_type, v_type;                   /* attn_dtype: a 16-bit K or V is read through attn__k_rows, */
+    float *k_buf, *v_buf;                 /* attn__v_rows, one key tile at a time widened into [TK x Dk], */
+                                          /* [TK x Dv] (NULL for float32) */
     const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
     const unsigned char *kpm;             /* [Nk] nonzero = masked, or NULL */
     float *lse;                           /* [Nq], or NULL */
@@ -1214,18 +1229,68 @@ typedef struct attn__head {
     const float *sink;                    /* the head's sink logit (in the denominator only), or NULL */
 } attn__head;
 
-/* Floats of one thread's fused-kernel workspace, enough for every instruction set (the SIMD kernels hold
-   Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six [TQ] vectors; the
-   scalar one less), rounded up to whole ATTN__ALIGN blocks so that each thread's slice stays aligned. The
-   kernels index it with int (c * TQ + i), so it must stay below INT_MAX floats: Dk + 2 Dv up to about 2^25. */
-static int attn__sdpa_ws_floats(size_t *n, int d_k, int d_v)
+/* Bytes of an element of type t. */
+static size_t attn__dtype_size(attn_dtype t)
 {
-    size_t dims;
+    return t == ATTN_F32 ? sizeof(float) : sizeof(unsigned short);
+}
+
+/* Floats of the tile buffer of a K (d = Dk) or V (d = Dv) of element type `type`: TK rows of d floats
+   for a 16-bit type, none for float32 (read in place). 0 on overflow. */
+static int attn__kv_buf_floats(size_t *n, attn_dtype type, int d)
+{
+    if (type == ATTN_F32) { *n = 0; return 1; }
+    return attn__mul(n, ATTN__TK, (size_t)d);
+}
+
+/* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the tile buffers
+   of a 16-bit K and V ([TK x Dk] and [TK x Dv], each only for a 16-bit type), then the kernel's own floats
+   (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six
+   [TQ] vectors; the scalar one less). Each part is a whole number of ATTN__ALIGN blocks (TK and TQ floats
+   are), so that each thread's slice and the kernel's part stay aligned. The kernels index their part with
+   int (c * TQ + i), so it must stay below INT_MAX floats: Dk + 2 Dv up to about 2^25. *kv gets the
+   floats of the two buffers (the kernel's part starts there). */
+static int attn__sdpa_ws_floats(size_t *n, size_t *kv, int d_k, int d_v, const attn_options *o)
+{
+    size_t dims, k_buf, v_buf;
     if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, (size_t)d_v) ||
         !attn__add(&dims, dims, ATTN__TK + 6) ||
         !attn__mul(n, dims, ATTN__TQ) || *n > (size_t)INT_MAX)
         return 0;
-    return 1; /* TQ floats are a whole number of ATTN__ALIGN blocks */
+    if (!attn__kv_buf_floats(&k_buf, o->k_type, d_k) || !attn__kv_buf_floats(&v_buf, o->v_type, d_v) ||
+        !attn__add(kv, k_buf, v_buf))
+        return 0;
+    return attn__add(n, *n, *kv);
+}
+
+/* Rows [j0, j0 + n) of K or V (x [.. x d] of element type `type`, row stride rs elements) as float32: the
+   caller's own rows when they are float32, else the rows widened into buf [n x d] by the conversions of
+   attn_f16_to_f32 and attn_bf16_to_f32 (exact, and the same floats on every instruction set). *view_rs
+   gets the row stride of the result. */
+static const float *attn__kv_rows(const void *x, int type, ptrdiff_t rs, int j0, int n, int d, float *buf,
+                                  ptrdiff_t *view_rs)
+{
+    const unsigned short *x16 = (const unsigned short *)x + (ptrdiff_t)j0 * rs;
+    int r;
+    if (type == ATTN_F32) { *view_rs = rs; return (const float *)x + (ptrdiff_t)j0 * rs; }
+    *view_rs = d;
+    if (n <= 0) return buf;
+    if (rs == d) /* contiguous rows: one conversion */
+        (void)(type == ATTN_F16 ? attn_f16_to_f32 : attn_bf16_to_f32)(buf, x16, (size_t)n * (size_t)d);
+    else
+        for (r = 0; r < n; ++r)
+            (void)(type == ATTN_F16 ? attn_f16_to_f32 : attn_bf16_to_f32)(buf + (ptrdiff_t)r * d, x16 + (ptrdiff_t)r * rs, (size_t)d);
+    return buf;
+}
+
+/* Keys [j0, j0 + n) of a head's K and V as float32 rows (attn__kv_rows), *rs their row stride. */
+static const float *attn__k_rows(const attn__head *h, int j0, int n, ptrdiff_t *rs)
+{
+    return attn__kv_rows(h->k, h->k_type, h->k_rs, j0, n, h->dk, h->k_buf, rs);
+}
+static const float *attn__v_rows(const attn__head *h, int j0, int n, ptrdiff_t *rs)
+{
+    return attn__kv_rows(h->v, h->v_type, h->v_rs, j0, n, h->dv, h->v_buf, rs);
 }
 
 /* ALiBi on n scores: s[x] -= slope * |a + x|, the distance computed in integers and rounded to float once
@@ -1242,9 +1307,10 @@ static void attn__alibi_row(float *s, int n, float slope, long long a)
 /* s[tq x TK] = scale * Q[i0 .. i0+tq) . K[j0 .. j0+tk)^T with every mask applied (-inf = hidden). */
 static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int j0, int tk)
 {
+    ptrdiff_t k_rs;
+    const float *k_t = attn__k_rows(h, j0, tk, &k_rs);
     int r, c;
-    attn__gemm_nt(s, ATTN__TK, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, h->k + (ptrdiff_t)j0 * h->k_rs,
-                  h->k_rs, tq, tk, h->dk, h->scale, 0);
+    attn__gemm_nt(s, ATTN__TK, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, k_t, k_rs, tq, tk, h->dk, h->scale, 0);
     for (r = 0; r < tq; ++r) {
         float *s_r = s + r * ATTN__TK;
         if (h->softcap > 0.0f)
@@ -1337,6 +1403,8 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
     for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         const int first = t % ATTN__FOLD == 0, last = t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK;
+        const float *v_t;
+        ptrdiff_t v_rs;
         attn__score_tile(s, h, i0, tq, j0, tk);
         for (r = 0; r < tq; ++r) {
             float *s_r = s + r * ATTN__TK;
@@ -1351,7 +1419,8 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
             if (alpha != 1.0f && !first)
                 for (c = 0; c < h->dv; ++c) acc_r[c] *= alpha;
         }
-        attn__gemm_nn(acc, h->dv, s, ATTN__TK, h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tq, h->dv, tk, !first);
+        v_t = attn__v_rows(h, j0, tk, &v_rs);
+        attn__gemm_nn(acc, h->dv, s, ATTN__TK, v_t, v_rs, tq, h->dv, tk, !first);
         if (last) /* fold the block into the totals */
             for (r = 0; r < tq; ++r) {
                 float *acc_r = acc + (ptrdiff_t)r * h->dv, *tot_r = acc_tot + (ptrdiff_t)r * h->dv;
@@ -2644,6 +2713,10 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
     ATTN__REQUIRE(o->causal == ATTN_CAUSAL_NONE || o->causal == ATTN_CAUSAL_TOP_LEFT ||
                       o->causal == ATTN_CAUSAL_BOTTOM_RIGHT,
                   ATTN_ERR_OPTION, "opt->causal", "must be 0, 1 or 2 (ATTN_CAUSAL_NONE, _TOP_LEFT, _BOTTOM_RIGHT)");
+    ATTN__REQUIRE(o->k_type == ATTN_F32 || o->k_type == ATTN_F16 || o->k_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->k_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
+    ATTN__REQUIRE(o->v_type == ATTN_F32 || o->v_type == ATTN_F16 || o->v_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->v_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     if (o->mask) { /* [B, Hq, Nq, Nk], or one row per (batch, head) when broadcast over the queries */
         attn_stride ms = o->mask_stride;
         if (ms.row == 0 || o->mask_broadcast_rows) ms.row = d->n_kv; /* broadcast: the row stride is unused */
@@ -2730,12 +2803,15 @@ static int attn__sdpa_threads(const attn_dims *d, const attn_options *o)
     return attn__threads(o, (double)d->batch * heads * (double)n_qt * (double)attn__key_chunks(d, o));
 }
 
-/* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks. */
-static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_options *o, size_t *per_thread)
+/* Floats of a call's workspace: each thread's tiles (attn__sdpa_ws_floats: *kv_bufs of them the 16-bit
+   K and V tile buffers), then the partial results of the key chunks. */
+static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_options *o, size_t *per_thread,
+                                  size_t *kv_bufs)
 {
     size_t parts = 0;
     const int chunks = attn__key_chunks(d, o);
-    if (!attn__sdpa_ws_floats(per_thread, d->d_k, d->d_v) || !attn__mul(n, *per_thread, (size_t)attn__sdpa_threads(d, o)))
+    if (!attn__sdpa_ws_floats(per_thread, kv_bufs, d->d_k, d->d_v, o) ||
+        !attn__mul(n, *per_thread, (size_t)attn__sdpa_threads(d, o)))
         return 0;
     if (chunks > 1 && (!attn__mul(&parts, (size_t)d->batch * (size_t)d->n_heads, (size_t)chunks) ||
                        !attn__mul(&parts, parts, (size_t)d->n_q * ((size_t)d->d_v + 2))))
@@ -2768,8 +2844,8 @@ static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_opt
    heads in order, so that the sum over heads has one order. A group is one work item, or with key chunks
    one item per chunk and a merge after. A split takes whole groups. Every group writes its own rows with
    its own arithmetic, so the result is bitwise the same whatever the threads or the split. */
-static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
-                           attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *d,
+static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+                           attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *d,
                            const attn_options *o, float *ws)
 {
     const attn__tile_fn tile = attn__tile_kernel();
@@ -2779,10 +2855,11 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
     const int head_groups = d->n_heads / heads_per_item;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
     const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)d->n_q * ((size_t)d->d_v + 2);
-    size_t per_thread, total;
+    const size_t k_size = attn__dtype_size(o->k_type), v_size = attn__dtype_size(o->v_type);
+    size_t per_thread, total, kv_bufs;
     float *parts;
     ptrdiff_t it, g0 = 0, g1 = n_groups;
-    attn__sdpa_call_floats(&total, d, o, &per_thread);
+    attn__sdpa_call_floats(&total, d, o, &per_thread, &kv_bufs);
     parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [Nq x Dv], max and sum [Nq x 2] */
     if (o->split_count > 0) {
         const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
@@ -2811,6 +2888,9 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         memset(&h, 0, sizeof h);
         h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
+        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16-bit K's tile buffer, then V's, then the kernel's part */
+        h.k_buf = o->k_type != ATTN_F32 ? ws_t : NULL;
+        h.v_buf = o->v_type != ATTN_F32 ? ws_t + kv_bufs - (size_t)ATTN__TK * (size_t)d->d_v : NULL;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
         h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
         attn__visible_keys(&h, d, o, h.n_valid);
@@ -2821,8 +2901,8 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             const int hq = hg * heads_per_item + hh, hk = hq / group;
             h.out = out + b * out_s.batch + hq * out_s.head;
             h.q = q + b * q_s.batch + hq * q_s.head;
-            h.k = k + b * k_s.batch + hk * k_s.head;
-            h.v = v + b * v_s.batch + hk * v_s.head;
+            h.k = (const char *)k + (b * k_s.batch + hk * k_s.head) * (ptrdiff_t)k_size;
+            h.v = (const char *)v + (b * v_s.batch + hk * v_s.head) * (ptrdiff_t)v_size;
             h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
             h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
             h.sink = o->sinks && !(chunks > 1) ? o->sinks + hq : NULL; /* key chunks: the merge adds it */
@@ -2837,7 +2917,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
                 h.k_lo = c * ATTN__KEY_CHUNK;
                 if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
             }
-            tile(&h, qt * ATTN__TQ, ws_t);
+            tile(&h, qt * ATTN__TQ, ws_t + kv_bufs);
         }
         if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
             const float inv_h = 1.0f / (float)d->n_heads;
@@ -2869,8 +2949,8 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 /* The bytes of attn_sdpa's workspace, on resolved sizes and checked options. */
 static attn_result attn__sdpa_need(const char *func, size_t *bytes, const attn_dims *d, const attn_options *opt)
 {
-    size_t floats, per_thread;
-    ATTN__REQUIRE(attn__sdpa_call_floats(&floats, d, opt, &per_thread) && attn__ws_bytes(bytes, floats) == ATTN_OK,
+    size_t floats, per_thread, kv_bufs;
+    ATTN__REQUIRE(attn__sdpa_call_floats(&floats, d, opt, &per_thread, &kv_bufs) && attn__ws_bytes(bytes, floats) == ATTN_OK,
                   ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k + d_v per thread, key chunks) overflows");
     return ATTN_OK;
 }
@@ -2889,8 +2969,8 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
     return attn__sdpa_need(func, bytes, &d, opt);
 }
 
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
-                              attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
+ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+                              attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes)
 {
     const char *func = "attn_sdpa";
@@ -2948,7 +3028,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     const char *n_q_arg = self ? "n" : "n_q", *n_kv_arg = self ? "n" : "n_kv";
     attn_dims full;
     attn_result r;
-    size_t n, q_floats, kv_floats, per_thread;
+    size_t n, q_floats, kv_floats, per_thread, kv_bufs;
     int head_dim, n_kv_heads, d_kv;
     ATTN__REQUIRE(m, ATTN_ERR_NULL, "mha", "NULL");
     n_kv_heads = m->n_kv_heads ? m->n_kv_heads : m->n_heads;
@@ -2999,6 +3079,8 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     if (opt && (r = attn__check_options(func, opt, &full, read_values)) != ATTN_OK) return r;
     ATTN__REQUIRE(!opt || opt->split_count == 0, ATTN_ERR_OPTION, "opt->split_count",
                   "must be 0: splits are for attn_sdpa only");
+    ATTN__REQUIRE(!opt || (opt->k_type == ATTN_F32 && opt->v_type == ATTN_F32), ATTN_ERR_OPTION, "opt->k_type",
+                  "must be 0 (ATTN_F32), as v_type: 16-bit K and V are for attn_sdpa only");
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
@@ -3011,7 +3093,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model), ATTN_ERR_OVERFLOW, "mha->w_q",
                   "its d_model x d_model elements overflow ptrdiff_t");
     if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
-        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
+        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, &per_thread, &kv_bufs) ||
         !attn__add(&md->sdpa_floats, md->sdpa_floats, 15) ||
         !attn__pack_floats(&md->pack_floats, d_kv > m->d_model ? d_kv : m->d_model, m->d_model) ||
         !attn__add(&n, q_floats, q_floats > kv_floats ? q_floats : kv_floats) || !attn__add(&n, n, kv_floats) ||
@@ -3239,7 +3321,7 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
 {
     attn__mha_dims md;
     attn_result r;
-    size_t n, per_thread, q_floats, kv_floats;
+    size_t n, per_thread, kv_bufs, q_floats, kv_floats;
     int head_dim;
     ATTN__REQUIRE(n_new > 0, ATTN_ERR_SHAPE, "n_new", "must be > 0");
     if ((r = attn__check_cache(func, c, read_values ? n_new : 0)) != ATTN_OK) return r;
@@ -3262,7 +3344,7 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
     sd->sdpa = md.sdpa;
     sd->sdpa.batch = c->batch;
     sd->rows = c->batch * n_new; /* <= the elements of x, checked */
-    if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options, &per_thread) ||
+    if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options, &per_thread, &kv_bufs) ||
         !attn__add(&sd->sdpa_floats, sd->sdpa_floats, 15) ||
         !attn__mul(&q_floats, (size_t)sd->rows, (size_t)md.d_model) ||
         !attn__mul(&kv_floats, (size_t)sd->rows, (size_t)md.kv_dim) || !attn__add(&n, q_floats, q_floats) ||
@@ -4692,20 +4774,24 @@ static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows_l2)(const float *p, ptrdi
 static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
                                                        int tq, int j0, int tk)
 {
+    ptrdiff_t k_rs;
+    const float *k_t = attn__k_rows(h, j0, tk, &k_rs);
     int j, i, nb, rows;
     for (j = 0; j < tk; j += rows) {
         const int next = j0 + ATTN__TK + j; /* the same keys of the next tile */
         rows = ATTN__BLOCK_ROWS(tk - j);
         /* the V rows of these keys, into L2 for the P.V pass that follows: it reads them a few floats
-           per row, a pattern the hardware prefetchers do not follow (D = 128, one thread: -4%) */
-        ATTN__SFX(attn__prefetch_rows_l2)(h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, rows, h->dv);
+           per row, a pattern the hardware prefetchers do not follow (D = 128, one thread: -4%). A 16-bit
+           V is read whole, row after row, when its tile is widened: no need. */
+        if (h->v_type == ATTN_F32)
+            ATTN__SFX(attn__prefetch_rows_l2)((const float *)h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, rows, h->dv);
         /* K rows apart from each other (a head of interleaved [N, H*D] rows) get no stream prefetch across
            rows: fetch the next tile's (-4 to -6% there; nothing gained on contiguous rows, so only here) */
-        if (h->k_rs != h->dk && next < h->n_valid)
-            ATTN__SFX(attn__prefetch_rows_l2)(h->k + (ptrdiff_t)next * h->k_rs, h->k_rs,
+        if (h->k_type == ATTN_F32 && h->k_rs != h->dk && next < h->n_valid)
+            ATTN__SFX(attn__prefetch_rows_l2)((const float *)h->k + (ptrdiff_t)next * h->k_rs, h->k_rs,
                                               h->n_valid - next < rows ? h->n_valid - next : rows, h->dk);
         for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
-            ATTN__SFX(attn__kernel_t)(s_t + j * ATTN__TQ + nb, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs, 0,
+            ATTN__SFX(attn__kernel_t)(s_t + j * ATTN__TQ + nb, k_t + (ptrdiff_t)j * k_rs, k_rs, 0,
                                       q_t + nb, h->dk, rows, 0, NULL);
     }
     if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s_t, tk * ATTN__TQ, h->softcap);
@@ -4851,15 +4937,14 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
 {
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
     const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
-    const ptrdiff_t k_rs = h->k_rs, v_rs = h->v_rs;
     float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
     float *p_prev = s + ATTN__TK;                 /* [TK] the probabilities of the tile before */
     float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output of the current block */
     float *acc_tot = acc + dv;                    /* [Dv] unnormalised output of the blocks before */
     float *qs = acc_tot + dv;                     /* [Dk] the scaled query */
-    const float *v_prev = NULL;                   /* the V rows of the tile before, n_prev of them */
     float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f, a_out = 1.0f;
-    int j0, pass, c, t, n_prev = 0;
+    int j0, pass, c, t, j_prev = 0, n_prev = 0;    /* the tile before: keys [j_prev, j_prev + n_prev) */
+    ptrdiff_t k_rs, v_rs;
     for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
     memset(acc, 0, sizeof(float) * (size_t)dv);
     memset(acc_tot, 0, sizeof(float) * (size_t)dv);
@@ -4869,13 +4954,15 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
         for (j0 = pass ? 0 : attn__key_begin(h, i), t = 0; j0 < end; j0 += ATTN__TK, ++t) {
             const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
-            const float *k_t = h->k + (ptrdiff_t)j0 * k_rs, *v_t = h->v + (ptrdiff_t)j0 * v_rs;
+            const float *k_t = attn__k_rows(h, j0, tv, &k_rs), *v_prev = attn__v_rows(h, j_prev, n_prev, &v_rs);
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
             float *tmp;
             int j;
-            /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
-            ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev, n_prev, dv);
+            /* this tile's scores, and the P.V of the tile before (none in the weights pass); K prefetched
+               ahead in the caller's float32 rows (a widened K tile is in the cache already) */
+            ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, h->k_type == ATTN_F32 ? key_end - j0 : 0, acc, v_prev,
+                                       v_rs, p_prev, n_prev, dv);
             if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
             if (h->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
                 ATTN__SFX(attn__alibi)(s, tv, h->alibi, (long long)j0 - i - h->diag0);
@@ -4918,10 +5005,11 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
                 l_tot = l_tot * a_tot + l;
                 l = 0.0f; a_tot = 1.0f;
             }
-            tmp = p_prev; p_prev = s; s = tmp; v_prev = v_t; n_prev = tv;
+            tmp = p_prev; p_prev = s; s = tmp; j_prev = j0; n_prev = tv;
         }
-        if (n_prev > 0) /* the last tile's P.V */
-            ATTN__SFX(attn__scores_pv)(s, h->k, k_rs, qs, dk, 0, 0, acc, v_prev, v_rs, p_prev, n_prev, dv);
+        if (n_prev > 0) /* the last tile's P.V (no scores) */
+            ATTN__SFX(attn__scores_pv)(s, NULL, 0, qs, dk, 0, 0, acc, attn__v_rows(h, j_prev, n_prev, &v_rs), v_rs, p_prev,
+                                       n_prev, dv);
         n_prev = 0;
         if (pass == 0) {
             ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
@@ -5006,6 +5094,8 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
     for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         const int first = t % ATTN__FOLD == 0;
+        const float *v_t;
+        ptrdiff_t v_rs;
         ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tk);
         for (v = 0; v < ATTN__TQ; v += ATTN__W) { /* new running max, and the rescale of the old state */
             const ATTN__V m_old = ATTN__VLOAD(m + v);
@@ -5025,12 +5115,13 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             ATTN__VSTORE(m + v, m_new);
         }
         ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
+        v_t = attn__v_rows(h, j0, tk, &v_rs);
         for (v = 0; v < ATTN__TQ; v += ATTN__W)
             ATTN__VSTORE(l + v, first ? ATTN__VLOAD(sum + v) : ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
         for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] (a block's first: = the sum) */
             rows = ATTN__BLOCK_ROWS(h->dv - c);
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
-                ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, h->v + (ptrdiff_t)j0 * h->v_rs + c, h->v_rs, 1,
+                ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, v_t + c, v_rs, 1,
                                           s_t + v, tk, rows, !first, alpha + v);
         }
         if (t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK)
