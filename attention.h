@@ -1487,6 +1487,37 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN_HEADER_FILE "attention.h" /* this file's name, for the self-includes below */
 #endif
 
+#if defined(ATTN__HAVE_X86) || defined(ATTN__HAVE_NEON) /* the decoding kernel's prefetches (SIMD only) */
+/* Rows to prefetch, one per key of the decoding kernel's tile: row j < n at p + j rs, `bytes` long (rs and
+   bytes in bytes). */
+typedef struct attn__pf_rows { const char *p; ptrdiff_t rs; int n, bytes; } attn__pf_rows;
+
+/* What the decoding kernel prefetches while it computes key tile [j0, j0 + tv) (pass 1: the weights), so
+   that DRAM keeps streaming: a float32 K's rows 16 keys ahead (pf[0]); a 16-bit K's rows of the next tile
+   (pf[0]) and a 16-bit V's rows of this tile (pf[1]), which the next tile widens. A 16-bit row need not
+   start on a 64-byte line: one line more. */
+static void attn__decode_prefetch(attn__pf_rows *pf, const attn__head *h, int j0, int tv, int key_end, int pass)
+{
+    const int ahead = h->k_type == ATTN_F32 ? 16 : ATTN__TK;
+    const int n = key_end - j0 - ahead < (h->k_type == ATTN_F32 ? tv : ATTN__TK) ? key_end - j0 - ahead
+                  : (h->k_type == ATTN_F32 ? tv : ATTN__TK);
+    const size_t k_size = attn__dtype_size((attn_dtype)h->k_type), v_size = attn__dtype_size((attn_dtype)h->v_type);
+    pf[0].n = pf[1].n = 0;
+    if (n > 0) { /* rows exist there, so their offsets fit */
+        pf[0].p = (const char *)h->k + (ptrdiff_t)(j0 + ahead) * h->k_rs * (ptrdiff_t)k_size;
+        pf[0].rs = h->k_rs * (ptrdiff_t)k_size;
+        pf[0].bytes = h->dk * (int)k_size + (h->k_type == ATTN_F32 ? 0 : 63);
+        pf[0].n = n;
+    }
+    if (h->v_type != ATTN_F32 && pass == 0 && tv > 0) {
+        pf[1].p = (const char *)h->v + (ptrdiff_t)j0 * h->v_rs * (ptrdiff_t)v_size;
+        pf[1].rs = h->v_rs * (ptrdiff_t)v_size;
+        pf[1].bytes = h->dv * (int)v_size + 63;
+        pf[1].n = tv;
+    }
+}
+#endif
+
 #define ATTN__VLOAD(p) ATTN__P(loadu_ps)(p)
 #define ATTN__VSTORE(p, v) ATTN__P(storeu_ps)(p, v)
 #define ATTN__VSET1(x) ATTN__P(set1_ps)(x)
@@ -4748,17 +4779,15 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_out_in)(float *y, ptrdiff_t y_rs, 
     else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 8);
 }
 
-/* Prefetches d floats of each of `rows` rows (row stride rs) into the cache: one prefetch per 64-byte line,
-   four per loop step (the decoding kernel issues one for every line of K and V it will read). */
-static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows)(const float *p, ptrdiff_t rs, int rows, int d)
+/* Prefetches `bytes` bytes at p into the cache: one prefetch per 64-byte line, four per loop step (the
+   decoding kernel issues one for every line of K and V it will read). */
+static ATTN__TARGET void ATTN__SFX(attn__prefetch_bytes)(const char *p, int bytes)
 {
-    int r, c;
-    for (r = 0; r < rows; ++r, p += rs) {
-        for (c = 0; c + 64 <= d; c += 64) {
-            ATTN__PREFETCH(p + c); ATTN__PREFETCH(p + c + 16); ATTN__PREFETCH(p + c + 32); ATTN__PREFETCH(p + c + 48);
-        }
-        for (; c < d; c += 16) ATTN__PREFETCH(p + c);
+    int c;
+    for (c = 0; c + 256 <= bytes; c += 256) {
+        ATTN__PREFETCH(p + c); ATTN__PREFETCH(p + c + 64); ATTN__PREFETCH(p + c + 128); ATTN__PREFETCH(p + c + 192);
     }
+    for (; c < bytes; c += 64) ATTN__PREFETCH(p + c);
 }
 
 /* The same into L2 only, for the tile kernel's V rows (a separate loop: the decoding kernel's is tuned). */
@@ -4854,11 +4883,11 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
 /* The decoding kernel's pass over one key tile: its scores and the P.V of the tile before it, key by key --
    s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j = k + j k_rs, v_j = v + j v_rs) -- so
    that K and V are read as two sequential streams side by side, each row whole. Each K row in four chains;
-   the first 8 (or 4) vectors of acc in registers, the rest in memory. Prefetches K row j + 16 while
-   j + 16 < pf_end. */
+   the first 8 (or 4) vectors of acc in registers, the rest in memory. At key j, prefetches row j of pf[0]
+   and pf[1] (the float32 K rows 16 keys ahead; the 16-bit rows that the next tile widens). */
 static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, ptrdiff_t k_rs, const float *qs, int dk,
-                                                    int n_s, int pf_end, float *acc, const float *v, ptrdiff_t v_rs,
-                                                    const float *p, int n_pv, int dv)
+                                                    int n_s, const attn__pf_rows *pf, float *acc, const float *v,
+                                                    ptrdiff_t v_rs, const float *p, int n_pv, int dv)
 {
     const int n = n_s > n_pv ? n_s : n_pv;
     const int c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : dv >= 4 * ATTN__W ? 4 * ATTN__W : 0; /* floats in r0.. */
@@ -4874,10 +4903,11 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, pt
         r6 = ATTN__VLOAD(acc + 6 * ATTN__W);  r7 = ATTN__VLOAD(acc + 7 * ATTN__W);
     }
     for (j = 0; j < n; ++j) {
+        if (j < pf[0].n) ATTN__SFX(attn__prefetch_bytes)(pf[0].p + j * pf[0].rs, pf[0].bytes);
+        if (j < pf[1].n) ATTN__SFX(attn__prefetch_bytes)(pf[1].p + j * pf[1].rs, pf[1].bytes);
         if (j < n_s) {
             const float *k_j = k + (ptrdiff_t)j * k_rs;
             ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
-            if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_rows)(k_j + 16 * k_rs, k_rs, 1, dk);
             for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
                 a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
                 a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
@@ -4945,6 +4975,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f, a_out = 1.0f;
     int j0, pass, c, t, j_prev = 0, n_prev = 0;    /* the tile before: keys [j_prev, j_prev + n_prev) */
     ptrdiff_t k_rs, v_rs;
+    attn__pf_rows no_pf[2] = {{NULL, 0, 0, 0}, {NULL, 0, 0, 0}};
     for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
     memset(acc, 0, sizeof(float) * (size_t)dv);
     memset(acc_tot, 0, sizeof(float) * (size_t)dv);
@@ -4958,11 +4989,11 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
             float *tmp;
+            attn__pf_rows pf[2];
             int j;
-            /* this tile's scores, and the P.V of the tile before (none in the weights pass); K prefetched
-               ahead in the caller's float32 rows (a widened K tile is in the cache already) */
-            ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, h->k_type == ATTN_F32 ? key_end - j0 : 0, acc, v_prev,
-                                       v_rs, p_prev, n_prev, dv);
+            /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
+            attn__decode_prefetch(pf, h, j0, tv, key_end, pass);
+            ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, pf, acc, v_prev, v_rs, p_prev, n_prev, dv);
             if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
             if (h->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
                 ATTN__SFX(attn__alibi)(s, tv, h->alibi, (long long)j0 - i - h->diag0);
@@ -5008,8 +5039,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             tmp = p_prev; p_prev = s; s = tmp; j_prev = j0; n_prev = tv;
         }
         if (n_prev > 0) /* the last tile's P.V (no scores) */
-            ATTN__SFX(attn__scores_pv)(s, NULL, 0, qs, dk, 0, 0, acc, attn__v_rows(h, j_prev, n_prev, &v_rs), v_rs, p_prev,
-                                       n_prev, dv);
+            ATTN__SFX(attn__scores_pv)(s, NULL, 0, qs, dk, 0, no_pf, acc, attn__v_rows(h, j_prev, n_prev, &v_rs), v_rs,
+                                       p_prev, n_prev, dv);
         n_prev = 0;
         if (pass == 0) {
             ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
