@@ -489,7 +489,8 @@
                            attn_f32_to_bf16, attn_bf16_to_f32), bit-exact round to nearest even;
                            sliding windows, soft-capping, sinks; ALiBi (attn_options.alibi_slopes,
                            attn_alibi_slopes). breaking: with kv_len the bottom-right diagonal ends at
-                           each batch's last valid key (was Nk). See CHANGELOG.md.
+                           each batch's last valid key (was Nk). attn_sdpa reads float16 and bfloat16
+                           K and V (attn_dtype, attn_options.k_type, v_type). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -570,9 +571,12 @@ typedef struct attn_dims {
     int d_v;        /* Dv: value and output width; 0 = Dk */
 } attn_dims;
 
-/* Element types of attn_sdpa's K and V (attn_options.k_type, v_type). 16-bit elements are unsigned short bit
-   patterns (attn_f32_to_f16, attn_f32_to_bf16 make them); the kernels widen them to float32 exactly and do
-   all arithmetic in float32, so the result is bitwise the float32 result on the widened values. */
+/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type; q and out are float32). A 16-bit
+   element is an unsigned short bit pattern (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to
+   nearest even). The kernels widen K and V one key tile at a time, exactly, into the thread's workspace and
+   do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values (and
+   within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes per
+   element from memory instead of 4. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /* float */
     ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
@@ -600,8 +604,11 @@ typedef struct attn_options {
     const float *sinks;                    /* [Hq] a logit per head in the softmax denominator only, or NULL */
     const float *alibi_slopes;             /* [Hq] per-head slopes, or NULL: scores get -slope * |g_i - j| */
     attn_dtype k_type, v_type;             /* attn_sdpa only: the element type of k and of v, ATTN_F32 (0),
-                                              ATTN_F16 or ATTN_BF16 (strides count elements of that type;
-                                              any alignment); the multi-head functions require 0 */
+                                              ATTN_F16 or ATTN_BF16; pass the 16-bit arrays as k and v, their
+                                              strides in elements, any alignment. Each 16-bit one adds
+                                              256 * D bytes (D = Dk for k, Dv for v) per thread to the
+                                              workspace. Else ATTN_ERR_OPTION; the multi-head functions
+                                              require both 0 (ATTN_ERR_OPTION, "opt->k_type") */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -1205,7 +1212,7 @@ typedef struct attn__head {
     const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
     const void *k; ptrdiff_t k_rs;        /* [Nk x Dk] of k_type (row stride in its elements) */
     const void *v; ptrdiff_t v_rs;        /* [Nk x Dv] of v_type */
-    int k_type, v_type;                   /* attn_dtype: a 16-bit K or V is read through attn__k_rows, */
+    attn_dtype k_type, v_type;            /* a 16-bit K or V is read through attn__k_rows, */
     float *k_buf, *v_buf;                 /* attn__v_rows, one key tile at a time widened into [TK x Dk], */
                                           /* [TK x Dv] (NULL for float32) */
     const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
@@ -1267,7 +1274,7 @@ static int attn__sdpa_ws_floats(size_t *n, size_t *kv, int d_k, int d_v, const a
    caller's own rows when they are float32, else the rows widened into buf [n x d] by the conversions of
    attn_f16_to_f32 and attn_bf16_to_f32 (exact, and the same floats on every instruction set). *view_rs
    gets the row stride of the result. */
-static const float *attn__kv_rows(const void *x, int type, ptrdiff_t rs, int j0, int n, int d, float *buf,
+static const float *attn__kv_rows(const void *x, attn_dtype type, ptrdiff_t rs, int j0, int n, int d, float *buf,
                                   ptrdiff_t *view_rs)
 {
     const unsigned short *x16 = (const unsigned short *)x + (ptrdiff_t)j0 * rs;
@@ -1501,7 +1508,7 @@ static void attn__decode_prefetch(attn__pf_rows *pf, const attn__head *h, int j0
     const int ahead = h->k_type == ATTN_F32 ? 16 : ATTN__TK;
     const int n = key_end - j0 - ahead < (h->k_type == ATTN_F32 ? tv : ATTN__TK) ? key_end - j0 - ahead
                   : (h->k_type == ATTN_F32 ? tv : ATTN__TK);
-    const size_t k_size = attn__dtype_size((attn_dtype)h->k_type), v_size = attn__dtype_size((attn_dtype)h->v_type);
+    const size_t k_size = attn__dtype_size(h->k_type), v_size = attn__dtype_size(h->v_type);
     pf[0].n = pf[1].n = 0;
     if (n > 0) { /* rows exist there, so their offsets fit */
         pf[0].p = (const char *)h->k + (ptrdiff_t)(j0 + ahead) * h->k_rs * (ptrdiff_t)k_size;
