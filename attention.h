@@ -573,10 +573,11 @@ typedef struct attn_dims {
 
 /* Element types of attn_sdpa's k and v (attn_options.k_type, v_type; q and out are float32). A 16-bit
    element is an unsigned short bit pattern (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to
-   nearest even). The kernels widen K and V one key tile at a time, exactly, into the thread's workspace and
-   do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values (and
-   within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes per
-   element from memory instead of 4. */
+   nearest even). The kernels widen K and V to float32 exactly (the tile kernels a key tile at a time into
+   the thread's workspace, the decoding kernel for few queries each row in its registers as it reads it)
+   and do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values
+   (so within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes
+   per element from memory instead of 4, and takes about half the time. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /* float */
     ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
@@ -1212,9 +1213,9 @@ typedef struct attn__head {
     const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
     const void *k; ptrdiff_t k_rs;        /* [Nk x Dk] of k_type (row stride in its elements) */
     const void *v; ptrdiff_t v_rs;        /* [Nk x Dv] of v_type */
-    attn_dtype k_type, v_type;            /* a 16-bit K or V is read through attn__k_rows, */
-    float *k_buf, *v_buf;                 /* attn__v_rows, one key tile at a time widened into [TK x Dk], */
-                                          /* [TK x Dv] (NULL for float32) */
+    attn_dtype k_type, v_type;            /* the tile kernels read a 16-bit K or V through attn__k_rows, */
+    float *k_buf, *v_buf;                 /* attn__v_rows: a key tile widened into [TK x Dk], [TK x Dv] */
+                                          /* (NULL for float32); the decoding kernel widens in registers */
     const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
     const unsigned char *kpm;             /* [Nk] nonzero = masked, or NULL */
     float *lse;                           /* [Nq], or NULL */
@@ -1494,34 +1495,21 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN_HEADER_FILE "attention.h" /* this file's name, for the self-includes below */
 #endif
 
-#if defined(ATTN__HAVE_X86) || defined(ATTN__HAVE_NEON) /* the decoding kernel's prefetches (SIMD only) */
-/* Rows to prefetch, one per key of the decoding kernel's tile: row j < n at p + j rs, `bytes` long (rs and
-   bytes in bytes). */
-typedef struct attn__pf_rows { const char *p; ptrdiff_t rs; int n, bytes; } attn__pf_rows;
-
-/* What the decoding kernel prefetches while it computes key tile [j0, j0 + tv) (pass 1: the weights), so
-   that DRAM keeps streaming: a float32 K's rows 16 keys ahead (pf[0]); a 16-bit K's rows of the next tile
-   (pf[0]) and a 16-bit V's rows of this tile (pf[1]), which the next tile widens. A 16-bit row need not
-   start on a 64-byte line: one line more. */
-static void attn__decode_prefetch(attn__pf_rows *pf, const attn__head *h, int j0, int tv, int key_end, int pass)
+#if defined(ATTN__HAVE_X86) || defined(ATTN__HAVE_NEON) /* for the decoding kernel (SIMD only) */
+/* One element of a K or V row of element type t, p + i, as a float (exact): the SIMD kernels' tails. */
+static inline float attn__f16_to_f32_1(unsigned short h);
+static inline float attn__bf16_to_f32_1(unsigned short h);
+static inline float attn__load_as(const void *p, int i, attn_dtype t)
 {
-    const int ahead = h->k_type == ATTN_F32 ? 16 : ATTN__TK;
-    const int n = key_end - j0 - ahead < (h->k_type == ATTN_F32 ? tv : ATTN__TK) ? key_end - j0 - ahead
-                  : (h->k_type == ATTN_F32 ? tv : ATTN__TK);
-    const size_t k_size = attn__dtype_size(h->k_type), v_size = attn__dtype_size(h->v_type);
-    pf[0].n = pf[1].n = 0;
-    if (n > 0) { /* rows exist there, so their offsets fit */
-        pf[0].p = (const char *)h->k + (ptrdiff_t)(j0 + ahead) * h->k_rs * (ptrdiff_t)k_size;
-        pf[0].rs = h->k_rs * (ptrdiff_t)k_size;
-        pf[0].bytes = h->dk * (int)k_size + (h->k_type == ATTN_F32 ? 0 : 63);
-        pf[0].n = n;
-    }
-    if (h->v_type != ATTN_F32 && pass == 0 && tv > 0) {
-        pf[1].p = (const char *)h->v + (ptrdiff_t)j0 * h->v_rs * (ptrdiff_t)v_size;
-        pf[1].rs = h->v_rs * (ptrdiff_t)v_size;
-        pf[1].bytes = h->dv * (int)v_size + 63;
-        pf[1].n = tv;
-    }
+    if (t == ATTN_F16) return attn__f16_to_f32_1(((const unsigned short *)p)[i]);
+    if (t == ATTN_BF16) return attn__bf16_to_f32_1(((const unsigned short *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* Row j of a K or V of element type t (rs elements apart), as bytes. */
+static inline const void *attn__row_as(const void *x, attn_dtype t, ptrdiff_t rs, int j)
+{
+    return (const char *)x + (ptrdiff_t)j * rs * (ptrdiff_t)attn__dtype_size(t);
 }
 #endif
 
@@ -1553,6 +1541,8 @@ static void attn__decode_prefetch(attn__pf_rows *pf, const attn__head *h, int j0
 #define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define ATTN__VANY(m) ((m) != 0)
 #define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
+#define ATTN__VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define ATTN__VLOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx512(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
@@ -1634,7 +1624,7 @@ static __attribute__((target("avx2,fma"))) void attn__transpose_block_avx2(float
 }
 #define ATTN__TEMPLATE 1
 #define ATTN__SFX(name) name##_avx2
-#define ATTN__TARGET __attribute__((target("avx2,fma")))
+#define ATTN__TARGET __attribute__((target("avx2,fma,f16c"))) /* F16C: every AVX2+FMA CPU has it */
 #define ATTN__P(op) _mm256_##op
 #define ATTN__V __m256
 #define ATTN__W 8
@@ -1647,6 +1637,8 @@ static __attribute__((target("avx2,fma"))) void attn__transpose_block_avx2(float
 #define ATTN__VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
 #define ATTN__VSUM(v) attn__hsum_avx2(v)
+#define ATTN__VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define ATTN__VLOAD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx2(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
@@ -1699,6 +1691,8 @@ static void attn__transpose_block_neon(float *dst, ptrdiff_t dst_rs, const float
 #define ATTN__VBLEND(m, a, b) vbslq_f32(m, b, a)
 #define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
 #define ATTN__VSUM(v) vaddvq_f32(v)
+#define ATTN__VLOAD_F16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(p))))
+#define ATTN__VLOAD_BF16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(p)), 16))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_neon(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) __builtin_prefetch(p)
 #define ATTN__PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
@@ -4372,7 +4366,8 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
      ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
      ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VDIV, _VFMA(a, b, c) = a*b + c,
      _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP_Z(p, n, m) = m ? 0 : p * 2^n, _VSUM (of
-     the lanes); _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
+     the lanes); _VLOAD_F16(p), _VLOAD_BF16(p) W 16-bit elements widened to floats (exactly); _VEQ(a, b),
+     _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
      ATTN__PREFETCH_L2(p) into L2.
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
    S^T [keys x TQ] = K . Q^T and the output O^T [Dv x TQ] = alpha O^T + V^T . P^T are one micro-kernel that
@@ -4887,17 +4882,31 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
 }
 
 
+/* W elements of a K or V row of element type t at p + i, as floats (exact; t is a constant in each copy of
+   attn__scores_pv_as, so this is one load or one load and a widening). */
+static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn__vload_as)(const void *p, int i,
+                                                                                           attn_dtype t)
+{
+    if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
+    if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
+    return ATTN__VLOAD((const float *)p + i);
+}
+
 /* The decoding kernel's pass over one key tile: its scores and the P.V of the tile before it, key by key --
-   s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j = k + j k_rs, v_j = v + j v_rs) -- so
-   that K and V are read as two sequential streams side by side, each row whole. Each K row in four chains;
-   the first 8 (or 4) vectors of acc in registers, the rest in memory. At key j, prefetches row j of pf[0]
-   and pf[1] (the float32 K rows 16 keys ahead; the 16-bit rows that the next tile widens). */
-static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, ptrdiff_t k_rs, const float *qs, int dk,
-                                                    int n_s, const attn__pf_rows *pf, float *acc, const float *v,
-                                                    ptrdiff_t v_rs, const float *p, int n_pv, int dv)
+   s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j, v_j rows j of k and v, k_rs and v_rs
+   elements of type kt and vt apart) -- so that K and V are read as two sequential streams side by side,
+   each row whole. 16-bit rows are widened in the registers (the same floats as attn__kv_rows gives, so
+   the same sums as float32 rows holding them), so memory moves their 2 bytes per element only. Each K row
+   in four chains; the first 8 (or 4) vectors of acc in registers, the rest in memory. Prefetches K row
+   j + 16 while j + 16 < pf_end. */
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__scores_pv_as)(
+    float *s, const void *k, ptrdiff_t k_rs, const float *qs, int dk, int n_s, int pf_end, float *acc, const void *v,
+    ptrdiff_t v_rs, const float *p, int n_pv, int dv, attn_dtype kt, attn_dtype vt)
 {
     const int n = n_s > n_pv ? n_s : n_pv;
     const int c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : dv >= 4 * ATTN__W ? 4 * ATTN__W : 0; /* floats in r0.. */
+    /* a prefetched K row: one more line for 16-bit rows, which need not start on one */
+    const int k_bytes = dk * (int)attn__dtype_size(kt) + (kt == ATTN_F32 ? 0 : 63);
     ATTN__V r0 = ATTN__VZERO, r1 = ATTN__VZERO, r2 = ATTN__VZERO, r3 = ATTN__VZERO;
     ATTN__V r4 = ATTN__VZERO, r5 = ATTN__VZERO, r6 = ATTN__VZERO, r7 = ATTN__VZERO;
     int j, c;
@@ -4910,35 +4919,38 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, pt
         r6 = ATTN__VLOAD(acc + 6 * ATTN__W);  r7 = ATTN__VLOAD(acc + 7 * ATTN__W);
     }
     for (j = 0; j < n; ++j) {
-        if (j < pf[0].n) ATTN__SFX(attn__prefetch_bytes)(pf[0].p + j * pf[0].rs, pf[0].bytes);
-        if (j < pf[1].n) ATTN__SFX(attn__prefetch_bytes)(pf[1].p + j * pf[1].rs, pf[1].bytes);
         if (j < n_s) {
-            const float *k_j = k + (ptrdiff_t)j * k_rs;
+            const void *k_j = attn__row_as(k, kt, k_rs, j);
             ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
+            if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_bytes)((const char *)attn__row_as(k, kt, k_rs, j + 16), k_bytes);
             for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
-                a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
-                a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
-                a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__VLOAD(k_j + c + 2 * ATTN__W), a2);
-                a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__VLOAD(k_j + c + 3 * ATTN__W), a3);
+                a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__SFX(attn__vload_as)(k_j, c, kt), a0);
+                a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__SFX(attn__vload_as)(k_j, c + ATTN__W, kt), a1);
+                a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__SFX(attn__vload_as)(k_j, c + 2 * ATTN__W, kt), a2);
+                a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__SFX(attn__vload_as)(k_j, c + 3 * ATTN__W, kt), a3);
             }
-            for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+            for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__SFX(attn__vload_as)(k_j, c, kt), a0);
             s[j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a0, a1), ATTN__VADD(a2, a3)));
-            for (; c < dk; ++c) s[j] += qs[c] * k_j[c];
+            for (; c < dk; ++c) s[j] += qs[c] * attn__load_as(k_j, c, kt);
         }
         if (j < n_pv) {
-            const float *v_j = v + (ptrdiff_t)j * v_rs;
+            const void *v_j = attn__row_as(v, vt, v_rs, j);
             const ATTN__V pj = ATTN__VSET1(p[j]);
             if (c_reg) {
-                r0 = ATTN__VFMA(pj, ATTN__VLOAD(v_j), r0);                r1 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + ATTN__W), r1);
-                r2 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 2 * ATTN__W), r2);  r3 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 3 * ATTN__W), r3);
+                r0 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 0, vt), r0);
+                r1 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, ATTN__W, vt), r1);
+                r2 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 2 * ATTN__W, vt), r2);
+                r3 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 3 * ATTN__W, vt), r3);
             }
             if (c_reg > 4 * ATTN__W) {
-                r4 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 4 * ATTN__W), r4);  r5 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 5 * ATTN__W), r5);
-                r6 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 6 * ATTN__W), r6);  r7 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 7 * ATTN__W), r7);
+                r4 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 4 * ATTN__W, vt), r4);
+                r5 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 5 * ATTN__W, vt), r5);
+                r6 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 6 * ATTN__W, vt), r6);
+                r7 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 7 * ATTN__W, vt), r7);
             }
             for (c = c_reg; c + ATTN__W <= dv; c += ATTN__W)
-                ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__VLOAD(v_j + c), ATTN__VLOAD(acc + c)));
-            for (; c < dv; ++c) acc[c] += p[j] * v_j[c];
+                ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, c, vt), ATTN__VLOAD(acc + c)));
+            for (; c < dv; ++c) acc[c] += p[j] * attn__load_as(v_j, c, vt);
         }
     }
     if (c_reg && n_pv > 0) {
@@ -4949,6 +4961,23 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, pt
         ATTN__VSTORE(acc + 4 * ATTN__W, r4);  ATTN__VSTORE(acc + 5 * ATTN__W, r5);
         ATTN__VSTORE(acc + 6 * ATTN__W, r6);  ATTN__VSTORE(acc + 7 * ATTN__W, r7);
     }
+}
+
+/* attn__scores_pv_as with the element types of h: one copy per type shared by K and V (the common case),
+   with the types constant in it, and one for mixed types (a branch per load). */
+static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(const attn__head *h, float *s, const void *k, const float *qs,
+                                                    int n_s, int pf_end, float *acc, const void *v, const float *p,
+                                                    int n_pv)
+{
+    const attn_dtype kt = h->k_type, vt = h->v_type;
+    if (kt == ATTN_F32 && vt == ATTN_F32)
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_F32, ATTN_F32);
+    else if (kt == ATTN_F16 && vt == ATTN_F16)
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_F16, ATTN_F16);
+    else if (kt == ATTN_BF16 && vt == ATTN_BF16)
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_BF16, ATTN_BF16);
+    else
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, kt, vt);
 }
 
 /* acc_tot[d] = acc_tot * a + acc, then acc = 0: a block of the blocked sums folded into the total. */
@@ -4980,9 +5009,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
     float *acc_tot = acc + dv;                    /* [Dv] unnormalised output of the blocks before */
     float *qs = acc_tot + dv;                     /* [Dk] the scaled query */
     float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f, a_out = 1.0f;
-    int j0, pass, c, t, j_prev = 0, n_prev = 0;    /* the tile before: keys [j_prev, j_prev + n_prev) */
-    ptrdiff_t k_rs, v_rs;
-    attn__pf_rows no_pf[2] = {{NULL, 0, 0, 0}, {NULL, 0, 0, 0}};
+    const void *v_prev = NULL;                    /* the V rows of the tile before, n_prev of them */
+    int j0, pass, c, t, n_prev = 0;
     for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
     memset(acc, 0, sizeof(float) * (size_t)dv);
     memset(acc_tot, 0, sizeof(float) * (size_t)dv);
@@ -4992,15 +5020,13 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
         for (j0 = pass ? 0 : attn__key_begin(h, i), t = 0; j0 < end; j0 += ATTN__TK, ++t) {
             const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
-            const float *k_t = attn__k_rows(h, j0, tv, &k_rs), *v_prev = attn__v_rows(h, j_prev, n_prev, &v_rs);
+            const void *k_t = attn__row_as(h->k, h->k_type, h->k_rs, j0), *v_t = attn__row_as(h->v, h->v_type, h->v_rs, j0);
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
             float *tmp;
-            attn__pf_rows pf[2];
             int j;
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
-            attn__decode_prefetch(pf, h, j0, tv, key_end, pass);
-            ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, pf, acc, v_prev, v_rs, p_prev, n_prev, dv);
+            ATTN__SFX(attn__scores_pv)(h, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
             if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
             if (h->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
                 ATTN__SFX(attn__alibi)(s, tv, h->alibi, (long long)j0 - i - h->diag0);
@@ -5043,11 +5069,10 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
                 l_tot = l_tot * a_tot + l;
                 l = 0.0f; a_tot = 1.0f;
             }
-            tmp = p_prev; p_prev = s; s = tmp; j_prev = j0; n_prev = tv;
+            tmp = p_prev; p_prev = s; s = tmp; v_prev = v_t; n_prev = tv;
         }
         if (n_prev > 0) /* the last tile's P.V (no scores) */
-            ATTN__SFX(attn__scores_pv)(s, NULL, 0, qs, dk, 0, no_pf, acc, attn__v_rows(h, j_prev, n_prev, &v_rs), v_rs,
-                                       p_prev, n_prev, dv);
+            ATTN__SFX(attn__scores_pv)(h, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
         n_prev = 0;
         if (pass == 0) {
             ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
@@ -5210,6 +5235,8 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 #undef ATTN__VBLEND
 #undef ATTN__VANY
 #undef ATTN__VSUM
+#undef ATTN__VLOAD_F16
+#undef ATTN__VLOAD_BF16
 #undef ATTN__TRANSPOSE
 #undef ATTN__PREFETCH
 #undef ATTN__PREFETCH_L2
