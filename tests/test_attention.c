@@ -4242,8 +4242,9 @@ static const void *half_tensor(float *x, attn_dtype type, int B, int H, int N, i
    the float64 reference on the rounded inputs (the 16-bit values widened back) within TOL, on the tile kernel
    (Nq 130 and 200), decoding with key chunks (Nq 1..8 over 5000 keys) and decoding with weights, with GQA,
    masks, causal both ways, windows, softcap, sinks, ALiBi, kv_len, log-sum-exp and weights; bitwise the
-   float32 attn_sdpa on the widened K and V (the kernels widen each key tile and run the float32 code on
-   it), whatever the threads or a split; odd row strides and rows at odd addresses. Then the workspace (it
+   float32 attn_sdpa on the widened K and V (the tile kernels widen each key tile and run the float32 code
+   on it, the decoding kernel widens in registers with the same sums), whatever the threads or a split; odd
+   row strides and rows at odd addresses. Then the workspace (it
    grows by the tile buffers) and the errors: an unknown type, a 16-bit type in the multi-head functions. */
 static void test_sdpa_half_kv(void)
 {
