@@ -246,7 +246,8 @@
                            attn_f32_to_bf16, attn_bf16_to_f32), bit-exact round to nearest even;
                            sliding windows, soft-capping, sinks; ALiBi (attn_options.alibi_slopes,
                            attn_alibi_slopes). breaking: with kv_len the bottom-right diagonal ends at
-                           each batch's last valid key (was Nk). See CHANGELOG.md.
+                           each batch's last valid key (was Nk). attn_sdpa reads float16 and bfloat16
+                           K and V (attn_dtype, attn_options.k_type, v_type). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -338,6 +339,19 @@ typedef struct attn_dims {
     int d_v;        /* Dv: value and output width; 0 = Dk */
 } attn_dims;
 
+/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type; q and out are float32). A 16-bit
+   element is an unsigned short bit pattern (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to
+   nearest even). The kernels widen K and V to float32 exactly (the tile kernels a key tile at a time into
+   the thread's workspace, the decoding kernel for few queries each row in its registers as it reads it)
+   and do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values
+   (so within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes
+   per element from memory instead of 4, and takes about half the time. */
+typedef enum attn_dtype {
+    ATTN_F32 = 0, /* float */
+    ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
+    ATTN_BF16 = 2 /* bfloat16: the top 16 bits of a float */
+} attn_dtype;
+
 /* attn_options: the options of attn_sdpa, the multi-head functions, attn_kv_step and attn_project_ex (each
    says which it reads). All optional, zero = default:
        scale             0: 1/sqrt(Dk). Must be finite.
@@ -406,6 +420,12 @@ typedef struct attn_options {
     float softcap;                         /* > 0: scaled logits s become softcap * tanh(s / softcap) */
     const float *sinks;                    /* [Hq] a logit per head in the softmax denominator only, or NULL */
     const float *alibi_slopes;             /* [Hq] per-head slopes, or NULL: scores get -slope * |g_i - j| */
+    attn_dtype k_type, v_type;             /* attn_sdpa only: the element type of k and of v, ATTN_F32 (0),
+                                              ATTN_F16 or ATTN_BF16; pass the 16-bit arrays as k and v, their
+                                              strides in elements, any alignment. Each 16-bit one adds
+                                              256 * D bytes (D = Dk for k, Dv for v) per thread to the
+                                              workspace. Else ATTN_ERR_OPTION; the multi-head functions
+                                              require both 0 (ATTN_ERR_OPTION, "opt->k_type") */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -631,17 +651,20 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
 /* Fused scaled dot-product attention: out [B, Hq, Nq, Dv] = softmax(scale . Q.K^T + masks) . V, per batch b
    and query head h, reading kv head h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
        q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
+   k and v are float32, or float16 / bfloat16 bit patterns as opt->k_type and opt->v_type say (strides in
+   elements of the stored type); q and out are float32.
    dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}; opt (NULL: the
    defaults): attn_options, every field of which applies.
    The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an online
    softmax, so the workspace is a few tiles per thread, 256 * (Dk + 2 Dv + 70) bytes, independent of Nq and
-   Nk (plus, for decoding over more than 2048 keys, B * Hq * Nq * (Dv + 2) floats per 2048-key chunk);
+   Nk (plus 256 Dk bytes for a 16-bit K and 256 Dv for a 16-bit V; plus, for key chunks, B * Hq * Nq *
+   (Dv + 2) floats per 2048-key chunk);
    attn_sdpa_workspace_size tells. workspace NULL: allocated and freed inside. A workspace smaller than
    reported gives ATTN_ERR_WORKSPACE. The caller owns every buffer; nothing is kept after the call.
    Errors: ATTN_ERR_NULL, ATTN_ERR_SHAPE, ATTN_ERR_KV_HEADS (Hq not a multiple of Hkv), ATTN_ERR_STRIDE,
    ATTN_ERR_OVERFLOW, ATTN_ERR_OPTION, ATTN_ERR_WORKSPACE, ATTN_ERR_NOMEM. */
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
-                              attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
+ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+                              attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes);
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1265,8 +1288,11 @@ static float attn__lse(float m, float sum)
 typedef struct attn__head {
     float *out; ptrdiff_t out_rs;         /* [Nq x Dv] */
     const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
-    const float *k; ptrdiff_t k_rs;       /* [Nk x Dk] */
-    const float *v; ptrdiff_t v_rs;       /* [Nk x Dv] */
+    const void *k; ptrdiff_t k_rs;        /* [Nk x Dk] of k_type (row stride in its elements) */
+    const void *v; ptrdiff_t v_rs;        /* [Nk x Dv] of v_type */
+    attn_dtype k_type, v_type;            /* the tile kernels read a 16-bit K or V through attn__k_rows, */
+    float *k_buf, *v_buf;                 /* attn__v_rows: a key tile widened into [TK x Dk], [TK x Dv] */
+                                          /* (NULL for float32); the decoding kernel widens in registers */
     const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
     const unsigned char *kpm;             /* [Nk] nonzero = masked, or NULL */
     float *lse;                           /* [Nq], or NULL */
@@ -1288,18 +1314,68 @@ typedef struct attn__head {
     const float *sink;                    /* the head's sink logit (in the denominator only), or NULL */
 } attn__head;
 
-/* Floats of one thread's fused-kernel workspace, enough for every instruction set (the SIMD kernels hold
-   Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six [TQ] vectors; the
-   scalar one less), rounded up to whole ATTN__ALIGN blocks so that each thread's slice stays aligned. The
-   kernels index it with int (c * TQ + i), so it must stay below INT_MAX floats: Dk + 2 Dv up to about 2^25. */
-static int attn__sdpa_ws_floats(size_t *n, int d_k, int d_v)
+/* Bytes of an element of type t. */
+static size_t attn__dtype_size(attn_dtype t)
 {
-    size_t dims;
+    return t == ATTN_F32 ? sizeof(float) : sizeof(unsigned short);
+}
+
+/* Floats of the tile buffer of a K (d = Dk) or V (d = Dv) of element type `type`: TK rows of d floats
+   for a 16-bit type, none for float32 (read in place). 0 on overflow. */
+static int attn__kv_buf_floats(size_t *n, attn_dtype type, int d)
+{
+    if (type == ATTN_F32) { *n = 0; return 1; }
+    return attn__mul(n, ATTN__TK, (size_t)d);
+}
+
+/* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the tile buffers
+   of a 16-bit K and V ([TK x Dk] and [TK x Dv], each only for a 16-bit type), then the kernel's own floats
+   (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six
+   [TQ] vectors; the scalar one less). Each part is a whole number of ATTN__ALIGN blocks (TK and TQ floats
+   are), so that each thread's slice and the kernel's part stay aligned. The kernels index their part with
+   int (c * TQ + i), so it must stay below INT_MAX floats: Dk + 2 Dv up to about 2^25. *kv gets the
+   floats of the two buffers (the kernel's part starts there). */
+static int attn__sdpa_ws_floats(size_t *n, size_t *kv, int d_k, int d_v, const attn_options *o)
+{
+    size_t dims, k_buf, v_buf;
     if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, (size_t)d_v) ||
         !attn__add(&dims, dims, ATTN__TK + 6) ||
         !attn__mul(n, dims, ATTN__TQ) || *n > (size_t)INT_MAX)
         return 0;
-    return 1; /* TQ floats are a whole number of ATTN__ALIGN blocks */
+    if (!attn__kv_buf_floats(&k_buf, o->k_type, d_k) || !attn__kv_buf_floats(&v_buf, o->v_type, d_v) ||
+        !attn__add(kv, k_buf, v_buf))
+        return 0;
+    return attn__add(n, *n, *kv);
+}
+
+/* Rows [j0, j0 + n) of K or V (x [.. x d] of element type `type`, row stride rs elements) as float32: the
+   caller's own rows when they are float32, else the rows widened into buf [n x d] by the conversions of
+   attn_f16_to_f32 and attn_bf16_to_f32 (exact, and the same floats on every instruction set). *view_rs
+   gets the row stride of the result. */
+static const float *attn__kv_rows(const void *x, attn_dtype type, ptrdiff_t rs, int j0, int n, int d, float *buf,
+                                  ptrdiff_t *view_rs)
+{
+    const unsigned short *x16 = (const unsigned short *)x + (ptrdiff_t)j0 * rs;
+    int r;
+    if (type == ATTN_F32) { *view_rs = rs; return (const float *)x + (ptrdiff_t)j0 * rs; }
+    *view_rs = d;
+    if (n <= 0) return buf;
+    if (rs == d) /* contiguous rows: one conversion */
+        (void)(type == ATTN_F16 ? attn_f16_to_f32 : attn_bf16_to_f32)(buf, x16, (size_t)n * (size_t)d);
+    else
+        for (r = 0; r < n; ++r)
+            (void)(type == ATTN_F16 ? attn_f16_to_f32 : attn_bf16_to_f32)(buf + (ptrdiff_t)r * d, x16 + (ptrdiff_t)r * rs, (size_t)d);
+    return buf;
+}
+
+/* Keys [j0, j0 + n) of a head's K and V as float32 rows (attn__kv_rows), *rs their row stride. */
+static const float *attn__k_rows(const attn__head *h, int j0, int n, ptrdiff_t *rs)
+{
+    return attn__kv_rows(h->k, h->k_type, h->k_rs, j0, n, h->dk, h->k_buf, rs);
+}
+static const float *attn__v_rows(const attn__head *h, int j0, int n, ptrdiff_t *rs)
+{
+    return attn__kv_rows(h->v, h->v_type, h->v_rs, j0, n, h->dv, h->v_buf, rs);
 }
 
 /* ALiBi on n scores: s[x] -= slope * |a + x|, the distance computed in integers and rounded to float once
@@ -1316,9 +1392,10 @@ static void attn__alibi_row(float *s, int n, float slope, long long a)
 /* s[tq x TK] = scale * Q[i0 .. i0+tq) . K[j0 .. j0+tk)^T with every mask applied (-inf = hidden). */
 static void attn__score_tile(float *s, const attn__head *h, int i0, int tq, int j0, int tk)
 {
+    ptrdiff_t k_rs;
+    const float *k_t = attn__k_rows(h, j0, tk, &k_rs);
     int r, c;
-    attn__gemm_nt(s, ATTN__TK, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, h->k + (ptrdiff_t)j0 * h->k_rs,
-                  h->k_rs, tq, tk, h->dk, h->scale, 0);
+    attn__gemm_nt(s, ATTN__TK, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, k_t, k_rs, tq, tk, h->dk, h->scale, 0);
     for (r = 0; r < tq; ++r) {
         float *s_r = s + r * ATTN__TK;
         if (h->softcap > 0.0f)
@@ -1411,6 +1488,8 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
     for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         const int first = t % ATTN__FOLD == 0, last = t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK;
+        const float *v_t;
+        ptrdiff_t v_rs;
         attn__score_tile(s, h, i0, tq, j0, tk);
         for (r = 0; r < tq; ++r) {
             float *s_r = s + r * ATTN__TK;
@@ -1425,7 +1504,8 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
             if (alpha != 1.0f && !first)
                 for (c = 0; c < h->dv; ++c) acc_r[c] *= alpha;
         }
-        attn__gemm_nn(acc, h->dv, s, ATTN__TK, h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tq, h->dv, tk, !first);
+        v_t = attn__v_rows(h, j0, tk, &v_rs);
+        attn__gemm_nn(acc, h->dv, s, ATTN__TK, v_t, v_rs, tq, h->dv, tk, !first);
         if (last) /* fold the block into the totals */
             for (r = 0; r < tq; ++r) {
                 float *acc_r = acc + (ptrdiff_t)r * h->dv, *tot_r = acc_tot + (ptrdiff_t)r * h->dv;
@@ -1492,6 +1572,24 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN_HEADER_FILE "attention.h" /* this file's name, for the self-includes below */
 #endif
 
+#if defined(ATTN__HAVE_X86) || defined(ATTN__HAVE_NEON) /* for the decoding kernel (SIMD only) */
+/* One element of a K or V row of element type t, p + i, as a float (exact): the SIMD kernels' tails. */
+static inline float attn__f16_to_f32_1(unsigned short h);
+static inline float attn__bf16_to_f32_1(unsigned short h);
+static inline float attn__load_as(const void *p, int i, attn_dtype t)
+{
+    if (t == ATTN_F16) return attn__f16_to_f32_1(((const unsigned short *)p)[i]);
+    if (t == ATTN_BF16) return attn__bf16_to_f32_1(((const unsigned short *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* Row j of a K or V of element type t (rs elements apart), as bytes. */
+static inline const void *attn__row_as(const void *x, attn_dtype t, ptrdiff_t rs, int j)
+{
+    return (const char *)x + (ptrdiff_t)j * rs * (ptrdiff_t)attn__dtype_size(t);
+}
+#endif
+
 #define ATTN__VLOAD(p) ATTN__P(loadu_ps)(p)
 #define ATTN__VSTORE(p, v) ATTN__P(storeu_ps)(p, v)
 #define ATTN__VSET1(x) ATTN__P(set1_ps)(x)
@@ -1520,6 +1618,8 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN__VBLEND(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define ATTN__VANY(m) ((m) != 0)
 #define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
+#define ATTN__VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define ATTN__VLOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx512(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
@@ -1604,7 +1704,7 @@ static __attribute__((target("avx2,fma"), always_inline)) inline void attn__tran
 }
 #define ATTN__TEMPLATE 1
 #define ATTN__SFX(name) name##_avx2
-#define ATTN__TARGET __attribute__((target("avx2,fma")))
+#define ATTN__TARGET __attribute__((target("avx2,fma,f16c"))) /* F16C: every AVX2+FMA CPU has it */
 #define ATTN__P(op) _mm256_##op
 #define ATTN__V __m256
 #define ATTN__W 8
@@ -1617,6 +1717,8 @@ static __attribute__((target("avx2,fma"), always_inline)) inline void attn__tran
 #define ATTN__VBLEND(m, a, b) _mm256_blendv_ps(a, b, m)
 #define ATTN__VANY(m) (_mm256_movemask_ps(m) != 0)
 #define ATTN__VSUM(v) attn__hsum_avx2(v)
+#define ATTN__VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#define ATTN__VLOAD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx2(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
@@ -1669,6 +1771,8 @@ static void attn__transpose_block_neon(float *dst, ptrdiff_t dst_rs, const float
 #define ATTN__VBLEND(m, a, b) vbslq_f32(m, b, a)
 #define ATTN__VANY(m) (vmaxvq_u32(m) != 0)
 #define ATTN__VSUM(v) vaddvq_f32(v)
+#define ATTN__VLOAD_F16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(p))))
+#define ATTN__VLOAD_BF16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(p)), 16))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_neon(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) __builtin_prefetch(p)
 #define ATTN__PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
@@ -2721,6 +2825,10 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
     ATTN__REQUIRE(o->causal == ATTN_CAUSAL_NONE || o->causal == ATTN_CAUSAL_TOP_LEFT ||
                       o->causal == ATTN_CAUSAL_BOTTOM_RIGHT,
                   ATTN_ERR_OPTION, "opt->causal", "must be 0, 1 or 2 (ATTN_CAUSAL_NONE, _TOP_LEFT, _BOTTOM_RIGHT)");
+    ATTN__REQUIRE(o->k_type == ATTN_F32 || o->k_type == ATTN_F16 || o->k_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->k_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
+    ATTN__REQUIRE(o->v_type == ATTN_F32 || o->v_type == ATTN_F16 || o->v_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->v_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     if (o->mask) { /* [B, Hq, Nq, Nk], or one row per (batch, head) when broadcast over the queries */
         attn_stride ms = o->mask_stride;
         if (ms.row == 0 || o->mask_broadcast_rows) ms.row = d->n_kv; /* broadcast: the row stride is unused */
@@ -2817,15 +2925,16 @@ static int attn__sdpa_threads(const attn_dims *d, const attn_options *o, const a
     return attn__threads(o, (double)d->batch * heads * (double)n_qt * (double)attn__key_chunks(d, o, ring));
 }
 
-/* Floats of a call's workspace: each thread's tiles, then the partial results of the key chunks, per
-   query tile and chunk its rows' outputs [rows x Dv] and max and sum [rows x 2]. */
+/* Floats of a call's workspace: each thread's tiles (attn__sdpa_ws_floats: *kv_bufs of them the 16-bit
+   K and V tile buffers), then the partial results of the key chunks, per query tile and chunk its rows'
+   outputs [rows x Dv] and max and sum [rows x 2]. */
 static int attn__sdpa_call_floats(size_t *n, const attn_dims *d, const attn_options *o, const attn__ring *ring,
-                                  size_t *per_thread)
+                                  size_t *per_thread, size_t *kv_bufs)
 {
     size_t parts = 0;
     const int chunks = attn__key_chunks(d, o, ring), n_qt = 1 + (d->n_q - 1) / ATTN__TQ;
     const int rows = d->n_q < ATTN__TQ ? d->n_q : ATTN__TQ;
-    if (!attn__sdpa_ws_floats(per_thread, d->d_k, d->d_v) ||
+    if (!attn__sdpa_ws_floats(per_thread, kv_bufs, d->d_k, d->d_v, o) ||
         !attn__mul(n, *per_thread, (size_t)attn__sdpa_threads(d, o, ring)))
         return 0;
     if (chunks > 1 && (!attn__mul(&parts, (size_t)d->batch * (size_t)d->n_heads, (size_t)n_qt) ||
@@ -2883,8 +2992,8 @@ static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_opt
    heads in order, so that the sum over heads has one order. A group is one work item, or with key chunks
    one item per chunk and a merge after. A split takes whole groups. Every group writes its own rows with
    its own arithmetic, so the result is bitwise the same whatever the threads or the split. */
-static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
-                           attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *d,
+static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+                           attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *d,
                            const attn_options *o, const attn__ring *ring, float *ws)
 {
     const attn__tile_fn tile = attn__tile_kernel();
@@ -2896,10 +3005,11 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
     const int part_rows = d->n_q < ATTN__TQ ? d->n_q : ATTN__TQ;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
     const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)part_rows * ((size_t)d->d_v + 2);
-    size_t per_thread, total;
+    const size_t k_size = attn__dtype_size(o->k_type), v_size = attn__dtype_size(o->v_type);
+    size_t per_thread, total, kv_bufs;
     float *parts;
     ptrdiff_t it, g0 = 0, g1 = n_groups;
-    attn__sdpa_call_floats(&total, d, o, ring, &per_thread);
+    attn__sdpa_call_floats(&total, d, o, ring, &per_thread, &kv_bufs);
     parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [rows x Dv], max and sum [rows x 2] */
     if (o->split_count > 0) {
         const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
@@ -2928,6 +3038,9 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         memset(&h, 0, sizeof h);
         h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
+        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16-bit K's tile buffer, then V's, then the kernel's part */
+        h.k_buf = o->k_type != ATTN_F32 ? ws_t : NULL;
+        h.v_buf = o->v_type != ATTN_F32 ? ws_t + kv_bufs - (size_t)ATTN__TK * (size_t)d->d_v : NULL;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
         h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
         if (ring) { /* chunk c of the ring's rows */
@@ -2944,8 +3057,8 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             const int hq = hg * heads_per_item + hh, hk = hq / group;
             h.out = out + b * out_s.batch + hq * out_s.head;
             h.q = q + b * q_s.batch + hq * q_s.head;
-            h.k = k + b * k_s.batch + hk * k_s.head;
-            h.v = v + b * v_s.batch + hk * v_s.head;
+            h.k = (const char *)k + (b * k_s.batch + hk * k_s.head) * (ptrdiff_t)k_size;
+            h.v = (const char *)v + (b * v_s.batch + hk * v_s.head) * (ptrdiff_t)v_size;
             h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
             h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
             h.sink = o->sinks && !(chunks > 1) ? o->sinks + hq : NULL; /* key chunks: the merge adds it */
@@ -2966,9 +3079,9 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
                     h.k_lo = c * ATTN__KEY_CHUNK;
                     if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
                 }
-                tile(&h, 0, ws_t);
+                tile(&h, 0, ws_t + kv_bufs);
             } else {
-                tile(&h, qt * ATTN__TQ, ws_t);
+                tile(&h, qt * ATTN__TQ, ws_t + kv_bufs);
             }
         }
         if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
@@ -3002,8 +3115,8 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 /* The bytes of attn_sdpa's workspace, on resolved sizes and checked options. */
 static attn_result attn__sdpa_need(const char *func, size_t *bytes, const attn_dims *d, const attn_options *opt)
 {
-    size_t floats, per_thread;
-    ATTN__REQUIRE(attn__sdpa_call_floats(&floats, d, opt, NULL, &per_thread) && attn__ws_bytes(bytes, floats) == ATTN_OK,
+    size_t floats, per_thread, kv_bufs;
+    ATTN__REQUIRE(attn__sdpa_call_floats(&floats, d, opt, NULL, &per_thread, &kv_bufs) && attn__ws_bytes(bytes, floats) == ATTN_OK,
                   ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k + d_v per thread, key chunks) overflows");
     return ATTN_OK;
 }
@@ -3022,8 +3135,8 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
     return attn__sdpa_need(func, bytes, &d, opt);
 }
 
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const float *k,
-                              attn_stride k_s, const float *v, attn_stride v_s, const attn_dims *dims,
+ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+                              attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes)
 {
     const char *func = "attn_sdpa";
@@ -3081,7 +3194,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     const char *n_q_arg = self ? "n" : "n_q", *n_kv_arg = self ? "n" : "n_kv";
     attn_dims full;
     attn_result r;
-    size_t n, q_floats, kv_floats, per_thread;
+    size_t n, q_floats, kv_floats, per_thread, kv_bufs;
     int head_dim, n_kv_heads, d_kv;
     ATTN__REQUIRE(m, ATTN_ERR_NULL, "mha", "NULL");
     n_kv_heads = m->n_kv_heads ? m->n_kv_heads : m->n_heads;
@@ -3132,6 +3245,8 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     if (opt && (r = attn__check_options(func, opt, &full, read_values)) != ATTN_OK) return r;
     ATTN__REQUIRE(!opt || opt->split_count == 0, ATTN_ERR_OPTION, "opt->split_count",
                   "must be 0: splits are for attn_sdpa only");
+    ATTN__REQUIRE(!opt || (opt->k_type == ATTN_F32 && opt->v_type == ATTN_F32), ATTN_ERR_OPTION, "opt->k_type",
+                  "must be 0 (ATTN_F32), as v_type: 16-bit K and V are for attn_sdpa only");
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
@@ -3144,7 +3259,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(attn__mul(&n, (size_t)m->d_model, (size_t)m->d_model), ATTN_ERR_OVERFLOW, "mha->w_q",
                   "its d_model x d_model elements overflow ptrdiff_t");
     if (!attn__mul(&q_floats, (size_t)n_q, (size_t)m->d_model) ||
-        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, NULL, &per_thread) ||
+        !attn__mul(&kv_floats, (size_t)n_kv, (size_t)md->kv_dim) || !attn__sdpa_call_floats(&md->sdpa_floats, &md->sdpa, opt ? opt : &attn__default_options, NULL, &per_thread, &kv_bufs) ||
         !attn__add(&md->sdpa_floats, md->sdpa_floats, 15) ||
         !attn__pack_floats(&md->pack_floats, d_kv > m->d_model ? d_kv : m->d_model, m->d_model) ||
         !attn__add(&n, q_floats, q_floats > kv_floats ? q_floats : kv_floats) || !attn__add(&n, n, kv_floats) ||
@@ -3388,7 +3503,7 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
 {
     attn__mha_dims md;
     attn_result r;
-    size_t n, per_thread, q_floats, kv_floats;
+    size_t n, per_thread, kv_bufs, q_floats, kv_floats;
     int head_dim;
     ATTN__REQUIRE(n_new > 0, ATTN_ERR_SHAPE, "n_new", "must be > 0");
     if ((r = attn__check_cache(func, c, read_values ? n_new : 0)) != ATTN_OK) return r;
@@ -3417,7 +3532,7 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
     sd->rows = c->batch * n_new; /* <= the elements of x, checked */
     sd->ring.len = c->len; sd->ring.max_len = c->max_len; sd->ring.window_left = c->ring && opt ? opt->window_left : 0;
     if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options,
-                                c->ring ? &sd->ring : NULL, &per_thread) ||
+                                c->ring ? &sd->ring : NULL, &per_thread, &kv_bufs) ||
         !attn__add(&sd->sdpa_floats, sd->sdpa_floats, 15) ||
         !attn__mul(&q_floats, (size_t)sd->rows, (size_t)md.d_model) ||
         !attn__mul(&kv_floats, (size_t)sd->rows, (size_t)md.kv_dim) || !attn__add(&n, q_floats, q_floats) ||
@@ -4415,7 +4530,8 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
      ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
      ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VDIV, _VFMA(a, b, c) = a*b + c,
      _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP_Z(p, n, m) = m ? 0 : p * 2^n, _VSUM (of
-     the lanes); _VEQ(a, b), _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
+     the lanes); _VLOAD_F16(p), _VLOAD_BF16(p) W 16-bit elements widened to floats (exactly); _VEQ(a, b),
+     _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
      ATTN__PREFETCH_L2(p) into L2.
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
    S^T [keys x TQ] = K . Q^T and the output O^T [Dv x TQ] = alpha O^T + V^T . P^T are one micro-kernel that
@@ -4829,17 +4945,15 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_out_in)(float *y, ptrdiff_t y_rs, 
     else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 8);
 }
 
-/* Prefetches d floats of each of `rows` rows (row stride rs) into the cache: one prefetch per 64-byte line,
-   four per loop step (the decoding kernel issues one for every line of K and V it will read). */
-static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows)(const float *p, ptrdiff_t rs, int rows, int d)
+/* Prefetches `bytes` bytes at p into the cache: one prefetch per 64-byte line, four per loop step (the
+   decoding kernel issues one for every line of K and V it will read). */
+static ATTN__TARGET void ATTN__SFX(attn__prefetch_bytes)(const char *p, int bytes)
 {
-    int r, c;
-    for (r = 0; r < rows; ++r, p += rs) {
-        for (c = 0; c + 64 <= d; c += 64) {
-            ATTN__PREFETCH(p + c); ATTN__PREFETCH(p + c + 16); ATTN__PREFETCH(p + c + 32); ATTN__PREFETCH(p + c + 48);
-        }
-        for (; c < d; c += 16) ATTN__PREFETCH(p + c);
+    int c;
+    for (c = 0; c + 256 <= bytes; c += 256) {
+        ATTN__PREFETCH(p + c); ATTN__PREFETCH(p + c + 64); ATTN__PREFETCH(p + c + 128); ATTN__PREFETCH(p + c + 192);
     }
+    for (; c < bytes; c += 64) ATTN__PREFETCH(p + c);
 }
 
 /* The same into L2 only, for the tile kernel's V rows (a separate loop: the decoding kernel's is tuned). */
@@ -4855,20 +4969,24 @@ static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows_l2)(const float *p, ptrdi
 static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
                                                        int tq, int j0, int tk)
 {
+    ptrdiff_t k_rs;
+    const float *k_t = attn__k_rows(h, j0, tk, &k_rs);
     int j, i, nb, rows;
     for (j = 0; j < tk; j += rows) {
         const int next = j0 + ATTN__TK + j; /* the same keys of the next tile */
         rows = ATTN__BLOCK_ROWS(tk - j);
         /* the V rows of these keys, into L2 for the P.V pass that follows: it reads them a few floats
-           per row, a pattern the hardware prefetchers do not follow (D = 128, one thread: -4%) */
-        ATTN__SFX(attn__prefetch_rows_l2)(h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, rows, h->dv);
+           per row, a pattern the hardware prefetchers do not follow (D = 128, one thread: -4%). A 16-bit
+           V is read whole, row after row, when its tile is widened: no need. */
+        if (h->v_type == ATTN_F32)
+            ATTN__SFX(attn__prefetch_rows_l2)((const float *)h->v + (ptrdiff_t)(j0 + j) * h->v_rs, h->v_rs, rows, h->dv);
         /* K rows apart from each other (a head of interleaved [N, H*D] rows) get no stream prefetch across
            rows: fetch the next tile's (-4 to -6% there; nothing gained on contiguous rows, so only here) */
-        if (h->k_rs != h->dk && next < h->n_valid)
-            ATTN__SFX(attn__prefetch_rows_l2)(h->k + (ptrdiff_t)next * h->k_rs, h->k_rs,
+        if (h->k_type == ATTN_F32 && h->k_rs != h->dk && next < h->n_valid)
+            ATTN__SFX(attn__prefetch_rows_l2)((const float *)h->k + (ptrdiff_t)next * h->k_rs, h->k_rs,
                                               h->n_valid - next < rows ? h->n_valid - next : rows, h->dk);
         for (nb = 0; nb < ATTN__TQ; nb += ATTN__NB)
-            ATTN__SFX(attn__kernel_t)(s_t + j * ATTN__TQ + nb, h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs, 0,
+            ATTN__SFX(attn__kernel_t)(s_t + j * ATTN__TQ + nb, k_t + (ptrdiff_t)j * k_rs, k_rs, 0,
                                       q_t + nb, h->dk, rows, 0, NULL);
     }
     if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s_t, tk * ATTN__TQ, h->softcap);
@@ -4928,17 +5046,31 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
 }
 
 
+/* W elements of a K or V row of element type t at p + i, as floats (exact; t is a constant in each copy of
+   attn__scores_pv_as, so this is one load or one load and a widening). */
+static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn__vload_as)(const void *p, int i,
+                                                                                           attn_dtype t)
+{
+    if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
+    if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
+    return ATTN__VLOAD((const float *)p + i);
+}
+
 /* The decoding kernel's pass over one key tile: its scores and the P.V of the tile before it, key by key --
-   s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j = k + j k_rs, v_j = v + j v_rs) -- so
-   that K and V are read as two sequential streams side by side, each row whole. Each K row in four chains;
-   the first 8 (or 4) vectors of acc in registers, the rest in memory. Prefetches K row j + 16 while
-   j + 16 < pf_end. */
-static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, ptrdiff_t k_rs, const float *qs, int dk,
-                                                    int n_s, int pf_end, float *acc, const float *v, ptrdiff_t v_rs,
-                                                    const float *p, int n_pv, int dv)
+   s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j, v_j rows j of k and v, k_rs and v_rs
+   elements of type kt and vt apart) -- so that K and V are read as two sequential streams side by side,
+   each row whole. 16-bit rows are widened in the registers (the same floats as attn__kv_rows gives, so
+   the same sums as float32 rows holding them), so memory moves their 2 bytes per element only. Each K row
+   in four chains; the first 8 (or 4) vectors of acc in registers, the rest in memory. Prefetches K row
+   j + 16 while j + 16 < pf_end. */
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__scores_pv_as)(
+    float *s, const void *k, ptrdiff_t k_rs, const float *qs, int dk, int n_s, int pf_end, float *acc, const void *v,
+    ptrdiff_t v_rs, const float *p, int n_pv, int dv, attn_dtype kt, attn_dtype vt)
 {
     const int n = n_s > n_pv ? n_s : n_pv;
     const int c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : dv >= 4 * ATTN__W ? 4 * ATTN__W : 0; /* floats in r0.. */
+    /* a prefetched K row: one more line for 16-bit rows, which need not start on one */
+    const int k_bytes = dk * (int)attn__dtype_size(kt) + (kt == ATTN_F32 ? 0 : 63);
     ATTN__V r0 = ATTN__VZERO, r1 = ATTN__VZERO, r2 = ATTN__VZERO, r3 = ATTN__VZERO;
     ATTN__V r4 = ATTN__VZERO, r5 = ATTN__VZERO, r6 = ATTN__VZERO, r7 = ATTN__VZERO;
     int j, c;
@@ -4952,33 +5084,37 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, pt
     }
     for (j = 0; j < n; ++j) {
         if (j < n_s) {
-            const float *k_j = k + (ptrdiff_t)j * k_rs;
+            const void *k_j = attn__row_as(k, kt, k_rs, j);
             ATTN__V a0 = ATTN__VZERO, a1 = ATTN__VZERO, a2 = ATTN__VZERO, a3 = ATTN__VZERO;
-            if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_rows)(k_j + 16 * k_rs, k_rs, 1, dk);
+            if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_bytes)((const char *)attn__row_as(k, kt, k_rs, j + 16), k_bytes);
             for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
-                a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
-                a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__VLOAD(k_j + c + ATTN__W), a1);
-                a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__VLOAD(k_j + c + 2 * ATTN__W), a2);
-                a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__VLOAD(k_j + c + 3 * ATTN__W), a3);
+                a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__SFX(attn__vload_as)(k_j, c, kt), a0);
+                a1 = ATTN__VFMA(ATTN__VLOAD(qs + c + ATTN__W), ATTN__SFX(attn__vload_as)(k_j, c + ATTN__W, kt), a1);
+                a2 = ATTN__VFMA(ATTN__VLOAD(qs + c + 2 * ATTN__W), ATTN__SFX(attn__vload_as)(k_j, c + 2 * ATTN__W, kt), a2);
+                a3 = ATTN__VFMA(ATTN__VLOAD(qs + c + 3 * ATTN__W), ATTN__SFX(attn__vload_as)(k_j, c + 3 * ATTN__W, kt), a3);
             }
-            for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__VLOAD(k_j + c), a0);
+            for (; c + ATTN__W <= dk; c += ATTN__W) a0 = ATTN__VFMA(ATTN__VLOAD(qs + c), ATTN__SFX(attn__vload_as)(k_j, c, kt), a0);
             s[j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a0, a1), ATTN__VADD(a2, a3)));
-            for (; c < dk; ++c) s[j] += qs[c] * k_j[c];
+            for (; c < dk; ++c) s[j] += qs[c] * attn__load_as(k_j, c, kt);
         }
         if (j < n_pv) {
-            const float *v_j = v + (ptrdiff_t)j * v_rs;
+            const void *v_j = attn__row_as(v, vt, v_rs, j);
             const ATTN__V pj = ATTN__VSET1(p[j]);
             if (c_reg) {
-                r0 = ATTN__VFMA(pj, ATTN__VLOAD(v_j), r0);                r1 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + ATTN__W), r1);
-                r2 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 2 * ATTN__W), r2);  r3 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 3 * ATTN__W), r3);
+                r0 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 0, vt), r0);
+                r1 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, ATTN__W, vt), r1);
+                r2 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 2 * ATTN__W, vt), r2);
+                r3 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 3 * ATTN__W, vt), r3);
             }
             if (c_reg > 4 * ATTN__W) {
-                r4 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 4 * ATTN__W), r4);  r5 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 5 * ATTN__W), r5);
-                r6 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 6 * ATTN__W), r6);  r7 = ATTN__VFMA(pj, ATTN__VLOAD(v_j + 7 * ATTN__W), r7);
+                r4 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 4 * ATTN__W, vt), r4);
+                r5 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 5 * ATTN__W, vt), r5);
+                r6 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 6 * ATTN__W, vt), r6);
+                r7 = ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, 7 * ATTN__W, vt), r7);
             }
             for (c = c_reg; c + ATTN__W <= dv; c += ATTN__W)
-                ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__VLOAD(v_j + c), ATTN__VLOAD(acc + c)));
-            for (; c < dv; ++c) acc[c] += p[j] * v_j[c];
+                ATTN__VSTORE(acc + c, ATTN__VFMA(pj, ATTN__SFX(attn__vload_as)(v_j, c, vt), ATTN__VLOAD(acc + c)));
+            for (; c < dv; ++c) acc[c] += p[j] * attn__load_as(v_j, c, vt);
         }
     }
     if (c_reg && n_pv > 0) {
@@ -4989,6 +5125,23 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(float *s, const float *k, pt
         ATTN__VSTORE(acc + 4 * ATTN__W, r4);  ATTN__VSTORE(acc + 5 * ATTN__W, r5);
         ATTN__VSTORE(acc + 6 * ATTN__W, r6);  ATTN__VSTORE(acc + 7 * ATTN__W, r7);
     }
+}
+
+/* attn__scores_pv_as with the element types of h: one copy per type shared by K and V (the common case),
+   with the types constant in it, and one for mixed types (a branch per load). */
+static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(const attn__head *h, float *s, const void *k, const float *qs,
+                                                    int n_s, int pf_end, float *acc, const void *v, const float *p,
+                                                    int n_pv)
+{
+    const attn_dtype kt = h->k_type, vt = h->v_type;
+    if (kt == ATTN_F32 && vt == ATTN_F32)
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_F32, ATTN_F32);
+    else if (kt == ATTN_F16 && vt == ATTN_F16)
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_F16, ATTN_F16);
+    else if (kt == ATTN_BF16 && vt == ATTN_BF16)
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_BF16, ATTN_BF16);
+    else
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, kt, vt);
 }
 
 /* acc_tot[d] = acc_tot * a + acc, then acc = 0: a block of the blocked sums folded into the total. */
@@ -5014,14 +5167,13 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
 {
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
     const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
-    const ptrdiff_t k_rs = h->k_rs, v_rs = h->v_rs;
     float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
     float *p_prev = s + ATTN__TK;                 /* [TK] the probabilities of the tile before */
     float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output of the current block */
     float *acc_tot = acc + dv;                    /* [Dv] unnormalised output of the blocks before */
     float *qs = acc_tot + dv;                     /* [Dk] the scaled query */
-    const float *v_prev = NULL;                   /* the V rows of the tile before, n_prev of them */
     float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f, a_out = 1.0f;
+    const void *v_prev = NULL;                    /* the V rows of the tile before, n_prev of them */
     int j0, pass, c, t, n_prev = 0;
     for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
     memset(acc, 0, sizeof(float) * (size_t)dv);
@@ -5032,13 +5184,13 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
         for (j0 = pass ? 0 : attn__key_begin(h, i), t = 0; j0 < end; j0 += ATTN__TK, ++t) {
             const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
-            const float *k_t = h->k + (ptrdiff_t)j0 * k_rs, *v_t = h->v + (ptrdiff_t)j0 * v_rs;
+            const void *k_t = attn__row_as(h->k, h->k_type, h->k_rs, j0), *v_t = attn__row_as(h->v, h->v_type, h->v_rs, j0);
             float m_new = m, mu, sum, alpha = 1.0f;
             ATTN__V vsum = ATTN__VZERO;
             float *tmp;
             int j;
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
-            ATTN__SFX(attn__scores_pv)(s, k_t, k_rs, qs, dk, tv, key_end - j0, acc, v_prev, v_rs, p_prev, n_prev, dv);
+            ATTN__SFX(attn__scores_pv)(h, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
             if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
             if (h->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
                 ATTN__SFX(attn__alibi)(s, tv, h->alibi, (long long)j0 - i - h->diag0);
@@ -5083,8 +5235,8 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i
             }
             tmp = p_prev; p_prev = s; s = tmp; v_prev = v_t; n_prev = tv;
         }
-        if (n_prev > 0) /* the last tile's P.V */
-            ATTN__SFX(attn__scores_pv)(s, h->k, k_rs, qs, dk, 0, 0, acc, v_prev, v_rs, p_prev, n_prev, dv);
+        if (n_prev > 0) /* the last tile's P.V (no scores) */
+            ATTN__SFX(attn__scores_pv)(h, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
         n_prev = 0;
         if (pass == 0) {
             ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
@@ -5169,6 +5321,8 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
     for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
         const int tk = key_end - j0 < ATTN__TK ? key_end - j0 : ATTN__TK;
         const int first = t % ATTN__FOLD == 0;
+        const float *v_t;
+        ptrdiff_t v_rs;
         ATTN__SFX(attn__score_tile_t)(s_t, h, q_t, i0, tq, j0, tk);
         for (v = 0; v < ATTN__TQ; v += ATTN__W) { /* new running max, and the rescale of the old state */
             const ATTN__V m_old = ATTN__VLOAD(m + v);
@@ -5188,12 +5342,13 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             ATTN__VSTORE(m + v, m_new);
         }
         ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
+        v_t = attn__v_rows(h, j0, tk, &v_rs);
         for (v = 0; v < ATTN__TQ; v += ATTN__W)
             ATTN__VSTORE(l + v, first ? ATTN__VLOAD(sum + v) : ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
         for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] (a block's first: = the sum) */
             rows = ATTN__BLOCK_ROWS(h->dv - c);
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
-                ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, h->v + (ptrdiff_t)j0 * h->v_rs + c, h->v_rs, 1,
+                ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, v_t + c, v_rs, 1,
                                           s_t + v, tk, rows, !first, alpha + v);
         }
         if (t % ATTN__FOLD == ATTN__FOLD - 1 || key_end - j0 <= ATTN__TK)
@@ -5244,6 +5399,8 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 #undef ATTN__VBLEND
 #undef ATTN__VANY
 #undef ATTN__VSUM
+#undef ATTN__VLOAD_F16
+#undef ATTN__VLOAD_BF16
 #undef ATTN__TRANSPOSE
 #undef ATTN__PREFETCH
 #undef ATTN__PREFETCH_L2

@@ -175,6 +175,7 @@ typedef struct result {
     const char *op, *impl;
     int B, H, Hkv, Nq, Nk, D, causal, d_model, threads, reps, window;
     int d_out, layout; /* gemv */
+    attn_dtype kv;     /* decode: K and V element type */
     double ms, flops, bytes, gflops, pct_peak, gbps, pct_bw;
     double vs_1t;    /* ms with 1 thread / ms (same impl and case), 0 if n/a */
     double attn_x;   /* ms / attention.h's ms (same case and threads), 0 if n/a */
@@ -255,6 +256,7 @@ static void print_bench_lines(void)
         if (!strcmp(r->op, "bw")) printf(" gbps_best=%.2f", r->other_rate);
         if (r->d_model > 0) printf(" d_model=%d", r->d_model);
         if (!strcmp(r->op, "sdpa")) printf(" window=%d", r->window);
+        if (!strcmp(r->op, "decode")) printf(" kv=%s", r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : "f32");
         if (!strcmp(r->op, "gemv")) printf(" d_in=%d d_out=%d layout=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out");
         if (r->flops > 0) printf(" flops=%.0f", r->flops);
         printf(" reps=%d", r->reps);
@@ -507,25 +509,29 @@ typedef struct bench_case {
     int long_only;    /* only with --long */
     int window;       /* > 0: a sliding window of this many keys ending at the causal diagonal (Mistral's
                          sliding_window: window_left = window - 1, window_right = 0) */
+    attn_dtype kv;    /* decode: the element type of K and V (attn_options.k_type, v_type) */
 } bench_case;
 
 static const bench_case cases[] = {
-    {"mem_n32768_d64_causal", "mem", 1, 1, 1, 32768, 32768, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 1, 0},
-    {"sdpa_n2048_d64", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0},
-    {"sdpa_n2048_d64_causal", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_TOP_LEFT, 0, 1, 0, 0, 0},
-    {"sdpa_n2048_d128", "sdpa", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0},
-    {"sdpa_n512_d64", "sdpa", 1, 8, 8, 512, 512, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0},
-    {"sdpa_n8192_d64", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_NONE, 0, 0, 1, 0, 0},
+    {"mem_n32768_d64_causal", "mem", 1, 1, 1, 32768, 32768, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 1, 0, ATTN_F32},
+    {"sdpa_n2048_d64", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0, ATTN_F32},
+    {"sdpa_n2048_d64_causal", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_TOP_LEFT, 0, 1, 0, 0, 0, ATTN_F32},
+    {"sdpa_n2048_d128", "sdpa", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0, ATTN_F32},
+    {"sdpa_n512_d64", "sdpa", 1, 8, 8, 512, 512, 64, ATTN_CAUSAL_NONE, 0, 1, 0, 0, 0, ATTN_F32},
+    {"sdpa_n8192_d64", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_NONE, 0, 0, 1, 0, 0, ATTN_F32},
     /* the sliding window: the same causal shape with and without a window of 1024 keys */
-    {"sdpa_n8192_d64_causal", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0},
-    {"sdpa_n8192_d64_causal_w1024", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 1024},
-    {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0},
-    {"mha_d512_h8_n2048", "mha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 1, 0, 0, 0},
-    {"mha_proj_d512_n2048", "proj", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0, 0},
+    {"sdpa_n8192_d64_causal", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, ATTN_F32},
+    {"sdpa_n8192_d64_causal_w1024", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 1024, ATTN_F32},
+    {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
+    {"mha_d512_h8_n2048", "mha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 1, 0, 0, 0, ATTN_F32},
+    {"mha_proj_d512_n2048", "proj", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0, 0, ATTN_F32},
     /* multi-head attention's own projections (the internal attn__project: packed weights, threads by row
        blocks) on the four shapes of mha_proj; attention.h only */
-    {"mha_proj_inside_d512_n2048", "projmha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0, 0},
-    {"decode_h32_d128_kv8192", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0},
+    {"mha_proj_inside_d512_n2048", "projmha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0, 0, ATTN_F32},
+    {"decode_h32_d128_kv8192", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, 0, 0, ATTN_F32},
+    /* the same with a float16 and a bfloat16 cache: half the bytes (no naive reference: it reads floats) */
+    {"decode_h32_d128_kv8192_f16", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, ATTN_F16},
+    {"decode_h32_d128_kv8192_bf16", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, ATTN_BF16},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -591,6 +597,7 @@ typedef struct ctx {
     attn_options opt;
     attn_stride q_s, kv_s, o_s;
     float *q, *k, *v, *out, *ref; /* sdpa/decode [B,H,N,D]; mha: x = q, out [N x d_model] */
+    unsigned short *k16, *v16;    /* decode with a 16-bit kv: K and V as attn_sdpa reads them, else NULL */
     float *wq, *wk, *wv, *wo;     /* mha, proj: [d_model x d_model], layout IN_OUT */
     float *qb, *kb, *vb, *ab;     /* mha, proj: [N x d_model] projections and attention output */
     float *scores;                /* openblas: [Nq x Nk] */
@@ -623,8 +630,8 @@ static void run_attn(ctx *x)
     const bench_case *c = x->c;
     attn_options_threads(&x->opt, x->threads);
     if (!strcmp(c->op, "sdpa") || !strcmp(c->op, "decode")) {
-        CHECK(attn_sdpa(x->out, x->o_s, x->q, x->q_s, x->k, x->kv_s, x->v, x->kv_s, &x->dims, &x->opt, x->ws,
-                        x->ws_bytes));
+        CHECK(attn_sdpa(x->out, x->o_s, x->q, x->q_s, x->k16 ? (const void *)x->k16 : x->k, x->kv_s,
+                        x->v16 ? (const void *)x->v16 : x->v, x->kv_s, &x->dims, &x->opt, x->ws, x->ws_bytes));
     } else if (!strcmp(c->op, "mha")) {
         attn_mha m;
         memset(&m, 0, sizeof m);
@@ -1071,7 +1078,9 @@ static result base_result(const ctx *x, const char *impl)
         else if (!strcmp(c->op, "mha")) r.flops = core + 4.0 * proj;
         else r.flops = core;
     }
-    if (!strcmp(c->op, "decode")) r.bytes = 2.0 * c->B * c->Hkv * (double)c->Nk * c->D * sizeof(float);
+    r.kv = c->kv;
+    if (!strcmp(c->op, "decode")) /* the bytes of K and V as stored */
+        r.bytes = 2.0 * c->B * c->Hkv * (double)c->Nk * c->D * (c->kv == ATTN_F32 ? sizeof(float) : sizeof(unsigned short));
     return r;
 }
 
@@ -1224,6 +1233,14 @@ static void run_case(const bench_case *c)
         x.q = alloc_random(x.out_n, 1.0f);
         x.k = alloc_random((size_t)c->B * c->Hkv * c->Nk * c->D, 1.0f);
         x.v = alloc_random((size_t)c->B * c->Hkv * c->Nk * c->D, 1.0f);
+        if (c->kv != ATTN_F32) { /* K and V converted to the case's 16-bit type */
+            const size_t n = (size_t)c->B * c->Hkv * c->Nk * c->D;
+            x.k16 = (unsigned short *)bench_alloc(n * sizeof(unsigned short));
+            x.v16 = (unsigned short *)bench_alloc(n * sizeof(unsigned short));
+            CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16(x.k16, x.k, n) : attn_f32_to_bf16(x.k16, x.k, n));
+            CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16(x.v16, x.v, n) : attn_f32_to_bf16(x.v16, x.v, n));
+            x.opt.k_type = x.opt.v_type = c->kv;
+        }
         CHECK(attn_sdpa_workspace_size(&x.ws_bytes, &x.dims, &x.opt));
     } else { /* mha, proj: x [N x d_model], weights scaled by 1/sqrt(d_model) to keep the logits sane */
         const size_t nd = (size_t)c->Nq * c->d_model, dd = (size_t)c->d_model * c->d_model;
@@ -1276,7 +1293,7 @@ static void run_case(const bench_case *c)
             run_impl(&x, "naive", run_naive, 0);
         }
 
-    free(x.q); free(x.k); free(x.v); free(x.out); free(x.ref); free(x.ws);
+    free(x.q); free(x.k); free(x.v); free(x.k16); free(x.v16); free(x.out); free(x.ref); free(x.ws);
     free(x.wq); free(x.wk); free(x.wv); free(x.wo);
     free(x.qb); free(x.kb); free(x.vb); free(x.ab); free(x.scores);
 }

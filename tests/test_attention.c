@@ -4094,7 +4094,8 @@ static double kv_ring_vs_linear(const attn_mha *m, const attn_options *opt, int 
         for (i = 0; i < (int)n; ++i) ref[i] = o_l[i];
         if (rel_err(o_r, ref, n) > worst) worst = rel_err(o_r, ref, n);
     }
-    CHECK(len_r[0] == len_l[0] && len_r[1] == len_l[1] && len_r[0] > cap);
+    for (i = 0; i < B; ++i) CHECK(len_r[i] == len_l[i]);
+    CHECK(len_r[0] > cap);
     free(kr); free(vr); free(kl); free(vl); free(len_r); free(len_l); free(x); free(o_r); free(o_l); free(ref);
     return worst;
 }
@@ -4401,6 +4402,200 @@ static void test_sdpa_ragged_bottom_right(void)
     rnd_pop();
 }
 
+/* x [B, H, N, D] dense floats stored as element type `type` for attn_sdpa: for float32 x itself (dense);
+   for a 16-bit type a new buffer with rows D + pad elements apart, the first `off` elements past the start
+   of the allocation (an odd offset and an odd row stride leave rows 2-byte aligned only), the padding NaN
+   (a kernel reading it would show). x is rounded in place to the values stored, *s gets the strides and
+   *mem the allocation to free (NULL for float32). */
+static const void *half_tensor(float *x, attn_dtype type, int B, int H, int N, int D, int pad, int off,
+                               attn_stride *s, void **mem)
+{
+    const size_t rows = (size_t)B * H * N, rs = (size_t)D + (size_t)pad;
+    unsigned short *buf, *base;
+    size_t r, c;
+    *mem = NULL;
+    if (type == ATTN_F32) { *s = attn_stride_bhnd(H, N, D); return x; }
+    buf = (unsigned short *)malloc(sizeof(unsigned short) * ((size_t)off + rows * rs));
+    if (!buf) abort();
+    base = buf + off;
+    for (r = 0; r < rows; ++r) {
+        if (type == ATTN_F16) {
+            CHECK_CODE(attn_f32_to_f16(base + r * rs, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_f16_to_f32(x + r * D, base + r * rs, (size_t)D), ATTN_OK);
+        } else {
+            CHECK_CODE(attn_f32_to_bf16(base + r * rs, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_bf16_to_f32(x + r * D, base + r * rs, (size_t)D), ATTN_OK);
+        }
+        for (c = (size_t)D; c < rs; ++c) base[r * rs + c] = type == ATTN_F16 ? 0x7e00 : 0x7fc0; /* NaN */
+    }
+    s->row = (ptrdiff_t)rs; s->head = (ptrdiff_t)(N * rs); s->batch = (ptrdiff_t)H * s->head;
+    *mem = buf;
+    return base;
+}
+
+/* attn_sdpa with float16 and bfloat16 K and V (attn_options.k_type, v_type), mixed with float32 too: against
+   the float64 reference on the rounded inputs (the 16-bit values widened back) within TOL, on the tile kernel
+   (Nq 130 and 200), decoding with key chunks (Nq 1..8 over 5000 keys) and decoding with weights, with GQA,
+   masks, causal both ways, windows, softcap, sinks, ALiBi, kv_len, log-sum-exp and weights; bitwise the
+   float32 attn_sdpa on the widened K and V (the tile kernels widen each key tile and run the float32 code
+   on it, the decoding kernel widens in registers with the same sums), whatever the threads or a split; odd
+   row strides and rows at odd addresses. Then the workspace (it
+   grows by the tile buffers) and the errors: an unknown type, a 16-bit type in the multi-head functions. */
+static void test_sdpa_half_kv(void)
+{
+    enum { B = 2, H = 4, HKV = 2, CASES = 36 };
+    static const attn_dtype types[][2] = {{ATTN_F16, ATTN_F16}, {ATTN_BF16, ATTN_BF16}, {ATTN_F16, ATTN_F32},
+                                          {ATTN_F32, ATTN_BF16}, {ATTN_BF16, ATTN_F16}, {ATTN_F16, ATTN_BF16}};
+    static const int dks[] = {16, 64, 17, 40}, dvs[] = {16, 64, 9, 128}, lefts[] = {-1, 0, 20, 100},
+                     rights[] = {-1, 0, 7};
+    const float slopes[H] = {0.25f, 0.0f, -0.01f, 0.003f}, sinks[H] = {0.5f, -INFINITY, 3.0f, -2.0f};
+    int t;
+    rnd_push(0x16B17ull);
+    for (t = 0; t < CASES; ++t) {
+        const int kind = t % 3; /* 0: tile kernel; 1: decoding with key chunks; 2: decoding with weights */
+        const int NQ = kind == 0 ? (t % 2 ? 130 : 200) : 1 + t % 8;
+        const int NK = kind == 0 ? (t % 4 < 2 ? NQ : 197) : kind == 1 ? 5000 : 130;
+        const int DK = pick(dks, 4), DV = pick(dvs, 4);
+        const attn_dtype kt = types[t % 6][0], vt = types[t % 6][1];
+        const attn_dims d = {B, H, HKV, NQ, NK, DK, DV};
+        const attn_stride qs = attn_stride_bhnd(H, NQ, DK), os = attn_stride_bhnd(H, NQ, DV);
+        const attn_stride kws = attn_stride_bhnd(HKV, NK, DK), vws = attn_stride_bhnd(HKV, NK, DV);
+        const size_t n_q = (size_t)B * H * NQ * DK, n_o = (size_t)B * H * NQ * DV, n_l = (size_t)B * H * NQ;
+        const size_t n_w = (size_t)B * H * NQ * NK, n_k = (size_t)B * HKV * NK * DK, n_v = (size_t)B * HKV * NK * DV;
+        const int averaged = kind == 2 && t % 4 == 1, split = t % 5 == 2;
+        float *q = falloc(n_q), *k = falloc(n_k), *v = falloc(n_v), *mask = falloc(n_w);
+        float *o = falloc(n_o), *lse = falloc(n_l), *w = falloc(n_w), *o2 = falloc(n_o), *lse2 = falloc(n_l);
+        float *w2 = falloc(n_w);
+        double *ref = dalloc(n_o), *ref_lse = dalloc(n_l), *ref_w = dalloc(n_w), *ref_avg = dalloc(n_w / H);
+        unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
+        int kv_len[B], j, b, h;
+        attn_stride ks, vs;
+        void *k_mem, *v_mem;
+        const void *k16, *v16;
+        attn_options opt;
+        ref_opts ro;
+        rnd_fill(q, n_q, 2.0f); rnd_fill(k, n_k, 2.0f); rnd_fill(v, n_v, 1.0f); rnd_fill(mask, n_w, 1.0f);
+        k16 = half_tensor(k, kt, B, HKV, NK, DK, 1 + t % 2, t % 2, &ks, &k_mem); /* k, v now the rounded values */
+        v16 = half_tensor(v, vt, B, HKV, NK, DV, t % 3, 1, &vs, &v_mem);
+        for (j = 0; j < B * NK; j += 7) kpm[j] = 1;
+        kv_len[0] = NK - rnd_int(NK / 3); kv_len[1] = t % 6 == 4 ? 0 : NK;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = (attn_causal)(t / 3 % 3);
+        opt.window = ro.window = t % 4 == 2;
+        opt.window_left = ro.window_left = pick(lefts, 4);
+        opt.window_right = ro.window_right = pick(rights, 3);
+        opt.softcap = (float)(ro.softcap = t % 5 == 1 ? 3.0 : 0.0);
+        opt.sinks = ro.sinks = t % 5 == 3 ? sinks : NULL;
+        opt.alibi_slopes = ro.alibi = t % 3 == 1 || t % 7 == 2 ? slopes : NULL;
+        opt.key_padding_mask = ro.kpm = t % 7 == 0 ? kpm : NULL;
+        opt.kv_len = ro.kv_len = t % 2 ? kv_len : NULL;
+        if (t % 4 == 1) {
+            opt.mask = ro.mask = mask;
+            opt.mask_stride = ro.mask_s = attn_stride_bhnd(H, NQ, NK);
+        }
+        opt.out_lse = lse;
+        opt.out_weights = kind == 2 ? w : NULL; /* with weights: no key chunks */
+        opt.average_weights = averaged;
+        opt.k_type = kt; opt.v_type = vt;
+        ro.scale = 1.0 / sqrt((double)DK);
+        if (split) { /* a caller's pool of 3 running the splits in turn, each with a workspace of the reported size */
+            size_t bytes = 0;
+            void *ws;
+            CHECK_CODE(attn_sdpa_workspace_size(&bytes, &d, &opt), ATTN_OK);
+            ws = malloc(bytes);
+            opt.split_count = 3;
+            for (opt.split_index = 0; opt.split_index < 3; ++opt.split_index)
+                CHECK_CODE(attn_sdpa(o, os, q, qs, k16, ks, v16, vs, &d, &opt, ws, bytes), ATTN_OK);
+            opt.split_count = opt.split_index = 0;
+            free(ws);
+        } else {
+            opt.n_threads = 1 + t % 2;
+            CHECK_CODE(attn_sdpa(o, os, q, qs, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
+        }
+        ref_sdpa(ref, ref_lse, ref_w, q, qs, k, kws, v, vws, &d, &ro);
+        CHECK_CLOSE(o, ref, n_o);
+        CHECK_CLOSE(lse, ref_lse, n_l);
+        if (kind == 2 && !averaged) CHECK_CLOSE(w, ref_w, n_w);
+        if (averaged) {
+            for (b = 0; b < B; ++b)
+                for (h = 0; h < H; ++h)
+                    for (j = 0; j < NQ * NK; ++j) ref_avg[(size_t)b * NQ * NK + j] += ref_w[((size_t)b * H + h) * NQ * NK + j] / H;
+            CHECK_CLOSE(w, ref_avg, n_w / H);
+        }
+        /* bitwise the float32 call on the widened K and V (dense), on one thread */
+        opt.k_type = opt.v_type = ATTN_F32;
+        opt.n_threads = 1;
+        opt.out_lse = lse2;
+        opt.out_weights = kind == 2 ? w2 : NULL;
+        CHECK_CODE(attn_sdpa(o2, os, q, qs, k, kws, v, vws, &d, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(o, o2, sizeof(float) * n_o) == 0 && memcmp(lse, lse2, sizeof(float) * n_l) == 0);
+        if (kind == 2) CHECK(memcmp(w, w2, sizeof(float) * (averaged ? n_w / H : n_w)) == 0);
+        if (g_fails) {
+            printf("    case %d: k %d v %d nq %d nk %d dk %d dv %d causal %d window %d (%d, %d) softcap %g sinks %d "
+                   "alibi %d kpm %d kv_len %d mask %d weights %d split %d\n", t, (int)kt, (int)vt, NQ, NK, DK, DV,
+                   (int)opt.causal, opt.window, opt.window_left, opt.window_right, (double)opt.softcap,
+                   opt.sinks != NULL, opt.alibi_slopes != NULL, opt.key_padding_mask != NULL, opt.kv_len != NULL,
+                   opt.mask != NULL, opt.out_weights ? 1 + averaged : 0, split);
+            t = CASES;
+        }
+        free(q); free(k); free(v); free(mask); free(o); free(lse); free(w); free(o2); free(lse2); free(w2);
+        free(ref); free(ref_lse); free(ref_w); free(ref_avg); free(kpm); free(k_mem); free(v_mem);
+    }
+    { /* the workspace grows by a [TK x D] buffer per 16-bit tensor; errors leave the outputs untouched */
+        enum { N = 70, D = 8, E = 16 };
+        const attn_dims d = {B, H, HKV, N, N, D, 0};
+        const attn_stride s = attn_stride_bhnd(H, N, D), kvs = attn_stride_bhnd(HKV, N, D);
+        unsigned short k16[B * HKV * N * D], v16[B * HKV * N * D];
+        float q[B * H * N * D], o[B * H * N * D], x[B * N * E], wm[E * E], out[B * N * E], lse[B * H * N];
+        size_t b32 = 0, bk = 0, bkv = 0;
+        unsigned char *ws;
+        attn_options opt;
+        attn_mha m;
+        rnd_fill(q, sizeof q / sizeof *q, 1.0f); rnd_fill(x, sizeof x / sizeof *x, 1.0f);
+        rnd_fill(wm, sizeof wm / sizeof *wm, 0.3f);
+        CHECK_CODE(attn_f32_to_f16(k16, q, sizeof k16 / sizeof *k16), ATTN_OK);
+        CHECK_CODE(attn_f32_to_bf16(v16, q, sizeof v16 / sizeof *v16), ATTN_OK);
+        memset(&opt, 0, sizeof opt);
+        opt.n_threads = 1;
+        CHECK_CODE(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_OK);
+        opt.k_type = ATTN_F16;
+        CHECK_CODE(attn_sdpa_workspace_size(&bk, &d, &opt), ATTN_OK);
+        opt.v_type = ATTN_BF16;
+        CHECK_CODE(attn_sdpa_workspace_size(&bkv, &d, &opt), ATTN_OK);
+        CHECK(bk == b32 + 64 * D * sizeof(float) && bkv == bk + 64 * D * sizeof(float)); /* one thread */
+        ws = (unsigned char *)malloc(bkv);
+        fill_sentinel(o, sizeof o / sizeof *o);
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, ws, bk), ATTN_ERR_WORKSPACE, "attn_sdpa",
+                    "workspace_bytes");
+        CHECK(untouched(o, sizeof o / sizeof *o));
+        CHECK_CODE(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, ws, bkv), ATTN_OK);
+        opt.k_type = (attn_dtype)3;
+        fill_sentinel(o, sizeof o / sizeof *o);
+        opt.out_lse = lse;
+        fill_sentinel(lse, sizeof lse / sizeof *lse);
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->k_type");
+        HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->k_type");
+        opt.k_type = ATTN_F16; opt.v_type = (attn_dtype)-1;
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->v_type");
+        HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->v_type");
+        CHECK(untouched(o, sizeof o / sizeof *o) && untouched(lse, sizeof lse / sizeof *lse));
+        /* the multi-head functions keep float32 */
+        memset(&m, 0, sizeof m); memset(&opt, 0, sizeof opt);
+        m.d_model = E; m.n_heads = 2; m.w_q = wm; m.w_k = wm; m.w_v = wm; m.w_o = wm;
+        fill_sentinel(out, sizeof out / sizeof *out);
+        opt.k_type = ATTN_F16;
+        HOOK_EXPECT(attn_self_forward(out, x, B, N, &m, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "opt->k_type");
+        HOOK_EXPECT(attn_self_workspace_size(&b32, B, N, &m, &opt), ATTN_ERR_OPTION, "attn_self_workspace_size",
+                    "opt->k_type");
+        opt.k_type = ATTN_F32; opt.v_type = ATTN_BF16;
+        HOOK_EXPECT(attn_cross_forward(out, x, x, B, N, N, &m, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_cross_forward",
+                    "opt->k_type");
+        CHECK(untouched(out, sizeof out / sizeof *out));
+        free(ws);
+    }
+    rnd_pop();
+}
+
 #undef HOOK_EXPECT
 
 static const test_case k_tests[] = {
@@ -4468,6 +4663,7 @@ static const test_case k_tests[] = {
     {"modifiers_fixture", test_modifiers_fixture},
     {"errors_rope", test_errors_rope},
     {"half_conversions", test_half_conversions},
+    {"sdpa_half_kv", test_sdpa_half_kv},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
