@@ -4405,49 +4405,68 @@ static void test_sdpa_ragged_bottom_right(void)
 /* x [B, H, N, D] dense floats stored as element type `type` for attn_sdpa: for float32 x itself (dense);
    for a 16-bit type a new buffer with rows D + pad elements apart, the first `off` elements past the start
    of the allocation (an odd offset and an odd row stride leave rows 2-byte aligned only), the padding NaN
-   (a kernel reading it would show). x is rounded in place to the values stored, *s gets the strides and
-   *mem the allocation to free (NULL for float32). */
+   (a kernel reading it would show); for ATTN_Q8 (D a multiple of 32) rows D + 32 pad elements apart (whole
+   blocks), `off` bytes past the start (odd: the scales unaligned), the padding blocks NaN (scale NaN, q 0).
+   x is rounded in place to the values stored, *s gets the strides and *mem the allocation to free (NULL for
+   float32). */
 static const void *half_tensor(float *x, attn_dtype type, int B, int H, int N, int D, int pad, int off,
                                attn_stride *s, void **mem)
 {
-    const size_t rows = (size_t)B * H * N, rs = (size_t)D + (size_t)pad;
-    unsigned short *buf, *base;
+    const int q8 = type == ATTN_Q8;
+    const size_t rows = (size_t)B * H * N, rs = (size_t)D + (size_t)pad * (q8 ? 32 : 1);
+    const size_t row_bytes = q8 ? rs / 32 * ATTN_Q8_BLOCK_BYTES : rs * sizeof(unsigned short);
+    unsigned char *buf, *base;
     size_t r, c;
     *mem = NULL;
     if (type == ATTN_F32) { *s = attn_stride_bhnd(H, N, D); return x; }
-    buf = (unsigned short *)malloc(sizeof(unsigned short) * ((size_t)off + rows * rs));
+    buf = (unsigned char *)malloc((size_t)off * (q8 ? 1 : sizeof(unsigned short)) + rows * row_bytes);
     if (!buf) abort();
-    base = buf + off;
+    base = buf + (size_t)off * (q8 ? 1 : sizeof(unsigned short));
     for (r = 0; r < rows; ++r) {
+        unsigned char *row = base + r * row_bytes;
+        unsigned short *row16 = (unsigned short *)(void *)row; /* 2-byte aligned: malloc'd, even offsets */
         if (type == ATTN_F16) {
-            CHECK_CODE(attn_f32_to_f16(base + r * rs, x + r * D, (size_t)D), ATTN_OK);
-            CHECK_CODE(attn_f16_to_f32(x + r * D, base + r * rs, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_f32_to_f16(row16, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_f16_to_f32(x + r * D, row16, (size_t)D), ATTN_OK);
+        } else if (type == ATTN_BF16) {
+            CHECK_CODE(attn_f32_to_bf16(row16, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_bf16_to_f32(x + r * D, row16, (size_t)D), ATTN_OK);
         } else {
-            CHECK_CODE(attn_f32_to_bf16(base + r * rs, x + r * D, (size_t)D), ATTN_OK);
-            CHECK_CODE(attn_bf16_to_f32(x + r * D, base + r * rs, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_f32_to_q8(row, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_q8_to_f32(x + r * D, row, (size_t)D), ATTN_OK);
         }
-        for (c = (size_t)D; c < rs; ++c) base[r * rs + c] = type == ATTN_F16 ? 0x7e00 : 0x7fc0; /* NaN */
+        if (q8) {
+            const float nan = NAN;
+            for (c = (size_t)D / 32; c < rs / 32; ++c) {
+                memcpy(row + c * ATTN_Q8_BLOCK_BYTES, &nan, sizeof nan);
+                memset(row + c * ATTN_Q8_BLOCK_BYTES + sizeof nan, 0, 32);
+            }
+        } else {
+            for (c = (size_t)D; c < rs; ++c) row16[c] = type == ATTN_F16 ? 0x7e00 : 0x7fc0; /* NaN */
+        }
     }
     s->row = (ptrdiff_t)rs; s->head = (ptrdiff_t)(N * rs); s->batch = (ptrdiff_t)H * s->head;
     *mem = buf;
     return base;
 }
 
-/* attn_sdpa with float16 and bfloat16 K and V (attn_options.k_type, v_type), mixed with float32 too: against
-   the float64 reference on the rounded inputs (the 16-bit values widened back) within TOL, on the tile kernel
+/* attn_sdpa with float16, bfloat16 and Q8 K and V (attn_options.k_type, v_type), mixed with each other and
+   float32 too: against the float64 reference on the rounded inputs (the stored values widened back) within TOL, on the tile kernel
    (Nq 130 and 200), decoding with key chunks (Nq 1..8 over 5000 keys) and decoding with weights, with GQA,
    masks, causal both ways, windows, softcap, sinks, ALiBi, kv_len, log-sum-exp and weights; bitwise the
    float32 attn_sdpa on the widened K and V (the tile kernels widen each key tile and run the float32 code
    on it, the decoding kernel widens in registers with the same sums), whatever the threads or a split; odd
-   row strides and rows at odd addresses. Then the workspace (it
-   grows by the tile buffers) and the errors: an unknown type, a 16-bit type in the multi-head functions. */
+   row strides and rows at odd addresses (Q8: padding blocks, odd byte offsets). Then the workspace (it
+   grows by the tile buffers) and the errors: an unknown type, a Q8 width or stride not a multiple of 32, a
+   16-bit type in the multi-head functions. */
 static void test_sdpa_half_kv(void)
 {
-    enum { B = 2, H = 4, HKV = 2, CASES = 36 };
-    static const attn_dtype types[][2] = {{ATTN_F16, ATTN_F16}, {ATTN_BF16, ATTN_BF16}, {ATTN_F16, ATTN_F32},
-                                          {ATTN_F32, ATTN_BF16}, {ATTN_BF16, ATTN_F16}, {ATTN_F16, ATTN_BF16}};
-    static const int dks[] = {16, 64, 17, 40}, dvs[] = {16, 64, 9, 128}, lefts[] = {-1, 0, 20, 100},
-                     rights[] = {-1, 0, 7};
+    enum { B = 2, H = 4, HKV = 2, N_TYPES = 9, CASES = 54 };
+    static const attn_dtype types[N_TYPES][2] = {{ATTN_F16, ATTN_F16}, {ATTN_BF16, ATTN_BF16}, {ATTN_F16, ATTN_F32},
+                                                 {ATTN_F32, ATTN_BF16}, {ATTN_BF16, ATTN_F16}, {ATTN_F16, ATTN_BF16},
+                                                 {ATTN_Q8, ATTN_Q8}, {ATTN_Q8, ATTN_F32}, {ATTN_F16, ATTN_Q8}};
+    static const int dks[] = {16, 64, 17, 40}, dvs[] = {16, 64, 9, 128}, d32s[] = {32, 64, 128, 96},
+                     lefts[] = {-1, 0, 20, 100}, rights[] = {-1, 0, 7};
     const float slopes[H] = {0.25f, 0.0f, -0.01f, 0.003f}, sinks[H] = {0.5f, -INFINITY, 3.0f, -2.0f};
     int t;
     rnd_push(0x16B17ull);
@@ -4455,8 +4474,8 @@ static void test_sdpa_half_kv(void)
         const int kind = t % 3; /* 0: tile kernel; 1: decoding with key chunks; 2: decoding with weights */
         const int NQ = kind == 0 ? (t % 2 ? 130 : 200) : 1 + t % 8;
         const int NK = kind == 0 ? (t % 4 < 2 ? NQ : 197) : kind == 1 ? 5000 : 130;
-        const int DK = pick(dks, 4), DV = pick(dvs, 4);
-        const attn_dtype kt = types[t % 6][0], vt = types[t % 6][1];
+        const attn_dtype kt = types[t / 3 % N_TYPES][0], vt = types[t / 3 % N_TYPES][1]; /* each with every kind */
+        const int DK = pick(kt == ATTN_Q8 ? d32s : dks, 4), DV = pick(vt == ATTN_Q8 ? d32s : dvs, 4);
         const attn_dims d = {B, H, HKV, NQ, NK, DK, DV};
         const attn_stride qs = attn_stride_bhnd(H, NQ, DK), os = attn_stride_bhnd(H, NQ, DV);
         const attn_stride kws = attn_stride_bhnd(HKV, NK, DK), vws = attn_stride_bhnd(HKV, NK, DV);
@@ -4569,7 +4588,7 @@ static void test_sdpa_half_kv(void)
                     "workspace_bytes");
         CHECK(untouched(o, sizeof o / sizeof *o));
         CHECK_CODE(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, ws, bkv), ATTN_OK);
-        opt.k_type = (attn_dtype)3;
+        opt.k_type = (attn_dtype)4;
         fill_sentinel(o, sizeof o / sizeof *o);
         opt.out_lse = lse;
         fill_sentinel(lse, sizeof lse / sizeof *lse);
@@ -4578,6 +4597,18 @@ static void test_sdpa_half_kv(void)
         opt.k_type = ATTN_F16; opt.v_type = (attn_dtype)-1;
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->v_type");
         HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->v_type");
+        /* Q8: D = 8 is not whole blocks; D = 32 with a row stride of 48 is not either */
+        opt.v_type = ATTN_Q8;
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_SHAPE, "attn_sdpa", "dims->d_v");
+        HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_SHAPE, "attn_sdpa_workspace_size", "dims->d_v");
+        {
+            const attn_dims d32 = {1, 1, 1, 2, 2, 32, 0};
+            const attn_stride s32 = attn_stride_bhnd(1, 2, 32), s48 = {96, 96, 48}, s40 = {64, 40, 32};
+            opt.k_type = ATTN_Q8; opt.v_type = ATTN_F32;
+            HOOK_EXPECT(attn_sdpa(o, s32, q, s32, k16, s48, q, s32, &d32, &opt, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "k_s");
+            opt.k_type = ATTN_F32; opt.v_type = ATTN_Q8;
+            HOOK_EXPECT(attn_sdpa(o, s32, q, s32, q, s32, k16, s40, &d32, &opt, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "v_s");
+        }
         CHECK(untouched(o, sizeof o / sizeof *o) && untouched(lse, sizeof lse / sizeof *lse));
         /* the multi-head functions keep float32 */
         memset(&m, 0, sizeof m); memset(&opt, 0, sizeof opt);
