@@ -249,7 +249,10 @@
                            sliding windows, soft-capping, sinks; ALiBi (attn_options.alibi_slopes,
                            attn_alibi_slopes). breaking: with kv_len the bottom-right diagonal ends at
                            each batch's last valid key (was Nk). attn_sdpa reads float16 and bfloat16
-                           K and V (attn_dtype, attn_options.k_type, v_type). See CHANGELOG.md.
+                           K and V (attn_dtype, attn_options.k_type, v_type); ATTN_Q8, 8-bit
+                           blocks of 32 with a float32 scale, for K and V (attn_f32_to_q8,
+                           attn_q8_to_f32); KV caches in float16, bfloat16 or Q8
+                           (attn_kv_cache.k_type, v_type; k and v are void *). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -557,7 +560,7 @@ ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
 ATTNDEF attn_result attn_alibi_slopes(float *slopes, int n_heads, float max_bias);
 
 /* ---------------------------------------------------------------------------------------------- */
-/* API: building blocks (projection, scores, softmax, weighted sum, merge, RoPE, 16-bit floats)   */
+/* API: building blocks (projection, scores, softmax, weighted sum, merge, RoPE, 16/8-bit K, V)   */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* Building blocks: each never allocates, but attn_project_ex given no workspace; at most about 17 KiB of
@@ -693,13 +696,13 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
 /* Fused scaled dot-product attention: out [B, Hq, Nq, Dv] = softmax(scale . Q.K^T + masks) . V, per batch b
    and query head h, reading kv head h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
        q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
-   k and v are float32, or float16 / bfloat16 bit patterns as opt->k_type and opt->v_type say (strides in
-   elements of the stored type); q and out are float32.
+   k and v are float32, float16 / bfloat16 bit patterns or ATTN_Q8 blocks as opt->k_type and opt->v_type say
+   (attn_dtype; strides in elements of the stored type, for Q8 multiples of 32); q and out are float32.
    dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}; opt (NULL: the
    defaults): attn_options, every field of which applies.
    The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an online
    softmax, so the workspace is a few tiles per thread, 256 * (Dk + 2 Dv + 70) bytes, independent of Nq and
-   Nk (plus 256 Dk bytes for a 16-bit K and 256 Dv for a 16-bit V; plus, for key chunks, B * Hq * Nq *
+   Nk (plus 256 Dk bytes for a K and 256 Dv for a V stored in 16 or 8 bits; plus, for key chunks, B * Hq * Nq *
    (Dv + 2) floats per 2048-key chunk);
    attn_sdpa_workspace_size tells. workspace NULL: allocated and freed inside. A workspace smaller than
    reported gives ATTN_ERR_WORKSPACE. The caller owns every buffer; nothing is kept after the call.
@@ -748,9 +751,11 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
    gives ATTN_ERR_OPTION. */
 
 /* Appends n_new tokens to every batch of the cache: copies k [B, Hkv, n_new, Dk] and v [B, Hkv, n_new, Dv]
-   (attn_stride views) to rows len[b] .. len[b] + n_new - 1 of each batch and adds n_new to every len[b]. For
-   callers that project K and V themselves; then attn_sdpa over the cache with kv_len = cache.len and
-   ATTN_CAUSAL_BOTTOM_RIGHT attends over each batch's tokens. */
+   (float32 attn_stride views) to rows len[b] .. len[b] + n_new - 1 of each batch, converted to the cache's
+   k_type and v_type (attn_f32_to_f16, attn_f32_to_bf16, attn_f32_to_q8 per row: round to nearest even),
+   and adds n_new to every len[b]. For callers that project K and V themselves; then attn_sdpa over the
+   cache with kv_len = cache.len, ATTN_CAUSAL_BOTTOM_RIGHT and k_type, v_type = the cache's attends over
+   each batch's tokens. */
 ATTNDEF attn_result attn_kv_append(attn_kv_cache *cache, const float *k, attn_stride k_s, const float *v,
                                    attn_stride v_s, int n_new);
 /* *bytes = the workspace of attn_kv_step. The size for n_new covers every step of n_new tokens up to
@@ -768,7 +773,8 @@ ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cac
    must be the model's kv heads and head_dim; B is cache->batch. Options: scale, window, softcap, sinks,
    out_lse [B, Hq, n_new], n_threads, alloc_user apply; causal must be ATTN_CAUSAL_NONE or _BOTTOM_RIGHT (the
    step is causal either way); kv_len, mask, key_padding_mask and out_weights must be unset
-   (ATTN_ERR_OPTION). Prompts of different lengths: prefill each batch alone through a one-batch view of the
+   (ATTN_ERR_OPTION), and so must opt->k_type and v_type: the step appends in, and attends reading, the
+   cache's own k_type and v_type. Prompts of different lengths: prefill each batch alone through a one-batch view of the
    cache (k + b * Hkv * max_len * Dk, v likewise, len + b). workspace NULL: allocated and freed inside.
    Errors: as attn_self_forward, plus ATTN_ERR_FULL. */
 ATTNDEF attn_result attn_kv_step(float *out, attn_kv_cache *cache, const float *x, int n_new, const attn_mha *mha,
@@ -1332,7 +1338,7 @@ typedef struct attn__head {
     const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
     const void *k; ptrdiff_t k_rs;        /* [Nk x Dk] of k_type (row stride in its elements) */
     const void *v; ptrdiff_t v_rs;        /* [Nk x Dv] of v_type */
-    attn_dtype k_type, v_type;            /* the tile kernels read a 16-bit K or V through attn__k_rows, */
+    attn_dtype k_type, v_type;            /* the tile kernels read a 16-bit or Q8 K, V via attn__k_rows, */
     float *k_buf, *v_buf;                 /* attn__v_rows: a key tile widened into [TK x Dk], [TK x Dv] */
                                           /* (NULL for float32); the decoding kernel widens in registers */
     const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
@@ -1387,7 +1393,7 @@ static int attn__kv_buf_floats(size_t *n, attn_dtype type, int d)
 }
 
 /* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the tile buffers
-   of a 16-bit K and V ([TK x Dk] and [TK x Dv], each only for a 16-bit type), then the kernel's own floats
+   of a K and V not float32 ([TK x Dk] and [TK x Dv], each only for such a type), then the kernel's own floats
    (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six
    [TQ] vectors; the scalar one less). Each part is a whole number of ATTN__ALIGN blocks (TK and TQ floats
    are), so that each thread's slice and the kernel's part stay aligned. The kernels index their part with
@@ -3208,7 +3214,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         memset(&h, 0, sizeof h);
         h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
-        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16-bit K's tile buffer, then V's, then the kernel's part */
+        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16/8-bit K's tile buffer, then V's, then the kernel's part */
         h.k_buf = o->k_type != ATTN_F32 ? ws_t : NULL;
         h.v_buf = o->v_type != ATTN_F32 ? ws_t + kv_bufs - (size_t)ATTN__TK * (size_t)d->d_v : NULL;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
@@ -3426,7 +3432,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(!opt || opt->split_count == 0, ATTN_ERR_OPTION, "opt->split_count",
                   "must be 0: splits are for attn_sdpa only");
     ATTN__REQUIRE(!opt || (opt->k_type == ATTN_F32 && opt->v_type == ATTN_F32), ATTN_ERR_OPTION, "opt->k_type",
-                  "must be 0 (ATTN_F32), as v_type: 16-bit K and V are for attn_sdpa only");
+                  "must be 0 (ATTN_F32), as v_type: other K and V types are for attn_sdpa and caches only");
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
@@ -4734,7 +4740,8 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
      ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
      ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VDIV, _VFMA(a, b, c) = a*b + c,
      _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP_Z(p, n, m) = m ? 0 : p * 2^n, _VSUM (of
-     the lanes); _VLOAD_F16(p), _VLOAD_BF16(p) W 16-bit elements widened to floats (exactly); _VEQ(a, b),
+     the lanes); _VLOAD_F16(p), _VLOAD_BF16(p) W 16-bit elements widened to floats (exactly); _VLOAD_Q8(p)
+     W int8 converted to floats; _VEQ(a, b),
      _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
      ATTN__PREFETCH_L2(p) into L2.
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
@@ -5257,9 +5264,9 @@ static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn
 {
     if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
     if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
-    if (t == ATTN_Q8) { /* W of the 32 int8 of a block (W divides 32), times its scale */
-        const signed char *b = (const signed char *)p + i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
-        return ATTN__VMUL(ATTN__VLOAD_Q8(b + sizeof(float) + i % ATTN_Q8_BLOCK), ATTN__VSET1(attn__q8_scale(b)));
+    if (t == ATTN_Q8) { /* W of the 32 int8 of a block (W divides 32), times its scale; i >= 0 */
+        const signed char *b = (const signed char *)p + (unsigned)i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
+        return ATTN__VMUL(ATTN__VLOAD_Q8(b + sizeof(float) + (unsigned)i % ATTN_Q8_BLOCK), ATTN__VSET1(attn__q8_scale(b)));
     }
     return ATTN__VLOAD((const float *)p + i);
 }
@@ -5280,8 +5287,9 @@ static ATTN__TARGET void ATTN__SFX(attn__q8_to_f32)(float *dst, const unsigned c
 /* The decoding kernel's pass over one key tile: its scores and the P.V of the tile before it, key by key --
    s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j, v_j rows j of k and v, k_rs and v_rs
    elements of type kt and vt apart) -- so that K and V are read as two sequential streams side by side,
-   each row whole. 16-bit rows are widened in the registers (the same floats as attn__kv_rows gives, so
-   the same sums as float32 rows holding them), so memory moves their 2 bytes per element only. Each K row
+   each row whole. 16-bit and Q8 rows are widened in the registers (the same floats as attn__kv_rows
+   gives, so the same sums as float32 rows holding them), so memory moves their 2 (1.125) bytes per
+   element only. Each K row
    in four chains; the first 8 (or 4) vectors of acc in registers, the rest in memory. Prefetches K row
    j + 16 while j + 16 < pf_end. */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__scores_pv_as)(
@@ -5290,7 +5298,7 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__s
 {
     const int n = n_s > n_pv ? n_s : n_pv;
     const int c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : dv >= 4 * ATTN__W ? 4 * ATTN__W : 0; /* floats in r0.. */
-    /* a prefetched K row: one more line for 16-bit rows, which need not start on one */
+    /* a prefetched K row: one more line for 16-bit and Q8 rows, which need not start on one */
     const int k_bytes = (int)attn__dtype_bytes(kt, dk) + (kt == ATTN_F32 ? 0 : 63);
     ATTN__V r0 = ATTN__VZERO, r1 = ATTN__VZERO, r2 = ATTN__VZERO, r3 = ATTN__VZERO;
     ATTN__V r4 = ATTN__VZERO, r5 = ATTN__VZERO, r6 = ATTN__VZERO, r7 = ATTN__VZERO;
