@@ -29,7 +29,8 @@
        API: helpers                attn_result_string, attn_simd_name, attn_stride_bhnd, attn_stride_bnhd,
                                    attn_alibi_slopes
        API: building blocks        attn_project, attn_project_ex, attn_scores, attn_softmax,
-                                   attn_weighted_sum, attn_merge, attn_rope_apply, attn_f32_to_f16 ...
+                                   attn_weighted_sum, attn_merge, attn_rope_apply, attn_f32_to_f16 ...,
+                                   attn_f32_to_q8, attn_q8_to_f32
        API: fused attention        attn_sdpa
        API: multi-head attention   attn_self_forward, attn_cross_forward
        API: KV caches              attn_kv_append, attn_kv_step
@@ -46,6 +47,7 @@
                                    end of the file)
        SIMD selection (the one place): the kernel template instantiated per instruction set
        16-bit floats: float16 and bfloat16 conversions
+       8-bit blocks (ATTN_Q8): quantisation and dequantisation
        Building blocks
        Rotary position embeddings
        Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)
@@ -247,7 +249,10 @@
                            sliding windows, soft-capping, sinks; ALiBi (attn_options.alibi_slopes,
                            attn_alibi_slopes). breaking: with kv_len the bottom-right diagonal ends at
                            each batch's last valid key (was Nk). attn_sdpa reads float16 and bfloat16
-                           K and V (attn_dtype, attn_options.k_type, v_type). See CHANGELOG.md.
+                           K and V (attn_dtype, attn_options.k_type, v_type); ATTN_Q8, 8-bit
+                           blocks of 32 with a float32 scale, for K and V (attn_f32_to_q8,
+                           attn_q8_to_f32); KV caches in float16, bfloat16 or Q8
+                           (attn_kv_cache.k_type, v_type; k and v are void *). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -339,18 +344,32 @@ typedef struct attn_dims {
     int d_v;        /* Dv: value and output width; 0 = Dk */
 } attn_dims;
 
-/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type; q and out are float32). A 16-bit
-   element is an unsigned short bit pattern (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to
-   nearest even). The kernels widen K and V to float32 exactly (the tile kernels a key tile at a time into
-   the thread's workspace, the decoding kernel for few queries each row in its registers as it reads it)
-   and do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values
-   (so within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes
-   per element from memory instead of 4, and takes about half the time. */
+/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type; q and out are float32) and of a KV
+   cache's K and V (attn_kv_cache.k_type, v_type). A 16-bit element is an unsigned short bit pattern
+   (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to nearest even). ATTN_Q8 is 8-bit blocks
+   (ggml's q8_0 with a float32 scale; attn_f32_to_q8 makes them, attn_q8_to_f32 reads them back): each run
+   of ATTN_Q8_BLOCK (32) values along a row is one block of ATTN_Q8_BLOCK_BYTES (36) bytes, its scale d as a
+   float32 (native byte order) then 32 int8 q_i, value_i = d * q_i (a float32 product): 1.125 bytes per
+   value. With ATTN_Q8 the row width (Dk for k, Dv for v) and every stride (row, head, batch, in elements)
+   must be multiples of 32 (else ATTN_ERR_SHAPE, ATTN_ERR_STRIDE), and element e of a tensor starts byte
+   e / 32 * 36 of its block array (any alignment: the scale is read with memcpy).
+   The kernels widen K and V to float32 exactly (the tile kernels a key tile at a time into the thread's
+   workspace, the decoding kernel for few queries each row in its registers as it reads it: a 16-bit load
+   and a widening, or 8 int8 loaded, widened to int32, converted and multiplied by the block's scale) and
+   do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values (so
+   within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes per
+   element from memory (1.125 for ATTN_Q8) instead of 4, and takes about half the time (a third). */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /* float */
     ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
-    ATTN_BF16 = 2 /* bfloat16: the top 16 bits of a float */
+    ATTN_BF16 = 2, /* bfloat16: the top 16 bits of a float */
+    ATTN_Q8 = 3   /* blocks of 32: a float32 scale, then 32 int8 (36 bytes); K and V only */
 } attn_dtype;
+
+/* The ATTN_Q8 block: ATTN_Q8_BLOCK values in ATTN_Q8_BLOCK_BYTES bytes (a float32 scale, then the int8s).
+   n values (n a multiple of 32) take n / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES bytes. */
+#define ATTN_Q8_BLOCK 32
+#define ATTN_Q8_BLOCK_BYTES 36
 
 /* attn_options: the options of attn_sdpa, the multi-head functions, attn_kv_step and attn_project_ex (each
    says which it reads). All optional, zero = default:
@@ -421,11 +440,12 @@ typedef struct attn_options {
     const float *sinks;                    /* [Hq] a logit per head in the softmax denominator only, or NULL */
     const float *alibi_slopes;             /* [Hq] per-head slopes, or NULL: scores get -slope * |g_i - j| */
     attn_dtype k_type, v_type;             /* attn_sdpa only: the element type of k and of v, ATTN_F32 (0),
-                                              ATTN_F16 or ATTN_BF16; pass the 16-bit arrays as k and v, their
-                                              strides in elements, any alignment. Each 16-bit one adds
-                                              256 * D bytes (D = Dk for k, Dv for v) per thread to the
-                                              workspace. Else ATTN_ERR_OPTION; the multi-head functions
-                                              require both 0 (ATTN_ERR_OPTION, "opt->k_type") */
+                                              ATTN_F16, ATTN_BF16 or ATTN_Q8 (attn_dtype); pass the arrays as
+                                              k and v, their strides in elements, any alignment. Each one not
+                                              float32 adds 256 * D bytes (D = Dk for k, Dv for v) per thread
+                                              to the workspace. Else ATTN_ERR_OPTION; the multi-head
+                                              functions and attn_kv_step require both 0 (ATTN_ERR_OPTION,
+                                              "opt->k_type": a cache's types are its own) */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -484,7 +504,11 @@ typedef struct attn_mha {
    kv head. attn_kv_cache describes that memory: {batch, n_kv_heads, max_len, d_k, d_v (0 = d_k), k, v, len},
    k [B, Hkv, max_len, Dk] and v [B, Hkv, max_len, Dv] dense (row t of a head holds the token at position t;
    attn_stride_bhnd(Hkv, max_len, D) views it for attn_sdpa) and len [B] the tokens each batch holds (zero it
-   to start; set len[b] = 0 to start a new sequence in batch b while the others go on). Nothing is allocated
+   to start; set len[b] = 0 to start a new sequence in batch b while the others go on). k and v hold
+   elements of k_type and v_type (attn_dtype; zero: float32): float16 or bfloat16 take half the memory and
+   ATTN_Q8 blocks 1.125 bytes per value, and a decoding step, which reads the whole cache, takes about that
+   much less time (test kv_cache_types: a 16-bit or Q8 cache gives bitwise the result of a float32 cache
+   holding the same rounded values). Nothing is allocated
    for it and nothing else is kept: the struct is only a description. attn_kv_append and attn_kv_step add
    tokens and advance len.
    Ring caches (sliding-window models: Mistral, Gemma's local layers). With ring nonzero the token at
@@ -502,12 +526,16 @@ typedef struct attn_kv_cache {
     int max_len;    /* token slots per (batch, kv head): the most tokens a sequence may hold */
     int d_k;        /* key width */
     int d_v;        /* value width; 0 = d_k */
-    float *k;       /* [B, Hkv, max_len, Dk] */
-    float *v;       /* [B, Hkv, max_len, Dv] */
+    void *k;        /* [B, Hkv, max_len, Dk] of k_type (float * before 0.4.0: a float * still converts) */
+    void *v;        /* [B, Hkv, max_len, Dv] of v_type */
     int *len;       /* [B] tokens per batch: held (each in [0, max_len]), or with ring, seen so far */
     int ring;       /* nonzero: a ring buffer for sliding-window attention, the token at position p in row
                        p % max_len; it never fills, and a step needs opt->window with window_left + n_new
                        <= max_len */
+    attn_dtype k_type, v_type; /* the element type of k and of v (attn_dtype): ATTN_F32 (0), ATTN_F16,
+                       ATTN_BF16 or ATTN_Q8 (d_k, or d_v, a multiple of 32). Appends convert the new float32
+                       K and V into it (round to nearest even; Q8 quantised per block), steps attend
+                       reading it. Else ATTN_ERR_OPTION ("cache->k_type") */
 } attn_kv_cache;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -532,7 +560,7 @@ ATTNDEF attn_stride attn_stride_bnhd(int n, int n_heads, int d);
 ATTNDEF attn_result attn_alibi_slopes(float *slopes, int n_heads, float max_bias);
 
 /* ---------------------------------------------------------------------------------------------- */
-/* API: building blocks (projection, scores, softmax, weighted sum, merge, RoPE, 16-bit floats)   */
+/* API: building blocks (projection, scores, softmax, weighted sum, merge, RoPE, 16/8-bit K, V)   */
 /* ---------------------------------------------------------------------------------------------- */
 
 /* Building blocks: each never allocates, but attn_project_ex given no workspace; at most about 17 KiB of
@@ -638,6 +666,23 @@ ATTNDEF attn_result attn_f32_to_bf16(unsigned short *dst, const float *src, size
 /* bfloat16 -> float32: exact, the bits shifted left by 16 (NaN payloads unchanged). */
 ATTNDEF attn_result attn_bf16_to_f32(float *dst, const unsigned short *src, size_t n);
 
+/* 8-bit blocks (ATTN_Q8, ggml's q8_0 with a float32 scale; attn_dtype has the layout): n values (a multiple
+   of ATTN_Q8_BLOCK, 32, else ATTN_ERR_SHAPE, nothing written) in n / 32 blocks of ATTN_Q8_BLOCK_BYTES (36)
+   bytes, any alignment; dst must not overlap src. n == 0 does nothing (NULL allowed); NULL with n > 0 is
+   ATTN_ERR_NULL. Every path gives the bytes (and floats) of the portable scalar reference.
+   attn_f32_to_q8, per block of x_0 .. x_31: amax = max |x_i|; d = amax / 127 (a float32 division, rounded
+   to nearest); q_i = x_i / d (the float32 quotient) rounded to the nearest integer, ties to even, clamped
+   to [-127, 127] (the clamp only acts when d is subnormal); the block stores d then the q_i. So |q_i| <=
+   127, the largest |x_i| maps to +-127, and value_i = d * q_i is within d/2 (plus d's rounding) of x_i:
+   relative to amax, 1/254 at most. An all-zero block (or one so small that d rounds to 0: amax < 2^-143)
+   gets d = 0 and q_i = 0. A block holding a NaN or an infinity gets d = NaN (0x7fc00000) and q_i = 0: it
+   reads back as 32 NaNs (propagated, as a NaN in float32 K or V would be; nothing is rejected). */
+ATTNDEF attn_result attn_f32_to_q8(void *dst, const float *src, size_t n);
+/* 8-bit blocks -> float32: value_i = d * (float)q_i, one float32 product rounded to nearest (a NaN scale gives
+   NaNs, d = 0 zeros). AVX2 and AVX-512: int8 widened to int32
+   (vpmovsxbd), converted (vcvtdq2ps) and multiplied by d; NEON: sxtl, scvtf, fmul. */
+ATTNDEF attn_result attn_q8_to_f32(float *dst, const void *src, size_t n);
+
 /* ---------------------------------------------------------------------------------------------- */
 /* API: fused attention (scaled dot-product attention)                                            */
 /* ---------------------------------------------------------------------------------------------- */
@@ -651,13 +696,13 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
 /* Fused scaled dot-product attention: out [B, Hq, Nq, Dv] = softmax(scale . Q.K^T + masks) . V, per batch b
    and query head h, reading kv head h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
        q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
-   k and v are float32, or float16 / bfloat16 bit patterns as opt->k_type and opt->v_type say (strides in
-   elements of the stored type); q and out are float32.
+   k and v are float32, float16 / bfloat16 bit patterns or ATTN_Q8 blocks as opt->k_type and opt->v_type say
+   (attn_dtype; strides in elements of the stored type, for Q8 multiples of 32); q and out are float32.
    dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}; opt (NULL: the
    defaults): attn_options, every field of which applies.
    The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an online
    softmax, so the workspace is a few tiles per thread, 256 * (Dk + 2 Dv + 70) bytes, independent of Nq and
-   Nk (plus 256 Dk bytes for a 16-bit K and 256 Dv for a 16-bit V; plus, for key chunks, B * Hq * Nq *
+   Nk (plus 256 Dk bytes for a K and 256 Dv for a V stored in 16 or 8 bits; plus, for key chunks, B * Hq * Nq *
    (Dv + 2) floats per 2048-key chunk);
    attn_sdpa_workspace_size tells. workspace NULL: allocated and freed inside. A workspace smaller than
    reported gives ATTN_ERR_WORKSPACE. The caller owns every buffer; nothing is kept after the call.
@@ -706,9 +751,11 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
    gives ATTN_ERR_OPTION. */
 
 /* Appends n_new tokens to every batch of the cache: copies k [B, Hkv, n_new, Dk] and v [B, Hkv, n_new, Dv]
-   (attn_stride views) to rows len[b] .. len[b] + n_new - 1 of each batch and adds n_new to every len[b]. For
-   callers that project K and V themselves; then attn_sdpa over the cache with kv_len = cache.len and
-   ATTN_CAUSAL_BOTTOM_RIGHT attends over each batch's tokens. */
+   (float32 attn_stride views) to rows len[b] .. len[b] + n_new - 1 of each batch, converted to the cache's
+   k_type and v_type (attn_f32_to_f16, attn_f32_to_bf16, attn_f32_to_q8 per row: round to nearest even),
+   and adds n_new to every len[b]. For callers that project K and V themselves; then attn_sdpa over the
+   cache with kv_len = cache.len, ATTN_CAUSAL_BOTTOM_RIGHT and k_type, v_type = the cache's attends over
+   each batch's tokens. */
 ATTNDEF attn_result attn_kv_append(attn_kv_cache *cache, const float *k, attn_stride k_s, const float *v,
                                    attn_stride v_s, int n_new);
 /* *bytes = the workspace of attn_kv_step. The size for n_new covers every step of n_new tokens up to
@@ -726,7 +773,8 @@ ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cac
    must be the model's kv heads and head_dim; B is cache->batch. Options: scale, window, softcap, sinks,
    out_lse [B, Hq, n_new], n_threads, alloc_user apply; causal must be ATTN_CAUSAL_NONE or _BOTTOM_RIGHT (the
    step is causal either way); kv_len, mask, key_padding_mask and out_weights must be unset
-   (ATTN_ERR_OPTION). Prompts of different lengths: prefill each batch alone through a one-batch view of the
+   (ATTN_ERR_OPTION), and so must opt->k_type and v_type: the step appends in, and attends reading, the
+   cache's own k_type and v_type. Prompts of different lengths: prefill each batch alone through a one-batch view of the
    cache (k + b * Hkv * max_len * Dk, v likewise, len + b). workspace NULL: allocated and freed inside.
    Errors: as attn_self_forward, plus ATTN_ERR_FULL. */
 ATTNDEF attn_result attn_kv_step(float *out, attn_kv_cache *cache, const float *x, int n_new, const attn_mha *mha,
@@ -1290,7 +1338,7 @@ typedef struct attn__head {
     const float *q; ptrdiff_t q_rs;       /* [Nq x Dk] */
     const void *k; ptrdiff_t k_rs;        /* [Nk x Dk] of k_type (row stride in its elements) */
     const void *v; ptrdiff_t v_rs;        /* [Nk x Dv] of v_type */
-    attn_dtype k_type, v_type;            /* the tile kernels read a 16-bit K or V through attn__k_rows, */
+    attn_dtype k_type, v_type;            /* the tile kernels read a 16-bit or Q8 K, V via attn__k_rows, */
     float *k_buf, *v_buf;                 /* attn__v_rows: a key tile widened into [TK x Dk], [TK x Dv] */
                                           /* (NULL for float32); the decoding kernel widens in registers */
     const float *mask; ptrdiff_t mask_rs; /* [Nq x Nk] additive, or NULL */
@@ -1314,14 +1362,30 @@ typedef struct attn__head {
     const float *sink;                    /* the head's sink logit (in the denominator only), or NULL */
 } attn__head;
 
-/* Bytes of an element of type t. */
-static size_t attn__dtype_size(attn_dtype t)
+/* t is one of the attn_dtype values. */
+static int attn__dtype_valid(attn_dtype t)
 {
-    return t == ATTN_F32 ? sizeof(float) : sizeof(unsigned short);
+    return t == ATTN_F32 || t == ATTN_F16 || t == ATTN_BF16 || t == ATTN_Q8;
+}
+
+/* Bytes of n elements of type t, n >= 0 (for ATTN_Q8 a multiple of 32: whole blocks), so that element n of
+   a K or V starts at byte attn__dtype_bytes(t, n). */
+static ptrdiff_t attn__dtype_bytes(attn_dtype t, ptrdiff_t n)
+{
+    if (t == ATTN_Q8) return n / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
+    return n * (ptrdiff_t)(t == ATTN_F32 ? sizeof(float) : sizeof(unsigned short));
+}
+
+/* The scale of the ATTN_Q8 block at b (any alignment). */
+static inline float attn__q8_scale(const void *b)
+{
+    float d;
+    memcpy(&d, b, sizeof d);
+    return d;
 }
 
 /* Floats of the tile buffer of a K (d = Dk) or V (d = Dv) of element type `type`: TK rows of d floats
-   for a 16-bit type, none for float32 (read in place). 0 on overflow. */
+   for a 16-bit or Q8 type, none for float32 (read in place). 0 on overflow. */
 static int attn__kv_buf_floats(size_t *n, attn_dtype type, int d)
 {
     if (type == ATTN_F32) { *n = 0; return 1; }
@@ -1329,7 +1393,7 @@ static int attn__kv_buf_floats(size_t *n, attn_dtype type, int d)
 }
 
 /* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the tile buffers
-   of a 16-bit K and V ([TK x Dk] and [TK x Dv], each only for a 16-bit type), then the kernel's own floats
+   of a K and V not float32 ([TK x Dk] and [TK x Dv], each only for such a type), then the kernel's own floats
    (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six
    [TQ] vectors; the scalar one less). Each part is a whole number of ATTN__ALIGN blocks (TK and TQ floats
    are), so that each thread's slice and the kernel's part stay aligned. The kernels index their part with
@@ -1348,23 +1412,32 @@ static int attn__sdpa_ws_floats(size_t *n, size_t *kv, int d_k, int d_v, const a
     return attn__add(n, *n, *kv);
 }
 
+/* dst [n] = n elements of type t at src, widened to float32 by the public conversions (exact for the 16-bit
+   types; d * q for Q8, n a multiple of 32): the same floats on every instruction set. */
+static void attn__to_f32(float *dst, const void *src, attn_dtype t, size_t n)
+{
+    if (t == ATTN_F16) (void)attn_f16_to_f32(dst, (const unsigned short *)src, n);
+    else if (t == ATTN_BF16) (void)attn_bf16_to_f32(dst, (const unsigned short *)src, n);
+    else if (t == ATTN_Q8) (void)attn_q8_to_f32(dst, src, n);
+    else memcpy(dst, src, sizeof(float) * n);
+}
+
 /* Rows [j0, j0 + n) of K or V (x [.. x d] of element type `type`, row stride rs elements) as float32: the
-   caller's own rows when they are float32, else the rows widened into buf [n x d] by the conversions of
-   attn_f16_to_f32 and attn_bf16_to_f32 (exact, and the same floats on every instruction set). *view_rs
+   caller's own rows when they are float32, else the rows widened into buf [n x d] (attn__to_f32). *view_rs
    gets the row stride of the result. */
 static const float *attn__kv_rows(const void *x, attn_dtype type, ptrdiff_t rs, int j0, int n, int d, float *buf,
                                   ptrdiff_t *view_rs)
 {
-    const unsigned short *x16 = (const unsigned short *)x + (ptrdiff_t)j0 * rs;
+    const char *x_0 = (const char *)x + attn__dtype_bytes(type, (ptrdiff_t)j0 * rs);
     int r;
-    if (type == ATTN_F32) { *view_rs = rs; return (const float *)x + (ptrdiff_t)j0 * rs; }
+    if (type == ATTN_F32) { *view_rs = rs; return (const float *)(const void *)x_0; }
     *view_rs = d;
     if (n <= 0) return buf;
     if (rs == d) /* contiguous rows: one conversion */
-        (void)(type == ATTN_F16 ? attn_f16_to_f32 : attn_bf16_to_f32)(buf, x16, (size_t)n * (size_t)d);
+        attn__to_f32(buf, x_0, type, (size_t)n * (size_t)d);
     else
         for (r = 0; r < n; ++r)
-            (void)(type == ATTN_F16 ? attn_f16_to_f32 : attn_bf16_to_f32)(buf + (ptrdiff_t)r * d, x16 + (ptrdiff_t)r * rs, (size_t)d);
+            attn__to_f32(buf + (ptrdiff_t)r * d, x_0 + attn__dtype_bytes(type, (ptrdiff_t)r * rs), type, (size_t)d);
     return buf;
 }
 
@@ -1580,13 +1653,17 @@ static inline float attn__load_as(const void *p, int i, attn_dtype t)
 {
     if (t == ATTN_F16) return attn__f16_to_f32_1(((const unsigned short *)p)[i]);
     if (t == ATTN_BF16) return attn__bf16_to_f32_1(((const unsigned short *)p)[i]);
+    if (t == ATTN_Q8) {
+        const signed char *b = (const signed char *)p + i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
+        return attn__q8_scale(b) * (float)b[sizeof(float) + (size_t)(i % ATTN_Q8_BLOCK)];
+    }
     return ((const float *)p)[i];
 }
 
 /* Row j of a K or V of element type t (rs elements apart), as bytes. */
 static inline const void *attn__row_as(const void *x, attn_dtype t, ptrdiff_t rs, int j)
 {
-    return (const char *)x + (ptrdiff_t)j * rs * (ptrdiff_t)attn__dtype_size(t);
+    return (const char *)x + attn__dtype_bytes(t, (ptrdiff_t)j * rs);
 }
 #endif
 
@@ -1620,6 +1697,7 @@ static inline const void *attn__row_as(const void *x, attn_dtype t, ptrdiff_t rs
 #define ATTN__VSUM(v) _mm512_reduce_add_ps(v)
 #define ATTN__VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
 #define ATTN__VLOAD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#define ATTN__VLOAD_Q8(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx512(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
@@ -1719,6 +1797,7 @@ static __attribute__((target("avx2,fma"), always_inline)) inline void attn__tran
 #define ATTN__VSUM(v) attn__hsum_avx2(v)
 #define ATTN__VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
 #define ATTN__VLOAD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
+#define ATTN__VLOAD_Q8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(p))))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_avx2(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
 #define ATTN__PREFETCH_L2(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
@@ -1726,6 +1805,13 @@ static __attribute__((target("avx2,fma"), always_inline)) inline void attn__tran
 #endif /* ATTN__HAVE_X86 */
 
 #ifdef ATTN__HAVE_NEON
+/* 4 bytes at p (any alignment): ATTN__VLOAD_Q8's four int8, with no read past them. */
+static inline uint32_t attn__u32_at(const void *p)
+{
+    uint32_t x;
+    memcpy(&x, p, sizeof x);
+    return x;
+}
 /* The 4 x 4 transpose of attn__transpose_block_avx512: pairs (vtrn), then halves. */
 static void attn__transpose_block_neon(float *dst, ptrdiff_t dst_rs, const float *src, ptrdiff_t src_rs, float32x4_t s)
 {
@@ -1773,6 +1859,7 @@ static void attn__transpose_block_neon(float *dst, ptrdiff_t dst_rs, const float
 #define ATTN__VSUM(v) vaddvq_f32(v)
 #define ATTN__VLOAD_F16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)(p))))
 #define ATTN__VLOAD_BF16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)(p)), 16))
+#define ATTN__VLOAD_Q8(p) vcvtq_f32_s32(vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_u32(vdup_n_u32(attn__u32_at(p)))))))
 #define ATTN__TRANSPOSE(dst, dst_rs, src, src_rs, s) attn__transpose_block_neon(dst, dst_rs, src, src_rs, s)
 #define ATTN__PREFETCH(p) __builtin_prefetch(p)
 #define ATTN__PREFETCH_L2(p) __builtin_prefetch(p, 0, 2)
@@ -2376,6 +2463,92 @@ ATTNDEF attn_result attn_bf16_to_f32(float *dst, const unsigned short *src, size
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* 8-bit blocks (ATTN_Q8): quantisation and dequantisation                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The format is at attn_dtype and attn_f32_to_q8: blocks of 32 values, a float32 scale d = max|x| / 127
+   then 32 int8 q = round(x / d), value d * q. The float32 scale (ggml's q8_0 stores a float16 one, 34
+   bytes a block) keeps d exact as computed: 36 bytes, 1.125 per value, 4-byte aligned blocks when the
+   array is. Quantising is scalar on every path (it runs once per value appended to a cache; a division
+   per value, so that q is the documented rounding of the float32 quotient); dequantising, which the
+   tile kernels run once per key tile, has SIMD loops in the kernel template (ATTN__VLOAD_Q8). */
+
+/* x rounded to the nearest integer, ties to even, whatever the rounding mode (|x| < 2^23). */
+static float attn__round_even(float x)
+{
+    float f = floorf(x);
+    const float r = x - f; /* exact */
+    if (r > 0.5f || (r == 0.5f && fmodf(f, 2.0f) != 0.0f)) f += 1.0f;
+    return f;
+}
+
+/* One block: dst [36 bytes] = the scale and int8s of x [32] (attn_f32_to_q8). */
+static void attn__f32_to_q8_block(unsigned char *dst, const float *x)
+{
+    float amax = 0.0f, d;
+    int i, finite = 1;
+    signed char q[ATTN_Q8_BLOCK];
+    for (i = 0; i < ATTN_Q8_BLOCK; ++i) {
+        const float a = fabsf(x[i]);
+        if (!isfinite(a)) finite = 0;
+        else if (a > amax) amax = a;
+    }
+    d = finite ? amax / 127.0f : attn__f32_from_bits(0x7fc00000u);
+    for (i = 0; i < ATTN_Q8_BLOCK; ++i) {
+        float y = finite && d != 0.0f ? attn__round_even(x[i] / d) : 0.0f;
+        y = y > 127.0f ? 127.0f : y < -127.0f ? -127.0f : y;
+        q[i] = (signed char)(int)y;
+    }
+    memcpy(dst, &d, sizeof d);
+    memcpy(dst + sizeof d, q, sizeof q);
+}
+
+/* The portable dequantiser, the reference of the SIMD loops: d * q per value. */
+static void attn__q8_to_f32_scalar(float *dst, const unsigned char *src, size_t n_blocks)
+{
+    size_t b;
+    int i;
+    for (b = 0; b < n_blocks; ++b, src += ATTN_Q8_BLOCK_BYTES, dst += ATTN_Q8_BLOCK) {
+        const float d = attn__q8_scale(src);
+        for (i = 0; i < ATTN_Q8_BLOCK; ++i) dst[i] = d * (float)(signed char)src[sizeof d + (size_t)i];
+    }
+}
+
+ATTNDEF attn_result attn_f32_to_q8(void *dst, const float *src, size_t n)
+{
+    const char *func = "attn_f32_to_q8";
+    const attn_result r = attn__convert_check(func, dst, src, n);
+    size_t b;
+    if (r != ATTN_OK || n == 0) return r;
+    ATTN__REQUIRE(n % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "n", "not a multiple of 32 (ATTN_Q8_BLOCK)");
+    for (b = 0; b < n / ATTN_Q8_BLOCK; ++b)
+        attn__f32_to_q8_block((unsigned char *)dst + b * ATTN_Q8_BLOCK_BYTES, src + b * ATTN_Q8_BLOCK);
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_q8_to_f32(float *dst, const void *src, size_t n)
+{
+    const char *func = "attn_q8_to_f32";
+    const attn_result r = attn__convert_check(func, dst, src, n);
+    const unsigned char *s = (const unsigned char *)src;
+    if (r != ATTN_OK || n == 0) return r;
+    ATTN__REQUIRE(n % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "n", "not a multiple of 32 (ATTN_Q8_BLOCK)");
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__q8_to_f32_avx512(dst, s, n / ATTN_Q8_BLOCK); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__q8_to_f32_avx2(dst, s, n / ATTN_Q8_BLOCK); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__q8_to_f32_neon(dst, s, n / ATTN_Q8_BLOCK); break;
+#endif
+    default: attn__q8_to_f32_scalar(dst, s, n / ATTN_Q8_BLOCK);
+    }
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Building blocks                                                                                */
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -2825,10 +2998,14 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
     ATTN__REQUIRE(o->causal == ATTN_CAUSAL_NONE || o->causal == ATTN_CAUSAL_TOP_LEFT ||
                       o->causal == ATTN_CAUSAL_BOTTOM_RIGHT,
                   ATTN_ERR_OPTION, "opt->causal", "must be 0, 1 or 2 (ATTN_CAUSAL_NONE, _TOP_LEFT, _BOTTOM_RIGHT)");
-    ATTN__REQUIRE(o->k_type == ATTN_F32 || o->k_type == ATTN_F16 || o->k_type == ATTN_BF16, ATTN_ERR_OPTION,
-                  "opt->k_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
-    ATTN__REQUIRE(o->v_type == ATTN_F32 || o->v_type == ATTN_F16 || o->v_type == ATTN_BF16, ATTN_ERR_OPTION,
-                  "opt->v_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
+    ATTN__REQUIRE(attn__dtype_valid(o->k_type), ATTN_ERR_OPTION, "opt->k_type",
+                  "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
+    ATTN__REQUIRE(attn__dtype_valid(o->v_type), ATTN_ERR_OPTION, "opt->v_type",
+                  "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
+    ATTN__REQUIRE(o->k_type != ATTN_Q8 || d->d_k % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "dims->d_k",
+                  "not a multiple of 32 with k_type ATTN_Q8");
+    ATTN__REQUIRE(o->v_type != ATTN_Q8 || d->d_v % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "dims->d_v",
+                  "not a multiple of 32 with v_type ATTN_Q8");
     if (o->mask) { /* [B, Hq, Nq, Nk], or one row per (batch, head) when broadcast over the queries */
         attn_stride ms = o->mask_stride;
         if (ms.row == 0 || o->mask_broadcast_rows) ms.row = d->n_kv; /* broadcast: the row stride is unused */
@@ -3005,7 +3182,6 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
     const int part_rows = d->n_q < ATTN__TQ ? d->n_q : ATTN__TQ;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
     const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)part_rows * ((size_t)d->d_v + 2);
-    const size_t k_size = attn__dtype_size(o->k_type), v_size = attn__dtype_size(o->v_type);
     size_t per_thread, total, kv_bufs;
     float *parts;
     ptrdiff_t it, g0 = 0, g1 = n_groups;
@@ -3038,7 +3214,7 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
         memset(&h, 0, sizeof h);
         h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
         h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
-        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16-bit K's tile buffer, then V's, then the kernel's part */
+        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16/8-bit K's tile buffer, then V's, then the kernel's part */
         h.k_buf = o->k_type != ATTN_F32 ? ws_t : NULL;
         h.v_buf = o->v_type != ATTN_F32 ? ws_t + kv_bufs - (size_t)ATTN__TK * (size_t)d->d_v : NULL;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
@@ -3057,8 +3233,8 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             const int hq = hg * heads_per_item + hh, hk = hq / group;
             h.out = out + b * out_s.batch + hq * out_s.head;
             h.q = q + b * q_s.batch + hq * q_s.head;
-            h.k = (const char *)k + (b * k_s.batch + hk * k_s.head) * (ptrdiff_t)k_size;
-            h.v = (const char *)v + (b * v_s.batch + hk * v_s.head) * (ptrdiff_t)v_size;
+            h.k = (const char *)k + attn__dtype_bytes(o->k_type, b * k_s.batch + hk * k_s.head);
+            h.v = (const char *)v + attn__dtype_bytes(o->v_type, b * v_s.batch + hk * v_s.head);
             h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
             h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
             h.sink = o->sinks && !(chunks > 1) ? o->sinks + hq : NULL; /* key chunks: the merge adds it */
@@ -3112,6 +3288,12 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
     }
 }
 
+/* Every stride of s a whole number of ATTN_Q8 blocks. */
+static int attn__q8_strides(attn_stride s)
+{
+    return s.batch % ATTN_Q8_BLOCK == 0 && s.head % ATTN_Q8_BLOCK == 0 && s.row % ATTN_Q8_BLOCK == 0;
+}
+
 /* The bytes of attn_sdpa's workspace, on resolved sizes and checked options. */
 static attn_result attn__sdpa_need(const char *func, size_t *bytes, const attn_dims *d, const attn_options *opt)
 {
@@ -3162,6 +3344,10 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
     /* the views passed, so these sizes pass too; checked for the same codes as attn_sdpa_workspace_size */
     if ((r = attn__check_sizes(func, &d)) != ATTN_OK) return r;
     if ((r = attn__check_options(func, opt, &d, 1)) != ATTN_OK) return r;
+    ATTN__REQUIRE(opt->k_type != ATTN_Q8 || attn__q8_strides(k_s), ATTN_ERR_STRIDE, "k_s",
+                  "a stride not a multiple of 32 with k_type ATTN_Q8 (whole blocks)");
+    ATTN__REQUIRE(opt->v_type != ATTN_Q8 || attn__q8_strides(v_s), ATTN_ERR_STRIDE, "v_s",
+                  "a stride not a multiple of 32 with v_type ATTN_Q8 (whole blocks)");
     if ((r = attn__sdpa_need(func, &need, &d, opt)) != ATTN_OK) return r;
     ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
                   "smaller than attn_sdpa_workspace_size reported");
@@ -3246,7 +3432,7 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(!opt || opt->split_count == 0, ATTN_ERR_OPTION, "opt->split_count",
                   "must be 0: splits are for attn_sdpa only");
     ATTN__REQUIRE(!opt || (opt->k_type == ATTN_F32 && opt->v_type == ATTN_F32), ATTN_ERR_OPTION, "opt->k_type",
-                  "must be 0 (ATTN_F32), as v_type: 16-bit K and V are for attn_sdpa only");
+                  "must be 0 (ATTN_F32), as v_type: other K and V types are for attn_sdpa and caches only");
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
@@ -3428,6 +3614,14 @@ static attn_result attn__check_cache(const char *func, const attn_kv_cache *c, i
     ATTN__REQUIRE(c->max_len > 0, ATTN_ERR_SHAPE, "cache->max_len", "must be > 0");
     ATTN__REQUIRE(c->d_k > 0, ATTN_ERR_SHAPE, "cache->d_k", "must be > 0");
     ATTN__REQUIRE(c->d_v >= 0, ATTN_ERR_SHAPE, "cache->d_v", "must be >= 0 (0: d_k)");
+    ATTN__REQUIRE(attn__dtype_valid(c->k_type), ATTN_ERR_OPTION, "cache->k_type",
+                  "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
+    ATTN__REQUIRE(attn__dtype_valid(c->v_type), ATTN_ERR_OPTION, "cache->v_type",
+                  "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
+    ATTN__REQUIRE(c->k_type != ATTN_Q8 || c->d_k % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "cache->d_k",
+                  "not a multiple of 32 with k_type ATTN_Q8");
+    ATTN__REQUIRE(c->v_type != ATTN_Q8 || d_v % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "cache->d_v",
+                  "not a multiple of 32 with v_type ATTN_Q8");
     ATTN__REQUIRE(c->batch <= ATTN__MAX_DIM && c->n_kv_heads <= ATTN__MAX_DIM && c->max_len <= ATTN__MAX_DIM &&
                       c->d_k <= ATTN__MAX_DIM && d_v <= ATTN__MAX_DIM,
                   ATTN_ERR_OVERFLOW, "cache", "a size is above INT_MAX - 128");
@@ -3447,8 +3641,19 @@ static attn_result attn__check_cache(const char *func, const attn_kv_cache *c, i
     return ATTN_OK;
 }
 
+/* dst = n float32 values of src stored as type t (round to nearest even; Q8: n a multiple of 32, quantised
+   per block): the conversions of the public functions. */
+static void attn__from_f32(void *dst, attn_dtype t, const float *src, size_t n)
+{
+    if (t == ATTN_F16) (void)attn_f32_to_f16((unsigned short *)dst, src, n);
+    else if (t == ATTN_BF16) (void)attn_f32_to_bf16((unsigned short *)dst, src, n);
+    else if (t == ATTN_Q8) (void)attn_f32_to_q8(dst, src, n);
+    else memcpy(dst, src, sizeof(float) * n);
+}
+
 /* Batch b's n_new tokens into its rows for positions len[b] .. of the cache (row p, or p % max_len in a
-   ring): k_b [Hkv, n_new, Dk] and v_b with the given head and row strides. len is not advanced here. */
+   ring), converted to the cache's types: k_b [Hkv, n_new, Dk] and v_b with the given head and row strides.
+   len is not advanced here. */
 static void attn__kv_write(attn_kv_cache *c, int b, const float *k_b, ptrdiff_t k_hs, ptrdiff_t k_rs,
                            const float *v_b, ptrdiff_t v_hs, ptrdiff_t v_rs, int n_new)
 {
@@ -3458,8 +3663,10 @@ static void attn__kv_write(attn_kv_cache *c, int b, const float *k_b, ptrdiff_t 
         const size_t head0 = ((size_t)b * (size_t)c->n_kv_heads + (size_t)h) * (size_t)c->max_len;
         for (t = 0; t < n_new; ++t) {
             const size_t row = head0 + (size_t)(c->ring ? (c->len[b] + t) % c->max_len : c->len[b] + t);
-            memcpy(c->k + row * d_k, k_b + h * k_hs + t * k_rs, sizeof(float) * d_k);
-            memcpy(c->v + row * d_v, v_b + h * v_hs + t * v_rs, sizeof(float) * d_v);
+            attn__from_f32((char *)c->k + attn__dtype_bytes(c->k_type, (ptrdiff_t)(row * d_k)), c->k_type,
+                           k_b + h * k_hs + t * k_rs, d_k);
+            attn__from_f32((char *)c->v + attn__dtype_bytes(c->v_type, (ptrdiff_t)(row * d_v)), c->v_type,
+                           v_b + h * v_hs + t * v_rs, d_v);
         }
     }
 }
@@ -3502,6 +3709,7 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
                                       const attn_mha *m, const attn_options *opt, int read_values)
 {
     attn__mha_dims md;
+    attn_options o;
     attn_result r;
     size_t n, per_thread, kv_bufs, q_floats, kv_floats;
     int head_dim;
@@ -3531,8 +3739,9 @@ static attn_result attn__step_resolve(const char *func, attn__step_dims *sd, con
     sd->sdpa.batch = c->batch;
     sd->rows = c->batch * n_new; /* <= the elements of x, checked */
     sd->ring.len = c->len; sd->ring.max_len = c->max_len; sd->ring.window_left = c->ring && opt ? opt->window_left : 0;
-    if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, opt ? opt : &attn__default_options,
-                                c->ring ? &sd->ring : NULL, &per_thread, &kv_bufs) ||
+    o = opt ? *opt : attn__default_options; /* validated with types 0: the cache's own go in now */
+    o.k_type = c->k_type; o.v_type = c->v_type;
+    if (!attn__sdpa_call_floats(&sd->sdpa_floats, &sd->sdpa, &o, c->ring ? &sd->ring : NULL, &per_thread, &kv_bufs) ||
         !attn__add(&sd->sdpa_floats, sd->sdpa_floats, 15) ||
         !attn__mul(&q_floats, (size_t)sd->rows, (size_t)md.d_model) ||
         !attn__mul(&kv_floats, (size_t)sd->rows, (size_t)md.kv_dim) || !attn__add(&n, q_floats, q_floats) ||
@@ -3583,6 +3792,7 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
        ring: its rows in the order of their positions, chunk by chunk) */
     ob.kv_len = c->ring ? NULL : c->len;
     ob.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
+    ob.k_type = c->k_type; ob.v_type = c->v_type; /* the cache's types (opt's are 0, checked) */
     attn__sdpa_run(ab, q_s, qb, q_s, c->k, cache_s, c->v, cache_s, &db, &ob, c->ring ? &sd->ring : NULL, sdpa_ws);
     attn__project(out, d_model, ab, d_model, m->w_o, w_rs[3], m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
 }
@@ -4530,7 +4740,8 @@ ATTNDEF attn_result attn_heatmap_print(FILE *f, const float *m, ptrdiff_t m_stri
      ATTN__V a vector of ATTN__W floats, ATTN__NV vectors per micro-kernel row; ATTN__M a lane mask;
      ATTN__VLOAD, _VSTORE, _VSET1, _VZERO, _VADD, _VSUB, _VMUL, _VDIV, _VFMA(a, b, c) = a*b + c,
      _VMAX(a, b) = a > b ? a : b, _VROUND (to nearest), _VLDEXP_Z(p, n, m) = m ? 0 : p * 2^n, _VSUM (of
-     the lanes); _VLOAD_F16(p), _VLOAD_BF16(p) W 16-bit elements widened to floats (exactly); _VEQ(a, b),
+     the lanes); _VLOAD_F16(p), _VLOAD_BF16(p) W 16-bit elements widened to floats (exactly); _VLOAD_Q8(p)
+     W int8 converted to floats; _VEQ(a, b),
      _VLT(a, b) -> mask, _VBLEND(m, a, b) = m ? b : a, _VANY(m); ATTN__PREFETCH(p) into L1,
      ATTN__PREFETCH_L2(p) into L2.
    Layout of the fused kernel: a query tile is kept transposed, queries along the vector lanes. Scores
@@ -5053,14 +5264,32 @@ static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn
 {
     if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
     if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
+    if (t == ATTN_Q8) { /* W of the 32 int8 of a block (W divides 32), times its scale; i >= 0 */
+        const signed char *b = (const signed char *)p + (unsigned)i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
+        return ATTN__VMUL(ATTN__VLOAD_Q8(b + sizeof(float) + (unsigned)i % ATTN_Q8_BLOCK), ATTN__VSET1(attn__q8_scale(b)));
+    }
     return ATTN__VLOAD((const float *)p + i);
+}
+
+/* dst [32 n_blocks] = the values of n_blocks ATTN_Q8 blocks at src: d * q, as attn__vload_as (the tile
+   kernels' buffers, attn_q8_to_f32). */
+static ATTN__TARGET void ATTN__SFX(attn__q8_to_f32)(float *dst, const unsigned char *src, size_t n_blocks)
+{
+    size_t b;
+    int c;
+    for (b = 0; b < n_blocks; ++b, src += ATTN_Q8_BLOCK_BYTES, dst += ATTN_Q8_BLOCK) {
+        const ATTN__V d = ATTN__VSET1(attn__q8_scale(src));
+        for (c = 0; c < ATTN_Q8_BLOCK; c += ATTN__W)
+            ATTN__VSTORE(dst + c, ATTN__VMUL(ATTN__VLOAD_Q8((const signed char *)src + sizeof(float) + c), d));
+    }
 }
 
 /* The decoding kernel's pass over one key tile: its scores and the P.V of the tile before it, key by key --
    s[j] = qs . k_j for j < n_s and acc += p[j] v_j for j < n_pv (k_j, v_j rows j of k and v, k_rs and v_rs
    elements of type kt and vt apart) -- so that K and V are read as two sequential streams side by side,
-   each row whole. 16-bit rows are widened in the registers (the same floats as attn__kv_rows gives, so
-   the same sums as float32 rows holding them), so memory moves their 2 bytes per element only. Each K row
+   each row whole. 16-bit and Q8 rows are widened in the registers (the same floats as attn__kv_rows
+   gives, so the same sums as float32 rows holding them), so memory moves their 2 (1.125) bytes per
+   element only. Each K row
    in four chains; the first 8 (or 4) vectors of acc in registers, the rest in memory. Prefetches K row
    j + 16 while j + 16 < pf_end. */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__scores_pv_as)(
@@ -5069,8 +5298,8 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__s
 {
     const int n = n_s > n_pv ? n_s : n_pv;
     const int c_reg = dv >= 8 * ATTN__W ? 8 * ATTN__W : dv >= 4 * ATTN__W ? 4 * ATTN__W : 0; /* floats in r0.. */
-    /* a prefetched K row: one more line for 16-bit rows, which need not start on one */
-    const int k_bytes = dk * (int)attn__dtype_size(kt) + (kt == ATTN_F32 ? 0 : 63);
+    /* a prefetched K row: one more line for 16-bit and Q8 rows, which need not start on one */
+    const int k_bytes = (int)attn__dtype_bytes(kt, dk) + (kt == ATTN_F32 ? 0 : 63);
     ATTN__V r0 = ATTN__VZERO, r1 = ATTN__VZERO, r2 = ATTN__VZERO, r3 = ATTN__VZERO;
     ATTN__V r4 = ATTN__VZERO, r5 = ATTN__VZERO, r6 = ATTN__VZERO, r7 = ATTN__VZERO;
     int j, c;
@@ -5140,6 +5369,8 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(const attn__head *h, float *
         ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_F16, ATTN_F16);
     else if (kt == ATTN_BF16 && vt == ATTN_BF16)
         ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_BF16, ATTN_BF16);
+    else if (kt == ATTN_Q8 && vt == ATTN_Q8)
+        ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, ATTN_Q8, ATTN_Q8);
     else
         ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, kt, vt);
 }
@@ -5401,6 +5632,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 #undef ATTN__VSUM
 #undef ATTN__VLOAD_F16
 #undef ATTN__VLOAD_BF16
+#undef ATTN__VLOAD_Q8
 #undef ATTN__TRANSPOSE
 #undef ATTN__PREFETCH
 #undef ATTN__PREFETCH_L2

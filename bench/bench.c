@@ -256,7 +256,8 @@ static void print_bench_lines(void)
         if (!strcmp(r->op, "bw")) printf(" gbps_best=%.2f", r->other_rate);
         if (r->d_model > 0) printf(" d_model=%d", r->d_model);
         if (!strcmp(r->op, "sdpa")) printf(" window=%d", r->window);
-        if (!strcmp(r->op, "decode")) printf(" kv=%s", r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : "f32");
+        if (!strcmp(r->op, "decode"))
+            printf(" kv=%s", r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : r->kv == ATTN_Q8 ? "q8" : "f32");
         if (!strcmp(r->op, "gemv")) printf(" d_in=%d d_out=%d layout=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out");
         if (r->flops > 0) printf(" flops=%.0f", r->flops);
         printf(" reps=%d", r->reps);
@@ -532,6 +533,8 @@ static const bench_case cases[] = {
     /* the same with a float16 and a bfloat16 cache: half the bytes (no naive reference: it reads floats) */
     {"decode_h32_d128_kv8192_f16", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, ATTN_F16},
     {"decode_h32_d128_kv8192_bf16", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, ATTN_BF16},
+    /* and 8-bit blocks (ATTN_Q8: a float32 scale per 32 int8, 1.125 bytes a value) */
+    {"decode_h32_d128_kv8192_q8", "decode", 1, 32, 32, 1, 8192, 128, ATTN_CAUSAL_BOTTOM_RIGHT, 0, 0, 0, 0, 0, ATTN_Q8},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
@@ -597,7 +600,7 @@ typedef struct ctx {
     attn_options opt;
     attn_stride q_s, kv_s, o_s;
     float *q, *k, *v, *out, *ref; /* sdpa/decode [B,H,N,D]; mha: x = q, out [N x d_model] */
-    unsigned short *k16, *v16;    /* decode with a 16-bit kv: K and V as attn_sdpa reads them, else NULL */
+    void *k16, *v16;              /* decode with a 16-bit or q8 kv: K and V as attn_sdpa reads them, else NULL */
     float *wq, *wk, *wv, *wo;     /* mha, proj: [d_model x d_model], layout IN_OUT */
     float *qb, *kb, *vb, *ab;     /* mha, proj: [N x d_model] projections and attention output */
     float *scores;                /* openblas: [Nq x Nk] */
@@ -630,8 +633,8 @@ static void run_attn(ctx *x)
     const bench_case *c = x->c;
     attn_options_threads(&x->opt, x->threads);
     if (!strcmp(c->op, "sdpa") || !strcmp(c->op, "decode")) {
-        CHECK(attn_sdpa(x->out, x->o_s, x->q, x->q_s, x->k16 ? (const void *)x->k16 : x->k, x->kv_s,
-                        x->v16 ? (const void *)x->v16 : x->v, x->kv_s, &x->dims, &x->opt, x->ws, x->ws_bytes));
+        CHECK(attn_sdpa(x->out, x->o_s, x->q, x->q_s, x->k16 ? x->k16 : (const void *)x->k, x->kv_s,
+                        x->v16 ? x->v16 : (const void *)x->v, x->kv_s, &x->dims, &x->opt, x->ws, x->ws_bytes));
     } else if (!strcmp(c->op, "mha")) {
         attn_mha m;
         memset(&m, 0, sizeof m);
@@ -1080,7 +1083,8 @@ static result base_result(const ctx *x, const char *impl)
     }
     r.kv = c->kv;
     if (!strcmp(c->op, "decode")) /* the bytes of K and V as stored */
-        r.bytes = 2.0 * c->B * c->Hkv * (double)c->Nk * c->D * (c->kv == ATTN_F32 ? sizeof(float) : sizeof(unsigned short));
+        r.bytes = 2.0 * c->B * c->Hkv * (double)c->Nk * c->D *
+                  (c->kv == ATTN_F32 ? 4.0 : c->kv == ATTN_Q8 ? (double)ATTN_Q8_BLOCK_BYTES / ATTN_Q8_BLOCK : 2.0);
     return r;
 }
 
@@ -1233,12 +1237,18 @@ static void run_case(const bench_case *c)
         x.q = alloc_random(x.out_n, 1.0f);
         x.k = alloc_random((size_t)c->B * c->Hkv * c->Nk * c->D, 1.0f);
         x.v = alloc_random((size_t)c->B * c->Hkv * c->Nk * c->D, 1.0f);
-        if (c->kv != ATTN_F32) { /* K and V converted to the case's 16-bit type */
+        if (c->kv != ATTN_F32) { /* K and V converted to the case's 16-bit or q8 type */
             const size_t n = (size_t)c->B * c->Hkv * c->Nk * c->D;
-            x.k16 = (unsigned short *)bench_alloc(n * sizeof(unsigned short));
-            x.v16 = (unsigned short *)bench_alloc(n * sizeof(unsigned short));
-            CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16(x.k16, x.k, n) : attn_f32_to_bf16(x.k16, x.k, n));
-            CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16(x.v16, x.v, n) : attn_f32_to_bf16(x.v16, x.v, n));
+            const size_t bytes = c->kv == ATTN_Q8 ? n / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES : n * sizeof(unsigned short);
+            x.k16 = bench_alloc(bytes);
+            x.v16 = bench_alloc(bytes);
+            if (c->kv == ATTN_Q8) {
+                CHECK(attn_f32_to_q8(x.k16, x.k, n));
+                CHECK(attn_f32_to_q8(x.v16, x.v, n));
+            } else {
+                CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16((unsigned short *)x.k16, x.k, n) : attn_f32_to_bf16((unsigned short *)x.k16, x.k, n));
+                CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16((unsigned short *)x.v16, x.v, n) : attn_f32_to_bf16((unsigned short *)x.v16, x.v, n));
+            }
             x.opt.k_type = x.opt.v_type = c->kv;
         }
         CHECK(attn_sdpa_workspace_size(&x.ws_bytes, &x.dims, &x.opt));

@@ -4405,49 +4405,68 @@ static void test_sdpa_ragged_bottom_right(void)
 /* x [B, H, N, D] dense floats stored as element type `type` for attn_sdpa: for float32 x itself (dense);
    for a 16-bit type a new buffer with rows D + pad elements apart, the first `off` elements past the start
    of the allocation (an odd offset and an odd row stride leave rows 2-byte aligned only), the padding NaN
-   (a kernel reading it would show). x is rounded in place to the values stored, *s gets the strides and
-   *mem the allocation to free (NULL for float32). */
+   (a kernel reading it would show); for ATTN_Q8 (D a multiple of 32) rows D + 32 pad elements apart (whole
+   blocks), `off` bytes past the start (odd: the scales unaligned), the padding blocks NaN (scale NaN, q 0).
+   x is rounded in place to the values stored, *s gets the strides and *mem the allocation to free (NULL for
+   float32). */
 static const void *half_tensor(float *x, attn_dtype type, int B, int H, int N, int D, int pad, int off,
                                attn_stride *s, void **mem)
 {
-    const size_t rows = (size_t)B * H * N, rs = (size_t)D + (size_t)pad;
-    unsigned short *buf, *base;
+    const int q8 = type == ATTN_Q8;
+    const size_t rows = (size_t)B * H * N, rs = (size_t)D + (size_t)pad * (q8 ? 32 : 1);
+    const size_t row_bytes = q8 ? rs / 32 * ATTN_Q8_BLOCK_BYTES : rs * sizeof(unsigned short);
+    unsigned char *buf, *base;
     size_t r, c;
     *mem = NULL;
     if (type == ATTN_F32) { *s = attn_stride_bhnd(H, N, D); return x; }
-    buf = (unsigned short *)malloc(sizeof(unsigned short) * ((size_t)off + rows * rs));
+    buf = (unsigned char *)malloc((size_t)off * (q8 ? 1 : sizeof(unsigned short)) + rows * row_bytes);
     if (!buf) abort();
-    base = buf + off;
+    base = buf + (size_t)off * (q8 ? 1 : sizeof(unsigned short));
     for (r = 0; r < rows; ++r) {
+        unsigned char *row = base + r * row_bytes;
+        unsigned short *row16 = (unsigned short *)(void *)row; /* 2-byte aligned: malloc'd, even offsets */
         if (type == ATTN_F16) {
-            CHECK_CODE(attn_f32_to_f16(base + r * rs, x + r * D, (size_t)D), ATTN_OK);
-            CHECK_CODE(attn_f16_to_f32(x + r * D, base + r * rs, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_f32_to_f16(row16, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_f16_to_f32(x + r * D, row16, (size_t)D), ATTN_OK);
+        } else if (type == ATTN_BF16) {
+            CHECK_CODE(attn_f32_to_bf16(row16, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_bf16_to_f32(x + r * D, row16, (size_t)D), ATTN_OK);
         } else {
-            CHECK_CODE(attn_f32_to_bf16(base + r * rs, x + r * D, (size_t)D), ATTN_OK);
-            CHECK_CODE(attn_bf16_to_f32(x + r * D, base + r * rs, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_f32_to_q8(row, x + r * D, (size_t)D), ATTN_OK);
+            CHECK_CODE(attn_q8_to_f32(x + r * D, row, (size_t)D), ATTN_OK);
         }
-        for (c = (size_t)D; c < rs; ++c) base[r * rs + c] = type == ATTN_F16 ? 0x7e00 : 0x7fc0; /* NaN */
+        if (q8) {
+            const float nan = NAN;
+            for (c = (size_t)D / 32; c < rs / 32; ++c) {
+                memcpy(row + c * ATTN_Q8_BLOCK_BYTES, &nan, sizeof nan);
+                memset(row + c * ATTN_Q8_BLOCK_BYTES + sizeof nan, 0, 32);
+            }
+        } else {
+            for (c = (size_t)D; c < rs; ++c) row16[c] = type == ATTN_F16 ? 0x7e00 : 0x7fc0; /* NaN */
+        }
     }
     s->row = (ptrdiff_t)rs; s->head = (ptrdiff_t)(N * rs); s->batch = (ptrdiff_t)H * s->head;
     *mem = buf;
     return base;
 }
 
-/* attn_sdpa with float16 and bfloat16 K and V (attn_options.k_type, v_type), mixed with float32 too: against
-   the float64 reference on the rounded inputs (the 16-bit values widened back) within TOL, on the tile kernel
+/* attn_sdpa with float16, bfloat16 and Q8 K and V (attn_options.k_type, v_type), mixed with each other and
+   float32 too: against the float64 reference on the rounded inputs (the stored values widened back) within TOL, on the tile kernel
    (Nq 130 and 200), decoding with key chunks (Nq 1..8 over 5000 keys) and decoding with weights, with GQA,
    masks, causal both ways, windows, softcap, sinks, ALiBi, kv_len, log-sum-exp and weights; bitwise the
    float32 attn_sdpa on the widened K and V (the tile kernels widen each key tile and run the float32 code
    on it, the decoding kernel widens in registers with the same sums), whatever the threads or a split; odd
-   row strides and rows at odd addresses. Then the workspace (it
-   grows by the tile buffers) and the errors: an unknown type, a 16-bit type in the multi-head functions. */
+   row strides and rows at odd addresses (Q8: padding blocks, odd byte offsets). Then the workspace (it
+   grows by the tile buffers) and the errors: an unknown type, a Q8 width or stride not a multiple of 32, a
+   16-bit type in the multi-head functions. */
 static void test_sdpa_half_kv(void)
 {
-    enum { B = 2, H = 4, HKV = 2, CASES = 36 };
-    static const attn_dtype types[][2] = {{ATTN_F16, ATTN_F16}, {ATTN_BF16, ATTN_BF16}, {ATTN_F16, ATTN_F32},
-                                          {ATTN_F32, ATTN_BF16}, {ATTN_BF16, ATTN_F16}, {ATTN_F16, ATTN_BF16}};
-    static const int dks[] = {16, 64, 17, 40}, dvs[] = {16, 64, 9, 128}, lefts[] = {-1, 0, 20, 100},
-                     rights[] = {-1, 0, 7};
+    enum { B = 2, H = 4, HKV = 2, N_TYPES = 9, CASES = 54 };
+    static const attn_dtype types[N_TYPES][2] = {{ATTN_F16, ATTN_F16}, {ATTN_BF16, ATTN_BF16}, {ATTN_F16, ATTN_F32},
+                                                 {ATTN_F32, ATTN_BF16}, {ATTN_BF16, ATTN_F16}, {ATTN_F16, ATTN_BF16},
+                                                 {ATTN_Q8, ATTN_Q8}, {ATTN_Q8, ATTN_F32}, {ATTN_F16, ATTN_Q8}};
+    static const int dks[] = {16, 64, 17, 40}, dvs[] = {16, 64, 9, 128}, d32s[] = {32, 64, 128, 96},
+                     lefts[] = {-1, 0, 20, 100}, rights[] = {-1, 0, 7};
     const float slopes[H] = {0.25f, 0.0f, -0.01f, 0.003f}, sinks[H] = {0.5f, -INFINITY, 3.0f, -2.0f};
     int t;
     rnd_push(0x16B17ull);
@@ -4455,8 +4474,8 @@ static void test_sdpa_half_kv(void)
         const int kind = t % 3; /* 0: tile kernel; 1: decoding with key chunks; 2: decoding with weights */
         const int NQ = kind == 0 ? (t % 2 ? 130 : 200) : 1 + t % 8;
         const int NK = kind == 0 ? (t % 4 < 2 ? NQ : 197) : kind == 1 ? 5000 : 130;
-        const int DK = pick(dks, 4), DV = pick(dvs, 4);
-        const attn_dtype kt = types[t % 6][0], vt = types[t % 6][1];
+        const attn_dtype kt = types[t / 3 % N_TYPES][0], vt = types[t / 3 % N_TYPES][1]; /* each with every kind */
+        const int DK = pick(kt == ATTN_Q8 ? d32s : dks, 4), DV = pick(vt == ATTN_Q8 ? d32s : dvs, 4);
         const attn_dims d = {B, H, HKV, NQ, NK, DK, DV};
         const attn_stride qs = attn_stride_bhnd(H, NQ, DK), os = attn_stride_bhnd(H, NQ, DV);
         const attn_stride kws = attn_stride_bhnd(HKV, NK, DK), vws = attn_stride_bhnd(HKV, NK, DV);
@@ -4569,7 +4588,7 @@ static void test_sdpa_half_kv(void)
                     "workspace_bytes");
         CHECK(untouched(o, sizeof o / sizeof *o));
         CHECK_CODE(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, ws, bkv), ATTN_OK);
-        opt.k_type = (attn_dtype)3;
+        opt.k_type = (attn_dtype)4;
         fill_sentinel(o, sizeof o / sizeof *o);
         opt.out_lse = lse;
         fill_sentinel(lse, sizeof lse / sizeof *lse);
@@ -4578,6 +4597,18 @@ static void test_sdpa_half_kv(void)
         opt.k_type = ATTN_F16; opt.v_type = (attn_dtype)-1;
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->v_type");
         HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->v_type");
+        /* Q8: D = 8 is not whole blocks; D = 32 with a row stride of 48 is not either */
+        opt.v_type = ATTN_Q8;
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_SHAPE, "attn_sdpa", "dims->d_v");
+        HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_SHAPE, "attn_sdpa_workspace_size", "dims->d_v");
+        {
+            const attn_dims d32 = {1, 1, 1, 2, 2, 32, 0};
+            const attn_stride s32 = attn_stride_bhnd(1, 2, 32), s48 = {96, 96, 48}, s40 = {64, 40, 32};
+            opt.k_type = ATTN_Q8; opt.v_type = ATTN_F32;
+            HOOK_EXPECT(attn_sdpa(o, s32, q, s32, k16, s48, q, s32, &d32, &opt, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "k_s");
+            opt.k_type = ATTN_F32; opt.v_type = ATTN_Q8;
+            HOOK_EXPECT(attn_sdpa(o, s32, q, s32, q, s32, k16, s40, &d32, &opt, NULL, 0), ATTN_ERR_STRIDE, "attn_sdpa", "v_s");
+        }
         CHECK(untouched(o, sizeof o / sizeof *o) && untouched(lse, sizeof lse / sizeof *lse));
         /* the multi-head functions keep float32 */
         memset(&m, 0, sizeof m); memset(&opt, 0, sizeof opt);
@@ -4592,6 +4623,235 @@ static void test_sdpa_half_kv(void)
                     "opt->k_type");
         CHECK(untouched(out, sizeof out / sizeof *out));
         free(ws);
+    }
+    rnd_pop();
+}
+
+/* Bytes of n elements of type t (attn_kv_cache, attn_sdpa). */
+static size_t dtype_bytes(attn_dtype t, size_t n)
+{
+    return t == ATTN_Q8 ? n / 32 * ATTN_Q8_BLOCK_BYTES : n * (t == ATTN_F32 ? 4 : 2);
+}
+
+/* KV caches of every element type (attn_kv_cache.k_type, v_type). A model whose K and V are copies of
+   inputs that every type stores exactly (multiples of 1/64 up to 127/64, each Q8 block holding +-127/64:
+   d = 2^-6): a cache of each type gives bitwise the outputs of a float32 cache, step by step, through a
+   prefill, single tokens, a chunk, a batch starting over (ragged), and in a ring that wraps; and holds the
+   same values. attn_kv_append rounds to the type (the bytes of the public conversions). Errors: a type
+   out of range, a Q8 d_k not a multiple of 32, opt->k_type set in a step. */
+static void test_kv_cache_types(void)
+{
+    enum { B = 2, E = 64, H = 2, HKV = 1, DH = 32, KVD = HKV * DH, COLS = E + 2 * KVD, MAX = 24, RMAX = 8 };
+    static const attn_dtype types[][2] = {{ATTN_F16, ATTN_F16}, {ATTN_BF16, ATTN_BF16}, {ATTN_Q8, ATTN_Q8},
+                                          {ATTN_Q8, ATTN_F16}, {ATTN_BF16, ATTN_Q8}};
+    static const int steps[] = {9, 1, 1, 3, -1, 1, 2, 1}, ring_steps[] = {3, 1, 1, 2, 1, 1, 3, 1, 1};
+    float w_qkv[E * COLS], w_o[E * E], b_qkv[COLS], b_o[E], xs[B * 9 * E], o32[B * 9 * E], ot[B * 9 * E];
+    float kc32[B * HKV * MAX * DH], vc32[B * HKV * MAX * DH], kct[B * HKV * MAX * DH], vct[B * HKV * MAX * DH];
+    float back[B * HKV * MAX * DH];
+    attn_mha m;
+    int tc, ring, r, c, s, b;
+    rnd_push(0xCAC4E16ull);
+    rnd_fill(w_qkv, sizeof w_qkv / sizeof *w_qkv, 0.3f); rnd_fill(w_o, E * E, 0.3f);
+    rnd_fill(b_qkv, COLS, 0.3f); rnd_fill(b_o, E, 0.3f);
+    for (r = 0; r < E; ++r) /* K = x[0 .. 31], V = x[32 .. 63], no bias */
+        for (c = 0; c < KVD; ++c) {
+            w_qkv[r * COLS + E + c] = r == c ? 1.0f : 0.0f;
+            w_qkv[r * COLS + E + KVD + c] = r == KVD + c ? 1.0f : 0.0f;
+        }
+    for (c = E; c < COLS; ++c) b_qkv[c] = 0.0f;
+    kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, ATTN_LAYOUT_IN_OUT);
+    for (tc = 0; tc < (int)(sizeof types / sizeof types[0]); ++tc)
+        for (ring = 0; ring < 2; ++ring) {
+            const int *st = ring ? ring_steps : steps;
+            const int n_steps = ring ? (int)(sizeof ring_steps / sizeof *ring_steps) : (int)(sizeof steps / sizeof *steps);
+            const int max_len = ring ? RMAX : MAX;
+            int len32[B] = {0, 0}, lent[B] = {0, 0};
+            attn_kv_cache c32, ct;
+            attn_options opt;
+            memset(&c32, 0, sizeof c32); memset(&opt, 0, sizeof opt);
+            c32.batch = B; c32.n_kv_heads = HKV; c32.max_len = max_len; c32.d_k = DH; c32.ring = ring;
+            c32.k = kc32; c32.v = vc32; c32.len = len32;
+            ct = c32;
+            ct.k = kct; ct.v = vct; ct.len = lent; ct.k_type = types[tc][0]; ct.v_type = types[tc][1];
+            if (ring) { opt.window = 1; opt.window_left = 5; opt.window_right = -1; }
+            opt.n_threads = 1 + tc % 2;
+            for (s = 0; s < n_steps; ++s) {
+                const int n = st[s];
+                if (n < 0) { len32[1] = lent[1] = 0; continue; }
+                for (r = 0; r < B * n; ++r) {
+                    for (c = 0; c < E; ++c) xs[r * E + c] = (float)(rnd_int(255) - 127) / 64.0f;
+                    xs[r * E] = xs[r * E + KVD] = r % 2 ? 127.0f / 64.0f : -127.0f / 64.0f;
+                }
+                CHECK_CODE(attn_kv_step(o32, &c32, xs, n, &m, &opt, NULL, 0), ATTN_OK);
+                CHECK_CODE(attn_kv_step(ot, &ct, xs, n, &m, &opt, NULL, 0), ATTN_OK);
+                CHECK(memcmp(o32, ot, sizeof(float) * (size_t)B * n * E) == 0);
+                CHECK(len32[0] == lent[0] && len32[1] == lent[1]);
+            }
+            for (b = 0; b < B; ++b) { /* the rows held read back as the float32 cache's */
+                const size_t n = (size_t)(ring ? max_len : lent[b]) * DH, off = (size_t)b * HKV * max_len * DH;
+                attn_kv_cache *cc = &ct;
+                int kv;
+                for (kv = 0; kv < 2; ++kv) {
+                    const attn_dtype t = kv ? cc->v_type : cc->k_type;
+                    const unsigned char *src = (const unsigned char *)(kv ? cc->v : cc->k) + dtype_bytes(t, off);
+                    if (t == ATTN_F16) CHECK_CODE(attn_f16_to_f32(back, (const unsigned short *)(const void *)src, n), ATTN_OK);
+                    else if (t == ATTN_BF16) CHECK_CODE(attn_bf16_to_f32(back, (const unsigned short *)(const void *)src, n), ATTN_OK);
+                    else CHECK_CODE(attn_q8_to_f32(back, src, n), ATTN_OK);
+                    CHECK(memcmp(back, (kv ? vc32 : kc32) + off, sizeof(float) * n) == 0);
+                }
+            }
+            if (g_fails) {
+                printf("    types %d %d ring %d\n", (int)types[tc][0], (int)types[tc][1], ring);
+                tc = 100;
+                break;
+            }
+        }
+    { /* attn_kv_append rounds random K, V to the cache's type: the bytes of the public conversions */
+        enum { NN = 3 };
+        float kn[B * HKV * NN * DH], vn[B * HKV * NN * DH];
+        unsigned char want[B * HKV * NN * DH * 4];
+        int len[B] = {0, 2}, t;
+        attn_kv_cache ct;
+        attn_stride ns = attn_stride_bhnd(HKV, NN, DH);
+        rnd_fill(kn, sizeof kn / sizeof *kn, 2.0f); rnd_fill(vn, sizeof vn / sizeof *vn, 2.0f);
+        for (t = 1; t <= 3; ++t) {
+            const attn_dtype ty = (attn_dtype)t;
+            const size_t row = dtype_bytes(ty, DH);
+            memset(&ct, 0, sizeof ct);
+            ct.batch = B; ct.n_kv_heads = HKV; ct.max_len = MAX; ct.d_k = DH;
+            ct.k = kct; ct.v = vct; ct.len = len; ct.k_type = ty; ct.v_type = ty;
+            len[0] = 0; len[1] = 2;
+            CHECK_CODE(attn_kv_append(&ct, kn, ns, vn, ns, NN), ATTN_OK);
+            CHECK(len[0] == NN && len[1] == 2 + NN);
+            for (b = 0; b < B; ++b) {
+                const unsigned char *got = (const unsigned char *)ct.v + ((size_t)b * MAX + (size_t)(b ? 2 : 0)) * row;
+                const float *src = vn + (size_t)b * NN * DH;
+                if (ty == ATTN_F16) CHECK_CODE(attn_f32_to_f16((unsigned short *)(void *)want, src, NN * DH), ATTN_OK);
+                else if (ty == ATTN_BF16) CHECK_CODE(attn_f32_to_bf16((unsigned short *)(void *)want, src, NN * DH), ATTN_OK);
+                else CHECK_CODE(attn_f32_to_q8(want, src, NN * DH), ATTN_OK);
+                CHECK(memcmp(got, want, NN * row) == 0);
+            }
+        }
+        /* errors, nothing written */
+        len[0] = len[1] = 0;
+        ct.k_type = (attn_dtype)7;
+        CHECK_CODE(attn_kv_append(&ct, kn, ns, vn, ns, NN), ATTN_ERR_OPTION);
+        ct.k_type = ATTN_F32; ct.v_type = ATTN_Q8; ct.d_k = 16;
+        CHECK_CODE(attn_kv_append(&ct, kn, attn_stride_bhnd(HKV, NN, 16), vn, attn_stride_bhnd(HKV, NN, 16), NN),
+                   ATTN_ERR_SHAPE);
+        CHECK(len[0] == 0 && len[1] == 0);
+        {
+            attn_options opt;
+            memset(&opt, 0, sizeof opt);
+            ct.d_k = DH; ct.k_type = ATTN_BF16;
+            opt.k_type = ATTN_BF16; /* a cache's types are its own */
+            CHECK_CODE(attn_kv_step(ot, &ct, xs, 1, &m, &opt, NULL, 0), ATTN_ERR_OPTION);
+            CHECK(len[0] == 0 && len[1] == 0);
+        }
+    }
+    rnd_pop();
+}
+
+/* The ATTN_Q8 format against a float64-written reference of its definition (attn_f32_to_q8): per block
+   d = amax / 127 rounded to float, q = the float quotient x / d rounded half to even, clamped to +-127;
+   value = d * q rounded to float. Bitwise, bytes and floats, on blocks of every magnitude (subnormal d,
+   d rounding to 0, huge), exact ties, zeros, -0, NaN and inf blocks (scale NaN, q 0), at odd addresses.
+   Errors: n not a multiple of 32, NULL. Then the accuracy against the unrounded inputs, N(0,1) q, k, v,
+   D = 128, 8192 keys, 4 queries (the decoding kernel), for each stored type: printed, and bounded. */
+static void test_q8_format(void)
+{
+    enum { NB = 12, N = NB * 32 };
+    static const double scales[NB] = {1.0, 1e-3, 3e30, 1e-40, 1e-44, 1e-45, 0.0, 1.0, 1.0, 1.0, 250.0, 1e-20};
+    float x[N], y[N], y_ref[N];
+    unsigned char raw[1 + NB * 36], q_ref[NB * 36], *q = raw + 1; /* odd address: the scales unaligned */
+    int b, i;
+    rnd_push(0x0A8B10C5ull);
+    for (b = 0; b < NB; ++b)
+        for (i = 0; i < 32; ++i) x[b * 32 + i] = (float)(rnd_unit() * scales[b]);
+    for (i = 0; i < 32; ++i) x[7 * 32 + i] = (float)(i - 16) + 0.5f; /* d = 127/127 = 1 with 127 below: ties */
+    x[7 * 32 + 31] = 127.0f;
+    x[6 * 32 + 3] = -0.0f;
+    x[8 * 32 + 5] = NAN;                              /* a NaN block */
+    x[9 * 32 + 0] = -INFINITY;                        /* an inf block */
+    x[11 * 32 + 9] = 0.0f;
+    for (b = 0; b < NB; ++b) { /* the reference */
+        double amax = 0.0;
+        int finite = 1;
+        float d;
+        for (i = 0; i < 32; ++i) {
+            const double a = fabs((double)x[b * 32 + i]);
+            if (!isfinite(a)) finite = 0; else if (a > amax) amax = a;
+        }
+        d = finite ? (float)(amax / 127.0) : NAN;
+        memcpy(q_ref + b * 36, &d, 4);
+        for (i = 0; i < 32; ++i) {
+            double r = 0.0;
+            if (finite && d != 0.0f) {
+                r = nearbyint((double)(float)((double)x[b * 32 + i] / (double)d)); /* ties to even */
+                r = r > 127.0 ? 127.0 : r < -127.0 ? -127.0 : r;
+            }
+            q_ref[b * 36 + 4 + i] = (unsigned char)(signed char)r;
+            y_ref[b * 32 + i] = (float)((double)d * (double)(signed char)r); /* an int8: no -0 */
+        }
+    }
+    CHECK_CODE(attn_f32_to_q8(q, x, N), ATTN_OK);
+    CHECK(memcmp(q, q_ref, sizeof q_ref) == 0);
+    CHECK_CODE(attn_q8_to_f32(y, q, N), ATTN_OK);
+    for (i = 0; i < N; ++i)
+        if (!(isnan(y_ref[i]) ? isnan(y[i]) : memcmp(&y[i], &y_ref[i], 4) == 0)) {
+            printf("    value %d: %.9g, want %.9g\n", i, (double)y[i], (double)y_ref[i]);
+            ++g_fails;
+        }
+    CHECK(q[7 * 36 + 4 + 16] == 0 && q[7 * 36 + 4 + 17] == 2 && q[7 * 36 + 4 + 18] == 2 && (signed char)q[7 * 36 + 4 + 14] == -2);
+    CHECK(y[6 * 32 + 3] == 0.0f && y[8 * 32] != y[8 * 32] && y[9 * 32 + 31] != y[9 * 32 + 31]);
+    /* errors: nothing written */
+    memcpy(raw, q_ref, 1);
+    for (i = 0; i < N; ++i) y[i] = SENTINEL;
+    CHECK_CODE(attn_f32_to_q8(q, x, 33), ATTN_ERR_SHAPE);
+    CHECK(memcmp(q, q_ref, sizeof q_ref) == 0);
+    CHECK_CODE(attn_q8_to_f32(y, q, 40), ATTN_ERR_SHAPE);
+    CHECK_CODE(attn_q8_to_f32(NULL, q, 32), ATTN_ERR_NULL);
+    CHECK_CODE(attn_f32_to_q8(q, NULL, 32), ATTN_ERR_NULL);
+    CHECK_CODE(attn_f32_to_q8(NULL, NULL, 0), ATTN_OK);
+    CHECK(untouched(y, N));
+    { /* accuracy against the unrounded inputs */
+        enum { NQ = 4, NK = 8192, D = 128 };
+        static const attn_dtype types[] = {ATTN_F16, ATTN_BF16, ATTN_Q8};
+        static const double bounds[] = {1e-3, 8e-3, 1.5e-2};
+        const attn_dims d = {1, 1, 0, NQ, NK, D, 0};
+        const attn_stride qs = attn_stride_bhnd(1, NQ, D), ks = attn_stride_bhnd(1, NK, D);
+        float *qf = falloc((size_t)NQ * D), *k = falloc((size_t)NK * D), *v = falloc((size_t)NK * D);
+        float *kr = falloc((size_t)NK * D), *vr = falloc((size_t)NK * D), *o = falloc((size_t)NQ * D);
+        double *ref = dalloc((size_t)NQ * D);
+        size_t j;
+        int t;
+        for (j = 0; j < (size_t)NQ * D; ++j) qf[j] = rnd_normal();
+        for (j = 0; j < (size_t)NK * D; ++j) { k[j] = rnd_normal(); v[j] = rnd_normal(); }
+        {
+            ref_opts ro;
+            memset(&ro, 0, sizeof ro);
+            ro.scale = 1.0 / sqrt((double)D);
+            ref_sdpa(ref, NULL, NULL, qf, qs, k, ks, v, ks, &d, &ro);
+        }
+        for (t = 0; t < 3; ++t) {
+            attn_stride s16;
+            void *km, *vm;
+            const void *k16, *v16;
+            attn_options opt;
+            double e;
+            memcpy(kr, k, sizeof(float) * NK * D); memcpy(vr, v, sizeof(float) * NK * D);
+            k16 = half_tensor(kr, types[t], 1, 1, NK, D, 0, 0, &s16, &km);
+            v16 = half_tensor(vr, types[t], 1, 1, NK, D, 0, 0, &s16, &vm);
+            memset(&opt, 0, sizeof opt);
+            opt.k_type = opt.v_type = types[t];
+            CHECK_CODE(attn_sdpa(o, qs, qf, qs, k16, s16, v16, s16, &d, &opt, NULL, 0), ATTN_OK);
+            e = rel_err(o, ref, (size_t)NQ * D);
+            printf("    %s K and V, N(0,1), D = 128, 8192 keys: max-norm relative error %.2e against the unrounded inputs\n",
+                   t == 0 ? "f16" : t == 1 ? "bf16" : "q8", e);
+            CHECK(e <= bounds[t]);
+            free(km); free(vm);
+        }
+        free(qf); free(k); free(v); free(kr); free(vr); free(o); free(ref);
     }
     rnd_pop();
 }
@@ -4664,6 +4924,8 @@ static const test_case k_tests[] = {
     {"errors_rope", test_errors_rope},
     {"half_conversions", test_half_conversions},
     {"sdpa_half_kv", test_sdpa_half_kv},
+    {"q8_format", test_q8_format},
+    {"kv_cache_types", test_kv_cache_types},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
