@@ -2213,7 +2213,10 @@ static void attn__f32_to_bf16_scalar(unsigned short *dst, const float *src, size
 static void attn__bf16_to_f32_scalar(float *dst, const unsigned short *src, size_t n)
 {
     size_t i;
-    for (i = 0; i < n; ++i) dst[i] = attn__bf16_to_f32_1(src[i]);
+    for (i = 0; i < n; ++i) { /* the bits, not a float value: on x87 (32-bit x86) a float passing through */
+        const uint32_t x = (uint32_t)src[i] << 16; /* the FPU stack comes out of it with a NaN quieted */
+        memcpy(dst + i, &x, sizeof x);
+    }
 }
 
 #ifdef ATTN__HAVE_X86
