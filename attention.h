@@ -642,6 +642,43 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
                               const attn_options *opt, void *workspace, size_t workspace_bytes);
 
 /* ---------------------------------------------------------------------------------------------- */
+/* API: fused attention backward (training: the gradients of attn_sdpa)                           */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* *bytes = the workspace attn_sdpa_backward needs for the same dims and options (n_threads matters, as for
+   attn_sdpa_workspace_size; kv_len, sinks and alibi_slopes are not read). Rejects what attn_sdpa_backward
+   rejects, except the strides. */
+ATTNDEF attn_result attn_sdpa_backward_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
+/* The backward pass of attn_sdpa (FlashAttention-2's, memory linear in N): given the forward's inputs q, k, v,
+   its output out and log-sum-exp lse (attn_sdpa with opt->out_lse), and dout = dL/dout, the gradients
+       dq [B, Hq, Nq, Dk], dk [B, Hkv, Nk, Dk], dv [B, Hkv, Nk, Dv]   (each with its attn_stride)
+       dsinks [Hq] (optional: NULL, or opt->sinks' gradient summed over batches and queries; 0 without sinks)
+   from q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], out and dout [B, Hq, Nq, Dv] (strided
+   views) and lse [B, Hq, Nq] dense. dims and opt as given to attn_sdpa (the same struct may be reused:
+   out_lse is ignored here). Per row i of a (batch, query head), with the scores s_ij the forward's (scaled,
+   soft-capped, ALiBi, masks) recomputed tile by tile:
+       P_ij = exp(s_ij - lse_i), D_i = dout_i . out_i, dS_ij = P_ij (dout_i . v_j - D_i)
+       dv_j += sum_i P_ij dout_i, dq_i += scale sum_j dS'_ij k_j, dk_j += scale sum_i dS'_ij q_i
+   with dS' = dS, or with softcap c, dS . (1 - tanh^2(u/c)) for u = scale q_i . k_j (ALiBi and the masks add
+   constants: no term); dsinks_h = -sum_{b,i} exp(sink_h - lse_bhi) D_bhi. Grouped-query heads: dk and dv
+   are summed over the Hq / Hkv query heads of a group. Keys that no query sees (masked, past kv_len) get 0;
+   a fully masked row (lse -inf) gives 0, never NaN. +inf scores have no derivative: such rows are not
+   meaningful. Every option of attn_sdpa applies except out_weights and split_count (ATTN_ERR_OPTION).
+   Work: five matrix products per visible (query tile, key tile) pair of each head, on the SIMD kernels.
+   Threads: one work item per (batch, kv head), which owns its dk and dv rows and the dq rows of its
+   query heads and sums in one fixed order, so the result is bitwise the same for any thread count
+   (B x Hkv items: at most that many threads). The workspace is a few tiles per thread, 256 * (Dk + 259)
+   bytes, independent of Nq and Nk; workspace NULL: allocated and freed inside.
+   Errors: as attn_sdpa (ATTN_ERR_NULL for a missing input, output or lse). */
+ATTNDEF attn_result attn_sdpa_backward(float *dq, attn_stride dq_s, float *dk, attn_stride dk_s, float *dv,
+                                       attn_stride dv_s, float *dsinks, const float *q, attn_stride q_s,
+                                       const float *k, attn_stride k_s, const float *v, attn_stride v_s,
+                                       const float *out, attn_stride out_s, const float *dout, attn_stride dout_s,
+                                       const float *lse, const attn_dims *dims, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes);
+
+
+/* ---------------------------------------------------------------------------------------------- */
 /* API: multi-head attention (self- and cross-attention with their projections)                   */
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -3049,6 +3086,397 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
     if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
         return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
     attn__sdpa_run(out, out_s, q, q_s, k, k_s, v, v_s, &d, opt, NULL, attn__ws_base(mem));
+    if (!workspace) ATTN_FREE(mem, opt->alloc_user);
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Fused attention: the backward pass (attn_sdpa_backward)                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* FlashAttention-2's backward pass, deterministic. Each score tile is recomputed with the forward's own code
+   (attn__score_tile_t of the SIMD kernels, attn__score_tile on the portable path), so the probabilities
+   P = exp(S - lse) are those of the forward; the tile is kept transposed as the SIMD forward keeps it, keys
+   down the rows and the TQ queries of a tile along them. A visible pair (query tile, key tile) takes five
+   matrix products on attn__matmul (SIMD where there is some):
+       S^T = K Q^T (the forward's scores)      P^T = exp(S^T - lse)         dV += P^T dO
+       dP^T = V dO^T                           dS'^T = scale P^T (dP^T - D) (soft-cap: * sech^2(u / c))
+       dK += dS'^T Q                           dQ += dS' K                  (D_i = dO_i . O_i)
+   A work item is one (batch, kv head): it walks the key tiles, and for each the query heads of its group
+   and their query tiles in order, accumulating into its own dK, dV rows and the dQ rows of its query
+   heads. Nothing is shared between items and each item's order is fixed: bitwise the same result for
+   any thread count, no atomics. */
+
+/* Floats of one thread's workspace: Q^T [Dk x TQ], four [TK x TQ] tiles and three [TQ] vectors
+   (attn__bwd_tile), whole ATTN__ALIGN blocks since TQ floats are. Below INT_MAX: the kernels index with int. */
+static int attn__bwd_ws_floats(size_t *n, int d_k)
+{
+    size_t f;
+    return attn__add(&f, (size_t)d_k, 4 * ATTN__TK + 3) && attn__mul(n, f, ATTN__TQ) && *n <= (size_t)INT_MAX;
+}
+
+/* One thread's scratch, carved from the workspace. */
+typedef struct attn__bwd_tile {
+    float *q_t; /* [Dk x TQ] scale * Q^T of the query tile, zero past tq (the SIMD score kernel's input) */
+    float *s_t; /* [TK x TQ] S^T, then P^T */
+    float *u_t; /* [TK x TQ] raw scores u = scale q.k (soft-cap only); the portable path's [TQ x TK] tile */
+    float *d_t; /* [TK x TQ] dP^T, then dS'^T */
+    float *ds;  /* [TQ x TK] dS' */
+    float *m;   /* [TQ] lse of each query: +inf for -inf (a fully masked row: P = 0) and past tq */
+    float *dd;  /* [TQ] D_i = dO_i . O_i */
+    float *sum; /* [TQ] scratch of the SIMD exp */
+} attn__bwd_tile;
+
+static void attn__bwd_carve(attn__bwd_tile *t, float *ws, int d_k)
+{
+    t->q_t = ws;
+    t->s_t = t->q_t + (ptrdiff_t)d_k * ATTN__TQ;
+    t->u_t = t->s_t + ATTN__TK * ATTN__TQ;
+    t->d_t = t->u_t + ATTN__TK * ATTN__TQ;
+    t->ds = t->d_t + ATTN__TK * ATTN__TQ;
+    t->m = t->ds + ATTN__TQ * ATTN__TK;
+    t->dd = t->m + ATTN__TQ;
+    t->sum = t->dd + ATTN__TQ;
+}
+
+/* The arguments of one call, validated. */
+typedef struct attn__bwd_args {
+    float *dq, *dk, *dv, *dsinks;
+    attn_stride dq_s, dk_s, dv_s;
+    const float *q, *k, *v, *out, *dout, *lse;
+    attn_stride q_s, k_s, v_s, out_s, dout_s;
+    const attn_dims *d;
+    const attn_options *o;
+} attn__bwd_args;
+
+/* One (batch, query head): the forward's view of it (h) and the rows of its gradients. */
+typedef struct attn__bwd_head {
+    attn__head h;                              /* q, k, v, masks, scale, ... as the forward sets them */
+    float *dq; ptrdiff_t dq_rs;                /* [Nq x Dk] */
+    float *dk; ptrdiff_t dk_rs;                /* [Nk x Dk] of the kv head */
+    float *dv; ptrdiff_t dv_rs;                /* [Nk x Dv] of the kv head */
+    const float *out; ptrdiff_t out_rs;        /* [Nq x Dv] */
+    const float *dout; ptrdiff_t dout_rs;      /* [Nq x Dv] */
+    const float *lse;                          /* [Nq] */
+} attn__bwd_head;
+
+/* Batch b, query head hq, set up as attn__sdpa_run sets up the forward's head. */
+static void attn__bwd_head_init(attn__bwd_head *g, const attn__bwd_args *a, int b, int hq)
+{
+    const attn_dims *d = a->d;
+    const attn_options *o = a->o;
+    const int hk = hq / (d->n_heads / d->n_kv_heads);
+    attn__head *h = &g->h;
+    memset(g, 0, sizeof *g);
+    h->nq = d->n_q; h->nk = d->n_kv; h->dk = d->d_k; h->dv = d->d_v;
+    h->q = a->q + b * a->q_s.batch + hq * a->q_s.head; h->q_rs = a->q_s.row;
+    h->k = a->k + b * a->k_s.batch + hk * a->k_s.head; h->k_rs = a->k_s.row;
+    h->v = a->v + b * a->v_s.batch + hk * a->v_s.head; h->v_rs = a->v_s.row;
+    h->mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
+    h->mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
+    h->kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
+    h->n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
+    attn__visible_keys(h, d, o, h->n_valid, o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (ptrdiff_t)h->n_valid - d->n_q);
+    h->scale = attn__scale(o->scale, d->d_k);
+    h->softcap = o->softcap;
+    h->alibi = o->alibi_slopes ? o->alibi_slopes[hq] : 0.0f;
+    g->dq = a->dq + b * a->dq_s.batch + hq * a->dq_s.head; g->dq_rs = a->dq_s.row;
+    g->dk = a->dk + b * a->dk_s.batch + hk * a->dk_s.head; g->dk_rs = a->dk_s.row;
+    g->dv = a->dv + b * a->dv_s.batch + hk * a->dv_s.head; g->dv_rs = a->dv_s.row;
+    g->out = a->out + b * a->out_s.batch + hq * a->out_s.head; g->out_rs = a->out_s.row;
+    g->dout = a->dout + b * a->dout_s.batch + hq * a->dout_s.head; g->dout_rs = a->dout_s.row;
+    g->lse = a->lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q;
+}
+
+/* s_t [tk x TQ] = the forward's scores of keys [j0, j0 + tk) against queries [i0, i0 + tq), transposed, on
+   instruction set isa: the SIMD kernels' attn__score_tile_t from q_t, or attn__score_tile into tmp
+   [TQ x TK] (portable), of which the first tq columns are copied. */
+static void attn__bwd_scores_t(float *s_t, float *tmp, const attn__head *h, const float *q_t, int i0, int tq,
+                               int j0, int tk, int isa)
+{
+    int r, c;
+    switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__score_tile_t_avx512(s_t, h, q_t, i0, tq, j0, tk); return;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__score_tile_t_avx2(s_t, h, q_t, i0, tq, j0, tk); return;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__score_tile_t_neon(s_t, h, q_t, i0, tq, j0, tk); return;
+#endif
+    default:
+        (void)q_t;
+        attn__score_tile(tmp, h, i0, tq, j0, tk);
+        for (r = 0; r < tq; ++r)
+            for (c = 0; c < tk; ++c) s_t[c * ATTN__TQ + r] = tmp[r * ATTN__TK + c];
+    }
+}
+
+/* P^T = exp(S^T - m) down the first tq columns of s_t [tk x TQ] (the SIMD kernels do all TQ), m [TQ] never
+   -inf; sum [TQ] scratch. */
+static void attn__bwd_exp_t(float *s_t, int tk, int tq, const float *m, float *sum, int isa)
+{
+    int j, i;
+    switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__exp_cols_avx512(s_t, tk, m, sum); return;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__exp_cols_avx2(s_t, tk, m, sum); return;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__exp_cols_neon(s_t, tk, m, sum); return;
+#endif
+    default:
+        (void)sum;
+        for (j = 0; j < tk; ++j)
+            for (i = 0; i < tq; ++i) s_t[j * ATTN__TQ + i] = expf(s_t[j * ATTN__TQ + i] - m[i]);
+    }
+}
+
+/* The per-query vectors of the tile [i0, i0 + tq): the scaled Q^T (SIMD paths, as the forward packs it),
+   lse (-inf, a fully masked row, as +inf: its P is 0; +inf past tq) and D_i = dO_i . O_i. D is the diagonal
+   of O dO^T through attn__matmul, the arithmetic of dP^T = V dO^T (one FMA chain per element on the SIMD
+   paths, attn__dot on the portable one): where O_i is a value row v_j (a row that sees one key), dP_ij - D_i
+   is exactly 0, as is its gradient, instead of the difference of two roundings of the same sum (which,
+   measured, made a 1e-5 relative error of gradients that are small for sharp rows). It costs a fifth of
+   one of the five products. */
+static void attn__bwd_rows(const attn__bwd_tile *t, const attn__bwd_head *g, int i0, int tq, int isa)
+{
+    const attn__head *h = &g->h;
+    int i, c;
+    attn__matmul(t->ds, ATTN__TK, g->out + (ptrdiff_t)i0 * g->out_rs, g->out_rs, g->dout + (ptrdiff_t)i0 * g->dout_rs,
+                 g->dout_rs, 1, tq, tq, h->dv, 0);
+    if (isa != ATTN__ISA_SCALAR)
+        for (c = 0; c < h->dk; ++c) {
+            float *q_c = t->q_t + (ptrdiff_t)c * ATTN__TQ;
+            for (i = 0; i < tq; ++i) q_c[i] = h->q[(ptrdiff_t)(i0 + i) * h->q_rs + c] * h->scale;
+            for (; i < ATTN__TQ; ++i) q_c[i] = 0.0f;
+        }
+    for (i = 0; i < ATTN__TQ; ++i) {
+        const float l = i < tq ? g->lse[i0 + i] : INFINITY;
+        t->m[i] = l == -INFINITY ? INFINITY : l;
+        t->dd[i] = i < tq ? t->ds[i * ATTN__TK + i] : 0.0f;
+    }
+}
+
+/* dS'^T = scale P^T (dP^T - D), in place of dP^T in d_t, and its transpose dS' in ds; with a soft-cap c
+   each entry also times sech^2(u / c) = 1 - tanh^2(u / c), u the raw score in u_t (1 / cosh^2: no
+   cancellation near saturation; cosh^2 overflowing to inf gives the exact limit 0). */
+static void attn__bwd_ds(const attn__bwd_tile *t, const attn__head *h, int tq, int tk)
+{
+    int i, j;
+    for (j = 0; j < tk; ++j) {
+        const float *p_j = t->s_t + j * ATTN__TQ, *u_j = t->u_t + j * ATTN__TQ;
+        float *d_j = t->d_t + j * ATTN__TQ;
+        for (i = 0; i < tq; ++i) {
+            float ds = h->scale * (p_j[i] * (d_j[i] - t->dd[i]));
+            if (h->softcap > 0.0f) {
+                const float ch = coshf(u_j[i] / h->softcap);
+                ds = ds / (ch * ch);
+            }
+            d_j[i] = ds;
+            t->ds[i * ATTN__TK + j] = ds;
+        }
+    }
+}
+
+/* One visible pair: queries [i0, i0 + tq) of head g (attn__bwd_rows done) against keys [j0, j0 + tk). */
+static void attn__bwd_pair(const attn__bwd_tile *t, const attn__bwd_head *g, int i0, int tq, int j0, int tk, int isa)
+{
+    const attn__head *h = &g->h;
+    const float *q_i = h->q + (ptrdiff_t)i0 * h->q_rs, *do_i = g->dout + (ptrdiff_t)i0 * g->dout_rs;
+    const float *k_j = h->k + (ptrdiff_t)j0 * h->k_rs, *v_j = h->v + (ptrdiff_t)j0 * h->v_rs;
+    /* 1. P^T = exp(S^T - lse), S^T the forward's scores */
+    attn__bwd_scores_t(t->s_t, t->u_t, h, t->q_t, i0, tq, j0, tk, isa);
+    attn__bwd_exp_t(t->s_t, tk, tq, t->m, t->sum, isa);
+    /* 2. dV [tk x Dv] += P^T [tk x tq] . dO [tq x Dv] */
+    attn__matmul(g->dv + (ptrdiff_t)j0 * g->dv_rs, g->dv_rs, t->s_t, ATTN__TQ, do_i, g->dout_rs, 0, tk, h->dv, tq, 1);
+    /* 3. dP^T [tk x tq] = V [tk x Dv] . dO^T */
+    attn__matmul(t->d_t, ATTN__TQ, v_j, h->v_rs, do_i, g->dout_rs, 1, tk, tq, h->dv, 0);
+    /* 4. the soft-cap's raw scores u = scale q.k: the same kernel with no modifier */
+    if (h->softcap > 0.0f) {
+        attn__head raw = *h;
+        raw.softcap = 0.0f; raw.alibi = 0.0f; raw.mask = NULL; raw.kpm = NULL; raw.causal = 0; raw.lower = 0;
+        attn__bwd_scores_t(t->u_t, t->ds, &raw, t->q_t, i0, tq, j0, tk, isa);
+    }
+    /* 5. dS' (transposed and not) */
+    attn__bwd_ds(t, h, tq, tk);
+    /* 6. dK [tk x Dk] += dS'^T [tk x tq] . Q [tq x Dk];  dQ [tq x Dk] += dS' [tq x tk] . K [tk x Dk] */
+    attn__matmul(g->dk + (ptrdiff_t)j0 * g->dk_rs, g->dk_rs, t->d_t, ATTN__TQ, q_i, h->q_rs, 0, tk, h->dk, tq, 1);
+    attn__matmul(g->dq + (ptrdiff_t)i0 * g->dq_rs, g->dq_rs, t->ds, ATTN__TK, k_j, h->k_rs, 0, tq, h->dk, tk, 1);
+}
+
+/* rows [n x d] of stride rs set to 0 */
+static void attn__bwd_zero(float *x, ptrdiff_t rs, int n, int d)
+{
+    int r;
+    for (r = 0; r < n; ++r) memset(x + (ptrdiff_t)r * rs, 0, sizeof(float) * (size_t)d);
+}
+
+/* Work item (batch b, kv head hk): zero its dK, dV rows and the dQ rows of its query heads, then for each
+   key tile, each query head of the group and each query tile in order, the visible pairs. */
+static void attn__bwd_item(const attn__bwd_args *a, int b, int hk, const attn__bwd_tile *t, int isa)
+{
+    const attn_dims *d = a->d;
+    const int group = d->n_heads / d->n_kv_heads;
+    attn__bwd_head g;
+    int hh, i0, j0;
+    for (hh = 0; hh < group; ++hh) {
+        attn__bwd_head_init(&g, a, b, hk * group + hh);
+        attn__bwd_zero(g.dq, g.dq_rs, d->n_q, d->d_k);
+    }
+    attn__bwd_zero(g.dk, g.dk_rs, d->n_kv, d->d_k);
+    attn__bwd_zero(g.dv, g.dv_rs, d->n_kv, d->d_v);
+    for (j0 = 0; j0 < g.h.n_valid; j0 += ATTN__TK) { /* keys past kv_len: never read, gradient 0 */
+        const int tk = g.h.n_valid - j0 < ATTN__TK ? g.h.n_valid - j0 : ATTN__TK;
+        for (hh = 0; hh < group; ++hh) {
+            attn__bwd_head_init(&g, a, b, hk * group + hh);
+            for (i0 = 0; i0 < d->n_q; i0 += ATTN__TQ) {
+                const int tq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
+                const int end = attn__key_end(&g.h, i0, tq), begin = attn__key_begin(&g.h, i0);
+                if (j0 >= end || j0 + tk <= begin) continue; /* no query of the tile sees these keys */
+                attn__bwd_rows(t, &g, i0, tq, isa);
+                attn__bwd_pair(t, &g, i0, tq, j0, end - j0 < tk ? end - j0 : tk, isa);
+            }
+        }
+    }
+}
+
+/* dsinks [Hq]: d L / d sink_h = -sum over batches and queries of p_sink D_i, p_sink = exp(sink_h - lse_i) the
+   sink's probability (its value is 0, so its dP is 0). In float64, batch then query order. No sink (or
+   -inf): 0. */
+static void attn__bwd_sinks(const attn__bwd_args *a)
+{
+    const attn_dims *d = a->d;
+    int hq, b, i;
+    for (hq = 0; hq < d->n_heads; ++hq) {
+        const float sink = a->o->sinks ? a->o->sinks[hq] : -INFINITY;
+        double acc = 0.0;
+        for (b = 0; b < d->batch && sink != -INFINITY; ++b) {
+            attn__bwd_head g;
+            attn__bwd_head_init(&g, a, b, hq);
+            for (i = 0; i < d->n_q; ++i) {
+                const float *do_i = g.dout + (ptrdiff_t)i * g.dout_rs, *o_i = g.out + (ptrdiff_t)i * g.out_rs;
+                double dd = 0.0;
+                int c;
+                for (c = 0; c < d->d_v; ++c) dd += (double)do_i[c] * (double)o_i[c];
+                if (g.lse[i] != -INFINITY) acc -= exp((double)sink - (double)g.lse[i]) * dd;
+            }
+        }
+        a->dsinks[hq] = (float)acc;
+    }
+}
+
+/* The backward pass on validated arguments: the work items (batch, kv head) on the threads, each with its
+   own slice of the workspace, then the sinks' gradient. */
+static void attn__bwd_run(const attn__bwd_args *a, float *ws)
+{
+    const attn_dims *d = a->d;
+    const ptrdiff_t items = (ptrdiff_t)d->batch * d->n_kv_heads;
+    const int threads = attn__threads(a->o, (double)items), isa = attn__isa();
+    size_t per_thread = 0;
+    ptrdiff_t it;
+    attn__bwd_ws_floats(&per_thread, d->d_k);
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+#endif
+    for (it = 0; it < items; ++it) {
+#ifdef _OPENMP
+        float *ws_t = ws + (size_t)omp_get_thread_num() * per_thread;
+#else
+        float *ws_t = ws;
+#endif
+        attn__bwd_tile t;
+        attn__bwd_carve(&t, ws_t, d->d_k);
+        attn__bwd_item(a, (int)(it / d->n_kv_heads), (int)(it % d->n_kv_heads), &t, isa);
+    }
+    if (a->dsinks) attn__bwd_sinks(a);
+}
+
+/* The options of attn_sdpa, less the two the backward pass has no use for; and the workspace bytes. */
+static attn_result attn__bwd_need(const char *func, size_t *bytes, const attn_dims *d, const attn_options *o,
+                                  int read_values)
+{
+    size_t per_thread, floats;
+    attn_result r;
+    if ((r = attn__check_options(func, o, d, read_values)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!o->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
+    ATTN__REQUIRE(o->split_count == 0, ATTN_ERR_OPTION, "opt->split_count", "not available in the backward pass (0)");
+    ATTN__REQUIRE(attn__bwd_ws_floats(&per_thread, d->d_k) &&
+                      attn__mul(&floats, per_thread, (size_t)attn__threads(o, (double)d->batch * d->n_kv_heads)) &&
+                      attn__ws_bytes(bytes, floats) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k per thread) overflows");
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_sdpa_backward_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt)
+{
+    const char *func = "attn_sdpa_backward_workspace_size";
+    attn_dims d;
+    attn_result r;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    ATTN__REQUIRE(dims, ATTN_ERR_NULL, "dims", "NULL");
+    if ((r = attn__resolve_dims(func, &d, dims)) != ATTN_OK) return r;
+    if ((r = attn__check_sizes(func, &d)) != ATTN_OK) return r;
+    return attn__bwd_need(func, bytes, &d, opt, 0);
+}
+
+/* The views of attn_sdpa_backward: the outputs may not overlap themselves. */
+static attn_result attn__bwd_check_views(const char *func, const attn__bwd_args *a, const attn_dims *d)
+{
+    attn_result r;
+    if ((r = attn__check_view(func, ATTN__VIEW("dq_s", "d_k"), a->dq_s, d->batch, d->n_heads, d->n_q, d->d_k, 1)) ||
+        (r = attn__check_view(func, ATTN__VIEW("dk_s", "d_k"), a->dk_s, d->batch, d->n_kv_heads, d->n_kv, d->d_k, 1)) ||
+        (r = attn__check_view(func, ATTN__VIEW("dv_s", "d_v"), a->dv_s, d->batch, d->n_kv_heads, d->n_kv, d->d_v, 1)) ||
+        (r = attn__check_view(func, ATTN__VIEW("q_s", "d_k"), a->q_s, d->batch, d->n_heads, d->n_q, d->d_k, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("k_s", "d_k"), a->k_s, d->batch, d->n_kv_heads, d->n_kv, d->d_k, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("v_s", "d_v"), a->v_s, d->batch, d->n_kv_heads, d->n_kv, d->d_v, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("out_s", "d_v"), a->out_s, d->batch, d->n_heads, d->n_q, d->d_v, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("dout_s", "d_v"), a->dout_s, d->batch, d->n_heads, d->n_q, d->d_v, 0)))
+        return r;
+    return attn__check_sizes(func, d);
+}
+
+ATTNDEF attn_result attn_sdpa_backward(float *dq, attn_stride dq_s, float *dk, attn_stride dk_s, float *dv,
+                                       attn_stride dv_s, float *dsinks, const float *q, attn_stride q_s,
+                                       const float *k, attn_stride k_s, const float *v, attn_stride v_s,
+                                       const float *out, attn_stride out_s, const float *dout, attn_stride dout_s,
+                                       const float *lse, const attn_dims *dims, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes)
+{
+    const char *func = "attn_sdpa_backward";
+    attn__bwd_args a;
+    attn_dims d;
+    attn_result r;
+    size_t need = 0;
+    void *mem = workspace;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(dq, ATTN_ERR_NULL, "dq", "NULL");
+    ATTN__REQUIRE(dk, ATTN_ERR_NULL, "dk", "NULL");
+    ATTN__REQUIRE(dv, ATTN_ERR_NULL, "dv", "NULL");
+    ATTN__REQUIRE(q, ATTN_ERR_NULL, "q", "NULL");
+    ATTN__REQUIRE(k, ATTN_ERR_NULL, "k", "NULL");
+    ATTN__REQUIRE(v, ATTN_ERR_NULL, "v", "NULL");
+    ATTN__REQUIRE(out, ATTN_ERR_NULL, "out", "NULL");
+    ATTN__REQUIRE(dout, ATTN_ERR_NULL, "dout", "NULL");
+    ATTN__REQUIRE(lse, ATTN_ERR_NULL, "lse", "NULL");
+    ATTN__REQUIRE(dims, ATTN_ERR_NULL, "dims", "NULL");
+    if ((r = attn__resolve_dims(func, &d, dims)) != ATTN_OK) return r;
+    a.dq = dq; a.dk = dk; a.dv = dv; a.dsinks = dsinks; a.dq_s = dq_s; a.dk_s = dk_s; a.dv_s = dv_s;
+    a.q = q; a.k = k; a.v = v; a.out = out; a.dout = dout; a.lse = lse;
+    a.q_s = q_s; a.k_s = k_s; a.v_s = v_s; a.out_s = out_s; a.dout_s = dout_s;
+    a.d = &d; a.o = opt;
+    if ((r = attn__bwd_check_views(func, &a, &d)) != ATTN_OK) return r;
+    if ((r = attn__bwd_need(func, &need, &d, opt, 1)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than attn_sdpa_backward_workspace_size reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
+    attn__bwd_run(&a, attn__ws_base(mem));
     if (!workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
 }

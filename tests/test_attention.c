@@ -4400,6 +4400,519 @@ static void test_sdpa_ragged_bottom_right(void)
 
 #undef HOOK_EXPECT
 
+/* ---------------------------------------------------------------------------------------------- */
+/* the backward pass (attn_sdpa_backward)                                                         */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* One backward problem: sizes, layout and options, as run_sdpa_case's plus the modifiers. */
+typedef struct bwd_case {
+    attn_dims d;                 /* resolved: n_kv_heads and d_v set */
+    int layout;                  /* as make_stride: 0 [B,H,N,D], 1 [B,N,H*D], 2 padded rows */
+    int causal, mask_kind;       /* mask_kind 0 none, 1 broadcast, 2 per (batch, head), 3 one row per (b, h) */
+    int use_kv_len, use_kpm, window, window_left, window_right, use_sinks, use_alibi;
+    float scale, softcap;
+    int n_threads;
+    float amp;                   /* q and k uniform in [-amp, amp); 0: 1 */
+} bwd_case;
+
+/* The buffers of a problem: inputs (strided as the layout says), forward results, gradients. */
+typedef struct bwd_prob {
+    attn_stride qs, ks, vs, os, dqs, dks, dvs;
+    size_t n_q, n_k, n_v, n_o;   /* elements of each view */
+    float *q, *k, *v, *o, *dout, *lse, *dq, *dk, *dv, *dsinks, *mask, *sinks, *slopes;
+    int *kv_len;
+    unsigned char *kpm;
+    attn_options opt;
+    ref_opts ro;
+} bwd_prob;
+
+static void bwd_setup(bwd_prob *p, const bwd_case *c)
+{
+    const attn_dims *d = &c->d;
+    const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads, Nq = d->n_q, Nk = d->n_kv, Dk = d->d_k, Dv = d->d_v;
+    int b, h, i;
+    memset(p, 0, sizeof *p);
+    p->qs = make_stride(c->layout, Hq, Nq, Dk); p->ks = make_stride(c->layout, Hkv, Nk, Dk);
+    p->vs = make_stride(c->layout, Hkv, Nk, Dv); p->os = make_stride(c->layout, Hq, Nq, Dv);
+    p->dqs = p->qs; p->dks = p->ks; p->dvs = p->vs;
+    p->n_q = view_size(p->qs, B, Hq, Nq, Dk); p->n_k = view_size(p->ks, B, Hkv, Nk, Dk);
+    p->n_v = view_size(p->vs, B, Hkv, Nk, Dv); p->n_o = view_size(p->os, B, Hq, Nq, Dv);
+    p->q = falloc(p->n_q); p->k = falloc(p->n_k); p->v = falloc(p->n_v); p->o = falloc(p->n_o);
+    p->dout = falloc(p->n_o); p->lse = falloc((size_t)B * Hq * Nq);
+    p->dq = falloc(p->n_q); p->dk = falloc(p->n_k); p->dv = falloc(p->n_v); p->dsinks = falloc((size_t)Hq);
+    rnd_fill(p->q, p->n_q, c->amp > 0.0f ? c->amp : 1.0f); rnd_fill(p->k, p->n_k, c->amp > 0.0f ? c->amp : 1.0f);
+    rnd_fill(p->v, p->n_v, 1.0f);
+    rnd_fill(p->dout, p->n_o, 1.0f);
+    p->opt.scale = c->scale;
+    p->opt.causal = (attn_causal)c->causal;
+    p->opt.n_threads = c->n_threads;
+    p->ro.causal = c->causal;
+    p->ro.scale = c->scale != 0.0f ? c->scale : 1.0 / sqrt((double)Dk);
+    if (c->mask_kind) {
+        const size_t n_mask = (size_t)(c->mask_kind >= 2 ? B * Hq : 1) * (c->mask_kind == 3 ? 1 : Nq) * Nk;
+        p->mask = falloc(n_mask);
+        rnd_fill(p->mask, n_mask, 1.0f);
+        for (i = 0; i < (int)n_mask; ++i) if (rnd_int(7) == 0) p->mask[i] = -INFINITY;
+        p->opt.mask = p->mask;
+        if (c->mask_kind >= 2) {
+            p->opt.mask_stride.batch = (ptrdiff_t)Hq * (c->mask_kind == 3 ? 1 : Nq) * Nk;
+            p->opt.mask_stride.head = (ptrdiff_t)(c->mask_kind == 3 ? 1 : Nq) * Nk;
+        }
+        p->opt.mask_broadcast_rows = c->mask_kind == 3;
+        p->ro.mask = p->mask;
+        p->ro.mask_s = p->opt.mask_stride;
+        p->ro.mask_s.row = c->mask_kind == 3 ? 0 : Nk;
+    }
+    if (c->use_kv_len) {
+        p->kv_len = (int *)calloc((size_t)B, sizeof(int));
+        for (b = 0; b < B; ++b) p->kv_len[b] = rnd_int(Nk + 1);
+        p->opt.kv_len = p->ro.kv_len = p->kv_len;
+    }
+    if (c->use_kpm) {
+        p->kpm = (unsigned char *)calloc((size_t)B * Nk, 1);
+        for (i = 0; i < B * Nk; ++i) p->kpm[i] = (unsigned char)(rnd_int(4) == 0);
+        p->opt.key_padding_mask = p->ro.kpm = p->kpm;
+    }
+    if (c->window) {
+        p->opt.window = p->ro.window = 1;
+        p->opt.window_left = p->ro.window_left = c->window_left;
+        p->opt.window_right = p->ro.window_right = c->window_right;
+    }
+    p->opt.softcap = c->softcap;
+    p->ro.softcap = c->softcap;
+    if (c->use_sinks) {
+        p->sinks = falloc((size_t)Hq);
+        for (h = 0; h < Hq; ++h) p->sinks[h] = rnd_int(4) == 0 ? -INFINITY : 3.0f * rnd_unit();
+        p->opt.sinks = p->ro.sinks = p->sinks;
+    }
+    if (c->use_alibi) {
+        p->slopes = falloc((size_t)Hq);
+        for (h = 0; h < Hq; ++h) p->slopes[h] = 0.25f * (1.0f + rnd_unit());
+        p->opt.alibi_slopes = p->ro.alibi = p->slopes;
+    }
+}
+
+static void bwd_free(bwd_prob *p)
+{
+    free(p->q); free(p->k); free(p->v); free(p->o); free(p->dout); free(p->lse); free(p->dq); free(p->dk);
+    free(p->dv); free(p->dsinks); free(p->mask); free(p->sinks); free(p->slopes); free(p->kv_len); free(p->kpm);
+}
+
+/* the forward (out and lse), then the backward into dq, dk, dv, dsinks */
+static attn_result bwd_run(bwd_prob *p, const attn_dims *d)
+{
+    attn_result r;
+    p->opt.out_lse = p->lse;
+    if ((r = attn_sdpa(p->o, p->os, p->q, p->qs, p->k, p->ks, p->v, p->vs, d, &p->opt, NULL, 0)) != ATTN_OK) return r;
+    return attn_sdpa_backward(p->dq, p->dqs, p->dk, p->dks, p->dv, p->dvs, p->dsinks, p->q, p->qs, p->k, p->ks, p->v,
+                              p->vs, p->o, p->os, p->dout, p->os, p->lse, d, &p->opt, NULL, 0);
+}
+
+static double g_bwd_worst; /* the largest relative error the analytic comparisons saw */
+
+/* Runs one case against ref_sdpa_backward: dq, dk, dv and dsinks within TOL (max-norm relative). */
+static void run_bwd_case(const bwd_case *c)
+{
+    const attn_dims *d = &c->d;
+    const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads, Nq = d->n_q, Nk = d->n_kv, Dk = d->d_k, Dv = d->d_v;
+    const size_t n_dq = (size_t)B * Hq * Nq * Dk, n_dk = (size_t)B * Hkv * Nk * Dk, n_dv = (size_t)B * Hkv * Nk * Dv;
+    double *rq = dalloc(n_dq), *rk = dalloc(n_dk), *rv = dalloc(n_dv), *rs = dalloc((size_t)Hq), *rs_abs = dalloc((size_t)Hq);
+    float *gq = falloc(n_dq), *gk = falloc(n_dk), *gv = falloc(n_dv);
+    bwd_prob p;
+    double e_q, e_k, e_v, e_s = 0.0;
+    bwd_setup(&p, c);
+    CHECK_CODE(bwd_run(&p, d), ATTN_OK);
+    ref_sdpa_backward(rq, rk, rv, rs, rs_abs, p.q, p.qs, p.k, p.ks, p.v, p.vs, p.dout, p.os, d, &p.ro);
+    gather(gq, p.dq, p.dqs, B, Hq, Nq, Dk); gather(gk, p.dk, p.dks, B, Hkv, Nk, Dk); gather(gv, p.dv, p.dvs, B, Hkv, Nk, Dv);
+    e_q = rel_err(gq, rq, n_dq); e_k = rel_err(gk, rk, n_dk); e_v = rel_err(gv, rv, n_dv);
+    if (c->use_sinks) { /* dsinks sums p_sink D over rows of both signs: measured against the sum of |terms| */
+        double den = 0.0;
+        int h;
+        for (h = 0; h < Hq; ++h) {
+            if (rs_abs[h] > den) den = rs_abs[h];
+            if (fabs(p.dsinks[h] - rs[h]) > e_s) e_s = fabs(p.dsinks[h] - rs[h]);
+        }
+        e_s = den > 0.0 ? e_s / den : e_s;
+    }
+    if (e_q > g_bwd_worst) g_bwd_worst = e_q;
+    if (e_k > g_bwd_worst) g_bwd_worst = e_k;
+    if (e_v > g_bwd_worst) g_bwd_worst = e_v;
+    if (e_s > g_bwd_worst) g_bwd_worst = e_s;
+    if (!(e_q <= TOL && e_k <= TOL && e_v <= TOL && e_s <= TOL)) {
+        printf("    sdpa_backward B=%d Hq=%d Hkv=%d Nq=%d Nk=%d Dk=%d Dv=%d layout=%d causal=%d mask=%d kv_len=%d "
+               "kpm=%d window=%d(%d,%d) softcap=%g sinks=%d alibi=%d: errors dq %.3g dk %.3g dv %.3g dsinks %.3g\n",
+               B, Hq, Hkv, Nq, Nk, Dk, Dv, c->layout, c->causal, c->mask_kind, c->use_kv_len, c->use_kpm, c->window,
+               c->window_left, c->window_right, (double)c->softcap, c->use_sinks, c->use_alibi, e_q, e_k, e_v, e_s);
+        ++g_fails;
+    }
+    bwd_free(&p);
+    free(rq); free(rk); free(rv); free(rs); free(rs_abs); free(gq); free(gk); free(gv);
+}
+
+static void bwd_random_case(bwd_case *c)
+{
+    static const int n_choices[] = {1, 3, 17, 64, 65, 130, 7};
+    static const int d_choices[] = {1, 3, 16, 64, 8, 33, 128};
+    memset(c, 0, sizeof *c);
+    c->d.batch = 1 + rnd_int(2);
+    c->d.n_kv_heads = 1 + rnd_int(2);
+    c->d.n_heads = c->d.n_kv_heads * (1 + rnd_int(3)); /* MHA, GQA and MQA */
+    c->d.n_q = pick(n_choices, 7);
+    c->d.n_kv = pick(n_choices, 7);
+    c->d.d_k = pick(d_choices, 7);
+    c->d.d_v = rnd_int(2) ? c->d.d_k : pick(d_choices, 7);
+    c->layout = rnd_int(3);
+    c->causal = rnd_int(3);
+    c->mask_kind = rnd_int(4);
+    c->use_kv_len = rnd_int(3) == 0;
+    c->use_kpm = rnd_int(3) == 0;
+    c->window = rnd_int(3) == 0;
+    c->window_left = rnd_int(c->d.n_kv + 1) - 1;
+    c->window_right = rnd_int(c->d.n_kv + 1) - 1;
+    c->softcap = rnd_int(3) == 0 ? (rnd_int(2) ? 2.0f : 7.5f) : 0.0f;
+    c->use_sinks = rnd_int(3) == 0;
+    c->use_alibi = rnd_int(4) == 0;
+    c->scale = rnd_int(3) == 0 ? 0.7f : 0.0f;
+}
+
+/* Random shapes and options against the float64 analytic gradients. */
+static void test_sdpa_backward_random(void)
+{
+    int t;
+    g_bwd_worst = 0.0;
+    for (t = 0; t < 150; ++t) {
+        bwd_case c;
+        bwd_random_case(&c);
+        run_bwd_case(&c);
+    }
+    if (getenv("ATTN_TEST_VERBOSE")) printf("    largest relative error of 150 random cases: %.2g\n", g_bwd_worst);
+}
+
+/* Each option alone, and all at once, on a shape with several query and key tiles. */
+static void test_sdpa_backward_options(void)
+{
+    int o;
+    g_bwd_worst = 0.0;
+    for (o = 0; o < 14; ++o) {
+        bwd_case c;
+        memset(&c, 0, sizeof c);
+        c.d.batch = 2; c.d.n_heads = 4; c.d.n_kv_heads = 2; c.d.n_q = 100; c.d.n_kv = 150; c.d.d_k = 32; c.d.d_v = 24;
+        switch (o) {
+        case 0: break;
+        case 1: c.causal = ATTN_CAUSAL_TOP_LEFT; break;
+        case 2: c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; break;
+        case 3: c.mask_kind = 2; break;
+        case 4: c.mask_kind = 3; break;
+        case 5: c.use_kv_len = 1; c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; break;
+        case 6: c.use_kpm = 1; break;
+        case 7: c.window = 1; c.window_left = 20; c.window_right = 5; break;
+        case 8: c.softcap = 3.0f; break;
+        case 9: c.use_sinks = 1; break;
+        case 10: c.use_alibi = 1; c.causal = ATTN_CAUSAL_TOP_LEFT; break;
+        case 11: c.scale = 0.3f; c.layout = 1; break;
+        case 12: c.d.n_kv_heads = 1; c.layout = 2; break; /* MQA, padded rows */
+        default:
+            c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; c.mask_kind = 1; c.use_kv_len = 1; c.use_kpm = 1; c.window = 1;
+            c.window_left = 40; c.window_right = -1; c.softcap = 4.0f; c.use_sinks = 1; c.use_alibi = 1;
+            c.layout = 1;
+        }
+        run_bwd_case(&c);
+    }
+    if (getenv("ATTN_TEST_VERBOSE")) printf("    largest relative error: %.2g\n", g_bwd_worst);
+}
+
+/* L = sum(dout * out) in float64 from the library's float32 forward. */
+static double bwd_loss(bwd_prob *p, const attn_dims *d)
+{
+    double l = 0.0;
+    size_t i;
+    CHECK_CODE(attn_sdpa(p->o, p->os, p->q, p->qs, p->k, p->ks, p->v, p->vs, d, &p->opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < p->n_o; ++i) l += (double)p->dout[i] * (double)p->o[i];
+    return l;
+}
+
+/* The central difference of L in x[i], with the steps as float32 rounds them. */
+static double bwd_fd(bwd_prob *p, const attn_dims *d, float *x, size_t i, float h)
+{
+    const float x0 = x[i];
+    double lp, lm, up, dn;
+    x[i] = x0 + h; up = (double)x[i] - x0; lp = bwd_loss(p, d);
+    x[i] = x0 - h; dn = x0 - (double)x[i]; lm = bwd_loss(p, d);
+    x[i] = x0;
+    return (lp - lm) / (up + dn);
+}
+
+/* Max-norm relative difference of got[n] from the finite differences of L in x[n]. */
+static double bwd_fd_err(bwd_prob *p, const attn_dims *d, float *x, const float *got, size_t n, float h)
+{
+    double *fd = dalloc(n), e;
+    size_t i;
+    for (i = 0; i < n; ++i) fd[i] = bwd_fd(p, d, x, i, h);
+    e = rel_err(got, fd, n);
+    free(fd);
+    return e;
+}
+
+/* The gradients against float64 central differences of the library's own float32 forward, L = sum(dout *
+   out), step h = 2^-6 on inputs of size <= 2. Tolerance 2e-3 (max-norm relative): L sums ~30 products of
+   float32 outputs, each with a relative rounding of ~1e-7, so L carries ~3e-6 of noise, which the difference
+   divides by 2h = 1/32: ~1e-4; the truncation error h^2 f''' / 6 is ~4e-5 f''' (scores of size ~1). The
+   gradients are ~1, so 2e-3 leaves a margin of ten; a wrong term (a missing scale, soft-cap factor or
+   sink) is off by 10% or more. */
+static void test_sdpa_backward_finite_diff(void)
+{
+    const float h = 1.0f / 64.0f;
+    int o;
+    for (o = 0; o < 5; ++o) {
+        bwd_case c;
+        bwd_prob p;
+        float *gq, *gk, *gv, gs[2];
+        double e_q, e_k, e_v, e_s = 0.0;
+        memset(&c, 0, sizeof c);
+        c.d.batch = 2; c.d.n_heads = 2; c.d.n_kv_heads = 1; c.d.n_q = 5; c.d.n_kv = 7; c.d.d_k = 4; c.d.d_v = 3;
+        if (o == 1) { c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; c.mask_kind = 2; c.use_kpm = 1; }
+        if (o == 2) { c.softcap = 1.5f; c.use_alibi = 1; c.use_sinks = 1; c.window = 1; c.window_left = 3; c.window_right = 1; }
+        if (o == 3) { c.use_kv_len = 1; c.causal = ATTN_CAUSAL_TOP_LEFT; c.scale = 0.8f; c.use_sinks = 1; }
+        if (o == 4) { c.d.n_kv_heads = 2; c.d.d_v = 4; c.layout = 1; c.mask_kind = 3; c.softcap = 0.7f; }
+        bwd_setup(&p, &c);
+        if (p.sinks) p.sinks[0] = 0.5f, p.sinks[1] = -0.3f; /* finite: a -inf sink has no difference to take */
+        CHECK_CODE(bwd_run(&p, &c.d), ATTN_OK);
+        gq = falloc(p.n_q); gk = falloc(p.n_k); gv = falloc(p.n_v);
+        memcpy(gq, p.dq, sizeof(float) * p.n_q); memcpy(gk, p.dk, sizeof(float) * p.n_k);
+        memcpy(gv, p.dv, sizeof(float) * p.n_v); memcpy(gs, p.dsinks, sizeof gs);
+        e_q = bwd_fd_err(&p, &c.d, p.q, gq, p.n_q, h);
+        e_k = bwd_fd_err(&p, &c.d, p.k, gk, p.n_k, h);
+        e_v = bwd_fd_err(&p, &c.d, p.v, gv, p.n_v, h);
+        if (p.sinks) e_s = bwd_fd_err(&p, &c.d, p.sinks, gs, 2, h);
+        if (getenv("ATTN_TEST_VERBOSE"))
+            printf("    finite differences case %d: relative differences dq %.2g dk %.2g dv %.2g dsinks %.2g\n", o, e_q,
+                   e_k, e_v, e_s);
+        CHECK(e_q <= 2e-3 && e_k <= 2e-3 && e_v <= 2e-3 && e_s <= 2e-3);
+        free(gq); free(gk); free(gv);
+        bwd_free(&p);
+    }
+}
+
+/* Backward on dense [B,H,N,D] tensors. */
+static attn_result bwd_dense(float *dq, float *dk, float *dv, const float *q, const float *k, const float *v,
+                             const float *o, const float *dout, const float *lse, const attn_dims *d, const attn_options *opt)
+{
+    const int Dv = d->d_v ? d->d_v : d->d_k, Hkv = d->n_kv_heads ? d->n_kv_heads : d->n_heads;
+    const attn_stride qs = attn_stride_bhnd(d->n_heads, d->n_q, d->d_k), os = attn_stride_bhnd(d->n_heads, d->n_q, Dv);
+    const attn_stride ks = attn_stride_bhnd(Hkv, d->n_kv, d->d_k), vs = attn_stride_bhnd(Hkv, d->n_kv, Dv);
+    return attn_sdpa_backward(dq, qs, dk, ks, dv, vs, NULL, q, qs, k, ks, v, vs, o, os, dout, os, lse, d, opt, NULL, 0);
+}
+
+/* GQA gradients = MHA gradients with the kv heads repeated, dk and dv summed over each group; causal (both
+   alignments) = the explicit -inf mask. */
+static void test_sdpa_backward_identities(void)
+{
+    enum { B = 2, HQ = 6, HKV = 2, NQ = 70, NK = 90, D = 12, G = HQ / HKV };
+    const size_t nq = (size_t)B * HQ * NQ * D, nk = (size_t)B * HKV * NK * D, nkr = (size_t)B * HQ * NK * D;
+    float *q = falloc(nq), *k = falloc(nk), *v = falloc(nk), *kr = falloc(nkr), *vr = falloc(nkr), *dout = falloc(nq);
+    float *o = falloc(nq), *lse = falloc((size_t)B * HQ * NQ), *sinks = falloc(HQ);
+    float *dq1 = falloc(nq), *dk1 = falloc(nk), *dv1 = falloc(nk), *dq2 = falloc(nq), *dk2 = falloc(nkr), *dv2 = falloc(nkr);
+    float *sum_k = falloc(nk), *sum_v = falloc(nk), *mask = falloc((size_t)NQ * NK);
+    attn_dims gqa = {B, HQ, HKV, NQ, NK, D, D}, mha = {B, HQ, HQ, NQ, NK, D, D};
+    attn_options opt;
+    size_t b, h, x;
+    int br, i, j;
+    rnd_fill(q, nq, 1.5f); rnd_fill(k, nk, 1.5f); rnd_fill(v, nk, 1.0f); rnd_fill(dout, nq, 1.0f); rnd_fill(sinks, HQ, 1.0f);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < HQ; ++h) {
+            memcpy(kr + (b * HQ + h) * NK * D, k + (b * HKV + h / G) * NK * D, sizeof(float) * NK * D);
+            memcpy(vr + (b * HQ + h) * NK * D, v + (b * HKV + h / G) * NK * D, sizeof(float) * NK * D);
+        }
+    memset(&opt, 0, sizeof opt);
+    opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; opt.softcap = 5.0f; opt.sinks = sinks; opt.out_lse = lse;
+    CHECK_CODE(sdpa_dense(o, q, k, v, &gqa, &opt), ATTN_OK);
+    CHECK_CODE(bwd_dense(dq1, dk1, dv1, q, k, v, o, dout, lse, &gqa, &opt), ATTN_OK);
+    CHECK_CODE(bwd_dense(dq2, dk2, dv2, q, kr, vr, o, dout, lse, &mha, &opt), ATTN_OK);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < HQ; ++h)
+            for (x = 0; x < (size_t)NK * D; ++x) {
+                sum_k[(b * HKV + h / G) * NK * D + x] += dk2[(b * HQ + h) * NK * D + x];
+                sum_v[(b * HKV + h / G) * NK * D + x] += dv2[(b * HQ + h) * NK * D + x];
+            }
+    CHECK(close_rel(dq1, dq2, nq, 1e-6));
+    CHECK(close_rel(dk1, sum_k, nk, 1e-6));
+    CHECK(close_rel(dv1, sum_v, nk, 1e-6));
+    for (br = 0; br < 2; ++br) { /* causal = mask, on the GQA problem */
+        for (i = 0; i < NQ; ++i)
+            for (j = 0; j < NK; ++j) mask[i * NK + j] = j <= i + (br ? NK - NQ : 0) ? 0.0f : -INFINITY;
+        memset(&opt, 0, sizeof opt);
+        opt.out_lse = lse;
+        opt.causal = br ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_TOP_LEFT;
+        CHECK_CODE(sdpa_dense(o, q, k, v, &gqa, &opt), ATTN_OK);
+        CHECK_CODE(bwd_dense(dq1, dk1, dv1, q, k, v, o, dout, lse, &gqa, &opt), ATTN_OK);
+        opt.causal = ATTN_CAUSAL_NONE; opt.mask = mask;
+        CHECK_CODE(bwd_dense(dq2, dk2, dv2, q, k, v, o, dout, lse, &gqa, &opt), ATTN_OK);
+        CHECK(close_rel(dq1, dq2, nq, 1e-6) && close_rel(dk1, dk2, nk, 1e-6) && close_rel(dv1, dv2, nk, 1e-6));
+    }
+    free(q); free(k); free(v); free(kr); free(vr); free(dout); free(o); free(lse); free(sinks);
+    free(dq1); free(dk1); free(dv1); free(dq2); free(dk2); free(dv2); free(sum_k); free(sum_v); free(mask);
+}
+
+static int all_zero(const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) if (x[i] != 0.0f) return 0;
+    return 1;
+}
+static int all_finite(const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* Rows that see no key (kv_len 0, every key padded, before a bottom-right diagonal with Nq > Nk, a row of
+   -inf in the mask) give exactly 0, never NaN; keys that no query sees get dk = dv = 0. The outputs start
+   as NaN, so every element must be written. */
+static void test_sdpa_backward_masked_rows(void)
+{
+    enum { B = 3, H = 2, NQ = 80, NK = 70, D = 8 };
+    const size_t nq = (size_t)B * H * NQ * D, nk = (size_t)B * H * NK * D, per_b = (size_t)H * NQ * D;
+    float *q = falloc(nq), *k = falloc(nk), *v = falloc(nk), *o = falloc(nq), *dout = falloc(nq);
+    float *lse = falloc((size_t)B * H * NQ), *dq = falloc(nq), *dk = falloc(nk), *dv = falloc(nk);
+    float *mask = falloc((size_t)NQ * NK);
+    unsigned char kpm[B * NK];
+    int kv_len[B] = {0, 50, NK};
+    const attn_dims d = {B, H, 0, NQ, NK, D, 0};
+    attn_options opt;
+    size_t i, b, h, r;
+    rnd_fill(q, nq, 1.0f); rnd_fill(k, nk, 1.0f); rnd_fill(v, nk, 1.0f); rnd_fill(dout, nq, 1.0f);
+    memset(kpm, 0, sizeof kpm);
+    for (i = 0; i < NK; ++i) kpm[2 * NK + i] = 1; /* batch 2: every key padded */
+    for (i = 0; i < (size_t)NQ * NK; ++i) mask[i] = i / NK == 5 ? -INFINITY : 0.0f; /* query 5: no key */
+    memset(&opt, 0, sizeof opt);
+    opt.kv_len = kv_len; opt.key_padding_mask = kpm; opt.mask = mask; opt.out_lse = lse;
+    opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; /* batch 1: queries 0 .. 29 before the diagonal of its 50 keys */
+    CHECK_CODE(sdpa_dense(o, q, k, v, &d, &opt), ATTN_OK);
+    for (i = 0; i < nq; ++i) dq[i] = NAN;
+    for (i = 0; i < nk; ++i) dk[i] = dv[i] = NAN;
+    CHECK_CODE(bwd_dense(dq, dk, dv, q, k, v, o, dout, lse, &d, &opt), ATTN_OK);
+    CHECK(all_finite(dq, nq) && all_finite(dk, nk) && all_finite(dv, nk));
+    CHECK(all_zero(dq, per_b) && all_zero(dq + 2 * per_b, per_b)); /* batches 0 and 2 */
+    CHECK(all_zero(dk, (size_t)H * NK * D) && all_zero(dv, (size_t)H * NK * D));
+    CHECK(all_zero(dk + 2 * (size_t)H * NK * D, (size_t)H * NK * D) && all_zero(dv + 2 * (size_t)H * NK * D, (size_t)H * NK * D));
+    for (h = 0; h < H; ++h) {
+        const float *dq_h = dq + per_b + h * NQ * D, *dk_h = dk + ((size_t)H + h) * NK * D;
+        CHECK(all_zero(dq_h, (size_t)30 * D));          /* before the diagonal */
+        CHECK(!all_zero(dq_h + 30 * D, (size_t)5 * D)); /* queries 30 .. 34 see keys */
+        CHECK(all_zero(dk_h + 50 * D, (size_t)20 * D)); /* keys past kv_len */
+        for (b = 0; b < B; ++b) {
+            r = ((b * H + h) * NQ + 5) * D;
+            CHECK(all_zero(dq + r, D)); /* the -inf mask row */
+        }
+    }
+    free(q); free(k); free(v); free(o); free(dout); free(lse); free(dq); free(dk); free(dv); free(mask);
+}
+
+/* Bitwise the same for any thread count (with OpenMP) and with or without a workspace. */
+static void test_sdpa_backward_threads(void)
+{
+    bwd_case c;
+    bwd_prob p;
+    float *dq, *dk, *dv, ds[6];
+    void *ws;
+    size_t bytes = 0;
+    int t;
+    memset(&c, 0, sizeof c);
+    c.d.batch = 2; c.d.n_heads = 6; c.d.n_kv_heads = 3; c.d.n_q = 140; c.d.n_kv = 100; c.d.d_k = 24; c.d.d_v = 20;
+    c.causal = ATTN_CAUSAL_TOP_LEFT; c.use_sinks = 1; c.softcap = 6.0f; c.use_kv_len = 1; c.n_threads = 1;
+    bwd_setup(&p, &c);
+    CHECK_CODE(bwd_run(&p, &c.d), ATTN_OK);
+    dq = falloc(p.n_q); dk = falloc(p.n_k); dv = falloc(p.n_v);
+    memcpy(dq, p.dq, sizeof(float) * p.n_q); memcpy(dk, p.dk, sizeof(float) * p.n_k);
+    memcpy(dv, p.dv, sizeof(float) * p.n_v); memcpy(ds, p.dsinks, sizeof ds);
+    for (t = 2; t <= 5; ++t) {
+        p.opt.n_threads = t;
+        memset(p.dq, 0, sizeof(float) * p.n_q); memset(p.dk, 0, sizeof(float) * p.n_k); memset(p.dv, 0, sizeof(float) * p.n_v);
+        CHECK_CODE(bwd_run(&p, &c.d), ATTN_OK);
+        CHECK(memcmp(dq, p.dq, sizeof(float) * p.n_q) == 0 && memcmp(dk, p.dk, sizeof(float) * p.n_k) == 0 &&
+              memcmp(dv, p.dv, sizeof(float) * p.n_v) == 0 && memcmp(ds, p.dsinks, sizeof ds) == 0);
+    }
+    p.opt.n_threads = 0;
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &c.d, &p.opt), ATTN_OK);
+    ws = malloc(bytes + 3);
+    if (!ws) abort();
+    memset(p.dq, 0, sizeof(float) * p.n_q);
+    CHECK_CODE(attn_sdpa_backward(p.dq, p.dqs, p.dk, p.dks, p.dv, p.dvs, p.dsinks, p.q, p.qs, p.k, p.ks, p.v, p.vs, p.o,
+                                  p.os, p.dout, p.os, p.lse, &c.d, &p.opt, (char *)ws + 3, bytes), ATTN_OK);
+    CHECK(memcmp(dq, p.dq, sizeof(float) * p.n_q) == 0 && memcmp(dk, p.dk, sizeof(float) * p.n_k) == 0);
+    free(ws); free(dq); free(dk); free(dv);
+    bwd_free(&p);
+}
+
+/* Each invalid argument gives its code, and leaves every output untouched. */
+static void test_errors_sdpa_backward(void)
+{
+    enum { B = 2, H = 2, N = 8, D = 4 };
+    static float q[B * H * N * D], k[B * H * N * D], v[B * H * N * D], o[B * H * N * D], dout[B * H * N * D];
+    static float lse[B * H * N], dq[B * H * N * D], dk[B * H * N * D], dv[B * H * N * D], dsinks[H], w[B * H * N * N];
+    const attn_dims d = {B, H, 0, N, N, D, 0};
+    const attn_stride s = attn_stride_bhnd(H, N, D);
+    attn_dims bad;
+    attn_stride bs;
+    attn_options opt;
+    test_alloc fail;
+    int kv_len[B] = {3, 9};
+    unsigned char ws[16];
+    size_t bytes = 0;
+    memset(&opt, 0, sizeof opt);
+    rnd_fill(q, B * H * N * D, 1.0f); rnd_fill(k, B * H * N * D, 1.0f); rnd_fill(v, B * H * N * D, 1.0f);
+    rnd_fill(o, B * H * N * D, 1.0f); rnd_fill(dout, B * H * N * D, 1.0f); rnd_fill(lse, B * H * N, 1.0f);
+    fill_sentinel(dq, B * H * N * D); fill_sentinel(dk, B * H * N * D); fill_sentinel(dv, B * H * N * D);
+    fill_sentinel(dsinks, H);
+#define BWD(dq_, q_, lse_, dims_, qs_, dqs_, opt_, ws_, wsb_) \
+    attn_sdpa_backward(dq_, dqs_, dk, s, dv, s, dsinks, q_, qs_, k, s, v, s, o, s, dout, s, lse_, dims_, opt_, ws_, wsb_)
+    CHECK_CODE(BWD(NULL, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(BWD(dq, NULL, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(BWD(dq, q, NULL, &d, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(BWD(dq, q, lse, NULL, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_sdpa_backward(dq, s, NULL, s, dv, s, NULL, q, s, k, s, v, s, o, s, dout, s, lse, &d, &opt, NULL, 0),
+               ATTN_ERR_NULL);
+    CHECK_CODE(attn_sdpa_backward(dq, s, dk, s, dv, s, NULL, q, s, k, s, v, s, o, s, NULL, s, lse, &d, &opt, NULL, 0),
+               ATTN_ERR_NULL);
+    CHECK_CODE(attn_sdpa_backward(dq, s, dk, s, dv, s, NULL, q, s, k, s, v, s, NULL, s, dout, s, lse, &d, &opt, NULL, 0),
+               ATTN_ERR_NULL);
+    bad = d; bad.n_q = 0;
+    CHECK_CODE(BWD(dq, q, lse, &bad, s, s, &opt, NULL, 0), ATTN_ERR_SHAPE);
+    bad = d; bad.n_kv_heads = 3;
+    CHECK_CODE(BWD(dq, q, lse, &bad, s, s, &opt, NULL, 0), ATTN_ERR_KV_HEADS);
+    bs = s; bs.row = D - 1;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, bs, &opt, NULL, 0), ATTN_ERR_STRIDE); /* dq_s */
+    CHECK_CODE(BWD(dq, q, lse, &d, bs, s, &opt, NULL, 0), ATTN_ERR_STRIDE); /* q_s */
+    bs = s; bs.head = 0;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, bs, &opt, NULL, 0), ATTN_ERR_STRIDE); /* dq heads share memory */
+    CHECK_CODE(attn_sdpa_backward(dq, s, dk, s, dv, s, NULL, q, s, k, s, v, s, o, bs, dout, bs, lse, &d, &opt, NULL, 0),
+               ATTN_OK); /* inputs may broadcast */
+    fill_sentinel(dq, B * H * N * D); fill_sentinel(dk, B * H * N * D); fill_sentinel(dv, B * H * N * D);
+    opt.out_weights = w;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &d, &opt), ATTN_ERR_OPTION);
+    opt.out_weights = NULL; opt.split_count = 2;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &d, &opt), ATTN_ERR_OPTION);
+    opt.split_count = 0; opt.kv_len = kv_len; /* 9 > N */
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &d, &opt), ATTN_OK); /* lengths not read */
+    opt.kv_len = NULL; opt.softcap = -1.0f;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.softcap = 0.0f;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, ws, sizeof ws), ATTN_ERR_WORKSPACE);
+    memset(&fail, 0, sizeof fail); fail.fail = 1; opt.alloc_user = &fail;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_NOMEM);
+    CHECK(untouched(dq, B * H * N * D) && untouched(dk, B * H * N * D) && untouched(dv, B * H * N * D) &&
+          untouched(dsinks, H));
+    fail.fail = 0;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_OK);
+    CHECK(fail.n_alloc == 1 && fail.n_free == 1);
+    CHECK(dsinks[0] == 0.0f && dsinks[1] == 0.0f); /* no sinks: 0 */
+#undef BWD
+}
+
 static const test_case k_tests[] = {
     {"project", test_project},
     {"project_layouts_agree", test_project_layouts_agree},
@@ -4465,6 +4978,13 @@ static const test_case k_tests[] = {
     {"modifiers_fixture", test_modifiers_fixture},
     {"errors_rope", test_errors_rope},
     {"half_conversions", test_half_conversions},
+    {"sdpa_backward_random", test_sdpa_backward_random},
+    {"sdpa_backward_options", test_sdpa_backward_options},
+    {"sdpa_backward_finite_diff", test_sdpa_backward_finite_diff},
+    {"sdpa_backward_identities", test_sdpa_backward_identities},
+    {"sdpa_backward_masked_rows", test_sdpa_backward_masked_rows},
+    {"sdpa_backward_threads", test_sdpa_backward_threads},
+    {"errors_sdpa_backward", test_errors_sdpa_backward},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
