@@ -4575,7 +4575,11 @@ static void bwd_random_case(bwd_case *c)
     c->scale = rnd_int(3) == 0 ? 0.7f : 0.0f;
 }
 
-/* Random shapes and options against the float64 analytic gradients. */
+/* Random shapes and options against the float64 analytic gradients, within TOL. q and k are uniform in
+   [-1, 1): with [-2, 2) and few keys some rows' weights are nearly one-hot, and their gradient, P_j (dP_j -
+   D) with D = dO . O ~ dP_j, is a difference that keeps the float32 lse's and O's rounding (~|lse| 6e-8)
+   divided by 1 - max_j P_j: 1e-5 to 6e-5 of the largest gradient was measured there, as FlashAttention's
+   formulation gives it on any float32 implementation. */
 static void test_sdpa_backward_random(void)
 {
     int t;
@@ -4654,11 +4658,11 @@ static double bwd_fd_err(bwd_prob *p, const attn_dims *d, float *x, const float 
 }
 
 /* The gradients against float64 central differences of the library's own float32 forward, L = sum(dout *
-   out), step h = 2^-6 on inputs of size <= 2. Tolerance 2e-3 (max-norm relative): L sums ~30 products of
-   float32 outputs, each with a relative rounding of ~1e-7, so L carries ~3e-6 of noise, which the difference
-   divides by 2h = 1/32: ~1e-4; the truncation error h^2 f''' / 6 is ~4e-5 f''' (scores of size ~1). The
-   gradients are ~1, so 2e-3 leaves a margin of ten; a wrong term (a missing scale, soft-cap factor or
-   sink) is off by 10% or more. */
+   out), step h = 2^-6 on inputs of size <= 1. Tolerance 5e-4 (max-norm relative): L sums ~60 products of
+   float32 outputs, each with a relative rounding of ~1e-7, so L carries up to ~1e-6 of noise, which the
+   difference divides by 2h = 1/32: ~3e-5; the truncation error h^2 f''' / 6 is ~4e-5 f''' (scores of size
+   ~1). The gradients are ~1; measured 5e-5 at most on every path, so 5e-4 leaves a margin of ten, while a
+   wrong term (a missing scale, soft-cap factor or sink) is off by 10% or more. */
 static void test_sdpa_backward_finite_diff(void)
 {
     const float h = 1.0f / 64.0f;
@@ -4687,7 +4691,7 @@ static void test_sdpa_backward_finite_diff(void)
         if (getenv("ATTN_TEST_VERBOSE"))
             printf("    finite differences case %d: relative differences dq %.2g dk %.2g dv %.2g dsinks %.2g\n", o, e_q,
                    e_k, e_v, e_s);
-        CHECK(e_q <= 2e-3 && e_k <= 2e-3 && e_v <= 2e-3 && e_s <= 2e-3);
+        CHECK(e_q <= 5e-4 && e_k <= 5e-4 && e_v <= 5e-4 && e_s <= 5e-4);
         free(gq); free(gk); free(gv);
         bwd_free(&p);
     }
@@ -4845,6 +4849,111 @@ static void test_sdpa_backward_threads(void)
     bwd_free(&p);
 }
 
+/* PyTorch autograd's gradients (float64, tests/data/backward.txt from tests/gen_golden.py backward): the
+   forward by attn_sdpa (out and lse), then attn_sdpa_backward, within TOL. */
+static void test_sdpa_backward_fixture(void)
+{
+    char path[512], magic[32];
+    FILE *f;
+    int version, cases = 0, c;
+    snprintf(path, sizeof path, "%s/backward.txt", g_data_dir);
+    f = fopen(path, "r");
+    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
+    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-backward") || version != 1 ||
+        !read_int(f, "cases", &cases) || cases < 1) {
+        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
+    }
+    for (c = 0; c < cases; ++c) {
+        char tag[16], name[64];
+        int B, Hq, Hkv, Nq, Nk, Dk, Dv, causal, window, wl, wr, has_kv_len, has_sinks, has_alibi, has_mask, i, ok;
+        int *kv_len = NULL;
+        float *scale = NULL, *softcap = NULL, *kv_len_f = NULL, *sinks = NULL, *slopes = NULL, *mask = NULL;
+        float *q = NULL, *k = NULL, *v = NULL, *dout = NULL, *want_q = NULL, *want_k = NULL, *want_v = NULL;
+        float *want_s = NULL, *o, *lse, *dq, *dk, *dv, dsinks[64];
+        size_t n_q, n_k, n_v, n_o, n;
+        double e[4] = {0, 0, 0, 0};
+        attn_dims dims;
+        attn_options opt;
+        if (!(fscanf(f, "%15s %63s", tag, name) == 2 && strcmp(tag, "case") == 0 &&
+              read_int(f, "batch", &B) && read_int(f, "n_heads", &Hq) && read_int(f, "n_kv_heads", &Hkv) &&
+              read_int(f, "n_q", &Nq) && read_int(f, "n_kv", &Nk) && read_int(f, "d_k", &Dk) &&
+              read_int(f, "d_v", &Dv) && read_int(f, "causal", &causal) && read_int(f, "window", &window) &&
+              read_int(f, "window_left", &wl) && read_int(f, "window_right", &wr) &&
+              read_int(f, "has_kv_len", &has_kv_len) && read_int(f, "has_sinks", &has_sinks) &&
+              read_int(f, "has_alibi", &has_alibi) && read_int(f, "has_mask", &has_mask) && B > 0 && Hq > 0 &&
+              Hq <= 64 && Hkv > 0 && Hq % Hkv == 0 && Nq > 0 && Nk > 0 && Dk > 0 && Dv > 0)) {
+            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+        }
+        n_q = (size_t)B * Hq * Nq * Dk; n_k = (size_t)B * Hkv * Nk * Dk; n_v = (size_t)B * Hkv * Nk * Dv;
+        n_o = (size_t)B * Hq * Nq * Dv;
+        ok = (scale = read_tensor(f, "scale", 1)) && (softcap = read_tensor(f, "softcap", 1));
+        if (ok && has_kv_len) ok = (kv_len_f = read_tensor(f, "kv_len", B)) != NULL;
+        if (ok && has_sinks) ok = (sinks = read_tensor(f, "sinks", Hq)) != NULL;
+        if (ok && has_alibi) ok = (slopes = read_tensor(f, "alibi_slopes", Hq)) != NULL;
+        if (ok && has_mask) ok = (mask = read_tensor(f, "mask", Nq * Nk)) != NULL;
+        ok = ok && (q = read_tensor(f, "q", (int)n_q)) && (k = read_tensor(f, "k", (int)n_k)) &&
+             (v = read_tensor(f, "v", (int)n_v)) && (dout = read_tensor(f, "dout", (int)n_o)) &&
+             (want_q = read_tensor(f, "dq", (int)n_q)) && (want_k = read_tensor(f, "dk", (int)n_k)) &&
+             (want_v = read_tensor(f, "dv", (int)n_v));
+        if (ok && has_sinks) ok = (want_s = read_tensor(f, "dsinks", Hq)) != NULL;
+        if (!ok) {
+            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+            free(scale); free(softcap); free(kv_len_f); free(sinks); free(slopes); free(mask);
+            free(q); free(k); free(v); free(dout); free(want_q); free(want_k); free(want_v); free(want_s);
+            break;
+        }
+        if (has_kv_len) {
+            kv_len = (int *)malloc(sizeof(int) * (size_t)B);
+            if (!kv_len) abort();
+            for (i = 0; i < B; ++i) kv_len[i] = (int)kv_len_f[i];
+        }
+        o = falloc(n_o); lse = falloc((size_t)B * Hq * Nq); dq = falloc(n_q); dk = falloc(n_k); dv = falloc(n_v);
+        dims.batch = B; dims.n_heads = Hq; dims.n_kv_heads = Hkv; dims.n_q = Nq; dims.n_kv = Nk;
+        dims.d_k = Dk; dims.d_v = Dv;
+        memset(&opt, 0, sizeof opt);
+        opt.scale = scale[0]; opt.causal = (attn_causal)causal;
+        opt.window = window; opt.window_left = wl; opt.window_right = wr;
+        opt.softcap = softcap[0]; opt.sinks = sinks; opt.alibi_slopes = slopes; opt.kv_len = kv_len;
+        opt.mask = mask; opt.out_lse = lse;
+        CHECK_CODE(sdpa_dense(o, q, k, v, &dims, &opt), ATTN_OK);
+        CHECK_CODE(attn_sdpa_backward(dq, attn_stride_bhnd(Hq, Nq, Dk), dk, attn_stride_bhnd(Hkv, Nk, Dk), dv,
+                                      attn_stride_bhnd(Hkv, Nk, Dv), dsinks, q, attn_stride_bhnd(Hq, Nq, Dk), k,
+                                      attn_stride_bhnd(Hkv, Nk, Dk), v, attn_stride_bhnd(Hkv, Nk, Dv), o,
+                                      attn_stride_bhnd(Hq, Nq, Dv), dout, attn_stride_bhnd(Hq, Nq, Dv), lse, &dims,
+                                      &opt, NULL, 0),
+                   ATTN_OK);
+        {
+            const float *got[4] = {dq, dk, dv, dsinks}, *want[4] = {want_q, want_k, want_v, want_s};
+            const size_t count[4] = {n_q, n_k, n_v, (size_t)Hq};
+            int t;
+            for (t = 0; t < 4; ++t) {
+                double *ref;
+                if (!want[t]) continue;
+                ref = dalloc(count[t]);
+                for (n = 0; n < count[t]; ++n) ref[n] = want[t][n];
+                e[t] = rel_err(got[t], ref, count[t]);
+                free(ref);
+            }
+        }
+        if (!(e[0] <= TOL && e[1] <= TOL && e[2] <= TOL && e[3] <= TOL)) {
+            printf("    backward fixture %s: relative errors dq %.3g dk %.3g dv %.3g dsinks %.3g > %g\n", name, e[0], e[1],
+                   e[2], e[3], TOL);
+            ++g_fails;
+        } else if (getenv("ATTN_TEST_VERBOSE")) {
+            printf("    backward fixture %s: relative errors dq %.2g dk %.2g dv %.2g dsinks %.2g\n", name, e[0], e[1],
+                   e[2], e[3]);
+        }
+        free(scale); free(softcap); free(kv_len_f); free(sinks); free(slopes); free(mask); free(kv_len);
+        free(q); free(k); free(v); free(dout); free(want_q); free(want_k); free(want_v); free(want_s);
+        free(o); free(lse); free(dq); free(dk); free(dv);
+    }
+    if (c == cases) {
+        char end[8];
+        CHECK(fscanf(f, "%7s", end) == 1 && strcmp(end, "end") == 0);
+    }
+    fclose(f);
+}
+
 /* Each invalid argument gives its code, and leaves every output untouched. */
 static void test_errors_sdpa_backward(void)
 {
@@ -4984,6 +5093,7 @@ static const test_case k_tests[] = {
     {"sdpa_backward_identities", test_sdpa_backward_identities},
     {"sdpa_backward_masked_rows", test_sdpa_backward_masked_rows},
     {"sdpa_backward_threads", test_sdpa_backward_threads},
+    {"sdpa_backward_fixture", test_sdpa_backward_fixture},
     {"errors_sdpa_backward", test_errors_sdpa_backward},
 };
 
