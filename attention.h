@@ -667,8 +667,8 @@ ATTNDEF attn_result attn_sdpa_backward_workspace_size(size_t *bytes, const attn_
    Work: five matrix products per visible (query tile, key tile) pair of each head, on the SIMD kernels.
    Threads: one work item per (batch, kv head), which owns its dk and dv rows and the dq rows of its
    query heads and sums in one fixed order, so the result is bitwise the same for any thread count
-   (B x Hkv items: at most that many threads). The workspace is a few tiles per thread, 256 * (Dk + 259)
-   bytes, independent of Nq and Nk; workspace NULL: allocated and freed inside.
+   (B x Hkv items: at most that many threads). The workspace is a few tiles per thread, 256 * (2 Dk + Dv
+   + 259) bytes, independent of Nq and Nk; workspace NULL: allocated and freed inside.
    Errors: as attn_sdpa (ATTN_ERR_NULL for a missing input, output or lse). */
 ATTNDEF attn_result attn_sdpa_backward(float *dq, attn_stride dq_s, float *dk, attn_stride dk_s, float *dv,
                                        attn_stride dv_s, float *dsinks, const float *q, attn_stride q_s,
@@ -3098,43 +3098,51 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
    (attn__score_tile_t of the SIMD kernels, attn__score_tile on the portable path), so the probabilities
    P = exp(S - lse) are those of the forward; the tile is kept transposed as the SIMD forward keeps it, keys
    down the rows and the TQ queries of a tile along them. A visible pair (query tile, key tile) takes five
-   matrix products on attn__matmul (SIMD where there is some):
-       S^T = K Q^T (the forward's scores)      P^T = exp(S^T - lse)         dV += P^T dO
-       dP^T = V dO^T                           dS'^T = scale P^T (dP^T - D) (soft-cap: * sech^2(u / c))
-       dK += dS'^T Q                           dQ += dS' K                  (D_i = dO_i . O_i)
-   A work item is one (batch, kv head): it walks the key tiles, and for each the query heads of its group
-   and their query tiles in order, accumulating into its own dK, dV rows and the dQ rows of its query
-   heads. Nothing is shared between items and each item's order is fixed: bitwise the same result for
-   any thread count, no atomics. */
+   matrix products: three on the forward's micro-kernel with the operands read in place (S^T and dP^T as
+   the forward's scores, from Q^T and dO^T packed once per query tile; dQ^T as its P.V, K read down its
+   columns, into a [Dk x TQ] accumulator written out once per query tile), two on attn__matmul:
+       S^T = K Q^T (the forward's scores)      P^T = exp(S^T - lse)         dP^T = V dO^T
+       dV += P^T dO                            dS'^T = scale P^T (dP^T - D) (soft-cap: * sech^2(u / c))
+       dK += dS'^T Q                           dQ^T += K^T dS'^T            (D_i = dO_i . O_i)
+   A work item is one (batch, kv head): for each query head of its group and each query tile in order, it
+   walks the visible key tiles, accumulating into its own dK, dV rows and the dQ rows of its query heads.
+   Nothing is shared between items and each item's order is fixed: bitwise the same result for any thread
+   count, no atomics. */
 
-/* Floats of one thread's workspace: Q^T [Dk x TQ], four [TK x TQ] tiles and three [TQ] vectors
-   (attn__bwd_tile), whole ATTN__ALIGN blocks since TQ floats are. Below INT_MAX: the kernels index with int. */
-static int attn__bwd_ws_floats(size_t *n, int d_k)
+/* Floats of one thread's workspace: Q^T and dQ^T [Dk x TQ], dO^T [Dv x TQ], four [TK x TQ] tiles and three
+   [TQ] vectors (attn__bwd_tile), whole ATTN__ALIGN blocks since TQ floats are. Below INT_MAX: the kernels
+   index with int. */
+static int attn__bwd_ws_floats(size_t *n, int d_k, int d_v)
 {
     size_t f;
-    return attn__add(&f, (size_t)d_k, 4 * ATTN__TK + 3) && attn__mul(n, f, ATTN__TQ) && *n <= (size_t)INT_MAX;
+    return attn__add(&f, 2 * (size_t)d_k, (size_t)d_v) && attn__add(&f, f, 4 * ATTN__TK + 3) &&
+           attn__mul(n, f, ATTN__TQ) && *n <= (size_t)INT_MAX;
 }
 
 /* One thread's scratch, carved from the workspace. */
 typedef struct attn__bwd_tile {
-    float *q_t; /* [Dk x TQ] scale * Q^T of the query tile, zero past tq (the SIMD score kernel's input) */
-    float *s_t; /* [TK x TQ] S^T, then P^T */
-    float *u_t; /* [TK x TQ] raw scores u = scale q.k (soft-cap only); the portable path's [TQ x TK] tile */
-    float *d_t; /* [TK x TQ] dP^T, then dS'^T */
-    float *ds;  /* [TQ x TK] dS' */
-    float *m;   /* [TQ] lse of each query: +inf for -inf (a fully masked row: P = 0) and past tq */
-    float *dd;  /* [TQ] D_i = dO_i . O_i */
-    float *sum; /* [TQ] scratch of the SIMD exp */
+    float *q_t;  /* [Dk x TQ] scale * Q^T of the query tile, zero past tq (SIMD paths) */
+    float *do_t; /* [Dv x TQ] dO^T of the query tile, zero past tq (SIMD paths) */
+    float *dq_t; /* [Dk x TQ] dQ^T of the query tile, summed over its key tiles */
+    float *s_t;  /* [TK x TQ] S^T, then P^T (0 past tq) */
+    float *u_t;  /* [TK x TQ] raw scores u = scale q.k (soft-cap only) */
+    float *d_t;  /* [TK x TQ] dP^T, then dS'^T (0 past tq) */
+    float *tmp;  /* [TQ x TK] the portable path's row-major tiles */
+    float *m;    /* [TQ] lse of each query: +inf for -inf (a fully masked row: P = 0) and past tq */
+    float *dd;   /* [TQ] D_i = dO_i . O_i */
+    float *sum;  /* [TQ] scratch of the SIMD exp */
 } attn__bwd_tile;
 
-static void attn__bwd_carve(attn__bwd_tile *t, float *ws, int d_k)
+static void attn__bwd_carve(attn__bwd_tile *t, float *ws, int d_k, int d_v)
 {
     t->q_t = ws;
-    t->s_t = t->q_t + (ptrdiff_t)d_k * ATTN__TQ;
+    t->do_t = t->q_t + (ptrdiff_t)d_k * ATTN__TQ;
+    t->dq_t = t->do_t + (ptrdiff_t)d_v * ATTN__TQ;
+    t->s_t = t->dq_t + (ptrdiff_t)d_k * ATTN__TQ;
     t->u_t = t->s_t + ATTN__TK * ATTN__TQ;
     t->d_t = t->u_t + ATTN__TK * ATTN__TQ;
-    t->ds = t->d_t + ATTN__TK * ATTN__TQ;
-    t->m = t->ds + ATTN__TQ * ATTN__TK;
+    t->tmp = t->d_t + ATTN__TK * ATTN__TQ;
+    t->m = t->tmp + ATTN__TQ * ATTN__TK;
     t->dd = t->m + ATTN__TQ;
     t->sum = t->dd + ATTN__TQ;
 }
@@ -3189,10 +3197,10 @@ static void attn__bwd_head_init(attn__bwd_head *g, const attn__bwd_args *a, int 
 }
 
 /* s_t [tk x TQ] = the forward's scores of keys [j0, j0 + tk) against queries [i0, i0 + tq), transposed, on
-   instruction set isa: the SIMD kernels' attn__score_tile_t from q_t, or attn__score_tile into tmp
-   [TQ x TK] (portable), of which the first tq columns are copied. */
+   instruction set isa: the SIMD kernels' attn__score_tile_t from q_t (columns past tq: the scores of zero
+   queries), or attn__score_tile into tmp [TQ x TK] (portable), transposed, `pad` past tq. */
 static void attn__bwd_scores_t(float *s_t, float *tmp, const attn__head *h, const float *q_t, int i0, int tq,
-                               int j0, int tk, int isa)
+                               int j0, int tk, float pad, int isa)
 {
     int r, c;
     switch (isa) {
@@ -3208,14 +3216,34 @@ static void attn__bwd_scores_t(float *s_t, float *tmp, const attn__head *h, cons
     default:
         (void)q_t;
         attn__score_tile(tmp, h, i0, tq, j0, tk);
-        for (r = 0; r < tq; ++r)
-            for (c = 0; c < tk; ++c) s_t[c * ATTN__TQ + r] = tmp[r * ATTN__TK + c];
+        for (c = 0; c < tk; ++c) {
+            for (r = 0; r < tq; ++r) s_t[c * ATTN__TQ + r] = tmp[r * ATTN__TK + c];
+            for (; r < ATTN__TQ; ++r) s_t[c * ATTN__TQ + r] = pad;
+        }
     }
 }
 
-/* P^T = exp(S^T - m) down the first tq columns of s_t [tk x TQ] (the SIMD kernels do all TQ), m [TQ] never
-   -inf; sum [TQ] scratch. */
-static void attn__bwd_exp_t(float *s_t, int tk, int tq, const float *m, float *sum, int isa)
+/* c_t [tk x TQ] = A [tk x n] . B^T for B [tq x n] (rows a_rs, b_rs apart), on the score kernel with no
+   modifier and scale 1: B read as b_t = B^T [n x TQ] (zero past tq) on the SIMD paths, as the queries of
+   attn__score_tile on the portable one. Each element is one FMA chain over n in order (SIMD) or attn__dot
+   of the B row and the A row (portable): the same arithmetic for any A row with the same values. Columns
+   past tq: 0. */
+static void attn__bwd_product_t(float *c_t, float *tmp, const float *a, ptrdiff_t a_rs, const float *b, ptrdiff_t b_rs,
+                                const float *b_t, int tq, int tk, int n, int isa)
+{
+    attn__head p;
+    memset(&p, 0, sizeof p);
+    p.q = b; p.q_rs = b_rs;
+    p.k = a; p.k_rs = a_rs;
+    p.v = a; p.v_rs = a_rs; /* the SIMD kernel prefetches these rows for a P.V that here does not follow */
+    p.nq = tq; p.nk = tk; p.dk = n; p.dv = n; p.n_valid = tk;
+    p.scale = 1.0f;
+    attn__bwd_scores_t(c_t, tmp, &p, b_t, 0, tq, 0, tk, 0.0f, isa);
+}
+
+/* P^T = exp(S^T - m) down the columns of s_t [tk x TQ], m [TQ] never -inf (+inf past tq, where P is 0);
+   sum [TQ] scratch. */
+static void attn__bwd_exp_t(float *s_t, int tk, const float *m, float *sum, int isa)
 {
     int j, i;
     switch (isa) {
@@ -3231,54 +3259,111 @@ static void attn__bwd_exp_t(float *s_t, int tk, int tq, const float *m, float *s
     default:
         (void)sum;
         for (j = 0; j < tk; ++j)
-            for (i = 0; i < tq; ++i) s_t[j * ATTN__TQ + i] = expf(s_t[j * ATTN__TQ + i] - m[i]);
+            for (i = 0; i < ATTN__TQ; ++i) s_t[j * ATTN__TQ + i] = expf(s_t[j * ATTN__TQ + i] - m[i]);
     }
 }
 
-/* The per-query vectors of the tile [i0, i0 + tq): the scaled Q^T (SIMD paths, as the forward packs it),
-   lse (-inf, a fully masked row, as +inf: its P is 0; +inf past tq) and D_i = dO_i . O_i. D is the diagonal
-   of O dO^T through attn__matmul, the arithmetic of dP^T = V dO^T (one FMA chain per element on the SIMD
-   paths, attn__dot on the portable one): where O_i is a value row v_j (a row that sees one key), dP_ij - D_i
-   is exactly 0, as is its gradient, instead of the difference of two roundings of the same sum (which,
-   measured, made a 1e-5 relative error of gradients that are small for sharp rows). It costs a fifth of
-   one of the five products. */
+/* dQ^T [Dk x TQ] += K^T [Dk x tk] . dS'^T [tk x TQ], K [tk x Dk] (rows k_rs apart) read down its columns:
+   the SIMD forward's P.V product (attn__kernel_t over 6-row blocks of Dk and micro-kernel-wide column
+   blocks), or its scalar form. */
+static void attn__bwd_dq_t(float *dq_t, const float *k, ptrdiff_t k_rs, const float *ds_t, int tk, int dk, int isa)
+{
+    int c, j, i, rows = 1, nb = ATTN__TQ;
+    switch (isa) { /* the micro-kernel's width: ATTN__NV vectors of ATTN__W floats */
+    case ATTN__ISA_AVX512: nb = 64; break;
+    case ATTN__ISA_AVX2: case ATTN__ISA_NEON: nb = 16; break;
+    default: break;
+    }
+    for (c = 0; c < dk; c += rows) {
+        rows = ATTN__BLOCK_ROWS(dk - c);
+        for (i = 0; i < ATTN__TQ; i += nb)
+            switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+            case ATTN__ISA_AVX512:
+                attn__kernel_t_avx512(dq_t + c * ATTN__TQ + i, k + c, k_rs, 1, ds_t + i, tk, rows, 1, NULL); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+            case ATTN__ISA_AVX2:
+                attn__kernel_t_avx2(dq_t + c * ATTN__TQ + i, k + c, k_rs, 1, ds_t + i, tk, rows, 1, NULL); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+            case ATTN__ISA_NEON:
+                attn__kernel_t_neon(dq_t + c * ATTN__TQ + i, k + c, k_rs, 1, ds_t + i, tk, rows, 1, NULL); break;
+#endif
+            default: { /* rows of dQ^T c .. c + rows, all TQ columns */
+                int r;
+                for (r = c; r < c + rows; ++r)
+                    for (j = 0; j < tk; ++j) {
+                        const float k_jr = k[(ptrdiff_t)j * k_rs + r];
+                        const float *ds_j = ds_t + j * ATTN__TQ;
+                        float *dq_r = dq_t + r * ATTN__TQ;
+                        for (i = 0; i < ATTN__TQ; ++i) dq_r[i] += k_jr * ds_j[i];
+                    }
+            }
+            }
+    }
+}
+
+/* dst [cols x TQ] = scale * src^T for src [rows x cols] (rows src_rs apart), zero past `rows`. */
+static void attn__bwd_pack_t(float *dst, const float *src, ptrdiff_t src_rs, int rows, int cols, float scale)
+{
+    int i, c;
+    for (c = 0; c < cols; ++c) {
+        float *d_c = dst + (ptrdiff_t)c * ATTN__TQ;
+        for (i = 0; i < rows; ++i) d_c[i] = src[(ptrdiff_t)i * src_rs + c] * scale;
+        for (; i < ATTN__TQ; ++i) d_c[i] = 0.0f;
+    }
+}
+
+/* The per-query data of the tile [i0, i0 + tq), once per query tile: Q^T scaled and dO^T (SIMD paths, Q^T as
+   the forward packs it), lse (-inf, a fully masked row, as +inf: its P is 0; +inf past tq) and D_i =
+   dO_i . O_i. D is the diagonal of O dO^T on the kernel of dP^T = V dO^T, with its arithmetic: where O_i is
+   a value row v_j (a row that sees one key), dP_ij - D_i is exactly 0, as is its gradient, rather than the
+   difference of two roundings of the same sum. */
 static void attn__bwd_rows(const attn__bwd_tile *t, const attn__bwd_head *g, int i0, int tq, int isa)
 {
     const attn__head *h = &g->h;
-    int i, c;
-    attn__matmul(t->ds, ATTN__TK, g->out + (ptrdiff_t)i0 * g->out_rs, g->out_rs, g->dout + (ptrdiff_t)i0 * g->dout_rs,
-                 g->dout_rs, 1, tq, tq, h->dv, 0);
-    if (isa != ATTN__ISA_SCALAR)
-        for (c = 0; c < h->dk; ++c) {
-            float *q_c = t->q_t + (ptrdiff_t)c * ATTN__TQ;
-            for (i = 0; i < tq; ++i) q_c[i] = h->q[(ptrdiff_t)(i0 + i) * h->q_rs + c] * h->scale;
-            for (; i < ATTN__TQ; ++i) q_c[i] = 0.0f;
-        }
+    const float *o_i = g->out + (ptrdiff_t)i0 * g->out_rs, *do_i = g->dout + (ptrdiff_t)i0 * g->dout_rs;
+    int i;
+    if (isa != ATTN__ISA_SCALAR) {
+        attn__bwd_pack_t(t->q_t, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, h->scale);
+        attn__bwd_pack_t(t->do_t, do_i, g->dout_rs, tq, h->dv, 1.0f);
+    }
+    attn__bwd_product_t(t->d_t, t->tmp, o_i, g->out_rs, do_i, g->dout_rs, t->do_t, tq, tq, h->dv, isa);
+    memset(t->dq_t, 0, sizeof(float) * (size_t)h->dk * ATTN__TQ);
     for (i = 0; i < ATTN__TQ; ++i) {
         const float l = i < tq ? g->lse[i0 + i] : INFINITY;
         t->m[i] = l == -INFINITY ? INFINITY : l;
-        t->dd[i] = i < tq ? t->ds[i * ATTN__TK + i] : 0.0f;
+        t->dd[i] = i < tq ? t->d_t[i * ATTN__TQ + i] : 0.0f;
     }
 }
 
-/* dS'^T = scale P^T (dP^T - D), in place of dP^T in d_t, and its transpose dS' in ds; with a soft-cap c
-   each entry also times sech^2(u / c) = 1 - tanh^2(u / c), u the raw score in u_t (1 / cosh^2: no
-   cancellation near saturation; cosh^2 overflowing to inf gives the exact limit 0). */
-static void attn__bwd_ds(const attn__bwd_tile *t, const attn__head *h, int tq, int tk)
+/* Lets the compiler vectorise a loop whose arrays it cannot prove apart (they are). */
+#if defined(__clang__)
+#define ATTN__IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__) && __GNUC__ >= 5
+#define ATTN__IVDEP _Pragma("GCC ivdep")
+#else
+#define ATTN__IVDEP
+#endif
+
+/* dS'^T = scale P^T (dP^T - D), in place of dP^T in d_t, over all TQ columns (0 past tq, where P, dP and D
+   are 0); with a soft-cap c each entry also times sech^2(u / c) = 1 - tanh^2(u / c), u the raw score in
+   u_t (1 / cosh^2: no cancellation near saturation; cosh^2 overflowing to inf gives the exact limit 0). */
+static void attn__bwd_ds(const attn__bwd_tile *t, const attn__head *h, int tk)
 {
+    const float scale = h->scale, *dd = t->dd;
     int i, j;
     for (j = 0; j < tk; ++j) {
         const float *p_j = t->s_t + j * ATTN__TQ, *u_j = t->u_t + j * ATTN__TQ;
         float *d_j = t->d_t + j * ATTN__TQ;
-        for (i = 0; i < tq; ++i) {
-            float ds = h->scale * (p_j[i] * (d_j[i] - t->dd[i]));
-            if (h->softcap > 0.0f) {
+        ATTN__IVDEP
+        for (i = 0; i < ATTN__TQ; ++i) d_j[i] = scale * (p_j[i] * (d_j[i] - dd[i]));
+        if (h->softcap > 0.0f)
+            for (i = 0; i < ATTN__TQ; ++i) {
                 const float ch = coshf(u_j[i] / h->softcap);
-                ds = ds / (ch * ch);
+                d_j[i] = d_j[i] / (ch * ch);
             }
-            d_j[i] = ds;
-            t->ds[i * ATTN__TK + j] = ds;
-        }
     }
 }
 
@@ -3289,23 +3374,23 @@ static void attn__bwd_pair(const attn__bwd_tile *t, const attn__bwd_head *g, int
     const float *q_i = h->q + (ptrdiff_t)i0 * h->q_rs, *do_i = g->dout + (ptrdiff_t)i0 * g->dout_rs;
     const float *k_j = h->k + (ptrdiff_t)j0 * h->k_rs, *v_j = h->v + (ptrdiff_t)j0 * h->v_rs;
     /* 1. P^T = exp(S^T - lse), S^T the forward's scores */
-    attn__bwd_scores_t(t->s_t, t->u_t, h, t->q_t, i0, tq, j0, tk, isa);
-    attn__bwd_exp_t(t->s_t, tk, tq, t->m, t->sum, isa);
-    /* 2. dV [tk x Dv] += P^T [tk x tq] . dO [tq x Dv] */
+    attn__bwd_scores_t(t->s_t, t->tmp, h, t->q_t, i0, tq, j0, tk, -INFINITY, isa);
+    attn__bwd_exp_t(t->s_t, tk, t->m, t->sum, isa);
+    /* 2. dP^T [tk x tq] = V [tk x Dv] . dO^T */
+    attn__bwd_product_t(t->d_t, t->tmp, v_j, h->v_rs, do_i, g->dout_rs, t->do_t, tq, tk, h->dv, isa);
+    /* 3. dV [tk x Dv] += P^T [tk x tq] . dO [tq x Dv] */
     attn__matmul(g->dv + (ptrdiff_t)j0 * g->dv_rs, g->dv_rs, t->s_t, ATTN__TQ, do_i, g->dout_rs, 0, tk, h->dv, tq, 1);
-    /* 3. dP^T [tk x tq] = V [tk x Dv] . dO^T */
-    attn__matmul(t->d_t, ATTN__TQ, v_j, h->v_rs, do_i, g->dout_rs, 1, tk, tq, h->dv, 0);
     /* 4. the soft-cap's raw scores u = scale q.k: the same kernel with no modifier */
     if (h->softcap > 0.0f) {
         attn__head raw = *h;
         raw.softcap = 0.0f; raw.alibi = 0.0f; raw.mask = NULL; raw.kpm = NULL; raw.causal = 0; raw.lower = 0;
-        attn__bwd_scores_t(t->u_t, t->ds, &raw, t->q_t, i0, tq, j0, tk, isa);
+        attn__bwd_scores_t(t->u_t, t->tmp, &raw, t->q_t, i0, tq, j0, tk, 0.0f, isa);
     }
-    /* 5. dS' (transposed and not) */
-    attn__bwd_ds(t, h, tq, tk);
-    /* 6. dK [tk x Dk] += dS'^T [tk x tq] . Q [tq x Dk];  dQ [tq x Dk] += dS' [tq x tk] . K [tk x Dk] */
+    /* 5. dS'^T */
+    attn__bwd_ds(t, h, tk);
+    /* 6. dK [tk x Dk] += dS'^T [tk x tq] . Q [tq x Dk];  dQ^T [Dk x TQ] += K^T [Dk x tk] . dS'^T */
     attn__matmul(g->dk + (ptrdiff_t)j0 * g->dk_rs, g->dk_rs, t->d_t, ATTN__TQ, q_i, h->q_rs, 0, tk, h->dk, tq, 1);
-    attn__matmul(g->dq + (ptrdiff_t)i0 * g->dq_rs, g->dq_rs, t->ds, ATTN__TK, k_j, h->k_rs, 0, tq, h->dk, tk, 1);
+    attn__bwd_dq_t(t->dq_t, k_j, h->k_rs, t->d_t, tk, h->dk, isa);
 }
 
 /* rows [n x d] of stride rs set to 0 */
@@ -3315,31 +3400,34 @@ static void attn__bwd_zero(float *x, ptrdiff_t rs, int n, int d)
     for (r = 0; r < n; ++r) memset(x + (ptrdiff_t)r * rs, 0, sizeof(float) * (size_t)d);
 }
 
-/* Work item (batch b, kv head hk): zero its dK, dV rows and the dQ rows of its query heads, then for each
-   key tile, each query head of the group and each query tile in order, the visible pairs. */
+/* Work item (batch b, kv head hk): zero its dK, dV rows; then for each query head of the group and each
+   query tile in order, the visible key tiles' pairs (the forward's key range of the tile, from
+   attn__key_begin to attn__key_end), and the tile's dQ rows written from dQ^T (0 when it sees no key). */
 static void attn__bwd_item(const attn__bwd_args *a, int b, int hk, const attn__bwd_tile *t, int isa)
 {
     const attn_dims *d = a->d;
     const int group = d->n_heads / d->n_kv_heads;
     attn__bwd_head g;
     int hh, i0, j0;
-    for (hh = 0; hh < group; ++hh) {
-        attn__bwd_head_init(&g, a, b, hk * group + hh);
-        attn__bwd_zero(g.dq, g.dq_rs, d->n_q, d->d_k);
-    }
+    attn__bwd_head_init(&g, a, b, hk * group);
     attn__bwd_zero(g.dk, g.dk_rs, d->n_kv, d->d_k);
     attn__bwd_zero(g.dv, g.dv_rs, d->n_kv, d->d_v);
-    for (j0 = 0; j0 < g.h.n_valid; j0 += ATTN__TK) { /* keys past kv_len: never read, gradient 0 */
-        const int tk = g.h.n_valid - j0 < ATTN__TK ? g.h.n_valid - j0 : ATTN__TK;
-        for (hh = 0; hh < group; ++hh) {
-            attn__bwd_head_init(&g, a, b, hk * group + hh);
-            for (i0 = 0; i0 < d->n_q; i0 += ATTN__TQ) {
-                const int tq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
-                const int end = attn__key_end(&g.h, i0, tq), begin = attn__key_begin(&g.h, i0);
-                if (j0 >= end || j0 + tk <= begin) continue; /* no query of the tile sees these keys */
-                attn__bwd_rows(t, &g, i0, tq, isa);
-                attn__bwd_pair(t, &g, i0, tq, j0, end - j0 < tk ? end - j0 : tk, isa);
+    for (hh = 0; hh < group; ++hh) {
+        attn__bwd_head_init(&g, a, b, hk * group + hh);
+        for (i0 = 0; i0 < d->n_q; i0 += ATTN__TQ) {
+            const int tq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
+            const int end = attn__key_end(&g.h, i0, tq), begin = attn__key_begin(&g.h, i0);
+            float *dq_i = g.dq + (ptrdiff_t)i0 * g.dq_rs;
+            int i, c;
+            if (begin >= end) { /* no query of the tile sees a key */
+                attn__bwd_zero(dq_i, g.dq_rs, tq, d->d_k);
+                continue;
             }
+            attn__bwd_rows(t, &g, i0, tq, isa);
+            for (j0 = begin; j0 < end; j0 += ATTN__TK)
+                attn__bwd_pair(t, &g, i0, tq, j0, end - j0 < ATTN__TK ? end - j0 : ATTN__TK, isa);
+            for (i = 0; i < tq; ++i)
+                for (c = 0; c < d->d_k; ++c) dq_i[(ptrdiff_t)i * g.dq_rs + c] = t->dq_t[c * ATTN__TQ + i];
         }
     }
 }
@@ -3378,7 +3466,7 @@ static void attn__bwd_run(const attn__bwd_args *a, float *ws)
     const int threads = attn__threads(a->o, (double)items), isa = attn__isa();
     size_t per_thread = 0;
     ptrdiff_t it;
-    attn__bwd_ws_floats(&per_thread, d->d_k);
+    attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v);
     (void)threads;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
@@ -3390,7 +3478,7 @@ static void attn__bwd_run(const attn__bwd_args *a, float *ws)
         float *ws_t = ws;
 #endif
         attn__bwd_tile t;
-        attn__bwd_carve(&t, ws_t, d->d_k);
+        attn__bwd_carve(&t, ws_t, d->d_k, d->d_v);
         attn__bwd_item(a, (int)(it / d->n_kv_heads), (int)(it % d->n_kv_heads), &t, isa);
     }
     if (a->dsinks) attn__bwd_sinks(a);
@@ -3405,10 +3493,10 @@ static attn_result attn__bwd_need(const char *func, size_t *bytes, const attn_di
     if ((r = attn__check_options(func, o, d, read_values)) != ATTN_OK) return r;
     ATTN__REQUIRE(!o->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
     ATTN__REQUIRE(o->split_count == 0, ATTN_ERR_OPTION, "opt->split_count", "not available in the backward pass (0)");
-    ATTN__REQUIRE(attn__bwd_ws_floats(&per_thread, d->d_k) &&
+    ATTN__REQUIRE(attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v) &&
                       attn__mul(&floats, per_thread, (size_t)attn__threads(o, (double)d->batch * d->n_kv_heads)) &&
                       attn__ws_bytes(bytes, floats) == ATTN_OK,
-                  ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k per thread) overflows");
+                  ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k + d_v per thread) overflows");
     return ATTN_OK;
 }
 
