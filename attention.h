@@ -31,6 +31,8 @@
        API: building blocks        attn_project, attn_project_ex, attn_scores, attn_softmax,
                                    attn_weighted_sum, attn_merge, attn_rope_apply, attn_f32_to_f16 ...
        API: fused attention        attn_sdpa
+       API: fused attention backward  attn_sdpa_backward_workspace_size, attn_sdpa_backward (training:
+                                   dq, dk, dv and the sinks' gradient)
        API: multi-head attention   attn_self_forward, attn_cross_forward
        API: KV caches              attn_kv_append, attn_kv_step
        API: classic attention      attn_align, attn_align_options, attn_align_keys, attn_align_scores,
@@ -49,6 +51,7 @@
        Building blocks
        Rotary position embeddings
        Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)
+       Fused attention: the backward pass (attn_sdpa_backward): FlashAttention-2's, deterministic
        Multi-head attention
        KV caches: appending tokens, one decoding step of multi-head self-attention
        Classic attention: alignment models (additive and multiplicative scores)
@@ -141,7 +144,8 @@
    attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
    number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
    its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical
-   whatever the thread count or split.
+   whatever the thread count or split. attn_sdpa_backward runs one work item per (batch, kv head) (its dK,
+   dV rows and the dQ rows of its query heads, in a fixed order: no atomics), so at most B x Hkv threads.
 
    ==================================================================================================
    CONVENTIONS
@@ -160,7 +164,7 @@
    - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
      today's behaviour at zero.
-   - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_project_ex (more
+   - Nothing allocates except attn_sdpa, attn_sdpa_backward, attn_self_forward, attn_cross_forward, attn_project_ex (more
      than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they
      take one block through ATTN_MALLOC and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
@@ -170,8 +174,8 @@
 
    Every public type and function is documented where it is declared, below this comment: what it
    computes, the shapes of its arguments, who owns what, its errors. The declarations are grouped under
-   the banners "API: types", "API: helpers", "API: building blocks", "API: fused attention", "API:
-   multi-head attention", "API: KV caches", "API: classic attention" and "API: attention pictures"
+   the banners "API: types", "API: helpers", "API: building blocks", "API: fused attention", "API: fused
+   attention backward", "API: multi-head attention", "API: KV caches", "API: classic attention" and "API: attention pictures"
    (CONTENTS); the fields of attn_options, attn_mha, attn_rope, attn_kv_cache, attn_align,
    attn_align_options and attn_image_options are described beside their structs. Search for a name.
 
@@ -201,6 +205,11 @@
      keys past kv_len or past the causal limit of a query tile are never read.
    - Deterministic: the same inputs give bitwise the same outputs on one machine, whatever the workspace,
      the thread count or the split.
+   - The backward pass (attn_sdpa_backward) is held to 1e-5 like the rest against float64 gradients of
+     the definition (and PyTorch autograd fixtures). As in every FlashAttention-style backward pass, a row
+     whose weights are nearly one-hot has a gradient P_j (dP_j - D) with D = dO . O ~ dP_j: it keeps the
+     float32 rounding of the given out and lse (~|lse| 6e-8) divided by 1 - max_j P_j (measured 1e-5 to
+     6e-5 of the largest gradient with few keys and sharp scores). Rows that see no key give exactly 0.
 
    ==================================================================================================
    ERRORS (attn_result)
@@ -246,7 +255,10 @@
                            attn_f32_to_bf16, attn_bf16_to_f32), bit-exact round to nearest even;
                            sliding windows, soft-capping, sinks; ALiBi (attn_options.alibi_slopes,
                            attn_alibi_slopes). breaking: with kv_len the bottom-right diagonal ends at
-                           each batch's last valid key (was Nk). See CHANGELOG.md.
+                           each batch's last valid key (was Nk). attn_sdpa_backward and its workspace
+                           size (training: FlashAttention-2's backward pass, memory linear in N,
+                           bitwise identical for any thread count, every attn_sdpa option but
+                           out_weights and splits, the sinks' gradient). See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
