@@ -719,6 +719,35 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
                                        int n_kv, const attn_mha *mha, const attn_options *opt,
                                        void *workspace, size_t workspace_bytes);
 
+/* The gradients of multi-head attention's parameters (attn_self_backward): each in the shape, layout and
+   row stride of its weight in attn_mha (packed QKV weights get packed QKV gradients), written, or added
+   to with accumulate (gradient accumulation over micro-batches). The four weight gradients are required;
+   a bias gradient (or sinks [n_heads], for opt->sinks) is computed when its pointer is not NULL. */
+typedef struct attn_mha_grads {
+    float *w_q, *w_k, *w_v, *w_o; /* dL/dW, as the weights are stored */
+    float *b_q, *b_k, *b_v, *b_o; /* dL/db, or NULL */
+    float *sinks;                 /* [n_heads] dL/d opt->sinks, or NULL */
+    int accumulate;               /* nonzero: add into the gradients; 0: overwrite them */
+} attn_mha_grads;
+
+/* *bytes = the workspace of attn_self_backward for these sizes, weights and options. */
+ATTNDEF attn_result attn_self_backward_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
+                                                      const attn_options *opt);
+/* The backward pass of attn_self_forward: from x [B, N, d_model] and dout = dL/dout [B, N, d_model], dx
+   [B, N, d_model] (or NULL: not computed) and the parameters' gradients in *grads. The forward is
+   recomputed per batch (projections, RoPE, attn_sdpa with its log-sum-exp), then: dA = dout . W_o^T,
+   attn_sdpa_backward, RoPE's inverse rotation on dQ and dK, dx = dQ . W_q^T + dK . W_k^T + dV . W_v^T,
+   dW = x^T . dY (IN_OUT; dY^T . x for OUT_IN) and db = the column sums of dY for each projection. The
+   options of attn_self_forward apply, except out_weights (ATTN_ERR_OPTION; out_lse is ignored). Products
+   and attention run on attn_options.n_threads threads, deterministic for any count. The workspace holds
+   one batch's Q, K, V, attention output and their gradients (about 9 N d_model floats), a transposed
+   input and the larger of a packed weight and a packed [N x d_model] gradient; NULL: allocated inside.
+   Errors: as attn_self_forward, plus ATTN_ERR_NULL for dout, grads or a weight gradient. */
+ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, const float *x, const float *dout,
+                                       int batch, int n, const attn_mha *mha, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes);
+
+
 /* ---------------------------------------------------------------------------------------------- */
 /* API: KV caches (decoding: appending tokens, one step of multi-head self-attention)             */
 /* ---------------------------------------------------------------------------------------------- */
@@ -3803,6 +3832,227 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
                                        void *workspace, size_t workspace_bytes)
 {
     return attn__mha_forward(out, x_q, x_kv, batch, n_q, n_kv, mha, opt, workspace, workspace_bytes, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Multi-head attention: the backward pass (attn_self_backward)                                   */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The sizes of attn_self_backward's buffers, in floats: the kernels' tiles (the larger of attn_sdpa's and
+   attn_sdpa_backward's for one batch), a packed matrix (a weight, or an [N x d_model] gradient as the
+   right-hand side of a weight's gradient), then per batch Q, A, dA, dQ [N x E], K, V, dK, dV [N x kvd],
+   lse [H x N], a transposed operand [E x N] and a product [max(N, E) x E]. */
+typedef struct attn__mbw_sizes {
+    size_t kern, pack, total;
+} attn__mbw_sizes;
+
+static int attn__mbw_floats(attn__mbw_sizes *z, const attn__mha_dims *md, int n, const attn_options *o)
+{
+    const attn_dims *d = &md->sdpa;
+    size_t per_thread, fwd, bwd, p2, nE, nkv, big;
+    const size_t E = (size_t)md->d_model, N = (size_t)n;
+    if (!attn__sdpa_call_floats(&fwd, d, o, NULL, &per_thread) || !attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v) ||
+        !attn__mul(&bwd, per_thread, (size_t)attn__threads(o, (double)d->n_kv_heads)))
+        return 0;
+    z->kern = (fwd > bwd ? fwd : bwd) + 15 - ((fwd > bwd ? fwd : bwd) + 15) % 16; /* whole ATTN__ALIGN blocks */
+    if (!attn__pack_floats(&z->pack, md->d_model, md->d_model) || !attn__pack_floats(&p2, n, md->d_model)) return 0;
+    if (p2 > z->pack) z->pack = p2;
+    big = N > E ? N : E;
+    return attn__mul(&nE, N, E) && attn__mul(&nkv, N, (size_t)md->kv_dim) && attn__mul(&z->total, nE, 5) &&
+           attn__mul(&nkv, nkv, 4) && attn__add(&z->total, z->total, nkv) &&
+           attn__mul(&big, big, E) && attn__add(&z->total, z->total, big) &&
+           attn__add(&z->total, z->total, (size_t)d->n_heads * N) && attn__add(&z->total, z->total, z->kern) &&
+           attn__add(&z->total, z->total, z->pack);
+}
+
+/* RoPE's inverse on rows of [n x heads*d] (its transpose: a rotation by -angle), for the gradients of Q and
+   K: (a, b) -> (a cos + b sin, b cos - a sin) is the forward rotation of (a, -b) with b negated after. */
+static void attn__rope_rows_inverse(float *x, ptrdiff_t row_stride, int n_heads, int n, int d, const attn_rope *rope)
+{
+    int t, h, p, pass;
+    if (!rope || rope->style == ATTN_ROPE_NONE) return;
+    for (pass = 0; pass < 2; ++pass) {
+        const int half = (rope->n_rot ? rope->n_rot : d) / 2;
+        for (t = 0; t < n; ++t)
+            for (h = 0; h < n_heads; ++h) {
+                float *x_h = x + (ptrdiff_t)t * row_stride + (ptrdiff_t)h * d;
+                for (p = 0; p < half; ++p) {
+                    float *b = rope->style == ATTN_ROPE_NEOX ? x_h + half + p : x_h + 2 * p + 1;
+                    *b = -*b;
+                }
+            }
+        if (pass == 0) attn__rope_rows(x, row_stride, d, n_heads, n, d, 0, rope);
+    }
+}
+
+/* dst [cols x rows] = src^T for src [rows x cols] (rows src_rs apart). */
+static void attn__transpose_rows(float *dst, const float *src, ptrdiff_t src_rs, int rows, int cols)
+{
+    int i, c;
+    for (i = 0; i < rows; ++i)
+        for (c = 0; c < cols; ++c) dst[(ptrdiff_t)c * rows + i] = src[(ptrdiff_t)i * src_rs + c];
+}
+
+/* g (+)= a [rows x cols] (rows g_rs apart, a dense), g's rows of `cols` floats */
+static void attn__add_rows(float *g, ptrdiff_t g_rs, const float *a, int rows, int cols)
+{
+    int i, c;
+    for (i = 0; i < rows; ++i)
+        for (c = 0; c < cols; ++c) g[(ptrdiff_t)i * g_rs + c] += a[(ptrdiff_t)i * cols + c];
+}
+
+/* A projection's gradients, y = x . op(W) + b with x [n x d_in], dy [n x d_out] dense:
+   dW += x^T dy (IN_OUT, W [d_in x d_out]) or dy^T x (OUT_IN, W [d_out x d_in]), in W's layout and row
+   stride g_rs; db += the column sums of dy (in row order); dx = (or +=) dy . op(W)^T. t [max(d_in, d_out) x
+   n] and p [max(n, d_in, d_out) x max(d_in, d_out)] are scratch; bpack a packing buffer. */
+static void attn__proj_backward(float *dx, int dx_add, float *g, ptrdiff_t g_rs, float *gb, const float *x,
+                                const float *dy, const float *w, ptrdiff_t w_rs, attn_layout layout, int n, int d_in,
+                                int d_out, float *t, float *p, int threads, float *bpack)
+{
+    const int out_in = layout == ATTN_LAYOUT_OUT_IN;
+    int i, j;
+    if (out_in) { /* dW [d_out x d_in] += dy^T . x */
+        attn__transpose_rows(t, dy, d_out, n, d_out);
+        attn__project(p, d_in, t, n, x, d_in, ATTN_LAYOUT_IN_OUT, NULL, d_out, n, d_in, threads, bpack);
+        attn__add_rows(g, g_rs, p, d_out, d_in);
+    } else { /* dW [d_in x d_out] += x^T . dy */
+        attn__transpose_rows(t, x, d_in, n, d_in);
+        attn__project(p, d_out, t, n, dy, d_out, ATTN_LAYOUT_IN_OUT, NULL, d_in, n, d_out, threads, bpack);
+        attn__add_rows(g, g_rs, p, d_in, d_out);
+    }
+    if (gb)
+        for (i = 0; i < n; ++i)
+            for (j = 0; j < d_out; ++j) gb[j] += dy[(ptrdiff_t)i * d_out + j];
+    if (!dx) return;
+    /* dx [n x d_in] = dy . W^T (IN_OUT) or dy . W (OUT_IN): a projection with the other layout */
+    attn__project(dx_add ? p : dx, d_in, dy, d_out, w, w_rs, out_in ? ATTN_LAYOUT_IN_OUT : ATTN_LAYOUT_OUT_IN, NULL,
+                  n, d_out, d_in, threads, bpack);
+    if (dx_add) attn__add_rows(dx, d_in, p, n, d_in);
+}
+
+/* Per batch: the forward again (Q, K, V with RoPE, A and its lse), then the backward of the output
+   projection, of attention (attn__bwd_run on the interleaved heads) and of RoPE and the three input
+   projections, accumulating the weight gradients over the batches in order. */
+static void attn__mha_bwd_run(float *dx, const attn_mha_grads *gr, const float *x, const float *dout, int n,
+                              const attn_mha *m, const attn_options *o, const attn__mha_dims *md,
+                              const attn__mbw_sizes *z, float *ws)
+{
+    const attn_dims *d = &md->sdpa;
+    const int E = md->d_model, kvd = md->kv_dim, H = d->n_heads, Hkv = d->n_kv_heads, hd = d->d_k;
+    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kvd : E;
+    const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : E, wo_rs = m->w_o_stride ? m->w_o_stride : E;
+    const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : wkv_rs, wv_rs = m->w_v_stride ? m->w_v_stride : wkv_rs;
+    const int in_out = m->layout == ATTN_LAYOUT_IN_OUT, threads = attn__threads(o, ATTN_MAX_THREADS);
+    const size_t nE = (size_t)n * (size_t)E, nkv = (size_t)n * (size_t)kvd;
+    float *kern = ws, *bpack = kern + z->kern;
+    float *qb = bpack + z->pack, *ab = qb + nE, *dab = ab + nE, *dqb = dab + nE, *tb = dqb + nE; /* tb [E x n] */
+    float *kb = tb + nE, *vb = kb + nkv, *dkb = vb + nkv, *dvb = dkb + nkv, *lse = dvb + nkv;
+    float *pb = lse + (size_t)H * (size_t)n; /* [max(n, E) x E] */
+    const attn_stride q_s = attn_stride_bnhd(n, H, hd), kv_s = attn_stride_bnhd(n, Hkv, hd);
+    attn__bwd_args a;
+    int b, h;
+    /* the gradients start at 0 unless accumulating */
+    if (!gr->accumulate) {
+        attn__bwd_zero(gr->w_q, wq_rs, in_out ? E : E, E);
+        attn__bwd_zero(gr->w_k, wk_rs, in_out ? E : kvd, in_out ? kvd : E);
+        attn__bwd_zero(gr->w_v, wv_rs, in_out ? E : kvd, in_out ? kvd : E);
+        attn__bwd_zero(gr->w_o, wo_rs, E, E);
+        if (gr->b_q) memset(gr->b_q, 0, sizeof(float) * (size_t)E);
+        if (gr->b_k) memset(gr->b_k, 0, sizeof(float) * (size_t)kvd);
+        if (gr->b_v) memset(gr->b_v, 0, sizeof(float) * (size_t)kvd);
+        if (gr->b_o) memset(gr->b_o, 0, sizeof(float) * (size_t)E);
+        if (gr->sinks) memset(gr->sinks, 0, sizeof(float) * (size_t)H);
+    }
+    memset(&a, 0, sizeof a);
+    a.dq = dqb; a.dk = dkb; a.dv = dvb; a.dq_s = q_s; a.dk_s = kv_s; a.dv_s = kv_s;
+    a.q = qb; a.k = kb; a.v = vb; a.out = ab; a.dout = dab; a.lse = lse;
+    a.q_s = q_s; a.k_s = kv_s; a.v_s = kv_s; a.out_s = q_s; a.dout_s = q_s;
+    a.d = d;
+    for (b = 0; b < md->batch; ++b) {
+        const float *x_b = x + (size_t)b * nE, *dout_b = dout + (size_t)b * nE;
+        float *dx_b = dx ? dx + (size_t)b * nE : NULL;
+        attn_options ob = *o; /* the options seen from batch b */
+        ob.mask = o->mask ? o->mask + b * o->mask_stride.batch : NULL;
+        ob.kv_len = o->kv_len ? o->kv_len + b : NULL;
+        ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n : NULL;
+        ob.out_lse = lse;
+        /* 1. the forward: Q, K, V (RoPE on Q and K), A = attention, its lse */
+        attn__project(qb, E, x_b, E, m->w_q, wq_rs, m->layout, m->b_q, n, E, E, threads, bpack);
+        attn__project(kb, kvd, x_b, E, m->w_k, wk_rs, m->layout, m->b_k, n, E, kvd, threads, bpack);
+        attn__project(vb, kvd, x_b, E, m->w_v, wv_rs, m->layout, m->b_v, n, E, kvd, threads, bpack);
+        attn__rope_rows(qb, E, hd, H, n, hd, 0, &m->rope);
+        attn__rope_rows(kb, kvd, hd, Hkv, n, hd, 0, &m->rope);
+        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, kern);
+        /* 2. out = A . W_o + b_o: dW_o, db_o, dA */
+        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, m->w_o, wo_rs, m->layout, n, E, E, tb, pb,
+                            threads, bpack);
+        /* 3. attention: dQ, dK, dV (and the sinks' gradient of this batch, in pb, summed over the batches) */
+        a.o = &ob;
+        a.dsinks = gr->sinks && o->sinks ? pb : NULL;
+        attn__bwd_run(&a, kern);
+        if (a.dsinks)
+            for (h = 0; h < H; ++h) gr->sinks[h] += pb[h];
+        /* 4. RoPE's inverse, then the three input projections: dW, db, dx */
+        attn__rope_rows_inverse(dqb, E, H, n, hd, &m->rope);
+        attn__rope_rows_inverse(dkb, kvd, Hkv, n, hd, &m->rope);
+        attn__proj_backward(dx_b, 0, gr->w_q, wq_rs, gr->b_q, x_b, dqb, m->w_q, wq_rs, m->layout, n, E, E, tb, pb,
+                            threads, bpack);
+        attn__proj_backward(dx_b, 1, gr->w_k, wk_rs, gr->b_k, x_b, dkb, m->w_k, wk_rs, m->layout, n, E, kvd, tb, pb,
+                            threads, bpack);
+        attn__proj_backward(dx_b, 1, gr->w_v, wv_rs, gr->b_v, x_b, dvb, m->w_v, wv_rs, m->layout, n, E, kvd, tb, pb,
+                            threads, bpack);
+    }
+}
+
+/* Validation shared by the call and its workspace query. */
+static attn_result attn__mha_bwd_need(const char *func, attn__mha_dims *md, attn__mbw_sizes *z, size_t *bytes,
+                                      int batch, int n, const attn_mha *m, const attn_options *opt, int read_values)
+{
+    attn_result r;
+    if ((r = attn__mha_resolve(func, md, batch, n, n, m, opt, 1, read_values)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!opt->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
+    ATTN__REQUIRE(attn__mbw_floats(z, md, n, opt) && attn__ws_bytes(bytes, z->total) == ATTN_OK, ATTN_ERR_OVERFLOW,
+                  "mha", "the workspace's size overflows");
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_self_backward_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
+                                                      const attn_options *opt)
+{
+    const char *func = "attn_self_backward_workspace_size";
+    attn__mha_dims md;
+    attn__mbw_sizes z;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    return attn__mha_bwd_need(func, &md, &z, bytes, batch, n, mha, opt, 0);
+}
+
+ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, const float *x, const float *dout,
+                                       int batch, int n, const attn_mha *mha, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes)
+{
+    const char *func = "attn_self_backward";
+    attn__mha_dims md;
+    attn__mbw_sizes z;
+    attn_result r;
+    size_t need = 0;
+    void *mem = workspace;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(grads, ATTN_ERR_NULL, "grads", "NULL");
+    ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
+    ATTN__REQUIRE(dout, ATTN_ERR_NULL, "dout", "NULL");
+    ATTN__REQUIRE(mha, ATTN_ERR_NULL, "mha", "NULL");
+    ATTN__REQUIRE(mha->w_q && mha->w_k && mha->w_v && mha->w_o, ATTN_ERR_NULL, "mha->w_q", "a weight is NULL");
+    ATTN__REQUIRE(grads->w_q && grads->w_k && grads->w_v && grads->w_o, ATTN_ERR_NULL, "grads->w_q",
+                  "a weight's gradient is NULL");
+    if ((r = attn__mha_bwd_need(func, &md, &z, &need, batch, n, mha, opt, 1)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than attn_self_backward_workspace_size reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
+    attn__mha_bwd_run(dx, grads, x, dout, n, mha, opt, &md, &z, attn__ws_base(mem));
+    if (!workspace) ATTN_FREE(mem, opt->alloc_user);
+    return ATTN_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -5022,6 +5022,196 @@ static void test_errors_sdpa_backward(void)
 #undef BWD
 }
 
+/* ---- attn_self_backward ---- */
+
+/* One multi-head problem: weights (packed QKV with row stride 3E in `packed` mode, IN_OUT), biases, x, dout. */
+typedef struct mbw_prob {
+    int B, N, E, H, Hkv, kvd, out_in, packed, bias;
+    float *wqkv, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo, *x, *dout, *out, *sinks;
+    float *gqkv, *gq, *gk, *gv, *go, *gbq, *gbk, *gbv, *gbo, *dx, *gsinks;
+    size_t n_wq, n_wk, n_wo; /* floats of each weight buffer (the packed one: n_wq) */
+    attn_mha m;
+    attn_mha_grads g;
+    attn_options opt;
+} mbw_prob;
+
+static void mbw_setup(mbw_prob *p, int B, int N, int E, int H, int Hkv, int out_in, int packed, int bias)
+{
+    const float ws = 1.0f / sqrtf((float)E);
+    const size_t nx = (size_t)B * N * E;
+    memset(p, 0, sizeof *p);
+    p->B = B; p->N = N; p->E = E; p->H = H; p->Hkv = Hkv; p->kvd = E / H * Hkv;
+    p->out_in = out_in; p->packed = packed; p->bias = bias;
+    p->m.d_model = E; p->m.n_heads = H; p->m.n_kv_heads = Hkv;
+    p->m.layout = out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+    if (packed) { /* GPT-2's c_attn [E x 3E] (IN_OUT, MHA): q, k, v at columns 0, E, 2E */
+        p->n_wq = (size_t)E * 3 * E;
+        p->wqkv = falloc(p->n_wq); p->gqkv = falloc(p->n_wq);
+        rnd_fill(p->wqkv, p->n_wq, ws);
+        p->wq = p->wqkv; p->wk = p->wqkv + E; p->wv = p->wqkv + 2 * E;
+        p->gq = p->gqkv; p->gk = p->gqkv + E; p->gv = p->gqkv + 2 * E;
+        p->m.w_q_stride = p->m.w_k_stride = p->m.w_v_stride = 3 * E;
+    } else {
+        p->n_wq = (size_t)E * E; p->n_wk = (size_t)E * p->kvd;
+        p->wq = falloc(p->n_wq); p->wk = falloc(p->n_wk); p->wv = falloc(p->n_wk);
+        p->gq = falloc(p->n_wq); p->gk = falloc(p->n_wk); p->gv = falloc(p->n_wk);
+        rnd_fill(p->wq, p->n_wq, ws); rnd_fill(p->wk, p->n_wk, ws); rnd_fill(p->wv, p->n_wk, ws);
+    }
+    p->n_wo = (size_t)E * E;
+    p->wo = falloc(p->n_wo); p->go = falloc(p->n_wo);
+    rnd_fill(p->wo, p->n_wo, ws);
+    if (bias) {
+        p->bq = falloc((size_t)E); p->bk = falloc((size_t)p->kvd); p->bv = falloc((size_t)p->kvd); p->bo = falloc((size_t)E);
+        rnd_fill(p->bq, (size_t)E, 0.5f); rnd_fill(p->bk, (size_t)p->kvd, 0.5f);
+        rnd_fill(p->bv, (size_t)p->kvd, 0.5f); rnd_fill(p->bo, (size_t)E, 0.5f);
+        p->gbq = falloc((size_t)E); p->gbk = falloc((size_t)p->kvd); p->gbv = falloc((size_t)p->kvd); p->gbo = falloc((size_t)E);
+    }
+    p->m.w_q = p->wq; p->m.w_k = p->wk; p->m.w_v = p->wv; p->m.w_o = p->wo;
+    p->m.b_q = p->bq; p->m.b_k = p->bk; p->m.b_v = p->bv; p->m.b_o = p->bo;
+    p->g.w_q = p->gq; p->g.w_k = p->gk; p->g.w_v = p->gv; p->g.w_o = p->go;
+    p->g.b_q = p->gbq; p->g.b_k = p->gbk; p->g.b_v = p->gbv; p->g.b_o = p->gbo;
+    p->x = falloc(nx); p->dout = falloc(nx); p->out = falloc(nx); p->dx = falloc(nx);
+    rnd_fill(p->x, nx, 1.0f); rnd_fill(p->dout, nx, 1.0f);
+}
+
+static void mbw_free(mbw_prob *p)
+{
+    if (p->packed) { free(p->wqkv); free(p->gqkv); }
+    else { free(p->wq); free(p->wk); free(p->wv); free(p->gq); free(p->gk); free(p->gv); }
+    free(p->wo); free(p->go); free(p->bq); free(p->bk); free(p->bv); free(p->bo);
+    free(p->gbq); free(p->gbk); free(p->gbv); free(p->gbo); free(p->x); free(p->dout); free(p->out); free(p->dx);
+    free(p->sinks); free(p->gsinks);
+}
+
+static double mbw_loss(mbw_prob *p)
+{
+    const size_t nx = (size_t)p->B * p->N * p->E;
+    double l = 0.0;
+    size_t i;
+    CHECK_CODE(attn_self_forward(p->out, p->x, p->B, p->N, &p->m, &p->opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < nx; ++i) l += (double)p->dout[i] * (double)p->out[i];
+    return l;
+}
+
+/* max-norm relative difference of got[i * stride + c] (rows x cols) from the central differences of L in
+   x[i * stride + c] */
+static double mbw_fd_err(mbw_prob *p, float *x, const float *got, ptrdiff_t stride, int rows, int cols)
+{
+    const float h = 1.0f / 64.0f;
+    double num = 0.0, den = 0.0;
+    int i, c;
+    for (i = 0; i < rows; ++i)
+        for (c = 0; c < cols; ++c) {
+            const size_t at = (size_t)i * (size_t)stride + (size_t)c;
+            const float x0 = x[at];
+            double lp, lm, up, dn, fd;
+            x[at] = x0 + h; up = (double)x[at] - x0; lp = mbw_loss(p);
+            x[at] = x0 - h; dn = x0 - (double)x[at]; lm = mbw_loss(p);
+            x[at] = x0;
+            fd = (lp - lm) / (up + dn);
+            if (fabs(got[at] - fd) > num) num = fabs(got[at] - fd);
+            if (fabs(fd) > den) den = fabs(fd);
+        }
+    return den > 0.0 ? num / den : num;
+}
+
+/* attn_self_backward against central differences of attn_self_forward (float32, L = sum(dout * out), step
+   2^-6): both layouts, biases, GQA, packed QKV weights with their row strides, RoPE (both styles), causal,
+   kv_len, soft-cap, ALiBi, a window and sinks. Tolerance 1e-3 (max-norm relative), test_sdpa_backward_
+   finite_diff's reasoning: the same ~3e-5 of noise in the differences, relative to gradients that are
+   smaller here (dW_k and db_k, through the softmax only, are ~0.1), measured 2e-4 at most. */
+static void test_self_backward_finite_diff(void)
+{
+    int o;
+    for (o = 0; o < 4; ++o) {
+        mbw_prob p;
+        int kv_len[2] = {5, 3};
+        float slopes[2] = {0.25f, 0.5f};
+        double e[10];
+        int t, ok = 1;
+        const int E = 8, N = 5, kvd_cols = o == 1 ? 4 : E;
+        if (o == 0) mbw_setup(&p, 2, N, E, 2, 2, 0, 0, 1);
+        else if (o == 1) mbw_setup(&p, 2, N, E, 2, 1, 1, 0, 1); /* OUT_IN, GQA */
+        else if (o == 2) mbw_setup(&p, 1, N, E, 2, 2, 0, 1, 0); /* packed QKV, no bias */
+        else mbw_setup(&p, 2, N, E, 2, 2, 1, 0, 1);
+        if (o == 0) { p.opt.causal = ATTN_CAUSAL_TOP_LEFT; p.m.rope.style = ATTN_ROPE_NEOX; }
+        if (o == 1) { p.opt.kv_len = kv_len; p.opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; p.m.rope.style = ATTN_ROPE_GPTJ; }
+        if (o == 2) { p.opt.softcap = 2.0f; p.opt.alibi_slopes = slopes; }
+        if (o == 3) {
+            p.sinks = falloc(2); p.gsinks = falloc(2);
+            p.sinks[0] = 0.5f; p.sinks[1] = -0.25f;
+            p.opt.sinks = p.sinks; p.g.sinks = p.gsinks;
+            p.opt.window = 1; p.opt.window_left = 2; p.opt.window_right = 1;
+        }
+        CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        {
+            const int in_out = !p.out_in;
+            const ptrdiff_t sq = p.packed ? 3 * E : E, skv = p.packed ? 3 * E : in_out ? p.kvd : E;
+            const int kv_rows = in_out ? E : p.kvd, kv_cols = in_out ? p.kvd : E;
+            (void)kvd_cols;
+            e[0] = mbw_fd_err(&p, p.x, p.dx, E, p.B * N, E);
+            e[1] = mbw_fd_err(&p, p.wq, p.gq, sq, E, E);
+            e[2] = mbw_fd_err(&p, p.wk, p.gk, skv, kv_rows, kv_cols);
+            e[3] = mbw_fd_err(&p, p.wv, p.gv, skv, kv_rows, kv_cols);
+            e[4] = mbw_fd_err(&p, p.wo, p.go, E, E, E);
+            e[5] = p.bias ? mbw_fd_err(&p, p.bq, p.gbq, E, 1, E) : 0.0;
+            e[6] = p.bias ? mbw_fd_err(&p, p.bk, p.gbk, p.kvd, 1, p.kvd) : 0.0;
+            e[7] = p.bias ? mbw_fd_err(&p, p.bv, p.gbv, p.kvd, 1, p.kvd) : 0.0;
+            e[8] = p.bias ? mbw_fd_err(&p, p.bo, p.gbo, E, 1, E) : 0.0;
+            e[9] = p.sinks ? mbw_fd_err(&p, p.sinks, p.gsinks, 2, 1, 2) : 0.0;
+        }
+        for (t = 0; t < 10; ++t) ok = ok && e[t] <= 1e-3;
+        if (!ok || getenv("ATTN_TEST_VERBOSE"))
+            printf("    self_backward case %d: dx %.2g dWq %.2g dWk %.2g dWv %.2g dWo %.2g dbq %.2g dbk %.2g dbv %.2g "
+                   "dbo %.2g dsinks %.2g\n", o, e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], e[9]);
+        CHECK(ok);
+        mbw_free(&p);
+    }
+}
+
+/* Gradient accumulation doubles the gradients; any thread count gives bitwise the same; dx NULL is allowed;
+   out_weights and a NULL gradient are rejected with the outputs untouched. */
+static void test_self_backward_threads_errors(void)
+{
+    mbw_prob p;
+    const int E = 32, N = 70;
+    float *g1, *dx1, w[4];
+    size_t bytes = 0, i;
+    int t;
+    mbw_setup(&p, 2, N, E, 4, 2, 0, 0, 1);
+    p.opt.causal = ATTN_CAUSAL_TOP_LEFT; p.opt.n_threads = 1;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+    g1 = falloc(p.n_wq); dx1 = falloc((size_t)p.B * N * E);
+    memcpy(g1, p.gq, sizeof(float) * p.n_wq); memcpy(dx1, p.dx, sizeof(float) * p.B * N * E);
+    for (t = 2; t <= 3; ++t) {
+        p.opt.n_threads = t;
+        CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(g1, p.gq, sizeof(float) * p.n_wq) == 0 && memcmp(dx1, p.dx, sizeof(float) * p.B * N * E) == 0);
+    }
+    p.g.accumulate = 1;
+    CHECK_CODE(attn_self_backward(NULL, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < p.n_wq; ++i) g1[i] *= 2.0f; /* (b0 + b1) + b0 + b1, not 2 (b0 + b1) bitwise */
+    CHECK(close_rel(p.gq, g1, p.n_wq, 1e-6));
+    CHECK_CODE(attn_self_backward_workspace_size(&bytes, p.B, N, &p.m, &p.opt), ATTN_OK);
+    CHECK(bytes > 0);
+    fill_sentinel(p.dx, (size_t)p.B * N * E); fill_sentinel(p.gq, p.n_wq);
+    p.opt.out_weights = w;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_self_backward_workspace_size(&bytes, p.B, N, &p.m, &p.opt), ATTN_ERR_OPTION);
+    p.opt.out_weights = NULL;
+    p.g.w_k = NULL;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_NULL);
+    p.g.w_k = p.gk;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, NULL, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, w, sizeof w), ATTN_ERR_WORKSPACE);
+    p.m.n_heads = 3;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_HEADS);
+    CHECK(untouched(p.dx, (size_t)p.B * N * E) && untouched(p.gq, p.n_wq));
+    p.m.n_heads = 4;
+    free(g1); free(dx1);
+    mbw_free(&p);
+}
+
 static const test_case k_tests[] = {
     {"project", test_project},
     {"project_layouts_agree", test_project_layouts_agree},
@@ -5095,6 +5285,8 @@ static const test_case k_tests[] = {
     {"sdpa_backward_threads", test_sdpa_backward_threads},
     {"sdpa_backward_fixture", test_sdpa_backward_fixture},
     {"errors_sdpa_backward", test_errors_sdpa_backward},
+    {"self_backward_finite_diff", test_self_backward_finite_diff},
+    {"self_backward_threads_errors", test_self_backward_threads_errors},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
