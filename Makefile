@@ -9,7 +9,8 @@ BUILD ?= build
 
 HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
-           $(BUILD)/gpt_decode $(BUILD)/llama_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
+           $(BUILD)/gpt_decode $(BUILD)/llama_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment \
+           $(BUILD)/train_tiny
 
 .PHONY: all test install uninstall check-install check-accuracy test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table check-build clean
 
