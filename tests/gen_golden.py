@@ -34,6 +34,13 @@ then per case "case NAME", the int fields of a modifiers case without
 alibi_standard and with has_mask, the tensors scale, softcap, [kv_len], [sinks],
 [alibi_slopes], [mask [Nq, Nk]], q, k, v, dout [B, Hq, Nq, Dv], dq, dk, dv,
 [dsinks [Hq]]; then "end". Inputs are multiples of 1/2 (the mask of 1/4).
+tests/data/mha_backward.txt holds attn_self_backward cases: nn.MultiheadAttention
+(self-attention, batch_first, float64) and autograd's gradients of
+L = sum(dout * out): "attn-mha-backward 1", "int cases K", then per case
+"case NAME", the int fields batch, n, d_model, n_heads, bias, causal,
+has_key_padding_mask, the tensors x, w_q, w_k, w_v, w_o (OUT_IN: in_proj_weight
+split in three, out_proj.weight), [b_q, b_k, b_v, b_o], [key_padding_mask],
+dout, dx, dw_q, dw_k, dw_v, dw_o, [db_q, db_k, db_v, db_o]; then "end".
 
 Needs Debian's PyTorch (apt install python3-torch), hence the /usr/bin/python3
 shebang.  Run from the repo root as:
@@ -541,6 +548,69 @@ def write_backward():
     print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
 
 
+def mha_backward_case(name, seed, batch, n, d_model, n_heads, bias, causal=False, kpm=None):
+    """torch.nn.MultiheadAttention (batch_first, float64, self-attention) and autograd's gradients of
+    L = sum(dout * out): dx and the gradients of in_proj_weight (split into w_q, w_k, w_v: attn_mha's
+    OUT_IN layout), in_proj_bias, out_proj.weight and .bias. Inputs rounded to float32 values."""
+    torch.manual_seed(seed)
+    mha = nn.MultiheadAttention(embed_dim=d_model, num_heads=n_heads, dropout=0.0, bias=bias,
+                                batch_first=True)
+    mha.double()
+    with torch.no_grad():
+        for p in mha.parameters():
+            p.copy_(torch.randn_like(p).mul_(0.5).float().double())
+    x = torch.randn(batch, n, d_model, dtype=torch.float64).float().double().requires_grad_()
+    dout = torch.randn(batch, n, d_model, dtype=torch.float64).float().double()
+    kpm_bool = torch.tensor(kpm, dtype=torch.bool) if kpm is not None else None
+    out, _ = mha(x, x, x, key_padding_mask=kpm_bool, need_weights=False,
+                 attn_mask=causal_mask(n) if causal else None)
+    (out * dout).sum().backward()
+    E = d_model
+    ints = [("batch", batch), ("n", n), ("d_model", d_model), ("n_heads", n_heads), ("bias", int(bias)),
+            ("causal", int(causal)), ("has_key_padding_mask", int(kpm is not None))]
+    lines = ["case %s" % name] + ["int %s %d" % kv for kv in ints]
+    lines += tensor_block("x", x)
+    for nm, t in zip(("w_q", "w_k", "w_v"), mha.in_proj_weight.split(E, dim=0)):
+        lines += tensor_block(nm, t)
+    lines += tensor_block("w_o", mha.out_proj.weight)
+    if bias:
+        for nm, t in zip(("b_q", "b_k", "b_v"), mha.in_proj_bias.split(E, dim=0)):
+            lines += tensor_block(nm, t)
+        lines += tensor_block("b_o", mha.out_proj.bias)
+    if kpm is not None:
+        lines.append("tensor key_padding_mask %d" % kpm_bool.numel())
+        for row in kpm_bool.int().tolist():
+            lines.append(" ".join(str(v) for v in row))
+    lines += tensor_block("dout", dout)
+    lines += short_block("dx", x.grad, fmt_out)
+    for nm, t in zip(("dw_q", "dw_k", "dw_v"), mha.in_proj_weight.grad.split(E, dim=0)):
+        lines += short_block(nm, t, fmt_out)
+    lines += short_block("dw_o", mha.out_proj.weight.grad, fmt_out)
+    if bias:
+        for nm, t in zip(("db_q", "db_k", "db_v"), mha.in_proj_bias.grad.split(E, dim=0)):
+            lines += short_block(nm, t, fmt_out)
+        lines += short_block("db_o", mha.out_proj.bias.grad, fmt_out)
+    return lines
+
+
+def write_mha_backward():
+    """attn_self_backward against PyTorch's nn.MultiheadAttention autograd: biases, a causal mask, key
+    padding."""
+    cases = [
+        mha_backward_case("bias", 601, 2, 6, 8, 2, True),
+        mha_backward_case("causal_padding_nobias", 602, 2, 7, 12, 3, False, causal=True,
+                          kpm=[[0, 0, 0, 0, 0, 1, 1], [0, 1, 0, 0, 0, 0, 0]]),
+    ]
+    lines = ["attn-mha-backward 1", "int cases %d" % len(cases)]
+    for c in cases:
+        lines += c
+    lines.append("end")
+    path = os.path.join(DATA_DIR, "mha_backward.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
+
+
 def main():
     os.makedirs(DATA_DIR, exist_ok=True)
     names = sys.argv[1:]
@@ -554,6 +624,7 @@ def main():
         write_modifiers()
     if not names or "backward" in names:
         write_backward()
+        write_mha_backward()
     if names and "mha" not in names:
         return
 

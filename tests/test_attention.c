@@ -5169,6 +5169,105 @@ static void test_self_backward_finite_diff(void)
     }
 }
 
+/* attn_self_backward against PyTorch's nn.MultiheadAttention autograd (float64, tests/data/mha_backward.txt
+   from tests/gen_golden.py backward): OUT_IN weights as PyTorch stores them, biases, causal, key padding;
+   every gradient within TOL. */
+static void test_self_backward_fixture(void)
+{
+    static const char *const w_names[4] = {"w_q", "w_k", "w_v", "w_o"}, *const b_names[4] = {"b_q", "b_k", "b_v", "b_o"};
+    static const char *const dw_names[4] = {"dw_q", "dw_k", "dw_v", "dw_o"}, *const db_names[4] = {"db_q", "db_k", "db_v", "db_o"};
+    char path[512], magic[32];
+    FILE *f;
+    int version, cases = 0, c;
+    snprintf(path, sizeof path, "%s/mha_backward.txt", g_data_dir);
+    f = fopen(path, "r");
+    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
+    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-mha-backward") || version != 1 ||
+        !read_int(f, "cases", &cases) || cases < 1) {
+        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
+    }
+    for (c = 0; c < cases; ++c) {
+        char tag[16], name[64];
+        int B, N, E, H, bias, causal, has_kpm, i, t, ok;
+        float *x = NULL, *dout = NULL, *kpm_f = NULL, *dx_want = NULL, *w[4] = {0}, *bb[4] = {0}, *dw_want[4] = {0};
+        float *db_want[4] = {0}, *dx, *dw[4], *db[4];
+        unsigned char *kpm = NULL;
+        double e, worst = 0.0;
+        attn_mha m;
+        attn_mha_grads g;
+        attn_options opt;
+        if (!(fscanf(f, "%15s %63s", tag, name) == 2 && strcmp(tag, "case") == 0 && read_int(f, "batch", &B) &&
+              read_int(f, "n", &N) && read_int(f, "d_model", &E) && read_int(f, "n_heads", &H) &&
+              read_int(f, "bias", &bias) && read_int(f, "causal", &causal) &&
+              read_int(f, "has_key_padding_mask", &has_kpm) && B > 0 && N > 0 && E > 0 && H > 0 && E % H == 0)) {
+            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+        }
+        ok = (x = read_tensor(f, "x", B * N * E)) != NULL;
+        for (t = 0; t < 4 && ok; ++t) ok = (w[t] = read_tensor(f, w_names[t], E * E)) != NULL;
+        for (t = 0; t < 4 && ok && bias; ++t) ok = (bb[t] = read_tensor(f, b_names[t], E)) != NULL;
+        if (ok && has_kpm) ok = (kpm_f = read_tensor(f, "key_padding_mask", B * N)) != NULL;
+        ok = ok && (dout = read_tensor(f, "dout", B * N * E)) && (dx_want = read_tensor(f, "dx", B * N * E));
+        for (t = 0; t < 4 && ok; ++t) ok = (dw_want[t] = read_tensor(f, dw_names[t], E * E)) != NULL;
+        for (t = 0; t < 4 && ok && bias; ++t) ok = (db_want[t] = read_tensor(f, db_names[t], E)) != NULL;
+        if (ok) {
+            memset(&m, 0, sizeof m); memset(&g, 0, sizeof g); memset(&opt, 0, sizeof opt);
+            m.d_model = E; m.n_heads = H; m.layout = ATTN_LAYOUT_OUT_IN;
+            m.w_q = w[0]; m.w_k = w[1]; m.w_v = w[2]; m.w_o = w[3];
+            m.b_q = bb[0]; m.b_k = bb[1]; m.b_v = bb[2]; m.b_o = bb[3];
+            dx = falloc((size_t)B * N * E);
+            for (t = 0; t < 4; ++t) { dw[t] = falloc((size_t)E * E); db[t] = bias ? falloc((size_t)E) : NULL; }
+            g.w_q = dw[0]; g.w_k = dw[1]; g.w_v = dw[2]; g.w_o = dw[3];
+            g.b_q = db[0]; g.b_k = db[1]; g.b_v = db[2]; g.b_o = db[3];
+            opt.causal = causal ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_NONE;
+            if (has_kpm) {
+                kpm = (unsigned char *)malloc((size_t)B * N);
+                if (!kpm) abort();
+                for (i = 0; i < B * N; ++i) kpm[i] = (unsigned char)(kpm_f[i] != 0.0f);
+                opt.key_padding_mask = kpm;
+            }
+            CHECK_CODE(attn_self_backward(dx, &g, x, dout, B, N, &m, &opt, NULL, 0), ATTN_OK);
+            {
+                const float *got[9] = {dx, dw[0], dw[1], dw[2], dw[3], db[0], db[1], db[2], db[3]};
+                const float *want[9] = {dx_want, dw_want[0], dw_want[1], dw_want[2], dw_want[3], db_want[0],
+                                        db_want[1], db_want[2], db_want[3]};
+                const size_t count[9] = {(size_t)B * N * E, (size_t)E * E, (size_t)E * E, (size_t)E * E, (size_t)E * E,
+                                         (size_t)E, (size_t)E, (size_t)E, (size_t)E};
+                /* a bias gradient relative to the larger of its own and its weight's (db_k is 0 in exact
+                   arithmetic: a key bias adds q . b_k to a whole row of scores, which the softmax ignores) */
+                for (t = 0; t < 9; ++t) {
+                    double num = 0.0, den = 0.0;
+                    size_t k;
+                    if (!want[t]) continue;
+                    for (k = 0; k < count[t]; ++k) {
+                        if (fabs((double)got[t][k] - want[t][k]) > num) num = fabs((double)got[t][k] - want[t][k]);
+                        if (fabs((double)want[t][k]) > den) den = fabs((double)want[t][k]);
+                    }
+                    if (t >= 5)
+                        for (k = 0; k < (size_t)E * E; ++k)
+                            if (fabs((double)want[t - 4][k]) > den) den = fabs((double)want[t - 4][k]);
+                    e = den > 0.0 ? num / den : num;
+                    if (!(e <= worst)) worst = e;
+                }
+            }
+            if (!(worst <= TOL) || getenv("ATTN_TEST_VERBOSE"))
+                printf("    mha backward fixture %s: largest relative error %.3g (tolerance %g)\n", name, worst, TOL);
+            if (!(worst <= TOL)) ++g_fails;
+            free(dx); free(kpm);
+            for (t = 0; t < 4; ++t) { free(dw[t]); free(db[t]); }
+        } else {
+            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+        }
+        free(x); free(dout); free(kpm_f); free(dx_want);
+        for (t = 0; t < 4; ++t) { free(w[t]); free(bb[t]); free(dw_want[t]); free(db_want[t]); }
+        if (!ok) break;
+    }
+    if (c == cases) {
+        char end[8];
+        CHECK(fscanf(f, "%7s", end) == 1 && strcmp(end, "end") == 0);
+    }
+    fclose(f);
+}
+
 /* Gradient accumulation doubles the gradients; any thread count gives bitwise the same; dx NULL is allowed;
    out_weights and a NULL gradient are rejected with the outputs untouched. */
 static void test_self_backward_threads_errors(void)
@@ -5287,6 +5386,7 @@ static const test_case k_tests[] = {
     {"errors_sdpa_backward", test_errors_sdpa_backward},
     {"self_backward_finite_diff", test_self_backward_finite_diff},
     {"self_backward_threads_errors", test_self_backward_threads_errors},
+    {"self_backward_fixture", test_self_backward_fixture},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
