@@ -33,7 +33,8 @@
        API: fused attention        attn_sdpa
        API: fused attention backward  attn_sdpa_backward_workspace_size, attn_sdpa_backward (training:
                                    dq, dk, dv and the sinks' gradient)
-       API: multi-head attention   attn_self_forward, attn_cross_forward
+       API: multi-head attention   attn_self_forward, attn_cross_forward, attn_mha_grads,
+                                   attn_self_backward_workspace_size, attn_self_backward
        API: KV caches              attn_kv_append, attn_kv_step
        API: classic attention      attn_align, attn_align_options, attn_align_keys, attn_align_scores,
                                    attn_align_forward, attn_hardmax, attn_topk, attn_sample
@@ -53,6 +54,7 @@
        Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)
        Fused attention: the backward pass (attn_sdpa_backward): FlashAttention-2's, deterministic
        Multi-head attention
+       Multi-head attention: the backward pass (attn_self_backward)
        KV caches: appending tokens, one decoding step of multi-head self-attention
        Classic attention: alignment models (additive and multiplicative scores)
        Classic attention: hard selection (hardmax, top-k, sampling)
@@ -164,7 +166,7 @@
    - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
      today's behaviour at zero.
-   - Nothing allocates except attn_sdpa, attn_sdpa_backward, attn_self_forward, attn_cross_forward, attn_project_ex (more
+   - Nothing allocates except attn_sdpa, attn_sdpa_backward, attn_self_forward, attn_self_backward, attn_cross_forward, attn_project_ex (more
      than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they
      take one block through ATTN_MALLOC and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
@@ -258,7 +260,9 @@
                            each batch's last valid key (was Nk). attn_sdpa_backward and its workspace
                            size (training: FlashAttention-2's backward pass, memory linear in N,
                            bitwise identical for any thread count, every attn_sdpa option but
-                           out_weights and splits, the sinks' gradient). See CHANGELOG.md.
+                           out_weights and splits, the sinks' gradient); attn_self_backward and
+                           attn_mha_grads (multi-head self-attention's dx and parameter gradients
+                           in the weights' layout); examples/train_tiny.c. See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
