@@ -153,7 +153,7 @@ lint:
 # new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
 # $(BUILD)/fuzz/<name>.log. One harness: make fuzz-run-<name>; `make -j2 fuzz` runs two at a time.
 # Replay one: $(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
-FUZZ_TARGETS = project project_ex scores softmax weighted_sum merge rope sdpa self_forward cross_forward \
+FUZZ_TARGETS = project project_ex scores softmax weighted_sum merge rope sdpa sdpa_backward self_forward cross_forward \
                align_scores align_forward hardmax topk sample image_write
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all

@@ -3383,10 +3383,9 @@ static void attn__bwd_rows(const attn__bwd_tile *t, const attn__bwd_head *g, int
     }
 }
 
-/* Lets the compiler vectorise a loop whose arrays it cannot prove apart (they are). */
-#if defined(__clang__)
-#define ATTN__IVDEP _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__) && __GNUC__ >= 5
+/* Lets gcc vectorise a loop whose arrays it cannot prove apart (they are): at -O2 it does not add the
+   runtime checks. clang adds them itself (and its assume_safety hint warns when -O1 cannot vectorise). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 5
 #define ATTN__IVDEP _Pragma("GCC ivdep")
 #else
 #define ATTN__IVDEP
