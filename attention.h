@@ -3956,7 +3956,7 @@ static void attn__mha_bwd_run(float *dx, const attn_mha_grads *gr, const float *
     int b, h;
     /* the gradients start at 0 unless accumulating */
     if (!gr->accumulate) {
-        attn__bwd_zero(gr->w_q, wq_rs, in_out ? E : E, E);
+        attn__bwd_zero(gr->w_q, wq_rs, E, E);
         attn__bwd_zero(gr->w_k, wk_rs, in_out ? E : kvd, in_out ? kvd : E);
         attn__bwd_zero(gr->w_v, wv_rs, in_out ? E : kvd, in_out ? kvd : E);
         attn__bwd_zero(gr->w_o, wo_rs, E, E);
