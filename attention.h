@@ -34,7 +34,7 @@
        API: fused attention backward  attn_sdpa_backward_workspace_size, attn_sdpa_backward (training:
                                    dq, dk, dv and the sinks' gradient)
        API: multi-head attention   attn_self_forward, attn_cross_forward, attn_mha_grads,
-                                   attn_self_backward_workspace_size, attn_self_backward
+                                   attn_self_backward(_workspace_size), attn_cross_backward(_workspace_size)
        API: KV caches              attn_kv_append, attn_kv_step
        API: classic attention      attn_align, attn_align_options, attn_align_keys, attn_align_scores,
                                    attn_align_forward, attn_hardmax, attn_topk, attn_sample
@@ -54,7 +54,7 @@
        Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)
        Fused attention: the backward pass (attn_sdpa_backward): FlashAttention-2's, deterministic
        Multi-head attention
-       Multi-head attention: the backward pass (attn_self_backward)
+       Multi-head attention: the backward pass (attn_self_backward, attn_cross_backward)
        KV caches: appending tokens, one decoding step of multi-head self-attention
        Classic attention: alignment models (additive and multiplicative scores)
        Classic attention: hard selection (hardmax, top-k, sampling)
@@ -166,7 +166,8 @@
    - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
      today's behaviour at zero.
-   - Nothing allocates except attn_sdpa, attn_sdpa_backward, attn_self_forward, attn_self_backward, attn_cross_forward, attn_project_ex (more
+   - Nothing allocates except attn_sdpa, attn_sdpa_backward, attn_self_forward, attn_self_backward,
+     attn_cross_backward, attn_cross_forward, attn_project_ex (more
      than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they
      take one block through ATTN_MALLOC and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
@@ -177,9 +178,10 @@
    Every public type and function is documented where it is declared, below this comment: what it
    computes, the shapes of its arguments, who owns what, its errors. The declarations are grouped under
    the banners "API: types", "API: helpers", "API: building blocks", "API: fused attention", "API: fused
-   attention backward", "API: multi-head attention", "API: KV caches", "API: classic attention" and "API: attention pictures"
-   (CONTENTS); the fields of attn_options, attn_mha, attn_rope, attn_kv_cache, attn_align,
-   attn_align_options and attn_image_options are described beside their structs. Search for a name.
+   attention backward", "API: multi-head attention", "API: KV caches", "API: classic attention" and
+   "API: attention pictures" (CONTENTS); the fields of attn_options, attn_mha, attn_mha_grads, attn_rope,
+   attn_kv_cache, attn_align, attn_align_options and attn_image_options are described beside their
+   structs. Search for a name.
 
    ==================================================================================================
    NUMERIC CONTRACT
@@ -260,9 +262,10 @@
                            each batch's last valid key (was Nk). attn_sdpa_backward and its workspace
                            size (training: FlashAttention-2's backward pass, memory linear in N,
                            bitwise identical for any thread count, every attn_sdpa option but
-                           out_weights and splits, the sinks' gradient); attn_self_backward and
-                           attn_mha_grads (multi-head self-attention's dx and parameter gradients
-                           in the weights' layout); examples/train_tiny.c. See CHANGELOG.md.
+                           out_weights and splits, the sinks' gradient); attn_self_backward,
+                           attn_cross_backward and attn_mha_grads (multi-head attention's dx and
+                           parameter gradients in the weights' layout); examples/train_tiny.c.
+                           See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -744,12 +747,23 @@ ATTNDEF attn_result attn_self_backward_workspace_size(size_t *bytes, int batch, 
    dW = x^T . dY (IN_OUT; dY^T . x for OUT_IN) and db = the column sums of dY for each projection. The
    options of attn_self_forward apply, except out_weights (ATTN_ERR_OPTION; out_lse is ignored). Products
    and attention run on attn_options.n_threads threads, deterministic for any count. The workspace holds
-   one batch's Q, K, V, attention output and their gradients (about 9 N d_model floats), a transposed
-   input and the larger of a packed weight and a packed [N x d_model] gradient; NULL: allocated inside.
+   one batch's Q, K, V, attention output and their gradients (about 8 N d_model floats), a transposed
+   operand, a product and the larger of a packed weight and a packed [N x d_model] gradient; NULL:
+   allocated inside.
    Errors: as attn_self_forward, plus ATTN_ERR_NULL for dout, grads or a weight gradient. */
 ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, const float *x, const float *dout,
                                        int batch, int n, const attn_mha *mha, const attn_options *opt,
                                        void *workspace, size_t workspace_bytes);
+/* *bytes = the workspace of attn_cross_backward for these sizes, weights and options. */
+ATTNDEF attn_result attn_cross_backward_workspace_size(size_t *bytes, int batch, int n_q, int n_kv,
+                                                       const attn_mha *mha, const attn_options *opt);
+/* The backward pass of attn_cross_forward, as attn_self_backward: from x_q [B, Nq, d_model], x_kv [B, Nk, d_kv]
+   and dout [B, Nq, d_model], dx_q [B, Nq, d_model] (through W_q) and dx_kv [B, Nk, d_kv] (through W_k and
+   W_v), each optional (NULL), and the parameters' gradients in *grads. */
+ATTNDEF attn_result attn_cross_backward(float *dx_q, float *dx_kv, const attn_mha_grads *grads, const float *x_q,
+                                        const float *x_kv, const float *dout, int batch, int n_q, int n_kv,
+                                        const attn_mha *mha, const attn_options *opt, void *workspace,
+                                        size_t workspace_bytes);
 
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -3838,34 +3852,44 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Multi-head attention: the backward pass (attn_self_backward)                                   */
+/* Multi-head attention: the backward pass (attn_self_backward, attn_cross_backward)              */
 /* ---------------------------------------------------------------------------------------------- */
 
-/* The sizes of attn_self_backward's buffers, in floats: the kernels' tiles (the larger of attn_sdpa's and
-   attn_sdpa_backward's for one batch), a packed matrix (a weight, or an [N x d_model] gradient as the
-   right-hand side of a weight's gradient), then per batch Q, A, dA, dQ [N x E], K, V, dK, dV [N x kvd],
-   lse [H x N], a transposed operand [E x N] and a product [max(N, E) x E]. */
+/* The sizes of the multi-head backward pass's buffers, in floats: the kernels' tiles (the larger of
+   attn_sdpa's and attn_sdpa_backward's for one batch), a packed matrix (a weight, or an [N x width] gradient
+   as the right-hand side of a weight's gradient), then per batch Q, A, dA, dQ [Nq x E], K, V, dK, dV
+   [Nk x kvd], lse [H x Nq], a transposed operand [max(E, d_kv) x max(Nq, Nk)] and a product (a weight's
+   gradient, or a dx term). */
 typedef struct attn__mbw_sizes {
-    size_t kern, pack, total;
+    size_t kern, pack, t, p, total;
 } attn__mbw_sizes;
 
-static int attn__mbw_floats(attn__mbw_sizes *z, const attn__mha_dims *md, int n, const attn_options *o)
+static int attn__mbw_floats(attn__mbw_sizes *z, const attn__mha_dims *md, int n_q, int n_kv, const attn_options *o)
 {
     const attn_dims *d = &md->sdpa;
-    size_t per_thread, fwd, bwd, p2, nE, nkv, big;
-    const size_t E = (size_t)md->d_model, N = (size_t)n;
+    const int w_max = md->d_kv > md->d_model ? md->d_kv : md->d_model, n_max = n_q > n_kv ? n_q : n_kv;
+    size_t per_thread, fwd, bwd, p2, x;
     if (!attn__sdpa_call_floats(&fwd, d, o, NULL, &per_thread) || !attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v) ||
         !attn__mul(&bwd, per_thread, (size_t)attn__threads(o, (double)d->n_kv_heads)))
         return 0;
     z->kern = (fwd > bwd ? fwd : bwd) + 15 - ((fwd > bwd ? fwd : bwd) + 15) % 16; /* whole ATTN__ALIGN blocks */
-    if (!attn__pack_floats(&z->pack, md->d_model, md->d_model) || !attn__pack_floats(&p2, n, md->d_model)) return 0;
+    if (!attn__pack_floats(&z->pack, w_max, md->d_model) || !attn__pack_floats(&p2, md->d_model, w_max)) return 0;
     if (p2 > z->pack) z->pack = p2;
-    big = N > E ? N : E;
-    return attn__mul(&nE, N, E) && attn__mul(&nkv, N, (size_t)md->kv_dim) && attn__mul(&z->total, nE, 5) &&
-           attn__mul(&nkv, nkv, 4) && attn__add(&z->total, z->total, nkv) &&
-           attn__mul(&big, big, E) && attn__add(&z->total, z->total, big) &&
-           attn__add(&z->total, z->total, (size_t)d->n_heads * N) && attn__add(&z->total, z->total, z->kern) &&
-           attn__add(&z->total, z->total, z->pack);
+    if (!attn__pack_floats(&p2, n_max, w_max)) return 0;
+    if (p2 > z->pack) z->pack = p2;
+    if (!attn__mul(&z->t, (size_t)w_max, (size_t)n_max) || !attn__mul(&z->p, (size_t)w_max, (size_t)md->d_model) ||
+        !attn__mul(&x, (size_t)n_q, (size_t)md->d_model))
+        return 0;
+    if (x > z->p) z->p = x;
+    if (!attn__mul(&x, (size_t)n_kv, (size_t)md->d_kv)) return 0;
+    if (x > z->p) z->p = x;
+    if ((size_t)d->n_heads > z->p) z->p = (size_t)d->n_heads;
+    if (!attn__mul(&x, (size_t)n_q, (size_t)md->d_model) || !attn__mul(&z->total, x, 4)) return 0;
+    if (!attn__mul(&x, (size_t)n_kv, (size_t)md->kv_dim) || !attn__mul(&x, x, 4) || !attn__add(&z->total, z->total, x))
+        return 0;
+    return attn__mul(&x, (size_t)d->n_heads, (size_t)n_q) && attn__add(&z->total, z->total, x) &&
+           attn__add(&z->total, z->total, z->t) && attn__add(&z->total, z->total, z->p) &&
+           attn__add(&z->total, z->total, z->kern) && attn__add(&z->total, z->total, z->pack);
 }
 
 /* RoPE's inverse on rows of [n x heads*d] (its transpose: a rotation by -angle), for the gradients of Q and
@@ -3935,30 +3959,32 @@ static void attn__proj_backward(float *dx, int dx_add, float *g, ptrdiff_t g_rs,
 
 /* Per batch: the forward again (Q, K, V with RoPE, A and its lse), then the backward of the output
    projection, of attention (attn__bwd_run on the interleaved heads) and of RoPE and the three input
-   projections, accumulating the weight gradients over the batches in order. */
-static void attn__mha_bwd_run(float *dx, const attn_mha_grads *gr, const float *x, const float *dout, int n,
-                              const attn_mha *m, const attn_options *o, const attn__mha_dims *md,
-                              const attn__mbw_sizes *z, float *ws)
+   projections, accumulating the weight gradients over the batches in order. Self-attention (x_kv = x_q,
+   dx_kv = dx_q) sums the three projections' terms into dx; cross-attention gives dx_q from W_q and dx_kv
+   from W_k and W_v. */
+static void attn__mha_bwd_run(float *dx_q, float *dx_kv, const attn_mha_grads *gr, const float *x_q, const float *x_kv,
+                              const float *dout, int n_q, int n_kv, const attn_mha *m, const attn_options *o,
+                              const attn__mha_dims *md, const attn__mbw_sizes *z, float *ws, int self)
 {
     const attn_dims *d = &md->sdpa;
-    const int E = md->d_model, kvd = md->kv_dim, H = d->n_heads, Hkv = d->n_kv_heads, hd = d->d_k;
-    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kvd : E;
+    const int E = md->d_model, kvd = md->kv_dim, d_kv = md->d_kv, H = d->n_heads, Hkv = d->n_kv_heads, hd = d->d_k;
+    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kvd : d_kv;
     const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : E, wo_rs = m->w_o_stride ? m->w_o_stride : E;
     const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : wkv_rs, wv_rs = m->w_v_stride ? m->w_v_stride : wkv_rs;
     const int in_out = m->layout == ATTN_LAYOUT_IN_OUT, threads = attn__threads(o, ATTN_MAX_THREADS);
-    const size_t nE = (size_t)n * (size_t)E, nkv = (size_t)n * (size_t)kvd;
+    const size_t nqE = (size_t)n_q * (size_t)E, nkv = (size_t)n_kv * (size_t)kvd, nkx = (size_t)n_kv * (size_t)d_kv;
     float *kern = ws, *bpack = kern + z->kern;
-    float *qb = bpack + z->pack, *ab = qb + nE, *dab = ab + nE, *dqb = dab + nE, *tb = dqb + nE; /* tb [E x n] */
-    float *kb = tb + nE, *vb = kb + nkv, *dkb = vb + nkv, *dvb = dkb + nkv, *lse = dvb + nkv;
-    float *pb = lse + (size_t)H * (size_t)n; /* [max(n, E) x E] */
-    const attn_stride q_s = attn_stride_bnhd(n, H, hd), kv_s = attn_stride_bnhd(n, Hkv, hd);
+    float *qb = bpack + z->pack, *ab = qb + nqE, *dab = ab + nqE, *dqb = dab + nqE;
+    float *kb = dqb + nqE, *vb = kb + nkv, *dkb = vb + nkv, *dvb = dkb + nkv, *lse = dvb + nkv;
+    float *tb = lse + (size_t)H * (size_t)n_q, *pb = tb + z->t;
+    const attn_stride q_s = attn_stride_bnhd(n_q, H, hd), kv_s = attn_stride_bnhd(n_kv, Hkv, hd);
     attn__bwd_args a;
     int b, h;
     /* the gradients start at 0 unless accumulating */
     if (!gr->accumulate) {
         attn__bwd_zero(gr->w_q, wq_rs, E, E);
-        attn__bwd_zero(gr->w_k, wk_rs, in_out ? E : kvd, in_out ? kvd : E);
-        attn__bwd_zero(gr->w_v, wv_rs, in_out ? E : kvd, in_out ? kvd : E);
+        attn__bwd_zero(gr->w_k, wk_rs, in_out ? d_kv : kvd, in_out ? kvd : d_kv);
+        attn__bwd_zero(gr->w_v, wv_rs, in_out ? d_kv : kvd, in_out ? kvd : d_kv);
         attn__bwd_zero(gr->w_o, wo_rs, E, E);
         if (gr->b_q) memset(gr->b_q, 0, sizeof(float) * (size_t)E);
         if (gr->b_k) memset(gr->b_k, 0, sizeof(float) * (size_t)kvd);
@@ -3972,22 +3998,22 @@ static void attn__mha_bwd_run(float *dx, const attn_mha_grads *gr, const float *
     a.q_s = q_s; a.k_s = kv_s; a.v_s = kv_s; a.out_s = q_s; a.dout_s = q_s;
     a.d = d;
     for (b = 0; b < md->batch; ++b) {
-        const float *x_b = x + (size_t)b * nE, *dout_b = dout + (size_t)b * nE;
-        float *dx_b = dx ? dx + (size_t)b * nE : NULL;
+        const float *xq_b = x_q + (size_t)b * nqE, *xkv_b = x_kv + (size_t)b * nkx, *dout_b = dout + (size_t)b * nqE;
+        float *dxq_b = dx_q ? dx_q + (size_t)b * nqE : NULL, *dxkv_b = dx_kv ? dx_kv + (size_t)b * nkx : NULL;
         attn_options ob = *o; /* the options seen from batch b */
         ob.mask = o->mask ? o->mask + b * o->mask_stride.batch : NULL;
         ob.kv_len = o->kv_len ? o->kv_len + b : NULL;
-        ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n : NULL;
+        ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = lse;
         /* 1. the forward: Q, K, V (RoPE on Q and K), A = attention, its lse */
-        attn__project(qb, E, x_b, E, m->w_q, wq_rs, m->layout, m->b_q, n, E, E, threads, bpack);
-        attn__project(kb, kvd, x_b, E, m->w_k, wk_rs, m->layout, m->b_k, n, E, kvd, threads, bpack);
-        attn__project(vb, kvd, x_b, E, m->w_v, wv_rs, m->layout, m->b_v, n, E, kvd, threads, bpack);
-        attn__rope_rows(qb, E, hd, H, n, hd, 0, &m->rope);
-        attn__rope_rows(kb, kvd, hd, Hkv, n, hd, 0, &m->rope);
+        attn__project(qb, E, xq_b, E, m->w_q, wq_rs, m->layout, m->b_q, n_q, E, E, threads, bpack);
+        attn__project(kb, kvd, xkv_b, d_kv, m->w_k, wk_rs, m->layout, m->b_k, n_kv, d_kv, kvd, threads, bpack);
+        attn__project(vb, kvd, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, d_kv, kvd, threads, bpack);
+        attn__rope_rows(qb, E, hd, H, n_q, hd, 0, &m->rope);
+        attn__rope_rows(kb, kvd, hd, Hkv, n_kv, hd, 0, &m->rope);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, kern);
         /* 2. out = A . W_o + b_o: dW_o, db_o, dA */
-        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, m->w_o, wo_rs, m->layout, n, E, E, tb, pb,
+        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, m->w_o, wo_rs, m->layout, n_q, E, E, tb, pb,
                             threads, bpack);
         /* 3. attention: dQ, dK, dV (and the sinks' gradient of this batch, in pb, summed over the batches) */
         a.o = &ob;
@@ -3996,45 +4022,47 @@ static void attn__mha_bwd_run(float *dx, const attn_mha_grads *gr, const float *
         if (a.dsinks)
             for (h = 0; h < H; ++h) gr->sinks[h] += pb[h];
         /* 4. RoPE's inverse, then the three input projections: dW, db, dx */
-        attn__rope_rows_inverse(dqb, E, H, n, hd, &m->rope);
-        attn__rope_rows_inverse(dkb, kvd, Hkv, n, hd, &m->rope);
-        attn__proj_backward(dx_b, 0, gr->w_q, wq_rs, gr->b_q, x_b, dqb, m->w_q, wq_rs, m->layout, n, E, E, tb, pb,
+        attn__rope_rows_inverse(dqb, E, H, n_q, hd, &m->rope);
+        attn__rope_rows_inverse(dkb, kvd, Hkv, n_kv, hd, &m->rope);
+        attn__proj_backward(dxq_b, 0, gr->w_q, wq_rs, gr->b_q, xq_b, dqb, m->w_q, wq_rs, m->layout, n_q, E, E, tb, pb,
                             threads, bpack);
-        attn__proj_backward(dx_b, 1, gr->w_k, wk_rs, gr->b_k, x_b, dkb, m->w_k, wk_rs, m->layout, n, E, kvd, tb, pb,
-                            threads, bpack);
-        attn__proj_backward(dx_b, 1, gr->w_v, wv_rs, gr->b_v, x_b, dvb, m->w_v, wv_rs, m->layout, n, E, kvd, tb, pb,
-                            threads, bpack);
+        attn__proj_backward(dxkv_b, self, gr->w_k, wk_rs, gr->b_k, xkv_b, dkb, m->w_k, wk_rs, m->layout, n_kv, d_kv, kvd,
+                            tb, pb, threads, bpack);
+        attn__proj_backward(dxkv_b, 1, gr->w_v, wv_rs, gr->b_v, xkv_b, dvb, m->w_v, wv_rs, m->layout, n_kv, d_kv, kvd,
+                            tb, pb, threads, bpack);
     }
 }
 
-/* Validation shared by the call and its workspace query. */
+/* Validation shared by the calls and their workspace queries. */
 static attn_result attn__mha_bwd_need(const char *func, attn__mha_dims *md, attn__mbw_sizes *z, size_t *bytes,
-                                      int batch, int n, const attn_mha *m, const attn_options *opt, int read_values)
+                                      int batch, int n_q, int n_kv, const attn_mha *m, const attn_options *opt,
+                                      int self, int read_values)
 {
     attn_result r;
-    if ((r = attn__mha_resolve(func, md, batch, n, n, m, opt, 1, read_values)) != ATTN_OK) return r;
+    if ((r = attn__mha_resolve(func, md, batch, n_q, n_kv, m, opt, self, read_values)) != ATTN_OK) return r;
     ATTN__REQUIRE(!opt->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
-    ATTN__REQUIRE(attn__mbw_floats(z, md, n, opt) && attn__ws_bytes(bytes, z->total) == ATTN_OK, ATTN_ERR_OVERFLOW,
-                  "mha", "the workspace's size overflows");
+    ATTN__REQUIRE(attn__mbw_floats(z, md, n_q, n_kv, opt) && attn__ws_bytes(bytes, z->total) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "mha", "the workspace's size overflows");
     return ATTN_OK;
 }
 
-ATTNDEF attn_result attn_self_backward_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
-                                                      const attn_options *opt)
+static attn_result attn__mha_bwd_size(size_t *bytes, int batch, int n_q, int n_kv, const attn_mha *mha,
+                                      const attn_options *opt, int self)
 {
-    const char *func = "attn_self_backward_workspace_size";
+    const char *func = self ? "attn_self_backward_workspace_size" : "attn_cross_backward_workspace_size";
     attn__mha_dims md;
     attn__mbw_sizes z;
     if (!opt) opt = &attn__default_options;
     ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
-    return attn__mha_bwd_need(func, &md, &z, bytes, batch, n, mha, opt, 0);
+    return attn__mha_bwd_need(func, &md, &z, bytes, batch, n_q, n_kv, mha, opt, self, 0);
 }
 
-ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, const float *x, const float *dout,
-                                       int batch, int n, const attn_mha *mha, const attn_options *opt,
-                                       void *workspace, size_t workspace_bytes)
+static attn_result attn__mha_backward(float *dx_q, float *dx_kv, const attn_mha_grads *grads, const float *x_q,
+                                      const float *x_kv, const float *dout, int batch, int n_q, int n_kv,
+                                      const attn_mha *mha, const attn_options *opt, void *workspace,
+                                      size_t workspace_bytes, int self)
 {
-    const char *func = "attn_self_backward";
+    const char *func = self ? "attn_self_backward" : "attn_cross_backward";
     attn__mha_dims md;
     attn__mbw_sizes z;
     attn_result r;
@@ -4042,20 +4070,49 @@ ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, c
     void *mem = workspace;
     if (!opt) opt = &attn__default_options;
     ATTN__REQUIRE(grads, ATTN_ERR_NULL, "grads", "NULL");
-    ATTN__REQUIRE(x, ATTN_ERR_NULL, "x", "NULL");
+    ATTN__REQUIRE(x_q, ATTN_ERR_NULL, self ? "x" : "x_q", "NULL");
+    ATTN__REQUIRE(x_kv, ATTN_ERR_NULL, self ? "x" : "x_kv", "NULL");
     ATTN__REQUIRE(dout, ATTN_ERR_NULL, "dout", "NULL");
     ATTN__REQUIRE(mha, ATTN_ERR_NULL, "mha", "NULL");
     ATTN__REQUIRE(mha->w_q && mha->w_k && mha->w_v && mha->w_o, ATTN_ERR_NULL, "mha->w_q", "a weight is NULL");
     ATTN__REQUIRE(grads->w_q && grads->w_k && grads->w_v && grads->w_o, ATTN_ERR_NULL, "grads->w_q",
                   "a weight's gradient is NULL");
-    if ((r = attn__mha_bwd_need(func, &md, &z, &need, batch, n, mha, opt, 1)) != ATTN_OK) return r;
+    if ((r = attn__mha_bwd_need(func, &md, &z, &need, batch, n_q, n_kv, mha, opt, self, 1)) != ATTN_OK) return r;
     ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
-                  "smaller than attn_self_backward_workspace_size reported");
+                  "smaller than the workspace size function reported");
     if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
         return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
-    attn__mha_bwd_run(dx, grads, x, dout, n, mha, opt, &md, &z, attn__ws_base(mem));
+    attn__mha_bwd_run(dx_q, dx_kv, grads, x_q, x_kv, dout, n_q, n_kv, mha, opt, &md, &z, attn__ws_base(mem), self);
     if (!workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_self_backward_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
+                                                      const attn_options *opt)
+{
+    return attn__mha_bwd_size(bytes, batch, n, n, mha, opt, 1);
+}
+
+ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, const float *x, const float *dout,
+                                       int batch, int n, const attn_mha *mha, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes)
+{
+    return attn__mha_backward(dx, dx, grads, x, x, dout, batch, n, n, mha, opt, workspace, workspace_bytes, 1);
+}
+
+ATTNDEF attn_result attn_cross_backward_workspace_size(size_t *bytes, int batch, int n_q, int n_kv,
+                                                       const attn_mha *mha, const attn_options *opt)
+{
+    return attn__mha_bwd_size(bytes, batch, n_q, n_kv, mha, opt, 0);
+}
+
+ATTNDEF attn_result attn_cross_backward(float *dx_q, float *dx_kv, const attn_mha_grads *grads, const float *x_q,
+                                        const float *x_kv, const float *dout, int batch, int n_q, int n_kv,
+                                        const attn_mha *mha, const attn_options *opt, void *workspace,
+                                        size_t workspace_bytes)
+{
+    return attn__mha_backward(dx_q, dx_kv, grads, x_q, x_kv, dout, batch, n_q, n_kv, mha, opt, workspace,
+                              workspace_bytes, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------- */

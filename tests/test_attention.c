@@ -5169,6 +5169,105 @@ static void test_self_backward_finite_diff(void)
     }
 }
 
+/* ---- attn_cross_backward ---- */
+
+typedef struct cbw_prob {
+    int B, Nq, Nk, E, Dkv, H, Hkv, kvd;
+    float *xq, *xkv, *dout, *out, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
+    attn_mha m;
+    attn_options opt;
+} cbw_prob;
+
+static double cbw_loss(cbw_prob *p)
+{
+    const size_t n = (size_t)p->B * p->Nq * p->E;
+    double l = 0.0;
+    size_t i;
+    CHECK_CODE(attn_cross_forward(p->out, p->xq, p->xkv, p->B, p->Nq, p->Nk, &p->m, &p->opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < n; ++i) l += (double)p->dout[i] * (double)p->out[i];
+    return l;
+}
+
+/* max-norm relative difference of got[n] from the central differences of L in x[n] (step 2^-6) */
+static double cbw_fd_err(cbw_prob *p, float *x, const float *got, size_t n)
+{
+    const float h = 1.0f / 64.0f;
+    double num = 0.0, den = 0.0;
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const float x0 = x[i];
+        double lp, lm, up, dn, fd;
+        x[i] = x0 + h; up = (double)x[i] - x0; lp = cbw_loss(p);
+        x[i] = x0 - h; dn = x0 - (double)x[i]; lm = cbw_loss(p);
+        x[i] = x0;
+        fd = (lp - lm) / (up + dn);
+        if (fabs(got[i] - fd) > num) num = fabs(got[i] - fd);
+        if (fabs(fd) > den) den = fabs(fd);
+    }
+    return den > 0.0 ? num / den : num;
+}
+
+/* attn_cross_backward against central differences of attn_cross_forward (tolerance 1e-3, as
+   test_self_backward_finite_diff): d_kv != d_model, GQA, biases, both layouts, key padding, causal
+   bottom-right with Nq < Nk; and dx_q, dx_kv NULL leave the parameters' gradients the same. */
+static void test_cross_backward_finite_diff(void)
+{
+    int o;
+    for (o = 0; o < 2; ++o) {
+        cbw_prob p;
+        unsigned char kpm[2 * 6] = {0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        float *dxq, *dxkv, *gq, *gk, *gv, *go, *gbq, *gbk, *gbv, *gbo, *gk2;
+        attn_mha_grads g;
+        double e[10], worst = 0.0;
+        size_t nxq, nxkv, nwk;
+        int t;
+        memset(&p, 0, sizeof p);
+        p.B = 2; p.Nq = 4; p.Nk = 6; p.E = 8; p.Dkv = 6; p.H = 2; p.Hkv = o ? 1 : 2; p.kvd = p.E / p.H * p.Hkv;
+        nxq = (size_t)p.B * p.Nq * p.E; nxkv = (size_t)p.B * p.Nk * p.Dkv; nwk = (size_t)p.Dkv * p.kvd;
+        p.xq = falloc(nxq); p.xkv = falloc(nxkv); p.dout = falloc(nxq); p.out = falloc(nxq);
+        p.wq = falloc((size_t)p.E * p.E); p.wo = falloc((size_t)p.E * p.E); p.wk = falloc(nwk); p.wv = falloc(nwk);
+        p.bq = falloc((size_t)p.E); p.bo = falloc((size_t)p.E); p.bk = falloc((size_t)p.kvd); p.bv = falloc((size_t)p.kvd);
+        rnd_fill(p.xq, nxq, 1.0f); rnd_fill(p.xkv, nxkv, 1.0f); rnd_fill(p.dout, nxq, 1.0f);
+        rnd_fill(p.wq, (size_t)p.E * p.E, 0.4f); rnd_fill(p.wo, (size_t)p.E * p.E, 0.4f);
+        rnd_fill(p.wk, nwk, 0.4f); rnd_fill(p.wv, nwk, 0.4f);
+        rnd_fill(p.bq, (size_t)p.E, 0.5f); rnd_fill(p.bo, (size_t)p.E, 0.5f);
+        rnd_fill(p.bk, (size_t)p.kvd, 0.5f); rnd_fill(p.bv, (size_t)p.kvd, 0.5f);
+        p.m.d_model = p.E; p.m.n_heads = p.H; p.m.n_kv_heads = p.Hkv; p.m.d_kv = p.Dkv;
+        p.m.layout = o ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+        p.m.w_q = p.wq; p.m.w_k = p.wk; p.m.w_v = p.wv; p.m.w_o = p.wo;
+        p.m.b_q = p.bq; p.m.b_k = p.bk; p.m.b_v = p.bv; p.m.b_o = p.bo;
+        if (o) { p.opt.key_padding_mask = kpm; p.opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; }
+        dxq = falloc(nxq); dxkv = falloc(nxkv);
+        gq = falloc((size_t)p.E * p.E); go = falloc((size_t)p.E * p.E); gk = falloc(nwk); gv = falloc(nwk); gk2 = falloc(nwk);
+        gbq = falloc((size_t)p.E); gbo = falloc((size_t)p.E); gbk = falloc((size_t)p.kvd); gbv = falloc((size_t)p.kvd);
+        memset(&g, 0, sizeof g);
+        g.w_q = gq; g.w_k = gk; g.w_v = gv; g.w_o = go; g.b_q = gbq; g.b_k = gbk; g.b_v = gbv; g.b_o = gbo;
+        CHECK_CODE(attn_cross_backward(dxq, dxkv, &g, p.xq, p.xkv, p.dout, p.B, p.Nq, p.Nk, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        e[0] = cbw_fd_err(&p, p.xq, dxq, nxq);
+        e[1] = cbw_fd_err(&p, p.xkv, dxkv, nxkv);
+        e[2] = cbw_fd_err(&p, p.wq, gq, (size_t)p.E * p.E);
+        e[3] = cbw_fd_err(&p, p.wk, gk, nwk);
+        e[4] = cbw_fd_err(&p, p.wv, gv, nwk);
+        e[5] = cbw_fd_err(&p, p.wo, go, (size_t)p.E * p.E);
+        e[6] = cbw_fd_err(&p, p.bq, gbq, (size_t)p.E);
+        e[7] = 0.0; /* db_k is 0: a key bias shifts a whole row of scores, which the softmax ignores (below) */
+        e[8] = cbw_fd_err(&p, p.bv, gbv, (size_t)p.kvd);
+        e[9] = cbw_fd_err(&p, p.bo, gbo, (size_t)p.E);
+        for (t = 0; t < 10; ++t) worst = e[t] > worst ? e[t] : worst;
+        if (!(worst <= 1e-3) || getenv("ATTN_TEST_VERBOSE"))
+            printf("    cross_backward case %d: dx_q %.2g dx_kv %.2g dWq %.2g dWk %.2g dWv %.2g dWo %.2g dbq %.2g dbv %.2g "
+                   "dbo %.2g\n", o, e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[8], e[9]);
+        CHECK(worst <= 1e-3);
+        for (t = 0; t < p.kvd; ++t) CHECK(fabsf(gbk[t]) <= 1e-5f); /* 0 up to rounding */
+        g.w_k = gk2; /* no dx: the same parameters' gradients, bitwise */
+        CHECK_CODE(attn_cross_backward(NULL, NULL, &g, p.xq, p.xkv, p.dout, p.B, p.Nq, p.Nk, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(gk, gk2, sizeof(float) * nwk) == 0);
+        free(p.xq); free(p.xkv); free(p.dout); free(p.out); free(p.wq); free(p.wk); free(p.wv); free(p.wo);
+        free(p.bq); free(p.bk); free(p.bv); free(p.bo);
+        free(dxq); free(dxkv); free(gq); free(gk); free(gv); free(go); free(gk2); free(gbq); free(gbk); free(gbv); free(gbo);
+    }
+}
+
 /* attn_self_backward against PyTorch's nn.MultiheadAttention autograd (float64, tests/data/mha_backward.txt
    from tests/gen_golden.py backward): OUT_IN weights as PyTorch stores them, biases, causal, key padding;
    every gradient within TOL. */
@@ -5387,6 +5486,7 @@ static const test_case k_tests[] = {
     {"self_backward_finite_diff", test_self_backward_finite_diff},
     {"self_backward_threads_errors", test_self_backward_threads_errors},
     {"self_backward_fixture", test_self_backward_fixture},
+    {"cross_backward_finite_diff", test_cross_backward_finite_diff},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the
