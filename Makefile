@@ -9,7 +9,8 @@ BUILD ?= build
 
 HEADER = attention.h
 EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attention_heatmap $(BUILD)/bert_padding \
-           $(BUILD)/gpt_decode $(BUILD)/llama_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment
+           $(BUILD)/gpt_decode $(BUILD)/llama_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment \
+           $(BUILD)/train_tiny
 
 .PHONY: all test install uninstall check-install check-accuracy mpi check-mpi test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table check-build clean
 
@@ -152,7 +153,7 @@ lint:
 # new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
 # $(BUILD)/fuzz/<name>.log. One harness: make fuzz-run-<name>; `make -j2 fuzz` runs two at a time.
 # Replay one: $(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
-FUZZ_TARGETS = project project_ex scores softmax weighted_sum merge rope sdpa self_forward cross_forward \
+FUZZ_TARGETS = project project_ex scores softmax weighted_sum merge rope sdpa sdpa_backward self_forward cross_forward \
                align_scores align_forward hardmax topk sample image_write
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all

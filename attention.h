@@ -32,7 +32,10 @@
                                    attn_weighted_sum, attn_merge, attn_rope_apply, attn_f32_to_f16 ...,
                                    attn_f32_to_q8, attn_q8_to_f32
        API: fused attention        attn_sdpa
-       API: multi-head attention   attn_self_forward, attn_cross_forward
+       API: fused attention backward  attn_sdpa_backward_workspace_size, attn_sdpa_backward (training:
+                                   dq, dk, dv and the sinks' gradient)
+       API: multi-head attention   attn_self_forward, attn_cross_forward, attn_mha_grads,
+                                   attn_self_backward(_workspace_size), attn_cross_backward(_workspace_size)
        API: KV caches              attn_kv_append, attn_kv_step
        API: classic attention      attn_align, attn_align_options, attn_align_keys, attn_align_scores,
                                    attn_align_forward, attn_hardmax, attn_topk, attn_sample
@@ -51,7 +54,9 @@
        Building blocks
        Rotary position embeddings
        Fused attention: the driver (sizes, options, work items, threads, key chunks, attn_sdpa)
+       Fused attention: the backward pass (attn_sdpa_backward): FlashAttention-2's, deterministic
        Multi-head attention
+       Multi-head attention: the backward pass (attn_self_backward, attn_cross_backward)
        KV caches: appending tokens, one decoding step of multi-head self-attention
        Classic attention: alignment models (additive and multiplicative scores)
        Classic attention: hard selection (hardmax, top-k, sampling)
@@ -143,7 +148,8 @@
    attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
    number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
    its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical
-   whatever the thread count or split.
+   whatever the thread count or split. attn_sdpa_backward runs one work item per (batch, kv head) (its dK,
+   dV rows and the dQ rows of its query heads, in a fixed order: no atomics), so at most B x Hkv threads.
 
    ==================================================================================================
    CONVENTIONS
@@ -162,7 +168,8 @@
    - Option structs are zero-initialised by the caller: = {0} in C; in C++ attn_options opt{}; (or = {}),
      as g++ -Wextra warns about {0}. Zero means the documented default, and fields added later keep
      today's behaviour at zero.
-   - Nothing allocates except attn_sdpa, attn_self_forward, attn_cross_forward, attn_project_ex (more
+   - Nothing allocates except attn_sdpa, attn_sdpa_backward, attn_self_forward, attn_self_backward,
+     attn_cross_backward, attn_cross_forward, attn_project_ex (more
      than 8 rows), attn_align_scores and attn_align_forward when they are given no workspace: then they
      take one block through ATTN_MALLOC and free it before returning. There is no global state: every call is reentrant and thread-safe.
 
@@ -172,10 +179,11 @@
 
    Every public type and function is documented where it is declared, below this comment: what it
    computes, the shapes of its arguments, who owns what, its errors. The declarations are grouped under
-   the banners "API: types", "API: helpers", "API: building blocks", "API: fused attention", "API:
-   multi-head attention", "API: KV caches", "API: classic attention" and "API: attention pictures"
-   (CONTENTS); the fields of attn_options, attn_mha, attn_rope, attn_kv_cache, attn_align,
-   attn_align_options and attn_image_options are described beside their structs. Search for a name.
+   the banners "API: types", "API: helpers", "API: building blocks", "API: fused attention", "API: fused
+   attention backward", "API: multi-head attention", "API: KV caches", "API: classic attention" and
+   "API: attention pictures" (CONTENTS); the fields of attn_options, attn_mha, attn_mha_grads, attn_rope,
+   attn_kv_cache, attn_align, attn_align_options and attn_image_options are described beside their
+   structs. Search for a name.
 
    ==================================================================================================
    NUMERIC CONTRACT
@@ -203,6 +211,11 @@
      keys past kv_len or past the causal limit of a query tile are never read.
    - Deterministic: the same inputs give bitwise the same outputs on one machine, whatever the workspace,
      the thread count or the split.
+   - The backward pass (attn_sdpa_backward) is held to 1e-5 like the rest against float64 gradients of
+     the definition (and PyTorch autograd fixtures). As in every FlashAttention-style backward pass, a row
+     whose weights are nearly one-hot has a gradient P_j (dP_j - D) with D = dO . O ~ dP_j: it keeps the
+     float32 rounding of the given out and lse (~|lse| 6e-8) divided by 1 - max_j P_j (measured 1e-5 to
+     6e-5 of the largest gradient with few keys and sharp scores). Rows that see no key give exactly 0.
 
    ==================================================================================================
    ERRORS (attn_result)
@@ -252,7 +265,13 @@
                            K and V (attn_dtype, attn_options.k_type, v_type); ATTN_Q8, 8-bit
                            blocks of 32 with a float32 scale, for K and V (attn_f32_to_q8,
                            attn_q8_to_f32); KV caches in float16, bfloat16 or Q8
-                           (attn_kv_cache.k_type, v_type; k and v are void *). See CHANGELOG.md.
+                           (attn_kv_cache.k_type, v_type; k and v are void *).
+                           attn_sdpa_backward and its workspace size (training: FlashAttention-2's
+                           backward pass, memory linear in N, bitwise identical for any thread count,
+                           every attn_sdpa option but out_weights, splits and 16-bit K/V, the sinks'
+                           gradient); attn_self_backward, attn_cross_backward and attn_mha_grads
+                           (multi-head attention's dx and parameter gradients in the weights' layout);
+                           examples/train_tiny.c. See CHANGELOG.md.
        0.3.0 (2026-11-26)  classic attention: Bahdanau (additive) and Luong (dot, general, concat) scores
                            with keys projected once, source lengths, soft, hard, top-k and sampled
                            selection; attention pictures (PNG, PGM, PPM, terminal heatmaps); ATTN_ERR_IO,
@@ -713,6 +732,43 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
                               const attn_options *opt, void *workspace, size_t workspace_bytes);
 
 /* ---------------------------------------------------------------------------------------------- */
+/* API: fused attention backward (training: the gradients of attn_sdpa)                           */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* *bytes = the workspace attn_sdpa_backward needs for the same dims and options (n_threads matters, as for
+   attn_sdpa_workspace_size; kv_len, sinks and alibi_slopes are not read). Rejects what attn_sdpa_backward
+   rejects, except the strides. */
+ATTNDEF attn_result attn_sdpa_backward_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt);
+/* The backward pass of attn_sdpa (FlashAttention-2's, memory linear in N): given the forward's inputs q, k, v,
+   its output out and log-sum-exp lse (attn_sdpa with opt->out_lse), and dout = dL/dout, the gradients
+       dq [B, Hq, Nq, Dk], dk [B, Hkv, Nk, Dk], dv [B, Hkv, Nk, Dv]   (each with its attn_stride)
+       dsinks [Hq] (optional: NULL, or opt->sinks' gradient summed over batches and queries; 0 without sinks)
+   from q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], out and dout [B, Hq, Nq, Dv] (strided
+   views) and lse [B, Hq, Nq] dense. dims and opt as given to attn_sdpa (the same struct may be reused:
+   out_lse is ignored here). Per row i of a (batch, query head), with the scores s_ij the forward's (scaled,
+   soft-capped, ALiBi, masks) recomputed tile by tile:
+       P_ij = exp(s_ij - lse_i), D_i = dout_i . out_i, dS_ij = P_ij (dout_i . v_j - D_i)
+       dv_j += sum_i P_ij dout_i, dq_i += scale sum_j dS'_ij k_j, dk_j += scale sum_i dS'_ij q_i
+   with dS' = dS, or with softcap c, dS . (1 - tanh^2(u/c)) for u = scale q_i . k_j (ALiBi and the masks add
+   constants: no term); dsinks_h = -sum_{b,i} exp(sink_h - lse_bhi) D_bhi. Grouped-query heads: dk and dv
+   are summed over the Hq / Hkv query heads of a group. Keys that no query sees (masked, past kv_len) get 0;
+   a fully masked row (lse -inf) gives 0, never NaN. +inf scores have no derivative: such rows are not
+   meaningful. Every option of attn_sdpa applies except out_weights and split_count (ATTN_ERR_OPTION).
+   Work: five matrix products per visible (query tile, key tile) pair of each head, on the SIMD kernels.
+   Threads: one work item per (batch, kv head), which owns its dk and dv rows and the dq rows of its
+   query heads and sums in one fixed order, so the result is bitwise the same for any thread count
+   (B x Hkv items: at most that many threads). The workspace is a few tiles per thread, 256 * (2 Dk + Dv
+   + 259) bytes, independent of Nq and Nk; workspace NULL: allocated and freed inside.
+   Errors: as attn_sdpa (ATTN_ERR_NULL for a missing input, output or lse). */
+ATTNDEF attn_result attn_sdpa_backward(float *dq, attn_stride dq_s, float *dk, attn_stride dk_s, float *dv,
+                                       attn_stride dv_s, float *dsinks, const float *q, attn_stride q_s,
+                                       const float *k, attn_stride k_s, const float *v, attn_stride v_s,
+                                       const float *out, attn_stride out_s, const float *dout, attn_stride dout_s,
+                                       const float *lse, const attn_dims *dims, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes);
+
+
+/* ---------------------------------------------------------------------------------------------- */
 /* API: multi-head attention (self- and cross-attention with their projections)                   */
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -740,6 +796,46 @@ ATTNDEF attn_result attn_cross_workspace_size(size_t *bytes, int batch, int n_q,
 ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float *x_kv, int batch, int n_q,
                                        int n_kv, const attn_mha *mha, const attn_options *opt,
                                        void *workspace, size_t workspace_bytes);
+
+/* The gradients of multi-head attention's parameters (attn_self_backward): each in the shape, layout and
+   row stride of its weight in attn_mha (packed QKV weights get packed QKV gradients), written, or added
+   to with accumulate (gradient accumulation over micro-batches). The four weight gradients are required;
+   a bias gradient (or sinks [n_heads], for opt->sinks) is computed when its pointer is not NULL. */
+typedef struct attn_mha_grads {
+    float *w_q, *w_k, *w_v, *w_o; /* dL/dW, as the weights are stored */
+    float *b_q, *b_k, *b_v, *b_o; /* dL/db, or NULL */
+    float *sinks;                 /* [n_heads] dL/d opt->sinks, or NULL */
+    int accumulate;               /* nonzero: add into the gradients; 0: overwrite them */
+} attn_mha_grads;
+
+/* *bytes = the workspace of attn_self_backward for these sizes, weights and options. */
+ATTNDEF attn_result attn_self_backward_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
+                                                      const attn_options *opt);
+/* The backward pass of attn_self_forward: from x [B, N, d_model] and dout = dL/dout [B, N, d_model], dx
+   [B, N, d_model] (or NULL: not computed) and the parameters' gradients in *grads. The forward is
+   recomputed per batch (projections, RoPE, attn_sdpa with its log-sum-exp), then: dA = dout . W_o^T,
+   attn_sdpa_backward, RoPE's inverse rotation on dQ and dK, dx = dQ . W_q^T + dK . W_k^T + dV . W_v^T,
+   dW = x^T . dY (IN_OUT; dY^T . x for OUT_IN) and db = the column sums of dY for each projection. The
+   options of attn_self_forward apply, except out_weights (ATTN_ERR_OPTION; out_lse is ignored). Products
+   and attention run on attn_options.n_threads threads, deterministic for any count. The workspace holds
+   one batch's Q, K, V, attention output and their gradients (about 8 N d_model floats), a transposed
+   operand, a product and the larger of a packed weight and a packed [N x d_model] gradient; NULL:
+   allocated inside.
+   Errors: as attn_self_forward, plus ATTN_ERR_NULL for dout, grads or a weight gradient. */
+ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, const float *x, const float *dout,
+                                       int batch, int n, const attn_mha *mha, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes);
+/* *bytes = the workspace of attn_cross_backward for these sizes, weights and options. */
+ATTNDEF attn_result attn_cross_backward_workspace_size(size_t *bytes, int batch, int n_q, int n_kv,
+                                                       const attn_mha *mha, const attn_options *opt);
+/* The backward pass of attn_cross_forward, as attn_self_backward: from x_q [B, Nq, d_model], x_kv [B, Nk, d_kv]
+   and dout [B, Nq, d_model], dx_q [B, Nq, d_model] (through W_q) and dx_kv [B, Nk, d_kv] (through W_k and
+   W_v), each optional (NULL), and the parameters' gradients in *grads. */
+ATTNDEF attn_result attn_cross_backward(float *dx_q, float *dx_kv, const attn_mha_grads *grads, const float *x_q,
+                                        const float *x_kv, const float *dout, int batch, int n_q, int n_kv,
+                                        const attn_mha *mha, const attn_options *opt, void *workspace,
+                                        size_t workspace_bytes);
+
 
 /* ---------------------------------------------------------------------------------------------- */
 /* API: KV caches (decoding: appending tokens, one step of multi-head self-attention)             */
@@ -3362,6 +3458,487 @@ ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, att
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Fused attention: the backward pass (attn_sdpa_backward)                                        */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* FlashAttention-2's backward pass, deterministic. Each score tile is recomputed with the forward's own code
+   (attn__score_tile_t of the SIMD kernels, attn__score_tile on the portable path), so the probabilities
+   P = exp(S - lse) are those of the forward; the tile is kept transposed as the SIMD forward keeps it, keys
+   down the rows and the TQ queries of a tile along them. A visible pair (query tile, key tile) takes five
+   matrix products: three on the forward's micro-kernel with the operands read in place (S^T and dP^T as
+   the forward's scores, from Q^T and dO^T packed once per query tile; dQ^T as its P.V, K read down its
+   columns, into a [Dk x TQ] accumulator written out once per query tile), two on attn__matmul:
+       S^T = K Q^T (the forward's scores)      P^T = exp(S^T - lse)         dP^T = V dO^T
+       dV += P^T dO                            dS'^T = scale P^T (dP^T - D) (soft-cap: * sech^2(u / c))
+       dK += dS'^T Q                           dQ^T += K^T dS'^T            (D_i = dO_i . O_i)
+   A work item is one (batch, kv head): for each query head of its group and each query tile in order, it
+   walks the visible key tiles, accumulating into its own dK, dV rows and the dQ rows of its query heads.
+   Nothing is shared between items and each item's order is fixed: bitwise the same result for any thread
+   count, no atomics. */
+
+/* Floats of one thread's workspace: Q^T and dQ^T [Dk x TQ], dO^T [Dv x TQ], four [TK x TQ] tiles and three
+   [TQ] vectors (attn__bwd_tile), whole ATTN__ALIGN blocks since TQ floats are. Below INT_MAX: the kernels
+   index with int. */
+static int attn__bwd_ws_floats(size_t *n, int d_k, int d_v)
+{
+    size_t f;
+    return attn__add(&f, 2 * (size_t)d_k, (size_t)d_v) && attn__add(&f, f, 4 * ATTN__TK + 3) &&
+           attn__mul(n, f, ATTN__TQ) && *n <= (size_t)INT_MAX;
+}
+
+/* One thread's scratch, carved from the workspace. */
+typedef struct attn__bwd_tile {
+    float *q_t;  /* [Dk x TQ] scale * Q^T of the query tile, zero past tq (SIMD paths) */
+    float *do_t; /* [Dv x TQ] dO^T of the query tile, zero past tq (SIMD paths) */
+    float *dq_t; /* [Dk x TQ] dQ^T of the query tile, summed over its key tiles */
+    float *s_t;  /* [TK x TQ] S^T, then P^T (0 past tq) */
+    float *u_t;  /* [TK x TQ] raw scores u = scale q.k (soft-cap only) */
+    float *d_t;  /* [TK x TQ] dP^T, then dS'^T (0 past tq) */
+    float *tmp;  /* [TQ x TK] the portable path's row-major tiles */
+    float *m;    /* [TQ] lse of each query: +inf for -inf (a fully masked row: P = 0) and past tq */
+    float *dd;   /* [TQ] D_i = dO_i . O_i */
+    float *sum;  /* [TQ] scratch of the SIMD exp */
+} attn__bwd_tile;
+
+static void attn__bwd_carve(attn__bwd_tile *t, float *ws, int d_k, int d_v)
+{
+    t->q_t = ws;
+    t->do_t = t->q_t + (ptrdiff_t)d_k * ATTN__TQ;
+    t->dq_t = t->do_t + (ptrdiff_t)d_v * ATTN__TQ;
+    t->s_t = t->dq_t + (ptrdiff_t)d_k * ATTN__TQ;
+    t->u_t = t->s_t + ATTN__TK * ATTN__TQ;
+    t->d_t = t->u_t + ATTN__TK * ATTN__TQ;
+    t->tmp = t->d_t + ATTN__TK * ATTN__TQ;
+    t->m = t->tmp + ATTN__TQ * ATTN__TK;
+    t->dd = t->m + ATTN__TQ;
+    t->sum = t->dd + ATTN__TQ;
+}
+
+/* The arguments of one call, validated. */
+typedef struct attn__bwd_args {
+    float *dq, *dk, *dv, *dsinks;
+    attn_stride dq_s, dk_s, dv_s;
+    const float *q, *k, *v, *out, *dout, *lse;
+    attn_stride q_s, k_s, v_s, out_s, dout_s;
+    const attn_dims *d;
+    const attn_options *o;
+} attn__bwd_args;
+
+/* One (batch, query head): the forward's view of it (h) and the rows of its gradients. */
+typedef struct attn__bwd_head {
+    attn__head h;                              /* q, k, v, masks, scale, ... as the forward sets them */
+    float *dq; ptrdiff_t dq_rs;                /* [Nq x Dk] */
+    float *dk; ptrdiff_t dk_rs;                /* [Nk x Dk] of the kv head */
+    float *dv; ptrdiff_t dv_rs;                /* [Nk x Dv] of the kv head */
+    const float *out; ptrdiff_t out_rs;        /* [Nq x Dv] */
+    const float *dout; ptrdiff_t dout_rs;      /* [Nq x Dv] */
+    const float *lse;                          /* [Nq] */
+} attn__bwd_head;
+
+/* Batch b, query head hq, set up as attn__sdpa_run sets up the forward's head. */
+static void attn__bwd_head_init(attn__bwd_head *g, const attn__bwd_args *a, int b, int hq)
+{
+    const attn_dims *d = a->d;
+    const attn_options *o = a->o;
+    const int hk = hq / (d->n_heads / d->n_kv_heads);
+    attn__head *h = &g->h;
+    memset(g, 0, sizeof *g);
+    h->nq = d->n_q; h->nk = d->n_kv; h->dk = d->d_k; h->dv = d->d_v;
+    h->q = a->q + b * a->q_s.batch + hq * a->q_s.head; h->q_rs = a->q_s.row;
+    h->k = a->k + b * a->k_s.batch + hk * a->k_s.head; h->k_rs = a->k_s.row;
+    h->v = a->v + b * a->v_s.batch + hk * a->v_s.head; h->v_rs = a->v_s.row;
+    h->mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
+    h->mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
+    h->kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
+    h->n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
+    attn__visible_keys(h, d, o, h->n_valid, o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (ptrdiff_t)h->n_valid - d->n_q);
+    h->scale = attn__scale(o->scale, d->d_k);
+    h->softcap = o->softcap;
+    h->alibi = o->alibi_slopes ? o->alibi_slopes[hq] : 0.0f;
+    g->dq = a->dq + b * a->dq_s.batch + hq * a->dq_s.head; g->dq_rs = a->dq_s.row;
+    g->dk = a->dk + b * a->dk_s.batch + hk * a->dk_s.head; g->dk_rs = a->dk_s.row;
+    g->dv = a->dv + b * a->dv_s.batch + hk * a->dv_s.head; g->dv_rs = a->dv_s.row;
+    g->out = a->out + b * a->out_s.batch + hq * a->out_s.head; g->out_rs = a->out_s.row;
+    g->dout = a->dout + b * a->dout_s.batch + hq * a->dout_s.head; g->dout_rs = a->dout_s.row;
+    g->lse = a->lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q;
+}
+
+/* s_t [tk x TQ] = the forward's scores of keys [j0, j0 + tk) against queries [i0, i0 + tq), transposed, on
+   instruction set isa: the SIMD kernels' attn__score_tile_t from q_t (columns past tq: the scores of zero
+   queries), or attn__score_tile into tmp [TQ x TK] (portable), transposed, `pad` past tq. */
+static void attn__bwd_scores_t(float *s_t, float *tmp, const attn__head *h, const float *q_t, int i0, int tq,
+                               int j0, int tk, float pad, int isa)
+{
+    int r, c;
+    switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__score_tile_t_avx512(s_t, h, q_t, i0, tq, j0, tk); return;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__score_tile_t_avx2(s_t, h, q_t, i0, tq, j0, tk); return;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__score_tile_t_neon(s_t, h, q_t, i0, tq, j0, tk); return;
+#endif
+    default:
+        (void)q_t;
+        attn__score_tile(tmp, h, i0, tq, j0, tk);
+        for (c = 0; c < tk; ++c) {
+            for (r = 0; r < tq; ++r) s_t[c * ATTN__TQ + r] = tmp[r * ATTN__TK + c];
+            for (; r < ATTN__TQ; ++r) s_t[c * ATTN__TQ + r] = pad;
+        }
+    }
+}
+
+/* c_t [tk x TQ] = A [tk x n] . B^T for B [tq x n] (rows a_rs, b_rs apart), on the score kernel with no
+   modifier and scale 1: B read as b_t = B^T [n x TQ] (zero past tq) on the SIMD paths, as the queries of
+   attn__score_tile on the portable one. Each element is one FMA chain over n in order (SIMD) or attn__dot
+   of the B row and the A row (portable): the same arithmetic for any A row with the same values. Columns
+   past tq: 0. */
+static void attn__bwd_product_t(float *c_t, float *tmp, const float *a, ptrdiff_t a_rs, const float *b, ptrdiff_t b_rs,
+                                const float *b_t, int tq, int tk, int n, int isa)
+{
+    attn__head p;
+    memset(&p, 0, sizeof p);
+    p.q = b; p.q_rs = b_rs;
+    p.k = a; p.k_rs = a_rs;
+    p.v = a; p.v_rs = a_rs; /* the SIMD kernel prefetches these rows for a P.V that here does not follow */
+    p.nq = tq; p.nk = tk; p.dk = n; p.dv = n; p.n_valid = tk;
+    p.scale = 1.0f;
+    attn__bwd_scores_t(c_t, tmp, &p, b_t, 0, tq, 0, tk, 0.0f, isa);
+}
+
+/* P^T = exp(S^T - m) down the columns of s_t [tk x TQ], m [TQ] never -inf (+inf past tq, where P is 0);
+   sum [TQ] scratch. */
+static void attn__bwd_exp_t(float *s_t, int tk, const float *m, float *sum, int isa)
+{
+    int j, i;
+    switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: attn__exp_cols_avx512(s_t, tk, m, sum); return;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: attn__exp_cols_avx2(s_t, tk, m, sum); return;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: attn__exp_cols_neon(s_t, tk, m, sum); return;
+#endif
+    default:
+        (void)sum;
+        for (j = 0; j < tk; ++j)
+            for (i = 0; i < ATTN__TQ; ++i) s_t[j * ATTN__TQ + i] = expf(s_t[j * ATTN__TQ + i] - m[i]);
+    }
+}
+
+/* dQ^T [Dk x TQ] += K^T [Dk x tk] . dS'^T [tk x TQ], K [tk x Dk] (rows k_rs apart) read down its columns:
+   the SIMD forward's P.V product (attn__kernel_t over 6-row blocks of Dk and micro-kernel-wide column
+   blocks), or its scalar form. */
+static void attn__bwd_dq_t(float *dq_t, const float *k, ptrdiff_t k_rs, const float *ds_t, int tk, int dk, int isa)
+{
+    int c, j, i, rows = 1, nb = ATTN__TQ;
+    switch (isa) { /* the micro-kernel's width: ATTN__NV vectors of ATTN__W floats */
+    case ATTN__ISA_AVX512: nb = 64; break;
+    case ATTN__ISA_AVX2: case ATTN__ISA_NEON: nb = 16; break;
+    default: break;
+    }
+    for (c = 0; c < dk; c += rows) {
+        rows = ATTN__BLOCK_ROWS(dk - c);
+        for (i = 0; i < ATTN__TQ; i += nb)
+            switch (isa) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+            case ATTN__ISA_AVX512:
+                attn__kernel_t_avx512(dq_t + c * ATTN__TQ + i, k + c, k_rs, 1, ds_t + i, tk, rows, 1, NULL); break;
+#endif
+#if defined(ATTN__HAVE_X86)
+            case ATTN__ISA_AVX2:
+                attn__kernel_t_avx2(dq_t + c * ATTN__TQ + i, k + c, k_rs, 1, ds_t + i, tk, rows, 1, NULL); break;
+#endif
+#if defined(ATTN__HAVE_NEON)
+            case ATTN__ISA_NEON:
+                attn__kernel_t_neon(dq_t + c * ATTN__TQ + i, k + c, k_rs, 1, ds_t + i, tk, rows, 1, NULL); break;
+#endif
+            default: { /* rows of dQ^T c .. c + rows, all TQ columns */
+                int r;
+                for (r = c; r < c + rows; ++r)
+                    for (j = 0; j < tk; ++j) {
+                        const float k_jr = k[(ptrdiff_t)j * k_rs + r];
+                        const float *ds_j = ds_t + j * ATTN__TQ;
+                        float *dq_r = dq_t + r * ATTN__TQ;
+                        for (i = 0; i < ATTN__TQ; ++i) dq_r[i] += k_jr * ds_j[i];
+                    }
+            }
+            }
+    }
+}
+
+/* dst [cols x TQ] = scale * src^T for src [rows x cols] (rows src_rs apart), zero past `rows`. */
+static void attn__bwd_pack_t(float *dst, const float *src, ptrdiff_t src_rs, int rows, int cols, float scale)
+{
+    int i, c;
+    for (c = 0; c < cols; ++c) {
+        float *d_c = dst + (ptrdiff_t)c * ATTN__TQ;
+        for (i = 0; i < rows; ++i) d_c[i] = src[(ptrdiff_t)i * src_rs + c] * scale;
+        for (; i < ATTN__TQ; ++i) d_c[i] = 0.0f;
+    }
+}
+
+/* The per-query data of the tile [i0, i0 + tq), once per query tile: Q^T scaled and dO^T (SIMD paths, Q^T as
+   the forward packs it), lse (-inf, a fully masked row, as +inf: its P is 0; +inf past tq) and D_i =
+   dO_i . O_i. D is the diagonal of O dO^T on the kernel of dP^T = V dO^T, with its arithmetic: where O_i is
+   a value row v_j (a row that sees one key), dP_ij - D_i is exactly 0, as is its gradient, rather than the
+   difference of two roundings of the same sum. */
+static void attn__bwd_rows(const attn__bwd_tile *t, const attn__bwd_head *g, int i0, int tq, int isa)
+{
+    const attn__head *h = &g->h;
+    const float *o_i = g->out + (ptrdiff_t)i0 * g->out_rs, *do_i = g->dout + (ptrdiff_t)i0 * g->dout_rs;
+    int i;
+    if (isa != ATTN__ISA_SCALAR) {
+        attn__bwd_pack_t(t->q_t, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, h->scale);
+        attn__bwd_pack_t(t->do_t, do_i, g->dout_rs, tq, h->dv, 1.0f);
+    }
+    attn__bwd_product_t(t->d_t, t->tmp, o_i, g->out_rs, do_i, g->dout_rs, t->do_t, tq, tq, h->dv, isa);
+    memset(t->dq_t, 0, sizeof(float) * (size_t)h->dk * ATTN__TQ);
+    for (i = 0; i < ATTN__TQ; ++i) {
+        const float l = i < tq ? g->lse[i0 + i] : INFINITY;
+        t->m[i] = l == -INFINITY ? INFINITY : l;
+        t->dd[i] = i < tq ? t->d_t[i * ATTN__TQ + i] : 0.0f;
+    }
+}
+
+/* Lets gcc vectorise a loop whose arrays it cannot prove apart (they are): at -O2 it does not add the
+   runtime checks. clang adds them itself (and its assume_safety hint warns when -O1 cannot vectorise). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 5
+#define ATTN__IVDEP _Pragma("GCC ivdep")
+#else
+#define ATTN__IVDEP
+#endif
+
+/* dS'^T = scale P^T (dP^T - D), in place of dP^T in d_t, over all TQ columns (0 past tq, where P, dP and D
+   are 0); with a soft-cap c each entry also times sech^2(u / c) = 1 - tanh^2(u / c), u the raw score in
+   u_t (1 / cosh^2: no cancellation near saturation; cosh^2 overflowing to inf gives the exact limit 0). */
+static void attn__bwd_ds(const attn__bwd_tile *t, const attn__head *h, int tk)
+{
+    const float scale = h->scale, *dd = t->dd;
+    int i, j;
+    for (j = 0; j < tk; ++j) {
+        const float *p_j = t->s_t + j * ATTN__TQ, *u_j = t->u_t + j * ATTN__TQ;
+        float *d_j = t->d_t + j * ATTN__TQ;
+        ATTN__IVDEP
+        for (i = 0; i < ATTN__TQ; ++i) d_j[i] = scale * (p_j[i] * (d_j[i] - dd[i]));
+        if (h->softcap > 0.0f)
+            for (i = 0; i < ATTN__TQ; ++i) {
+                const float ch = coshf(u_j[i] / h->softcap);
+                d_j[i] = d_j[i] / (ch * ch);
+            }
+    }
+}
+
+/* One visible pair: queries [i0, i0 + tq) of head g (attn__bwd_rows done) against keys [j0, j0 + tk). */
+static void attn__bwd_pair(const attn__bwd_tile *t, const attn__bwd_head *g, int i0, int tq, int j0, int tk, int isa)
+{
+    const attn__head *h = &g->h;
+    const float *q_i = h->q + (ptrdiff_t)i0 * h->q_rs, *do_i = g->dout + (ptrdiff_t)i0 * g->dout_rs;
+    const float *k_j = (const float *)h->k + (ptrdiff_t)j0 * h->k_rs; /* float32 K and V (attn__bwd_need) */
+    const float *v_j = (const float *)h->v + (ptrdiff_t)j0 * h->v_rs;
+    /* 1. P^T = exp(S^T - lse), S^T the forward's scores */
+    attn__bwd_scores_t(t->s_t, t->tmp, h, t->q_t, i0, tq, j0, tk, -INFINITY, isa);
+    attn__bwd_exp_t(t->s_t, tk, t->m, t->sum, isa);
+    /* 2. dP^T [tk x tq] = V [tk x Dv] . dO^T */
+    attn__bwd_product_t(t->d_t, t->tmp, v_j, h->v_rs, do_i, g->dout_rs, t->do_t, tq, tk, h->dv, isa);
+    /* 3. dV [tk x Dv] += P^T [tk x tq] . dO [tq x Dv] */
+    attn__matmul(g->dv + (ptrdiff_t)j0 * g->dv_rs, g->dv_rs, t->s_t, ATTN__TQ, do_i, g->dout_rs, 0, tk, h->dv, tq, 1);
+    /* 4. the soft-cap's raw scores u = scale q.k: the same kernel with no modifier */
+    if (h->softcap > 0.0f) {
+        attn__head raw = *h;
+        raw.softcap = 0.0f; raw.alibi = 0.0f; raw.mask = NULL; raw.kpm = NULL; raw.causal = 0; raw.lower = 0;
+        attn__bwd_scores_t(t->u_t, t->tmp, &raw, t->q_t, i0, tq, j0, tk, 0.0f, isa);
+    }
+    /* 5. dS'^T */
+    attn__bwd_ds(t, h, tk);
+    /* 6. dK [tk x Dk] += dS'^T [tk x tq] . Q [tq x Dk];  dQ^T [Dk x TQ] += K^T [Dk x tk] . dS'^T */
+    attn__matmul(g->dk + (ptrdiff_t)j0 * g->dk_rs, g->dk_rs, t->d_t, ATTN__TQ, q_i, h->q_rs, 0, tk, h->dk, tq, 1);
+    attn__bwd_dq_t(t->dq_t, k_j, h->k_rs, t->d_t, tk, h->dk, isa);
+}
+
+/* rows [n x d] of stride rs set to 0 */
+static void attn__bwd_zero(float *x, ptrdiff_t rs, int n, int d)
+{
+    int r;
+    for (r = 0; r < n; ++r) memset(x + (ptrdiff_t)r * rs, 0, sizeof(float) * (size_t)d);
+}
+
+/* Work item (batch b, kv head hk): zero its dK, dV rows; then for each query head of the group and each
+   query tile in order, the visible key tiles' pairs (the forward's key range of the tile, from
+   attn__key_begin to attn__key_end), and the tile's dQ rows written from dQ^T (0 when it sees no key). */
+static void attn__bwd_item(const attn__bwd_args *a, int b, int hk, const attn__bwd_tile *t, int isa)
+{
+    const attn_dims *d = a->d;
+    const int group = d->n_heads / d->n_kv_heads;
+    attn__bwd_head g;
+    int hh, i0, j0;
+    attn__bwd_head_init(&g, a, b, hk * group);
+    attn__bwd_zero(g.dk, g.dk_rs, d->n_kv, d->d_k);
+    attn__bwd_zero(g.dv, g.dv_rs, d->n_kv, d->d_v);
+    for (hh = 0; hh < group; ++hh) {
+        attn__bwd_head_init(&g, a, b, hk * group + hh);
+        for (i0 = 0; i0 < d->n_q; i0 += ATTN__TQ) {
+            const int tq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
+            const int end = attn__key_end(&g.h, i0, tq), begin = attn__key_begin(&g.h, i0);
+            float *dq_i = g.dq + (ptrdiff_t)i0 * g.dq_rs;
+            int i, c;
+            if (begin >= end) { /* no query of the tile sees a key */
+                attn__bwd_zero(dq_i, g.dq_rs, tq, d->d_k);
+                continue;
+            }
+            attn__bwd_rows(t, &g, i0, tq, isa);
+            for (j0 = begin; j0 < end; j0 += ATTN__TK)
+                attn__bwd_pair(t, &g, i0, tq, j0, end - j0 < ATTN__TK ? end - j0 : ATTN__TK, isa);
+            for (i = 0; i < tq; ++i)
+                for (c = 0; c < d->d_k; ++c) dq_i[(ptrdiff_t)i * g.dq_rs + c] = t->dq_t[c * ATTN__TQ + i];
+        }
+    }
+}
+
+/* dsinks [Hq]: d L / d sink_h = -sum over batches and queries of p_sink D_i, p_sink = exp(sink_h - lse_i) the
+   sink's probability (its value is 0, so its dP is 0). In float64, batch then query order. No sink (or
+   -inf): 0. */
+static void attn__bwd_sinks(const attn__bwd_args *a)
+{
+    const attn_dims *d = a->d;
+    int hq, b, i;
+    for (hq = 0; hq < d->n_heads; ++hq) {
+        const float sink = a->o->sinks ? a->o->sinks[hq] : -INFINITY;
+        double acc = 0.0;
+        for (b = 0; b < d->batch && sink != -INFINITY; ++b) {
+            attn__bwd_head g;
+            attn__bwd_head_init(&g, a, b, hq);
+            for (i = 0; i < d->n_q; ++i) {
+                const float *do_i = g.dout + (ptrdiff_t)i * g.dout_rs, *o_i = g.out + (ptrdiff_t)i * g.out_rs;
+                double dd = 0.0;
+                int c;
+                for (c = 0; c < d->d_v; ++c) dd += (double)do_i[c] * (double)o_i[c];
+                if (g.lse[i] != -INFINITY) acc -= exp((double)sink - (double)g.lse[i]) * dd;
+            }
+        }
+        a->dsinks[hq] = (float)acc;
+    }
+}
+
+/* The backward pass on validated arguments: the work items (batch, kv head) on the threads, each with its
+   own slice of the workspace, then the sinks' gradient. */
+static void attn__bwd_run(const attn__bwd_args *a, float *ws)
+{
+    const attn_dims *d = a->d;
+    const ptrdiff_t items = (ptrdiff_t)d->batch * d->n_kv_heads;
+    const int threads = attn__threads(a->o, (double)items), isa = attn__isa();
+    size_t per_thread = 0;
+    ptrdiff_t it;
+    attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v);
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+#endif
+    for (it = 0; it < items; ++it) {
+#ifdef _OPENMP
+        float *ws_t = ws + (size_t)omp_get_thread_num() * per_thread;
+#else
+        float *ws_t = ws;
+#endif
+        attn__bwd_tile t;
+        attn__bwd_carve(&t, ws_t, d->d_k, d->d_v);
+        attn__bwd_item(a, (int)(it / d->n_kv_heads), (int)(it % d->n_kv_heads), &t, isa);
+    }
+    if (a->dsinks) attn__bwd_sinks(a);
+}
+
+/* The options of attn_sdpa, less the two the backward pass has no use for; and the workspace bytes. */
+static attn_result attn__bwd_need(const char *func, size_t *bytes, const attn_dims *d, const attn_options *o,
+                                  int read_values)
+{
+    size_t per_thread, floats;
+    attn_result r;
+    if ((r = attn__check_options(func, o, d, read_values)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!o->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
+    ATTN__REQUIRE(o->split_count == 0, ATTN_ERR_OPTION, "opt->split_count", "not available in the backward pass (0)");
+    ATTN__REQUIRE(o->k_type == ATTN_F32 && o->v_type == ATTN_F32, ATTN_ERR_OPTION, "opt->k_type",
+                  "the backward pass reads float32 K and V (ATTN_F32)");
+    ATTN__REQUIRE(attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v) &&
+                      attn__mul(&floats, per_thread, (size_t)attn__threads(o, (double)d->batch * d->n_kv_heads)) &&
+                      attn__ws_bytes(bytes, floats) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "dims", "the workspace's size (d_k + d_v per thread) overflows");
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_sdpa_backward_workspace_size(size_t *bytes, const attn_dims *dims, const attn_options *opt)
+{
+    const char *func = "attn_sdpa_backward_workspace_size";
+    attn_dims d;
+    attn_result r;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    ATTN__REQUIRE(dims, ATTN_ERR_NULL, "dims", "NULL");
+    if ((r = attn__resolve_dims(func, &d, dims)) != ATTN_OK) return r;
+    if ((r = attn__check_sizes(func, &d)) != ATTN_OK) return r;
+    return attn__bwd_need(func, bytes, &d, opt, 0);
+}
+
+/* The views of attn_sdpa_backward: the outputs may not overlap themselves. */
+static attn_result attn__bwd_check_views(const char *func, const attn__bwd_args *a, const attn_dims *d)
+{
+    attn_result r;
+    if ((r = attn__check_view(func, ATTN__VIEW("dq_s", "d_k"), a->dq_s, d->batch, d->n_heads, d->n_q, d->d_k, 1)) ||
+        (r = attn__check_view(func, ATTN__VIEW("dk_s", "d_k"), a->dk_s, d->batch, d->n_kv_heads, d->n_kv, d->d_k, 1)) ||
+        (r = attn__check_view(func, ATTN__VIEW("dv_s", "d_v"), a->dv_s, d->batch, d->n_kv_heads, d->n_kv, d->d_v, 1)) ||
+        (r = attn__check_view(func, ATTN__VIEW("q_s", "d_k"), a->q_s, d->batch, d->n_heads, d->n_q, d->d_k, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("k_s", "d_k"), a->k_s, d->batch, d->n_kv_heads, d->n_kv, d->d_k, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("v_s", "d_v"), a->v_s, d->batch, d->n_kv_heads, d->n_kv, d->d_v, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("out_s", "d_v"), a->out_s, d->batch, d->n_heads, d->n_q, d->d_v, 0)) ||
+        (r = attn__check_view(func, ATTN__VIEW("dout_s", "d_v"), a->dout_s, d->batch, d->n_heads, d->n_q, d->d_v, 0)))
+        return r;
+    return attn__check_sizes(func, d);
+}
+
+ATTNDEF attn_result attn_sdpa_backward(float *dq, attn_stride dq_s, float *dk, attn_stride dk_s, float *dv,
+                                       attn_stride dv_s, float *dsinks, const float *q, attn_stride q_s,
+                                       const float *k, attn_stride k_s, const float *v, attn_stride v_s,
+                                       const float *out, attn_stride out_s, const float *dout, attn_stride dout_s,
+                                       const float *lse, const attn_dims *dims, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes)
+{
+    const char *func = "attn_sdpa_backward";
+    attn__bwd_args a;
+    attn_dims d;
+    attn_result r;
+    size_t need = 0;
+    void *mem = workspace;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(dq, ATTN_ERR_NULL, "dq", "NULL");
+    ATTN__REQUIRE(dk, ATTN_ERR_NULL, "dk", "NULL");
+    ATTN__REQUIRE(dv, ATTN_ERR_NULL, "dv", "NULL");
+    ATTN__REQUIRE(q, ATTN_ERR_NULL, "q", "NULL");
+    ATTN__REQUIRE(k, ATTN_ERR_NULL, "k", "NULL");
+    ATTN__REQUIRE(v, ATTN_ERR_NULL, "v", "NULL");
+    ATTN__REQUIRE(out, ATTN_ERR_NULL, "out", "NULL");
+    ATTN__REQUIRE(dout, ATTN_ERR_NULL, "dout", "NULL");
+    ATTN__REQUIRE(lse, ATTN_ERR_NULL, "lse", "NULL");
+    ATTN__REQUIRE(dims, ATTN_ERR_NULL, "dims", "NULL");
+    if ((r = attn__resolve_dims(func, &d, dims)) != ATTN_OK) return r;
+    a.dq = dq; a.dk = dk; a.dv = dv; a.dsinks = dsinks; a.dq_s = dq_s; a.dk_s = dk_s; a.dv_s = dv_s;
+    a.q = q; a.k = k; a.v = v; a.out = out; a.dout = dout; a.lse = lse;
+    a.q_s = q_s; a.k_s = k_s; a.v_s = v_s; a.out_s = out_s; a.dout_s = dout_s;
+    a.d = &d; a.o = opt;
+    if ((r = attn__bwd_check_views(func, &a, &d)) != ATTN_OK) return r;
+    if ((r = attn__bwd_need(func, &need, &d, opt, 1)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than attn_sdpa_backward_workspace_size reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
+    attn__bwd_run(&a, attn__ws_base(mem));
+    if (!workspace) ATTN_FREE(mem, opt->alloc_user);
+    return ATTN_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Multi-head attention                                                                           */
 /* ---------------------------------------------------------------------------------------------- */
 
@@ -3595,6 +4172,270 @@ ATTNDEF attn_result attn_cross_forward(float *out, const float *x_q, const float
                                        void *workspace, size_t workspace_bytes)
 {
     return attn__mha_forward(out, x_q, x_kv, batch, n_q, n_kv, mha, opt, workspace, workspace_bytes, 0);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Multi-head attention: the backward pass (attn_self_backward, attn_cross_backward)              */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* The sizes of the multi-head backward pass's buffers, in floats: the kernels' tiles (the larger of
+   attn_sdpa's and attn_sdpa_backward's for one batch), a packed matrix (a weight, or an [N x width] gradient
+   as the right-hand side of a weight's gradient), then per batch Q, A, dA, dQ [Nq x E], K, V, dK, dV
+   [Nk x kvd], lse [H x Nq], a transposed operand [max(E, d_kv) x max(Nq, Nk)] and a product (a weight's
+   gradient, or a dx term). */
+typedef struct attn__mbw_sizes {
+    size_t kern, pack, t, p, total;
+} attn__mbw_sizes;
+
+static int attn__mbw_floats(attn__mbw_sizes *z, const attn__mha_dims *md, int n_q, int n_kv, const attn_options *o)
+{
+    const attn_dims *d = &md->sdpa;
+    const int w_max = md->d_kv > md->d_model ? md->d_kv : md->d_model, n_max = n_q > n_kv ? n_q : n_kv;
+    size_t per_thread, fwd, bwd, p2, x, kv_bufs;
+    if (!attn__sdpa_call_floats(&fwd, d, o, NULL, &per_thread, &kv_bufs) || !attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v) ||
+        !attn__mul(&bwd, per_thread, (size_t)attn__threads(o, (double)d->n_kv_heads)))
+        return 0;
+    z->kern = (fwd > bwd ? fwd : bwd) + 15 - ((fwd > bwd ? fwd : bwd) + 15) % 16; /* whole ATTN__ALIGN blocks */
+    if (!attn__pack_floats(&z->pack, w_max, md->d_model) || !attn__pack_floats(&p2, md->d_model, w_max)) return 0;
+    if (p2 > z->pack) z->pack = p2;
+    if (!attn__pack_floats(&p2, n_max, w_max)) return 0;
+    if (p2 > z->pack) z->pack = p2;
+    if (!attn__mul(&z->t, (size_t)w_max, (size_t)n_max) || !attn__mul(&z->p, (size_t)w_max, (size_t)md->d_model) ||
+        !attn__mul(&x, (size_t)n_q, (size_t)md->d_model))
+        return 0;
+    if (x > z->p) z->p = x;
+    if (!attn__mul(&x, (size_t)n_kv, (size_t)md->d_kv)) return 0;
+    if (x > z->p) z->p = x;
+    if ((size_t)d->n_heads > z->p) z->p = (size_t)d->n_heads;
+    if (!attn__mul(&x, (size_t)n_q, (size_t)md->d_model) || !attn__mul(&z->total, x, 4)) return 0;
+    if (!attn__mul(&x, (size_t)n_kv, (size_t)md->kv_dim) || !attn__mul(&x, x, 4) || !attn__add(&z->total, z->total, x))
+        return 0;
+    return attn__mul(&x, (size_t)d->n_heads, (size_t)n_q) && attn__add(&z->total, z->total, x) &&
+           attn__add(&z->total, z->total, z->t) && attn__add(&z->total, z->total, z->p) &&
+           attn__add(&z->total, z->total, z->kern) && attn__add(&z->total, z->total, z->pack);
+}
+
+/* RoPE's inverse on rows of [n x heads*d] (its transpose: a rotation by -angle), for the gradients of Q and
+   K: (a, b) -> (a cos + b sin, b cos - a sin) is the forward rotation of (a, -b) with b negated after. */
+static void attn__rope_rows_inverse(float *x, ptrdiff_t row_stride, int n_heads, int n, int d, const attn_rope *rope)
+{
+    int t, h, p, pass;
+    if (!rope || rope->style == ATTN_ROPE_NONE) return;
+    for (pass = 0; pass < 2; ++pass) {
+        const int half = (rope->n_rot ? rope->n_rot : d) / 2;
+        for (t = 0; t < n; ++t)
+            for (h = 0; h < n_heads; ++h) {
+                float *x_h = x + (ptrdiff_t)t * row_stride + (ptrdiff_t)h * d;
+                for (p = 0; p < half; ++p) {
+                    float *b = rope->style == ATTN_ROPE_NEOX ? x_h + half + p : x_h + 2 * p + 1;
+                    *b = -*b;
+                }
+            }
+        if (pass == 0) attn__rope_rows(x, row_stride, d, n_heads, n, d, 0, rope);
+    }
+}
+
+/* dst [cols x rows] = src^T for src [rows x cols] (rows src_rs apart). */
+static void attn__transpose_rows(float *dst, const float *src, ptrdiff_t src_rs, int rows, int cols)
+{
+    int i, c;
+    for (i = 0; i < rows; ++i)
+        for (c = 0; c < cols; ++c) dst[(ptrdiff_t)c * rows + i] = src[(ptrdiff_t)i * src_rs + c];
+}
+
+/* g (+)= a [rows x cols] (rows g_rs apart, a dense), g's rows of `cols` floats */
+static void attn__add_rows(float *g, ptrdiff_t g_rs, const float *a, int rows, int cols)
+{
+    int i, c;
+    for (i = 0; i < rows; ++i)
+        for (c = 0; c < cols; ++c) g[(ptrdiff_t)i * g_rs + c] += a[(ptrdiff_t)i * cols + c];
+}
+
+/* A projection's gradients, y = x . op(W) + b with x [n x d_in], dy [n x d_out] dense:
+   dW += x^T dy (IN_OUT, W [d_in x d_out]) or dy^T x (OUT_IN, W [d_out x d_in]), in W's layout and row
+   stride g_rs; db += the column sums of dy (in row order); dx = (or +=) dy . op(W)^T. t [max(d_in, d_out) x
+   n] and p [max(n, d_in, d_out) x max(d_in, d_out)] are scratch; bpack a packing buffer. */
+static void attn__proj_backward(float *dx, int dx_add, float *g, ptrdiff_t g_rs, float *gb, const float *x,
+                                const float *dy, const float *w, ptrdiff_t w_rs, attn_layout layout, int n, int d_in,
+                                int d_out, float *t, float *p, int threads, float *bpack)
+{
+    const int out_in = layout == ATTN_LAYOUT_OUT_IN;
+    int i, j;
+    if (out_in) { /* dW [d_out x d_in] += dy^T . x */
+        attn__transpose_rows(t, dy, d_out, n, d_out);
+        attn__project(p, d_in, t, n, x, d_in, ATTN_LAYOUT_IN_OUT, NULL, d_out, n, d_in, threads, bpack);
+        attn__add_rows(g, g_rs, p, d_out, d_in);
+    } else { /* dW [d_in x d_out] += x^T . dy */
+        attn__transpose_rows(t, x, d_in, n, d_in);
+        attn__project(p, d_out, t, n, dy, d_out, ATTN_LAYOUT_IN_OUT, NULL, d_in, n, d_out, threads, bpack);
+        attn__add_rows(g, g_rs, p, d_in, d_out);
+    }
+    if (gb)
+        for (i = 0; i < n; ++i)
+            for (j = 0; j < d_out; ++j) gb[j] += dy[(ptrdiff_t)i * d_out + j];
+    if (!dx) return;
+    /* dx [n x d_in] = dy . W^T (IN_OUT) or dy . W (OUT_IN): a projection with the other layout */
+    attn__project(dx_add ? p : dx, d_in, dy, d_out, w, w_rs, out_in ? ATTN_LAYOUT_IN_OUT : ATTN_LAYOUT_OUT_IN, NULL,
+                  n, d_out, d_in, threads, bpack);
+    if (dx_add) attn__add_rows(dx, d_in, p, n, d_in);
+}
+
+/* Per batch: the forward again (Q, K, V with RoPE, A and its lse), then the backward of the output
+   projection, of attention (attn__bwd_run on the interleaved heads) and of RoPE and the three input
+   projections, accumulating the weight gradients over the batches in order. Self-attention (x_kv = x_q,
+   dx_kv = dx_q) sums the three projections' terms into dx; cross-attention gives dx_q from W_q and dx_kv
+   from W_k and W_v. */
+static void attn__mha_bwd_run(float *dx_q, float *dx_kv, const attn_mha_grads *gr, const float *x_q, const float *x_kv,
+                              const float *dout, int n_q, int n_kv, const attn_mha *m, const attn_options *o,
+                              const attn__mha_dims *md, const attn__mbw_sizes *z, float *ws, int self)
+{
+    const attn_dims *d = &md->sdpa;
+    const int E = md->d_model, kvd = md->kv_dim, d_kv = md->d_kv, H = d->n_heads, Hkv = d->n_kv_heads, hd = d->d_k;
+    const ptrdiff_t wkv_rs = m->layout == ATTN_LAYOUT_IN_OUT ? kvd : d_kv;
+    const ptrdiff_t wq_rs = m->w_q_stride ? m->w_q_stride : E, wo_rs = m->w_o_stride ? m->w_o_stride : E;
+    const ptrdiff_t wk_rs = m->w_k_stride ? m->w_k_stride : wkv_rs, wv_rs = m->w_v_stride ? m->w_v_stride : wkv_rs;
+    const int in_out = m->layout == ATTN_LAYOUT_IN_OUT, threads = attn__threads(o, ATTN_MAX_THREADS);
+    const size_t nqE = (size_t)n_q * (size_t)E, nkv = (size_t)n_kv * (size_t)kvd, nkx = (size_t)n_kv * (size_t)d_kv;
+    float *kern = ws, *bpack = kern + z->kern;
+    float *qb = bpack + z->pack, *ab = qb + nqE, *dab = ab + nqE, *dqb = dab + nqE;
+    float *kb = dqb + nqE, *vb = kb + nkv, *dkb = vb + nkv, *dvb = dkb + nkv, *lse = dvb + nkv;
+    float *tb = lse + (size_t)H * (size_t)n_q, *pb = tb + z->t;
+    const attn_stride q_s = attn_stride_bnhd(n_q, H, hd), kv_s = attn_stride_bnhd(n_kv, Hkv, hd);
+    attn__bwd_args a;
+    int b, h;
+    /* the gradients start at 0 unless accumulating */
+    if (!gr->accumulate) {
+        attn__bwd_zero(gr->w_q, wq_rs, E, E);
+        attn__bwd_zero(gr->w_k, wk_rs, in_out ? d_kv : kvd, in_out ? kvd : d_kv);
+        attn__bwd_zero(gr->w_v, wv_rs, in_out ? d_kv : kvd, in_out ? kvd : d_kv);
+        attn__bwd_zero(gr->w_o, wo_rs, E, E);
+        if (gr->b_q) memset(gr->b_q, 0, sizeof(float) * (size_t)E);
+        if (gr->b_k) memset(gr->b_k, 0, sizeof(float) * (size_t)kvd);
+        if (gr->b_v) memset(gr->b_v, 0, sizeof(float) * (size_t)kvd);
+        if (gr->b_o) memset(gr->b_o, 0, sizeof(float) * (size_t)E);
+        if (gr->sinks) memset(gr->sinks, 0, sizeof(float) * (size_t)H);
+    }
+    memset(&a, 0, sizeof a);
+    a.dq = dqb; a.dk = dkb; a.dv = dvb; a.dq_s = q_s; a.dk_s = kv_s; a.dv_s = kv_s;
+    a.q = qb; a.k = kb; a.v = vb; a.out = ab; a.dout = dab; a.lse = lse;
+    a.q_s = q_s; a.k_s = kv_s; a.v_s = kv_s; a.out_s = q_s; a.dout_s = q_s;
+    a.d = d;
+    for (b = 0; b < md->batch; ++b) {
+        const float *xq_b = x_q + (size_t)b * nqE, *xkv_b = x_kv + (size_t)b * nkx, *dout_b = dout + (size_t)b * nqE;
+        float *dxq_b = dx_q ? dx_q + (size_t)b * nqE : NULL, *dxkv_b = dx_kv ? dx_kv + (size_t)b * nkx : NULL;
+        attn_options ob = *o; /* the options seen from batch b */
+        ob.mask = o->mask ? o->mask + b * o->mask_stride.batch : NULL;
+        ob.kv_len = o->kv_len ? o->kv_len + b : NULL;
+        ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
+        ob.out_lse = lse;
+        /* 1. the forward: Q, K, V (RoPE on Q and K), A = attention, its lse */
+        attn__project(qb, E, xq_b, E, m->w_q, wq_rs, m->layout, m->b_q, n_q, E, E, threads, bpack);
+        attn__project(kb, kvd, xkv_b, d_kv, m->w_k, wk_rs, m->layout, m->b_k, n_kv, d_kv, kvd, threads, bpack);
+        attn__project(vb, kvd, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, d_kv, kvd, threads, bpack);
+        attn__rope_rows(qb, E, hd, H, n_q, hd, 0, &m->rope);
+        attn__rope_rows(kb, kvd, hd, Hkv, n_kv, hd, 0, &m->rope);
+        attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, kern);
+        /* 2. out = A . W_o + b_o: dW_o, db_o, dA */
+        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, m->w_o, wo_rs, m->layout, n_q, E, E, tb, pb,
+                            threads, bpack);
+        /* 3. attention: dQ, dK, dV (and the sinks' gradient of this batch, in pb, summed over the batches) */
+        a.o = &ob;
+        a.dsinks = gr->sinks && o->sinks ? pb : NULL;
+        attn__bwd_run(&a, kern);
+        if (a.dsinks)
+            for (h = 0; h < H; ++h) gr->sinks[h] += pb[h];
+        /* 4. RoPE's inverse, then the three input projections: dW, db, dx */
+        attn__rope_rows_inverse(dqb, E, H, n_q, hd, &m->rope);
+        attn__rope_rows_inverse(dkb, kvd, Hkv, n_kv, hd, &m->rope);
+        attn__proj_backward(dxq_b, 0, gr->w_q, wq_rs, gr->b_q, xq_b, dqb, m->w_q, wq_rs, m->layout, n_q, E, E, tb, pb,
+                            threads, bpack);
+        attn__proj_backward(dxkv_b, self, gr->w_k, wk_rs, gr->b_k, xkv_b, dkb, m->w_k, wk_rs, m->layout, n_kv, d_kv, kvd,
+                            tb, pb, threads, bpack);
+        attn__proj_backward(dxkv_b, 1, gr->w_v, wv_rs, gr->b_v, xkv_b, dvb, m->w_v, wv_rs, m->layout, n_kv, d_kv, kvd,
+                            tb, pb, threads, bpack);
+    }
+}
+
+/* Validation shared by the calls and their workspace queries. */
+static attn_result attn__mha_bwd_need(const char *func, attn__mha_dims *md, attn__mbw_sizes *z, size_t *bytes,
+                                      int batch, int n_q, int n_kv, const attn_mha *m, const attn_options *opt,
+                                      int self, int read_values)
+{
+    attn_result r;
+    if ((r = attn__mha_resolve(func, md, batch, n_q, n_kv, m, opt, self, read_values)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!opt->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
+    ATTN__REQUIRE(attn__mbw_floats(z, md, n_q, n_kv, opt) && attn__ws_bytes(bytes, z->total) == ATTN_OK,
+                  ATTN_ERR_OVERFLOW, "mha", "the workspace's size overflows");
+    return ATTN_OK;
+}
+
+static attn_result attn__mha_bwd_size(size_t *bytes, int batch, int n_q, int n_kv, const attn_mha *mha,
+                                      const attn_options *opt, int self)
+{
+    const char *func = self ? "attn_self_backward_workspace_size" : "attn_cross_backward_workspace_size";
+    attn__mha_dims md;
+    attn__mbw_sizes z;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(bytes, ATTN_ERR_NULL, "bytes", "NULL");
+    return attn__mha_bwd_need(func, &md, &z, bytes, batch, n_q, n_kv, mha, opt, self, 0);
+}
+
+static attn_result attn__mha_backward(float *dx_q, float *dx_kv, const attn_mha_grads *grads, const float *x_q,
+                                      const float *x_kv, const float *dout, int batch, int n_q, int n_kv,
+                                      const attn_mha *mha, const attn_options *opt, void *workspace,
+                                      size_t workspace_bytes, int self)
+{
+    const char *func = self ? "attn_self_backward" : "attn_cross_backward";
+    attn__mha_dims md;
+    attn__mbw_sizes z;
+    attn_result r;
+    size_t need = 0;
+    void *mem = workspace;
+    if (!opt) opt = &attn__default_options;
+    ATTN__REQUIRE(grads, ATTN_ERR_NULL, "grads", "NULL");
+    ATTN__REQUIRE(x_q, ATTN_ERR_NULL, self ? "x" : "x_q", "NULL");
+    ATTN__REQUIRE(x_kv, ATTN_ERR_NULL, self ? "x" : "x_kv", "NULL");
+    ATTN__REQUIRE(dout, ATTN_ERR_NULL, "dout", "NULL");
+    ATTN__REQUIRE(mha, ATTN_ERR_NULL, "mha", "NULL");
+    ATTN__REQUIRE(mha->w_q && mha->w_k && mha->w_v && mha->w_o, ATTN_ERR_NULL, "mha->w_q", "a weight is NULL");
+    ATTN__REQUIRE(grads->w_q && grads->w_k && grads->w_v && grads->w_o, ATTN_ERR_NULL, "grads->w_q",
+                  "a weight's gradient is NULL");
+    if ((r = attn__mha_bwd_need(func, &md, &z, &need, batch, n_q, n_kv, mha, opt, self, 1)) != ATTN_OK) return r;
+    ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
+                  "smaller than the workspace size function reported");
+    if (!workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
+        return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
+    attn__mha_bwd_run(dx_q, dx_kv, grads, x_q, x_kv, dout, n_q, n_kv, mha, opt, &md, &z, attn__ws_base(mem), self);
+    if (!workspace) ATTN_FREE(mem, opt->alloc_user);
+    return ATTN_OK;
+}
+
+ATTNDEF attn_result attn_self_backward_workspace_size(size_t *bytes, int batch, int n, const attn_mha *mha,
+                                                      const attn_options *opt)
+{
+    return attn__mha_bwd_size(bytes, batch, n, n, mha, opt, 1);
+}
+
+ATTNDEF attn_result attn_self_backward(float *dx, const attn_mha_grads *grads, const float *x, const float *dout,
+                                       int batch, int n, const attn_mha *mha, const attn_options *opt,
+                                       void *workspace, size_t workspace_bytes)
+{
+    return attn__mha_backward(dx, dx, grads, x, x, dout, batch, n, n, mha, opt, workspace, workspace_bytes, 1);
+}
+
+ATTNDEF attn_result attn_cross_backward_workspace_size(size_t *bytes, int batch, int n_q, int n_kv,
+                                                       const attn_mha *mha, const attn_options *opt)
+{
+    return attn__mha_bwd_size(bytes, batch, n_q, n_kv, mha, opt, 0);
+}
+
+ATTNDEF attn_result attn_cross_backward(float *dx_q, float *dx_kv, const attn_mha_grads *grads, const float *x_q,
+                                        const float *x_kv, const float *dout, int batch, int n_q, int n_kv,
+                                        const attn_mha *mha, const attn_options *opt, void *workspace,
+                                        size_t workspace_bytes)
+{
+    return attn__mha_backward(dx_q, dx_kv, grads, x_q, x_kv, dout, batch, n_q, n_kv, mha, opt, workspace,
+                              workspace_bytes, 0);
 }
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -501,7 +501,7 @@ static void measure_machine_bw(const char *suffix, const char *indent)
 /* ---------------------------------------------------------------------------------------------- */
 
 typedef struct bench_case {
-    const char *name, *op; /* op: sdpa, mha, proj, decode, mem, gemv */
+    const char *name, *op; /* op: sdpa, sdpa_bwd, mha, proj, decode, mem, gemv */
     int B, Hq, Hkv, Nq, Nk, D;
     attn_causal causal;
     int d_model;      /* mha and proj: d_model = Hq * D */
@@ -524,6 +524,12 @@ static const bench_case cases[] = {
     {"sdpa_n8192_d64_causal", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, ATTN_F32},
     {"sdpa_n8192_d64_causal_w1024", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 1024, ATTN_F32},
     {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
+    /* the backward pass (attn_sdpa_backward: dq, dk, dv from q, k, v, out, lse and dout), FLOPs counted as
+       2.5x the forward's (five products instead of two: 10 B H Nq Nk D, half when causal) */
+    {"sdpa_bwd_n2048_d64", "sdpa_bwd", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
+    {"sdpa_bwd_n2048_d64_causal", "sdpa_bwd", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, ATTN_F32},
+    {"sdpa_bwd_n2048_d128", "sdpa_bwd", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
+    {"sdpa_bwd_n2048_d128_causal", "sdpa_bwd", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, ATTN_F32},
     {"mha_d512_h8_n2048", "mha", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 1, 0, 0, 0, ATTN_F32},
     {"mha_proj_d512_n2048", "proj", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 512, 0, 0, 0, 0, ATTN_F32},
     /* multi-head attention's own projections (the internal attn__project: packed weights, threads by row
@@ -599,8 +605,9 @@ typedef struct ctx {
     attn_dims dims;
     attn_options opt;
     attn_stride q_s, kv_s, o_s;
-    float *q, *k, *v, *out, *ref; /* sdpa/decode [B,H,N,D]; mha: x = q, out [N x d_model] */
+    float *q, *k, *v, *out, *ref; /* sdpa/decode [B,H,N,D]; mha: x = q, out [N x d_model]; sdpa_bwd: out = dq */
     void *k16, *v16;              /* decode with a 16-bit or q8 kv: K and V as attn_sdpa reads them, else NULL */
+    float *o_fwd, *lse, *dout, *dk, *dv; /* sdpa_bwd: the forward's out and lse, dL/dout, dk and dv */
     float *wq, *wk, *wv, *wo;     /* mha, proj: [d_model x d_model], layout IN_OUT */
     float *qb, *kb, *vb, *ab;     /* mha, proj: [N x d_model] projections and attention output */
     float *scores;                /* openblas: [Nq x Nk] */
@@ -632,7 +639,11 @@ static void run_attn(ctx *x)
 {
     const bench_case *c = x->c;
     attn_options_threads(&x->opt, x->threads);
-    if (!strcmp(c->op, "sdpa") || !strcmp(c->op, "decode")) {
+    if (!strcmp(c->op, "sdpa_bwd")) {
+        CHECK(attn_sdpa_backward(x->out, x->q_s, x->dk, x->kv_s, x->dv, x->kv_s, NULL, x->q, x->q_s, x->k, x->kv_s, x->v,
+                                 x->kv_s, x->o_fwd, x->o_s, x->dout, x->o_s, x->lse, &x->dims, &x->opt, x->ws,
+                                 x->ws_bytes));
+    } else if (!strcmp(c->op, "sdpa") || !strcmp(c->op, "decode")) {
         CHECK(attn_sdpa(x->out, x->o_s, x->q, x->q_s, x->k16 ? x->k16 : (const void *)x->k, x->kv_s,
                         x->v16 ? x->v16 : (const void *)x->v, x->kv_s, &x->dims, &x->opt, x->ws, x->ws_bytes));
     } else if (!strcmp(c->op, "mha")) {
@@ -1079,6 +1090,7 @@ static result base_result(const ctx *x, const char *impl)
         const double proj = 2.0 * c->Nq * (double)c->d_model * c->d_model; /* one projection, B = 1 */
         if (!strcmp(c->op, "proj") || !strcmp(c->op, "projmha")) r.flops = 4.0 * proj;
         else if (!strcmp(c->op, "mha")) r.flops = core + 4.0 * proj;
+        else if (!strcmp(c->op, "sdpa_bwd")) r.flops = 2.5 * core;
         else r.flops = core;
     }
     r.kv = c->kv;
@@ -1215,7 +1227,8 @@ static void run_case(const bench_case *c)
     ctx x;
     int ti;
     const int naive = !g.quick && !g.no_naive && (c->naive || g.naive_all) && strcmp(c->op, "proj") &&
-                      strcmp(c->op, "projmha") && !c->window; /* the references have no window */
+                      strcmp(c->op, "projmha") && strcmp(c->op, "sdpa_bwd") && !c->window; /* the references
+                      have no window, nor a backward pass */
     memset(&x, 0, sizeof x);
     rng_seed(c->name);
     x.c = c;
@@ -1252,6 +1265,19 @@ static void run_case(const bench_case *c)
             x.opt.k_type = x.opt.v_type = c->kv;
         }
         CHECK(attn_sdpa_workspace_size(&x.ws_bytes, &x.dims, &x.opt));
+        if (!strcmp(c->op, "sdpa_bwd")) { /* the forward once (out, lse), untimed; its workspace fits both */
+            size_t bwd_bytes = 0;
+            CHECK(attn_sdpa_backward_workspace_size(&bwd_bytes, &x.dims, &x.opt));
+            x.o_fwd = alloc_zero(x.out_n);
+            x.lse = alloc_zero((size_t)c->B * c->Hq * c->Nq);
+            x.dout = alloc_random(x.out_n, 1.0f);
+            x.dk = alloc_zero((size_t)c->B * c->Hkv * c->Nk * c->D);
+            x.dv = alloc_zero((size_t)c->B * c->Hkv * c->Nk * c->D);
+            x.opt.out_lse = x.lse;
+            CHECK(attn_sdpa(x.o_fwd, x.o_s, x.q, x.q_s, x.k, x.kv_s, x.v, x.kv_s, &x.dims, &x.opt, NULL, 0));
+            x.opt.out_lse = NULL;
+            if (bwd_bytes > x.ws_bytes) x.ws_bytes = bwd_bytes;
+        }
     } else { /* mha, proj: x [N x d_model], weights scaled by 1/sqrt(d_model) to keep the logits sane */
         const size_t nd = (size_t)c->Nq * c->d_model, dd = (size_t)c->d_model * c->d_model;
         const float ws = 1.0f / sqrtf((float)c->d_model);
@@ -1290,7 +1316,7 @@ static void run_case(const bench_case *c)
         run_impl(&x, "attention.h", run_attn, 1);
     }
 #ifdef BENCH_OPENBLAS
-    for (ti = 0; ti < g.n_threads && strcmp(c->op, "projmha") && !c->window; ++ti) { /* projmha: compare with proj's rows */
+    for (ti = 0; ti < g.n_threads && strcmp(c->op, "projmha") && strcmp(c->op, "sdpa_bwd") && !c->window; ++ti) { /* projmha: compare with proj's rows */
         x.threads = g.threads[ti];
         set_threads(x.threads);
         run_impl(&x, "openblas", run_blas, 1);
@@ -1306,6 +1332,7 @@ static void run_case(const bench_case *c)
     free(x.q); free(x.k); free(x.v); free(x.k16); free(x.v16); free(x.out); free(x.ref); free(x.ws);
     free(x.wq); free(x.wk); free(x.wv); free(x.wo);
     free(x.qb); free(x.kb); free(x.vb); free(x.ab); free(x.scores);
+    free(x.o_fwd); free(x.lse); free(x.dout); free(x.dk); free(x.dv);
 }
 
 /* The memory target: attn_sdpa at N = 32768, one head, D = 64, causal, no workspace given (the library

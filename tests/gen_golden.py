@@ -27,11 +27,26 @@ and lse [B, Hq, Nq]; then "end". Inputs are exact float32 values (multiples of
 1/2, integers in the decoding case, to keep the file small); out and lse have
 9 significant digits.
 
+tests/data/backward.txt holds attn_sdpa_backward cases: the gradients dq, dk, dv
+(and dsinks) of L = sum(dout * out) by PyTorch autograd in float64 through
+modifiers_ref (with an optional additive mask): "attn-backward 1", "int cases K",
+then per case "case NAME", the int fields of a modifiers case without
+alibi_standard and with has_mask, the tensors scale, softcap, [kv_len], [sinks],
+[alibi_slopes], [mask [Nq, Nk]], q, k, v, dout [B, Hq, Nq, Dv], dq, dk, dv,
+[dsinks [Hq]]; then "end". Inputs are multiples of 1/2 (the mask of 1/4).
+tests/data/mha_backward.txt holds attn_self_backward cases: nn.MultiheadAttention
+(self-attention, batch_first, float64) and autograd's gradients of
+L = sum(dout * out): "attn-mha-backward 1", "int cases K", then per case
+"case NAME", the int fields batch, n, d_model, n_heads, bias, causal,
+has_key_padding_mask, the tensors x, w_q, w_k, w_v, w_o (OUT_IN: in_proj_weight
+split in three, out_proj.weight), [b_q, b_k, b_v, b_o], [key_padding_mask],
+dout, dx, dw_q, dw_k, dw_v, dw_o, [db_q, db_k, db_v, db_o]; then "end".
+
 Needs Debian's PyTorch (apt install python3-torch), hence the /usr/bin/python3
 shebang.  Run from the repo root as:
 
     /usr/bin/python3 tests/gen_golden.py            # every fixture
-    /usr/bin/python3 tests/gen_golden.py rope       # only rope.txt (or: mha, modifiers)
+    /usr/bin/python3 tests/gen_golden.py rope       # only rope.txt (or: mha, modifiers, backward)
 
 This script is only needed to regenerate the fixtures: the C tests read the
 files in tests/data/ directly, no Python is needed at test time.
@@ -275,14 +290,15 @@ def alibi_standard(n_heads, max_bias=8.0):
                 2.0 ** (-max_bias / (2 * n) * (2 * (h - n) + 1))) for h in range(n_heads)]
 
 
-def modifiers_ref(q, k, v, scale, causal, window, wl, wr, softcap, sinks, slopes, kv_len):
+def modifiers_ref(q, k, v, scale, causal, window, wl, wr, softcap, sinks, slopes, kv_len, mask=None):
     """Attention with the score modifiers, in float64, straight from their definitions:
     s = scale * q @ k^T; soft-cap c * tanh(s / c) (Gemma 2); ALiBi -slope_h * |g_i - j|; the
     causal and sliding-window masks from the diagonal g_i (i top-left, else i + n - Nq with n the
     batch's valid keys: FlashAttention's window_size, key j visible iff g_i - wl <= j <= g_i + wr,
     -1 no limit, causal hides j > g_i); sinks: one logit per head concatenated to the scores as an
     extra column for the softmax, then dropped (gpt-oss); softmax; @ v. Also the log-sum-exp of
-    each row, the sink included. Returns out [B, Hq, Nq, Dv] and lse [B, Hq, Nq]."""
+    each row, the sink included. mask: an additive [Nq, Nk] float mask (after ALiBi), or None.
+    Returns out [B, Hq, Nq, Dv] and lse [B, Hq, Nq]. Differentiable (the backward fixtures)."""
     B, Hq, Nq, _ = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
     group = Hq // Hkv
@@ -300,6 +316,8 @@ def modifiers_ref(q, k, v, scale, causal, window, wl, wr, softcap, sinks, slopes
         g = i if causal == CAUSAL_TOP_LEFT else i + (n - Nq)
         if slopes is not None:
             s = s - torch.tensor(slopes, dtype=torch.float64)[:, None, None] * (g - j).abs()
+        if mask is not None:
+            s = s + mask[:, :n]
         visible = torch.ones(Nq, n, dtype=torch.bool)
         if causal != CAUSAL_NONE:
             visible &= j <= g
@@ -311,7 +329,8 @@ def modifiers_ref(q, k, v, scale, causal, window, wl, wr, softcap, sinks, slopes
         assert bool(visible.any(dim=1).all()), "a query with no visible key"
         s = s.masked_fill(~visible, float("-inf"))
         if sinks is not None:
-            col = torch.tensor(sinks, dtype=torch.float64).reshape(Hq, 1, 1).expand(Hq, Nq, 1)
+            sk = sinks if torch.is_tensor(sinks) else torch.tensor(sinks, dtype=torch.float64)
+            col = sk.reshape(Hq, 1, 1).expand(Hq, Nq, 1)
             s = torch.cat((s, col), dim=-1)
         lses.append(torch.logsumexp(s, dim=-1))
         w = torch.softmax(s, dim=-1)
@@ -451,17 +470,161 @@ def write_modifiers():
     print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
 
 
+def backward_case(name, seed, batch, n_heads, n_kv_heads, n_q, n_kv, d_k, d_v, scale=None,
+                  causal=CAUSAL_NONE, window=None, softcap=0.0, sinks=None, slopes=None,
+                  alibi_standard_max_bias=0.0, kv_len=None, with_mask=False):
+    """One backward case: q, k, v, dout ~ N(0, 1) rounded to multiples of 1/2 (exact in float32),
+    [an additive mask [Nq, Nk] in multiples of 1/4], the forward of modifiers_ref in float64 and
+    PyTorch autograd's gradients of L = sum(dout * out): dq, dk, dv [, dsinks]."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, quant=2):
+        return torch.round(torch.randn(*shape, generator=g, dtype=torch.float64) * quant) / quant
+
+    q = rnd(batch, n_heads, n_q, d_k).requires_grad_()
+    k = rnd(batch, n_kv_heads, n_kv, d_k).requires_grad_()
+    v = rnd(batch, n_kv_heads, n_kv, d_v).requires_grad_()
+    dout = rnd(batch, n_heads, n_q, d_v)
+    mask = rnd(n_q, n_kv, quant=4) if with_mask else None
+    sk = torch.tensor(sinks, dtype=torch.float64, requires_grad=True) if sinks is not None else None
+    scale = f32(1.0 / d_k ** 0.5 if scale is None else scale)
+    wl, wr = window if window is not None else (0, 0)
+    out, _ = modifiers_ref(q, k, v, scale, causal, window is not None, wl, wr, softcap, sk, slopes,
+                           kv_len, mask)
+    (out * dout).sum().backward()
+    for t in (q.grad, k.grad, v.grad):
+        assert bool(torch.isfinite(t).all())
+    ints = [("batch", batch), ("n_heads", n_heads), ("n_kv_heads", n_kv_heads), ("n_q", n_q),
+            ("n_kv", n_kv), ("d_k", d_k), ("d_v", d_v), ("causal", causal),
+            ("window", int(window is not None)), ("window_left", wl), ("window_right", wr),
+            ("has_kv_len", int(kv_len is not None)), ("has_sinks", int(sinks is not None)),
+            ("has_alibi", int(slopes is not None)), ("has_mask", int(with_mask))]
+    lines = ["case %s" % name] + ["int %s %d" % kv for kv in ints]
+    lines += tensor_block("scale", torch.tensor([scale]))
+    lines += tensor_block("softcap", torch.tensor([f32(softcap)]))
+    if kv_len is not None:
+        lines += tensor_block("kv_len", torch.tensor(kv_len, dtype=torch.float64))
+    if sinks is not None:
+        assert all(f32(x) == x for x in sinks)
+        lines += tensor_block("sinks", torch.tensor(sinks, dtype=torch.float64))
+    if slopes is not None:
+        assert all(f32(x) == x for x in slopes)
+        lines += tensor_block("alibi_slopes", torch.tensor(slopes, dtype=torch.float64))
+    if with_mask:
+        lines += short_block("mask", mask)
+    lines += short_block("q", q)
+    lines += short_block("k", k)
+    lines += short_block("v", v)
+    lines += short_block("dout", dout)
+    lines += short_block("dq", q.grad, fmt_out)
+    lines += short_block("dk", k.grad, fmt_out)
+    lines += short_block("dv", v.grad, fmt_out)
+    if sinks is not None:
+        lines += short_block("dsinks", sk.grad, fmt_out)
+    return lines
+
+
+def write_backward():
+    """Gradients of attention by PyTorch autograd (float64) through modifiers_ref, for
+    attn_sdpa_backward: GQA with Dk != Dv, bottom-right causal with an additive mask, MQA with
+    soft-cap, sinks, ALiBi and a sliding window, and a ragged kv_len batch."""
+    cases = [
+        backward_case("gqa_plain", 501, 2, 4, 2, 10, 13, 8, 6),
+        backward_case("causal_mask", 502, 1, 2, 2, 9, 12, 8, 8, causal=CAUSAL_BOTTOM_RIGHT,
+                      with_mask=True, scale=0.5),
+        backward_case("mqa_softcap_sinks_alibi_window", 503, 1, 4, 1, 12, 12, 8, 8,
+                      causal=CAUSAL_TOP_LEFT, window=(5, -1), softcap=3.0,
+                      sinks=[0.5, -1.0, 2.0, float("-inf")], slopes=alibi_standard(4)),
+        backward_case("ragged_kv_len", 504, 2, 2, 2, 6, 20, 8, 8, causal=CAUSAL_BOTTOM_RIGHT,
+                      kv_len=[20, 9]),
+    ]
+    lines = ["attn-backward 1", "int cases %d" % len(cases)]
+    for c in cases:
+        lines += c
+    lines.append("end")
+    path = os.path.join(DATA_DIR, "backward.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
+
+
+def mha_backward_case(name, seed, batch, n, d_model, n_heads, bias, causal=False, kpm=None):
+    """torch.nn.MultiheadAttention (batch_first, float64, self-attention) and autograd's gradients of
+    L = sum(dout * out): dx and the gradients of in_proj_weight (split into w_q, w_k, w_v: attn_mha's
+    OUT_IN layout), in_proj_bias, out_proj.weight and .bias. Inputs rounded to float32 values."""
+    torch.manual_seed(seed)
+    mha = nn.MultiheadAttention(embed_dim=d_model, num_heads=n_heads, dropout=0.0, bias=bias,
+                                batch_first=True)
+    mha.double()
+    with torch.no_grad():
+        for p in mha.parameters():
+            p.copy_(torch.randn_like(p).mul_(0.5).float().double())
+    x = torch.randn(batch, n, d_model, dtype=torch.float64).float().double().requires_grad_()
+    dout = torch.randn(batch, n, d_model, dtype=torch.float64).float().double()
+    kpm_bool = torch.tensor(kpm, dtype=torch.bool) if kpm is not None else None
+    out, _ = mha(x, x, x, key_padding_mask=kpm_bool, need_weights=False,
+                 attn_mask=causal_mask(n) if causal else None)
+    (out * dout).sum().backward()
+    E = d_model
+    ints = [("batch", batch), ("n", n), ("d_model", d_model), ("n_heads", n_heads), ("bias", int(bias)),
+            ("causal", int(causal)), ("has_key_padding_mask", int(kpm is not None))]
+    lines = ["case %s" % name] + ["int %s %d" % kv for kv in ints]
+    lines += tensor_block("x", x)
+    for nm, t in zip(("w_q", "w_k", "w_v"), mha.in_proj_weight.split(E, dim=0)):
+        lines += tensor_block(nm, t)
+    lines += tensor_block("w_o", mha.out_proj.weight)
+    if bias:
+        for nm, t in zip(("b_q", "b_k", "b_v"), mha.in_proj_bias.split(E, dim=0)):
+            lines += tensor_block(nm, t)
+        lines += tensor_block("b_o", mha.out_proj.bias)
+    if kpm is not None:
+        lines.append("tensor key_padding_mask %d" % kpm_bool.numel())
+        for row in kpm_bool.int().tolist():
+            lines.append(" ".join(str(v) for v in row))
+    lines += tensor_block("dout", dout)
+    lines += short_block("dx", x.grad, fmt_out)
+    for nm, t in zip(("dw_q", "dw_k", "dw_v"), mha.in_proj_weight.grad.split(E, dim=0)):
+        lines += short_block(nm, t, fmt_out)
+    lines += short_block("dw_o", mha.out_proj.weight.grad, fmt_out)
+    if bias:
+        for nm, t in zip(("db_q", "db_k", "db_v"), mha.in_proj_bias.grad.split(E, dim=0)):
+            lines += short_block(nm, t, fmt_out)
+        lines += short_block("db_o", mha.out_proj.bias.grad, fmt_out)
+    return lines
+
+
+def write_mha_backward():
+    """attn_self_backward against PyTorch's nn.MultiheadAttention autograd: biases, a causal mask, key
+    padding."""
+    cases = [
+        mha_backward_case("bias", 601, 2, 6, 8, 2, True),
+        mha_backward_case("causal_padding_nobias", 602, 2, 7, 12, 3, False, causal=True,
+                          kpm=[[0, 0, 0, 0, 0, 1, 1], [0, 1, 0, 0, 0, 0, 0]]),
+    ]
+    lines = ["attn-mha-backward 1", "int cases %d" % len(cases)]
+    for c in cases:
+        lines += c
+    lines.append("end")
+    path = os.path.join(DATA_DIR, "mha_backward.txt")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("wrote %s (%d bytes)" % (os.path.relpath(path), os.path.getsize(path)))
+
+
 def main():
     os.makedirs(DATA_DIR, exist_ok=True)
     names = sys.argv[1:]
     if names:
-        unknown = set(names) - {"mha", "rope", "modifiers"}
+        unknown = set(names) - {"mha", "rope", "modifiers", "backward"}
         if unknown:
-            sys.exit("unknown fixture group(s): %s (mha, rope, modifiers)" % " ".join(sorted(unknown)))
+            sys.exit("unknown fixture group(s): %s (mha, rope, modifiers, backward)" % " ".join(sorted(unknown)))
     if not names or "rope" in names:
         write_rope()
     if not names or "modifiers" in names:
         write_modifiers()
+    if not names or "backward" in names:
+        write_backward()
+        write_mha_backward()
     if names and "mha" not in names:
         return
 

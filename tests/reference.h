@@ -128,6 +128,86 @@ static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_s
     free(s); free(p);
 }
 
+/* The gradients of attention from its definition, in float64 (the backward pass, attn_sdpa_backward).
+   For each row i of a (batch b, head h): raw scores u_j = scale q_i . k_j, scores s_j = u_j (soft-capped:
+   c tanh(u_j / c)) - ALiBi + mask, -inf where hidden, the sink as one more logit; p = softmax(s) (as
+   ref_softmax_row: a fully masked row is all 0); out_i = sum_j p_j v_j. With dO_i given, the chain rule:
+       dL/dp_j = dO_i . v_j = dp_j (the sink's value is 0: dp_sink = 0)
+       dL/ds_j = p_j (dp_j - sum_k p_k dp_k)                       (the softmax's Jacobian, the sink included)
+       dL/du_j = dL/ds_j (1 - tanh^2(u_j / c)), or dL/ds_j without a soft-cap (ALiBi and masks are constants)
+       dq_i += scale dL/du_j k_j,  dk_j += scale dL/du_j q_i,  dv_j += p_j dO_i,  dsinks_h += dL/ds_sink.
+   dq [B,Hq,Nq,Dk], dk [B,Hkv,Nk,Dk], dv [B,Hkv,Nk,Dv] dense (a kv head sums its query heads); dsinks [Hq]
+   or NULL, and dsinks_abs [Hq] (or NULL) the sum of the absolute values of its terms (a sum of terms of both
+   signs can only be held to their rounding). */
+static void ref_sdpa_backward(double *dq, double *dk, double *dv, double *dsinks, double *dsinks_abs,
+                              const float *q, attn_stride qs,
+                              const float *k, attn_stride ks, const float *v, attn_stride vs, const float *dout,
+                              attn_stride dos, const attn_dims *d, const ref_opts *o)
+{
+    const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads ? d->n_kv_heads : Hq;
+    const int Nq = d->n_q, Nk = d->n_kv, Dk = d->d_k, Dv = d->d_v ? d->d_v : Dk;
+    double *s = ref_dalloc((size_t)Nk + 1), *u = ref_dalloc((size_t)Nk), *p = ref_dalloc((size_t)Nk + 1);
+    double *dp = ref_dalloc((size_t)Nk);
+    int b, h, i, j, c;
+    memset(dq, 0, sizeof(double) * (size_t)B * Hq * Nq * Dk);
+    memset(dk, 0, sizeof(double) * (size_t)B * Hkv * Nk * Dk);
+    memset(dv, 0, sizeof(double) * (size_t)B * Hkv * Nk * Dv);
+    if (dsinks) memset(dsinks, 0, sizeof(double) * (size_t)Hq);
+    if (dsinks_abs) memset(dsinks_abs, 0, sizeof(double) * (size_t)Hq);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < Hq; ++h) {
+            const long long base = ref_diag(o, b, Nq, Nk);
+            const int hk = h / (Hq / Hkv);
+            for (i = 0; i < Nq; ++i) {
+                const float *q_i = q + b * qs.batch + h * qs.head + i * qs.row;
+                const float *do_i = dout + b * dos.batch + h * dos.head + i * dos.row;
+                double *dq_i = dq + (((size_t)b * Hq + h) * Nq + i) * Dk, l, pdp = 0.0;
+                for (j = 0; j < Nk; ++j) {
+                    const float *k_j = k + b * ks.batch + hk * ks.head + j * ks.row;
+                    int visible = 1;
+                    double acc = 0.0;
+                    for (c = 0; c < Dk; ++c) acc += (double)q_i[c] * (double)k_j[c];
+                    u[j] = acc * o->scale;
+                    acc = o->softcap > 0.0 ? o->softcap * tanh(u[j] / o->softcap) : u[j];
+                    if (o->alibi) acc -= o->alibi[h] * fabs((double)(i + base - j));
+                    if (o->mask) acc += o->mask[b * o->mask_s.batch + h * o->mask_s.head + i * o->mask_s.row + j];
+                    if (o->window && o->window_left >= 0 && j < i + base - o->window_left) visible = 0;
+                    if (o->window && o->window_right >= 0 && j > i + base + o->window_right) visible = 0;
+                    if (o->kv_len && j >= o->kv_len[b]) visible = 0;
+                    if (o->kpm && o->kpm[b * Nk + j]) visible = 0;
+                    if (o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) visible = 0;
+                    if (o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + base) visible = 0;
+                    s[j] = visible ? acc : -INFINITY;
+                }
+                if (o->sinks) s[Nk] = o->sinks[h];
+                ref_softmax_row(p, &l, s, Nk + (o->sinks != NULL));
+                for (j = 0; j < Nk; ++j) {
+                    const float *v_j = v + b * vs.batch + hk * vs.head + j * vs.row;
+                    double acc = 0.0;
+                    for (c = 0; c < Dv; ++c) acc += (double)do_i[c] * (double)v_j[c];
+                    dp[j] = acc;
+                    pdp += p[j] * acc; /* + p_sink * 0 */
+                }
+                if (dsinks && o->sinks) dsinks[h] += p[Nk] * (0.0 - pdp);
+                if (dsinks_abs && o->sinks) dsinks_abs[h] += fabs(p[Nk] * pdp);
+                for (j = 0; j < Nk; ++j) {
+                    const float *k_j = k + b * ks.batch + hk * ks.head + j * ks.row;
+                    double *dk_j = dk + (((size_t)b * Hkv + hk) * Nk + j) * Dk;
+                    double *dv_j = dv + (((size_t)b * Hkv + hk) * Nk + j) * Dv;
+                    double ds = p[j] * (dp[j] - pdp), t;
+                    if (p[j] == 0.0) continue;
+                    if (o->softcap > 0.0) { t = tanh(u[j] / o->softcap); ds *= 1.0 - t * t; }
+                    for (c = 0; c < Dk; ++c) {
+                        dq_i[c] += o->scale * ds * (double)k_j[c];
+                        dk_j[c] += o->scale * ds * (double)q_i[c];
+                    }
+                    for (c = 0; c < Dv; ++c) dv_j[c] += p[j] * (double)do_i[c];
+                }
+            }
+        }
+    free(s); free(u); free(p); free(dp);
+}
+
 /* Reference MHA from float64 projections and ref_sdpa (over float-rounded projections? no: the
    projections stay in float64 through the attention). */
 static void ref_rope_row(double *x, int D, double pos, const attn_rope *rope);

@@ -4858,6 +4858,1019 @@ static void test_q8_format(void)
 
 #undef HOOK_EXPECT
 
+/* ---------------------------------------------------------------------------------------------- */
+/* the backward pass (attn_sdpa_backward)                                                         */
+/* ---------------------------------------------------------------------------------------------- */
+
+/* One backward problem: sizes, layout and options, as run_sdpa_case's plus the modifiers. */
+typedef struct bwd_case {
+    attn_dims d;                 /* resolved: n_kv_heads and d_v set */
+    int layout;                  /* as make_stride: 0 [B,H,N,D], 1 [B,N,H*D], 2 padded rows */
+    int causal, mask_kind;       /* mask_kind 0 none, 1 broadcast, 2 per (batch, head), 3 one row per (b, h) */
+    int use_kv_len, use_kpm, window, window_left, window_right, use_sinks, use_alibi;
+    float scale, softcap;
+    int n_threads;
+    float amp;                   /* q and k uniform in [-amp, amp); 0: 1 */
+} bwd_case;
+
+/* The buffers of a problem: inputs (strided as the layout says), forward results, gradients. */
+typedef struct bwd_prob {
+    attn_stride qs, ks, vs, os, dqs, dks, dvs;
+    size_t n_q, n_k, n_v, n_o;   /* elements of each view */
+    float *q, *k, *v, *o, *dout, *lse, *dq, *dk, *dv, *dsinks, *mask, *sinks, *slopes;
+    int *kv_len;
+    unsigned char *kpm;
+    attn_options opt;
+    ref_opts ro;
+} bwd_prob;
+
+static void bwd_setup(bwd_prob *p, const bwd_case *c)
+{
+    const attn_dims *d = &c->d;
+    const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads, Nq = d->n_q, Nk = d->n_kv, Dk = d->d_k, Dv = d->d_v;
+    int b, h, i;
+    memset(p, 0, sizeof *p);
+    p->qs = make_stride(c->layout, Hq, Nq, Dk); p->ks = make_stride(c->layout, Hkv, Nk, Dk);
+    p->vs = make_stride(c->layout, Hkv, Nk, Dv); p->os = make_stride(c->layout, Hq, Nq, Dv);
+    p->dqs = p->qs; p->dks = p->ks; p->dvs = p->vs;
+    p->n_q = view_size(p->qs, B, Hq, Nq, Dk); p->n_k = view_size(p->ks, B, Hkv, Nk, Dk);
+    p->n_v = view_size(p->vs, B, Hkv, Nk, Dv); p->n_o = view_size(p->os, B, Hq, Nq, Dv);
+    p->q = falloc(p->n_q); p->k = falloc(p->n_k); p->v = falloc(p->n_v); p->o = falloc(p->n_o);
+    p->dout = falloc(p->n_o); p->lse = falloc((size_t)B * Hq * Nq);
+    p->dq = falloc(p->n_q); p->dk = falloc(p->n_k); p->dv = falloc(p->n_v); p->dsinks = falloc((size_t)Hq);
+    rnd_fill(p->q, p->n_q, c->amp > 0.0f ? c->amp : 1.0f); rnd_fill(p->k, p->n_k, c->amp > 0.0f ? c->amp : 1.0f);
+    rnd_fill(p->v, p->n_v, 1.0f);
+    rnd_fill(p->dout, p->n_o, 1.0f);
+    p->opt.scale = c->scale;
+    p->opt.causal = (attn_causal)c->causal;
+    p->opt.n_threads = c->n_threads;
+    p->ro.causal = c->causal;
+    p->ro.scale = c->scale != 0.0f ? c->scale : 1.0 / sqrt((double)Dk);
+    if (c->mask_kind) {
+        const size_t n_mask = (size_t)(c->mask_kind >= 2 ? B * Hq : 1) * (c->mask_kind == 3 ? 1 : Nq) * Nk;
+        p->mask = falloc(n_mask);
+        rnd_fill(p->mask, n_mask, 1.0f);
+        for (i = 0; i < (int)n_mask; ++i) if (rnd_int(7) == 0) p->mask[i] = -INFINITY;
+        p->opt.mask = p->mask;
+        if (c->mask_kind >= 2) {
+            p->opt.mask_stride.batch = (ptrdiff_t)Hq * (c->mask_kind == 3 ? 1 : Nq) * Nk;
+            p->opt.mask_stride.head = (ptrdiff_t)(c->mask_kind == 3 ? 1 : Nq) * Nk;
+        }
+        p->opt.mask_broadcast_rows = c->mask_kind == 3;
+        p->ro.mask = p->mask;
+        p->ro.mask_s = p->opt.mask_stride;
+        p->ro.mask_s.row = c->mask_kind == 3 ? 0 : Nk;
+    }
+    if (c->use_kv_len) {
+        p->kv_len = (int *)calloc((size_t)B, sizeof(int));
+        for (b = 0; b < B; ++b) p->kv_len[b] = rnd_int(Nk + 1);
+        p->opt.kv_len = p->ro.kv_len = p->kv_len;
+    }
+    if (c->use_kpm) {
+        p->kpm = (unsigned char *)calloc((size_t)B * Nk, 1);
+        for (i = 0; i < B * Nk; ++i) p->kpm[i] = (unsigned char)(rnd_int(4) == 0);
+        p->opt.key_padding_mask = p->ro.kpm = p->kpm;
+    }
+    if (c->window) {
+        p->opt.window = p->ro.window = 1;
+        p->opt.window_left = p->ro.window_left = c->window_left;
+        p->opt.window_right = p->ro.window_right = c->window_right;
+    }
+    p->opt.softcap = c->softcap;
+    p->ro.softcap = c->softcap;
+    if (c->use_sinks) {
+        p->sinks = falloc((size_t)Hq);
+        for (h = 0; h < Hq; ++h) p->sinks[h] = rnd_int(4) == 0 ? -INFINITY : 3.0f * rnd_unit();
+        p->opt.sinks = p->ro.sinks = p->sinks;
+    }
+    if (c->use_alibi) {
+        p->slopes = falloc((size_t)Hq);
+        for (h = 0; h < Hq; ++h) p->slopes[h] = 0.25f * (1.0f + rnd_unit());
+        p->opt.alibi_slopes = p->ro.alibi = p->slopes;
+    }
+}
+
+static void bwd_free(bwd_prob *p)
+{
+    free(p->q); free(p->k); free(p->v); free(p->o); free(p->dout); free(p->lse); free(p->dq); free(p->dk);
+    free(p->dv); free(p->dsinks); free(p->mask); free(p->sinks); free(p->slopes); free(p->kv_len); free(p->kpm);
+}
+
+/* the forward (out and lse), then the backward into dq, dk, dv, dsinks */
+static attn_result bwd_run(bwd_prob *p, const attn_dims *d)
+{
+    attn_result r;
+    p->opt.out_lse = p->lse;
+    if ((r = attn_sdpa(p->o, p->os, p->q, p->qs, p->k, p->ks, p->v, p->vs, d, &p->opt, NULL, 0)) != ATTN_OK) return r;
+    return attn_sdpa_backward(p->dq, p->dqs, p->dk, p->dks, p->dv, p->dvs, p->dsinks, p->q, p->qs, p->k, p->ks, p->v,
+                              p->vs, p->o, p->os, p->dout, p->os, p->lse, d, &p->opt, NULL, 0);
+}
+
+static double g_bwd_worst; /* the largest relative error the analytic comparisons saw */
+
+/* Runs one case against ref_sdpa_backward: dq, dk, dv and dsinks within TOL (max-norm relative). */
+static void run_bwd_case(const bwd_case *c)
+{
+    const attn_dims *d = &c->d;
+    const int B = d->batch, Hq = d->n_heads, Hkv = d->n_kv_heads, Nq = d->n_q, Nk = d->n_kv, Dk = d->d_k, Dv = d->d_v;
+    const size_t n_dq = (size_t)B * Hq * Nq * Dk, n_dk = (size_t)B * Hkv * Nk * Dk, n_dv = (size_t)B * Hkv * Nk * Dv;
+    double *rq = dalloc(n_dq), *rk = dalloc(n_dk), *rv = dalloc(n_dv), *rs = dalloc((size_t)Hq), *rs_abs = dalloc((size_t)Hq);
+    float *gq = falloc(n_dq), *gk = falloc(n_dk), *gv = falloc(n_dv);
+    bwd_prob p;
+    double e_q, e_k, e_v, e_s = 0.0;
+    bwd_setup(&p, c);
+    CHECK_CODE(bwd_run(&p, d), ATTN_OK);
+    ref_sdpa_backward(rq, rk, rv, rs, rs_abs, p.q, p.qs, p.k, p.ks, p.v, p.vs, p.dout, p.os, d, &p.ro);
+    gather(gq, p.dq, p.dqs, B, Hq, Nq, Dk); gather(gk, p.dk, p.dks, B, Hkv, Nk, Dk); gather(gv, p.dv, p.dvs, B, Hkv, Nk, Dv);
+    e_q = rel_err(gq, rq, n_dq); e_k = rel_err(gk, rk, n_dk); e_v = rel_err(gv, rv, n_dv);
+    if (c->use_sinks) { /* dsinks sums p_sink D over rows of both signs: measured against the sum of |terms| */
+        double den = 0.0;
+        int h;
+        for (h = 0; h < Hq; ++h) {
+            if (rs_abs[h] > den) den = rs_abs[h];
+            if (fabs(p.dsinks[h] - rs[h]) > e_s) e_s = fabs(p.dsinks[h] - rs[h]);
+        }
+        e_s = den > 0.0 ? e_s / den : e_s;
+    }
+    if (e_q > g_bwd_worst) g_bwd_worst = e_q;
+    if (e_k > g_bwd_worst) g_bwd_worst = e_k;
+    if (e_v > g_bwd_worst) g_bwd_worst = e_v;
+    if (e_s > g_bwd_worst) g_bwd_worst = e_s;
+    if (!(e_q <= TOL && e_k <= TOL && e_v <= TOL && e_s <= TOL)) {
+        printf("    sdpa_backward B=%d Hq=%d Hkv=%d Nq=%d Nk=%d Dk=%d Dv=%d layout=%d causal=%d mask=%d kv_len=%d "
+               "kpm=%d window=%d(%d,%d) softcap=%g sinks=%d alibi=%d: errors dq %.3g dk %.3g dv %.3g dsinks %.3g\n",
+               B, Hq, Hkv, Nq, Nk, Dk, Dv, c->layout, c->causal, c->mask_kind, c->use_kv_len, c->use_kpm, c->window,
+               c->window_left, c->window_right, (double)c->softcap, c->use_sinks, c->use_alibi, e_q, e_k, e_v, e_s);
+        ++g_fails;
+    }
+    bwd_free(&p);
+    free(rq); free(rk); free(rv); free(rs); free(rs_abs); free(gq); free(gk); free(gv);
+}
+
+static void bwd_random_case(bwd_case *c)
+{
+    static const int n_choices[] = {1, 3, 17, 64, 65, 130, 7};
+    static const int d_choices[] = {1, 3, 16, 64, 8, 33, 128};
+    memset(c, 0, sizeof *c);
+    c->d.batch = 1 + rnd_int(2);
+    c->d.n_kv_heads = 1 + rnd_int(2);
+    c->d.n_heads = c->d.n_kv_heads * (1 + rnd_int(3)); /* MHA, GQA and MQA */
+    c->d.n_q = pick(n_choices, 7);
+    c->d.n_kv = pick(n_choices, 7);
+    c->d.d_k = pick(d_choices, 7);
+    c->d.d_v = rnd_int(2) ? c->d.d_k : pick(d_choices, 7);
+    c->layout = rnd_int(3);
+    c->causal = rnd_int(3);
+    c->mask_kind = rnd_int(4);
+    c->use_kv_len = rnd_int(3) == 0;
+    c->use_kpm = rnd_int(3) == 0;
+    c->window = rnd_int(3) == 0;
+    c->window_left = rnd_int(c->d.n_kv + 1) - 1;
+    c->window_right = rnd_int(c->d.n_kv + 1) - 1;
+    c->softcap = rnd_int(3) == 0 ? (rnd_int(2) ? 2.0f : 7.5f) : 0.0f;
+    c->use_sinks = rnd_int(3) == 0;
+    c->use_alibi = rnd_int(4) == 0;
+    c->scale = rnd_int(3) == 0 ? 0.7f : 0.0f;
+}
+
+/* Random shapes and options against the float64 analytic gradients, within TOL. q and k are uniform in
+   [-1, 1): with [-2, 2) and few keys some rows' weights are nearly one-hot, and their gradient, P_j (dP_j -
+   D) with D = dO . O ~ dP_j, is a difference that keeps the float32 lse's and O's rounding (~|lse| 6e-8)
+   divided by 1 - max_j P_j: 1e-5 to 6e-5 of the largest gradient was measured there, as FlashAttention's
+   formulation gives it on any float32 implementation. */
+static void test_sdpa_backward_random(void)
+{
+    int t;
+    g_bwd_worst = 0.0;
+    for (t = 0; t < 150; ++t) {
+        bwd_case c;
+        bwd_random_case(&c);
+        run_bwd_case(&c);
+    }
+    if (getenv("ATTN_TEST_VERBOSE")) printf("    largest relative error of 150 random cases: %.2g\n", g_bwd_worst);
+}
+
+/* Each option alone, and all at once, on a shape with several query and key tiles. */
+static void test_sdpa_backward_options(void)
+{
+    int o;
+    g_bwd_worst = 0.0;
+    for (o = 0; o < 14; ++o) {
+        bwd_case c;
+        memset(&c, 0, sizeof c);
+        c.d.batch = 2; c.d.n_heads = 4; c.d.n_kv_heads = 2; c.d.n_q = 100; c.d.n_kv = 150; c.d.d_k = 32; c.d.d_v = 24;
+        switch (o) {
+        case 0: break;
+        case 1: c.causal = ATTN_CAUSAL_TOP_LEFT; break;
+        case 2: c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; break;
+        case 3: c.mask_kind = 2; break;
+        case 4: c.mask_kind = 3; break;
+        case 5: c.use_kv_len = 1; c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; break;
+        case 6: c.use_kpm = 1; break;
+        case 7: c.window = 1; c.window_left = 20; c.window_right = 5; break;
+        case 8: c.softcap = 3.0f; break;
+        case 9: c.use_sinks = 1; break;
+        case 10: c.use_alibi = 1; c.causal = ATTN_CAUSAL_TOP_LEFT; break;
+        case 11: c.scale = 0.3f; c.layout = 1; break;
+        case 12: c.d.n_kv_heads = 1; c.layout = 2; break; /* MQA, padded rows */
+        default:
+            c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; c.mask_kind = 1; c.use_kv_len = 1; c.use_kpm = 1; c.window = 1;
+            c.window_left = 40; c.window_right = -1; c.softcap = 4.0f; c.use_sinks = 1; c.use_alibi = 1;
+            c.layout = 1;
+        }
+        run_bwd_case(&c);
+    }
+    if (getenv("ATTN_TEST_VERBOSE")) printf("    largest relative error: %.2g\n", g_bwd_worst);
+}
+
+/* L = sum(dout * out) in float64 from the library's float32 forward. */
+static double bwd_loss(bwd_prob *p, const attn_dims *d)
+{
+    double l = 0.0;
+    size_t i;
+    CHECK_CODE(attn_sdpa(p->o, p->os, p->q, p->qs, p->k, p->ks, p->v, p->vs, d, &p->opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < p->n_o; ++i) l += (double)p->dout[i] * (double)p->o[i];
+    return l;
+}
+
+/* The central difference of L in x[i], with the steps as float32 rounds them. */
+static double bwd_fd(bwd_prob *p, const attn_dims *d, float *x, size_t i, float h)
+{
+    const float x0 = x[i];
+    double lp, lm, up, dn;
+    x[i] = x0 + h; up = (double)x[i] - x0; lp = bwd_loss(p, d);
+    x[i] = x0 - h; dn = x0 - (double)x[i]; lm = bwd_loss(p, d);
+    x[i] = x0;
+    return (lp - lm) / (up + dn);
+}
+
+/* Max-norm relative difference of got[n] from the finite differences of L in x[n]. */
+static double bwd_fd_err(bwd_prob *p, const attn_dims *d, float *x, const float *got, size_t n, float h)
+{
+    double *fd = dalloc(n), e;
+    size_t i;
+    for (i = 0; i < n; ++i) fd[i] = bwd_fd(p, d, x, i, h);
+    e = rel_err(got, fd, n);
+    free(fd);
+    return e;
+}
+
+/* The gradients against float64 central differences of the library's own float32 forward, L = sum(dout *
+   out), step h = 2^-6 on inputs of size <= 1. Tolerance 5e-4 (max-norm relative): L sums ~60 products of
+   float32 outputs, each with a relative rounding of ~1e-7, so L carries up to ~1e-6 of noise, which the
+   difference divides by 2h = 1/32: ~3e-5; the truncation error h^2 f''' / 6 is ~4e-5 f''' (scores of size
+   ~1). The gradients are ~1; measured 5e-5 at most on every path, so 5e-4 leaves a margin of ten, while a
+   wrong term (a missing scale, soft-cap factor or sink) is off by 10% or more. */
+static void test_sdpa_backward_finite_diff(void)
+{
+    const float h = 1.0f / 64.0f;
+    int o;
+    for (o = 0; o < 5; ++o) {
+        bwd_case c;
+        bwd_prob p;
+        float *gq, *gk, *gv, gs[2];
+        double e_q, e_k, e_v, e_s = 0.0;
+        memset(&c, 0, sizeof c);
+        c.d.batch = 2; c.d.n_heads = 2; c.d.n_kv_heads = 1; c.d.n_q = 5; c.d.n_kv = 7; c.d.d_k = 4; c.d.d_v = 3;
+        if (o == 1) { c.causal = ATTN_CAUSAL_BOTTOM_RIGHT; c.mask_kind = 2; c.use_kpm = 1; }
+        if (o == 2) { c.softcap = 1.5f; c.use_alibi = 1; c.use_sinks = 1; c.window = 1; c.window_left = 3; c.window_right = 1; }
+        if (o == 3) { c.use_kv_len = 1; c.causal = ATTN_CAUSAL_TOP_LEFT; c.scale = 0.8f; c.use_sinks = 1; }
+        if (o == 4) { c.d.n_kv_heads = 2; c.d.d_v = 4; c.layout = 1; c.mask_kind = 3; c.softcap = 0.7f; }
+        bwd_setup(&p, &c);
+        if (p.sinks) p.sinks[0] = 0.5f, p.sinks[1] = -0.3f; /* finite: a -inf sink has no difference to take */
+        CHECK_CODE(bwd_run(&p, &c.d), ATTN_OK);
+        gq = falloc(p.n_q); gk = falloc(p.n_k); gv = falloc(p.n_v);
+        memcpy(gq, p.dq, sizeof(float) * p.n_q); memcpy(gk, p.dk, sizeof(float) * p.n_k);
+        memcpy(gv, p.dv, sizeof(float) * p.n_v); memcpy(gs, p.dsinks, sizeof gs);
+        e_q = bwd_fd_err(&p, &c.d, p.q, gq, p.n_q, h);
+        e_k = bwd_fd_err(&p, &c.d, p.k, gk, p.n_k, h);
+        e_v = bwd_fd_err(&p, &c.d, p.v, gv, p.n_v, h);
+        if (p.sinks) e_s = bwd_fd_err(&p, &c.d, p.sinks, gs, 2, h);
+        if (getenv("ATTN_TEST_VERBOSE"))
+            printf("    finite differences case %d: relative differences dq %.2g dk %.2g dv %.2g dsinks %.2g\n", o, e_q,
+                   e_k, e_v, e_s);
+        CHECK(e_q <= 5e-4 && e_k <= 5e-4 && e_v <= 5e-4 && e_s <= 5e-4);
+        free(gq); free(gk); free(gv);
+        bwd_free(&p);
+    }
+}
+
+/* Backward on dense [B,H,N,D] tensors. */
+static attn_result bwd_dense(float *dq, float *dk, float *dv, const float *q, const float *k, const float *v,
+                             const float *o, const float *dout, const float *lse, const attn_dims *d, const attn_options *opt)
+{
+    const int Dv = d->d_v ? d->d_v : d->d_k, Hkv = d->n_kv_heads ? d->n_kv_heads : d->n_heads;
+    const attn_stride qs = attn_stride_bhnd(d->n_heads, d->n_q, d->d_k), os = attn_stride_bhnd(d->n_heads, d->n_q, Dv);
+    const attn_stride ks = attn_stride_bhnd(Hkv, d->n_kv, d->d_k), vs = attn_stride_bhnd(Hkv, d->n_kv, Dv);
+    return attn_sdpa_backward(dq, qs, dk, ks, dv, vs, NULL, q, qs, k, ks, v, vs, o, os, dout, os, lse, d, opt, NULL, 0);
+}
+
+/* GQA gradients = MHA gradients with the kv heads repeated, dk and dv summed over each group; causal (both
+   alignments) = the explicit -inf mask. */
+static void test_sdpa_backward_identities(void)
+{
+    enum { B = 2, HQ = 6, HKV = 2, NQ = 70, NK = 90, D = 12, G = HQ / HKV };
+    const size_t nq = (size_t)B * HQ * NQ * D, nk = (size_t)B * HKV * NK * D, nkr = (size_t)B * HQ * NK * D;
+    float *q = falloc(nq), *k = falloc(nk), *v = falloc(nk), *kr = falloc(nkr), *vr = falloc(nkr), *dout = falloc(nq);
+    float *o = falloc(nq), *lse = falloc((size_t)B * HQ * NQ), *sinks = falloc(HQ);
+    float *dq1 = falloc(nq), *dk1 = falloc(nk), *dv1 = falloc(nk), *dq2 = falloc(nq), *dk2 = falloc(nkr), *dv2 = falloc(nkr);
+    float *sum_k = falloc(nk), *sum_v = falloc(nk), *mask = falloc((size_t)NQ * NK);
+    attn_dims gqa = {B, HQ, HKV, NQ, NK, D, D}, mha = {B, HQ, HQ, NQ, NK, D, D};
+    attn_options opt;
+    size_t b, h, x;
+    int br, i, j;
+    rnd_fill(q, nq, 1.5f); rnd_fill(k, nk, 1.5f); rnd_fill(v, nk, 1.0f); rnd_fill(dout, nq, 1.0f); rnd_fill(sinks, HQ, 1.0f);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < HQ; ++h) {
+            memcpy(kr + (b * HQ + h) * NK * D, k + (b * HKV + h / G) * NK * D, sizeof(float) * NK * D);
+            memcpy(vr + (b * HQ + h) * NK * D, v + (b * HKV + h / G) * NK * D, sizeof(float) * NK * D);
+        }
+    memset(&opt, 0, sizeof opt);
+    opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; opt.softcap = 5.0f; opt.sinks = sinks; opt.out_lse = lse;
+    CHECK_CODE(sdpa_dense(o, q, k, v, &gqa, &opt), ATTN_OK);
+    CHECK_CODE(bwd_dense(dq1, dk1, dv1, q, k, v, o, dout, lse, &gqa, &opt), ATTN_OK);
+    CHECK_CODE(bwd_dense(dq2, dk2, dv2, q, kr, vr, o, dout, lse, &mha, &opt), ATTN_OK);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < HQ; ++h)
+            for (x = 0; x < (size_t)NK * D; ++x) {
+                sum_k[(b * HKV + h / G) * NK * D + x] += dk2[(b * HQ + h) * NK * D + x];
+                sum_v[(b * HKV + h / G) * NK * D + x] += dv2[(b * HQ + h) * NK * D + x];
+            }
+    CHECK(close_rel(dq1, dq2, nq, 1e-6));
+    CHECK(close_rel(dk1, sum_k, nk, 1e-6));
+    CHECK(close_rel(dv1, sum_v, nk, 1e-6));
+    for (br = 0; br < 2; ++br) { /* causal = mask, on the GQA problem */
+        for (i = 0; i < NQ; ++i)
+            for (j = 0; j < NK; ++j) mask[i * NK + j] = j <= i + (br ? NK - NQ : 0) ? 0.0f : -INFINITY;
+        memset(&opt, 0, sizeof opt);
+        opt.out_lse = lse;
+        opt.causal = br ? ATTN_CAUSAL_BOTTOM_RIGHT : ATTN_CAUSAL_TOP_LEFT;
+        CHECK_CODE(sdpa_dense(o, q, k, v, &gqa, &opt), ATTN_OK);
+        CHECK_CODE(bwd_dense(dq1, dk1, dv1, q, k, v, o, dout, lse, &gqa, &opt), ATTN_OK);
+        opt.causal = ATTN_CAUSAL_NONE; opt.mask = mask;
+        CHECK_CODE(bwd_dense(dq2, dk2, dv2, q, k, v, o, dout, lse, &gqa, &opt), ATTN_OK);
+        CHECK(close_rel(dq1, dq2, nq, 1e-6) && close_rel(dk1, dk2, nk, 1e-6) && close_rel(dv1, dv2, nk, 1e-6));
+    }
+    free(q); free(k); free(v); free(kr); free(vr); free(dout); free(o); free(lse); free(sinks);
+    free(dq1); free(dk1); free(dv1); free(dq2); free(dk2); free(dv2); free(sum_k); free(sum_v); free(mask);
+}
+
+static int all_zero(const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) if (x[i] != 0.0f) return 0;
+    return 1;
+}
+static int all_finite(const float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* Rows that see no key (kv_len 0, every key padded, before a bottom-right diagonal with Nq > Nk, a row of
+   -inf in the mask) give exactly 0, never NaN; keys that no query sees get dk = dv = 0. The outputs start
+   as NaN, so every element must be written. */
+static void test_sdpa_backward_masked_rows(void)
+{
+    enum { B = 3, H = 2, NQ = 80, NK = 70, D = 8 };
+    const size_t nq = (size_t)B * H * NQ * D, nk = (size_t)B * H * NK * D, per_b = (size_t)H * NQ * D;
+    float *q = falloc(nq), *k = falloc(nk), *v = falloc(nk), *o = falloc(nq), *dout = falloc(nq);
+    float *lse = falloc((size_t)B * H * NQ), *dq = falloc(nq), *dk = falloc(nk), *dv = falloc(nk);
+    float *mask = falloc((size_t)NQ * NK);
+    unsigned char kpm[B * NK];
+    int kv_len[B] = {0, 50, NK};
+    const attn_dims d = {B, H, 0, NQ, NK, D, 0};
+    attn_options opt;
+    size_t i, b, h, r;
+    rnd_fill(q, nq, 1.0f); rnd_fill(k, nk, 1.0f); rnd_fill(v, nk, 1.0f); rnd_fill(dout, nq, 1.0f);
+    memset(kpm, 0, sizeof kpm);
+    for (i = 0; i < NK; ++i) kpm[2 * NK + i] = 1; /* batch 2: every key padded */
+    for (i = 0; i < (size_t)NQ * NK; ++i) mask[i] = i / NK == 5 ? -INFINITY : 0.0f; /* query 5: no key */
+    memset(&opt, 0, sizeof opt);
+    opt.kv_len = kv_len; opt.key_padding_mask = kpm; opt.mask = mask; opt.out_lse = lse;
+    opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; /* batch 1: queries 0 .. 29 before the diagonal of its 50 keys */
+    CHECK_CODE(sdpa_dense(o, q, k, v, &d, &opt), ATTN_OK);
+    for (i = 0; i < nq; ++i) dq[i] = NAN;
+    for (i = 0; i < nk; ++i) dk[i] = dv[i] = NAN;
+    CHECK_CODE(bwd_dense(dq, dk, dv, q, k, v, o, dout, lse, &d, &opt), ATTN_OK);
+    CHECK(all_finite(dq, nq) && all_finite(dk, nk) && all_finite(dv, nk));
+    CHECK(all_zero(dq, per_b) && all_zero(dq + 2 * per_b, per_b)); /* batches 0 and 2 */
+    CHECK(all_zero(dk, (size_t)H * NK * D) && all_zero(dv, (size_t)H * NK * D));
+    CHECK(all_zero(dk + 2 * (size_t)H * NK * D, (size_t)H * NK * D) && all_zero(dv + 2 * (size_t)H * NK * D, (size_t)H * NK * D));
+    for (h = 0; h < H; ++h) {
+        const float *dq_h = dq + per_b + h * NQ * D, *dk_h = dk + ((size_t)H + h) * NK * D;
+        CHECK(all_zero(dq_h, (size_t)30 * D));          /* before the diagonal */
+        CHECK(!all_zero(dq_h + 30 * D, (size_t)5 * D)); /* queries 30 .. 34 see keys */
+        CHECK(all_zero(dk_h + 50 * D, (size_t)20 * D)); /* keys past kv_len */
+        for (b = 0; b < B; ++b) {
+            r = ((b * H + h) * NQ + 5) * D;
+            CHECK(all_zero(dq + r, D)); /* the -inf mask row */
+        }
+    }
+    free(q); free(k); free(v); free(o); free(dout); free(lse); free(dq); free(dk); free(dv); free(mask);
+}
+
+/* Bitwise the same for any thread count (with OpenMP) and with or without a workspace. */
+static void test_sdpa_backward_threads(void)
+{
+    bwd_case c;
+    bwd_prob p;
+    float *dq, *dk, *dv, ds[6];
+    void *ws;
+    size_t bytes = 0;
+    int t;
+    memset(&c, 0, sizeof c);
+    c.d.batch = 2; c.d.n_heads = 6; c.d.n_kv_heads = 3; c.d.n_q = 140; c.d.n_kv = 100; c.d.d_k = 24; c.d.d_v = 20;
+    c.causal = ATTN_CAUSAL_TOP_LEFT; c.use_sinks = 1; c.softcap = 6.0f; c.use_kv_len = 1; c.n_threads = 1;
+    bwd_setup(&p, &c);
+    CHECK_CODE(bwd_run(&p, &c.d), ATTN_OK);
+    dq = falloc(p.n_q); dk = falloc(p.n_k); dv = falloc(p.n_v);
+    memcpy(dq, p.dq, sizeof(float) * p.n_q); memcpy(dk, p.dk, sizeof(float) * p.n_k);
+    memcpy(dv, p.dv, sizeof(float) * p.n_v); memcpy(ds, p.dsinks, sizeof ds);
+    for (t = 2; t <= 5; ++t) {
+        p.opt.n_threads = t;
+        memset(p.dq, 0, sizeof(float) * p.n_q); memset(p.dk, 0, sizeof(float) * p.n_k); memset(p.dv, 0, sizeof(float) * p.n_v);
+        CHECK_CODE(bwd_run(&p, &c.d), ATTN_OK);
+        CHECK(memcmp(dq, p.dq, sizeof(float) * p.n_q) == 0 && memcmp(dk, p.dk, sizeof(float) * p.n_k) == 0 &&
+              memcmp(dv, p.dv, sizeof(float) * p.n_v) == 0 && memcmp(ds, p.dsinks, sizeof ds) == 0);
+    }
+    p.opt.n_threads = 0;
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &c.d, &p.opt), ATTN_OK);
+    ws = malloc(bytes + 3);
+    if (!ws) abort();
+    memset(p.dq, 0, sizeof(float) * p.n_q);
+    CHECK_CODE(attn_sdpa_backward(p.dq, p.dqs, p.dk, p.dks, p.dv, p.dvs, p.dsinks, p.q, p.qs, p.k, p.ks, p.v, p.vs, p.o,
+                                  p.os, p.dout, p.os, p.lse, &c.d, &p.opt, (char *)ws + 3, bytes), ATTN_OK);
+    CHECK(memcmp(dq, p.dq, sizeof(float) * p.n_q) == 0 && memcmp(dk, p.dk, sizeof(float) * p.n_k) == 0);
+    free(ws); free(dq); free(dk); free(dv);
+    bwd_free(&p);
+}
+
+/* PyTorch autograd's gradients (float64, tests/data/backward.txt from tests/gen_golden.py backward): the
+   forward by attn_sdpa (out and lse), then attn_sdpa_backward, within TOL. */
+static void test_sdpa_backward_fixture(void)
+{
+    char path[512], magic[32];
+    FILE *f;
+    int version, cases = 0, c;
+    snprintf(path, sizeof path, "%s/backward.txt", g_data_dir);
+    f = fopen(path, "r");
+    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
+    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-backward") || version != 1 ||
+        !read_int(f, "cases", &cases) || cases < 1) {
+        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
+    }
+    for (c = 0; c < cases; ++c) {
+        char tag[16], name[64];
+        int B, Hq, Hkv, Nq, Nk, Dk, Dv, causal, window, wl, wr, has_kv_len, has_sinks, has_alibi, has_mask, i, ok;
+        int *kv_len = NULL;
+        float *scale = NULL, *softcap = NULL, *kv_len_f = NULL, *sinks = NULL, *slopes = NULL, *mask = NULL;
+        float *q = NULL, *k = NULL, *v = NULL, *dout = NULL, *want_q = NULL, *want_k = NULL, *want_v = NULL;
+        float *want_s = NULL, *o, *lse, *dq, *dk, *dv, dsinks[64];
+        size_t n_q, n_k, n_v, n_o, n;
+        double e[4] = {0, 0, 0, 0};
+        attn_dims dims;
+        attn_options opt;
+        if (!(fscanf(f, "%15s %63s", tag, name) == 2 && strcmp(tag, "case") == 0 &&
+              read_int(f, "batch", &B) && read_int(f, "n_heads", &Hq) && read_int(f, "n_kv_heads", &Hkv) &&
+              read_int(f, "n_q", &Nq) && read_int(f, "n_kv", &Nk) && read_int(f, "d_k", &Dk) &&
+              read_int(f, "d_v", &Dv) && read_int(f, "causal", &causal) && read_int(f, "window", &window) &&
+              read_int(f, "window_left", &wl) && read_int(f, "window_right", &wr) &&
+              read_int(f, "has_kv_len", &has_kv_len) && read_int(f, "has_sinks", &has_sinks) &&
+              read_int(f, "has_alibi", &has_alibi) && read_int(f, "has_mask", &has_mask) && B > 0 && Hq > 0 &&
+              Hq <= 64 && Hkv > 0 && Hq % Hkv == 0 && Nq > 0 && Nk > 0 && Dk > 0 && Dv > 0)) {
+            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+        }
+        n_q = (size_t)B * Hq * Nq * Dk; n_k = (size_t)B * Hkv * Nk * Dk; n_v = (size_t)B * Hkv * Nk * Dv;
+        n_o = (size_t)B * Hq * Nq * Dv;
+        ok = (scale = read_tensor(f, "scale", 1)) && (softcap = read_tensor(f, "softcap", 1));
+        if (ok && has_kv_len) ok = (kv_len_f = read_tensor(f, "kv_len", B)) != NULL;
+        if (ok && has_sinks) ok = (sinks = read_tensor(f, "sinks", Hq)) != NULL;
+        if (ok && has_alibi) ok = (slopes = read_tensor(f, "alibi_slopes", Hq)) != NULL;
+        if (ok && has_mask) ok = (mask = read_tensor(f, "mask", Nq * Nk)) != NULL;
+        ok = ok && (q = read_tensor(f, "q", (int)n_q)) && (k = read_tensor(f, "k", (int)n_k)) &&
+             (v = read_tensor(f, "v", (int)n_v)) && (dout = read_tensor(f, "dout", (int)n_o)) &&
+             (want_q = read_tensor(f, "dq", (int)n_q)) && (want_k = read_tensor(f, "dk", (int)n_k)) &&
+             (want_v = read_tensor(f, "dv", (int)n_v));
+        if (ok && has_sinks) ok = (want_s = read_tensor(f, "dsinks", Hq)) != NULL;
+        if (!ok) {
+            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+            free(scale); free(softcap); free(kv_len_f); free(sinks); free(slopes); free(mask);
+            free(q); free(k); free(v); free(dout); free(want_q); free(want_k); free(want_v); free(want_s);
+            break;
+        }
+        if (has_kv_len) {
+            kv_len = (int *)malloc(sizeof(int) * (size_t)B);
+            if (!kv_len) abort();
+            for (i = 0; i < B; ++i) kv_len[i] = (int)kv_len_f[i];
+        }
+        o = falloc(n_o); lse = falloc((size_t)B * Hq * Nq); dq = falloc(n_q); dk = falloc(n_k); dv = falloc(n_v);
+        dims.batch = B; dims.n_heads = Hq; dims.n_kv_heads = Hkv; dims.n_q = Nq; dims.n_kv = Nk;
+        dims.d_k = Dk; dims.d_v = Dv;
+        memset(&opt, 0, sizeof opt);
+        opt.scale = scale[0]; opt.causal = (attn_causal)causal;
+        opt.window = window; opt.window_left = wl; opt.window_right = wr;
+        opt.softcap = softcap[0]; opt.sinks = sinks; opt.alibi_slopes = slopes; opt.kv_len = kv_len;
+        opt.mask = mask; opt.out_lse = lse;
+        CHECK_CODE(sdpa_dense(o, q, k, v, &dims, &opt), ATTN_OK);
+        CHECK_CODE(attn_sdpa_backward(dq, attn_stride_bhnd(Hq, Nq, Dk), dk, attn_stride_bhnd(Hkv, Nk, Dk), dv,
+                                      attn_stride_bhnd(Hkv, Nk, Dv), dsinks, q, attn_stride_bhnd(Hq, Nq, Dk), k,
+                                      attn_stride_bhnd(Hkv, Nk, Dk), v, attn_stride_bhnd(Hkv, Nk, Dv), o,
+                                      attn_stride_bhnd(Hq, Nq, Dv), dout, attn_stride_bhnd(Hq, Nq, Dv), lse, &dims,
+                                      &opt, NULL, 0),
+                   ATTN_OK);
+        {
+            const float *got[4] = {dq, dk, dv, dsinks}, *want[4] = {want_q, want_k, want_v, want_s};
+            const size_t count[4] = {n_q, n_k, n_v, (size_t)Hq};
+            int t;
+            for (t = 0; t < 4; ++t) {
+                double *ref;
+                if (!want[t]) continue;
+                ref = dalloc(count[t]);
+                for (n = 0; n < count[t]; ++n) ref[n] = want[t][n];
+                e[t] = rel_err(got[t], ref, count[t]);
+                free(ref);
+            }
+        }
+        if (!(e[0] <= TOL && e[1] <= TOL && e[2] <= TOL && e[3] <= TOL)) {
+            printf("    backward fixture %s: relative errors dq %.3g dk %.3g dv %.3g dsinks %.3g > %g\n", name, e[0], e[1],
+                   e[2], e[3], TOL);
+            ++g_fails;
+        } else if (getenv("ATTN_TEST_VERBOSE")) {
+            printf("    backward fixture %s: relative errors dq %.2g dk %.2g dv %.2g dsinks %.2g\n", name, e[0], e[1],
+                   e[2], e[3]);
+        }
+        free(scale); free(softcap); free(kv_len_f); free(sinks); free(slopes); free(mask); free(kv_len);
+        free(q); free(k); free(v); free(dout); free(want_q); free(want_k); free(want_v); free(want_s);
+        free(o); free(lse); free(dq); free(dk); free(dv);
+    }
+    if (c == cases) {
+        char end[8];
+        CHECK(fscanf(f, "%7s", end) == 1 && strcmp(end, "end") == 0);
+    }
+    fclose(f);
+}
+
+/* Each invalid argument gives its code, and leaves every output untouched. */
+static void test_errors_sdpa_backward(void)
+{
+    enum { B = 2, H = 2, N = 8, D = 4 };
+    static float q[B * H * N * D], k[B * H * N * D], v[B * H * N * D], o[B * H * N * D], dout[B * H * N * D];
+    static float lse[B * H * N], dq[B * H * N * D], dk[B * H * N * D], dv[B * H * N * D], dsinks[H], w[B * H * N * N];
+    const attn_dims d = {B, H, 0, N, N, D, 0};
+    const attn_stride s = attn_stride_bhnd(H, N, D);
+    attn_dims bad;
+    attn_stride bs;
+    attn_options opt;
+    test_alloc fail;
+    int kv_len[B] = {3, 9};
+    unsigned char ws[16];
+    size_t bytes = 0;
+    memset(&opt, 0, sizeof opt);
+    rnd_fill(q, B * H * N * D, 1.0f); rnd_fill(k, B * H * N * D, 1.0f); rnd_fill(v, B * H * N * D, 1.0f);
+    rnd_fill(o, B * H * N * D, 1.0f); rnd_fill(dout, B * H * N * D, 1.0f); rnd_fill(lse, B * H * N, 1.0f);
+    fill_sentinel(dq, B * H * N * D); fill_sentinel(dk, B * H * N * D); fill_sentinel(dv, B * H * N * D);
+    fill_sentinel(dsinks, H);
+#define BWD(dq_, q_, lse_, dims_, qs_, dqs_, opt_, ws_, wsb_) \
+    attn_sdpa_backward(dq_, dqs_, dk, s, dv, s, dsinks, q_, qs_, k, s, v, s, o, s, dout, s, lse_, dims_, opt_, ws_, wsb_)
+    CHECK_CODE(BWD(NULL, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(BWD(dq, NULL, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(BWD(dq, q, NULL, &d, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(BWD(dq, q, lse, NULL, s, s, &opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_sdpa_backward(dq, s, NULL, s, dv, s, NULL, q, s, k, s, v, s, o, s, dout, s, lse, &d, &opt, NULL, 0),
+               ATTN_ERR_NULL);
+    CHECK_CODE(attn_sdpa_backward(dq, s, dk, s, dv, s, NULL, q, s, k, s, v, s, o, s, NULL, s, lse, &d, &opt, NULL, 0),
+               ATTN_ERR_NULL);
+    CHECK_CODE(attn_sdpa_backward(dq, s, dk, s, dv, s, NULL, q, s, k, s, v, s, NULL, s, dout, s, lse, &d, &opt, NULL, 0),
+               ATTN_ERR_NULL);
+    bad = d; bad.n_q = 0;
+    CHECK_CODE(BWD(dq, q, lse, &bad, s, s, &opt, NULL, 0), ATTN_ERR_SHAPE);
+    bad = d; bad.n_kv_heads = 3;
+    CHECK_CODE(BWD(dq, q, lse, &bad, s, s, &opt, NULL, 0), ATTN_ERR_KV_HEADS);
+    bs = s; bs.row = D - 1;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, bs, &opt, NULL, 0), ATTN_ERR_STRIDE); /* dq_s */
+    CHECK_CODE(BWD(dq, q, lse, &d, bs, s, &opt, NULL, 0), ATTN_ERR_STRIDE); /* q_s */
+    bs = s; bs.head = 0;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, bs, &opt, NULL, 0), ATTN_ERR_STRIDE); /* dq heads share memory */
+    CHECK_CODE(attn_sdpa_backward(dq, s, dk, s, dv, s, NULL, q, s, k, s, v, s, o, bs, dout, bs, lse, &d, &opt, NULL, 0),
+               ATTN_OK); /* inputs may broadcast */
+    fill_sentinel(dq, B * H * N * D); fill_sentinel(dk, B * H * N * D); fill_sentinel(dv, B * H * N * D);
+    opt.out_weights = w;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &d, &opt), ATTN_ERR_OPTION);
+    opt.out_weights = NULL; opt.split_count = 2;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &d, &opt), ATTN_ERR_OPTION);
+    opt.split_count = 0; opt.v_type = ATTN_BF16; /* float32 K and V only */
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &d, &opt), ATTN_ERR_OPTION);
+    opt.v_type = ATTN_F32; opt.kv_len = kv_len; /* 9 > N */
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_sdpa_backward_workspace_size(&bytes, &d, &opt), ATTN_OK); /* lengths not read */
+    opt.kv_len = NULL; opt.softcap = -1.0f;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_OPTION);
+    opt.softcap = 0.0f;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, ws, sizeof ws), ATTN_ERR_WORKSPACE);
+    memset(&fail, 0, sizeof fail); fail.fail = 1; opt.alloc_user = &fail;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_ERR_NOMEM);
+    CHECK(untouched(dq, B * H * N * D) && untouched(dk, B * H * N * D) && untouched(dv, B * H * N * D) &&
+          untouched(dsinks, H));
+    fail.fail = 0;
+    CHECK_CODE(BWD(dq, q, lse, &d, s, s, &opt, NULL, 0), ATTN_OK);
+    CHECK(fail.n_alloc == 1 && fail.n_free == 1);
+    CHECK(dsinks[0] == 0.0f && dsinks[1] == 0.0f); /* no sinks: 0 */
+#undef BWD
+}
+
+/* ---- attn_self_backward ---- */
+
+/* One multi-head problem: weights (packed QKV with row stride 3E in `packed` mode, IN_OUT), biases, x, dout. */
+typedef struct mbw_prob {
+    int B, N, E, H, Hkv, kvd, out_in, packed, bias;
+    float *wqkv, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo, *x, *dout, *out, *sinks;
+    float *gqkv, *gq, *gk, *gv, *go, *gbq, *gbk, *gbv, *gbo, *dx, *gsinks;
+    size_t n_wq, n_wk, n_wo; /* floats of each weight buffer (the packed one: n_wq) */
+    attn_mha m;
+    attn_mha_grads g;
+    attn_options opt;
+} mbw_prob;
+
+static void mbw_setup(mbw_prob *p, int B, int N, int E, int H, int Hkv, int out_in, int packed, int bias)
+{
+    const float ws = 1.0f / sqrtf((float)E);
+    const size_t nx = (size_t)B * N * E;
+    memset(p, 0, sizeof *p);
+    p->B = B; p->N = N; p->E = E; p->H = H; p->Hkv = Hkv; p->kvd = E / H * Hkv;
+    p->out_in = out_in; p->packed = packed; p->bias = bias;
+    p->m.d_model = E; p->m.n_heads = H; p->m.n_kv_heads = Hkv;
+    p->m.layout = out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+    if (packed) { /* GPT-2's c_attn [E x 3E] (IN_OUT, MHA): q, k, v at columns 0, E, 2E */
+        p->n_wq = (size_t)E * 3 * E;
+        p->wqkv = falloc(p->n_wq); p->gqkv = falloc(p->n_wq);
+        rnd_fill(p->wqkv, p->n_wq, ws);
+        p->wq = p->wqkv; p->wk = p->wqkv + E; p->wv = p->wqkv + 2 * E;
+        p->gq = p->gqkv; p->gk = p->gqkv + E; p->gv = p->gqkv + 2 * E;
+        p->m.w_q_stride = p->m.w_k_stride = p->m.w_v_stride = 3 * E;
+    } else {
+        p->n_wq = (size_t)E * E; p->n_wk = (size_t)E * p->kvd;
+        p->wq = falloc(p->n_wq); p->wk = falloc(p->n_wk); p->wv = falloc(p->n_wk);
+        p->gq = falloc(p->n_wq); p->gk = falloc(p->n_wk); p->gv = falloc(p->n_wk);
+        rnd_fill(p->wq, p->n_wq, ws); rnd_fill(p->wk, p->n_wk, ws); rnd_fill(p->wv, p->n_wk, ws);
+    }
+    p->n_wo = (size_t)E * E;
+    p->wo = falloc(p->n_wo); p->go = falloc(p->n_wo);
+    rnd_fill(p->wo, p->n_wo, ws);
+    if (bias) {
+        p->bq = falloc((size_t)E); p->bk = falloc((size_t)p->kvd); p->bv = falloc((size_t)p->kvd); p->bo = falloc((size_t)E);
+        rnd_fill(p->bq, (size_t)E, 0.5f); rnd_fill(p->bk, (size_t)p->kvd, 0.5f);
+        rnd_fill(p->bv, (size_t)p->kvd, 0.5f); rnd_fill(p->bo, (size_t)E, 0.5f);
+        p->gbq = falloc((size_t)E); p->gbk = falloc((size_t)p->kvd); p->gbv = falloc((size_t)p->kvd); p->gbo = falloc((size_t)E);
+    }
+    p->m.w_q = p->wq; p->m.w_k = p->wk; p->m.w_v = p->wv; p->m.w_o = p->wo;
+    p->m.b_q = p->bq; p->m.b_k = p->bk; p->m.b_v = p->bv; p->m.b_o = p->bo;
+    p->g.w_q = p->gq; p->g.w_k = p->gk; p->g.w_v = p->gv; p->g.w_o = p->go;
+    p->g.b_q = p->gbq; p->g.b_k = p->gbk; p->g.b_v = p->gbv; p->g.b_o = p->gbo;
+    p->x = falloc(nx); p->dout = falloc(nx); p->out = falloc(nx); p->dx = falloc(nx);
+    rnd_fill(p->x, nx, 1.0f); rnd_fill(p->dout, nx, 1.0f);
+}
+
+static void mbw_free(mbw_prob *p)
+{
+    if (p->packed) { free(p->wqkv); free(p->gqkv); }
+    else { free(p->wq); free(p->wk); free(p->wv); free(p->gq); free(p->gk); free(p->gv); }
+    free(p->wo); free(p->go); free(p->bq); free(p->bk); free(p->bv); free(p->bo);
+    free(p->gbq); free(p->gbk); free(p->gbv); free(p->gbo); free(p->x); free(p->dout); free(p->out); free(p->dx);
+    free(p->sinks); free(p->gsinks);
+}
+
+static double mbw_loss(mbw_prob *p)
+{
+    const size_t nx = (size_t)p->B * p->N * p->E;
+    double l = 0.0;
+    size_t i;
+    CHECK_CODE(attn_self_forward(p->out, p->x, p->B, p->N, &p->m, &p->opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < nx; ++i) l += (double)p->dout[i] * (double)p->out[i];
+    return l;
+}
+
+/* max-norm relative difference of got[i * stride + c] (rows x cols) from the central differences of L in
+   x[i * stride + c] */
+static double mbw_fd_err(mbw_prob *p, float *x, const float *got, ptrdiff_t stride, int rows, int cols)
+{
+    const float h = 1.0f / 64.0f;
+    double num = 0.0, den = 0.0;
+    int i, c;
+    for (i = 0; i < rows; ++i)
+        for (c = 0; c < cols; ++c) {
+            const size_t at = (size_t)i * (size_t)stride + (size_t)c;
+            const float x0 = x[at];
+            double lp, lm, up, dn, fd;
+            x[at] = x0 + h; up = (double)x[at] - x0; lp = mbw_loss(p);
+            x[at] = x0 - h; dn = x0 - (double)x[at]; lm = mbw_loss(p);
+            x[at] = x0;
+            fd = (lp - lm) / (up + dn);
+            if (fabs(got[at] - fd) > num) num = fabs(got[at] - fd);
+            if (fabs(fd) > den) den = fabs(fd);
+        }
+    return den > 0.0 ? num / den : num;
+}
+
+/* attn_self_backward against central differences of attn_self_forward (float32, L = sum(dout * out), step
+   2^-6): both layouts, biases, GQA, packed QKV weights with their row strides, RoPE (both styles), causal,
+   kv_len, soft-cap, ALiBi, a window and sinks. Tolerance 1e-3 (max-norm relative), test_sdpa_backward_
+   finite_diff's reasoning: the same ~3e-5 of noise in the differences, relative to gradients that are
+   smaller here (dW_k and db_k, through the softmax only, are ~0.1), measured 2e-4 at most. */
+static void test_self_backward_finite_diff(void)
+{
+    int o;
+    for (o = 0; o < 4; ++o) {
+        mbw_prob p;
+        int kv_len[2] = {5, 3};
+        float slopes[2] = {0.25f, 0.5f};
+        double e[10];
+        int t, ok = 1;
+        const int E = 8, N = 5, kvd_cols = o == 1 ? 4 : E;
+        if (o == 0) mbw_setup(&p, 2, N, E, 2, 2, 0, 0, 1);
+        else if (o == 1) mbw_setup(&p, 2, N, E, 2, 1, 1, 0, 1); /* OUT_IN, GQA */
+        else if (o == 2) mbw_setup(&p, 1, N, E, 2, 2, 0, 1, 0); /* packed QKV, no bias */
+        else mbw_setup(&p, 2, N, E, 2, 2, 1, 0, 1);
+        if (o == 0) { p.opt.causal = ATTN_CAUSAL_TOP_LEFT; p.m.rope.style = ATTN_ROPE_NEOX; }
+        if (o == 1) { p.opt.kv_len = kv_len; p.opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; p.m.rope.style = ATTN_ROPE_GPTJ; }
+        if (o == 2) { p.opt.softcap = 2.0f; p.opt.alibi_slopes = slopes; }
+        if (o == 3) {
+            p.sinks = falloc(2); p.gsinks = falloc(2);
+            p.sinks[0] = 0.5f; p.sinks[1] = -0.25f;
+            p.opt.sinks = p.sinks; p.g.sinks = p.gsinks;
+            p.opt.window = 1; p.opt.window_left = 2; p.opt.window_right = 1;
+        }
+        CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        {
+            const int in_out = !p.out_in;
+            const ptrdiff_t sq = p.packed ? 3 * E : E, skv = p.packed ? 3 * E : in_out ? p.kvd : E;
+            const int kv_rows = in_out ? E : p.kvd, kv_cols = in_out ? p.kvd : E;
+            (void)kvd_cols;
+            e[0] = mbw_fd_err(&p, p.x, p.dx, E, p.B * N, E);
+            e[1] = mbw_fd_err(&p, p.wq, p.gq, sq, E, E);
+            e[2] = mbw_fd_err(&p, p.wk, p.gk, skv, kv_rows, kv_cols);
+            e[3] = mbw_fd_err(&p, p.wv, p.gv, skv, kv_rows, kv_cols);
+            e[4] = mbw_fd_err(&p, p.wo, p.go, E, E, E);
+            e[5] = p.bias ? mbw_fd_err(&p, p.bq, p.gbq, E, 1, E) : 0.0;
+            e[6] = p.bias ? mbw_fd_err(&p, p.bk, p.gbk, p.kvd, 1, p.kvd) : 0.0;
+            e[7] = p.bias ? mbw_fd_err(&p, p.bv, p.gbv, p.kvd, 1, p.kvd) : 0.0;
+            e[8] = p.bias ? mbw_fd_err(&p, p.bo, p.gbo, E, 1, E) : 0.0;
+            e[9] = p.sinks ? mbw_fd_err(&p, p.sinks, p.gsinks, 2, 1, 2) : 0.0;
+        }
+        for (t = 0; t < 10; ++t) ok = ok && e[t] <= 1e-3;
+        if (!ok || getenv("ATTN_TEST_VERBOSE"))
+            printf("    self_backward case %d: dx %.2g dWq %.2g dWk %.2g dWv %.2g dWo %.2g dbq %.2g dbk %.2g dbv %.2g "
+                   "dbo %.2g dsinks %.2g\n", o, e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8], e[9]);
+        CHECK(ok);
+        mbw_free(&p);
+    }
+}
+
+/* ---- attn_cross_backward ---- */
+
+typedef struct cbw_prob {
+    int B, Nq, Nk, E, Dkv, H, Hkv, kvd;
+    float *xq, *xkv, *dout, *out, *wq, *wk, *wv, *wo, *bq, *bk, *bv, *bo;
+    attn_mha m;
+    attn_options opt;
+} cbw_prob;
+
+static double cbw_loss(cbw_prob *p)
+{
+    const size_t n = (size_t)p->B * p->Nq * p->E;
+    double l = 0.0;
+    size_t i;
+    CHECK_CODE(attn_cross_forward(p->out, p->xq, p->xkv, p->B, p->Nq, p->Nk, &p->m, &p->opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < n; ++i) l += (double)p->dout[i] * (double)p->out[i];
+    return l;
+}
+
+/* max-norm relative difference of got[n] from the central differences of L in x[n] (step 2^-6) */
+static double cbw_fd_err(cbw_prob *p, float *x, const float *got, size_t n)
+{
+    const float h = 1.0f / 64.0f;
+    double num = 0.0, den = 0.0;
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const float x0 = x[i];
+        double lp, lm, up, dn, fd;
+        x[i] = x0 + h; up = (double)x[i] - x0; lp = cbw_loss(p);
+        x[i] = x0 - h; dn = x0 - (double)x[i]; lm = cbw_loss(p);
+        x[i] = x0;
+        fd = (lp - lm) / (up + dn);
+        if (fabs(got[i] - fd) > num) num = fabs(got[i] - fd);
+        if (fabs(fd) > den) den = fabs(fd);
+    }
+    return den > 0.0 ? num / den : num;
+}
+
+/* attn_cross_backward against central differences of attn_cross_forward (tolerance 1e-3, as
+   test_self_backward_finite_diff): d_kv != d_model, GQA, biases, both layouts, key padding, causal
+   bottom-right with Nq < Nk; and dx_q, dx_kv NULL leave the parameters' gradients the same. */
+static void test_cross_backward_finite_diff(void)
+{
+    int o;
+    for (o = 0; o < 2; ++o) {
+        cbw_prob p;
+        unsigned char kpm[2 * 6] = {0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        float *dxq, *dxkv, *gq, *gk, *gv, *go, *gbq, *gbk, *gbv, *gbo, *gk2;
+        attn_mha_grads g;
+        double e[10], worst = 0.0;
+        size_t nxq, nxkv, nwk;
+        int t;
+        memset(&p, 0, sizeof p);
+        p.B = 2; p.Nq = 4; p.Nk = 6; p.E = 8; p.Dkv = 6; p.H = 2; p.Hkv = o ? 1 : 2; p.kvd = p.E / p.H * p.Hkv;
+        nxq = (size_t)p.B * p.Nq * p.E; nxkv = (size_t)p.B * p.Nk * p.Dkv; nwk = (size_t)p.Dkv * p.kvd;
+        p.xq = falloc(nxq); p.xkv = falloc(nxkv); p.dout = falloc(nxq); p.out = falloc(nxq);
+        p.wq = falloc((size_t)p.E * p.E); p.wo = falloc((size_t)p.E * p.E); p.wk = falloc(nwk); p.wv = falloc(nwk);
+        p.bq = falloc((size_t)p.E); p.bo = falloc((size_t)p.E); p.bk = falloc((size_t)p.kvd); p.bv = falloc((size_t)p.kvd);
+        rnd_fill(p.xq, nxq, 1.0f); rnd_fill(p.xkv, nxkv, 1.0f); rnd_fill(p.dout, nxq, 1.0f);
+        rnd_fill(p.wq, (size_t)p.E * p.E, 0.4f); rnd_fill(p.wo, (size_t)p.E * p.E, 0.4f);
+        rnd_fill(p.wk, nwk, 0.4f); rnd_fill(p.wv, nwk, 0.4f);
+        rnd_fill(p.bq, (size_t)p.E, 0.5f); rnd_fill(p.bo, (size_t)p.E, 0.5f);
+        rnd_fill(p.bk, (size_t)p.kvd, 0.5f); rnd_fill(p.bv, (size_t)p.kvd, 0.5f);
+        p.m.d_model = p.E; p.m.n_heads = p.H; p.m.n_kv_heads = p.Hkv; p.m.d_kv = p.Dkv;
+        p.m.layout = o ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+        p.m.w_q = p.wq; p.m.w_k = p.wk; p.m.w_v = p.wv; p.m.w_o = p.wo;
+        p.m.b_q = p.bq; p.m.b_k = p.bk; p.m.b_v = p.bv; p.m.b_o = p.bo;
+        if (o) { p.opt.key_padding_mask = kpm; p.opt.causal = ATTN_CAUSAL_BOTTOM_RIGHT; }
+        dxq = falloc(nxq); dxkv = falloc(nxkv);
+        gq = falloc((size_t)p.E * p.E); go = falloc((size_t)p.E * p.E); gk = falloc(nwk); gv = falloc(nwk); gk2 = falloc(nwk);
+        gbq = falloc((size_t)p.E); gbo = falloc((size_t)p.E); gbk = falloc((size_t)p.kvd); gbv = falloc((size_t)p.kvd);
+        memset(&g, 0, sizeof g);
+        g.w_q = gq; g.w_k = gk; g.w_v = gv; g.w_o = go; g.b_q = gbq; g.b_k = gbk; g.b_v = gbv; g.b_o = gbo;
+        CHECK_CODE(attn_cross_backward(dxq, dxkv, &g, p.xq, p.xkv, p.dout, p.B, p.Nq, p.Nk, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        e[0] = cbw_fd_err(&p, p.xq, dxq, nxq);
+        e[1] = cbw_fd_err(&p, p.xkv, dxkv, nxkv);
+        e[2] = cbw_fd_err(&p, p.wq, gq, (size_t)p.E * p.E);
+        e[3] = cbw_fd_err(&p, p.wk, gk, nwk);
+        e[4] = cbw_fd_err(&p, p.wv, gv, nwk);
+        e[5] = cbw_fd_err(&p, p.wo, go, (size_t)p.E * p.E);
+        e[6] = cbw_fd_err(&p, p.bq, gbq, (size_t)p.E);
+        e[7] = 0.0; /* db_k is 0: a key bias shifts a whole row of scores, which the softmax ignores (below) */
+        e[8] = cbw_fd_err(&p, p.bv, gbv, (size_t)p.kvd);
+        e[9] = cbw_fd_err(&p, p.bo, gbo, (size_t)p.E);
+        for (t = 0; t < 10; ++t) worst = e[t] > worst ? e[t] : worst;
+        if (!(worst <= 1e-3) || getenv("ATTN_TEST_VERBOSE"))
+            printf("    cross_backward case %d: dx_q %.2g dx_kv %.2g dWq %.2g dWk %.2g dWv %.2g dWo %.2g dbq %.2g dbv %.2g "
+                   "dbo %.2g\n", o, e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[8], e[9]);
+        CHECK(worst <= 1e-3);
+        for (t = 0; t < p.kvd; ++t) CHECK(fabsf(gbk[t]) <= 1e-5f); /* 0 up to rounding */
+        g.w_k = gk2; /* no dx: the same parameters' gradients, bitwise */
+        CHECK_CODE(attn_cross_backward(NULL, NULL, &g, p.xq, p.xkv, p.dout, p.B, p.Nq, p.Nk, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(gk, gk2, sizeof(float) * nwk) == 0);
+        free(p.xq); free(p.xkv); free(p.dout); free(p.out); free(p.wq); free(p.wk); free(p.wv); free(p.wo);
+        free(p.bq); free(p.bk); free(p.bv); free(p.bo);
+        free(dxq); free(dxkv); free(gq); free(gk); free(gv); free(go); free(gk2); free(gbq); free(gbk); free(gbv); free(gbo);
+    }
+}
+
+/* attn_self_backward against PyTorch's nn.MultiheadAttention autograd (float64, tests/data/mha_backward.txt
+   from tests/gen_golden.py backward): OUT_IN weights as PyTorch stores them, biases, causal, key padding;
+   every gradient within TOL. */
+static void test_self_backward_fixture(void)
+{
+    static const char *const w_names[4] = {"w_q", "w_k", "w_v", "w_o"}, *const b_names[4] = {"b_q", "b_k", "b_v", "b_o"};
+    static const char *const dw_names[4] = {"dw_q", "dw_k", "dw_v", "dw_o"}, *const db_names[4] = {"db_q", "db_k", "db_v", "db_o"};
+    char path[512], magic[32];
+    FILE *f;
+    int version, cases = 0, c;
+    snprintf(path, sizeof path, "%s/mha_backward.txt", g_data_dir);
+    f = fopen(path, "r");
+    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
+    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-mha-backward") || version != 1 ||
+        !read_int(f, "cases", &cases) || cases < 1) {
+        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
+    }
+    for (c = 0; c < cases; ++c) {
+        char tag[16], name[64];
+        int B, N, E, H, bias, causal, has_kpm, i, t, ok;
+        float *x = NULL, *dout = NULL, *kpm_f = NULL, *dx_want = NULL, *w[4] = {0}, *bb[4] = {0}, *dw_want[4] = {0};
+        float *db_want[4] = {0}, *dx, *dw[4], *db[4];
+        unsigned char *kpm = NULL;
+        double e, worst = 0.0;
+        attn_mha m;
+        attn_mha_grads g;
+        attn_options opt;
+        if (!(fscanf(f, "%15s %63s", tag, name) == 2 && strcmp(tag, "case") == 0 && read_int(f, "batch", &B) &&
+              read_int(f, "n", &N) && read_int(f, "d_model", &E) && read_int(f, "n_heads", &H) &&
+              read_int(f, "bias", &bias) && read_int(f, "causal", &causal) &&
+              read_int(f, "has_key_padding_mask", &has_kpm) && B > 0 && N > 0 && E > 0 && H > 0 && E % H == 0)) {
+            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+        }
+        ok = (x = read_tensor(f, "x", B * N * E)) != NULL;
+        for (t = 0; t < 4 && ok; ++t) ok = (w[t] = read_tensor(f, w_names[t], E * E)) != NULL;
+        for (t = 0; t < 4 && ok && bias; ++t) ok = (bb[t] = read_tensor(f, b_names[t], E)) != NULL;
+        if (ok && has_kpm) ok = (kpm_f = read_tensor(f, "key_padding_mask", B * N)) != NULL;
+        ok = ok && (dout = read_tensor(f, "dout", B * N * E)) && (dx_want = read_tensor(f, "dx", B * N * E));
+        for (t = 0; t < 4 && ok; ++t) ok = (dw_want[t] = read_tensor(f, dw_names[t], E * E)) != NULL;
+        for (t = 0; t < 4 && ok && bias; ++t) ok = (db_want[t] = read_tensor(f, db_names[t], E)) != NULL;
+        if (ok) {
+            memset(&m, 0, sizeof m); memset(&g, 0, sizeof g); memset(&opt, 0, sizeof opt);
+            m.d_model = E; m.n_heads = H; m.layout = ATTN_LAYOUT_OUT_IN;
+            m.w_q = w[0]; m.w_k = w[1]; m.w_v = w[2]; m.w_o = w[3];
+            m.b_q = bb[0]; m.b_k = bb[1]; m.b_v = bb[2]; m.b_o = bb[3];
+            dx = falloc((size_t)B * N * E);
+            for (t = 0; t < 4; ++t) { dw[t] = falloc((size_t)E * E); db[t] = bias ? falloc((size_t)E) : NULL; }
+            g.w_q = dw[0]; g.w_k = dw[1]; g.w_v = dw[2]; g.w_o = dw[3];
+            g.b_q = db[0]; g.b_k = db[1]; g.b_v = db[2]; g.b_o = db[3];
+            opt.causal = causal ? ATTN_CAUSAL_TOP_LEFT : ATTN_CAUSAL_NONE;
+            if (has_kpm) {
+                kpm = (unsigned char *)malloc((size_t)B * N);
+                if (!kpm) abort();
+                for (i = 0; i < B * N; ++i) kpm[i] = (unsigned char)(kpm_f[i] != 0.0f);
+                opt.key_padding_mask = kpm;
+            }
+            CHECK_CODE(attn_self_backward(dx, &g, x, dout, B, N, &m, &opt, NULL, 0), ATTN_OK);
+            {
+                const float *got[9] = {dx, dw[0], dw[1], dw[2], dw[3], db[0], db[1], db[2], db[3]};
+                const float *want[9] = {dx_want, dw_want[0], dw_want[1], dw_want[2], dw_want[3], db_want[0],
+                                        db_want[1], db_want[2], db_want[3]};
+                const size_t count[9] = {(size_t)B * N * E, (size_t)E * E, (size_t)E * E, (size_t)E * E, (size_t)E * E,
+                                         (size_t)E, (size_t)E, (size_t)E, (size_t)E};
+                /* a bias gradient relative to the larger of its own and its weight's (db_k is 0 in exact
+                   arithmetic: a key bias adds q . b_k to a whole row of scores, which the softmax ignores) */
+                for (t = 0; t < 9; ++t) {
+                    double num = 0.0, den = 0.0;
+                    size_t k;
+                    if (!want[t]) continue;
+                    for (k = 0; k < count[t]; ++k) {
+                        if (fabs((double)got[t][k] - want[t][k]) > num) num = fabs((double)got[t][k] - want[t][k]);
+                        if (fabs((double)want[t][k]) > den) den = fabs((double)want[t][k]);
+                    }
+                    if (t >= 5)
+                        for (k = 0; k < (size_t)E * E; ++k)
+                            if (fabs((double)want[t - 4][k]) > den) den = fabs((double)want[t - 4][k]);
+                    e = den > 0.0 ? num / den : num;
+                    if (!(e <= worst)) worst = e;
+                }
+            }
+            if (!(worst <= TOL) || getenv("ATTN_TEST_VERBOSE"))
+                printf("    mha backward fixture %s: largest relative error %.3g (tolerance %g)\n", name, worst, TOL);
+            if (!(worst <= TOL)) ++g_fails;
+            free(dx); free(kpm);
+            for (t = 0; t < 4; ++t) { free(dw[t]); free(db[t]); }
+        } else {
+            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+        }
+        free(x); free(dout); free(kpm_f); free(dx_want);
+        for (t = 0; t < 4; ++t) { free(w[t]); free(bb[t]); free(dw_want[t]); free(db_want[t]); }
+        if (!ok) break;
+    }
+    if (c == cases) {
+        char end[8];
+        CHECK(fscanf(f, "%7s", end) == 1 && strcmp(end, "end") == 0);
+    }
+    fclose(f);
+}
+
+/* Gradient accumulation doubles the gradients; any thread count gives bitwise the same; dx NULL is allowed;
+   out_weights and a NULL gradient are rejected with the outputs untouched. */
+static void test_self_backward_threads_errors(void)
+{
+    mbw_prob p;
+    const int E = 32, N = 70;
+    float *g1, *dx1, w[4];
+    size_t bytes = 0, i;
+    int t;
+    mbw_setup(&p, 2, N, E, 4, 2, 0, 0, 1);
+    p.opt.causal = ATTN_CAUSAL_TOP_LEFT; p.opt.n_threads = 1;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+    g1 = falloc(p.n_wq); dx1 = falloc((size_t)p.B * N * E);
+    memcpy(g1, p.gq, sizeof(float) * p.n_wq); memcpy(dx1, p.dx, sizeof(float) * p.B * N * E);
+    for (t = 2; t <= 3; ++t) {
+        p.opt.n_threads = t;
+        CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(g1, p.gq, sizeof(float) * p.n_wq) == 0 && memcmp(dx1, p.dx, sizeof(float) * p.B * N * E) == 0);
+    }
+    p.g.accumulate = 1;
+    CHECK_CODE(attn_self_backward(NULL, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_OK);
+    for (i = 0; i < p.n_wq; ++i) g1[i] *= 2.0f; /* (b0 + b1) + b0 + b1, not 2 (b0 + b1) bitwise */
+    CHECK(close_rel(p.gq, g1, p.n_wq, 1e-6));
+    CHECK_CODE(attn_self_backward_workspace_size(&bytes, p.B, N, &p.m, &p.opt), ATTN_OK);
+    CHECK(bytes > 0);
+    fill_sentinel(p.dx, (size_t)p.B * N * E); fill_sentinel(p.gq, p.n_wq);
+    p.opt.out_weights = w;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_OPTION);
+    CHECK_CODE(attn_self_backward_workspace_size(&bytes, p.B, N, &p.m, &p.opt), ATTN_ERR_OPTION);
+    p.opt.out_weights = NULL;
+    p.g.w_k = NULL;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_NULL);
+    p.g.w_k = p.gk;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, NULL, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_NULL);
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, w, sizeof w), ATTN_ERR_WORKSPACE);
+    p.m.n_heads = 3;
+    CHECK_CODE(attn_self_backward(p.dx, &p.g, p.x, p.dout, p.B, N, &p.m, &p.opt, NULL, 0), ATTN_ERR_HEADS);
+    CHECK(untouched(p.dx, (size_t)p.B * N * E) && untouched(p.gq, p.n_wq));
+    p.m.n_heads = 4;
+    free(g1); free(dx1);
+    mbw_free(&p);
+}
+
 static const test_case k_tests[] = {
     {"project", test_project},
     {"project_layouts_agree", test_project_layouts_agree},
@@ -4926,6 +5939,18 @@ static const test_case k_tests[] = {
     {"sdpa_half_kv", test_sdpa_half_kv},
     {"q8_format", test_q8_format},
     {"kv_cache_types", test_kv_cache_types},
+    {"sdpa_backward_random", test_sdpa_backward_random},
+    {"sdpa_backward_options", test_sdpa_backward_options},
+    {"sdpa_backward_finite_diff", test_sdpa_backward_finite_diff},
+    {"sdpa_backward_identities", test_sdpa_backward_identities},
+    {"sdpa_backward_masked_rows", test_sdpa_backward_masked_rows},
+    {"sdpa_backward_threads", test_sdpa_backward_threads},
+    {"sdpa_backward_fixture", test_sdpa_backward_fixture},
+    {"errors_sdpa_backward", test_errors_sdpa_backward},
+    {"self_backward_finite_diff", test_self_backward_finite_diff},
+    {"self_backward_threads_errors", test_self_backward_threads_errors},
+    {"self_backward_fixture", test_self_backward_fixture},
+    {"cross_backward_finite_diff", test_cross_backward_finite_diff},
 };
 
 /* Is test `name` selected by the arguments argv[2..]: names to run, or -names to skip (valgrind skips the

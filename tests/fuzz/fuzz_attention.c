@@ -22,6 +22,9 @@
    Any violation aborts (a libFuzzer crash) with a message that names the output, its index and row, the
    value, the reference and the error allowed; sanitizer reports abort too.
 
+   fuzz_sdpa_backward: attn_sdpa_backward after attn_sdpa on the same views and options (out_weights and
+   splits rejected, out_lse ignored), against ref_sdpa_backward on moderate inputs.
+
    fuzz_rope: attn_rope_apply in place, against ref_rope; a failed call leaves x bitwise as it was.
 
    fuzz_project_ex: the threaded projection with threads, splits and workspaces, bitwise equal to
@@ -1055,6 +1058,133 @@ static void fuzz_sdpa(fz *f)
     fz_options_free(&fo);
 }
 
+/* fuzz_sdpa_backward: attn_sdpa (for out and lse) then attn_sdpa_backward on the same fuzzed views and
+   options, whose out_weights and splits it must reject and whose out_lse it must ignore: an error leaves
+   dq, dk, dv and dsinks untouched; a success writes only inside their views and, on moderate inputs with a
+   successful forward, matches ref_sdpa_backward within absolute bounds from the inputs' magnitudes: an
+   element of dS = P (dP - D) carries ~(|s| + Dv) U |dO| |V| of rounding (the scores' relative error in P,
+   the roundings of dP and of D = dO . O), summed over up to Nk keys into dq (times scale |K|) and Nq x
+   group queries into dk (times scale |Q|); dv sums P |dO| with P's relative error. */
+static void fuzz_sdpa_backward(fz *f)
+{
+    attn_dims d;
+    fz_opts fo;
+    attn_options *o = &fo.o, fwd;
+    attn_stride qs, ks, vs, os, dqs, dks, dvs;
+    size_t nq_f, nk_f, nv_f, no_f, ndq_f, ndk_f, ndv_f, need = 0, n_lse;
+    int Hkv, Dv, null_mask;
+    float *q, *k, *v, *dout, *out, *lse;
+    fz_out oq, ok, ov, osk;
+    attn_result r, rf, rw;
+    char *ws = NULL;
+    void *ws_arg = NULL;
+    d.batch = fz_range(f, 1, 2);
+    Hkv = fz_range(f, 1, 2);
+    d.n_heads = Hkv * fz_range(f, 1, 3);
+    d.n_kv_heads = Hkv == d.n_heads && fz_range(f, 0, 1) ? 0 : Hkv;
+    if (fz_range(f, 0, 15) == 0) d.n_kv_heads = fz_range(f, -1, 4); /* maybe not a divisor */
+    d.n_q = fz_range(f, 1, 80);
+    d.n_kv = fz_range(f, 1, 80);
+    d.d_k = fz_range(f, 1, 20);
+    d.d_v = fz_range(f, 0, 20);
+    if (fz_range(f, 0, 31) == 0) d.n_q = fz_range(f, -1, 0);
+    Hkv = d.n_kv_heads > 0 ? d.n_kv_heads : d.n_heads;
+    if (d.n_q <= 0 || Hkv <= 0) { /* only the validation runs: tiny buffers */
+        float x[4] = {0, 0, 0, 0};
+        attn_stride s = {0, 0, 64};
+        if (attn_sdpa_backward(x, s, x, s, x, s, NULL, x, s, x, s, x, s, x, s, x, s, x, &d, NULL, NULL, 0) == ATTN_OK)
+            abort();
+        return;
+    }
+    Dv = d.d_v ? d.d_v : d.d_k;
+    null_mask = (int)fz_u8(f);
+    qs = fz_view(f, d.batch, d.n_heads, d.n_q, d.d_k, &nq_f);
+    ks = fz_view(f, d.batch, Hkv, d.n_kv, d.d_k, &nk_f);
+    vs = fz_view(f, d.batch, Hkv, d.n_kv, Dv, &nv_f);
+    os = fz_view(f, d.batch, d.n_heads, d.n_q, Dv, &no_f); /* out and dout */
+    dqs = fz_view(f, d.batch, d.n_heads, d.n_q, d.d_k, &ndq_f);
+    dks = fz_view(f, d.batch, Hkv, d.n_kv, d.d_k, &ndk_f);
+    dvs = fz_view(f, d.batch, Hkv, d.n_kv, Dv, &ndv_f);
+    fz_options(f, &fo, d.batch, d.n_heads, d.n_q, d.n_kv, d.d_k, 0);
+    q = fz_tensor(f, nq_f, 2.0f, 0); k = fz_tensor(f, nk_f, 2.0f, 0); v = fz_tensor(f, nv_f, 2.0f, 0);
+    dout = fz_tensor(f, no_f, 1.0f, 0);
+    fz_patch(f);
+    n_lse = (size_t)d.batch * (size_t)d.n_heads * (size_t)d.n_q;
+    out = (float *)calloc(no_f ? no_f : 1, sizeof(float));
+    lse = (float *)calloc(n_lse, sizeof(float));
+    if (!out || !lse) abort();
+    fwd = *o;
+    fwd.out_lse = lse; fwd.out_weights = NULL; fwd.split_count = 0; fwd.split_index = 0;
+    rf = no_f ? attn_sdpa(out, os, q, qs, k, ks, v, vs, &d, &fwd, NULL, 0) : ATTN_ERR_OVERFLOW;
+    if (o->out_lse) o->out_lse = (float *)1; /* never read nor written by the backward pass */
+    fz_out_alloc(&oq, ndq_f ? ndq_f : 1); fz_out_alloc(&ok, ndk_f ? ndk_f : 1); fz_out_alloc(&ov, ndv_f ? ndv_f : 1);
+    fz_out_alloc(&osk, (size_t)d.n_heads);
+    rw = attn_sdpa_backward_workspace_size(&need, &d, o);
+    if (fo.ws_mode && rw == ATTN_OK) {
+        ws = (char *)malloc(need + 1);
+        ws_arg = ws + 1;
+    }
+    r = attn_sdpa_backward(null_mask & 1 ? NULL : oq.p, dqs, null_mask & 2 ? NULL : ok.p, dks, ov.p, dvs,
+                           null_mask & 4 ? osk.p : NULL, null_mask & 8 ? NULL : q, qs, k, ks, v, vs,
+                           null_mask & 16 ? NULL : out, os, dout, os, null_mask & 32 ? NULL : lse,
+                           null_mask & 64 ? NULL : &d, o, ws_arg, fo.ws_mode == 2 ? need - 1 : need);
+    if (r == ATTN_OK && (ndq_f == 0 || ndk_f == 0 || ndv_f == 0 || nq_f == 0 || nk_f == 0 || nv_f == 0 || no_f == 0 ||
+                         rw != ATTN_OK || fo.ws_mode == 2 || o->out_weights || o->split_count)) {
+        fprintf(stderr, "fuzz: attn_sdpa_backward accepted a view too large to exist, too small a workspace, "
+                        "out_weights or a split\n");
+        abort();
+    }
+    if (r == ATTN_OK) {
+        const size_t n_dq = n_lse * (size_t)d.d_k, n_dk = (size_t)d.batch * Hkv * d.n_kv * d.d_k;
+        const size_t n_dv = (size_t)d.batch * Hkv * d.n_kv * Dv;
+        fz_out_mark(&oq, dqs, d.batch, d.n_heads, d.n_q, d.d_k); fz_out_check(&oq, 0, "dq");
+        fz_out_mark(&ok, dks, d.batch, Hkv, d.n_kv, d.d_k); fz_out_check(&ok, 0, "dk");
+        fz_out_mark(&ov, dvs, d.batch, Hkv, d.n_kv, Dv); fz_out_check(&ov, 0, "dv");
+        if (null_mask & 4) { memset(osk.in_view, 1, osk.len); fz_out_check(&osk, 0, "dsinks"); }
+        else fz_out_check(&osk, 1, "dsinks");
+        if (rf == ATTN_OK && f->comparable && fabsf(o->scale) <= 64.0f) {
+            const double sc = o->scale != 0.0f ? o->scale : 1.0 / sqrt((double)d.d_k);
+            const double qm = fz_maxabs(q, nq_f), km = fz_maxabs(k, nk_f), vm = fz_maxabs(v, nv_f);
+            const double dom = fz_maxabs(dout, no_f), group = (double)d.n_heads / Hkv;
+            const double s_abs = fabs(sc) * d.d_k * qm * km + (o->mask ? fz_maxabs(o->mask, (size_t)d.batch * d.n_heads * d.n_q * d.n_kv + 4) : 0.0f) +
+                                 (o->sinks ? fz_maxabs(o->sinks, (size_t)d.n_heads) : 0.0f) +
+                                 (o->alibi_slopes ? fz_maxabs(o->alibi_slopes, (size_t)d.n_heads) * (d.n_q + d.n_kv) : 0.0f);
+            const double e_ds = 64.0 * U * (1.0 + s_abs + Dv + d.d_k) * (Dv + 1) * dom * (vm + 1e-3);
+            const double t_dq = fabs(sc) * d.n_kv * e_ds * km + 1e-30, t_dk = fabs(sc) * d.n_q * group * e_ds * qm + 1e-30;
+            const double t_dv = 64.0 * U * (1.0 + s_abs + d.d_k) * d.n_q * group * dom + 1e-30;
+            double *rq = ref_dalloc(n_dq), *rk = ref_dalloc(n_dk), *rv = ref_dalloc(n_dv);
+            size_t *aq = (size_t *)malloc(sizeof(size_t) * (n_dq + n_dk + n_dv + 1)), *ak = aq + n_dq, *av = ak + n_dk;
+            ref_opts ro;
+            int b, h, i, c;
+            if (!aq) abort();
+            memset(&ro, 0, sizeof ro);
+            ro.scale = sc; ro.causal = o->causal; ro.mask = o->mask; ro.mask_s = o->mask_stride;
+            if (!ro.mask_s.row) ro.mask_s.row = d.n_kv;
+            ro.kv_len = o->kv_len; ro.kpm = o->key_padding_mask;
+            ro.window = o->window; ro.window_left = o->window_left; ro.window_right = o->window_right;
+            ro.softcap = o->softcap; ro.sinks = o->sinks; ro.alibi = o->alibi_slopes;
+            ref_sdpa_backward(rq, rk, rv, NULL, NULL, q, qs, k, ks, v, vs, dout, os, &d, &ro);
+            for (b = 0; b < d.batch; ++b) for (h = 0; h < d.n_heads; ++h) for (i = 0; i < d.n_q; ++i) for (c = 0; c < d.d_k; ++c)
+                aq[(((size_t)b * d.n_heads + h) * d.n_q + i) * d.d_k + c] = (size_t)(b * dqs.batch + h * dqs.head + i * dqs.row + c);
+            for (b = 0; b < d.batch; ++b) for (h = 0; h < Hkv; ++h) for (i = 0; i < d.n_kv; ++i) {
+                for (c = 0; c < d.d_k; ++c)
+                    ak[(((size_t)b * Hkv + h) * d.n_kv + i) * d.d_k + c] = (size_t)(b * dks.batch + h * dks.head + i * dks.row + c);
+                for (c = 0; c < Dv; ++c)
+                    av[(((size_t)b * Hkv + h) * d.n_kv + i) * Dv + c] = (size_t)(b * dvs.batch + h * dvs.head + i * dvs.row + c);
+            }
+            fz_compare("dq", oq.p, aq, rq, NULL, n_dq, t_dq);
+            fz_compare("dk", ok.p, ak, rk, NULL, n_dk, t_dk);
+            fz_compare("dv", ov.p, av, rv, NULL, n_dv, t_dv);
+            free(rq); free(rk); free(rv); free(aq);
+        }
+    } else {
+        fz_out_check(&oq, 1, "dq"); fz_out_check(&ok, 1, "dk"); fz_out_check(&ov, 1, "dv"); fz_out_check(&osk, 1, "dsinks");
+    }
+    free(ws); free(out); free(lse);
+    fz_out_free(&oq); fz_out_free(&ok); fz_out_free(&ov); fz_out_free(&osk);
+    fz_options_free(&fo);
+}
+
 /* every tensor but the masks moderate (|x| <= 64), the masks anything but NaN */
 static int fz_moderate_but_masks(const fz *f)
 {
@@ -1626,7 +1756,7 @@ static void fuzz_image_write(fz *f)
 
 typedef void (*fz_target)(fz *f);
 static const fz_target k_targets[] = {fuzz_project, fuzz_project_ex, fuzz_scores, fuzz_softmax, fuzz_weighted_sum, fuzz_merge,
-                                      fuzz_rope, fuzz_sdpa, fuzz_self_forward, fuzz_cross_forward, fuzz_align_scores,
+                                      fuzz_rope, fuzz_sdpa, fuzz_sdpa_backward, fuzz_self_forward, fuzz_cross_forward, fuzz_align_scores,
                                       fuzz_align_forward, fuzz_hardmax, fuzz_topk, fuzz_sample, fuzz_image_write};
 
 #ifndef FUZZ_TARGET
