@@ -5311,16 +5311,9 @@ static void test_sdpa_backward_threads(void)
    forward by attn_sdpa (out and lse), then attn_sdpa_backward, within TOL. */
 static void test_sdpa_backward_fixture(void)
 {
-    char path[512], magic[32];
-    FILE *f;
-    int version, cases = 0, c;
-    snprintf(path, sizeof path, "%s/backward.txt", g_data_dir);
-    f = fopen(path, "r");
-    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
-    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-backward") || version != 1 ||
-        !read_int(f, "cases", &cases) || cases < 1) {
-        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
-    }
+    int cases = 0, c;
+    FILE *f = fixture_open("backward", "attn-backward", &cases);
+    if (!f) return;
     for (c = 0; c < cases; ++c) {
         char tag[16], name[64];
         int B, Hq, Hkv, Nq, Nk, Dk, Dv, causal, window, wl, wr, has_kv_len, has_sinks, has_alibi, has_mask, i, ok;
@@ -5340,7 +5333,7 @@ static void test_sdpa_backward_fixture(void)
               read_int(f, "has_kv_len", &has_kv_len) && read_int(f, "has_sinks", &has_sinks) &&
               read_int(f, "has_alibi", &has_alibi) && read_int(f, "has_mask", &has_mask) && B > 0 && Hq > 0 &&
               Hq <= 64 && Hkv > 0 && Hq % Hkv == 0 && Nq > 0 && Nk > 0 && Dk > 0 && Dv > 0)) {
-            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+            printf("    backward.txt: case %d: bad sizes\n", c); ++g_fails; break;
         }
         n_q = (size_t)B * Hq * Nq * Dk; n_k = (size_t)B * Hkv * Nk * Dk; n_v = (size_t)B * Hkv * Nk * Dv;
         n_o = (size_t)B * Hq * Nq * Dv;
@@ -5355,7 +5348,7 @@ static void test_sdpa_backward_fixture(void)
              (want_v = read_tensor(f, "dv", (int)n_v));
         if (ok && has_sinks) ok = (want_s = read_tensor(f, "dsinks", Hq)) != NULL;
         if (!ok) {
-            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+            printf("    backward.txt: case %s malformed\n", name); ++g_fails;
             free(scale); free(softcap); free(kv_len_f); free(sinks); free(slopes); free(mask);
             free(q); free(k); free(v); free(dout); free(want_q); free(want_k); free(want_v); free(want_s);
             break;
@@ -5736,16 +5729,9 @@ static void test_self_backward_fixture(void)
 {
     static const char *const w_names[4] = {"w_q", "w_k", "w_v", "w_o"}, *const b_names[4] = {"b_q", "b_k", "b_v", "b_o"};
     static const char *const dw_names[4] = {"dw_q", "dw_k", "dw_v", "dw_o"}, *const db_names[4] = {"db_q", "db_k", "db_v", "db_o"};
-    char path[512], magic[32];
-    FILE *f;
-    int version, cases = 0, c;
-    snprintf(path, sizeof path, "%s/mha_backward.txt", g_data_dir);
-    f = fopen(path, "r");
-    if (!f) { printf("    cannot open %s\n", path); ++g_fails; return; }
-    if (fscanf(f, "%31s %d", magic, &version) != 2 || strcmp(magic, "attn-mha-backward") || version != 1 ||
-        !read_int(f, "cases", &cases) || cases < 1) {
-        printf("    %s: bad header\n", path); ++g_fails; fclose(f); return;
-    }
+    int cases = 0, c;
+    FILE *f = fixture_open("mha_backward", "attn-mha-backward", &cases);
+    if (!f) return;
     for (c = 0; c < cases; ++c) {
         char tag[16], name[64];
         int B, N, E, H, bias, causal, has_kpm, i, t, ok;
@@ -5760,7 +5746,7 @@ static void test_self_backward_fixture(void)
               read_int(f, "n", &N) && read_int(f, "d_model", &E) && read_int(f, "n_heads", &H) &&
               read_int(f, "bias", &bias) && read_int(f, "causal", &causal) &&
               read_int(f, "has_key_padding_mask", &has_kpm) && B > 0 && N > 0 && E > 0 && H > 0 && E % H == 0)) {
-            printf("    %s: case %d: bad sizes\n", path, c); ++g_fails; break;
+            printf("    mha_backward.txt: case %d: bad sizes\n", c); ++g_fails; break;
         }
         ok = (x = read_tensor(f, "x", B * N * E)) != NULL;
         for (t = 0; t < 4 && ok; ++t) ok = (w[t] = read_tensor(f, w_names[t], E * E)) != NULL;
@@ -5815,7 +5801,7 @@ static void test_self_backward_fixture(void)
             free(dx); free(kpm);
             for (t = 0; t < 4; ++t) { free(dw[t]); free(db[t]); }
         } else {
-            printf("    %s: case %s malformed\n", path, name); ++g_fails;
+            printf("    mha_backward.txt: case %s malformed\n", name); ++g_fails;
         }
         free(x); free(dout); free(kpm_f); free(dx_want);
         for (t = 0; t < 4; ++t) { free(w[t]); free(bb[t]); free(dw_want[t]); free(db_want[t]); }
