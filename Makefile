@@ -66,7 +66,7 @@ SAN_FLAGS = -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitiz
 SAN_PATHS = dispatch avx2 scalar openmp
 SAN_BINS = $(SAN_PATHS:%=$(BUILD)/san/clang_%) $(SAN_PATHS:%=$(BUILD)/san/gcc_%)
 test-sanitize: $(SAN_BINS)
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 sh tests/run_paths.sh tests/data $(SAN_BINS)
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lint/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 sh tests/run_paths.sh tests/data $(SAN_BINS)
 
 $(BUILD)/san/clang_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/san
