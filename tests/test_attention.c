@@ -4137,6 +4137,7 @@ static void test_kv_cache_ring(void)
     /* errors: no window, a window the ring cannot hold, more new tokens than rows, positions past INT_MAX */
     memset(&c, 0, sizeof c);
     c.batch = 2; c.n_kv_heads = HKV; c.max_len = 10; c.d_k = E / H; c.k = kc; c.v = vc; c.len = len; c.ring = 1;
+    rnd_fill(kc, sizeof kc / sizeof kc[0], 1.0f); rnd_fill(vc, sizeof vc / sizeof vc[0], 1.0f); /* tokens held */
     rnd_fill(x, 2 * 8 * E, 1.0f);
     opt.window_left = 6;
     opt.window = 0;
