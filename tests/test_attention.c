@@ -95,6 +95,15 @@ static double rel_err(const float *got, const double *ref, size_t n)
     return den > 0.0 ? num / den : num;
 }
 
+/* rel_err with the denominator at least `floor`: for results whose size can be far below their terms' */
+static double rel_err_floor(const float *got, const double *ref, size_t n, double floor)
+{
+    double den = 0.0;
+    size_t i;
+    for (i = 0; i < n; ++i) if (fabs(ref[i]) > den) den = fabs(ref[i]);
+    return den >= floor || den == 0.0 ? rel_err(got, ref, n) : rel_err(got, ref, n) * den / floor;
+}
+
 #define CHECK_CLOSE(got, ref, n)                                                               \
     do {                                                                                       \
         double e_ = rel_err((got), (ref), (size_t)(n));                                        \
@@ -4983,7 +4992,10 @@ static void run_bwd_case(const bwd_case *c)
     CHECK_CODE(bwd_run(&p, d), ATTN_OK);
     ref_sdpa_backward(rq, rk, rv, rs, rs_abs, p.q, p.qs, p.k, p.ks, p.v, p.vs, p.dout, p.os, d, &p.ro);
     gather(gq, p.dq, p.dqs, B, Hq, Nq, Dk); gather(gk, p.dk, p.dks, B, Hkv, Nk, Dk); gather(gv, p.dv, p.dvs, B, Hkv, Nk, Dv);
-    e_q = rel_err(gq, rq, n_dq); e_k = rel_err(gk, rk, n_dk); e_v = rel_err(gv, rv, n_dv);
+    /* each gradient's max-norm error over its max-norm, but not below 0.1 (dout is uniform in [-1, 1)): a
+       gradient that nearly cancels (rows nearly one-hot, keys seen by few queries) keeps the float32
+       rounding of its terms, ~1e-7 of dout's scale, which a tiny max-norm would magnify without bound */
+    e_q = rel_err_floor(gq, rq, n_dq, 0.1); e_k = rel_err_floor(gk, rk, n_dk, 0.1); e_v = rel_err_floor(gv, rv, n_dv, 0.1);
     if (c->use_sinks) { /* dsinks sums p_sink D over rows of both signs: measured against the sum of |terms| */
         double den = 0.0;
         int h;
@@ -5042,6 +5054,7 @@ static void bwd_random_case(bwd_case *c)
 static void test_sdpa_backward_random(void)
 {
     int t;
+    g_rng = 0x5DEECE66Dull; /* its own cases, the same on every platform (earlier tests draw per SIMD width) */
     g_bwd_worst = 0.0;
     for (t = 0; t < 150; ++t) {
         bwd_case c;
