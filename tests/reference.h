@@ -80,6 +80,19 @@ static long long ref_diag(const ref_opts *o, int b, int Nq, int Nk)
     return o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (long long)n - Nq;
 }
 
+/* Whether query i of batch b sees key j, from the definitions of the window, kv_len, key padding and
+   causal options (base: the query's diagonal offset, ref_diag). */
+static int ref_visible(const ref_opts *o, int b, int i, int j, long long base, int Nk)
+{
+    if (o->window && o->window_left >= 0 && j < i + base - o->window_left) return 0;
+    if (o->window && o->window_right >= 0 && j > i + base + o->window_right) return 0;
+    if (o->kv_len && j >= o->kv_len[b]) return 0;
+    if (o->kpm && o->kpm[b * Nk + j]) return 0;
+    if (o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) return 0;
+    if (o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + base) return 0;
+    return 1;
+}
+
 /* Naive attention. out [B,Hq,Nq,Dv] dense, lse [B,Hq,Nq], w [B,Hq,Nq,Nk] (per head) */
 static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_stride qs, const float *k,
                      attn_stride ks, const float *v, attn_stride vs, const attn_dims *d, const ref_opts *o)
@@ -105,12 +118,7 @@ static void ref_sdpa(double *out, double *lse, double *w, const float *q, attn_s
                     if (o->softcap > 0.0) acc = o->softcap * tanh(acc / o->softcap);
                     if (o->alibi) acc -= o->alibi[h] * fabs((double)(i + base - j));
                     if (o->mask) acc += o->mask[b * o->mask_s.batch + h * o->mask_s.head + i * o->mask_s.row + j];
-                    if (o->window && o->window_left >= 0 && j < i + base - o->window_left) visible = 0;
-                    if (o->window && o->window_right >= 0 && j > i + base + o->window_right) visible = 0;
-                    if (o->kv_len && j >= o->kv_len[b]) visible = 0;
-                    if (o->kpm && o->kpm[b * Nk + j]) visible = 0;
-                    if (o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) visible = 0;
-                    if (o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + base) visible = 0;
+                    if (!ref_visible(o, b, i, j, base, Nk)) visible = 0;
                     s[j] = visible ? acc : -INFINITY;
                 }
                 if (o->sinks) s[Nk] = o->sinks[h]; /* the sink: in the denominator, with no value */
@@ -171,12 +179,7 @@ static void ref_sdpa_backward(double *dq, double *dk, double *dv, double *dsinks
                     acc = o->softcap > 0.0 ? o->softcap * tanh(u[j] / o->softcap) : u[j];
                     if (o->alibi) acc -= o->alibi[h] * fabs((double)(i + base - j));
                     if (o->mask) acc += o->mask[b * o->mask_s.batch + h * o->mask_s.head + i * o->mask_s.row + j];
-                    if (o->window && o->window_left >= 0 && j < i + base - o->window_left) visible = 0;
-                    if (o->window && o->window_right >= 0 && j > i + base + o->window_right) visible = 0;
-                    if (o->kv_len && j >= o->kv_len[b]) visible = 0;
-                    if (o->kpm && o->kpm[b * Nk + j]) visible = 0;
-                    if (o->causal == ATTN_CAUSAL_TOP_LEFT && j > i) visible = 0;
-                    if (o->causal == ATTN_CAUSAL_BOTTOM_RIGHT && j > i + base) visible = 0;
+                    if (!ref_visible(o, b, i, j, base, Nk)) visible = 0;
                     s[j] = visible ? acc : -INFINITY;
                 }
                 if (o->sinks) s[Nk] = o->sinks[h];
