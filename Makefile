@@ -155,11 +155,12 @@ lint:
 	        tests/lint/lint_tu.c -- -std=c99 -I. $$f || exit 1; \
 	done
 
-# Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all built from
-# tests/fuzz/fuzz_attention.c. Each runs FUZZ_SECONDS from its committed seeds tests/fuzz/corpus/<name>/;
-# new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
-# $(BUILD)/fuzz/<name>.log. One harness: make fuzz-run-<name>; `make -j2 fuzz` runs two at a time.
-# Replay one: $(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
+# Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all in
+# tests/fuzz/fuzz_attention.c and compiled once, into $(BUILD)/fuzz/fuzz_attention; $(BUILD)/fuzz/fuzz_<name>
+# is a symbolic link to it, which runs harness <name> (the program's name chooses). Each runs FUZZ_SECONDS
+# from its committed seeds tests/fuzz/corpus/<name>/; new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a
+# failing input to $(BUILD)/fuzz/crash-*; its log is $(BUILD)/fuzz/<name>.log. One harness:
+# make fuzz-run-<name>; `make -j2 fuzz` runs two at a time. Replay one: $(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
 FUZZ_TARGETS = project project_ex scores softmax weighted_sum merge rope sdpa sdpa_backward self_forward cross_forward \
                align_scores align_forward hardmax topk sample image_write
 FUZZ_SECONDS ?= 60
@@ -174,9 +175,12 @@ $(FUZZ_RUNS): fuzz-run-%: $(BUILD)/fuzz/fuzz_%
 	    > $(BUILD)/fuzz/$*.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$*.log; echo "fuzz_$* FAILED"; exit 1; }
 	@echo "fuzz_$*: ok, $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$*.log) in $(FUZZ_SECONDS) s"
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_attention.c tests/reference.h $(HEADER) | $(BUILD)
+$(BUILD)/fuzz/fuzz_attention: tests/fuzz/fuzz_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/fuzz
-	clang -std=c99 -Wall -Wextra -Wpedantic -Werror $(FUZZ_FLAGS) -DFUZZ_TARGET=fuzz_$* -o $@ tests/fuzz/fuzz_attention.c $(LDLIBS)
+	clang -std=c99 -Wall -Wextra -Wpedantic -Werror $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_attention.c $(LDLIBS)
+
+$(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_attention
+	ln -sf fuzz_attention $@
 
 examples: $(EXAMPLES)
 
