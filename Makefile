@@ -29,11 +29,14 @@ PATH_FLAGS_native = -march=native -fopenmp
 
 test:
 	@$(MAKE) --no-print-directory $(TEST_JOBS_FLAG) test-binaries
-	sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
+	RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
 
 # make test compiles its binaries in parallel, one job per core, unless the command line asked for jobs
-# already (make -j2 test shares its job slots; make -j1 test compiles one after another).
+# already (make -j2 test shares its job slots; make -j1 test compiles one after another). The suites
+# (tests/run_paths.sh: make test, test-neon, test-sanitize, test-m32) run RUN_JOBS binaries at a time,
+# one per core unless told (RUN_JOBS=1: one after another).
 TEST_JOBS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+RUN_JOBS ?= $(TEST_JOBS)
 TEST_JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
 .PHONY: test-binaries
 test-binaries: $(TEST_PATHS:%=$(BUILD)/test_%)
@@ -55,7 +58,7 @@ QEMU ?= qemu-aarch64
 test-neon: $(HEADER) | $(BUILD)
 	$(CROSS_CC) $(CFLAGS) -static -o $(BUILD)/test_neon tests/test_attention.c $(LDLIBS)
 	$(CROSS_CC) $(CFLAGS) -static -DATTN_NO_SIMD -o $(BUILD)/test_neon_scalar tests/test_attention.c $(LDLIBS)
-	QEMU=$(QEMU) sh tests/run_paths.sh tests/data $(BUILD)/test_neon $(BUILD)/test_neon_scalar
+	RUN_WITH='$(QEMU)' RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(BUILD)/test_neon $(BUILD)/test_neon_scalar
 
 $(BUILD)/test_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
@@ -68,7 +71,8 @@ SAN_PATHS = dispatch avx2 scalar openmp
 SAN_PATHS_GCC = dispatch scalar
 SAN_BINS = $(SAN_PATHS:%=$(BUILD)/san/clang_%) $(SAN_PATHS_GCC:%=$(BUILD)/san/gcc_%)
 test-sanitize: $(SAN_BINS)
-	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lint/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 sh tests/run_paths.sh tests/data $(SAN_BINS)
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lint/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
+	    RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(SAN_BINS)
 
 $(BUILD)/san/clang_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/san
@@ -120,7 +124,7 @@ $(BUILD)/tsan_openmp: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 # suite plain, with OpenMP, and under ASan+UBSan.
 M32_BINS = $(BUILD)/m32 $(BUILD)/m32_openmp $(BUILD)/m32_san
 test-m32: $(M32_BINS)
-	sh tests/run_paths.sh tests/data $(M32_BINS)
+	RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(M32_BINS)
 
 $(BUILD)/m32: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	gcc -m32 $(CFLAGS) -o $@ tests/test_attention.c $(LDLIBS)
