@@ -33,8 +33,8 @@ test:
 
 # make test compiles its binaries in parallel, one job per core, unless the command line asked for jobs
 # already (make -j2 test shares its job slots; make -j1 test compiles one after another). The suites
-# (tests/run_paths.sh: make test, test-neon, test-sanitize, test-m32) run RUN_JOBS binaries at a time,
-# one per core unless told (RUN_JOBS=1: one after another).
+# (tests/run_paths.sh: make test, test-neon, test-sanitize, test-valgrind, test-m32) run RUN_JOBS
+# binaries at a time, one per core unless told (RUN_JOBS=1: one after another).
 TEST_JOBS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 RUN_JOBS ?= $(TEST_JOBS)
 TEST_JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
@@ -95,20 +95,18 @@ $(BUILD)/san/gcc_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD
 	gcc $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
 # valgrind memcheck (uninitialised reads, which ASan does not see) over the suite on the AVX2 path
-# (valgrind has no AVX-512), without the tests that take more than about 0.1 s natively: valgrind runs
-# this code ~150x slower, and those tests (random shapes, long rows, every K/V type) run under ASan and
-# UBSan in test-sanitize and test-m32. The scalar path (vg_scalar) the same way with
+# (valgrind has no AVX-512), without SLOW_TESTS: valgrind runs this code ~150x slower, and those tests
+# run under ASan and UBSan in test-sanitize and test-m32. valgrind is single-threaded: the tests are
+# shared between RUN_JOBS processes (--shard). The scalar path (vg_scalar) the same way with
 # VG_BINS="vg_avx2 vg_scalar". OpenMP builds are left to ASan and TSan: libgomp's thread stacks show up as
 # "possibly lost".
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full
-VG_SKIP = -long_sequence -long_keys_accuracy -sdpa_half_kv -sdpa_random -sdpa_alibi -sdpa_backward_random \
-          -sdpa_window_softcap_sinks -sdpa_backward_options -project_ex_threads -mha_random -q8_format
+VG_SKIP = $(SLOW_TESTS:%=-%)
 VG_BINS = vg_avx2
+VG_SHARDS = $(shell seq 1 $(RUN_JOBS))
 test-valgrind: $(VG_BINS:%=$(BUILD)/%)
-	for b in $(VG_BINS); do \
-	    $(VALGRIND) $(BUILD)/$$b tests/data $(VG_SKIP) > $(BUILD)/$$b.log || { cat $(BUILD)/$$b.log; exit 1; }; \
-	    echo "[$$b] $$(tail -n 1 $(BUILD)/$$b.log)"; \
-	done
+	RUN_WITH='$(VALGRIND)' RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data \
+	    $(foreach b,$(VG_BINS),$(foreach k,$(VG_SHARDS),"$(BUILD)/$(b) $(VG_SKIP) --shard=$(k)/$(RUN_JOBS)"))
 
 $(BUILD)/vg_avx2: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -g -DATTN_NO_AVX512 -o $@ tests/test_attention.c $(LDLIBS)
