@@ -233,30 +233,40 @@ CONVERSION_FLAGS = -Wconversion -Wsign-conversion
 # into one program; ATTN_STATIC with the implementation in two files links without clashes;
 # ATTN_NO_STDIO builds without <stdio.h>; the implementation is clean under -Wconversion -Wsign-conversion
 # on every kernel path; and the benchmark programs build (bench/decode_probe.c on
-# AVX2 and AVX-512 machines only) without warnings.
-check-build: $(HEADER) | $(BUILD)
+# AVX2 and AVX-512 machines only) without warnings. Each check is a target of its own
+# (check-build-<name>), so make -j2 check-build runs two at a time.
+CONVERSION_PATHS = dispatch scalar avx2 openmp
+CHECK_BUILD = readme c11 cplusplus11 cplusplus17 link static no_stdio $(CONVERSION_PATHS:%=conversion_%) bench decode_probe
+.PHONY: $(CHECK_BUILD:%=check-build-%)
+check-build: $(CHECK_BUILD:%=check-build-%)
+check-build-readme: | $(BUILD)
 	awk '/<!-- snippet: quickstart -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
 	    README.md > $(BUILD)/readme_quickstart.c
 	test -s $(BUILD)/readme_quickstart.c
 	diff examples/quickstart.c $(BUILD)/readme_quickstart.c
 	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_quickstart $(BUILD)/readme_quickstart.c $(LDLIBS)
 	$(BUILD)/readme_quickstart
+check-build-c11: | $(BUILD)
 	$(CC) $(filter-out -std=%,$(CFLAGS)) -std=c11 -o $(BUILD)/link_c11 tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
 	$(BUILD)/link_c11
-	$(CXX) $(CXXFLAGS) -std=c++11 -o $(BUILD)/cplusplus11 tests/build/cplusplus.cpp $(LDLIBS)
-	$(BUILD)/cplusplus11
-	$(CXX) $(CXXFLAGS) -std=c++17 -o $(BUILD)/cplusplus17 tests/build/cplusplus.cpp $(LDLIBS)
-	$(BUILD)/cplusplus17
+check-build-cplusplus11 check-build-cplusplus17: check-build-cplusplus%: | $(BUILD)
+	$(CXX) $(CXXFLAGS) -std=c++$* -o $(BUILD)/cplusplus$* tests/build/cplusplus.cpp $(LDLIBS)
+	$(BUILD)/cplusplus$*
+check-build-link: | $(BUILD)
 	$(CC) $(CFLAGS) -o $(BUILD)/link tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
 	$(BUILD)/link
+check-build-static: | $(BUILD)
 	$(CC) $(CFLAGS) -o $(BUILD)/static tests/build/static_a.c tests/build/static_b.c $(LDLIBS)
 	$(BUILD)/static
+check-build-no_stdio: | $(BUILD)
 	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
 	$(BUILD)/no_stdio
-	for f in "" -DATTN_NO_SIMD -DATTN_NO_AVX512 -fopenmp; do \
-	    $(CC) $(CFLAGS) $(CONVERSION_FLAGS) $$f -c -o $(BUILD)/conversion.o tests/lint/lint_tu.c || exit 1; done
+$(CONVERSION_PATHS:%=check-build-conversion_%): check-build-conversion_%: | $(BUILD)
+	$(CC) $(CFLAGS) $(CONVERSION_FLAGS) $(PATH_FLAGS_$*) -c -o $(BUILD)/conversion_$*.o tests/lint/lint_tu.c
+check-build-bench: | $(BUILD)
 	$(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/bench_check bench/bench.c -lm
 	$(BUILD)/bench_check --list > /dev/null
+check-build-decode_probe: | $(BUILD)
 	if echo | $(CC) -march=native -dM -E - | grep -q __AVX2__; then \
 	    $(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/decode_probe bench/decode_probe.c -lm; fi
 
