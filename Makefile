@@ -79,8 +79,9 @@ $(BUILD)/test_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 # report fatal, built with clang on the dispatch (AVX-512 here), AVX2, scalar and OpenMP paths and with gcc on
 # the dispatch and scalar paths (its other two add nothing clang's do not check, for 90 s of CI).
 SAN_FLAGS = -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-SAN_PATHS = dispatch avx2 scalar openmp
-SAN_PATHS_GCC = dispatch scalar
+# (the slowest first: the binaries run RUN_JOBS at a time)
+SAN_PATHS = scalar dispatch avx2 openmp
+SAN_PATHS_GCC = scalar dispatch
 SAN_BINS = $(SAN_PATHS:%=$(BUILD)/san/clang_%) $(SAN_PATHS_GCC:%=$(BUILD)/san/gcc_%)
 test-sanitize: $(SAN_BINS)
 	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lint/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
@@ -132,7 +133,8 @@ $(BUILD)/tsan_openmp: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 # 32-bit x86 (gcc -m32, Debian's gcc-12-multilib): size_t and ptrdiff_t of 32 bits, so the overflow checks
 # meet their limits sooner; the kernels are the scalar ones there (the SIMD dispatch is x86-64 only). The
 # suite plain, with OpenMP, and under ASan+UBSan.
-M32_BINS = $(BUILD)/m32 $(BUILD)/m32_openmp $(BUILD)/m32_san
+# (the slowest first: the binaries run RUN_JOBS at a time)
+M32_BINS = $(BUILD)/m32_san $(BUILD)/m32 $(BUILD)/m32_openmp
 test-m32: $(M32_BINS)
 	RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(M32_BINS)
 
@@ -161,13 +163,21 @@ $(BUILD)/m32_san: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 CPPCHECK = cppcheck --std=c99 --enable=warning,style,portability,performance --error-exitcode=1 --quiet \
 	--suppressions-list=tests/lint/cppcheck.supp -I.
 TIDY_CHECKS = -*,bugprone-*,cert-*,-bugprone-easily-swappable-parameters,-bugprone-implicit-widening-of-multiplication-result,-bugprone-macro-parentheses,-cert-err33-c,-bugprone-not-null-terminated-result
-lint:
+# One target per run (make -j2 lint runs two at a time).
+TIDY_FLAGS_dispatch =
+TIDY_FLAGS_scalar = -DATTN_NO_SIMD
+TIDY_FLAGS_openmp = -fopenmp
+TIDY_FLAGS_static = -DATTN_STATIC
+LINT_RUNS = lint-cppcheck-x86_64 lint-cppcheck-portable $(addprefix lint-tidy-,dispatch scalar openmp static)
+.PHONY: $(LINT_RUNS)
+lint: $(LINT_RUNS)
+lint-cppcheck-x86_64:
 	$(CPPCHECK) --platform=unix64 -D__x86_64__ -D__GNUC__ -I$$(gcc -print-file-name=include) tests/lint/lint_tu.c
+lint-cppcheck-portable:
 	$(CPPCHECK) tests/lint/lint_tu.c
-	for f in "" -DATTN_NO_SIMD -fopenmp -DATTN_STATIC; do \
-	    clang-tidy -quiet -checks='$(TIDY_CHECKS)' -warnings-as-errors='*' -header-filter='attention\.h' \
-	        tests/lint/lint_tu.c -- -std=c99 -I. $$f || exit 1; \
-	done
+$(filter lint-tidy-%,$(LINT_RUNS)): lint-tidy-%:
+	clang-tidy -quiet -checks='$(TIDY_CHECKS)' -warnings-as-errors='*' -header-filter='attention\.h' \
+	    tests/lint/lint_tu.c -- -std=c99 -I. $(TIDY_FLAGS_$*)
 
 # Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all in
 # tests/fuzz/fuzz_attention.c and compiled once, into $(BUILD)/fuzz/fuzz_attention; $(BUILD)/fuzz/fuzz_<name>
