@@ -363,8 +363,8 @@ typedef struct attn_dims {
     int d_v;        /* Dv: value and output width; 0 = Dk */
 } attn_dims;
 
-/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type; q and out are float32) and of a KV
-   cache's K and V (attn_kv_cache.k_type, v_type). A 16-bit element is an unsigned short bit pattern
+/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type), of its q and out (q_type, out_type:
+   float32, float16 or bfloat16) and of a KV cache's K and V (attn_kv_cache.k_type, v_type). A 16-bit element is an unsigned short bit pattern
    (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to nearest even). ATTN_Q8 is 8-bit blocks
    (ggml's q8_0 with a float32 scale; attn_f32_to_q8 makes them, attn_q8_to_f32 reads them back): each run
    of ATTN_Q8_BLOCK (32) values along a row is one block of ATTN_Q8_BLOCK_BYTES (36) bytes, its scale d as a
@@ -377,7 +377,17 @@ typedef struct attn_dims {
    and a widening, or 8 int8 loaded, widened to int32, converted and multiplied by the block's scale) and
    do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values (so
    within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes per
-   element from memory (1.125 for ATTN_Q8) instead of 4, and takes about half the time (a third). */
+   element from memory (1.125 for ATTN_Q8) instead of 4, and takes about half the time (a third).
+   A 16-bit q is widened exactly a query tile at a time; a 16-bit out is the float32 result rounded to
+   nearest even, row by row, so it adds only its own rounding (2^-11 relative for float16, 2^-8 for
+   bfloat16). The one exception to "bitwise the float32 result": with q, k and v all ATTN_BF16 and Dk even
+   on a CPU with AVX512_BF16 (attn_simd_bf16dot() says), the tile kernel computes Q.K^T and P.V with vdpbf16ps dot
+   products: twice the float32 rate. Each product of two bfloat16 is exact and the sums are float32, so
+   Q.K^T is exact up to float32 summation as before; P (the probabilities, in [0, 1]) is rounded to
+   bfloat16 for P.V only (the row sums use the float32 P), which adds at most 2^-9 relative error per
+   weight, averaging out over keys (measured ~1e-3 relative on N(0,1) data, tests/test_attention.c
+   sdpa_bf16dot); denormal inputs and products are read as zero (the instruction's rule). Query tiles of at
+   most 8 rows (decoding) keep the float32 path. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /* float */
     ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
@@ -465,6 +475,11 @@ typedef struct attn_options {
                                               to the workspace. Else ATTN_ERR_OPTION; the multi-head
                                               functions and attn_kv_step require both 0 (ATTN_ERR_OPTION,
                                               "opt->k_type": a cache's types are its own) */
+    attn_dtype q_type, out_type;           /* attn_sdpa only: the element type of q and of out, ATTN_F32 (0),
+                                              ATTN_F16 or ATTN_BF16 (not ATTN_Q8); strides in elements, any
+                                              alignment. Each one not float32 adds 256 * D bytes (Dk for q,
+                                              Dv for out) per thread to the workspace. Else ATTN_ERR_OPTION;
+                                              the other functions require both 0 ("opt->q_type") */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -565,6 +580,9 @@ typedef struct attn_kv_cache {
 ATTNDEF const char *attn_result_string(attn_result r);
 /* The kernels in use on this CPU: "avx512", "avx2", "neon" or "scalar" (KERNELS AND THREADS). */
 ATTNDEF const char *attn_simd_name(void);
+/* 1 when attn_sdpa computes with vdpbf16ps dot products on this CPU (bfloat16 q, k and v: the AVX-512
+   kernels on a CPU with AVX512_BF16 and AVX512BW, not built with ATTN_NO_BF16DOT), else 0 (attn_dtype). */
+ATTNDEF int attn_simd_bf16dot(void);
 
 /* The strides of a dense [B, H, N, D] tensor: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}. Each helper takes
    its sizes in the order of its name. */
@@ -716,7 +734,8 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
    and query head h, reading kv head h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
        q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
    k and v are float32, float16 / bfloat16 bit patterns or ATTN_Q8 blocks as opt->k_type and opt->v_type say
-   (attn_dtype; strides in elements of the stored type, for Q8 multiples of 32); q and out are float32.
+   (attn_dtype; strides in elements of the stored type, for Q8 multiples of 32); q and out float32, or
+   float16 / bfloat16 as opt->q_type and opt->out_type say (strides in elements).
    dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}; opt (NULL: the
    defaults): attn_options, every field of which applies.
    The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an online
@@ -727,7 +746,7 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
    reported gives ATTN_ERR_WORKSPACE. The caller owns every buffer; nothing is kept after the call.
    Errors: ATTN_ERR_NULL, ATTN_ERR_SHAPE, ATTN_ERR_KV_HEADS (Hq not a multiple of Hkv), ATTN_ERR_STRIDE,
    ATTN_ERR_OVERFLOW, ATTN_ERR_OPTION, ATTN_ERR_WORKSPACE, ATTN_ERR_NOMEM. */
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+ATTNDEF attn_result attn_sdpa(void *out, attn_stride out_s, const void *q, attn_stride q_s, const void *k,
                               attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes);
 
@@ -1456,6 +1475,9 @@ typedef struct attn__head {
     float alibi;                          /* nonzero: ALiBi's slope, scores get -alibi * |i + diag0 - j| */
     ptrdiff_t diag0;                      /* query i sits at key i + diag0: the causal diagonal (ALiBi) */
     const float *sink;                    /* the head's sink logit (in the denominator only), or NULL */
+    int bf16dot;                          /* the AVX-512 tile kernel with vdpbf16ps: q (as float32), k and v
+                                             hold bfloat16 values, Dk even; k_buf then holds the packed P and
+                                             v_buf the packed V (attn__pack_pairs_bf16, attn__pack_v_bf16) */
 } attn__head;
 
 /* t is one of the attn_dtype values. */
@@ -1488,22 +1510,43 @@ static int attn__kv_buf_floats(size_t *n, attn_dtype type, int d)
     return attn__mul(n, ATTN__TK, (size_t)d);
 }
 
-/* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the tile buffers
-   of a K and V not float32 ([TK x Dk] and [TK x Dv], each only for such a type), then the kernel's own floats
-   (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six
-   [TQ] vectors; the scalar one less). Each part is a whole number of ATTN__ALIGN blocks (TK and TQ floats
-   are), so that each thread's slice and the kernel's part stay aligned. The kernels index their part with
-   int (c * TQ + i), so it must stay below INT_MAX floats: Dk + 2 Dv up to about 2^25. *kv gets the
-   floats of the two buffers (the kernel's part starts there). */
+/* q, k and v all bfloat16: the AVX-512 BF16 kernel may run (attn__bf16dot). */
+static int attn__bf16_types(const attn_options *o)
+{
+    return o->q_type == ATTN_BF16 && o->k_type == ATTN_BF16 && o->v_type == ATTN_BF16;
+}
+
+/* The buffers of one thread's fused-kernel workspace before the kernel's own part, in floats: a key tile of a
+   K and of a V not float32 ([TK x Dk], [TK x Dv]; with bfloat16 q, k and v the K one at least [TK/2 x TQ],
+   which the BF16 kernel uses for its packed probabilities and the V one for its packed V), a query tile of
+   a q not float32 [TQ x Dk] and of an out not float32 [TQ x Dv] (each 0 when float32). 0 on overflow. */
+typedef struct attn__bufs { size_t k, v, q, out; } attn__bufs;
+static int attn__sdpa_bufs(attn__bufs *b, int d_k, int d_v, const attn_options *o)
+{
+    if (!attn__kv_buf_floats(&b->k, o->k_type, d_k) || !attn__kv_buf_floats(&b->v, o->v_type, d_v) ||
+        !attn__mul(&b->q, o->q_type == ATTN_F32 ? 0 : ATTN__TQ, (size_t)d_k) ||
+        !attn__mul(&b->out, o->out_type == ATTN_F32 ? 0 : ATTN__TQ, (size_t)d_v))
+        return 0;
+    if (attn__bf16_types(o) && b->k < ATTN__TK / 2 * ATTN__TQ) b->k = ATTN__TK / 2 * ATTN__TQ;
+    return 1;
+}
+
+/* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the buffers of
+   attn__sdpa_bufs, then the kernel's own floats (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the
+   block's and the total O^T [Dv x TQ] and six [TQ] vectors; the scalar one less). Each part is a whole
+   number of ATTN__ALIGN blocks (TK and TQ floats are), so that each thread's slice and the kernel's part
+   stay aligned. The kernels index their part with int (c * TQ + i), so it must stay below INT_MAX floats:
+   Dk + 2 Dv up to about 2^25. *kv gets the floats of the buffers (the kernel's part starts there). */
 static int attn__sdpa_ws_floats(size_t *n, size_t *kv, int d_k, int d_v, const attn_options *o)
 {
-    size_t dims, k_buf, v_buf;
+    size_t dims;
+    attn__bufs b;
     if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, (size_t)d_v) ||
         !attn__add(&dims, dims, ATTN__TK + 6) ||
         !attn__mul(n, dims, ATTN__TQ) || *n > (size_t)INT_MAX)
         return 0;
-    if (!attn__kv_buf_floats(&k_buf, o->k_type, d_k) || !attn__kv_buf_floats(&v_buf, o->v_type, d_v) ||
-        !attn__add(kv, k_buf, v_buf))
+    if (!attn__sdpa_bufs(&b, d_k, d_v, o) || !attn__add(kv, b.k, b.v) || !attn__add(kv, *kv, b.q) ||
+        !attn__add(kv, *kv, b.out))
         return 0;
     return attn__add(n, *n, *kv);
 }
@@ -1515,6 +1558,16 @@ static void attn__to_f32(float *dst, const void *src, attn_dtype t, size_t n)
     if (t == ATTN_F16) (void)attn_f16_to_f32(dst, (const unsigned short *)src, n);
     else if (t == ATTN_BF16) (void)attn_bf16_to_f32(dst, (const unsigned short *)src, n);
     else if (t == ATTN_Q8) (void)attn_q8_to_f32(dst, src, n);
+    else memcpy(dst, src, sizeof(float) * n);
+}
+
+/* dst = n float32 values of src stored as type t (round to nearest even; Q8: n a multiple of 32, quantised
+   per block): the conversions of the public functions. */
+static void attn__from_f32(void *dst, attn_dtype t, const float *src, size_t n)
+{
+    if (t == ATTN_F16) (void)attn_f32_to_f16((unsigned short *)dst, src, n);
+    else if (t == ATTN_BF16) (void)attn_f32_to_bf16((unsigned short *)dst, src, n);
+    else if (t == ATTN_Q8) (void)attn_f32_to_q8(dst, src, n);
     else memcpy(dst, src, sizeof(float) * n);
 }
 
@@ -1837,7 +1890,106 @@ static __attribute__((target("avx512f"), always_inline)) inline void attn__trans
         _mm512_storeu_ps(dst + (12 + j) * dst_rs, _mm512_shuffle_f32x4(b, d, 0xDD));
     }
 }
+#ifndef ATTN_NO_BF16DOT
+/* The bfloat16 dot products of the AVX-512 tile kernel (attn__head.bf16dot; attn_simd_bf16dot tells when
+   they run). vdpbf16ps adds to each float32 lane the two products of the bfloat16 pairs in the matching
+   32-bit words of its operands: a word is a pair (low half, high half) along the sum's index. So Q^T and P^T
+   are packed as pairs of rows (along Dk, along keys) with queries across the lanes, and the other operand,
+   broadcast, is a pair taken whole from a K row (two adjacent elements) or from the packed V (the same
+   column of two adjacent keys, attn__pack_v_bf16). */
+#define ATTN__BF16DOT 1
+#define ATTN__BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,fma")))
+
+/* dst [ceil(n/2) x TQ] 32-bit words = rows 2p and 2p + 1 of src [n x TQ] floats rounded to bfloat16 (nearest
+   even), row 2p's element i in the low half of word i of dst row p, row 2p + 1's in the high half (0 past
+   row n). In place (dst == src) works: dst row p is written after src rows 2p, 2p + 1 >= p are read, a
+   vector at a time. */
+static ATTN__BF16_TARGET void attn__pack_pairs_bf16(void *dst, const float *src, int n)
+{
+    static const unsigned short mix[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                           8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i idx = _mm512_loadu_si512((const void *)mix);
+    int p, v;
+    for (p = 0; 2 * p < n; ++p) {
+        const float *r0 = src + (ptrdiff_t)2 * p * ATTN__TQ, *r1 = r0 + ATTN__TQ;
+        for (v = 0; v < ATTN__TQ; v += 16) {
+            const __m512 lo = _mm512_loadu_ps(r0 + v), hi = 2 * p + 1 < n ? _mm512_loadu_ps(r1 + v) : _mm512_setzero_ps();
+            const __m512i x = (__m512i)_mm512_cvtne2ps_pbh(hi, lo); /* lo's 16 in elements 0..15, hi's in 16..31 */
+            _mm512_storeu_si512((char *)dst + ((ptrdiff_t)p * ATTN__TQ + v) * 4, _mm512_permutexvar_epi16(idx, x));
+        }
+    }
+}
+
+/* dst [ceil(n/2) x d] 32-bit words = rows 2p and 2p + 1 of the bfloat16 x [n x d] (row stride rs elements,
+   any alignment), paired per column: word c of dst row p holds x[2p][c] low, x[2p + 1][c] high (0 past row
+   n, which is never read). */
+static ATTN__BF16_TARGET void attn__pack_v_bf16(unsigned *dst, const unsigned short *x, ptrdiff_t rs, int n, int d)
+{
+    static const unsigned short mix[64] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                           8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47,
+                                           16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                           24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i lo_idx = _mm512_loadu_si512((const void *)mix), hi_idx = _mm512_loadu_si512((const void *)(mix + 32));
+    int p, c;
+    for (p = 0; 2 * p < n; ++p) {
+        const unsigned short *r0 = x + (ptrdiff_t)2 * p * rs, *r1 = r0 + rs;
+        unsigned *d_p = dst + (ptrdiff_t)p * d;
+        for (c = 0; c < d; c += 32) {
+            const int left = d - c < 32 ? d - c : 32;
+            const __mmask32 m = left == 32 ? 0xffffffffu : (1u << left) - 1u;
+            const __m512i a = _mm512_maskz_loadu_epi16(m, r0 + c);
+            const __m512i b = 2 * p + 1 < n ? _mm512_maskz_loadu_epi16(m, r1 + c) : _mm512_setzero_si512();
+            _mm512_mask_storeu_epi32(d_p + c, (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1u),
+                                     _mm512_permutex2var_epi16(a, lo_idx, b));
+            if (left > 16)
+                _mm512_mask_storeu_epi32(d_p + c + 16, (__mmask16)(left == 32 ? 0xffff : (1u << (left - 16)) - 1u),
+                                         _mm512_permutex2var_epi16(a, hi_idx, b));
+        }
+    }
+}
+
+/* The micro-kernel of attn__kernel_rows in bfloat16 pairs: C[r][0..TQ) = out_scale * sum_{p < k} B[p] . A(r, p)
+   for r < rows <= 6, or with accumulate C[r][j] = C[r][j] * col_scale[j] + the sum; B [k x TQ] 32-bit words
+   (pairs), A(r, p) the word at a + r*a_rs + p*a_cs (in 16-bit units, any alignment) broadcast. 6 x 4
+   accumulators; rows past `rows` re-read row 0 and are never stored. */
+static ATTN__BF16_TARGET void attn__dot_tile_bf16(float *c, const unsigned short *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
+                                                  const void *b, int k, int rows, int accumulate,
+                                                  const float *col_scale, float out_scale)
+{
+    const unsigned short *a_r[6];
+    __m512 acc[6][4];
+    int r, v, p;
+    for (r = 0; r < 6; ++r) a_r[r] = a + (r < rows ? r : 0) * a_rs;
+#pragma GCC unroll 6
+    for (r = 0; r < 6; ++r)
+#pragma GCC unroll 4
+        for (v = 0; v < 4; ++v)
+            acc[r][v] = accumulate && r < rows ? _mm512_mul_ps(_mm512_loadu_ps(c + r * ATTN__TQ + 16 * v), _mm512_loadu_ps(col_scale + 16 * v))
+                                               : _mm512_setzero_ps();
+    for (p = 0; p < k; ++p) {
+        const char *b_p = (const char *)b + (ptrdiff_t)p * ATTN__TQ * 4;
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b_p), b1 = (__m512bh)_mm512_loadu_si512(b_p + 64);
+        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(b_p + 128), b3 = (__m512bh)_mm512_loadu_si512(b_p + 192);
+#pragma GCC unroll 6
+        for (r = 0; r < 6; ++r) {
+            unsigned w;
+            __m512bh x;
+            memcpy(&w, a_r[r] + p * a_cs, sizeof w);
+            x = (__m512bh)_mm512_set1_epi32((int)w);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], b0, x); acc[r][1] = _mm512_dpbf16_ps(acc[r][1], b1, x);
+            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], b2, x); acc[r][3] = _mm512_dpbf16_ps(acc[r][3], b3, x);
+        }
+    }
+#pragma GCC unroll 6
+    for (r = 0; r < 6; ++r)
+#pragma GCC unroll 4
+        for (v = 0; v < 4; ++v)
+            if (r < rows)
+                _mm512_storeu_ps(c + r * ATTN__TQ + 16 * v, accumulate ? acc[r][v] : _mm512_mul_ps(acc[r][v], _mm512_set1_ps(out_scale)));
+}
+#endif
 #include ATTN_HEADER_FILE
+#undef ATTN__BF16DOT
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -1978,6 +2130,16 @@ static int attn__isa(void)
     return ATTN__ISA_NEON;
 #else
     return ATTN__ISA_SCALAR;
+#endif
+}
+
+ATTNDEF int attn_simd_bf16dot(void)
+{
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512) && !defined(ATTN_NO_BF16DOT)
+    return attn__isa() == ATTN__ISA_AVX512 && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
 #endif
 }
 
@@ -3101,6 +3263,10 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
                   "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
     ATTN__REQUIRE(attn__dtype_valid(o->v_type), ATTN_ERR_OPTION, "opt->v_type",
                   "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
+    ATTN__REQUIRE(o->q_type == ATTN_F32 || o->q_type == ATTN_F16 || o->q_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->q_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
+    ATTN__REQUIRE(o->out_type == ATTN_F32 || o->out_type == ATTN_F16 || o->out_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->out_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     ATTN__REQUIRE(o->k_type != ATTN_Q8 || d->d_k % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "dims->d_k",
                   "not a multiple of 32 with k_type ATTN_Q8");
     ATTN__REQUIRE(o->v_type != ATTN_Q8 || d->d_v % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "dims->d_v",
@@ -3268,11 +3434,12 @@ static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_opt
    heads in order, so that the sum over heads has one order. A group is one work item, or with key chunks
    one item per chunk and a merge after. A split takes whole groups. Every group writes its own rows with
    its own arithmetic, so the result is bitwise the same whatever the threads or the split. */
-static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_stride q_s, const void *k,
                            attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *d,
                            const attn_options *o, const attn__ring *ring, float *ws)
 {
     const attn__tile_fn tile = attn__tile_kernel();
+    const int bf16dot = attn__bf16_types(o) && d->d_k % 2 == 0 && attn_simd_bf16dot();
     const int group = d->n_heads / d->n_kv_heads, threads = attn__sdpa_threads(d, o, ring);
     const int chunks = attn__key_chunks(d, o, ring);
     const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* n_q > 0; no int overflow at INT_MAX */
@@ -3282,9 +3449,11 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
     const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)part_rows * ((size_t)d->d_v + 2);
     size_t per_thread, total, kv_bufs;
+    attn__bufs bufs;
     float *parts;
     ptrdiff_t it, g0 = 0, g1 = n_groups;
     attn__sdpa_call_floats(&total, d, o, ring, &per_thread, &kv_bufs);
+    (void)attn__sdpa_bufs(&bufs, d->d_k, d->d_v, o); /* checked by attn__sdpa_call_floats */
     parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [rows x Dv], max and sum [rows x 2] */
     if (o->split_count > 0) {
         const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
@@ -3301,21 +3470,25 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 #else
         float *ws_t = ws;
 #endif
+        /* the thread's buffers (attn__sdpa_bufs), then the kernel's part */
+        float *k_buf = ws_t, *v_buf = k_buf + bufs.k, *q_buf = v_buf + bufs.v, *out_buf = q_buf + bufs.q;
         const ptrdiff_t g = it / chunks;
         const int c = (int)(it % chunks), hg = (int)(g / n_qt % head_groups);
         /* causal: a head's last query tiles see the most keys; hand them out first (heaviest first balances
            the threads: measured 2-thread causal N = 2048 D = 64, 21.5 -> 18.2 ms) */
         const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(g % n_qt) : (int)(g % n_qt);
-        const int b = (int)(g / n_qt / head_groups);
+        const int b = (int)(g / n_qt / head_groups), i0 = qt * ATTN__TQ;
         float *w_b = o->out_weights ? o->out_weights + (size_t)b * (size_t)head_groups * head_w : NULL;
         attn__head h;
-        int hh;
+        int hh, i;
         memset(&h, 0, sizeof h);
-        h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
-        h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
-        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16/8-bit K's tile buffer, then V's, then the kernel's part */
-        h.k_buf = o->k_type != ATTN_F32 ? ws_t : NULL;
-        h.v_buf = o->v_type != ATTN_F32 ? ws_t + kv_bufs - (size_t)ATTN__TK * (size_t)d->d_v : NULL;
+        /* the query tile as a head of its own: its row i is query i0 + i */
+        h.nq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
+        h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
+        h.k_rs = k_s.row; h.v_rs = v_s.row;
+        h.k_type = o->k_type; h.v_type = o->v_type; h.bf16dot = bf16dot;
+        h.k_buf = o->k_type != ATTN_F32 ? k_buf : NULL;
+        h.v_buf = o->v_type != ATTN_F32 ? v_buf : NULL;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
         h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
         if (ring) { /* chunk c of the ring's rows */
@@ -3324,47 +3497,54 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             attn__visible_keys(&h, d, o, h.n_valid, base);
         } else { /* a bottom-right diagonal ends at the batch's last key */
             attn__visible_keys(&h, d, o, h.n_valid, o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (ptrdiff_t)h.n_valid - d->n_q);
+            if (chunks > 1) { /* keys [c * CHUNK, (c + 1) * CHUNK) */
+                h.k_lo = c * ATTN__KEY_CHUNK;
+                if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
+            }
         }
+        h.diag += i0; h.diag_lo += i0; h.diag0 += i0;
         h.scale = attn__scale(o->scale, d->d_k);
         h.softcap = o->softcap;
         h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
         for (hh = 0; hh < heads_per_item; ++hh) {
             const int hq = hg * heads_per_item + hh, hk = hq / group;
-            h.out = out + b * out_s.batch + hq * out_s.head;
-            h.q = q + b * q_s.batch + hq * q_s.head;
+            const char *q_t = (const char *)q + attn__dtype_bytes(o->q_type, b * q_s.batch + hq * q_s.head + (ptrdiff_t)i0 * q_s.row);
+            char *out_t = (char *)out + attn__dtype_bytes(o->out_type, b * out_s.batch + hq * out_s.head + (ptrdiff_t)i0 * out_s.row);
+            if (o->q_type == ATTN_F32) {
+                h.q = (const float *)(const void *)q_t; h.q_rs = q_s.row;
+            } else { /* the tile's rows widened (exactly) */
+                for (i = 0; i < h.nq; ++i)
+                    attn__to_f32(q_buf + (size_t)i * (size_t)d->d_k, q_t + attn__dtype_bytes(o->q_type, (ptrdiff_t)i * q_s.row),
+                                 o->q_type, (size_t)d->d_k);
+                h.q = q_buf; h.q_rs = d->d_k;
+            }
+            h.out = o->out_type == ATTN_F32 ? (float *)(void *)out_t : out_buf;
+            h.out_rs = o->out_type == ATTN_F32 ? out_s.row : d->d_v;
             h.k = (const char *)k + attn__dtype_bytes(o->k_type, b * k_s.batch + hk * k_s.head);
             h.v = (const char *)v + attn__dtype_bytes(o->v_type, b * v_s.batch + hk * v_s.head);
-            h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
-            h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
+            h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head + (ptrdiff_t)i0 * h.mask_rs : NULL;
+            h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + (size_t)i0 : NULL;
             h.sink = o->sinks && !(chunks > 1) ? o->sinks + hq : NULL; /* key chunks: the merge adds it */
             h.alibi = o->alibi_slopes ? o->alibi_slopes[hq] : 0.0f;
-            h.w = w_b ? w_b + (size_t)hg * head_w : NULL;
+            h.w = w_b ? w_b + (size_t)hg * head_w + (size_t)i0 * (size_t)d->n_kv : NULL;
             h.w_accumulate = hh > 0;
-            if (chunks > 1) { /* this chunk's keys into its partial result: the query tile as a head of its own */
-                const int i0 = qt * ATTN__TQ;
+            if (chunks > 1) { /* this chunk's keys into its partial result */
                 h.out = parts + ((size_t)(g - g0) * (size_t)chunks + (size_t)c) * part_floats;
                 h.out_rs = d->d_v;
                 h.lse = NULL;
                 h.ml = h.out + (size_t)part_rows * (size_t)d->d_v;
-                h.q += (ptrdiff_t)i0 * h.q_rs;
-                if (h.mask) h.mask += (ptrdiff_t)i0 * h.mask_rs;
-                h.nq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
-                h.diag += i0; h.diag_lo += i0; h.diag0 += i0; /* row i of the tile is query i0 + i */
-                if (!ring) {                                  /* keys [c * CHUNK, (c + 1) * CHUNK) */
-                    h.k_lo = c * ATTN__KEY_CHUNK;
-                    if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
-                }
-                tile(&h, 0, ws_t + kv_bufs);
-            } else {
-                tile(&h, qt * ATTN__TQ, ws_t + kv_bufs);
             }
+            tile(&h, 0, ws_t + kv_bufs);
+            if (chunks == 1 && o->out_type != ATTN_F32) /* the rows narrowed to the caller's type */
+                for (i = 0; i < h.nq; ++i)
+                    attn__from_f32(out_t + attn__dtype_bytes(o->out_type, (ptrdiff_t)i * out_s.row), o->out_type,
+                                   out_buf + (size_t)i * (size_t)d->d_v, (size_t)d->d_v);
         }
         if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
             const float inv_h = 1.0f / (float)d->n_heads;
-            const int i0 = qt * ATTN__TQ, tq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
             float *w_t = w_b + (size_t)i0 * (size_t)d->n_kv;
-            size_t i;
-            for (i = 0; i < (size_t)tq * (size_t)d->n_kv; ++i) w_t[i] *= inv_h;
+            size_t e;
+            for (e = 0; e < (size_t)h.nq * (size_t)d->n_kv; ++e) w_t[e] *= inv_h;
         }
     }
     if (chunks > 1) { /* merge the chunks of each group (a query tile of a (batch, head)) in key order */
@@ -3372,16 +3552,22 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && g1 - g0 > 1)
 #endif
         for (it = g0; it < g1; ++it) { /* the group's tile as the work items numbered it */
+#ifdef _OPENMP
+            float *row = ws + (size_t)omp_get_thread_num() * per_thread + bufs.k + bufs.v + bufs.q; /* [Dv] */
+#else
+            float *row = ws + bufs.k + bufs.v + bufs.q;
+#endif
             const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(it % n_qt) : (int)(it % n_qt);
             const int hq = (int)(it / n_qt % d->n_heads), b = (int)(it / n_qt / d->n_heads), i0 = qt * ATTN__TQ;
             const float *part = parts + (size_t)(it - g0) * (size_t)chunks * part_floats;
             const size_t ml_off = (size_t)part_rows * (size_t)d->d_v;
             int i;
             for (i = 0; i < part_rows && i0 + i < d->n_q; ++i) {
-                float *o_i = out + b * out_s.batch + hq * out_s.head + (ptrdiff_t)(i0 + i) * out_s.row;
+                char *o_i = (char *)out + attn__dtype_bytes(o->out_type, b * out_s.batch + hq * out_s.head + (ptrdiff_t)(i0 + i) * out_s.row);
                 float *lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + (size_t)(i0 + i) : NULL;
-                attn__merge_chunks(o_i, lse, part + (size_t)i * (size_t)d->d_v, part + ml_off + 2 * (size_t)i, part_floats,
-                                   chunks, d->d_v, o->sinks ? o->sinks + hq : NULL);
+                attn__merge_chunks(o->out_type == ATTN_F32 ? (float *)(void *)o_i : row, lse, part + (size_t)i * (size_t)d->d_v,
+                                   part + ml_off + 2 * (size_t)i, part_floats, chunks, d->d_v, o->sinks ? o->sinks + hq : NULL);
+                if (o->out_type != ATTN_F32) attn__from_f32(o_i, o->out_type, row, (size_t)d->d_v);
             }
         }
     }
@@ -3416,7 +3602,7 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
     return attn__sdpa_need(func, bytes, &d, opt);
 }
 
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+ATTNDEF attn_result attn_sdpa(void *out, attn_stride out_s, const void *q, attn_stride q_s, const void *k,
                               attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes)
 {
@@ -3862,6 +4048,8 @@ static attn_result attn__bwd_need(const char *func, size_t *bytes, const attn_di
     ATTN__REQUIRE(o->split_count == 0, ATTN_ERR_OPTION, "opt->split_count", "not available in the backward pass (0)");
     ATTN__REQUIRE(o->k_type == ATTN_F32 && o->v_type == ATTN_F32, ATTN_ERR_OPTION, "opt->k_type",
                   "the backward pass reads float32 K and V (ATTN_F32)");
+    ATTN__REQUIRE(o->q_type == ATTN_F32 && o->out_type == ATTN_F32, ATTN_ERR_OPTION, "opt->q_type",
+                  "the backward pass reads float32 q and out (ATTN_F32)");
     ATTN__REQUIRE(attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v) &&
                       attn__mul(&floats, per_thread, (size_t)attn__threads(o, (double)d->batch * d->n_kv_heads)) &&
                       attn__ws_bytes(bytes, floats) == ATTN_OK,
@@ -4013,6 +4201,8 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
                   "must be 0: splits are for attn_sdpa only");
     ATTN__REQUIRE(!opt || (opt->k_type == ATTN_F32 && opt->v_type == ATTN_F32), ATTN_ERR_OPTION, "opt->k_type",
                   "must be 0 (ATTN_F32), as v_type: other K and V types are for attn_sdpa and caches only");
+    ATTN__REQUIRE(!opt || (opt->q_type == ATTN_F32 && opt->out_type == ATTN_F32), ATTN_ERR_OPTION, "opt->q_type",
+                  "must be 0 (ATTN_F32), as out_type: other q and out types are for attn_sdpa only");
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
@@ -4483,16 +4673,6 @@ static attn_result attn__check_cache(const char *func, const attn_kv_cache *c, i
                           "more tokens than the cache has room for");
         }
     return ATTN_OK;
-}
-
-/* dst = n float32 values of src stored as type t (round to nearest even; Q8: n a multiple of 32, quantised
-   per block): the conversions of the public functions. */
-static void attn__from_f32(void *dst, attn_dtype t, const float *src, size_t n)
-{
-    if (t == ATTN_F16) (void)attn_f32_to_f16((unsigned short *)dst, src, n);
-    else if (t == ATTN_BF16) (void)attn_f32_to_bf16((unsigned short *)dst, src, n);
-    else if (t == ATTN_Q8) (void)attn_f32_to_q8(dst, src, n);
-    else memcpy(dst, src, sizeof(float) * n);
 }
 
 /* Batch b's n_new tokens into its rows for positions len[b] .. of the cache (row p, or p % max_len in a
@@ -6024,10 +6204,20 @@ static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows_l2)(const float *p, ptrdi
 static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
                                                        int tq, int j0, int tk)
 {
-    ptrdiff_t k_rs;
-    const float *k_t = attn__k_rows(h, j0, tk, &k_rs);
+    ptrdiff_t k_rs = 0;
+    const float *k_t = NULL;
     int j, i, nb, rows;
-    for (j = 0; j < tk; j += rows) {
+#ifdef ATTN__BF16DOT
+    if (h->bf16dot) /* Q^T packed in pairs (attn__tile_forward), K's pairs read in place, scaled at the end */
+        for (j = 0; j < tk; j += rows) {
+            rows = ATTN__BLOCK_ROWS(tk - j);
+            attn__dot_tile_bf16(s_t + j * ATTN__TQ, (const unsigned short *)h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs, 2,
+                                q_t, h->dk / 2, rows, 0, NULL, h->scale);
+        }
+    else
+#endif
+        k_t = attn__k_rows(h, j0, tk, &k_rs);
+    for (j = 0; k_t && j < tk; j += rows) {
         const int next = j0 + ATTN__TK + j; /* the same keys of the next tile */
         rows = ATTN__BLOCK_ROWS(tk - j);
         /* the V rows of these keys, into L2 for the P.V pass that follows: it reads them a few floats
@@ -6388,9 +6578,13 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
         for (i = 0; i < tq; ++i) ATTN__SFX(attn__row_forward)(h, i0 + i, ws);
         return;
     }
-    ATTN__SFX(attn__transpose)(q_t, ATTN__TQ, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, NULL, h->scale);
+    ATTN__SFX(attn__transpose)(q_t, ATTN__TQ, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, NULL,
+                               h->bf16dot ? 1.0f : h->scale);
     for (c = 0; c < h->dk; ++c) /* the padding queries of a last tile: zero */
         for (i = tq; i < ATTN__TQ; ++i) q_t[c * ATTN__TQ + i] = 0.0f;
+#ifdef ATTN__BF16DOT
+    if (h->bf16dot) attn__pack_pairs_bf16(q_t, q_t, h->dk); /* [Dk/2 x TQ] pairs, in place (exact: bfloat16 values) */
+#endif
     for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; l_tot[i] = 0.0f; a_tot[i] = 1.0f; }
     memset(o_tot, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
     for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
@@ -6417,10 +6611,20 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             ATTN__VSTORE(m + v, m_new);
         }
         ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
-        v_t = attn__v_rows(h, j0, tk, &v_rs);
         for (v = 0; v < ATTN__TQ; v += ATTN__W)
             ATTN__VSTORE(l + v, first ? ATTN__VLOAD(sum + v) : ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
-        for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] (a block's first: = the sum) */
+#ifdef ATTN__BF16DOT
+        if (h->bf16dot) { /* P^T and V in pairs of keys (P rounded to bfloat16 here only), then the same sum */
+            attn__pack_pairs_bf16(h->k_buf, s_t, tk);
+            attn__pack_v_bf16((unsigned *)(void *)h->v_buf, (const unsigned short *)h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tk, h->dv);
+            for (c = 0; c < h->dv; c += rows) {
+                rows = ATTN__BLOCK_ROWS(h->dv - c);
+                attn__dot_tile_bf16(o_t + c * ATTN__TQ, (const unsigned short *)(const void *)h->v_buf + 2 * c, 2, 2 * (ptrdiff_t)h->dv,
+                                    h->k_buf, (tk + 1) / 2, rows, !first, alpha, 1.0f);
+            }
+        } else
+#endif
+        for (v_t = attn__v_rows(h, j0, tk, &v_rs), c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] (a block's first: = the sum) */
             rows = ATTN__BLOCK_ROWS(h->dv - c);
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
                 ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, v_t + c, v_rs, 1,

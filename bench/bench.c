@@ -255,7 +255,9 @@ static void print_bench_lines(void)
         if (!strcmp(r->op, "peak")) printf(" gflops_median=%.2f", r->other_rate);
         if (!strcmp(r->op, "bw")) printf(" gbps_best=%.2f", r->other_rate);
         if (r->d_model > 0) printf(" d_model=%d", r->d_model);
-        if (!strcmp(r->op, "sdpa")) printf(" window=%d", r->window);
+        if (!strcmp(r->op, "sdpa"))
+            printf(" window=%d dtype=%s%s", r->window, r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : "f32",
+                   r->kv == ATTN_BF16 && attn_simd_bf16dot() ? " bf16dot=1" : "");
         if (!strcmp(r->op, "decode"))
             printf(" kv=%s", r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : r->kv == ATTN_Q8 ? "q8" : "f32");
         if (!strcmp(r->op, "gemv")) printf(" d_in=%d d_out=%d layout=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out");
@@ -510,7 +512,7 @@ typedef struct bench_case {
     int long_only;    /* only with --long */
     int window;       /* > 0: a sliding window of this many keys ending at the causal diagonal (Mistral's
                          sliding_window: window_left = window - 1, window_right = 0) */
-    attn_dtype kv;    /* decode: the element type of K and V (attn_options.k_type, v_type) */
+    attn_dtype kv;    /* decode: the element type of K and V (attn_options.k_type, v_type); sdpa: of q, k, v and out */
 } bench_case;
 
 static const bench_case cases[] = {
@@ -524,6 +526,9 @@ static const bench_case cases[] = {
     {"sdpa_n8192_d64_causal", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, ATTN_F32},
     {"sdpa_n8192_d64_causal_w1024", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 1024, ATTN_F32},
     {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
+    /* dtype=bf16: q, k, v and out in bfloat16 (vdpbf16ps products where the CPU has AVX512_BF16, bf16dot=1) */
+    {"sdpa_n2048_d64_bf16", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_BF16},
+    {"sdpa_n2048_d128_bf16", "sdpa", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_BF16},
     /* the backward pass (attn_sdpa_backward: dq, dk, dv from q, k, v, out, lse and dout), FLOPs counted as
        2.5x the forward's (five products instead of two: 10 B H Nq Nk D, half when causal) */
     {"sdpa_bwd_n2048_d64", "sdpa_bwd", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
@@ -607,6 +612,7 @@ typedef struct ctx {
     attn_stride q_s, kv_s, o_s;
     float *q, *k, *v, *out, *ref; /* sdpa/decode [B,H,N,D]; mha: x = q, out [N x d_model]; sdpa_bwd: out = dq */
     void *k16, *v16;              /* decode with a 16-bit or q8 kv: K and V as attn_sdpa reads them, else NULL */
+    void *q16, *o16;              /* sdpa with a 16-bit dtype: q and out in that type too, else NULL */
     float *o_fwd, *lse, *dout, *dk, *dv; /* sdpa_bwd: the forward's out and lse, dL/dout, dk and dv */
     float *wq, *wk, *wv, *wo;     /* mha, proj: [d_model x d_model], layout IN_OUT */
     float *qb, *kb, *vb, *ab;     /* mha, proj: [N x d_model] projections and attention output */
@@ -644,7 +650,8 @@ static void run_attn(ctx *x)
                                  x->kv_s, x->o_fwd, x->o_s, x->dout, x->o_s, x->lse, &x->dims, &x->opt, x->ws,
                                  x->ws_bytes));
     } else if (!strcmp(c->op, "sdpa") || !strcmp(c->op, "decode")) {
-        CHECK(attn_sdpa(x->out, x->o_s, x->q, x->q_s, x->k16 ? x->k16 : (const void *)x->k, x->kv_s,
+        CHECK(attn_sdpa(x->o16 ? x->o16 : (void *)x->out, x->o_s, x->q16 ? x->q16 : (const void *)x->q, x->q_s,
+                        x->k16 ? x->k16 : (const void *)x->k, x->kv_s,
                         x->v16 ? x->v16 : (const void *)x->v, x->kv_s, &x->dims, &x->opt, x->ws, x->ws_bytes));
     } else if (!strcmp(c->op, "mha")) {
         attn_mha m;
@@ -1263,6 +1270,13 @@ static void run_case(const bench_case *c)
                 CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16((unsigned short *)x.v16, x.v, n) : attn_f32_to_bf16((unsigned short *)x.v16, x.v, n));
             }
             x.opt.k_type = x.opt.v_type = c->kv;
+            if (!strcmp(c->op, "sdpa")) { /* dtype: q and out of the same 16-bit type (a model held in bf16) */
+                x.q16 = bench_alloc(x.out_n * sizeof(unsigned short));
+                x.o16 = bench_alloc(x.out_n * sizeof(unsigned short));
+                CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16((unsigned short *)x.q16, x.q, x.out_n)
+                                        : attn_f32_to_bf16((unsigned short *)x.q16, x.q, x.out_n));
+                x.opt.q_type = x.opt.out_type = c->kv;
+            }
         }
         CHECK(attn_sdpa_workspace_size(&x.ws_bytes, &x.dims, &x.opt));
         if (!strcmp(c->op, "sdpa_bwd")) { /* the forward once (out, lse), untimed; its workspace fits both */
@@ -1329,7 +1343,7 @@ static void run_case(const bench_case *c)
             run_impl(&x, "naive", run_naive, 0);
         }
 
-    free(x.q); free(x.k); free(x.v); free(x.k16); free(x.v16); free(x.out); free(x.ref); free(x.ws);
+    free(x.q); free(x.k); free(x.v); free(x.k16); free(x.v16); free(x.q16); free(x.o16); free(x.out); free(x.ref); free(x.ws);
     free(x.wq); free(x.wk); free(x.wv); free(x.wo);
     free(x.qb); free(x.kb); free(x.vb); free(x.ab); free(x.scores);
     free(x.o_fwd); free(x.lse); free(x.dout); free(x.dk); free(x.dv);

@@ -4461,14 +4461,16 @@ static const void *half_tensor(float *x, attn_dtype type, int B, int H, int N, i
 }
 
 /* attn_sdpa with float16, bfloat16 and Q8 K and V (attn_options.k_type, v_type), mixed with each other and
-   float32 too: against the float64 reference on the rounded inputs (the stored values widened back) within TOL, on the tile kernel
+   float32 too, and float16 or bfloat16 q and out (q_type, out_type; rows at odd addresses, odd strides):
+   against the float64 reference on the rounded inputs (the stored values widened back) within TOL (a
+   16-bit out: its float32 result, held bitwise below), on the tile kernel
    (Nq 130 and 200), decoding with key chunks (Nq 1..8 over 5000 keys) and decoding with weights, with GQA,
    masks, causal both ways, windows, softcap, sinks, ALiBi, kv_len, log-sum-exp and weights; bitwise the
    float32 attn_sdpa on the widened K and V (the tile kernels widen each key tile and run the float32 code
    on it, the decoding kernel widens in registers with the same sums), whatever the threads or a split; odd
    row strides and rows at odd addresses (Q8: padding blocks, odd byte offsets). Then the workspace (it
-   grows by the tile buffers) and the errors: an unknown type, a Q8 width or stride not a multiple of 32, a
-   16-bit type in the multi-head functions. */
+   grows by the tile buffers) and the errors: an unknown type, Q8 for q or out, a Q8 width or stride not a
+   multiple of 32, a 16-bit type in the multi-head functions. */
 static void test_sdpa_half_kv(void)
 {
     enum { B = 2, H = 4, HKV = 2, N_TYPES = 9, CASES = 54 };
@@ -4485,6 +4487,7 @@ static void test_sdpa_half_kv(void)
         const int NQ = kind == 0 ? (t % 2 ? 130 : 200) : 1 + t % 8;
         const int NK = kind == 0 ? (t % 4 < 2 ? NQ : 197) : kind == 1 ? 2300 : 130; /* 2300: two key chunks */
         const attn_dtype kt = types[t / 3 % N_TYPES][0], vt = types[t / 3 % N_TYPES][1]; /* each with every kind */
+        const attn_dtype qt = (attn_dtype)(t / 2 % 3), ot = (attn_dtype)(t / 5 % 3); /* F32, F16, BF16 */
         const int DK = pick(kt == ATTN_Q8 ? d32s : dks, 4), DV = pick(vt == ATTN_Q8 ? d32s : dvs, 4);
         const attn_dims d = {B, H, HKV, NQ, NK, DK, DV};
         const attn_stride qs = attn_stride_bhnd(H, NQ, DK), os = attn_stride_bhnd(H, NQ, DV);
@@ -4498,12 +4501,21 @@ static void test_sdpa_half_kv(void)
         double *ref = dalloc(n_o), *ref_lse = dalloc(n_l), *ref_w = dalloc(n_w), *ref_avg = dalloc(n_w / H);
         unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
         int kv_len[B], j, b, h;
-        attn_stride ks, vs;
-        void *k_mem, *v_mem;
-        const void *k16, *v16;
+        attn_stride ks, vs, qs16, os16 = os;
+        void *k_mem, *v_mem, *q_mem, *o_mem = NULL;
+        const void *k16, *v16, *q16;
+        unsigned short *o16 = NULL;
         attn_options opt;
         ref_opts ro;
+        size_t r;
         rnd_fill(q, n_q, 2.0f); rnd_fill(k, n_k, 2.0f); rnd_fill(v, n_v, 1.0f); rnd_fill(mask, n_w, 1.0f);
+        q16 = half_tensor(q, qt, B, H, NQ, DK, t % 2, 1, &qs16, &q_mem); /* q now the rounded values */
+        if (ot != ATTN_F32) { /* rows DV + 1 apart, the first at an odd 2-byte offset, the padding watched */
+            os16.row = DV + 1; os16.head = NQ * os16.row; os16.batch = H * os16.head;
+            o_mem = malloc(sizeof(unsigned short) * ((size_t)B * H * NQ * (DV + 1) + 1));
+            o16 = (unsigned short *)o_mem + 1;
+            for (r = 0; r < (size_t)B * H * NQ * (DV + 1); ++r) o16[r] = 0x1234;
+        }
         k16 = half_tensor(k, kt, B, HKV, NK, DK, 1 + t % 2, t % 2, &ks, &k_mem); /* k, v now the rounded values */
         v16 = half_tensor(v, vt, B, HKV, NK, DV, t % 3, 1, &vs, &v_mem);
         for (j = 0; j < B * NK; j += 7) kpm[j] = 1;
@@ -4525,7 +4537,7 @@ static void test_sdpa_half_kv(void)
         opt.out_lse = lse;
         opt.out_weights = kind == 2 ? w : NULL; /* with weights: no key chunks */
         opt.average_weights = averaged;
-        opt.k_type = kt; opt.v_type = vt;
+        opt.k_type = kt; opt.v_type = vt; opt.q_type = qt; opt.out_type = ot;
         ro.scale = 1.0 / sqrt((double)DK);
         if (split) { /* a caller's pool of 3 running the splits in turn, each with a workspace of the reported size */
             size_t bytes = 0;
@@ -4534,15 +4546,23 @@ static void test_sdpa_half_kv(void)
             ws = malloc(bytes);
             opt.split_count = 3;
             for (opt.split_index = 0; opt.split_index < 3; ++opt.split_index)
-                CHECK_CODE(attn_sdpa(o, os, q, qs, k16, ks, v16, vs, &d, &opt, ws, bytes), ATTN_OK);
+                CHECK_CODE(attn_sdpa(o16 ? (void *)o16 : o, os16, q16, qs16, k16, ks, v16, vs, &d, &opt, ws, bytes), ATTN_OK);
             opt.split_count = opt.split_index = 0;
             free(ws);
         } else {
             opt.n_threads = 1 + t % 2;
-            CHECK_CODE(attn_sdpa(o, os, q, qs, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
+            CHECK_CODE(attn_sdpa(o16 ? (void *)o16 : o, os16, q16, qs16, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
         }
         ref_sdpa(ref, ref_lse, ref_w, q, qs, k, kws, v, vws, &d, &ro);
-        CHECK_CLOSE(o, ref, n_o);
+        if (o16) { /* the rows widened back into o; the padding untouched */
+            for (r = 0; r < (size_t)B * H * NQ; ++r) {
+                if (ot == ATTN_F16) CHECK_CODE(attn_f16_to_f32(o + r * DV, o16 + r * (DV + 1), (size_t)DV), ATTN_OK);
+                else CHECK_CODE(attn_bf16_to_f32(o + r * DV, o16 + r * (DV + 1), (size_t)DV), ATTN_OK);
+                CHECK(o16[r * (DV + 1) + DV] == 0x1234);
+            }
+        } else {
+            CHECK_CLOSE(o, ref, n_o);
+        }
         CHECK_CLOSE(lse, ref_lse, n_l);
         if (kind == 2 && !averaged) CHECK_CLOSE(w, ref_w, n_w);
         if (averaged) {
@@ -4551,24 +4571,32 @@ static void test_sdpa_half_kv(void)
                     for (j = 0; j < NQ * NK; ++j) ref_avg[(size_t)b * NQ * NK + j] += ref_w[((size_t)b * H + h) * NQ * NK + j] / H;
             CHECK_CLOSE(w, ref_avg, n_w / H);
         }
-        /* bitwise the float32 call on the widened K and V (dense), on one thread */
-        opt.k_type = opt.v_type = ATTN_F32;
+        /* bitwise the float32 call on the widened q, K and V (dense), on one thread, its out rounded to out_type */
+        opt.k_type = opt.v_type = opt.q_type = opt.out_type = ATTN_F32;
         opt.n_threads = 1;
         opt.out_lse = lse2;
         opt.out_weights = kind == 2 ? w2 : NULL;
         CHECK_CODE(attn_sdpa(o2, os, q, qs, k, kws, v, vws, &d, &opt, NULL, 0), ATTN_OK);
+        if (o16) {
+            unsigned short *tmp = (unsigned short *)malloc(sizeof(unsigned short) * n_o);
+            CHECK_CLOSE(o2, ref, n_o);
+            if (ot == ATTN_F16) { CHECK_CODE(attn_f32_to_f16(tmp, o2, n_o), ATTN_OK); CHECK_CODE(attn_f16_to_f32(o2, tmp, n_o), ATTN_OK); }
+            else { CHECK_CODE(attn_f32_to_bf16(tmp, o2, n_o), ATTN_OK); CHECK_CODE(attn_bf16_to_f32(o2, tmp, n_o), ATTN_OK); }
+            free(tmp);
+        }
         CHECK(memcmp(o, o2, sizeof(float) * n_o) == 0 && memcmp(lse, lse2, sizeof(float) * n_l) == 0);
         if (kind == 2) CHECK(memcmp(w, w2, sizeof(float) * (averaged ? n_w / H : n_w)) == 0);
         if (g_fails) {
-            printf("    case %d: k %d v %d nq %d nk %d dk %d dv %d causal %d window %d (%d, %d) softcap %g sinks %d "
-                   "alibi %d kpm %d kv_len %d mask %d weights %d split %d\n", t, (int)kt, (int)vt, NQ, NK, DK, DV,
+            printf("    case %d: q %d k %d v %d out %d nq %d nk %d dk %d dv %d causal %d window %d (%d, %d) softcap %g sinks %d "
+                   "alibi %d kpm %d kv_len %d mask %d weights %d split %d\n", t, (int)qt, (int)kt, (int)vt, (int)ot, NQ, NK, DK, DV,
                    (int)opt.causal, opt.window, opt.window_left, opt.window_right, (double)opt.softcap,
                    opt.sinks != NULL, opt.alibi_slopes != NULL, opt.key_padding_mask != NULL, opt.kv_len != NULL,
                    opt.mask != NULL, opt.out_weights ? 1 + averaged : 0, split);
             t = CASES;
         }
         free(q); free(k); free(v); free(mask); free(o); free(lse); free(w); free(o2); free(lse2); free(w2);
-        free(ref); free(ref_lse); free(ref_w); free(ref_avg); free(kpm); free(k_mem); free(v_mem);
+        free(ref); free(ref_lse); free(ref_w); free(ref_avg); free(kpm); free(k_mem); free(v_mem); free(q_mem);
+        free(o_mem);
     }
     { /* the workspace grows by a [TK x D] buffer per 16-bit tensor; errors leave the outputs untouched */
         enum { N = 70, D = 8, E = 16 };
@@ -4592,6 +4620,15 @@ static void test_sdpa_half_kv(void)
         opt.v_type = ATTN_BF16;
         CHECK_CODE(attn_sdpa_workspace_size(&bkv, &d, &opt), ATTN_OK);
         CHECK(bk == b32 + 64 * D * sizeof(float) && bkv == bk + 64 * D * sizeof(float)); /* one thread */
+        { /* and by a [TQ x D] buffer each for a 16-bit q and out */
+            size_t bq = 0, bqo = 0;
+            opt.q_type = ATTN_BF16;
+            CHECK_CODE(attn_sdpa_workspace_size(&bq, &d, &opt), ATTN_OK);
+            opt.out_type = ATTN_F16;
+            CHECK_CODE(attn_sdpa_workspace_size(&bqo, &d, &opt), ATTN_OK);
+            CHECK(bq == bkv + 64 * D * sizeof(float) && bqo == bq + 64 * D * sizeof(float));
+            opt.q_type = opt.out_type = ATTN_F32;
+        }
         ws = (unsigned char *)malloc(bkv);
         fill_sentinel(o, sizeof o / sizeof *o);
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, ws, bk), ATTN_ERR_WORKSPACE, "attn_sdpa",
@@ -4607,6 +4644,13 @@ static void test_sdpa_half_kv(void)
         opt.k_type = ATTN_F16; opt.v_type = (attn_dtype)-1;
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->v_type");
         HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->v_type");
+        opt.v_type = ATTN_BF16; opt.q_type = ATTN_Q8; /* q and out: no Q8 */
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->q_type");
+        opt.q_type = ATTN_F32; opt.out_type = ATTN_Q8;
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->out_type");
+        opt.out_type = (attn_dtype)5;
+        HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->out_type");
+        opt.out_type = ATTN_F32;
         /* Q8: D = 8 is not whole blocks; D = 32 with a row stride of 48 is not either */
         opt.v_type = ATTN_Q8;
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_SHAPE, "attn_sdpa", "dims->d_v");
@@ -4631,8 +4675,134 @@ static void test_sdpa_half_kv(void)
         opt.k_type = ATTN_F32; opt.v_type = ATTN_BF16;
         HOOK_EXPECT(attn_cross_forward(out, x, x, B, N, N, &m, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_cross_forward",
                     "opt->k_type");
+        opt.v_type = ATTN_F32; opt.out_type = ATTN_BF16;
+        HOOK_EXPECT(attn_self_forward(out, x, B, N, &m, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "opt->q_type");
         CHECK(untouched(out, sizeof out / sizeof *out));
         free(ws);
+    }
+    rnd_pop();
+}
+
+/* attn_sdpa with bfloat16 q, k and v: on a CPU with AVX512_BF16 (attn_simd_bf16dot) the tile kernel's
+   vdpbf16ps products, elsewhere the float32 kernels. Against the float64 reference on the stored values,
+   with P rounded to bfloat16 for P.V only: each output within 2^-9 max|v| (P's rounding, at most 2^-9
+   relative per weight) plus float32 rounding; the log-sum-exp and weights (float32 P) within TOL. On a
+   CPU with the dot products the result must differ from the float32 kernel's (q_type ATTN_F32 on the same
+   values: the dot products ran), elsewhere equal it bitwise; decoding-sized tiles (<= 8 queries) equal it
+   everywhere. Shapes: Dk even, Dk and Dv not multiples of 16 or 32, odd key counts (a half key pair),
+   GQA, causal both ways, masks, padding, kv_len, window, softcap, sinks, ALiBi, weights, a split; extreme
+   values: scores up to 1e36 (one-hot rows: exactly a V row), -FLT_MAX masks (with scores of normal size). Prints the error on N(0,1)
+   data, D = 128, 2048 queries and keys. */
+static void test_sdpa_bf16dot(void)
+{
+    enum { B = 2, H = 4, HKV = 2, CASES = 24 };
+    static const int dks[] = {64, 128, 18, 40}, dvs[] = {64, 9, 128, 33}, nqs[] = {64, 130, 200, 5};
+    static const int nks[] = {64, 197, 301, 130};
+    const float slopes[H] = {0.25f, 0.0f, -0.01f, 0.003f}, sinks[H] = {0.5f, -INFINITY, 3.0f, -2.0f};
+    const int dot = attn_simd_bf16dot();
+    int t;
+    rnd_push(0xBF16D07ull);
+    for (t = 0; t < CASES; ++t) {
+        const int NQ = nqs[t % 4], NK = nks[t / 4 % 4], DK = dks[t / 2 % 4], DV = dvs[t % 4];
+        const attn_dims d = {B, H, HKV, NQ, NK, DK, DV};
+        const attn_stride qs = attn_stride_bhnd(H, NQ, DK), os = attn_stride_bhnd(H, NQ, DV);
+        const attn_stride kws = attn_stride_bhnd(HKV, NK, DK), vws = attn_stride_bhnd(HKV, NK, DV);
+        const size_t n_q = (size_t)B * H * NQ * DK, n_o = (size_t)B * H * NQ * DV, n_l = (size_t)B * H * NQ;
+        const size_t n_w = (size_t)B * H * NQ * NK, n_k = (size_t)B * HKV * NK * DK, n_v = (size_t)B * HKV * NK * DV;
+        const int extreme = t % 6 == 5;
+        float *q = falloc(n_q), *k = falloc(n_k), *v = falloc(n_v), *mask = falloc(n_w);
+        float *o = falloc(n_o), *o2 = falloc(n_o), *lse = falloc(n_l), *w = falloc(n_w);
+        double *ref = dalloc(n_o), *ref_lse = dalloc(n_l), *ref_w = dalloc(n_w), err = 0.0, vmax = 0.0;
+        unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
+        int kv_len[B], j;
+        attn_stride ks, vs, qs16;
+        void *k_mem, *v_mem, *q_mem;
+        const void *k16, *v16, *q16;
+        attn_options opt;
+        ref_opts ro;
+        size_t r;
+        rnd_fill(q, n_q, 2.0f); rnd_fill(k, n_k, 2.0f); rnd_fill(v, n_v, 1.0f); rnd_fill(mask, n_w, 1.0f);
+        if (extreme) { /* scores up to ~1e36: one key per row takes all the weight (the unscaled sums stay finite) */
+            for (r = 0; r < n_q; ++r) q[r] = q[r] < 0.0f ? -1e17f : 1e17f;
+            for (r = 0; r < n_k; ++r) k[r] = k[r] * 1e17f;
+        }
+        for (r = 0; r < n_w; r += 3) mask[r] = extreme ? -1e30f : -FLT_MAX; /* (scores near -FLT_MAX would overflow) */
+        q16 = half_tensor(q, ATTN_BF16, B, H, NQ, DK, t % 2, 1, &qs16, &q_mem); /* q, k, v now the stored values */
+        k16 = half_tensor(k, ATTN_BF16, B, HKV, NK, DK, t % 3, t % 2, &ks, &k_mem);
+        v16 = half_tensor(v, ATTN_BF16, B, HKV, NK, DV, 1, 0, &vs, &v_mem);
+        for (j = 0; j < B * NK; j += 5) kpm[j] = 1;
+        kv_len[0] = NK - rnd_int(NK / 3); kv_len[1] = NK;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = (attn_causal)(t % 3);
+        opt.window = ro.window = t % 8 == 3;
+        opt.window_left = ro.window_left = 40; opt.window_right = ro.window_right = t % 16 == 3 ? 5 : -1;
+        opt.softcap = (float)(ro.softcap = t % 5 == 1 && !extreme ? 3.0 : 0.0);
+        opt.sinks = ro.sinks = t % 4 == 2 ? sinks : NULL;
+        opt.alibi_slopes = ro.alibi = t % 7 == 3 && !extreme ? slopes : NULL;
+        opt.key_padding_mask = ro.kpm = t % 5 == 0 ? kpm : NULL;
+        opt.kv_len = ro.kv_len = t % 2 ? kv_len : NULL;
+        if (t % 3 == 1 || extreme) {
+            opt.mask = ro.mask = mask;
+            opt.mask_stride = ro.mask_s = attn_stride_bhnd(H, NQ, NK);
+        }
+        opt.out_lse = lse;
+        opt.out_weights = t % 4 == 1 ? w : NULL;
+        opt.k_type = opt.v_type = opt.q_type = ATTN_BF16;
+        opt.n_threads = 1 + t % 2;
+        opt.split_count = t % 9 == 4 ? 2 : 0;
+        for (opt.split_index = 0; opt.split_index < (opt.split_count ? 2 : 1); ++opt.split_index)
+            CHECK_CODE(attn_sdpa(o, os, q16, qs16, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
+        opt.split_count = opt.split_index = 0;
+        ro.scale = 1.0 / sqrt((double)DK);
+        ref_sdpa(ref, ref_lse, ref_w, q, qs, k, kws, v, vws, &d, &ro);
+        for (r = 0; r < n_v; ++r) vmax = fabs(v[r]) > vmax ? fabs(v[r]) : vmax;
+        for (r = 0; r < n_o; ++r) err = fabs(o[r] - ref[r]) > err || isnan(o[r]) ? fabs(o[r] - ref[r]) : err;
+        CHECK(err <= (1.0 / 512.0 + 2e-5) * vmax);
+        CHECK_CLOSE(lse, ref_lse, n_l);
+        if (opt.out_weights) CHECK_CLOSE(w, ref_w, n_w);
+        if (extreme) /* one-hot rows: P is 0 or 1, exact in bfloat16 */
+            for (r = 0; r < n_o; ++r) CHECK(o[r] == (float)ref[r] || fabs(o[r] - ref[r]) <= 1e-6 * vmax);
+        opt.q_type = ATTN_F32; /* the float32 kernels on the same values */
+        opt.out_lse = NULL; opt.out_weights = NULL;
+        CHECK_CODE(attn_sdpa(o2, os, q, qs, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
+        if (NQ <= 8 || !dot || extreme) CHECK(memcmp(o, o2, sizeof(float) * n_o) == 0 || (extreme && dot));
+        else CHECK(memcmp(o, o2, sizeof(float) * n_o) != 0);
+        if (g_fails) {
+            printf("    case %d: nq %d nk %d dk %d dv %d causal %d err %.3g (vmax %.3g) dot %d\n", t, NQ, NK, DK, DV,
+                   (int)opt.causal, err, vmax, dot);
+            t = CASES;
+        }
+        free(q); free(k); free(v); free(mask); free(o); free(o2); free(lse); free(w); free(ref); free(ref_lse);
+        free(ref_w); free(kpm); free(k_mem); free(v_mem); free(q_mem);
+    }
+    { /* the error on N(0,1) data against the unrounded and the stored values, D = 128, N = 2048 */
+        enum { N = 2048, D = 128 };
+        const attn_dims d = {1, 1, 1, N, N, D, D};
+        const attn_stride s = attn_stride_bhnd(1, N, D);
+        float *q = falloc((size_t)N * D), *k = falloc((size_t)N * D), *v = falloc((size_t)N * D), *o = falloc((size_t)N * D);
+        double *ref = dalloc((size_t)N * D), *ref_r = dalloc((size_t)N * D);
+        ref_opts ro;
+        attn_options opt;
+        attn_stride s16;
+        void *mq, *mk, *mv;
+        const void *q16, *k16, *v16;
+        size_t r;
+        for (r = 0; r < (size_t)N * D; ++r) { q[r] = rnd_normal(); k[r] = rnd_normal(); v[r] = rnd_normal(); }
+        memset(&ro, 0, sizeof ro);
+        ro.scale = 1.0 / sqrt((double)D);
+        ref_sdpa(ref, NULL, NULL, q, s, k, s, v, s, &d, &ro);
+        q16 = half_tensor(q, ATTN_BF16, 1, 1, N, D, 0, 0, &s16, &mq);
+        k16 = half_tensor(k, ATTN_BF16, 1, 1, N, D, 0, 0, &s16, &mk);
+        v16 = half_tensor(v, ATTN_BF16, 1, 1, N, D, 0, 0, &s16, &mv);
+        ref_sdpa(ref_r, NULL, NULL, q, s, k, s, v, s, &d, &ro);
+        memset(&opt, 0, sizeof opt);
+        opt.q_type = opt.k_type = opt.v_type = ATTN_BF16;
+        CHECK_CODE(attn_sdpa(o, s, q16, s16, k16, s16, v16, s16, &d, &opt, NULL, 0), ATTN_OK);
+        printf("    bf16 q, K, V (%s), N(0,1), D = 128, N = 2048: max-norm relative error %.2e against the unrounded "
+               "inputs, %.2e against the stored values\n", dot ? "vdpbf16ps" : "float32 kernels",
+               rel_err(o, ref, (size_t)N * D), rel_err(o, ref_r, (size_t)N * D));
+        CHECK(rel_err(o, ref_r, (size_t)N * D) <= (dot ? 4e-3 : TOL));
+        free(q); free(k); free(v); free(o); free(ref); free(ref_r); free(mq); free(mk); free(mv);
     }
     rnd_pop();
 }
@@ -5937,6 +6107,7 @@ static const test_case k_tests[] = {
     {"errors_rope", test_errors_rope},
     {"half_conversions", test_half_conversions},
     {"sdpa_half_kv", test_sdpa_half_kv},
+    {"sdpa_bf16dot", test_sdpa_bf16dot},
     {"q8_format", test_q8_format},
     {"kv_cache_types", test_kv_cache_types},
     {"sdpa_backward_random", test_sdpa_backward_random},
