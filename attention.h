@@ -26,8 +26,8 @@
    ownership, errors:
        API: types                  attn_result, attn_stride, attn_dims, attn_options, attn_rope, attn_mha,
                                    attn_kv_cache, with their fields
-       API: helpers                attn_result_string, attn_simd_name, attn_stride_bhnd, attn_stride_bnhd,
-                                   attn_alibi_slopes
+       API: helpers                attn_result_string, attn_simd_name, attn_simd_bf16dot, attn_stride_bhnd,
+                                   attn_stride_bnhd, attn_alibi_slopes
        API: building blocks        attn_project, attn_project_ex, attn_scores, attn_softmax,
                                    attn_weighted_sum, attn_merge, attn_rope_apply, attn_f32_to_f16 ...,
                                    attn_f32_to_q8, attn_q8_to_f32
@@ -107,6 +107,7 @@
    | ATTN_FREE(ptr, user)       | attn_options.alloc_user                                                 |
    | ATTN_NO_SIMD               | portable scalar kernels only (the reference the SIMD kernels are held to) |
    | ATTN_NO_AVX512             | on x86-64, use AVX2+FMA at most                                          |
+   | ATTN_NO_BF16DOT            | never the vdpbf16ps dot products (bfloat16 q, k, v keep float32 kernels) |
    | ATTN_HEADER_FILE           | this file's name if renamed (default "attention.h"): the implementation |
    |                            | includes itself once per instruction set                                 |
    | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
@@ -265,7 +266,10 @@
                            K and V (attn_dtype, attn_options.k_type, v_type); ATTN_Q8, 8-bit
                            blocks of 32 with a float32 scale, for K and V (attn_f32_to_q8,
                            attn_q8_to_f32); KV caches in float16, bfloat16 or Q8
-                           (attn_kv_cache.k_type, v_type; k and v are void *).
+                           (attn_kv_cache.k_type, v_type; k and v are void *). attn_sdpa's q and
+                           out in float16 or bfloat16 (q_type, out_type; q and out are void *);
+                           vdpbf16ps dot products for bfloat16 q, k, v on AVX512_BF16 CPUs
+                           (attn_simd_bf16dot, ATTN_NO_BF16DOT).
                            attn_sdpa_backward and its workspace size (training: FlashAttention-2's
                            backward pass, memory linear in N, bitwise identical for any thread count,
                            every attn_sdpa option but out_weights, splits and 16-bit K/V, the sinks'
