@@ -235,7 +235,7 @@ check-build: $(HEADER) | $(BUILD)
 	$(BUILD)/static
 	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
 	$(BUILD)/no_stdio
-	for f in "" -DATTN_NO_SIMD -DATTN_NO_AVX512 -fopenmp; do \
+	for f in "" -DATTN_NO_SIMD -DATTN_NO_AVX512 -DATTN_NO_BF16DOT -fopenmp; do \
 	    $(CC) $(CFLAGS) $(CONVERSION_FLAGS) $$f -c -o $(BUILD)/conversion.o tests/lint/lint_tu.c || exit 1; done
 	$(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/bench_check bench/bench.c -lm
 	$(BUILD)/bench_check --list > /dev/null
