@@ -484,6 +484,9 @@ typedef struct attn_options {
                                               alignment. Each one not float32 adds 256 * D bytes (Dk for q,
                                               Dv for out) per thread to the workspace. Else ATTN_ERR_OPTION;
                                               the other functions require both 0 ("opt->q_type") */
+    attn_dtype w_type;                     /* attn_project_ex only: the element type of w, ATTN_F32 (0), ATTN_F16
+                                              or ATTN_BF16 (strides in elements); as attn_mha.w_type. Else
+                                              ATTN_ERR_OPTION; the other functions require 0 ("opt->w_type") */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -512,7 +515,11 @@ typedef struct attn_rope {
    [d_model x d_model] (shapes for ATTN_LAYOUT_IN_OUT; transposed for ATTN_LAYOUT_OUT_IN, e.g. PyTorch's
    in_proj_weight, in_proj_weight + E*E, + 2*E*E, out_proj.weight); b_q, b_o [d_model], b_k, b_v
    [n_kv_heads*head_dim], each optional.
-   w_q_stride, w_k_stride, w_v_stride, w_o_stride: each weight's row stride as stored, in floats (0: dense),
+   w_type: the weights stored as float16 or bfloat16 (unsigned short patterns, attn_f32_to_bf16 makes
+   them): the projections widen each weight exactly as they read it (few rows: in registers, half the
+   bytes of float32 read; more rows: into the packed copy) and compute in float32, so the result is
+   bitwise the float32 result on the widened weights.
+   w_q_stride, w_k_stride, w_v_stride, w_o_stride: each weight's row stride as stored, in elements (0: dense),
    so packed weights load as stored: GPT-2's c_attn [E x 3E] (IN_OUT) is w_q = c_attn, w_k = c_attn + E,
    w_v = c_attn + 2E with the three strides 3E; PyTorch's in_proj_weight [3E x E] (OUT_IN) is w_q = p,
    w_k = p + E*E, w_v = p + 2*E*E, dense.
@@ -525,10 +532,10 @@ typedef struct attn_mha {
     int n_kv_heads;     /* key/value heads; 0 = n_heads */
     int d_kv;           /* width of x_kv (cross-attention); 0 = d_model */
     attn_layout layout; /* orientation of w_q, w_k, w_v, w_o */
-    const float *w_q;   /* [d_model x d_model] */
-    const float *w_k;   /* [d_kv x n_kv_heads*head_dim] */
-    const float *w_v;   /* [d_kv x n_kv_heads*head_dim] */
-    const float *w_o;   /* [d_model x d_model] */
+    const void *w_q;    /* [d_model x d_model] of w_type (const float * before 0.4.0: a float * still converts) */
+    const void *w_k;    /* [d_kv x n_kv_heads*head_dim] */
+    const void *w_v;    /* [d_kv x n_kv_heads*head_dim] */
+    const void *w_o;    /* [d_model x d_model] */
     const float *b_q;   /* [d_model] or NULL */
     const float *b_k;   /* [n_kv_heads*head_dim] or NULL */
     const float *b_v;   /* [n_kv_heads*head_dim] or NULL */
@@ -536,6 +543,9 @@ typedef struct attn_mha {
     ptrdiff_t w_q_stride, w_k_stride, w_v_stride, w_o_stride; /* row strides of the weights as stored, in
                            floats; 0 = dense (GPT-2's c_attn [E x 3E]: w_k = w_q + E, strides 3E) */
     attn_rope rope;     /* rotary positions for Q and K (self-attention and cache steps); style 0: none */
+    attn_dtype w_type;  /* the element type of the four weights: ATTN_F32 (0), ATTN_F16 or ATTN_BF16 (biases
+                           stay float32); strides in elements. Else ATTN_ERR_OPTION; the backward passes
+                           require 0 ("mha->w_type") */
 } attn_mha;
 
 /* A KV cache (decoding) in the caller's memory: the keys and values of the tokens seen so far, per batch and
@@ -629,9 +639,11 @@ ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, 
    columns) and the threads split the rows; with workspace NULL a block is taken through
    ATTN_MALLOC(opt->alloc_user) and freed. Other options are ignored. Errors as attn_project, plus n_threads
    < 0, a split index outside [0, split_count) (ATTN_ERR_OPTION), a workspace smaller than reported
-   (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM. */
+   (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM. w holds float32, or float16 / bfloat16 bit patterns as
+   opt->w_type says (w_stride in elements; bitwise the float32 result on the widened weights, reading half
+   the bytes: the few-row kernels widen in registers). */
 ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
-                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    const void *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                     int n, int d_in, int d_out, const attn_options *opt, void *workspace,
                                     size_t workspace_bytes);
 
@@ -1798,8 +1810,8 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN_HEADER_FILE "attention.h" /* this file's name, for the self-includes below */
 #endif
 
-#if defined(ATTN__HAVE_X86) || defined(ATTN__HAVE_NEON) /* for the decoding kernel (SIMD only) */
-/* One element of a K or V row of element type t, p + i, as a float (exact): the SIMD kernels' tails. */
+/* One element of a K or V row (or a weight row) of element type t, p + i, as a float (exact): the SIMD
+   kernels' tails, and the portable projections of 16-bit weights. */
 static inline float attn__f16_to_f32_1(unsigned short h);
 static inline float attn__bf16_to_f32_1(unsigned short h);
 static inline float attn__load_as(const void *p, int i, attn_dtype t)
@@ -1818,7 +1830,6 @@ static inline const void *attn__row_as(const void *x, attn_dtype t, ptrdiff_t rs
 {
     return (const char *)x + attn__dtype_bytes(t, (ptrdiff_t)j * rs);
 }
-#endif
 
 #define ATTN__VLOAD(p) ATTN__P(loadu_ps)(p)
 #define ATTN__VSTORE(p, v) ATTN__P(storeu_ps)(p, v)
@@ -2184,20 +2195,20 @@ static int attn__pack_floats(size_t *r, int k, int n)
 }
 
 /* Packs strips part, part + parts, ... of op(w) [d_in x d_out] into bpack on instruction set isa. */
-static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride, int out_in, int d_in, int d_out,
-                               int isa, int part, int parts)
+static void attn__pack_weights(float *bpack, const void *w, attn_dtype wt, ptrdiff_t w_stride, int out_in, int d_in,
+                               int d_out, int isa, int part, int parts)
 {
     switch (isa) {
 #if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
-    case ATTN__ISA_AVX512: attn__pack_b_avx512(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+    case ATTN__ISA_AVX512: attn__pack_b_avx512(bpack, w, wt, w_stride, out_in, d_out, d_in, part, parts); break;
 #endif
 #if defined(ATTN__HAVE_X86)
-    case ATTN__ISA_AVX2: attn__pack_b_avx2(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+    case ATTN__ISA_AVX2: attn__pack_b_avx2(bpack, w, wt, w_stride, out_in, d_out, d_in, part, parts); break;
 #endif
 #if defined(ATTN__HAVE_NEON)
-    case ATTN__ISA_NEON: attn__pack_b_neon(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+    case ATTN__ISA_NEON: attn__pack_b_neon(bpack, w, wt, w_stride, out_in, d_out, d_in, part, parts); break;
 #endif
-    default: (void)bpack; (void)w; (void)w_stride; (void)out_in; (void)d_in; (void)d_out; (void)part; (void)parts;
+    default: (void)bpack; (void)w; (void)wt; (void)w_stride; (void)out_in; (void)d_in; (void)d_out; (void)part; (void)parts;
     }
 }
 
@@ -2216,23 +2227,29 @@ static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride,
    W [d_out x d_in]. IN_OUT streams W's rows into the n rows of y; OUT_IN takes a dot product per output.
    The arithmetic of the scalar matrix products (attn__gemm_nn, attn__gemm_nt), so that on this path too a
    row's result does not depend on how many rows are projected with it. */
-static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs,
-                           int out_in, const float *bias, int n, int d_in, int j0, int j1)
+static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const void *w, attn_dtype wt,
+                           ptrdiff_t w_rs, int out_in, const float *bias, int n, int d_in, int j0, int j1)
 {
-    int i, j, p;
+    int i, j, p, l;
     for (i = 0; i < n; ++i) {
         const float *x_i = x + i * x_rs;
         float *y_i = y + i * y_rs;
         if (out_in)
-            for (j = j0; j < j1; ++j) {
-                const float dot = attn__dot(x_i, w + j * w_rs, d_in);
+            for (j = j0; j < j1; ++j) { /* attn__dot's sums, on W's values */
+                const void *w_j = attn__row_as(w, wt, w_rs, j);
+                float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, dot;
+                for (p = 0; p + 8 <= d_in; p += 8)
+                    for (l = 0; l < 8; ++l) acc[l] += x_i[p + l] * attn__load_as(w_j, p + l, wt);
+                for (l = 0; p < d_in; ++p, ++l) acc[l] += x_i[p] * attn__load_as(w_j, p, wt);
+                dot = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
                 y_i[j] = bias ? bias[j] + dot : dot;
             }
         else {
             for (j = j0; j < j1; ++j) y_i[j] = bias ? bias[j] : 0.0f;
             for (p = 0; p < d_in; ++p) {
-                const float x_ip = x_i[p], *w_p = w + p * w_rs;
-                for (j = j0; j < j1; ++j) y_i[j] += x_ip * w_p[j];
+                const float x_ip = x_i[p];
+                const void *w_p = attn__row_as(w, wt, w_rs, p);
+                for (j = j0; j < j1; ++j) y_i[j] += x_ip * attn__load_as(w_p, j, wt);
             }
         }
     }
@@ -2245,7 +2262,7 @@ static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x
    rows: 5.5 ms; so no finer chunks to hand out). OUT_IN: chunks of 64 outputs (64 contiguous rows of W) handed out as the
    threads ask, so that a thread slowed by other work on its core takes fewer of them. At least 64 Ki
    weights per thread: smaller products are not worth a thread's start. */
-static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
+static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const void *w, attn_dtype wt,
                        ptrdiff_t w_stride, int out_in, const float *bias, int n, int d_in, int d_out, int threads)
 {
     const int isa = attn__isa(), units = 1 + (d_out - 1) / 16, chunks = out_in ? 1 + (d_out - 1) / 64 : 0;
@@ -2272,23 +2289,23 @@ static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x
         switch (isa) {
 #if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
         case ATTN__ISA_AVX512:
-            if (out_in) attn__gemv_out_in_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
-            else attn__gemv_in_out_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            if (out_in) attn__gemv_out_in_avx512(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx512(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
             break;
 #endif
 #if defined(ATTN__HAVE_X86)
         case ATTN__ISA_AVX2:
-            if (out_in) attn__gemv_out_in_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
-            else attn__gemv_in_out_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            if (out_in) attn__gemv_out_in_avx2(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx2(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
             break;
 #endif
 #if defined(ATTN__HAVE_NEON)
         case ATTN__ISA_NEON:
-            if (out_in) attn__gemv_out_in_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
-            else attn__gemv_in_out_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            if (out_in) attn__gemv_out_in_neon(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_neon(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
             break;
 #endif
-        default: attn__gemv_ref(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, j0, j1);
+        default: attn__gemv_ref(y, y_stride, x, x_stride, w, wt, w_stride, out_in, bias, n, d_in, j0, j1);
         }
     }
 }
@@ -2297,15 +2314,22 @@ static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x
    d_out) floats) the threads pack W together, then split the rows (each row gets the same arithmetic
    whatever the threads); without one, or on the scalar path, one thread and no buffer. At most
    ATTN__GEMV_ROWS rows take the few-row kernels instead, on `threads` threads, buffer or not. */
-static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
-                          ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
-                          int threads, float *bpack)
+static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const void *w,
+                          attn_dtype wt, ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in,
+                          int d_out, int threads, float *bpack)
 {
     const int isa = bpack ? attn__isa() : ATTN__ISA_SCALAR, out_in = layout == ATTN_LAYOUT_OUT_IN;
     int n_blocks;
     if (n <= ATTN__GEMV_ROWS) { /* decoding: W read once, unpacked */
-        attn__gemv(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, d_out, threads);
+        attn__gemv(y, y_stride, x, x_stride, w, wt, w_stride, out_in, bias, n, d_in, d_out, threads);
         return;
+    }
+    if (isa == ATTN__ISA_SCALAR && wt != ATTN_F32) { /* the portable path: W widened into bpack, dense */
+        const int rows = out_in ? d_out : d_in, cols = out_in ? d_in : d_out;
+        int r;
+        for (r = 0; r < rows; ++r)
+            attn__to_f32(bpack + (size_t)r * (size_t)cols, attn__row_as(w, wt, w_stride, r), wt, (size_t)cols);
+        w = bpack; wt = ATTN_F32; w_stride = cols;
     }
     if (isa == ATTN__ISA_SCALAR) threads = 1;
     if (threads > 1 + n / 96) threads = 1 + n / 96;
@@ -2321,7 +2345,7 @@ static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_
         const int part = 0, parts = 1;
 #endif
         int blk;
-        attn__pack_weights(bpack, w, w_stride, out_in, d_in, d_out, isa, part, parts);
+        attn__pack_weights(bpack, w, wt, w_stride, out_in, d_in, d_out, isa, part, parts);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -2347,7 +2371,7 @@ static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_
 #if defined(ATTN__HAVE_NEON)
             case ATTN__ISA_NEON: attn__gemm_packed_neon(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
 #endif
-            default: attn__matmul(y_b, y_stride, x_b, x_stride, w, w_stride, out_in, m, d_out, d_in, bias != NULL);
+            default: attn__matmul(y_b, y_stride, x_b, x_stride, (const float *)w, w_stride, out_in, m, d_out, d_in, bias != NULL);
             }
         }
     }
@@ -2819,7 +2843,7 @@ ATTNDEF attn_result attn_q8_to_f32(float *dst, const void *src, size_t n)
 
 /* Validates attn_project's arguments (and attn_project_ex's, under its own name). */
 static attn_result attn__project_check(const char *func, const float *y, ptrdiff_t y_stride, const float *x,
-                                       ptrdiff_t x_stride, const float *w, ptrdiff_t w_stride, attn_layout layout,
+                                       ptrdiff_t x_stride, const void *w, ptrdiff_t w_stride, attn_layout layout,
                                        int n, int d_in, int d_out)
 {
     attn_result r;
@@ -2846,7 +2870,7 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
     attn_result r;
     if ((r = attn__project_check("attn_project", y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
         return r;
-    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
+    attn__project(y, y_stride, x, x_stride, w, ATTN_F32, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
     return ATTN_OK;
 }
 
@@ -2903,7 +2927,7 @@ ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, 
 }
 
 ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
-                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    const void *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                     int n, int d_in, int d_out, const attn_options *opt, void *workspace,
                                     size_t workspace_bytes)
 {
@@ -2915,6 +2939,8 @@ ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x
     if (!opt) opt = &attn__default_options;
     if ((r = attn__project_check(func, y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
         return r;
+    ATTN__REQUIRE(opt->w_type == ATTN_F32 || opt->w_type == ATTN_F16 || opt->w_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->w_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     if ((r = attn__project_need(func, &need, n, d_in, d_out, opt)) != ATTN_OK) return r;
     ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
                   "smaller than attn_project_workspace_size reported");
@@ -2923,8 +2949,9 @@ ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x
     if (need && !workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
         return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
     /* the slice is a projection of its own: columns [c0, c1) of y, of W (rows of W for OUT_IN) and of bias */
-    attn__project(y + c0, y_stride, x, x_stride, layout == ATTN_LAYOUT_OUT_IN ? w + (ptrdiff_t)c0 * w_stride : w + c0,
-                  w_stride, layout, bias ? bias + c0 : NULL, n, d_in, c1 - c0, attn__threads(opt, ATTN_MAX_THREADS),
+    attn__project(y + c0, y_stride, x, x_stride,
+                  (const char *)w + attn__dtype_bytes(opt->w_type, layout == ATTN_LAYOUT_OUT_IN ? (ptrdiff_t)c0 * w_stride : c0),
+                  opt->w_type, w_stride, layout, bias ? bias + c0 : NULL, n, d_in, c1 - c0, attn__threads(opt, ATTN_MAX_THREADS),
                   need ? attn__ws_base(mem) : NULL);
     if (need && !workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
@@ -3267,6 +3294,8 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
                   "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
     ATTN__REQUIRE(attn__dtype_valid(o->v_type), ATTN_ERR_OPTION, "opt->v_type",
                   "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
+    ATTN__REQUIRE(o->w_type == ATTN_F32, ATTN_ERR_OPTION, "opt->w_type",
+                  "must be 0: attn_project_ex's (a multi-head model's weights: attn_mha.w_type)");
     ATTN__REQUIRE(o->q_type == ATTN_F32 || o->q_type == ATTN_F16 || o->q_type == ATTN_BF16, ATTN_ERR_OPTION,
                   "opt->q_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     ATTN__REQUIRE(o->out_type == ATTN_F32 || o->out_type == ATTN_F16 || o->out_type == ATTN_BF16, ATTN_ERR_OPTION,
@@ -4172,6 +4201,8 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(m->d_model <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "mha->d_model", "above INT_MAX - 128");
     ATTN__REQUIRE(d_kv <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "mha->d_kv", "above INT_MAX - 128");
     ATTN__REQUIRE(m->n_heads % n_kv_heads == 0, ATTN_ERR_KV_HEADS, "mha->n_heads", "not a multiple of n_kv_heads");
+    ATTN__REQUIRE(m->w_type == ATTN_F32 || m->w_type == ATTN_F16 || m->w_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "mha->w_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     ATTN__REQUIRE(m->layout == ATTN_LAYOUT_IN_OUT || m->layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION, "mha->layout",
                   "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
     head_dim = m->d_model / m->n_heads;
@@ -4290,15 +4321,15 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = o->out_lse ? o->out_lse + (size_t)b * (size_t)d->n_heads * (size_t)n_q : NULL;
         ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
-        attn__project(qb, d_model, xq_b, d_model, m->w_q, w_rs[0], m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, w_rs[1], m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(qb, d_model, xq_b, d_model, m->w_q, m->w_type, w_rs[0], m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, m->w_type, w_rs[1], m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__rope_rows(qb, d_model, d->d_k, d->n_heads, n_q, d->d_k, 0, &m->rope); /* positions 0 .. */
         attn__rope_rows(ab, kv_dim, d->d_k, d->n_kv_heads, n_kv, d->d_k, 0, &m->rope);
         attn__split_heads(kb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, w_rs[2], m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, m->w_type, w_rs[2], m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(vb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, sdpa_ws);
-        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, w_rs[3], m->layout,
+        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, m->w_type, w_rs[3], m->layout,
                       m->b_o, n_q, md->d_model, md->d_model, threads, bpack);
     }
 }
@@ -4457,11 +4488,11 @@ static void attn__proj_backward(float *dx, int dx_add, float *g, ptrdiff_t g_rs,
     int i, j;
     if (out_in) { /* dW [d_out x d_in] += dy^T . x */
         attn__transpose_rows(t, dy, d_out, n, d_out);
-        attn__project(p, d_in, t, n, x, d_in, ATTN_LAYOUT_IN_OUT, NULL, d_out, n, d_in, threads, bpack);
+        attn__project(p, d_in, t, n, x, ATTN_F32, d_in, ATTN_LAYOUT_IN_OUT, NULL, d_out, n, d_in, threads, bpack);
         attn__add_rows(g, g_rs, p, d_out, d_in);
     } else { /* dW [d_in x d_out] += x^T . dy */
         attn__transpose_rows(t, x, d_in, n, d_in);
-        attn__project(p, d_out, t, n, dy, d_out, ATTN_LAYOUT_IN_OUT, NULL, d_in, n, d_out, threads, bpack);
+        attn__project(p, d_out, t, n, dy, ATTN_F32, d_out, ATTN_LAYOUT_IN_OUT, NULL, d_in, n, d_out, threads, bpack);
         attn__add_rows(g, g_rs, p, d_in, d_out);
     }
     if (gb)
@@ -4469,7 +4500,7 @@ static void attn__proj_backward(float *dx, int dx_add, float *g, ptrdiff_t g_rs,
             for (j = 0; j < d_out; ++j) gb[j] += dy[(ptrdiff_t)i * d_out + j];
     if (!dx) return;
     /* dx [n x d_in] = dy . W^T (IN_OUT) or dy . W (OUT_IN): a projection with the other layout */
-    attn__project(dx_add ? p : dx, d_in, dy, d_out, w, w_rs, out_in ? ATTN_LAYOUT_IN_OUT : ATTN_LAYOUT_OUT_IN, NULL,
+    attn__project(dx_add ? p : dx, d_in, dy, d_out, w, ATTN_F32, w_rs, out_in ? ATTN_LAYOUT_IN_OUT : ATTN_LAYOUT_OUT_IN, NULL,
                   n, d_out, d_in, threads, bpack);
     if (dx_add) attn__add_rows(dx, d_in, p, n, d_in);
 }
@@ -4523,14 +4554,14 @@ static void attn__mha_bwd_run(float *dx_q, float *dx_kv, const attn_mha_grads *g
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = lse;
         /* 1. the forward: Q, K, V (RoPE on Q and K), A = attention, its lse */
-        attn__project(qb, E, xq_b, E, m->w_q, wq_rs, m->layout, m->b_q, n_q, E, E, threads, bpack);
-        attn__project(kb, kvd, xkv_b, d_kv, m->w_k, wk_rs, m->layout, m->b_k, n_kv, d_kv, kvd, threads, bpack);
-        attn__project(vb, kvd, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, d_kv, kvd, threads, bpack);
+        attn__project(qb, E, xq_b, E, (const float *)m->w_q, ATTN_F32, wq_rs, m->layout, m->b_q, n_q, E, E, threads, bpack);
+        attn__project(kb, kvd, xkv_b, d_kv, (const float *)m->w_k, ATTN_F32, wk_rs, m->layout, m->b_k, n_kv, d_kv, kvd, threads, bpack);
+        attn__project(vb, kvd, xkv_b, d_kv, (const float *)m->w_v, ATTN_F32, wv_rs, m->layout, m->b_v, n_kv, d_kv, kvd, threads, bpack);
         attn__rope_rows(qb, E, hd, H, n_q, hd, 0, &m->rope);
         attn__rope_rows(kb, kvd, hd, Hkv, n_kv, hd, 0, &m->rope);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, kern);
         /* 2. out = A . W_o + b_o: dW_o, db_o, dA */
-        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, m->w_o, wo_rs, m->layout, n_q, E, E, tb, pb,
+        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, (const float *)m->w_o, wo_rs, m->layout, n_q, E, E, tb, pb,
                             threads, bpack);
         /* 3. attention: dQ, dK, dV (and the sinks' gradient of this batch, in pb, summed over the batches) */
         a.o = &ob;
@@ -4541,11 +4572,11 @@ static void attn__mha_bwd_run(float *dx_q, float *dx_kv, const attn_mha_grads *g
         /* 4. RoPE's inverse, then the three input projections: dW, db, dx */
         attn__rope_rows_inverse(dqb, E, H, n_q, hd, &m->rope);
         attn__rope_rows_inverse(dkb, kvd, Hkv, n_kv, hd, &m->rope);
-        attn__proj_backward(dxq_b, 0, gr->w_q, wq_rs, gr->b_q, xq_b, dqb, m->w_q, wq_rs, m->layout, n_q, E, E, tb, pb,
+        attn__proj_backward(dxq_b, 0, gr->w_q, wq_rs, gr->b_q, xq_b, dqb, (const float *)m->w_q, wq_rs, m->layout, n_q, E, E, tb, pb,
                             threads, bpack);
-        attn__proj_backward(dxkv_b, self, gr->w_k, wk_rs, gr->b_k, xkv_b, dkb, m->w_k, wk_rs, m->layout, n_kv, d_kv, kvd,
+        attn__proj_backward(dxkv_b, self, gr->w_k, wk_rs, gr->b_k, xkv_b, dkb, (const float *)m->w_k, wk_rs, m->layout, n_kv, d_kv, kvd,
                             tb, pb, threads, bpack);
-        attn__proj_backward(dxkv_b, 1, gr->w_v, wv_rs, gr->b_v, xkv_b, dvb, m->w_v, wv_rs, m->layout, n_kv, d_kv, kvd,
+        attn__proj_backward(dxkv_b, 1, gr->w_v, wv_rs, gr->b_v, xkv_b, dvb, (const float *)m->w_v, wv_rs, m->layout, n_kv, d_kv, kvd,
                             tb, pb, threads, bpack);
     }
 }
@@ -4558,6 +4589,7 @@ static attn_result attn__mha_bwd_need(const char *func, attn__mha_dims *md, attn
     attn_result r;
     if ((r = attn__mha_resolve(func, md, batch, n_q, n_kv, m, opt, self, read_values)) != ATTN_OK) return r;
     ATTN__REQUIRE(!opt->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
+    ATTN__REQUIRE(m->w_type == ATTN_F32, ATTN_ERR_OPTION, "mha->w_type", "the backward passes read float32 weights");
     ATTN__REQUIRE(attn__mbw_floats(z, md, n_q, n_kv, opt) && attn__ws_bytes(bytes, z->total) == ATTN_OK,
                   ATTN_ERR_OVERFLOW, "mha", "the workspace's size overflows");
     return ATTN_OK;
@@ -4803,9 +4835,9 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     ptrdiff_t w_rs[4];
     int b;
     attn__weight_strides(w_rs, m, d_model, d_model, kv_dim);
-    attn__project(qb, d_model, x, d_model, m->w_q, w_rs[0], m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
-    attn__project(kb, kv_dim, x, d_model, m->w_k, w_rs[1], m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
-    attn__project(vb, kv_dim, x, d_model, m->w_v, w_rs[2], m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    attn__project(qb, d_model, x, d_model, m->w_q, m->w_type, w_rs[0], m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
+    attn__project(kb, kv_dim, x, d_model, m->w_k, m->w_type, w_rs[1], m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    attn__project(vb, kv_dim, x, d_model, m->w_v, m->w_type, w_rs[2], m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
     db.n_kv = c->ring ? c->max_len : 0;
     for (b = 0; b < c->batch; ++b) {
         const size_t r0 = (size_t)b * (size_t)n_new;
@@ -4822,7 +4854,7 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     ob.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
     ob.k_type = c->k_type; ob.v_type = c->v_type; /* the cache's types (opt's are 0, checked) */
     attn__sdpa_run(ab, q_s, qb, q_s, c->k, cache_s, c->v, cache_s, &db, &ob, c->ring ? &sd->ring : NULL, sdpa_ws);
-    attn__project(out, d_model, ab, d_model, m->w_o, w_rs[3], m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
+    attn__project(out, d_model, ab, d_model, m->w_o, m->w_type, w_rs[3], m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
 }
 
 ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cache *cache, int n_new,
@@ -5963,17 +5995,19 @@ static ATTN__TARGET void ATTN__SFX(attn__kernel_panel)(float *c, ptrdiff_t c_rs,
 
 /* Packs rows [p0, p0 + kc) of columns [j0, j0 + NB) of op(B) -- B [k x n], or B^T given as [n x k] with
    b_trans -- into panel [kc x NB], zero past column n. */
-static ATTN__TARGET void ATTN__SFX(attn__pack_panel)(float *panel, const float *b, ptrdiff_t ldb, int b_trans,
-                                                     int n, int j0, int p0, int kc)
+static ATTN__TARGET void ATTN__SFX(attn__pack_panel)(float *panel, const void *b, attn_dtype bt, ptrdiff_t ldb,
+                                                     int b_trans, int n, int j0, int p0, int kc)
 {
     const int nb = n - j0 < ATTN__NB ? n - j0 : ATTN__NB;
     int p, jj;
     for (p = 0; p < kc; ++p) {
         float *row = panel + (ptrdiff_t)p * ATTN__NB;
         if (b_trans)
-            for (jj = 0; jj < nb; ++jj) row[jj] = b[(ptrdiff_t)(j0 + jj) * ldb + p0 + p];
+            for (jj = 0; jj < nb; ++jj) row[jj] = attn__load_as(attn__row_as(b, bt, ldb, j0 + jj), p0 + p, bt);
+        else if (bt == ATTN_F32)
+            memcpy(row, (const float *)b + (ptrdiff_t)(p0 + p) * ldb + j0, sizeof(float) * (size_t)nb);
         else
-            memcpy(row, b + (ptrdiff_t)(p0 + p) * ldb + j0, sizeof(float) * (size_t)nb);
+            attn__to_f32(row, (const char *)attn__row_as(b, bt, ldb, p0 + p) + attn__dtype_bytes(bt, j0), bt, (size_t)nb);
         for (jj = nb; jj < ATTN__NB; ++jj) row[jj] = 0.0f;
     }
 }
@@ -6008,7 +6042,7 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const fl
     for (j0 = 0; j0 < n; j0 += ATTN__NB)
         for (p0 = 0; p0 < k; p0 += ATTN__KC) {
             const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC;
-            ATTN__SFX(attn__pack_panel)(panel, b, ldb, b_trans, n, j0, p0, kc);
+            ATTN__SFX(attn__pack_panel)(panel, b, ATTN_F32, ldb, b_trans, n, j0, p0, kc);
             for (i0 = 0; i0 < m; i0 += rows) {
                 rows = ATTN__BLOCK_ROWS(m - i0);
                 ATTN__SFX(attn__tile_mm)(c + (ptrdiff_t)i0 * ldc + j0, ldc, a + (ptrdiff_t)i0 * lda + p0, lda, panel, kc,
@@ -6019,12 +6053,12 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const fl
 
 /* Packs op(B) [k x n] into bp: strip s (columns [s*NB, s*NB + NB)) is [k x NB] at bp + s*k*NB. This call
    packs strips part, part + parts, part + 2 parts, ... (parts threads pack one B together). */
-static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const float *b, ptrdiff_t ldb, int b_trans, int n, int k,
+static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const void *b, attn_dtype bt, ptrdiff_t ldb, int b_trans, int n, int k,
                                                  int part, int parts)
 {
     ptrdiff_t j0;
     for (j0 = (ptrdiff_t)part * ATTN__NB; j0 < n; j0 += (ptrdiff_t)parts * ATTN__NB)
-        ATTN__SFX(attn__pack_panel)(bp + j0 * k, b, ldb, b_trans, n, (int)j0, 0, k);
+        ATTN__SFX(attn__pack_panel)(bp + j0 * k, b, bt, ldb, b_trans, n, (int)j0, 0, k);
 }
 
 /* C[m x n] (+)= A[m x k] . B from B packed by attn__pack_b: each 6-row block of A stays in L1 while it
@@ -6047,6 +6081,20 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
     }
 }
 
+/* W elements of a K or V row of element type t at p + i, as floats (exact; t is a constant in each copy of
+   attn__scores_pv_as, so this is one load or one load and a widening). */
+static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn__vload_as)(const void *p, int i,
+                                                                                           attn_dtype t)
+{
+    if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
+    if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
+    if (t == ATTN_Q8) { /* W of the 32 int8 of a block (W divides 32), times its scale; i >= 0 */
+        const signed char *b = (const signed char *)p + (unsigned)i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
+        return ATTN__VMUL(ATTN__VLOAD_Q8(b + sizeof(float) + (unsigned)i % ATTN_Q8_BLOCK), ATTN__VSET1(attn__q8_scale(b)));
+    }
+    return ATTN__VLOAD((const float *)p + i);
+}
+
 /* Few-row projections (decoding: n <= ATTN__GEMV_ROWS rows), read straight from the caller's W with no
    packing: each weight element is loaded once, so the time is W's bytes over the memory bandwidth.
    Columns [j0, j1) of y[n x d_out] = x[n x d_in] . W (+ bias), W [d_in x d_out] (row stride w_rs).
@@ -6060,9 +6108,9 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
    packed path's arithmetic (attn__gemm_packed), so a row projected alone equals the same row projected
    among many, bitwise. */
 #define ATTN__GEMV_COLS 4096
-static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
-                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
-                                                      int d_in, int j0, int j1)
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__gemv_in_out_as)(
+    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const void *w, attn_dtype wt, ptrdiff_t w_rs,
+    const float *bias, int n, int d_in, int j0, int j1)
 {
     int i, jb, j, p;
     for (i = 0; i < n; ++i)
@@ -6071,10 +6119,11 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
     for (jb = j0; jb < j1; jb += cols) {
         const int je = j1 - jb < cols ? j1 : jb + cols;
         for (p = 0; p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
-            const float *w0 = w + p * w_rs, *w1 = w0 + w_rs, *w2 = w1 + w_rs, *w3 = w2 + w_rs;
+            const void *w0 = attn__row_as(w, wt, w_rs, p), *w1 = attn__row_as(w, wt, w_rs, p + 1);
+            const void *w2 = attn__row_as(w, wt, w_rs, p + 2), *w3 = attn__row_as(w, wt, w_rs, p + 3);
             for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
-                const ATTN__V b0 = ATTN__VLOAD(w0 + j), b1 = ATTN__VLOAD(w1 + j);
-                const ATTN__V b2 = ATTN__VLOAD(w2 + j), b3 = ATTN__VLOAD(w3 + j);
+                const ATTN__V b0 = ATTN__SFX(attn__vload_as)(w0, j, wt), b1 = ATTN__SFX(attn__vload_as)(w1, j, wt);
+                const ATTN__V b2 = ATTN__SFX(attn__vload_as)(w2, j, wt), b3 = ATTN__SFX(attn__vload_as)(w3, j, wt);
                 for (i = 0; i < n; ++i) {
                     const float *x_i = x + i * x_rs + p;
                     float *y_i = y + i * y_rs + j;
@@ -6090,22 +6139,33 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
                 for (i = 0; i < n; ++i) {
                     const float *x_i = x + i * x_rs + p;
                     float *y_ij = y + i * y_rs + j;
-                    *y_ij = fmaf(x_i[3], w3[j], fmaf(x_i[2], w2[j], fmaf(x_i[1], w1[j], fmaf(x_i[0], w0[j], *y_ij))));
+                    *y_ij = fmaf(x_i[3], attn__load_as(w3, j, wt), fmaf(x_i[2], attn__load_as(w2, j, wt),
+                                 fmaf(x_i[1], attn__load_as(w1, j, wt), fmaf(x_i[0], attn__load_as(w0, j, wt), *y_ij))));
                 }
         }
         for (; p < d_in; ++p) { /* the last d_in % 4 rows of W, one at a time */
-            const float *w0 = w + p * w_rs;
+            const void *w0 = attn__row_as(w, wt, w_rs, p);
             for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
-                const ATTN__V b0 = ATTN__VLOAD(w0 + j);
+                const ATTN__V b0 = ATTN__SFX(attn__vload_as)(w0, j, wt);
                 for (i = 0; i < n; ++i) {
                     float *y_i = y + i * y_rs + j;
                     ATTN__VSTORE(y_i, ATTN__VFMA(ATTN__VSET1(x[i * x_rs + p]), b0, ATTN__VLOAD(y_i)));
                 }
             }
             for (; j < je; ++j)
-                for (i = 0; i < n; ++i) y[i * y_rs + j] = fmaf(x[i * x_rs + p], w0[j], y[i * y_rs + j]);
+                for (i = 0; i < n; ++i) y[i * y_rs + j] = fmaf(x[i * x_rs + p], attn__load_as(w0, j, wt), y[i * y_rs + j]);
         }
     }
+}
+
+/* attn__gemv_in_out_as with W's element type constant in each copy */
+static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
+                                                      const void *w, attn_dtype wt, ptrdiff_t w_rs, const float *bias,
+                                                      int n, int d_in, int j0, int j1)
+{
+    if (wt == ATTN_F16) ATTN__SFX(attn__gemv_in_out_as)(y, y_rs, x, x_rs, w, ATTN_F16, w_rs, bias, n, d_in, j0, j1);
+    else if (wt == ATTN_BF16) ATTN__SFX(attn__gemv_in_out_as)(y, y_rs, x, x_rs, w, ATTN_BF16, w_rs, bias, n, d_in, j0, j1);
+    else ATTN__SFX(attn__gemv_in_out_as)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1);
 }
 
 /* Outputs [j0, j1) of y[n x d_out] = x[n x d_in] . W^T (+ bias), W [d_out x d_in] (row stride w_rs), for
@@ -6117,25 +6177,31 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
    is transposed in registers through a stack tile, whose row q then holds w[j + l][p + q] in lane l.
    Outputs past the last whole block, and the d_in % W tail, take the same fused steps in scalar code. */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__gemv_out_in_rows)(
-    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs, const float *bias,
-    int n, int d_in, int j0, int j1, const int rows)
+    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const void *w, attn_dtype wt, ptrdiff_t w_rs,
+    const float *bias, int n, int d_in, int j0, int j1, const int rows)
 {
     const float *x0 = x, *x1 = x + (n > 1) * x_rs, *x2 = x + (n > 2) * 2 * x_rs, *x3 = x + (n > 3) * 3 * x_rs;
     const float *x4 = x + (n > 4) * 4 * x_rs, *x5 = x + (n > 5) * 5 * x_rs, *x6 = x + (n > 6) * 6 * x_rs;
     const float *x7 = x + (n > 7) * 7 * x_rs;
-    float tile[ATTN__W * ATTN__W], acc_t[8 * ATTN__W];
+    float tile[ATTN__W * ATTN__W], wide[ATTN__W * ATTN__W], acc_t[8 * ATTN__W];
     const ATTN__V one = ATTN__VSET1(1.0f);
     int j, p, q, i, l;
     for (j = j0; j + ATTN__W <= j1; j += ATTN__W) {
-        const float *w_j = w + j * w_rs;
+        const char *w_j = (const char *)attn__row_as(w, wt, w_rs, j);
         const ATTN__V b = bias ? ATTN__VLOAD(bias + j) : ATTN__VZERO;
         ATTN__V a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
         for (p = 0; p + ATTN__W <= d_in; p += ATTN__W) {
             /* the next block's lines into L2 as this block's are read: rows of a few KiB (d_in = 768) are too
                short for the hardware's stream prefetch (one row of 768 -> 3072: 0.55 ms without, 0.45 with) */
             if (j + 2 * ATTN__W <= j1)
-                for (q = 0; q < ATTN__W; ++q) ATTN__PREFETCH_L2(w_j + (ATTN__W + q) * w_rs + p);
-            ATTN__TRANSPOSE(tile, ATTN__W, w_j + p, w_rs, one); /* tile[q][l] = w[j + l][p + q] (times 1) */
+                for (q = 0; q < ATTN__W; ++q) ATTN__PREFETCH_L2((const char *)attn__row_as(w_j, wt, w_rs, ATTN__W + q) + attn__dtype_bytes(wt, p));
+            if (wt == ATTN_F32) {
+                ATTN__TRANSPOSE(tile, ATTN__W, (const float *)(const void *)w_j + p, w_rs, one); /* tile[q][l] = w[j + l][p + q] (times 1) */
+            } else { /* a 16-bit block widened first */
+                for (q = 0; q < ATTN__W; ++q)
+                    ATTN__VSTORE(wide + q * ATTN__W, ATTN__SFX(attn__vload_as)(attn__row_as(w_j, wt, w_rs, q), p, wt));
+                ATTN__TRANSPOSE(tile, ATTN__W, wide, ATTN__W, one);
+            }
             for (q = 0; q < ATTN__W; ++q) {
                 const ATTN__V t = ATTN__VLOAD(tile + q * ATTN__W);
                 a0 = ATTN__VFMA(ATTN__VSET1(x0[p + q]), t, a0);
@@ -6158,30 +6224,35 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__g
         ATTN__VSTORE(acc_t + 7 * ATTN__W, a7);
         for (i = 0; i < n && i < rows; ++i) /* the d_in % W tail, then y */
             for (l = 0; l < ATTN__W; ++l) {
-                const float *x_i = x + i * x_rs, *w_l = w_j + l * w_rs;
+                const float *x_i = x + i * x_rs;
+                const void *w_l = attn__row_as(w_j, wt, w_rs, l);
                 float acc = acc_t[i * ATTN__W + l];
                 int pp;
-                for (pp = p; pp < d_in; ++pp) acc = fmaf(x_i[pp], w_l[pp], acc);
+                for (pp = p; pp < d_in; ++pp) acc = fmaf(x_i[pp], attn__load_as(w_l, pp, wt), acc);
                 y[i * y_rs + j + l] = acc;
             }
     }
     for (; j < j1; ++j) /* the last j1 - j0 % W outputs */
         for (i = 0; i < n && i < rows; ++i) {
-            const float *x_i = x + i * x_rs, *w_l = w + j * w_rs;
+            const float *x_i = x + i * x_rs;
+            const void *w_l = attn__row_as(w, wt, w_rs, j);
             float acc = bias ? bias[j] : 0.0f;
-            for (p = 0; p < d_in; ++p) acc = fmaf(x_i[p], w_l[p], acc);
+            for (p = 0; p < d_in; ++p) acc = fmaf(x_i[p], attn__load_as(w_l, p, wt), acc);
             y[i * y_rs + j] = acc;
         }
 }
 
+/* attn__gemv_out_in_rows for n rows, W's element type constant in each copy (16-bit: one type a copy) */
 static ATTN__TARGET void ATTN__SFX(attn__gemv_out_in)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
-                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
-                                                      int d_in, int j0, int j1)
+                                                      const void *w, attn_dtype wt, ptrdiff_t w_rs, const float *bias,
+                                                      int n, int d_in, int j0, int j1)
 {
-    if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 1);
-    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 2);
-    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 4);
-    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 8);
+    if (wt != ATTN_F32) /* float16 or bfloat16 (the widening is the cheap part here: one copy for both) */
+        ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, wt, w_rs, bias, n, d_in, j0, j1, n == 1 ? 1 : n == 2 ? 2 : n <= 4 ? 4 : 8);
+    else if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 1);
+    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 2);
+    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 4);
+    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 8);
 }
 
 /* Prefetches `bytes` bytes at p into the cache: one prefetch per 64-byte line, four per loop step (the
@@ -6294,20 +6365,6 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
     return ATTN__VSUM(v);
 }
 
-
-/* W elements of a K or V row of element type t at p + i, as floats (exact; t is a constant in each copy of
-   attn__scores_pv_as, so this is one load or one load and a widening). */
-static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn__vload_as)(const void *p, int i,
-                                                                                           attn_dtype t)
-{
-    if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
-    if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
-    if (t == ATTN_Q8) { /* W of the 32 int8 of a block (W divides 32), times its scale; i >= 0 */
-        const signed char *b = (const signed char *)p + (unsigned)i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
-        return ATTN__VMUL(ATTN__VLOAD_Q8(b + sizeof(float) + (unsigned)i % ATTN_Q8_BLOCK), ATTN__VSET1(attn__q8_scale(b)));
-    }
-    return ATTN__VLOAD((const float *)p + i);
-}
 
 /* dst [32 n_blocks] = the values of n_blocks ATTN_Q8 blocks at src: d * q, as attn__vload_as (the tile
    kernels' buffers, attn_q8_to_f32). */

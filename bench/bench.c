@@ -666,10 +666,10 @@ static void run_attn(ctx *x)
            bench includes the implementation): W packed into the workspace, threads over row blocks */
         const int n = c->Nq, dm = c->d_model, t = x->threads;
         float *bp = (float *)x->ws;
-        attn__project(x->qb, dm, x->q, dm, x->wq, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
-        attn__project(x->kb, dm, x->q, dm, x->wk, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
-        attn__project(x->vb, dm, x->q, dm, x->wv, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
-        attn__project(x->out, dm, x->ab, dm, x->wo, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->qb, dm, x->q, dm, x->wq, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->kb, dm, x->q, dm, x->wk, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->vb, dm, x->q, dm, x->wv, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->out, dm, x->ab, dm, x->wo, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
     } else if (!strcmp(c->op, "proj")) {
         const int n = c->Nq, dm = c->d_model;
         CHECK(attn_project(x->qb, dm, x->q, dm, x->wq, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm));

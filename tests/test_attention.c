@@ -165,7 +165,7 @@ static void test_project(void)
         rnd_fill(b, (size_t)d_out, 1.0f);
         CHECK_CODE(attn_project(y, ys, x, xs, w, ws, out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT,
                                 with_bias ? b : NULL, n, d_in, d_out), ATTN_OK);
-        ref_project(ref, x, xs, w, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
+        ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
         for (i = 0; i < n; ++i) memcpy(yd + (size_t)i * d_out, y + (size_t)i * ys, sizeof(float) * d_out);
         CHECK_CLOSE(yd, ref, (size_t)n * d_out);
         free(x); free(w); free(b); free(y); free(yd); free(ref);
@@ -3097,7 +3097,7 @@ static void test_project_few_rows(void)
             rnd_fill(w, w_n, 1.0f);
             rnd_fill(b, (size_t)d_out, 1.0f);
             for (i = 0; i < n * ys; ++i) y[i] = 77.0f;
-            ref_project(ref, x, xs, w, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
+            ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
             CHECK_CODE(attn_project(y, ys, x, xs, w, ws, layout, with_bias ? b : NULL, n, d_in, d_out), ATTN_OK);
             gather_rows(yd, y, ys, n, d_out);
             CHECK_CLOSE(yd, ref, (size_t)n * d_out);
@@ -3138,7 +3138,7 @@ static void test_project_ex_threads(void)
         rnd_fill(w, w_n, 1.0f);
         rnd_fill(b, (size_t)d_out, 1.0f);
         CHECK_CODE(attn_project(y0, ys, x, xs, w, ws, layout, b, n, d_in, d_out), ATTN_OK);
-        ref_project(ref, x, xs, w, ws, out_in, b, n, d_in, d_out);
+        ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, b, n, d_in, d_out);
         gather_rows(yd, y0, ys, n, d_out);
         CHECK_CLOSE(yd, ref, (size_t)n * d_out);
         for (t = 1; t <= 3; ++t) {
@@ -3254,7 +3254,7 @@ static void kv_model(attn_mha *m, float *w_qkv, float *w_o, float *b_qkv, float 
         m->w_q = w_qkv; m->w_k = w_qkv + E; m->w_v = w_qkv + E + kvd;
         m->w_q_stride = m->w_k_stride = m->w_v_stride = cols;
     } else { /* rows [q; k; v], dense */
-        m->w_q = w_qkv; m->w_k = w_qkv + (size_t)E * E; m->w_v = m->w_k + (size_t)kvd * E;
+        m->w_q = w_qkv; m->w_k = w_qkv + (size_t)E * E; m->w_v = w_qkv + (size_t)E * E + (size_t)kvd * E;
     }
 }
 
@@ -4807,6 +4807,153 @@ static void test_sdpa_bf16dot(void)
     rnd_pop();
 }
 
+/* w [n] rounded to `type` in place (float16 or bfloat16; float32: unchanged); returns the stored bits (NULL
+   for float32), to free. */
+static unsigned short *half_weights(float *w, size_t n, attn_dtype type)
+{
+    unsigned short *h;
+    if (type == ATTN_F32) return NULL;
+    h = (unsigned short *)malloc(sizeof(unsigned short) * (n ? n : 1));
+    if (!h) abort();
+    if (type == ATTN_F16) { CHECK_CODE(attn_f32_to_f16(h, w, n), ATTN_OK); CHECK_CODE(attn_f16_to_f32(w, h, n), ATTN_OK); }
+    else { CHECK_CODE(attn_f32_to_bf16(h, w, n), ATTN_OK); CHECK_CODE(attn_bf16_to_f32(w, h, n), ATTN_OK); }
+    return h;
+}
+
+/* float16 and bfloat16 weights (attn_options.w_type for attn_project_ex, attn_mha.w_type): bitwise the
+   float32 call on the widened weights, and within TOL of the float64 reference reading the stored bits
+   (tests/reference.h decodes them itself), on the few-row kernels (1, 3, 8 rows) and the packed ones (9,
+   40), both layouts, padded strides, odd widths, threads and a split; attn_self_forward (packed QKV as
+   stored, GQA, RoPE), attn_cross_forward and attn_kv_step (prefill then single tokens) with bfloat16 or
+   float16 weights. Errors: a type out of range, opt->w_type outside attn_project_ex, 16-bit weights in the
+   backward passes; outputs untouched. */
+static void test_half_weights(void)
+{
+    static const int k_n[] = {1, 3, 8, 9, 40};
+    int c;
+    rnd_push(0x3E16B7ull);
+    for (c = 0; c < 20; ++c) { /* attn_project_ex */
+        const int n = k_n[c % 5], out_in = c / 5 % 2, d_in = c < 10 ? 70 : 131, d_out = c < 10 ? 37 : 200;
+        const attn_dtype wt = c / 10 % 2 ? ATTN_BF16 : ATTN_F16;
+        const ptrdiff_t xs = d_in + 1, ys = d_out + 3, wrs = (out_in ? d_in : d_out) + c % 3;
+        const size_t w_n = (size_t)(out_in ? d_out : d_in) * wrs, y_n = (size_t)n * ys;
+        const attn_layout layout = out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+        float *x = falloc((size_t)n * xs), *w = falloc(w_n), *b = falloc((size_t)d_out);
+        float *y0 = falloc(y_n), *y = falloc(y_n), *yd = falloc((size_t)n * d_out);
+        double *ref = dalloc((size_t)n * d_out);
+        unsigned short *w16;
+        attn_options opt;
+        rnd_fill(x, (size_t)n * xs, 1.0f); rnd_fill(w, w_n, 1.0f); rnd_fill(b, (size_t)d_out, 1.0f);
+        w16 = half_weights(w, w_n, wt); /* w: the widened values */
+        memset(&opt, 0, sizeof opt);
+        opt.n_threads = 1 + c % 2;
+        CHECK_CODE(attn_project_ex(y0, ys, x, xs, w, wrs, layout, b, n, d_in, d_out, &opt, NULL, 0), ATTN_OK);
+        opt.w_type = wt;
+        CHECK_CODE(attn_project_ex(y, ys, x, xs, w16, wrs, layout, b, n, d_in, d_out, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(y, y0, sizeof(float) * y_n) == 0);
+        ref_project(ref, x, xs, w16, wt, wrs, out_in, b, n, d_in, d_out);
+        gather_rows(yd, y, ys, n, d_out);
+        CHECK_CLOSE(yd, ref, (size_t)n * d_out);
+        if (c % 4 == 3) { /* a split of three, the middle one without a workspace */
+            int sidx;
+            memset(y, 0, sizeof(float) * y_n);
+            opt.split_count = 3;
+            for (sidx = 0; sidx < 3; ++sidx) {
+                opt.split_index = sidx;
+                CHECK_CODE(attn_project_ex(y, ys, x, xs, w16, wrs, layout, b, n, d_in, d_out, &opt, NULL, 0), ATTN_OK);
+            }
+            CHECK(memcmp(y, y0, sizeof(float) * y_n) == 0);
+        }
+        if (g_fails) { printf("    project case %d: n %d out_in %d type %d\n", c, n, out_in, (int)wt); c = 20; }
+        free(x); free(w); free(b); free(y0); free(y); free(yd); free(ref); free(w16);
+    }
+    for (c = 0; c < 4; ++c) { /* self (packed QKV as stored), cross, and decoding steps */
+        enum { B = 2, E = 32, H = 4, HKV = 2, DH = E / H, KVD = HKV * DH, N = 13, COLS = E + 2 * KVD, MAX = 16 };
+        const attn_dtype wt = c % 2 ? ATTN_BF16 : ATTN_F16;
+        const attn_layout layout = c / 2 ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+        float *w_qkv = falloc((size_t)E * COLS), *w_o = falloc((size_t)E * E), *b_qkv = falloc(COLS);
+        float *x = falloc((size_t)B * N * E), *o32 = falloc((size_t)B * N * E), *o16 = falloc((size_t)B * N * E);
+        float *kc = falloc((size_t)B * HKV * MAX * DH), *vc = falloc((size_t)B * HKV * MAX * DH);
+        double *ref = dalloc((size_t)B * N * E);
+        unsigned short *wqkv16, *wo16;
+        attn_mha m32, m16;
+        attn_options opt;
+        ref_opts ro;
+        int len[B], t, step;
+        rnd_fill(w_qkv, (size_t)E * COLS, 0.3f); rnd_fill(w_o, (size_t)E * E, 0.3f); rnd_fill(b_qkv, COLS, 0.5f);
+        rnd_fill(x, (size_t)B * N * E, 1.0f);
+        wqkv16 = half_weights(w_qkv, (size_t)E * COLS, wt);
+        wo16 = half_weights(w_o, (size_t)E * E, wt);
+        kv_model(&m32, w_qkv, w_o, b_qkv, NULL, E, H, HKV, layout);
+        m16 = m32;
+        m16.w_type = wt;
+        if (layout == ATTN_LAYOUT_IN_OUT) { m16.w_q = wqkv16; m16.w_k = wqkv16 + E; m16.w_v = wqkv16 + E + KVD; }
+        else { m16.w_q = wqkv16; m16.w_k = wqkv16 + (size_t)E * E; m16.w_v = wqkv16 + (size_t)E * E + (size_t)KVD * E; }
+        m16.w_o = wo16;
+        if (c == 1) m32.rope.style = m16.rope.style = ATTN_ROPE_NEOX;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = ATTN_CAUSAL_TOP_LEFT;
+        ro.scale = 1.0 / sqrt((double)DH);
+        opt.n_threads = 1 + c % 2;
+        CHECK_CODE(attn_self_forward(o32, x, B, N, &m32, &opt, NULL, 0), ATTN_OK);
+        CHECK_CODE(attn_self_forward(o16, x, B, N, &m16, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(o16, o32, sizeof(float) * B * N * E) == 0);
+        ref_mha(ref, x, x, B, N, N, &m16, &ro);
+        CHECK_CLOSE(o16, ref, (size_t)B * N * E);
+        opt.causal = ATTN_CAUSAL_NONE;
+        m32.rope.style = m16.rope.style = ATTN_ROPE_NONE;
+        CHECK_CODE(attn_cross_forward(o32, x, x + E, B, N, N - 1, &m32, &opt, NULL, 0), ATTN_OK);
+        CHECK_CODE(attn_cross_forward(o16, x, x + E, B, N, N - 1, &m16, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(o16, o32, sizeof(float) * B * N * E) == 0);
+        for (t = 0; t < 2; ++t) { /* decoding through a cache: 5 prompt tokens then one at a time, both weight types */
+            attn_kv_cache cache;
+            memset(&cache, 0, sizeof cache);
+            cache.batch = B; cache.n_kv_heads = HKV; cache.max_len = MAX; cache.d_k = DH; cache.k = kc; cache.v = vc;
+            cache.len = len; len[0] = len[1] = 0;
+            opt.causal = ATTN_CAUSAL_NONE;
+            for (step = 0; step < 9; step += step ? 1 : 5) { /* x holds [B, N, E]: a step of n rows at row step */
+                const int n_new = step ? 1 : 5;
+                float *xs_b = falloc((size_t)B * n_new * E), *os_b = falloc((size_t)B * n_new * E);
+                int bb;
+                for (bb = 0; bb < B; ++bb) memcpy(xs_b + (size_t)bb * n_new * E, x + ((size_t)bb * N + step) * E, sizeof(float) * n_new * E);
+                CHECK_CODE(attn_kv_step(os_b, &cache, xs_b, n_new, t ? &m16 : &m32, &opt, NULL, 0), ATTN_OK);
+                for (bb = 0; bb < B; ++bb)
+                    memcpy((t ? o16 : o32) + ((size_t)bb * N + step) * E, os_b + (size_t)bb * n_new * E, sizeof(float) * n_new * E);
+                free(xs_b); free(os_b);
+            }
+        }
+        for (t = 0; t < B; ++t) CHECK(memcmp(o16 + (size_t)t * N * E, o32 + (size_t)t * N * E, sizeof(float) * 9 * E) == 0);
+        if (c == 0) { /* errors */
+            attn_mha_grads gr;
+            float *g = falloc((size_t)E * COLS + (size_t)E * E);
+            size_t bytes;
+            fill_sentinel(g, (size_t)E * COLS + (size_t)E * E);
+            fill_sentinel(o16, (size_t)B * N * E);
+            m16.w_type = ATTN_Q8;
+            HOOK_EXPECT(attn_self_forward(o16, x, B, N, &m16, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "mha->w_type");
+            m16.w_type = wt;
+            opt.w_type = ATTN_BF16; /* for attn_project_ex only */
+            HOOK_EXPECT(attn_self_forward(o16, x, B, N, &m16, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "opt->w_type");
+            opt.w_type = (attn_dtype)7;
+            HOOK_EXPECT(attn_project_ex(o16, E, x, E, wo16, E, ATTN_LAYOUT_IN_OUT, NULL, 2, E, E, &opt, NULL, 0),
+                        ATTN_ERR_OPTION, "attn_project_ex", "opt->w_type");
+            opt.w_type = ATTN_F32;
+            memset(&gr, 0, sizeof gr);
+            gr.w_q = g; gr.w_k = g; gr.w_v = g; gr.w_o = g;
+            HOOK_EXPECT(attn_self_backward(NULL, &gr, x, x, B, N, &m16, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_backward",
+                        "mha->w_type");
+            HOOK_EXPECT(attn_self_backward_workspace_size(&bytes, B, N, &m16, &opt), ATTN_ERR_OPTION,
+                        "attn_self_backward_workspace_size", "mha->w_type");
+            CHECK(untouched(o16, (size_t)B * N * E) && untouched(g, (size_t)E * COLS + (size_t)E * E));
+            free(g);
+        }
+        if (g_fails) { printf("    mha case %d: type %d layout %d\n", c, (int)wt, (int)layout); c = 4; }
+        free(w_qkv); free(w_o); free(b_qkv); free(x); free(o32); free(o16); free(kc); free(vc); free(ref);
+        free(wqkv16); free(wo16);
+    }
+    rnd_pop();
+}
+
 /* Bytes of n elements of type t (attn_kv_cache, attn_sdpa). */
 static size_t dtype_bytes(attn_dtype t, size_t n)
 {
@@ -6108,6 +6255,7 @@ static const test_case k_tests[] = {
     {"half_conversions", test_half_conversions},
     {"sdpa_half_kv", test_sdpa_half_kv},
     {"sdpa_bf16dot", test_sdpa_bf16dot},
+    {"half_weights", test_half_weights},
     {"q8_format", test_q8_format},
     {"kv_cache_types", test_kv_cache_types},
     {"sdpa_backward_random", test_sdpa_backward_random},

@@ -276,8 +276,8 @@ static void fuzz_project(fz *f)
         fz_out_check(&oy, 0, "y");
         for (i = 0; i < n; ++i) for (j = 0; j < d_out; ++j) at[i * d_out + j] = (size_t)(i * ys + j);
         if (f->comparable) {
-            ref_project(ref, x, xs, w, ws, out_in, flags & 8 ? b : NULL, n, d_in, d_out);
-            ref_project(bound, xa, xs, wa, ws, out_in, flags & 8 ? ba : NULL, n, d_in, d_out);
+            ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, flags & 8 ? b : NULL, n, d_in, d_out);
+            ref_project(bound, xa, xs, wa, ATTN_F32, ws, out_in, flags & 8 ? ba : NULL, n, d_in, d_out);
             fz_compare("y", y, at, ref, bound, (size_t)n * d_out, 2.0 * U * (d_in + 4));
         }
         free(ref); free(bound); free(at); free(xa); free(wa); free(ba);
@@ -1292,12 +1292,12 @@ static void fz_mha_extreme(const float *out, const float *xq, const float *xkv, 
     memset(&res, 0, sizeof res);
     for (b = 0; b < B; ++b) {
         const float *xb = xq + (size_t)b * Nq * E, *xkb = xkv + (size_t)b * Nk * dkv;
-        ref_project(Q, xb, E, m->w_q, E, out_in, m->b_q, Nq, E, E);
-        ref_project(Qa, xqa + (size_t)b * Nq * E, E, wqa, E, out_in, bqa, Nq, E, E);
-        ref_project(K, xkb, dkv, m->w_k, out_in ? dkv : kvd, out_in, m->b_k, Nk, dkv, kvd);
-        ref_project(Ka, xkva + (size_t)b * Nk * dkv, dkv, wka, out_in ? dkv : kvd, out_in, bka, Nk, dkv, kvd);
-        ref_project(V, xkb, dkv, m->w_v, out_in ? dkv : kvd, out_in, m->b_v, Nk, dkv, kvd);
-        ref_project(Ve, xkva + (size_t)b * Nk * dkv, dkv, wva, out_in ? dkv : kvd, out_in, bva, Nk, dkv, kvd);
+        ref_project(Q, xb, E, m->w_q, ATTN_F32, E, out_in, m->b_q, Nq, E, E);
+        ref_project(Qa, xqa + (size_t)b * Nq * E, E, wqa, ATTN_F32, E, out_in, bqa, Nq, E, E);
+        ref_project(K, xkb, dkv, m->w_k, ATTN_F32, out_in ? dkv : kvd, out_in, m->b_k, Nk, dkv, kvd);
+        ref_project(Ka, xkva + (size_t)b * Nk * dkv, dkv, wka, ATTN_F32, out_in ? dkv : kvd, out_in, bka, Nk, dkv, kvd);
+        ref_project(V, xkb, dkv, m->w_v, ATTN_F32, out_in ? dkv : kvd, out_in, m->b_v, Nk, dkv, kvd);
+        ref_project(Ve, xkva + (size_t)b * Nk * dkv, dkv, wva, ATTN_F32, out_in ? dkv : kvd, out_in, bva, Nk, dkv, kvd);
         for (x = 0; x < (size_t)Nk * kvd; ++x) Ve[x] = U_proj_kv * Ve[x] + (dkv + 1) * 64.0 * tiny;
         memset(row_ok, 1, (size_t)Nq + 1);
         for (h = 0; h < H; ++h) {
@@ -1331,7 +1331,7 @@ static void fz_mha_extreme(const float *out, const float *xq, const float *xkv, 
             for (j = 0; row_ok[i] && j < E; ++j) {
                 double acc = m->b_o ? m->b_o[j] : 0.0, tol = m->b_o ? 2.0 * U * fabs(m->b_o[j]) : 0.0;
                 for (c = 0; c < E; ++c) {
-                    const double w = out_in ? m->w_o[j * E + c] : m->w_o[c * E + j];
+                    const double w = ((const float *)m->w_o)[out_in ? j * E + c : c * E + j];
                     acc += A[i * E + c] * w;
                     if (w != 0.0) tol += (At[i * E + c] + 2.0 * (E + 2) * U * (fabs(A[i * E + c]) + At[i * E + c])) * fabs(w);
                 }
