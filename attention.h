@@ -6242,18 +6242,21 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__g
         }
 }
 
-/* attn__gemv_out_in_rows for n rows, W's element type constant in each copy (16-bit: one type a copy) */
+/* attn__gemv_out_in_rows for n rows, the rows (1, 2, 4, 8) and W's element type constant in each copy */
+#define ATTN__GEMV_OUT_IN_TYPE(t)                                                                                      \
+    if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 1);           \
+    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 2);      \
+    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 4);      \
+    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 8)
 static ATTN__TARGET void ATTN__SFX(attn__gemv_out_in)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
                                                       const void *w, attn_dtype wt, ptrdiff_t w_rs, const float *bias,
                                                       int n, int d_in, int j0, int j1)
 {
-    if (wt != ATTN_F32) /* float16 or bfloat16 (the widening is the cheap part here: one copy for both) */
-        ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, wt, w_rs, bias, n, d_in, j0, j1, n == 1 ? 1 : n == 2 ? 2 : n <= 4 ? 4 : 8);
-    else if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 1);
-    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 2);
-    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 4);
-    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1, 8);
+    if (wt == ATTN_F16) { ATTN__GEMV_OUT_IN_TYPE(ATTN_F16); }
+    else if (wt == ATTN_BF16) { ATTN__GEMV_OUT_IN_TYPE(ATTN_BF16); }
+    else { ATTN__GEMV_OUT_IN_TYPE(ATTN_F32); }
 }
+#undef ATTN__GEMV_OUT_IN_TYPE
 
 /* Prefetches `bytes` bytes at p into the cache: one prefetch per 64-byte line, four per loop step (the
    decoding kernel issues one for every line of K and V it will read). */

@@ -260,7 +260,9 @@ static void print_bench_lines(void)
                    r->kv == ATTN_BF16 && attn_simd_bf16dot() ? " bf16dot=1" : "");
         if (!strcmp(r->op, "decode"))
             printf(" kv=%s", r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : r->kv == ATTN_Q8 ? "q8" : "f32");
-        if (!strcmp(r->op, "gemv")) printf(" d_in=%d d_out=%d layout=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out");
+        if (!strcmp(r->op, "gemv"))
+            printf(" d_in=%d d_out=%d layout=%s dtype=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out",
+                   r->kv == ATTN_BF16 ? "bf16" : "f32");
         if (r->flops > 0) printf(" flops=%.0f", r->flops);
         printf(" reps=%d", r->reps);
         if (r->vs_1t > 0) printf(" speedup_vs_1t=%.3f", r->vs_1t);
@@ -555,13 +557,16 @@ typedef struct gemv_case {
     const char *name;
     int d_in, d_out;
     attn_layout layout;
+    attn_dtype w_type; /* W's element type (attn_options.w_type): float32, or bfloat16 (half the bytes) */
 } gemv_case;
 
 static const gemv_case gemv_cases[] = {
-    {"gemv_in_out_4096x4096", 4096, 4096, ATTN_LAYOUT_IN_OUT},
-    {"gemv_out_in_4096x4096", 4096, 4096, ATTN_LAYOUT_OUT_IN},
-    {"gemv_in_out_768x3072", 768, 3072, ATTN_LAYOUT_IN_OUT},
-    {"gemv_out_in_768x3072", 768, 3072, ATTN_LAYOUT_OUT_IN},
+    {"gemv_in_out_4096x4096", 4096, 4096, ATTN_LAYOUT_IN_OUT, ATTN_F32},
+    {"gemv_out_in_4096x4096", 4096, 4096, ATTN_LAYOUT_OUT_IN, ATTN_F32},
+    {"gemv_in_out_768x3072", 768, 3072, ATTN_LAYOUT_IN_OUT, ATTN_F32},
+    {"gemv_out_in_768x3072", 768, 3072, ATTN_LAYOUT_OUT_IN, ATTN_F32},
+    {"gemv_in_out_4096x4096_bf16", 4096, 4096, ATTN_LAYOUT_IN_OUT, ATTN_BF16},
+    {"gemv_out_in_4096x4096_bf16", 4096, 4096, ATTN_LAYOUT_OUT_IN, ATTN_BF16},
 };
 #define N_GEMV_CASES ((int)(sizeof gemv_cases / sizeof gemv_cases[0]))
 
@@ -687,6 +692,7 @@ static void run_gemv(ctx *x)
     const ptrdiff_t w_rs = c->layout == ATTN_LAYOUT_OUT_IN ? c->d_in : c->d_out;
     int i;
     attn_options_threads(&x->opt, x->threads);
+    x->opt.w_type = c->w_type;
     for (i = 0; i < x->n_copies; ++i)
         CHECK(attn_project_ex(x->out, c->d_out, x->q, c->d_in, x->w_copies[i], w_rs, c->layout, NULL, 1, c->d_in,
                               c->d_out, &x->opt, NULL, 0));
@@ -1135,12 +1141,13 @@ static void run_gemv_impl(ctx *x, const char *impl, run_fn f)
     r.d_model = c->d_in;
     r.d_out = c->d_out;
     r.layout = (int)c->layout;
+    r.kv = c->w_type;
     r.threads = x->threads;
     r.err = -1.0;
     memset(x->out, 0, x->out_n * sizeof(float));
     r.ms = measure(f, x, 1, &r.reps) / x->n_copies;
     r.flops = 2.0 * c->d_in * (double)c->d_out;
-    r.bytes = 4.0 * c->d_in * (double)c->d_out;
+    r.bytes = (c->w_type == ATTN_F32 ? 4.0 : 2.0) * c->d_in * (double)c->d_out;
     if (!strcmp(impl, "attention.h") && x->threads == g.threads[0]) memcpy(x->ref, x->out, x->out_n * sizeof(float));
     else r.err = rel_err(x->out, x->ref, x->out_n); /* other threads: bitwise the same expected (err 0) */
     record(r);
@@ -1149,7 +1156,8 @@ static void run_gemv_impl(ctx *x, const char *impl, run_fn f)
 /* op=gemv: a one-row projection d_in -> d_out, W in DRAM, with each thread count, then the old path. */
 static void run_gemv_case(const gemv_case *c)
 {
-    const size_t w_n = (size_t)c->d_in * (size_t)c->d_out, w_bytes = w_n * sizeof(float);
+    const size_t w_n = (size_t)c->d_in * (size_t)c->d_out;
+    const size_t w_bytes = w_n * (c->w_type == ATTN_F32 ? sizeof(float) : sizeof(unsigned short));
     const size_t want = (size_t)96 << 20; /* 3 x the 32 MiB L3 of the hosts measured */
     const float scale = 1.0f / sqrtf((float)c->d_in);
     ctx x;
@@ -1160,7 +1168,10 @@ static void run_gemv_case(const gemv_case *c)
     x.n_copies = (int)((want + w_bytes - 1) / w_bytes);
     x.w_copies = (float **)malloc(sizeof(float *) * (size_t)x.n_copies);
     if (!x.w_copies) die("out of memory");
-    for (i = 0; i < x.n_copies; ++i) x.w_copies[i] = alloc_random(w_n, scale);
+    for (i = 0; i < x.n_copies; ++i) {
+        x.w_copies[i] = alloc_random(w_n, scale);
+        if (c->w_type == ATTN_BF16) CHECK(attn_f32_to_bf16((unsigned short *)(void *)x.w_copies[i], x.w_copies[i], w_n)); /* in place: the first half */
+    }
     x.out_n = (size_t)c->d_out;
     x.q = alloc_random((size_t)c->d_in, 1.0f);
     x.out = alloc_zero(x.out_n);
@@ -1172,7 +1183,7 @@ static void run_gemv_case(const gemv_case *c)
     }
     x.threads = 1;
     set_threads(1);
-    run_gemv_impl(&x, "old_packed", run_gemv_old);
+    if (c->w_type == ATTN_F32) run_gemv_impl(&x, "old_packed", run_gemv_old);
     for (i = 0; i < x.n_copies; ++i) free(x.w_copies[i]);
     free(x.w_copies); free(x.q); free(x.out); free(x.ref);
 }
