@@ -269,7 +269,9 @@
                            (attn_kv_cache.k_type, v_type; k and v are void *). attn_sdpa's q and
                            out in float16 or bfloat16 (q_type, out_type; q and out are void *);
                            vdpbf16ps dot products for bfloat16 q, k, v on AVX512_BF16 CPUs
-                           (attn_simd_bf16dot, ATTN_NO_BF16DOT).
+                           (attn_simd_bf16dot, ATTN_NO_BF16DOT). float16 / bfloat16 weights
+                           (attn_mha.w_type, attn_options.w_type for attn_project_ex; the weights
+                           are const void *).
                            attn_sdpa_backward and its workspace size (training: FlashAttention-2's
                            backward pass, memory linear in N, bitwise identical for any thread count,
                            every attn_sdpa option but out_weights, splits and 16-bit K/V, the sinks'
