@@ -370,7 +370,8 @@ typedef struct attn_dims {
 } attn_dims;
 
 /* Element types of attn_sdpa's k and v (attn_options.k_type, v_type), of its q and out (q_type, out_type:
-   float32, float16 or bfloat16) and of a KV cache's K and V (attn_kv_cache.k_type, v_type). A 16-bit element is an unsigned short bit pattern
+   float32, float16 or bfloat16), of weights (attn_mha.w_type; float32, float16 or bfloat16) and of a KV
+   cache's K and V (attn_kv_cache.k_type, v_type). A 16-bit element is an unsigned short bit pattern
    (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to nearest even). ATTN_Q8 is 8-bit blocks
    (ggml's q8_0 with a float32 scale; attn_f32_to_q8 makes them, attn_q8_to_f32 reads them back): each run
    of ATTN_Q8_BLOCK (32) values along a row is one block of ATTN_Q8_BLOCK_BYTES (36) bytes, its scale d as a
@@ -386,14 +387,15 @@ typedef struct attn_dims {
    element from memory (1.125 for ATTN_Q8) instead of 4, and takes about half the time (a third).
    A 16-bit q is widened exactly a query tile at a time; a 16-bit out is the float32 result rounded to
    nearest even, row by row, so it adds only its own rounding (2^-11 relative for float16, 2^-8 for
-   bfloat16). The one exception to "bitwise the float32 result": with q, k and v all ATTN_BF16 and Dk even
-   on a CPU with AVX512_BF16 (attn_simd_bf16dot() says), the tile kernel computes Q.K^T and P.V with vdpbf16ps dot
-   products: twice the float32 rate. Each product of two bfloat16 is exact and the sums are float32, so
+   bfloat16). The one exception to "bitwise the float32 result": with q, k and v all ATTN_BF16 and Dk
+   even on a CPU with AVX512_BF16 (attn_simd_bf16dot() says), the tile kernel computes Q.K^T and P.V with
+   vdpbf16ps dot products: twice the float32 rate. Each product of two bfloat16 is exact and the sums are float32, so
    Q.K^T is exact up to float32 summation as before; P (the probabilities, in [0, 1]) is rounded to
    bfloat16 for P.V only (the row sums use the float32 P), which adds at most 2^-9 relative error per
    weight, averaging out over keys (measured ~1e-3 relative on N(0,1) data, tests/test_attention.c
-   sdpa_bf16dot); denormal inputs and products are read as zero (the instruction's rule). Query tiles of at
-   most 8 rows (decoding) keep the float32 path. */
+   sdpa_bf16dot); denormal inputs and products are read as zero (the instruction's rule), and the scale
+   multiplies the finished sums, so |q.k| itself must stay below FLT_MAX (the float32 path scales q first).
+   Query tiles of at most 8 rows (decoding) keep the float32 path. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /* float */
     ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
