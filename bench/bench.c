@@ -258,7 +258,7 @@ static void print_bench_lines(void)
         if (!strcmp(r->op, "sdpa"))
             printf(" window=%d dtype=%s%s", r->window, r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : "f32",
                    r->kv == ATTN_BF16 && attn_simd_bf16dot() ? " bf16dot=1" : "");
-        if (!strcmp(r->op, "decode"))
+        if (!strncmp(r->op, "decode", 6))
             printf(" kv=%s", r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : r->kv == ATTN_Q8 ? "q8" : "f32");
         if (!strcmp(r->op, "gemv"))
             printf(" d_in=%d d_out=%d layout=%s dtype=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out",
@@ -1191,11 +1191,13 @@ static void run_gemv_case(const gemv_case *c)
 /* op=decode_layer: a Llama-7B-like attention layer (d_model 4096, 32 query heads, 8 kv heads, D = 128, IN_OUT
    weights) decoding one token over 4096 cached tokens: projections, append, attention, W_o. Weights and
    cache (201 MB) are far beyond the last-level cache, so every step reads them from DRAM: pct_bw counts
-   the weights plus the cache's K and V. */
-static void run_decode_layer_case(void)
+   the weights plus the cache's K and V. With t = ATTN_BF16 the weights (attn_mha.w_type) and the cache
+   (k_type, v_type) are bfloat16, a model held as llama.cpp holds it in 16 bits: half the bytes. */
+static void run_decode_layer_case(attn_dtype t)
 {
     enum { E = 4096, H = 32, HKV = 8, D = 128, N = 4096, KVD = HKV * D };
     const float scale = 1.0f / sqrtf((float)E);
+    const double elem = t == ATTN_F32 ? 4.0 : 2.0;
     ctx x;
     int ti, len = N;
     memset(&x, 0, sizeof x);
@@ -1208,6 +1210,16 @@ static void run_decode_layer_case(void)
     x.kv.batch = 1; x.kv.n_kv_heads = HKV; x.kv.max_len = N + 1; x.kv.d_k = D; x.kv.len = &len;
     x.kv.k = x.k = alloc_random((size_t)HKV * (N + 1) * D, 1.0f);
     x.kv.v = x.v = alloc_random((size_t)HKV * (N + 1) * D, 1.0f);
+    if (t == ATTN_BF16) { /* each buffer's first half becomes its values in bfloat16 (in place) */
+        float *bufs[6];
+        const size_t lens[6] = {(size_t)E * E, (size_t)E * KVD, (size_t)E * KVD, (size_t)E * E,
+                                (size_t)HKV * (N + 1) * D, (size_t)HKV * (N + 1) * D};
+        int b;
+        bufs[0] = x.wq; bufs[1] = x.wk; bufs[2] = x.wv; bufs[3] = x.wo; bufs[4] = x.k; bufs[5] = x.v;
+        for (b = 0; b < 6; ++b) CHECK(attn_f32_to_bf16((unsigned short *)(void *)bufs[b], bufs[b], lens[b]));
+        x.mha.w_type = ATTN_BF16;
+        x.kv.k_type = x.kv.v_type = ATTN_BF16;
+    }
     x.kv_len0 = N;
     x.q = alloc_random((size_t)E, 1.0f);
     x.out_n = (size_t)E;
@@ -1223,7 +1235,7 @@ static void run_decode_layer_case(void)
         CHECK(attn_kv_step_workspace_size(&x.ws_bytes, &x.kv, 1, &x.mha, &x.opt));
         free(x.ws);
         x.ws = bench_alloc(x.ws_bytes);
-        snprintf(r.name, sizeof r.name, "decode_layer_llama7b_kv4096");
+        snprintf(r.name, sizeof r.name, "decode_layer_llama7b_kv4096%s", t == ATTN_BF16 ? "_bf16" : "");
         r.op = "decode_layer";
         r.impl = "attention.h";
         r.B = 1; r.H = H; r.Hkv = HKV; r.Nq = 1; r.Nk = N + 1; r.D = D; r.causal = 2;
@@ -1231,7 +1243,8 @@ static void run_decode_layer_case(void)
         r.threads = x.threads;
         r.ms = measure(run_decode_layer, &x, 1, &r.reps);
         r.flops = 2.0 * (2.0 * E * E + 2.0 * E * KVD) + 4.0 * H * (double)(N + 1) * D;
-        r.bytes = 4.0 * (2.0 * E * E + 2.0 * E * KVD) + 2.0 * HKV * (double)(N + 1) * D * sizeof(float);
+        r.bytes = elem * (2.0 * E * E + 2.0 * E * KVD) + 2.0 * HKV * (double)(N + 1) * D * elem;
+        r.kv = t;
         if (ti == 0) { memcpy(x.ref, x.out, x.out_n * sizeof(float)); r.err = -1.0; }
         else r.err = rel_err(x.out, x.ref, x.out_n); /* other thread counts: bitwise the same expected */
         record(r);
@@ -1650,7 +1663,7 @@ int main(int argc, char **argv)
         if (!strcmp(cases[i].op, "decode") && selected(&cases[i])) any_decode = 1;
     for (i = 0; i < N_GEMV_CASES; ++i)
         if (gemv_selected(&gemv_cases[i])) any_decode = 1; /* the projection rows need the bandwidth too */
-    if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) any_decode = 1;
+    if (!g.filter || strstr("decode_layer_llama7b_kv4096_bf16", g.filter)) any_decode = 1;
     want_bw = any_decode || (g.filter && strstr("bw", g.filter));
     printf("\nmachine (FMA peak: 12 independent %s FMA chains per thread; DRAM read: 2 streams x %zu MiB, "
            "%s loads):\n", FMA_SIMD, bw_array_bytes() >> 20, FMA_SIMD);
@@ -1682,10 +1695,11 @@ int main(int argc, char **argv)
             run_gemv_case(&gemv_cases[i]);
         }
 
-    if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) {
+    if (!g.filter || strstr("decode_layer_llama7b_kv4096_bf16", g.filter)) {
         if (!ti++) print_table_header();
         measure_machine_bw("_at_decode_layer", "                           ");
-        run_decode_layer_case();
+        if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) run_decode_layer_case(ATTN_F32);
+        run_decode_layer_case(ATTN_BF16);
     }
 
     /* 4. the peak again: a large change means the machine was not quiet (other work, shared host) */
