@@ -6267,9 +6267,11 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(const attn__head *h, float *
         ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, kt, vt);
 }
 
-/* The grouped decoding kernel's register blocks: ATTN__GH heads at a time (16 accumulators of scores, or
-   16 broadcast probabilities, with 32 registers; half that with 16). */
+/* The grouped decoding kernel: ATTN__GH heads per register block (16 accumulators of scores with 32
+   registers, 8 with 16); the scores of ATTN__GSTEP keys, then their P.V (1 thread, the attention of
+   decode_layer from DRAM: 2.5 ms with steps of 2 keys, 2.3 with 4, 2.4 with 8, 2.9 with 16, Zen 4). */
 #define ATTN__GH (ATTN__NV == 4 ? 4 : 2)
+#define ATTN__GSTEP 4
 
 /* s_r[j] = qs_r . k_j for the nh heads r < nh (1, 2 or 4 <= ATTN__GH, a constant once inlined), s_r = s + r TK
    and qs_r = qs + r Dk: each K vector loaded once for all of them. Each head's sum is that of
@@ -6311,112 +6313,94 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__d
 #undef ATTN__DOT_FMA4
 #undef ATTN__DOT_SUM
 
-/* acc_r += p_r[j + x] v_{j+x} for keys x < nk (1 or 4) and heads r < nh (1, 2 or 4 <= ATTN__GH), both constants
-   once inlined, acc_r = acc + r Dv, p_r = p + r TK, v_x row j + x of v: each V vector loaded once for the nh
-   heads, each acc vector loaded and stored once for the nk keys. Each acc element takes one fused
-   multiply-add per key in key order, as in attn__scores_pv_as: the same floats. */
-#define ATTN__PV_ROW(r)                                                                                            \
-    {                                                                                                              \
-        ATTN__V a = ATTN__VLOAD(acc##r + c);                                                                       \
-        a = ATTN__VFMA(p##r##0, x0, a);                                                                            \
-        if (nk > 1) { a = ATTN__VFMA(p##r##1, x1, a); a = ATTN__VFMA(p##r##2, x2, a); a = ATTN__VFMA(p##r##3, x3, a); } \
-        ATTN__VSTORE(acc##r + c, a);                                                                               \
-    }
-#define ATTN__PV_P(r)                                                                                              \
-    const ATTN__V p##r##0 = ATTN__VSET1(pr##r[0]), p##r##1 = ATTN__VSET1(pr##r[nk > 1]);                           \
-    const ATTN__V p##r##2 = ATTN__VSET1(pr##r[2 * (nk > 1)]), p##r##3 = ATTN__VSET1(pr##r[3 * (nk > 1)])
+/* acc_r += p_r[j] v_j for the nh heads r < nh (1, 2 or 4 <= ATTN__GH, a constant once inlined), acc_r = acc +
+   r Dv, p_r = p + r TK: each V vector loaded once for the nh heads. Each acc element takes the one fused
+   multiply-add per key of attn__scores_pv_as (or its scalar tail's expression): the same floats. One key at a
+   time: blocks of 2 or 4 keys (one load and store of acc for several keys, the keys' V read across or row
+   after row) ran 8.5 to 10 rather than 12.6 ns per head and key with K and V in L2, but from DRAM the
+   attention of decode_layer took 3.5 to 3.7 ms rather than 2.3 (1 thread, Zen 4). */
+#define ATTN__PV_ROW(r) ATTN__VSTORE(acc##r + c, ATTN__VFMA(p##r, x, ATTN__VLOAD(acc##r + c)))
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__pv_heads)(
-    float *acc, int dv, const void *v, ptrdiff_t v_rs, int j, const float *p, attn_dtype vt, const int nk, const int nh)
+    float *acc, int dv, const void *v_j, const float *p, int j, attn_dtype vt, const int nh)
 {
     float *acc0 = acc, *acc1 = acc + (nh > 1) * dv, *acc2 = acc + (nh > 2) * 2 * dv, *acc3 = acc + (nh > 3) * 3 * dv;
-    const float *pr0 = p + j, *pr1 = pr0 + (nh > 1) * ATTN__TK, *pr2 = pr0 + (nh > 2) * 2 * ATTN__TK;
-    const float *pr3 = pr0 + (nh > 3) * 3 * ATTN__TK;
-    const void *v0 = attn__row_as(v, vt, v_rs, j), *v1 = attn__row_as(v, vt, v_rs, j + (nk > 1));
-    const void *v2 = attn__row_as(v, vt, v_rs, j + 2 * (nk > 1)), *v3 = attn__row_as(v, vt, v_rs, j + 3 * (nk > 1));
-    ATTN__PV_P(0); ATTN__PV_P(1); ATTN__PV_P(2); ATTN__PV_P(3);
-    int c, x;
+    const float pj0 = p[j], pj1 = p[(nh > 1) * ATTN__TK + j], pj2 = p[(nh > 2) * 2 * ATTN__TK + j];
+    const float pj3 = p[(nh > 3) * 3 * ATTN__TK + j];
+    const ATTN__V p0 = ATTN__VSET1(pj0), p1 = ATTN__VSET1(pj1), p2 = ATTN__VSET1(pj2), p3 = ATTN__VSET1(pj3);
+    int c;
     for (c = 0; c + ATTN__W <= dv; c += ATTN__W) {
-        const ATTN__V x0 = ATTN__SFX(attn__vload_as)(v0, c, vt);
-        const ATTN__V x1 = nk > 1 ? ATTN__SFX(attn__vload_as)(v1, c, vt) : x0;
-        const ATTN__V x2 = nk > 1 ? ATTN__SFX(attn__vload_as)(v2, c, vt) : x0;
-        const ATTN__V x3 = nk > 1 ? ATTN__SFX(attn__vload_as)(v3, c, vt) : x0;
-        ATTN__PV_ROW(0)
-        if (nh > 1) ATTN__PV_ROW(1)
-        if (nh > 2) { ATTN__PV_ROW(2) ATTN__PV_ROW(3) }
+        const ATTN__V x = ATTN__SFX(attn__vload_as)(v_j, c, vt);
+        ATTN__PV_ROW(0);
+        if (nh > 1) { ATTN__PV_ROW(1); }
+        if (nh > 2) { ATTN__PV_ROW(2); ATTN__PV_ROW(3); }
     }
-    for (; c < dv; ++c) /* the Dv % W tail, key by key */
-        for (x = 0; x < nk; ++x) {
-            const void *v_x = x == 0 ? v0 : x == 1 ? v1 : x == 2 ? v2 : v3;
-            const float e = attn__load_as(v_x, c, vt);
-            acc0[c] += pr0[x] * e;
-            if (nh > 1) acc1[c] += pr1[x] * e;
-            if (nh > 2) { acc2[c] += pr2[x] * e; acc3[c] += pr3[x] * e; }
-        }
+    for (; c < dv; ++c) { /* the Dv % W tail */
+        const float e = attn__load_as(v_j, c, vt);
+        acc0[c] += pj0 * e;
+        if (nh > 1) acc1[c] += pj1 * e;
+        if (nh > 2) { acc2[c] += pj2 * e; acc3[c] += pj3 * e; }
+    }
 }
 #undef ATTN__PV_ROW
-#undef ATTN__PV_P
 
 /* attn__scores_pv_as for the g query heads (2 <= g <= ATTN__GROUP_MAX) of a kv group, K and V read once for
    all of them (decoding with grouped-query attention): s_r[j] = qs_r . k_j for each head r (j < n_s) and
-   acc_r += p_r[j] v_j (j < n_pv), with s_r = s + r TK, p_r = p + r TK, qs_r = qs + r Dk and acc_r = acc + r Dv,
-   four keys at a time, K and V side by side as there. Each head gets the sums of attn__scores_pv_as in the
-   same order (attn__dot_heads, attn__pv_heads), so its results are bitwise those of a pass of its own. Heads
-   in register blocks of ATTN__GH (then 2, then 1: 7 heads are 4 + 2 + 1 with 32 registers); the K and V rows
-   come from memory for the first block, from L1 for the others. */
+   acc_r += p_r[j] v_j (j < n_pv), with s_r = s + r TK, p_r = p + r TK, qs_r = qs + r Dk and acc_r = acc + r Dv;
+   ATTN__GSTEP keys of K, then of V: two sequential streams side by side, as there. Each head gets the sums
+   of attn__scores_pv_as in the same order (attn__dot_heads, attn__pv_heads), so its results are bitwise
+   those of a pass of its own. Heads in register blocks of ATTN__GH, then 2, then 1 (7 heads: 4 + 2 + 1 with
+   32 registers); each row of K and V comes from memory for the first block, from L1 for the others. No
+   software prefetch: K's 16 keys ahead, as attn__scores_pv_as asks for it, made the attention of
+   decode_layer 0.5 ms slower (1 thread, Zen 4). (gcc 12 drops that one there: it takes
+   attn__prefetch_bytes, a function of prefetches only, for one without effect and deletes its calls.) */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__scores_pv_group_as)(
-    float *s, const void *k, ptrdiff_t k_rs, const float *qs, int dk, int n_s, int pf_end, float *acc, const void *v,
+    float *s, const void *k, ptrdiff_t k_rs, const float *qs, int dk, int n_s, float *acc, const void *v,
     ptrdiff_t v_rs, const float *p, int n_pv, int dv, int g, attn_dtype kt, attn_dtype vt)
 {
     const int n = n_s > n_pv ? n_s : n_pv;
-    const int k_bytes = (int)attn__dtype_bytes(kt, dk) + (kt == ATTN_F32 ? 0 : 63); /* as attn__scores_pv_as */
-    int j0, j, r;
-    for (j0 = 0; j0 < n; j0 += 4) {
-        for (j = j0; j < j0 + 4 && j < n_s; ++j) {
+    int j0, j, r, nh;
+    for (j0 = 0; j0 < n; j0 += ATTN__GSTEP) {
+        for (j = j0; j < j0 + ATTN__GSTEP && j < n_s; ++j) {
             const void *k_j = attn__row_as(k, kt, k_rs, j);
-            if (j + 16 < pf_end) ATTN__SFX(attn__prefetch_bytes)((const char *)attn__row_as(k, kt, k_rs, j + 16), k_bytes);
-            for (r = 0; r < g;) {
+            for (r = 0; r < g; r += nh) {
                 float *s_r = s + r * ATTN__TK;
                 const float *qs_r = qs + (ptrdiff_t)r * dk;
-                if (g - r >= ATTN__GH) { ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, ATTN__GH); r += ATTN__GH; }
-                else if (ATTN__GH > 2 && g - r >= 2) { ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 2); r += 2; }
-                else { ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 1); r += 1; }
+                nh = g - r >= ATTN__GH ? ATTN__GH : ATTN__GH > 2 && g - r >= 2 ? 2 : 1;
+                if (nh == ATTN__GH) ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, ATTN__GH);
+                else if (nh == 2) ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 2);
+                else ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 1);
             }
         }
-        for (j = j0; j < j0 + 4 && j < n_pv;) {
-            const int nk = j == j0 && j + 4 <= n_pv ? 4 : 1;
-            for (r = 0; r < g;) {
+        for (j = j0; j < j0 + ATTN__GSTEP && j < n_pv; ++j) {
+            const void *v_j = attn__row_as(v, vt, v_rs, j);
+            for (r = 0; r < g; r += nh) {
                 float *acc_r = acc + (ptrdiff_t)r * dv;
                 const float *p_r = p + r * ATTN__TK;
-                const int nh = g - r >= ATTN__GH ? ATTN__GH : ATTN__GH > 2 && g - r >= 2 ? 2 : 1;
-                if (nk == 4 && nh == ATTN__GH) ATTN__SFX(attn__pv_heads)(acc_r, dv, v, v_rs, j, p_r, vt, 4, ATTN__GH);
-                else if (nk == 4 && nh == 2) ATTN__SFX(attn__pv_heads)(acc_r, dv, v, v_rs, j, p_r, vt, 4, 2);
-                else if (nk == 4) ATTN__SFX(attn__pv_heads)(acc_r, dv, v, v_rs, j, p_r, vt, 4, 1);
-                else if (nh == ATTN__GH) ATTN__SFX(attn__pv_heads)(acc_r, dv, v, v_rs, j, p_r, vt, 1, ATTN__GH);
-                else if (nh == 2) ATTN__SFX(attn__pv_heads)(acc_r, dv, v, v_rs, j, p_r, vt, 1, 2);
-                else ATTN__SFX(attn__pv_heads)(acc_r, dv, v, v_rs, j, p_r, vt, 1, 1);
-                r += nh;
+                nh = g - r >= ATTN__GH ? ATTN__GH : ATTN__GH > 2 && g - r >= 2 ? 2 : 1;
+                if (nh == ATTN__GH) ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, ATTN__GH);
+                else if (nh == 2) ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, 2);
+                else ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, 1);
             }
-            j += nk;
         }
     }
 }
 
 /* attn__scores_pv_group_as with the element types of h, one copy per type as attn__scores_pv. */
 static ATTN__TARGET void ATTN__SFX(attn__scores_pv_group)(const attn__head *h, int g, float *s, const void *k,
-                                                          const float *qs, int n_s, int pf_end, float *acc,
-                                                          const void *v, const float *p, int n_pv)
+                                                          const float *qs, int n_s, float *acc, const void *v,
+                                                          const float *p, int n_pv)
 {
     const attn_dtype kt = h->k_type, vt = h->v_type;
     if (kt == ATTN_F32 && vt == ATTN_F32)
-        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F32, ATTN_F32);
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F32, ATTN_F32);
     else if (kt == ATTN_F16 && vt == ATTN_F16)
-        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F16, ATTN_F16);
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F16, ATTN_F16);
     else if (kt == ATTN_BF16 && vt == ATTN_BF16)
-        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_BF16, ATTN_BF16);
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_BF16, ATTN_BF16);
     else if (kt == ATTN_Q8 && vt == ATTN_Q8)
-        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_Q8, ATTN_Q8);
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_Q8, ATTN_Q8);
     else
-        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, g, kt, vt);
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, kt, vt);
 }
 
 /* acc_tot[d] = acc_tot * a + acc, then acc = 0: a block of the blocked sums folded into the total. */
@@ -6474,7 +6458,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward_group)(const attn__head *hs
             float *tmp;
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
             if (g == 1) ATTN__SFX(attn__scores_pv)(h, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
-            else ATTN__SFX(attn__scores_pv_group)(h, g, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
+            else ATTN__SFX(attn__scores_pv_group)(h, g, s, k_t, qs, tv, acc, v_prev, p_prev, n_prev);
             for (r = 0; r < g; ++r) { /* each head's scores into probabilities, and its state */
                 const attn__head *h_r = hs + r;
                 float *s_r = s + r * ATTN__TK, *acc_r = acc + (ptrdiff_t)r * dv;
@@ -6529,7 +6513,7 @@ static ATTN__TARGET void ATTN__SFX(attn__row_forward_group)(const attn__head *hs
         }
         if (n_prev > 0) { /* the last tile's P.V (no scores) */
             if (g == 1) ATTN__SFX(attn__scores_pv)(h, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
-            else ATTN__SFX(attn__scores_pv_group)(h, g, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
+            else ATTN__SFX(attn__scores_pv_group)(h, g, s, h->k, qs, 0, acc, v_prev, p_prev, n_prev);
         }
         n_prev = 0;
         for (r = 0; r < g; ++r) {
