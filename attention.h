@@ -3296,8 +3296,10 @@ static int attn__group_heads(const attn_dims *d, const attn_options *o, int thre
     const int group = d->n_heads / d->n_kv_heads;
     int gq;
     if (group == 1 || d->n_q > ATTN__ROW_MAX || o->out_weights || !attn__group_kernel()) return 1;
-    for (gq = group < ATTN__GROUP_MAX ? group : ATTN__GROUP_MAX; gq > 1; --gq)
-        if (group % gq == 0 && (double)d->batch * (double)(d->n_heads / gq) * (double)chunks >= (double)threads) break;
+    for (gq = group < ATTN__GROUP_MAX ? group : ATTN__GROUP_MAX; gq > 1; --gq) {
+        const int heads = d->n_heads / gq; /* work items per batch and key chunk */
+        if (group % gq == 0 && (double)d->batch * (double)heads * (double)chunks >= (double)threads) break;
+    }
     return gq;
 }
 
