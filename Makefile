@@ -86,7 +86,8 @@ $(BUILD)/san/gcc_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD
 # "possibly lost".
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full
 VG_SKIP = -long_sequence -long_keys_accuracy -sdpa_half_kv -sdpa_random -sdpa_alibi -sdpa_backward_random \
-          -sdpa_window_softcap_sinks -sdpa_backward_options -project_ex_threads -mha_random -q8_format
+          -sdpa_window_softcap_sinks -sdpa_backward_options -project_ex_threads -mha_random -q8_format \
+          -decode_gqa_groups
 VG_BINS = vg_avx2
 test-valgrind: $(VG_BINS:%=$(BUILD)/%)
 	for b in $(VG_BINS); do \

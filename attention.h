@@ -1207,6 +1207,9 @@ static const attn_options attn__default_options = {0};
    the partial results merged from each chunk's max and sum in key order (flash-decoding). */
 #define ATTN__ROW_MAX 8
 #define ATTN__KEY_CHUNK 2048
+/* Decoding with grouped-query attention: up to ATTN__GROUP_MAX query heads of one kv head share a work item
+   and one pass over its K and V (attn__sdpa_run, the SIMD decoding kernel attn__row_forward_group). */
+#define ATTN__GROUP_MAX 8
 /* Key tiles per block of the kernels' blocked sums (512 keys): see attn__tile_forward_scalar. Blocks of 4
    tiles cost 0.3% more instructions (a fold per block) for about the same error at 65536 keys. */
 #define ATTN__FOLD 8
@@ -2399,6 +2402,25 @@ static attn__tile_fn attn__tile_kernel(void)
     }
 }
 
+/* The decoding kernel for the query heads of a kv group (attn__group_forward), on the instruction set of
+   this call; NULL on the portable path, which runs each head on its own. */
+typedef void (*attn__group_fn)(const attn__head *h, int g, float *ws);
+static attn__group_fn attn__group_kernel(void)
+{
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: return attn__group_forward_avx512;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: return attn__group_forward_avx2;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: return attn__group_forward_neon;
+#endif
+    default: return NULL;
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* 16-bit floats: float16 and bfloat16 conversions                                                */
 /* ---------------------------------------------------------------------------------------------- */
@@ -3466,11 +3488,40 @@ static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_opt
     h->diag_lo = (long long)base - (h->lower ? o->window_left : 0);
 }
 
+/* Query heads per work item of a decoding call with grouped-query attention: gq heads of one kv head (a
+   divisor of the group, at most ATTN__GROUP_MAX) share one pass over its K and V (attn__group_kernel), for
+   calls of at most ATTN__ROW_MAX queries without the weights output, on a SIMD path; else 1. The largest gq
+   that still leaves a work item per thread (batch x n_heads / gq x chunks items), so that no thread idles.
+   A head's results are bitwise the same in a group or alone, so this choice, which depends on the threads,
+   changes no result. */
+static int attn__group_heads(const attn_dims *d, const attn_options *o, int threads, int chunks)
+{
+    const int group = d->n_heads / d->n_kv_heads;
+    int gq;
+    if (group == 1 || d->n_q > ATTN__ROW_MAX || o->out_weights || !attn__group_kernel()) return 1;
+    for (gq = group < ATTN__GROUP_MAX ? group : ATTN__GROUP_MAX; gq > 1; --gq) {
+        const int heads = d->n_heads / gq; /* work items per batch and key chunk */
+        if (group % gq == 0 && (double)d->batch * (double)heads * (double)chunks >= (double)threads) break;
+    }
+    return gq;
+}
+
+/* Rows [i0, i0 + n) of head hq of batch b of a 16-bit out (type t, view s) from their float32 values in
+   buf [n x d]; nothing for a float32 out (the kernels wrote it in place). */
+static void attn__narrow_rows(void *out, attn_stride s, attn_dtype t, int b, int hq, int i0, int n, const float *buf, int d)
+{
+    int i;
+    for (i = 0; i < n && t != ATTN_F32; ++i)
+        attn__from_f32((char *)out + attn__dtype_bytes(t, b * s.batch + hq * s.head + (ptrdiff_t)(i0 + i) * s.row), t,
+                       buf + (size_t)i * (size_t)d, (size_t)d);
+}
+
 /* The fused kernel over all batches and heads, on validated arguments and resolved sizes. A group of work
    is one query tile of one (batch, head); with averaged weights, one query tile of a batch over all its
-   heads in order, so that the sum over heads has one order. A group is one work item, or with key chunks
-   one item per chunk and a merge after. A split takes whole groups. Every group writes its own rows with
-   its own arithmetic, so the result is bitwise the same whatever the threads or the split. */
+   heads in order, so that the sum over heads has one order; when decoding with GQA, the gq query heads
+   of a kv head that attn__group_heads gives, in one pass over K and V. A group is one work item, or with
+   key chunks one item per chunk and a merge after. A split takes whole groups. Every head's rows get their
+   own arithmetic, so the result is bitwise the same whatever the threads or the split. */
 static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_stride q_s, const void *k,
                            attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *d,
                            const attn_options *o, const attn__ring *ring, float *ws)
@@ -3480,7 +3531,9 @@ static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_str
     const int group = d->n_heads / d->n_kv_heads, threads = attn__sdpa_threads(d, o, ring);
     const int chunks = attn__key_chunks(d, o, ring);
     const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* n_q > 0; no int overflow at INT_MAX */
-    const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
+    const int gq = attn__group_heads(d, o, threads, chunks); /* heads of a kv group per item */
+    const attn__group_fn grouped = gq > 1 ? attn__group_kernel() : NULL;
+    const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : gq;
     const int head_groups = d->n_heads / heads_per_item;
     const int part_rows = d->n_q < ATTN__TQ ? d->n_q : ATTN__TQ;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
@@ -3491,7 +3544,10 @@ static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_str
     ptrdiff_t it, g0 = 0, g1 = n_groups;
     attn__sdpa_call_floats(&total, d, o, ring, &per_thread, &kv_bufs);
     (void)attn__sdpa_bufs(&bufs, d->d_k, d->d_v, o); /* checked by attn__sdpa_call_floats */
-    parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [rows x Dv], max and sum [rows x 2] */
+    parts = ws + per_thread * (size_t)threads; /* [group][gq][chunk] partial outputs [rows x Dv], max and sum [rows x 2] */
+    /* grouped heads: one query tile of at most ATTN__ROW_MAX rows, so the gq heads' 16-bit q and out rows fit
+       the [TQ x D] buffers side by side */
+    ATTN_ASSERT(!grouped || (n_qt == 1 && d->n_q * gq <= ATTN__TQ));
     if (o->split_count > 0) {
         const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
         g0 = per_split * o->split_index < n_groups ? per_split * o->split_index : n_groups;
@@ -3516,7 +3572,7 @@ static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_str
         const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(g % n_qt) : (int)(g % n_qt);
         const int b = (int)(g / n_qt / head_groups), i0 = qt * ATTN__TQ;
         float *w_b = o->out_weights ? o->out_weights + (size_t)b * (size_t)head_groups * head_w : NULL;
-        attn__head h;
+        attn__head h, hs[ATTN__GROUP_MAX]; /* hs: the heads of a grouped item */
         int hh, i;
         memset(&h, 0, sizeof h);
         /* the query tile as a head of its own: its row i is query i0 + i */
@@ -3544,19 +3600,22 @@ static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_str
         h.softcap = o->softcap;
         h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
         for (hh = 0; hh < heads_per_item; ++hh) {
-            const int hq = hg * heads_per_item + hh, hk = hq / group;
+            const int hq = hg * heads_per_item + hh, hk = hq / group, slot = grouped ? hh : 0; /* slot: 16-bit rows */
             const char *q_t = (const char *)q + attn__dtype_bytes(o->q_type, b * q_s.batch + hq * q_s.head + (ptrdiff_t)i0 * q_s.row);
-            char *out_t = (char *)out + attn__dtype_bytes(o->out_type, b * out_s.batch + hq * out_s.head + (ptrdiff_t)i0 * out_s.row);
             if (o->q_type == ATTN_F32) {
                 h.q = (const float *)(const void *)q_t; h.q_rs = q_s.row;
             } else { /* the tile's rows widened (exactly) */
+                h.q = q_buf + (size_t)slot * (size_t)h.nq * (size_t)d->d_k; h.q_rs = d->d_k;
                 for (i = 0; i < h.nq; ++i)
-                    attn__to_f32(q_buf + (size_t)i * (size_t)d->d_k, q_t + attn__dtype_bytes(o->q_type, (ptrdiff_t)i * q_s.row),
-                                 o->q_type, (size_t)d->d_k);
-                h.q = q_buf; h.q_rs = d->d_k;
+                    attn__to_f32(q_buf + ((size_t)slot * (size_t)h.nq + (size_t)i) * (size_t)d->d_k,
+                                 q_t + attn__dtype_bytes(o->q_type, (ptrdiff_t)i * q_s.row), o->q_type, (size_t)d->d_k);
             }
-            h.out = o->out_type == ATTN_F32 ? (float *)(void *)out_t : out_buf;
-            h.out_rs = o->out_type == ATTN_F32 ? out_s.row : d->d_v;
+            if (o->out_type == ATTN_F32) {
+                h.out = (float *)(void *)((char *)out + attn__dtype_bytes(ATTN_F32, b * out_s.batch + hq * out_s.head + (ptrdiff_t)i0 * out_s.row));
+                h.out_rs = out_s.row;
+            } else {
+                h.out = out_buf + (size_t)slot * (size_t)h.nq * (size_t)d->d_v; h.out_rs = d->d_v;
+            }
             h.k = (const char *)k + attn__dtype_bytes(o->k_type, b * k_s.batch + hk * k_s.head);
             h.v = (const char *)v + attn__dtype_bytes(o->v_type, b * v_s.batch + hk * v_s.head);
             h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head + (ptrdiff_t)i0 * h.mask_rs : NULL;
@@ -3566,16 +3625,23 @@ static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_str
             h.w = w_b ? w_b + (size_t)hg * head_w + (size_t)i0 * (size_t)d->n_kv : NULL;
             h.w_accumulate = hh > 0;
             if (chunks > 1) { /* this chunk's keys into its partial result */
-                h.out = parts + ((size_t)(g - g0) * (size_t)chunks + (size_t)c) * part_floats;
+                h.out = parts + (((size_t)(g - g0) * (size_t)gq + (size_t)(grouped ? hh : 0)) * (size_t)chunks + (size_t)c) * part_floats;
                 h.out_rs = d->d_v;
                 h.lse = NULL;
                 h.ml = h.out + (size_t)part_rows * (size_t)d->d_v;
             }
-            tile(&h, 0, ws_t + kv_bufs);
-            if (chunks == 1 && o->out_type != ATTN_F32) /* the rows narrowed to the caller's type */
-                for (i = 0; i < h.nq; ++i)
-                    attn__from_f32(out_t + attn__dtype_bytes(o->out_type, (ptrdiff_t)i * out_s.row), o->out_type,
-                                   out_buf + (size_t)i * (size_t)d->d_v, (size_t)d->d_v);
+            if (grouped) {
+                hs[hh] = h;
+            } else {
+                tile(&h, 0, ws_t + kv_bufs);
+                if (chunks == 1) attn__narrow_rows(out, out_s, o->out_type, b, hq, i0, h.nq, out_buf, d->d_v);
+            }
+        }
+        if (grouped) {
+            grouped(hs, gq, ws_t + kv_bufs);
+            for (hh = 0; hh < gq && chunks == 1; ++hh)
+                attn__narrow_rows(out, out_s, o->out_type, b, hg * gq + hh, i0, h.nq,
+                                  out_buf + (size_t)hh * (size_t)h.nq * (size_t)d->d_v, d->d_v);
         }
         if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
             const float inv_h = 1.0f / (float)d->n_heads;
@@ -3584,19 +3650,21 @@ static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_str
             for (e = 0; e < (size_t)h.nq * (size_t)d->n_kv; ++e) w_t[e] *= inv_h;
         }
     }
-    if (chunks > 1) { /* merge the chunks of each group (a query tile of a (batch, head)) in key order */
+    if (chunks > 1) { /* merge the chunks of each head's query tile, in key order */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && g1 - g0 > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && (g1 - g0) * gq > 1)
 #endif
-        for (it = g0; it < g1; ++it) { /* the group's tile as the work items numbered it */
+        for (it = g0 * gq; it < g1 * gq; ++it) { /* head it % gq of group it / gq, as the work items numbered them */
 #ifdef _OPENMP
             float *row = ws + (size_t)omp_get_thread_num() * per_thread + bufs.k + bufs.v + bufs.q; /* [Dv] */
 #else
             float *row = ws + bufs.k + bufs.v + bufs.q;
 #endif
-            const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(it % n_qt) : (int)(it % n_qt);
-            const int hq = (int)(it / n_qt % d->n_heads), b = (int)(it / n_qt / d->n_heads), i0 = qt * ATTN__TQ;
-            const float *part = parts + (size_t)(it - g0) * (size_t)chunks * part_floats;
+            const ptrdiff_t g = it / gq;
+            const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(g % n_qt) : (int)(g % n_qt);
+            const int hq = (int)(g / n_qt % head_groups) * gq + (int)(it % gq), b = (int)(g / n_qt / head_groups);
+            const int i0 = qt * ATTN__TQ;
+            const float *part = parts + (size_t)(it - g0 * gq) * (size_t)chunks * part_floats;
             const size_t ml_off = (size_t)part_rows * (size_t)d->d_v;
             int i;
             for (i = 0; i < part_rows && i0 + i < d->n_q; ++i) {
@@ -6122,7 +6190,13 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__g
     const int cols = ATTN__GEMV_COLS / n / 16 * 16; /* whole vectors on every ISA: no scalar tail inside */
     for (jb = j0; jb < j1; jb += cols) {
         const int je = j1 - jb < cols ? j1 : jb + cols;
-        for (p = 0; p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
+        /* four rows of W at a time while the rows of y are wide; narrow ones (y under 8 KiB, in L1 beside W's
+           stream) read W one row after another, one stream rather than four short ones: one row of 4096 ->
+           1024 (the K and V of decode_layer), 1 thread, 0.72 ms rather than 1.06; 4096 -> 512 0.34 / 0.72;
+           4096 -> 2048 1.7 / 1.9; 4096 -> 4096 4.3 / 3.5, so not there (Zen 4). The same FMAs per column in
+           the same order either way. */
+        const int four = n * (je - jb) >= 2048;
+        for (p = 0; four && p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
             const void *w0 = attn__row_as(w, wt, w_rs, p), *w1 = attn__row_as(w, wt, w_rs, p + 1);
             const void *w2 = attn__row_as(w, wt, w_rs, p + 2), *w3 = attn__row_as(w, wt, w_rs, p + 3);
             for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
@@ -6147,7 +6221,7 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__g
                                  fmaf(x_i[1], attn__load_as(w1, j, wt), fmaf(x_i[0], attn__load_as(w0, j, wt), *y_ij))));
                 }
         }
-        for (; p < d_in; ++p) { /* the last d_in % 4 rows of W, one at a time */
+        for (; p < d_in; ++p) { /* the last d_in % 4 rows of W (or all of them), one at a time */
             const void *w0 = attn__row_as(w, wt, w_rs, p);
             for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
                 const ATTN__V b0 = ATTN__SFX(attn__vload_as)(w0, j, wt);
@@ -6477,6 +6551,142 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(const attn__head *h, float *
         ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, kt, vt);
 }
 
+/* The grouped decoding kernel: ATTN__GH heads per register block (16 accumulators of scores with 32
+   registers, 8 with 16); the scores of ATTN__GSTEP keys, then their P.V (1 thread, the attention of
+   decode_layer from DRAM: 2.5 ms with steps of 2 keys, 2.3 with 4, 2.4 with 8, 2.9 with 16, Zen 4). */
+#define ATTN__GH (ATTN__NV == 4 ? 4 : 2)
+#define ATTN__GSTEP 4
+
+/* s_r[j] = qs_r . k_j for the nh heads r < nh (1, 2 or 4 <= ATTN__GH, a constant once inlined), s_r = s + r TK
+   and qs_r = qs + r Dk: each K vector loaded once for all of them. Each head's sum is that of
+   attn__scores_pv_as: the same four chains (vector c of the row into chain c % 4), the same lane sum and
+   scalar tail, so the same float. */
+#define ATTN__DOT_ACC(r) ATTN__V a##r##0 = ATTN__VZERO, a##r##1 = ATTN__VZERO, a##r##2 = ATTN__VZERO, a##r##3 = ATTN__VZERO
+#define ATTN__DOT_FMA4(r)                                                                                          \
+    a##r##0 = ATTN__VFMA(ATTN__VLOAD(q##r + c), k0, a##r##0);                                                   \
+    a##r##1 = ATTN__VFMA(ATTN__VLOAD(q##r + c + ATTN__W), k1, a##r##1);                                         \
+    a##r##2 = ATTN__VFMA(ATTN__VLOAD(q##r + c + 2 * ATTN__W), k2, a##r##2);                                     \
+    a##r##3 = ATTN__VFMA(ATTN__VLOAD(q##r + c + 3 * ATTN__W), k3, a##r##3)
+#define ATTN__DOT_SUM(r)                                                                                           \
+    s[r * ATTN__TK + j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a##r##0, a##r##1), ATTN__VADD(a##r##2, a##r##3))); \
+    for (t = c; t < dk; ++t) s[r * ATTN__TK + j] += q##r[t] * attn__load_as(k_j, t, kt)
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__dot_heads)(
+    float *s, int j, const void *k_j, const float *qs, int dk, attn_dtype kt, const int nh)
+{
+    const float *q0 = qs, *q1 = qs + (nh > 1) * dk, *q2 = qs + (nh > 2) * 2 * dk, *q3 = qs + (nh > 3) * 3 * dk;
+    int c, t;
+    ATTN__DOT_ACC(0); ATTN__DOT_ACC(1); ATTN__DOT_ACC(2); ATTN__DOT_ACC(3);
+    for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
+        const ATTN__V k0 = ATTN__SFX(attn__vload_as)(k_j, c, kt), k1 = ATTN__SFX(attn__vload_as)(k_j, c + ATTN__W, kt);
+        const ATTN__V k2 = ATTN__SFX(attn__vload_as)(k_j, c + 2 * ATTN__W, kt), k3 = ATTN__SFX(attn__vload_as)(k_j, c + 3 * ATTN__W, kt);
+        ATTN__DOT_FMA4(0);
+        if (nh > 1) { ATTN__DOT_FMA4(1); }
+        if (nh > 2) { ATTN__DOT_FMA4(2); ATTN__DOT_FMA4(3); }
+    }
+    for (; c + ATTN__W <= dk; c += ATTN__W) {
+        const ATTN__V k0 = ATTN__SFX(attn__vload_as)(k_j, c, kt);
+        a00 = ATTN__VFMA(ATTN__VLOAD(q0 + c), k0, a00);
+        if (nh > 1) a10 = ATTN__VFMA(ATTN__VLOAD(q1 + c), k0, a10);
+        if (nh > 2) { a20 = ATTN__VFMA(ATTN__VLOAD(q2 + c), k0, a20); a30 = ATTN__VFMA(ATTN__VLOAD(q3 + c), k0, a30); }
+    }
+    ATTN__DOT_SUM(0);
+    if (nh > 1) { ATTN__DOT_SUM(1); }
+    if (nh > 2) { ATTN__DOT_SUM(2); ATTN__DOT_SUM(3); }
+}
+#undef ATTN__DOT_ACC
+#undef ATTN__DOT_FMA4
+#undef ATTN__DOT_SUM
+
+/* acc_r += p_r[j] v_j for the nh heads r < nh (1, 2 or 4 <= ATTN__GH, a constant once inlined), acc_r = acc +
+   r Dv, p_r = p + r TK: each V vector loaded once for the nh heads. Each acc element takes the one fused
+   multiply-add per key of attn__scores_pv_as (or its scalar tail's expression): the same floats. One key at a
+   time: blocks of 2 or 4 keys (one load and store of acc for several keys, the keys' V read across or row
+   after row) ran 8.5 to 10 rather than 12.6 ns per head and key with K and V in L2, but from DRAM the
+   attention of decode_layer took 3.5 to 3.7 ms rather than 2.3 (1 thread, Zen 4). */
+#define ATTN__PV_ROW(r) ATTN__VSTORE(acc##r + c, ATTN__VFMA(p##r, x, ATTN__VLOAD(acc##r + c)))
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__pv_heads)(
+    float *acc, int dv, const void *v_j, const float *p, int j, attn_dtype vt, const int nh)
+{
+    float *acc0 = acc, *acc1 = acc + (nh > 1) * dv, *acc2 = acc + (nh > 2) * 2 * dv, *acc3 = acc + (nh > 3) * 3 * dv;
+    const float pj0 = p[j], pj1 = p[(nh > 1) * ATTN__TK + j], pj2 = p[(nh > 2) * 2 * ATTN__TK + j];
+    const float pj3 = p[(nh > 3) * 3 * ATTN__TK + j];
+    const ATTN__V p0 = ATTN__VSET1(pj0), p1 = ATTN__VSET1(pj1), p2 = ATTN__VSET1(pj2), p3 = ATTN__VSET1(pj3);
+    int c;
+    for (c = 0; c + ATTN__W <= dv; c += ATTN__W) {
+        const ATTN__V x = ATTN__SFX(attn__vload_as)(v_j, c, vt);
+        ATTN__PV_ROW(0);
+        if (nh > 1) { ATTN__PV_ROW(1); }
+        if (nh > 2) { ATTN__PV_ROW(2); ATTN__PV_ROW(3); }
+    }
+    for (; c < dv; ++c) { /* the Dv % W tail */
+        const float e = attn__load_as(v_j, c, vt);
+        acc0[c] += pj0 * e;
+        if (nh > 1) acc1[c] += pj1 * e;
+        if (nh > 2) { acc2[c] += pj2 * e; acc3[c] += pj3 * e; }
+    }
+}
+#undef ATTN__PV_ROW
+
+/* attn__scores_pv_as for the g query heads (2 <= g <= ATTN__GROUP_MAX) of a kv group, K and V read once for
+   all of them (decoding with grouped-query attention): s_r[j] = qs_r . k_j for each head r (j < n_s) and
+   acc_r += p_r[j] v_j (j < n_pv), with s_r = s + r TK, p_r = p + r TK, qs_r = qs + r Dk and acc_r = acc + r Dv;
+   ATTN__GSTEP keys of K, then of V: two sequential streams side by side, as there. Each head gets the sums
+   of attn__scores_pv_as in the same order (attn__dot_heads, attn__pv_heads), so its results are bitwise
+   those of a pass of its own. Heads in register blocks of ATTN__GH, then 2, then 1 (7 heads: 4 + 2 + 1 with
+   32 registers); each row of K and V comes from memory for the first block, from L1 for the others. No
+   software prefetch: K's 16 keys ahead, as attn__scores_pv_as asks for it, made the attention of
+   decode_layer 0.5 ms slower (1 thread, Zen 4). (gcc 12 drops that one there: it takes
+   attn__prefetch_bytes, a function of prefetches only, for one without effect and deletes its calls.) */
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__scores_pv_group_as)(
+    float *s, const void *k, ptrdiff_t k_rs, const float *qs, int dk, int n_s, float *acc, const void *v,
+    ptrdiff_t v_rs, const float *p, int n_pv, int dv, int g, attn_dtype kt, attn_dtype vt)
+{
+    const int n = n_s > n_pv ? n_s : n_pv;
+    int j0, j, r, nh;
+    for (j0 = 0; j0 < n; j0 += ATTN__GSTEP) {
+        for (j = j0; j < j0 + ATTN__GSTEP && j < n_s; ++j) {
+            const void *k_j = attn__row_as(k, kt, k_rs, j);
+            for (r = 0; r < g; r += nh) {
+                float *s_r = s + r * ATTN__TK;
+                const float *qs_r = qs + (ptrdiff_t)r * dk;
+                nh = g - r >= ATTN__GH ? ATTN__GH : ATTN__GH > 2 && g - r >= 2 ? 2 : 1;
+                if (nh == ATTN__GH) ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, ATTN__GH);
+                else if (nh == 2) ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 2);
+                else ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 1);
+            }
+        }
+        for (j = j0; j < j0 + ATTN__GSTEP && j < n_pv; ++j) {
+            const void *v_j = attn__row_as(v, vt, v_rs, j);
+            for (r = 0; r < g; r += nh) {
+                float *acc_r = acc + (ptrdiff_t)r * dv;
+                const float *p_r = p + r * ATTN__TK;
+                nh = g - r >= ATTN__GH ? ATTN__GH : ATTN__GH > 2 && g - r >= 2 ? 2 : 1;
+                if (nh == ATTN__GH) ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, ATTN__GH);
+                else if (nh == 2) ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, 2);
+                else ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, 1);
+            }
+        }
+    }
+}
+
+/* attn__scores_pv_group_as with the element types of h, one copy per type as attn__scores_pv. */
+static ATTN__TARGET void ATTN__SFX(attn__scores_pv_group)(const attn__head *h, int g, float *s, const void *k,
+                                                          const float *qs, int n_s, float *acc, const void *v,
+                                                          const float *p, int n_pv)
+{
+    const attn_dtype kt = h->k_type, vt = h->v_type;
+    if (kt == ATTN_F32 && vt == ATTN_F32)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F32, ATTN_F32);
+    else if (kt == ATTN_F16 && vt == ATTN_F16)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F16, ATTN_F16);
+    else if (kt == ATTN_BF16 && vt == ATTN_BF16)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_BF16, ATTN_BF16);
+    else if (kt == ATTN_Q8 && vt == ATTN_Q8)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_Q8, ATTN_Q8);
+    else
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, kt, vt);
+}
+
 /* acc_tot[d] = acc_tot * a + acc, then acc = 0: a block of the blocked sums folded into the total. */
 static ATTN__TARGET void ATTN__SFX(attn__fold)(float *acc_tot, float *acc, float a, int d)
 {
@@ -6488,102 +6698,140 @@ static ATTN__TARGET void ATTN__SFX(attn__fold)(float *acc_tot, float *acc, float
     for (; c < d; ++c) { acc_tot[c] = acc_tot[c] * a + acc[c]; acc[c] = 0.0f; }
 }
 
-/* One query row i against its visible keys, vectorised along d: the decoding kernel, for few queries,
-   where the tile kernel's 64 query lanes would idle. Reads each K and V row once, whole, and keeps the
-   instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide under that):
-   the query pre-scaled, software prefetch of K 16 keys ahead, and a tile's P.V computed beside the next
-   tile's scores (attn__scores_pv), so that K and V are read as two sequential streams side by side rather
-   than a tile of K, then a tile of V. The running output is rescaled by the tile's alpha before that
-   tile's terms are added to it; the sums are blocked as in attn__tile_forward_scalar (acc and l per block
-   of ATTN__FOLD tiles, folded into acc_tot and l_tot), the max and sums in natural units. */
-static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
+/* One query row i of the g query heads hs[0 .. g) of a kv group (g = 1: one head) against their visible
+   keys, vectorised along d: the decoding kernel, for few queries, where the tile kernel's 64 query lanes
+   would idle. Reads each K and V row once, whole, for all g heads, and keeps the instructions per key few
+   (a cached key costs ~70 ns of DRAM time; the work on it must hide under that): the queries pre-scaled,
+   software prefetch of K 16 keys ahead, and a tile's P.V computed beside the next tile's scores
+   (attn__scores_pv, or attn__scores_pv_group for g > 1), so that K and V are read as two sequential streams
+   side by side rather than a tile of K, then a tile of V. The running output is rescaled by the tile's
+   alpha before that tile's terms are added to it; the sums are blocked as in attn__tile_forward_scalar (acc
+   and l per block of ATTN__FOLD tiles, folded into acc_tot and l_tot), the max and sums in natural units.
+   The heads of a group share everything of attn__head but out, q, mask, lse, ml, sink and alibi (each head's
+   own: the score modifiers run per head), and hold no weights output when g > 1; each head's state and
+   arithmetic is that of g = 1, so every head's results are bitwise those of a call of its own. */
+static ATTN__TARGET void ATTN__SFX(attn__row_forward_group)(const attn__head *hs, int g, int i, float *ws)
 {
+    const attn__head *h = hs;                     /* the fields the heads share */
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
-    const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
-    float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
-    float *p_prev = s + ATTN__TK;                 /* [TK] the probabilities of the tile before */
-    float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output of the current block */
-    float *acc_tot = acc + dv;                    /* [Dv] unnormalised output of the blocks before */
-    float *qs = acc_tot + dv;                     /* [Dk] the scaled query */
-    float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f, a_out = 1.0f;
+    float *s = ws;                                /* [g x TK] scores of a key tile, padded with -inf */
+    float *p_prev = s + g * ATTN__TK;             /* [g x TK] the probabilities of the tile before */
+    float *acc = p_prev + g * ATTN__TK;           /* [g x Dv] unnormalised output of the current block */
+    float *acc_tot = acc + (ptrdiff_t)g * dv;     /* [g x Dv] unnormalised output of the blocks before */
+    float *qs = acc_tot + (ptrdiff_t)g * dv;      /* [g x Dk] the scaled queries */
+    float m[ATTN__GROUP_MAX], l[ATTN__GROUP_MAX], l_tot[ATTN__GROUP_MAX]; /* per head: max and sums, */
+    float a_tot[ATTN__GROUP_MAX], inv[ATTN__GROUP_MAX], a_out[ATTN__GROUP_MAX]; /* rescales, 1 / sum */
     const void *v_prev = NULL;                    /* the V rows of the tile before, n_prev of them */
-    int j0, pass, c, t, n_prev = 0;
-    for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
-    memset(acc, 0, sizeof(float) * (size_t)dv);
-    memset(acc_tot, 0, sizeof(float) * (size_t)dv);
-    /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
+    int j0, pass, c, t, r, n_prev = 0;
+    ATTN_ASSERT(g >= 1 && g <= ATTN__GROUP_MAX && (g == 1 || !h->w));
+    for (r = 0; r < g; ++r) {
+        const float *q_i = hs[r].q + (ptrdiff_t)i * hs[r].q_rs;
+        float *qs_r = qs + (ptrdiff_t)r * dk;
+        for (c = 0; c < dk; ++c) qs_r[c] = q_i[c] * h->scale;
+        m[r] = -INFINITY; l[r] = 0.0f; l_tot[r] = 0.0f; a_tot[r] = 1.0f; inv[r] = 0.0f; a_out[r] = 1.0f;
+    }
+    memset(acc, 0, sizeof(float) * (size_t)g * (size_t)dv);
+    memset(acc_tot, 0, sizeof(float) * (size_t)g * (size_t)dv);
+    /* pass 0: online softmax and output; pass 1 (only with weights, g = 1): the normalised weights */
     for (pass = 0; pass < (h->w ? 2 : 1); ++pass) {
         const int end = pass ? h->nk : key_end;
         for (j0 = pass ? 0 : attn__key_begin(h, i), t = 0; j0 < end; j0 += ATTN__TK, ++t) {
             const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
             const void *k_t = attn__row_as(h->k, h->k_type, h->k_rs, j0), *v_t = attn__row_as(h->v, h->v_type, h->v_rs, j0);
-            float m_new = m, mu, sum, alpha = 1.0f;
-            ATTN__V vsum = ATTN__VZERO;
             float *tmp;
-            int j;
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
-            ATTN__SFX(attn__scores_pv)(h, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
-            if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
-            if (h->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
-                ATTN__SFX(attn__alibi)(s, tv, h->alibi, (long long)j0 - i - h->diag0);
-            if (h->mask)
-                for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j];
-            if (h->kpm)
-                for (j = 0; j < tv; ++j) s[j] = h->kpm[j0 + j] ? -INFINITY : s[j];
-            if (h->lower) /* the window's left edge: keys j0 + j < i + diag_lo hidden */
-                for (j = 0; j < tv && (long long)j0 + j < (long long)i + h->diag_lo; ++j) s[j] = -INFINITY;
-            for (j = tv; j < ATTN__TK; ++j) s[j] = -INFINITY;
-            if (pass == 0) {
-                const float m_tile = attn__row_max(s, tv);
-                m_new = m_tile > m ? m_tile : m;
-                alpha = m_new == m ? 1.0f : expf(m - m_new);
+            if (g == 1) ATTN__SFX(attn__scores_pv)(h, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
+            else ATTN__SFX(attn__scores_pv_group)(h, g, s, k_t, qs, tv, acc, v_prev, p_prev, n_prev);
+            for (r = 0; r < g; ++r) { /* each head's scores into probabilities, and its state */
+                const attn__head *h_r = hs + r;
+                float *s_r = s + r * ATTN__TK, *acc_r = acc + (ptrdiff_t)r * dv;
+                float m_new = m[r], mu, sum, alpha = 1.0f;
+                ATTN__V vsum = ATTN__VZERO;
+                int j;
+                if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s_r, tv, h->softcap);
+                if (h_r->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
+                    ATTN__SFX(attn__alibi)(s_r, tv, h_r->alibi, (long long)j0 - i - h->diag0);
+                if (h_r->mask)
+                    for (j = 0; j < tv; ++j) s_r[j] += h_r->mask[(ptrdiff_t)i * h_r->mask_rs + j0 + j];
+                if (h->kpm)
+                    for (j = 0; j < tv; ++j) s_r[j] = h->kpm[j0 + j] ? -INFINITY : s_r[j];
+                if (h->lower) /* the window's left edge: keys j0 + j < i + diag_lo hidden */
+                    for (j = 0; j < tv && (long long)j0 + j < (long long)i + h->diag_lo; ++j) s_r[j] = -INFINITY;
+                for (j = tv; j < ATTN__TK; ++j) s_r[j] = -INFINITY;
+                if (pass == 0) {
+                    const float m_tile = attn__row_max(s_r, tv);
+                    m_new = m_tile > m[r] ? m_tile : m[r];
+                    alpha = m_new == m[r] ? 1.0f : expf(m[r] - m_new);
+                }
+                mu = m_new == -INFINITY ? 0.0f : m_new;
+                for (j = 0; j < ATTN__TK; j += ATTN__W) { /* p = e^(s - m); the -inf padding gives 0 */
+                    const ATTN__V x = ATTN__VLOAD(s_r + j);
+                    ATTN__V p = ATTN__SFX(attn__vexp)(ATTN__VSUB(x, ATTN__VSET1(mu)));
+                    if (m_new == INFINITY) p = ATTN__VBLEND(ATTN__VEQ(x, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
+                    ATTN__VSTORE(s_r + j, p);
+                    vsum = ATTN__VADD(vsum, p);
+                }
+                if (pass == 1) {
+                    float *w_i = h->w + (ptrdiff_t)i * h->nk + j0;
+                    for (j = 0; j < tk; ++j) w_i[j] = h->w_accumulate ? w_i[j] + s_r[j] * inv[r] : s_r[j] * inv[r];
+                    continue;
+                }
+                sum = ATTN__SFX(attn__vsum)(vsum);
+                l[r] = l[r] * alpha + sum;
+                a_tot[r] *= alpha;
+                m[r] = m_new;
+                /* acc = alpha acc + sum_j p_j v_j: acc (through the tile before) times alpha now, the sum
+                   beside the next tile's scores */
+                for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
+                    ATTN__VSTORE(acc_r + c, ATTN__VMUL(ATTN__VLOAD(acc_r + c), ATTN__VSET1(alpha)));
+                for (; c < dv && alpha != 1.0f; ++c) acc_r[c] *= alpha;
+                if (t % ATTN__FOLD == ATTN__FOLD - 1) { /* fold the block (its last P.V is still to come: harmless) */
+                    ATTN__SFX(attn__fold)(acc_tot + (ptrdiff_t)r * dv, acc_r, a_tot[r], dv);
+                    l_tot[r] = l_tot[r] * a_tot[r] + l[r];
+                    l[r] = 0.0f; a_tot[r] = 1.0f;
+                }
             }
-            mu = m_new == -INFINITY ? 0.0f : m_new;
-            for (j = 0; j < ATTN__TK; j += ATTN__W) { /* p = e^(s - m); the -inf padding gives 0 */
-                const ATTN__V x = ATTN__VLOAD(s + j);
-                ATTN__V p = ATTN__SFX(attn__vexp)(ATTN__VSUB(x, ATTN__VSET1(mu)));
-                if (m_new == INFINITY) p = ATTN__VBLEND(ATTN__VEQ(x, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
-                ATTN__VSTORE(s + j, p);
-                vsum = ATTN__VADD(vsum, p);
-            }
-            if (pass == 1) {
-                float *w_i = h->w + (ptrdiff_t)i * h->nk + j0;
-                for (j = 0; j < tk; ++j) w_i[j] = h->w_accumulate ? w_i[j] + s[j] * inv : s[j] * inv;
-                continue;
-            }
-            sum = ATTN__SFX(attn__vsum)(vsum);
-            l = l * alpha + sum;
-            a_tot *= alpha;
-            m = m_new;
-            /* acc = alpha acc + sum_j p_j v_j: acc (through the tile before) times alpha now, the sum beside
-               the next tile's scores */
-            for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
-                ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
-            for (; c < dv && alpha != 1.0f; ++c) acc[c] *= alpha;
-            if (t % ATTN__FOLD == ATTN__FOLD - 1) { /* fold the block (its last P.V is still to come: harmless) */
-                ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
-                l_tot = l_tot * a_tot + l;
-                l = 0.0f; a_tot = 1.0f;
-            }
+            if (pass == 1) continue;
             tmp = p_prev; p_prev = s; s = tmp; v_prev = v_t; n_prev = tv;
         }
-        if (n_prev > 0) /* the last tile's P.V (no scores) */
-            ATTN__SFX(attn__scores_pv)(h, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
-        n_prev = 0;
-        if (pass == 0) {
-            ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
-            l_tot = l_tot * a_tot + l;
-            a_out = h->ml ? 1.0f : attn__sink(&m, &l_tot, h->sink); /* the sink joins the max and sum */
+        if (n_prev > 0) { /* the last tile's P.V (no scores) */
+            if (g == 1) ATTN__SFX(attn__scores_pv)(h, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
+            else ATTN__SFX(attn__scores_pv_group)(h, g, s, h->k, qs, 0, acc, v_prev, p_prev, n_prev);
         }
-        inv = attn__inv_sum(l_tot);
+        n_prev = 0;
+        for (r = 0; r < g; ++r) {
+            if (pass == 0) {
+                ATTN__SFX(attn__fold)(acc_tot + (ptrdiff_t)r * dv, acc + (ptrdiff_t)r * dv, a_tot[r], dv);
+                l_tot[r] = l_tot[r] * a_tot[r] + l[r];
+                a_out[r] = hs[r].ml ? 1.0f : attn__sink(&m[r], &l_tot[r], hs[r].sink); /* the sink joins the max and sum */
+            }
+            inv[r] = attn__inv_sum(l_tot[r]);
+        }
     }
-    {
-        float *o_i = h->out + (ptrdiff_t)i * h->out_rs;
-        inv = h->ml ? 1.0f : a_out * inv;
-        for (c = 0; c < dv; ++c) o_i[c] = acc_tot[c] * inv;
-        attn__row_stats(h, i, m, l_tot);
+    for (r = 0; r < g; ++r) {
+        const attn__head *h_r = hs + r;
+        const float *tot_r = acc_tot + (ptrdiff_t)r * dv;
+        float *o_i = h_r->out + (ptrdiff_t)i * h_r->out_rs;
+        const float f = h_r->ml ? 1.0f : a_out[r] * inv[r];
+        for (c = 0; c < dv; ++c) o_i[c] = tot_r[c] * f;
+        attn__row_stats(h_r, i, m[r], l_tot[r]);
     }
+}
+
+/* One query row i of one head: the decoding kernel on a group of one (the tile kernel's rows). */
+static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
+{
+    ATTN__SFX(attn__row_forward_group)(h, 1, i, ws);
+}
+
+/* Every query row of the g heads hs[0 .. g) of a kv group, at most ATTN__ROW_MAX rows (decoding; a key
+   chunk's heads alike): attn__sdpa_run's work item for GQA decoding, each K and V row read once per row. */
+static ATTN__TARGET void ATTN__SFX(attn__group_forward)(const attn__head *hs, int g, float *ws)
+{
+    int i;
+    ATTN_ASSERT(hs->nq <= ATTN__ROW_MAX);
+    for (i = 0; i < hs->nq; ++i) ATTN__SFX(attn__row_forward_group)(hs, g, i, ws);
 }
 
 /* dst [cols x rows] = the transpose of src [rows x cols] with column c times col_scale[c] (col_scale NULL:
@@ -6728,6 +6976,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 }
 
 #undef ATTN__NB
+#undef ATTN__GH
 #undef ATTN__KC
 #undef ATTN__KC_PACKED
 /* the parameters of this instantiation, so that the next one can define its own */

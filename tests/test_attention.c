@@ -1130,6 +1130,211 @@ static void test_sdpa_huge_finite(void)
     rnd_pop();
 }
 
+/* Decoding with grouped-query attention: on the SIMD paths the query heads of a kv head share one pass over
+   its K and V (attn__group_forward, up to 8 heads at a time). One call of the GQA shape against the float64
+   reference, and bitwise against the same call with K and V repeated for every query head (MHA: each head
+   on its own), and bitwise the same for 1, 2 and 3 threads and a 3-way split. q [B, Nq, Hq, Dk], K and V
+   [B, Hkv, Nk, D] as a cache holds them; per-head options as [Hq] arrays and a [B, Hq, Nq, Nk] mask. */
+typedef struct gqa_case {
+    int hkv, group, nq, nk, dk, dv;
+    int kind;    /* 0 plain; 1 per-head mask (-inf rows, -inf and +inf entries) and key padding; 2 ALiBi,
+                    sinks, soft-cap and a window; 3 weights (the per-head path); 4 no causal option, one mask
+                    row for every head (head stride 0) */
+    int len1;    /* kv_len of batch 1 (batch 0: nk) */
+} gqa_case;
+
+static void run_gqa_case(const gqa_case *gc, double *max_err)
+{
+    enum { B = 2 };
+    const int H = gc->hkv * gc->group, NQ = gc->nq, NK = gc->nk, DK = gc->dk, DV = gc->dv;
+    const attn_dims d = {B, H, gc->hkv, NQ, NK, DK, DV}, dr = {B, H, H, NQ, NK, DK, DV};
+    const attn_stride qs = attn_stride_bnhd(NQ, H, DK), os = attn_stride_bnhd(NQ, H, DV);
+    const attn_stride ks = attn_stride_bhnd(gc->hkv, NK, DK), vs = attn_stride_bhnd(gc->hkv, NK, DV);
+    const attn_stride krs = attn_stride_bhnd(H, NK, DK), vrs = attn_stride_bhnd(H, NK, DV);
+    const size_t n_out = (size_t)B * H * NQ * DV, n_lse = (size_t)B * H * NQ, n_w = (size_t)B * H * NQ * NK;
+    float *q = falloc((size_t)B * H * NQ * DK), *k = falloc((size_t)B * gc->hkv * NK * DK), *v = falloc((size_t)B * gc->hkv * NK * DV);
+    float *kr = falloc((size_t)B * H * NK * DK), *vr = falloc((size_t)B * H * NK * DV);
+    float *o1 = falloc(n_out), *o2 = falloc(n_out), *od = falloc(n_out), *l1 = falloc(n_lse), *l2 = falloc(n_lse);
+    float *w1 = gc->kind == 3 ? falloc(n_w) : NULL, *w2 = gc->kind == 3 ? falloc(n_w) : NULL;
+    float *mask = falloc(n_w), slopes[64], sinks[64];
+    unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
+    double *ref = dalloc(n_out), *ref_lse = dalloc(n_lse), *ref_w = dalloc(n_w);
+    int kv_len[B], b, h, i, j, t, part;
+    attn_options opt;
+    ref_opts ro;
+    char what[160];
+    double e;
+    snprintf(what, sizeof what, "gqa hkv %d group %d nq %d nk %d dk %d dv %d kind %d len1 %d", gc->hkv, gc->group, NQ, NK,
+             DK, DV, gc->kind, gc->len1);
+    rnd_fill(q, (size_t)B * H * NQ * DK, 2.0f); rnd_fill(k, (size_t)B * gc->hkv * NK * DK, 2.0f);
+    rnd_fill(v, (size_t)B * gc->hkv * NK * DV, 1.0f);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < H; ++h) {
+            memcpy(kr + ((size_t)b * H + h) * NK * DK, k + ((size_t)b * gc->hkv + h / gc->group) * NK * DK, sizeof(float) * NK * DK);
+            memcpy(vr + ((size_t)b * H + h) * NK * DV, v + ((size_t)b * gc->hkv + h / gc->group) * NK * DV, sizeof(float) * NK * DV);
+        }
+    kv_len[0] = NK; kv_len[1] = gc->len1;
+    memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+    ro.scale = 1.0 / sqrt((double)DK);
+    opt.causal = ro.causal = gc->kind == 4 ? ATTN_CAUSAL_NONE : ATTN_CAUSAL_BOTTOM_RIGHT;
+    opt.kv_len = ro.kv_len = kv_len;
+    opt.out_lse = l1; opt.out_weights = w1;
+    if (gc->kind == 1 || gc->kind == 4) { /* kind 4: one [Nq x Nk] mask row block for all the heads */
+        rnd_fill(mask, n_w, 2.0f);
+        for (j = 0; j < NK; j += 3) mask[j] = -INFINITY;      /* batch 0, head 0, row 0 */
+        if (gc->kind == 1) {
+            for (j = 0; j < NK; ++j) mask[(size_t)NQ * NK + j] = -INFINITY; /* batch 0, head 1, row 0: fully masked */
+            mask[(size_t)2 * NQ * NK + NK / 2] = INFINITY;                 /* batch 0, head 2, row 0: one +inf key */
+            for (j = 1; j < NK; j += 5) kpm[NK + j] = 1;                 /* batch 1: key padding */
+            opt.key_padding_mask = ro.kpm = kpm;
+        }
+        opt.mask = ro.mask = mask;
+        opt.mask_stride.batch = ro.mask_s.batch = gc->kind == 1 ? (ptrdiff_t)H * NQ * NK : 0;
+        opt.mask_stride.head = ro.mask_s.head = gc->kind == 1 ? (ptrdiff_t)NQ * NK : 0;
+        opt.mask_stride.row = ro.mask_s.row = NK;
+    }
+    if (gc->kind == 2) {
+        for (h = 0; h < H; ++h) { slopes[h] = 0.25f / (float)(1 + h); sinks[h] = h % 3 == 0 ? -INFINITY : rnd_unit(); }
+        opt.alibi_slopes = ro.alibi = slopes;
+        opt.sinks = ro.sinks = sinks;
+        opt.softcap = 5.0f; ro.softcap = 5.0;
+        opt.window = ro.window = 1; opt.window_left = ro.window_left = 37; opt.window_right = ro.window_right = -1;
+    }
+    opt.n_threads = 1;
+    CHECK_CODE(attn_sdpa(o1, os, q, qs, k, ks, v, vs, &d, &opt, NULL, 0), ATTN_OK);
+    ref_sdpa(ref, ref_lse, w1 ? ref_w : NULL, q, qs, k, ks, v, vs, &d, &ro);
+    /* the reference is [B, Hq, Nq, Dv]; out is [B, Nq, Hq, Dv] */
+    for (b = 0; b < B; ++b) for (h = 0; h < H; ++h) for (i = 0; i < NQ; ++i)
+        memcpy(od + (((size_t)b * H + h) * NQ + i) * DV, o1 + b * os.batch + h * os.head + i * os.row, sizeof(float) * DV);
+    e = rel_err(od, ref, n_out);
+    if (e > *max_err) *max_err = e;
+    if (!(e <= TOL)) { printf("    %s: out relative error %.3g > %g\n", what, e, TOL); ++g_fails; }
+    check_lse(l1, ref_lse, (int)n_lse, what);
+    if (w1 && !(rel_err(w1, ref_w, n_w) <= TOL)) { printf("    %s: weights relative error %.3g\n", what, rel_err(w1, ref_w, n_w)); ++g_fails; }
+    /* each head on its own: K and V repeated per query head */
+    opt.out_lse = l2; opt.out_weights = w2;
+    CHECK_CODE(attn_sdpa(o2, os, q, qs, kr, krs, vr, vrs, &dr, &opt, NULL, 0), ATTN_OK);
+    if (memcmp(o1, o2, sizeof(float) * n_out) != 0 || memcmp(l1, l2, sizeof(float) * n_lse) != 0 ||
+        (w1 && memcmp(w1, w2, sizeof(float) * n_w) != 0)) {
+        printf("    %s: not bitwise the per-head result (K, V repeated)\n", what);
+        ++g_fails;
+    }
+    for (t = 2; t <= 3; ++t) { /* threads: bitwise the 1-thread result */
+        opt.n_threads = t;
+        memset(o2, 0, sizeof(float) * n_out);
+        CHECK_CODE(attn_sdpa(o2, os, q, qs, k, ks, v, vs, &d, &opt, NULL, 0), ATTN_OK);
+        if (memcmp(o1, o2, sizeof(float) * n_out) != 0 || memcmp(l1, l2, sizeof(float) * n_lse) != 0) {
+            printf("    %s: %d threads differ from 1\n", what, t);
+            ++g_fails;
+        }
+    }
+    memset(o2, 0, sizeof(float) * n_out);
+    opt.n_threads = 0;
+    for (part = 0; part < 3; ++part) { /* a caller's thread pool: one slice per worker */
+        opt.split_index = part; opt.split_count = 3;
+        CHECK_CODE(attn_sdpa(o2, os, q, qs, k, ks, v, vs, &d, &opt, NULL, 0), ATTN_OK);
+    }
+    if (memcmp(o1, o2, sizeof(float) * n_out) != 0 || memcmp(l1, l2, sizeof(float) * n_lse) != 0) {
+        printf("    %s: a 3-way split differs\n", what);
+        ++g_fails;
+    }
+    free(q); free(k); free(v); free(kr); free(vr); free(o1); free(o2); free(od); free(l1); free(l2); free(w1); free(w2);
+    free(mask); free(kpm); free(ref); free(ref_lse); free(ref_w);
+}
+
+/* The cases: groups of 2, 4 and 8 (and 3 = 2 + 1, 7 = 4 + 2 + 1 in the kernel's register blocks, 16 = two
+   work items of 8), Dk != Dv, widths that no vector width divides (1, 3, 5, 17, 33, 40 on AVX-512, 130,
+   200), 1 to 8 query rows, ragged kv_len (0: no visible key; 1; the end of a key chunk), key chunks (2049 to
+   4500 keys), per-head masks and modifiers, and the weights output (which runs each head alone). */
+static void test_decode_gqa_groups(void)
+{
+    static const gqa_case cases[] = {
+        {2, 2, 1, 300, 128, 128, 0, 211},  {1, 4, 1, 2100, 40, 24, 0, 2048}, {2, 8, 3, 130, 17, 33, 1, 64},
+        {1, 7, 1, 200, 64, 3, 2, 200},     {1, 16, 2, 70, 20, 20, 0, 0},     {2, 4, 1, 4500, 128, 128, 2, 2049},
+        {1, 3, 8, 90, 5, 130, 3, 31},      {2, 2, 1, 1, 1, 1, 4, 1},         {1, 4, 1, 2049, 130, 200, 1, 1},
+        {1, 6, 1, 150, 48, 80, 4, 149},    {3, 4, 4, 257, 64, 64, 1, 100},   {1, 8, 1, 640, 128, 128, 0, 639},
+        {2, 4, 1, 5, 200, 17, 2, 0},       {1, 2, 5, 2300, 33, 16, 1, 2200},
+    };
+    double max_err = 0.0;
+    size_t c;
+    rnd_push(0x6A0D1C0Du);
+    for (c = 0; c < sizeof cases / sizeof *cases; ++c) run_gqa_case(&cases[c], &max_err);
+    rnd_pop();
+    printf("    %d cases, max relative error %.2g (TOL %g)\n", (int)(sizeof cases / sizeof *cases), max_err, TOL);
+}
+
+/* Extreme values on the grouped decoding kernel (GQA, group 4, one query; 300 keys, then 2100: two key
+   chunks). Each head of the first kv head's group takes a different extreme row: a mask of -FLT_MAX on
+   every key with q = 0 (the mean of V), huge finite scores (q of 3e37: one key takes all the weight), a
+   mask of +inf at two keys (one per chunk: the mean of their V, lse +inf), -inf on every key (0, lse -inf);
+   the second group: -1e9 on every key with q = 0, -FLT_MAX on every other key, and two ordinary rows. Then
+   scale 3e38 on queries of multiples of 2^-127 and keys of multiples of 1/8 (exact logits), one q = 0.
+   Against the float64 reference and bitwise the per-head result (K and V repeated per query head). */
+static void test_decode_gqa_extreme(void)
+{
+    enum { H = 8, HKV = 2, G = H / HKV, D = 16, NKMAX = 2100 };
+    static const int nks[] = {300, NKMAX};
+    float *q = falloc((size_t)H * D), *k = falloc((size_t)HKV * NKMAX * D), *v = falloc((size_t)HKV * NKMAX * D);
+    float *kr = falloc((size_t)H * NKMAX * D), *vr = falloc((size_t)H * NKMAX * D), *mask = falloc((size_t)H * NKMAX);
+    float o1[H * D], o2[H * D], l1[H], l2[H];
+    double ref[H * D], ref_lse[H];
+    int t, sc, h, j, c;
+    rnd_push(0x6A0D1C0Eu);
+    for (t = 0; t < 2; ++t)
+        for (sc = 0; sc < 2; ++sc) {
+            const int NK = nks[t];
+            const attn_dims d = {1, H, HKV, 1, NK, D, D}, dr = {1, H, H, 1, NK, D, D};
+            const attn_stride qs = attn_stride_bhnd(H, 1, D), ks = attn_stride_bhnd(HKV, NK, D), krs = attn_stride_bhnd(H, NK, D);
+            attn_options opt;
+            ref_opts ro;
+            char what[96];
+            snprintf(what, sizeof what, "gqa extreme, %d keys, %s", NK, sc ? "scale 3e38" : "masks");
+            rnd_fill(v, (size_t)HKV * NK * D, 1.0f);
+            memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+            opt.out_lse = l1;
+            if (!sc) {
+                rnd_fill(q, (size_t)H * D, 1.0f); rnd_fill(k, (size_t)HKV * NK * D, 1.0f); rnd_fill(mask, (size_t)H * NK, 1.0f);
+                for (c = 0; c < D; ++c) q[0 * D + c] = q[4 * D + c] = q[1 * D + c] = 0.0f;
+                q[1 * D] = 3e37f; /* head 1: logits 7.5e36 k[0] */
+                for (j = 0; j < NK; ++j) {
+                    mask[0 * NK + j] = -FLT_MAX;
+                    mask[2 * NK + j] = 0.0f;
+                    mask[3 * NK + j] = -INFINITY;
+                    mask[4 * NK + j] = -1e9f;
+                    if (j & 1) mask[5 * NK + j] = -FLT_MAX;
+                }
+                mask[2 * NK + 5] = mask[2 * NK + NK - 10] = INFINITY;
+                opt.mask = ro.mask = mask;
+                opt.mask_stride.head = ro.mask_s.head = NK; opt.mask_stride.row = ro.mask_s.row = NK;
+                ro.scale = 1.0 / sqrt((double)D);
+            } else {
+                for (j = 0; j < H * D; ++j) q[j] = (float)(rnd_int(9) - 4) * 5.877471754111438e-39f; /* 2^-127 */
+                for (j = 0; j < HKV * NK * D; ++j) k[j] = (float)(rnd_int(9) - 4) / 8.0f;
+                for (c = 0; c < D; ++c) q[6 * D + c] = 0.0f;
+                opt.scale = 3e38f; ro.scale = 3e38f;
+            }
+            for (h = 0; h < H; ++h) {
+                memcpy(kr + (size_t)h * NK * D, k + (size_t)(h / G) * NK * D, sizeof(float) * NK * D);
+                memcpy(vr + (size_t)h * NK * D, v + (size_t)(h / G) * NK * D, sizeof(float) * NK * D);
+            }
+            CHECK_CODE(attn_sdpa(o1, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+            ref_sdpa(ref, ref_lse, NULL, q, qs, k, ks, v, ks, &d, &ro);
+            if (!(rel_err(o1, ref, (size_t)H * D) <= TOL)) {
+                printf("    %s: out relative error %.3g > %g\n", what, rel_err(o1, ref, (size_t)H * D), TOL);
+                ++g_fails;
+            }
+            check_lse(l1, ref_lse, H, what);
+            opt.out_lse = l2;
+            CHECK_CODE(attn_sdpa(o2, qs, q, qs, kr, krs, vr, krs, &dr, &opt, NULL, 0), ATTN_OK);
+            if (memcmp(o1, o2, sizeof o1) != 0 || memcmp(l1, l2, sizeof l1) != 0) {
+                printf("    %s: not bitwise the per-head result (K, V repeated)\n", what);
+                ++g_fails;
+            }
+        }
+    free(q); free(k); free(v); free(kr); free(vr); free(mask);
+    rnd_pop();
+}
+
 /* attn_self_forward with the mask Hugging Face models build: -FLT_MAX above the causal diagonal, and one
    query row masked with -FLT_MAX on every key (a padded query), whose attention is then the mean of V
    (float64: every key equal) where 0.3.0's SIMD kernels gave 0. Tile kernel (12 queries) and row kernel
@@ -6213,6 +6418,8 @@ static const test_case k_tests[] = {
     {"sdpa_special_values", test_sdpa_special_values},
     {"decode_chunks_special_values", test_decode_chunks_special_values},
     {"sdpa_huge_finite", test_sdpa_huge_finite},
+    {"decode_gqa_groups", test_decode_gqa_groups},
+    {"decode_gqa_extreme", test_decode_gqa_extreme},
     {"self_forward_min_float_mask", test_self_forward_min_float_mask},
     {"long_keys_accuracy", test_long_keys_accuracy},
     {"mha_random", test_mha_random},
