@@ -955,7 +955,8 @@ static void *fz_store_as(float **wide, const float *x, size_t n, attn_dtype t)
 /* attn_sdpa once more with float32, float16 or bfloat16 q, k, v and out (whole views converted, padding
    too; the types from the tensor stream's state, not from more input bytes): bitwise the float32 call on
    the stored values widened back, its out rounded to the out type -- except with bfloat16 q, k and v on a
-   CPU where vdpbf16ps runs (attn_simd_bf16dot), compared on comparable inputs within P's rounding to
+   CPU where vdpbf16ps runs (attn_simd_bf16dot), compared where fuzz_sdpa compares against float64 (tol > 0:
+   comparable inputs, a moderate scale) within P's rounding to
    bfloat16 (2^-9 max|v|) plus the out's own rounding and twice the float32 bound, tol max|v|. */
 static void fz_sdpa_types(const fz *f, const attn_dims *d, const attn_options *o, const float *q, attn_stride qs,
                           size_t nq_f, const float *k, attn_stride ks, size_t nk_f, const float *v, attn_stride vs,
@@ -989,7 +990,7 @@ static void fz_sdpa_types(const fz *f, const attn_dims *d, const attn_options *o
             else { attn_bf16_to_f32(&got, &bits, 1); attn_f32_to_bf16(&bits, &want, 1); attn_bf16_to_f32(&want, &bits, 1); }
         }
         if (dot) {
-            if (f->comparable && !(fabs((double)got - o32[e]) <= (1.0 / 512.0 + 2.0 * tol) * vmax + fabs(o32[e]) / 128.0)) {
+            if (tol > 0.0 && !(fabs((double)got - o32[e]) <= (1.0 / 512.0 + 2.0 * tol) * vmax + fabs(o32[e]) / 128.0)) {
                 fprintf(stderr, "fuzz: bf16 dot products: out[%zu] = %.9g, float32 %.9g (max|v| %g)\n", e, got, o32[e], vmax);
                 abort();
             }
