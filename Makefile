@@ -23,17 +23,21 @@ TEST_PATHS = dispatch avx2 scalar openmp native c11
 PATH_FLAGS_c11 = -std=c11
 PATH_FLAGS_dispatch =
 PATH_FLAGS_avx2 = -DATTN_NO_AVX512
+PATH_FLAGS_nobf16dot = -DATTN_NO_BF16DOT
 PATH_FLAGS_scalar = -DATTN_NO_SIMD
 PATH_FLAGS_openmp = -fopenmp
 PATH_FLAGS_native = -march=native -fopenmp
 
 test:
 	@$(MAKE) --no-print-directory $(TEST_JOBS_FLAG) test-binaries
-	sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
+	RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(TEST_PATHS:%=$(BUILD)/test_%)
 
 # make test compiles its binaries in parallel, one job per core, unless the command line asked for jobs
-# already (make -j2 test shares its job slots; make -j1 test compiles one after another).
+# already (make -j2 test shares its job slots; make -j1 test compiles one after another). The suites
+# (tests/run_paths.sh: make test, test-neon, test-sanitize, test-valgrind, test-m32) run RUN_JOBS
+# binaries at a time, one per core unless told (RUN_JOBS=1: one after another).
 TEST_JOBS ?= $(shell nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+RUN_JOBS ?= $(TEST_JOBS)
 TEST_JOBS_FLAG = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(TEST_JOBS))
 .PHONY: test-binaries
 test-binaries: $(TEST_PATHS:%=$(BUILD)/test_%)
@@ -49,13 +53,26 @@ check-accuracy: $(ACCURACY_PATHS:%=$(BUILD)/accuracy_%)
 $(BUILD)/accuracy_%: tests/accuracy.c $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -O2 $(PATH_FLAGS_$*) -o $@ tests/accuracy.c $(LDLIBS)
 
-# The NEON path: cross-built for aarch64 (Debian's gcc-aarch64-linux-gnu) and run under qemu-user.
+# The tests that take more than about 0.1 s natively (random shapes, long rows, every K/V type): valgrind
+# (~150x slower) and the aarch64 scalar build under qemu skip them, as other builds run them.
+SLOW_TESTS = long_sequence long_keys_accuracy sdpa_half_kv sdpa_random sdpa_alibi sdpa_backward_random \
+             sdpa_window_softcap_sinks sdpa_backward_options project_ex_threads mha_random q8_format \
+             decode_gqa_groups sdpa_bf16dot
+
+# The NEON path: cross-built for aarch64 (Debian's gcc-aarch64-linux-gnu) and run under qemu-user, the
+# whole suite in two halves (--shard, one qemu per core); and the portable scalar kernels built for
+# aarch64 (ATTN_NO_SIMD) without SLOW_TESTS: the x86 scalar build runs those on the same code, and the
+# NEON build on aarch64 (an aarch64 scalar run of them took 75 of its 88 s under qemu).
 CROSS_CC ?= aarch64-linux-gnu-gcc
 QEMU ?= qemu-aarch64
-test-neon: $(HEADER) | $(BUILD)
-	$(CROSS_CC) $(CFLAGS) -static -o $(BUILD)/test_neon tests/test_attention.c $(LDLIBS)
-	$(CROSS_CC) $(CFLAGS) -static -DATTN_NO_SIMD -o $(BUILD)/test_neon_scalar tests/test_attention.c $(LDLIBS)
-	QEMU=$(QEMU) sh tests/run_paths.sh tests/data $(BUILD)/test_neon $(BUILD)/test_neon_scalar
+test-neon: $(BUILD)/test_neon $(BUILD)/test_neon_scalar
+	RUN_WITH='$(QEMU)' RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data "$(BUILD)/test_neon --shard=1/2" \
+	    "$(BUILD)/test_neon --shard=2/2" "$(BUILD)/test_neon_scalar $(SLOW_TESTS:%=-%)"
+
+$(BUILD)/test_neon: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	$(CROSS_CC) $(CFLAGS) -static -o $@ tests/test_attention.c $(LDLIBS)
+$(BUILD)/test_neon_scalar: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
+	$(CROSS_CC) $(CFLAGS) -static -DATTN_NO_SIMD -o $@ tests/test_attention.c $(LDLIBS)
 
 $(BUILD)/test_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
@@ -68,7 +85,8 @@ SAN_PATHS = dispatch avx2 scalar openmp
 SAN_PATHS_GCC = dispatch scalar
 SAN_BINS = $(SAN_PATHS:%=$(BUILD)/san/clang_%) $(SAN_PATHS_GCC:%=$(BUILD)/san/gcc_%)
 test-sanitize: $(SAN_BINS)
-	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lint/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 sh tests/run_paths.sh tests/data $(SAN_BINS)
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=tests/lint/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
+	    RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(SAN_BINS)
 
 $(BUILD)/san/clang_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/san
@@ -79,21 +97,18 @@ $(BUILD)/san/gcc_%: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD
 	gcc $(CFLAGS) $(SAN_FLAGS) $(PATH_FLAGS_$*) -o $@ tests/test_attention.c $(LDLIBS)
 
 # valgrind memcheck (uninitialised reads, which ASan does not see) over the suite on the AVX2 path
-# (valgrind has no AVX-512), without the tests that take more than about 0.1 s natively: valgrind runs
-# this code ~150x slower, and those tests (random shapes, long rows, every K/V type) run under ASan and
-# UBSan in test-sanitize and test-m32. The scalar path (vg_scalar) the same way with
+# (valgrind has no AVX-512), without SLOW_TESTS: valgrind runs this code ~150x slower, and those tests
+# run under ASan and UBSan in test-sanitize and test-m32. valgrind is single-threaded: the tests are
+# shared between RUN_JOBS processes (--shard). The scalar path (vg_scalar) the same way with
 # VG_BINS="vg_avx2 vg_scalar". OpenMP builds are left to ASan and TSan: libgomp's thread stacks show up as
 # "possibly lost".
 VALGRIND = valgrind -q --error-exitcode=1 --leak-check=full
-VG_SKIP = -long_sequence -long_keys_accuracy -sdpa_half_kv -sdpa_random -sdpa_alibi -sdpa_backward_random \
-          -sdpa_window_softcap_sinks -sdpa_backward_options -project_ex_threads -mha_random -q8_format \
-          -decode_gqa_groups
+VG_SKIP = $(SLOW_TESTS:%=-%)
 VG_BINS = vg_avx2
+VG_SHARDS = $(shell seq 1 $(RUN_JOBS))
 test-valgrind: $(VG_BINS:%=$(BUILD)/%)
-	for b in $(VG_BINS); do \
-	    $(VALGRIND) $(BUILD)/$$b tests/data $(VG_SKIP) > $(BUILD)/$$b.log || { cat $(BUILD)/$$b.log; exit 1; }; \
-	    echo "[$$b] $$(tail -n 1 $(BUILD)/$$b.log)"; \
-	done
+	RUN_WITH='$(VALGRIND)' RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data \
+	    $(foreach b,$(VG_BINS),$(foreach k,$(VG_SHARDS),"$(BUILD)/$(b) $(VG_SKIP) --shard=$(k)/$(RUN_JOBS)"))
 
 $(BUILD)/vg_avx2: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	$(CC) $(CFLAGS) -g -DATTN_NO_AVX512 -o $@ tests/test_attention.c $(LDLIBS)
@@ -121,7 +136,7 @@ $(BUILD)/tsan_openmp: tests/tsan_concurrent.c $(HEADER) | $(BUILD)
 # suite plain, with OpenMP, and under ASan+UBSan.
 M32_BINS = $(BUILD)/m32 $(BUILD)/m32_openmp $(BUILD)/m32_san
 test-m32: $(M32_BINS)
-	sh tests/run_paths.sh tests/data $(M32_BINS)
+	RUN_JOBS=$(RUN_JOBS) sh tests/run_paths.sh tests/data $(M32_BINS)
 
 $(BUILD)/m32: tests/test_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	gcc -m32 $(CFLAGS) -o $@ tests/test_attention.c $(LDLIBS)
@@ -156,11 +171,12 @@ lint:
 	        tests/lint/lint_tu.c -- -std=c99 -I. $$f || exit 1; \
 	done
 
-# Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all built from
-# tests/fuzz/fuzz_attention.c. Each runs FUZZ_SECONDS from its committed seeds tests/fuzz/corpus/<name>/;
-# new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a failing input to $(BUILD)/fuzz/crash-*; its log is
-# $(BUILD)/fuzz/<name>.log. One harness: make fuzz-run-<name>; `make -j2 fuzz` runs two at a time.
-# Replay one: $(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
+# Fuzzing with clang's libFuzzer (+ ASan, UBSan): one harness per public entry point, all in
+# tests/fuzz/fuzz_attention.c and compiled once, into $(BUILD)/fuzz/fuzz_attention; $(BUILD)/fuzz/fuzz_<name>
+# is a symbolic link to it, which runs harness <name> (the program's name chooses). Each runs FUZZ_SECONDS
+# from its committed seeds tests/fuzz/corpus/<name>/; new inputs go to $(BUILD)/fuzz/corpus_<name>/ and a
+# failing input to $(BUILD)/fuzz/crash-*; its log is $(BUILD)/fuzz/<name>.log. One harness:
+# make fuzz-run-<name>; `make -j2 fuzz` runs two at a time. Replay one: $(BUILD)/fuzz/fuzz_<name> $(BUILD)/fuzz/crash-...
 FUZZ_TARGETS = project project_ex scores softmax weighted_sum merge rope sdpa sdpa_backward self_forward cross_forward \
                align_scores align_forward hardmax topk sample image_write
 FUZZ_SECONDS ?= 60
@@ -175,9 +191,12 @@ $(FUZZ_RUNS): fuzz-run-%: $(BUILD)/fuzz/fuzz_%
 	    > $(BUILD)/fuzz/$*.log 2>&1 || { tail -n 40 $(BUILD)/fuzz/$*.log; echo "fuzz_$* FAILED"; exit 1; }
 	@echo "fuzz_$*: ok, $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$*.log) in $(FUZZ_SECONDS) s"
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_attention.c tests/reference.h $(HEADER) | $(BUILD)
+$(BUILD)/fuzz/fuzz_attention: tests/fuzz/fuzz_attention.c tests/reference.h $(HEADER) | $(BUILD)
 	@mkdir -p $(BUILD)/fuzz
-	clang -std=c99 -Wall -Wextra -Wpedantic -Werror $(FUZZ_FLAGS) -DFUZZ_TARGET=fuzz_$* -o $@ tests/fuzz/fuzz_attention.c $(LDLIBS)
+	clang -std=c99 -Wall -Wextra -Wpedantic -Werror $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_attention.c $(LDLIBS)
+
+$(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%): $(BUILD)/fuzz/fuzz_attention
+	ln -sf fuzz_attention $@
 
 examples: $(EXAMPLES)
 
@@ -216,30 +235,40 @@ CONVERSION_FLAGS = -Wconversion -Wsign-conversion
 # into one program; ATTN_STATIC with the implementation in two files links without clashes;
 # ATTN_NO_STDIO builds without <stdio.h>; the implementation is clean under -Wconversion -Wsign-conversion
 # on every kernel path; and the benchmark programs build (bench/decode_probe.c on
-# AVX2 and AVX-512 machines only) without warnings.
-check-build: $(HEADER) | $(BUILD)
+# AVX2 and AVX-512 machines only) without warnings. Each check is a target of its own
+# (check-build-<name>), so make -j2 check-build runs two at a time.
+CONVERSION_PATHS = dispatch scalar avx2 nobf16dot openmp
+CHECK_BUILD = readme c11 cplusplus11 cplusplus17 link static no_stdio $(CONVERSION_PATHS:%=conversion_%) bench decode_probe
+.PHONY: $(CHECK_BUILD:%=check-build-%)
+check-build: $(CHECK_BUILD:%=check-build-%)
+check-build-readme: | $(BUILD)
 	awk '/<!-- snippet: quickstart -->/ {f = 1; next} f && /^```c/ {g = 1; next} g && /^```/ {exit} g' \
 	    README.md > $(BUILD)/readme_quickstart.c
 	test -s $(BUILD)/readme_quickstart.c
 	diff examples/quickstart.c $(BUILD)/readme_quickstart.c
 	$(CC) $(CFLAGS) -I. -o $(BUILD)/readme_quickstart $(BUILD)/readme_quickstart.c $(LDLIBS)
 	$(BUILD)/readme_quickstart
+check-build-c11: | $(BUILD)
 	$(CC) $(filter-out -std=%,$(CFLAGS)) -std=c11 -o $(BUILD)/link_c11 tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
 	$(BUILD)/link_c11
-	$(CXX) $(CXXFLAGS) -std=c++11 -o $(BUILD)/cplusplus11 tests/build/cplusplus.cpp $(LDLIBS)
-	$(BUILD)/cplusplus11
-	$(CXX) $(CXXFLAGS) -std=c++17 -o $(BUILD)/cplusplus17 tests/build/cplusplus.cpp $(LDLIBS)
-	$(BUILD)/cplusplus17
+check-build-cplusplus11 check-build-cplusplus17: check-build-cplusplus%: | $(BUILD)
+	$(CXX) $(CXXFLAGS) -std=c++$* -o $(BUILD)/cplusplus$* tests/build/cplusplus.cpp $(LDLIBS)
+	$(BUILD)/cplusplus$*
+check-build-link: | $(BUILD)
 	$(CC) $(CFLAGS) -o $(BUILD)/link tests/build/link_main.c tests/build/link_other.c $(LDLIBS)
 	$(BUILD)/link
+check-build-static: | $(BUILD)
 	$(CC) $(CFLAGS) -o $(BUILD)/static tests/build/static_a.c tests/build/static_b.c $(LDLIBS)
 	$(BUILD)/static
+check-build-no_stdio: | $(BUILD)
 	$(CC) $(CFLAGS) -o $(BUILD)/no_stdio tests/build/no_stdio.c $(LDLIBS)
 	$(BUILD)/no_stdio
-	for f in "" -DATTN_NO_SIMD -DATTN_NO_AVX512 -DATTN_NO_BF16DOT -fopenmp; do \
-	    $(CC) $(CFLAGS) $(CONVERSION_FLAGS) $$f -c -o $(BUILD)/conversion.o tests/lint/lint_tu.c || exit 1; done
+$(CONVERSION_PATHS:%=check-build-conversion_%): check-build-conversion_%: | $(BUILD)
+	$(CC) $(CFLAGS) $(CONVERSION_FLAGS) $(PATH_FLAGS_$*) -c -o $(BUILD)/conversion_$*.o tests/lint/lint_tu.c
+check-build-bench: | $(BUILD)
 	$(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/bench_check bench/bench.c -lm
 	$(BUILD)/bench_check --list > /dev/null
+check-build-decode_probe: | $(BUILD)
 	if echo | $(CC) -march=native -dM -E - | grep -q __AVX2__; then \
 	    $(CC) $(BENCH_FLAGS) -Wall -Wextra -Werror -o $(BUILD)/decode_probe bench/decode_probe.c -lm; fi
 

@@ -6485,27 +6485,37 @@ static int selected(const char *name, int argc, char **argv)
 {
     int a, any_include = 0;
     for (a = 2; a < argc; ++a) {
+        if (strncmp(argv[a], "--", 2) == 0) continue; /* --shard */
         if (argv[a][0] == '-') { if (strcmp(argv[a] + 1, name) == 0) return 0; }
         else { any_include = 1; if (strcmp(argv[a], name) == 0) return 1; }
     }
     return !any_include;
 }
 
-/* Usage: test_attention [data_dir [[-]test_name...]] */
+/* Usage: test_attention [data_dir [[-]test_name... [--shard=K/N]]]. --shard=K/N runs the K-th of every N
+   selected tests (K = 1..N): N processes, one per shard, run the selection once between them (valgrind). */
 int main(int argc, char **argv)
 {
-    int passed = 0, failed = 0, a;
+    int passed = 0, failed = 0, a, shard = 1, shards = 1, n_selected = 0;
     size_t t;
     if (argc > 1) g_data_dir = argv[1];
     for (a = 2; a < argc; ++a) {
         const char *n = argv[a] + (argv[a][0] == '-');
+        if (strncmp(argv[a], "--", 2) == 0) {
+            char end;
+            if (sscanf(argv[a], "--shard=%d/%d%c", &shard, &shards, &end) != 2 || shards < 1 || shard < 1 || shard > shards) {
+                printf("bad option %s (--shard=K/N, 1 <= K <= N)\n", argv[a]);
+                return 2;
+            }
+            continue;
+        }
         for (t = 0; t < sizeof k_tests / sizeof *k_tests; ++t)
             if (strcmp(n, k_tests[t].name) == 0) break;
         if (t == sizeof k_tests / sizeof *k_tests) { printf("no test named %s\n", n); return 2; }
     }
     printf("attention.h %s, kernels: %s\n", ATTN_VERSION_STRING, attn_simd_name());
     for (t = 0; t < sizeof k_tests / sizeof *k_tests; ++t) {
-        if (!selected(k_tests[t].name, argc, argv)) continue;
+        if (!selected(k_tests[t].name, argc, argv) || n_selected++ % shards != shard - 1) continue;
         g_fails = 0;
         k_tests[t].fn();
         if (g_fails == 0) { ++passed; printf("ok   %s\n", k_tests[t].name); }

@@ -1,7 +1,11 @@
-/* libFuzzer harnesses for attention.h: one source, one harness per public entry point, chosen at build
-   time with -DFUZZ_TARGET=fuzz_<name> (make fuzz builds and runs each; clang -fsanitize=fuzzer,address,
-   undefined). An input is read as the call's sizes, strides, options and pointers (a few bytes each), then
-   a 4-byte seed from which every tensor is filled with moderate values (multiples of 1/32), then patches:
+/* libFuzzer harnesses for attention.h: one source, one harness per public entry point (clang
+   -fsanitize=fuzzer,address,undefined). One binary holds them all and runs the harness its name says:
+   make fuzz builds build/fuzz/fuzz_attention once and links build/fuzz/fuzz_<name> to it, so
+   build/fuzz/fuzz_sdpa runs fuzz_sdpa (argv[0] fuzz_<name>). -DFUZZ_TARGET=fuzz_<name> builds a binary of
+   that one harness instead, whatever its name.
+
+   An input is read as the call's sizes, strides, options and pointers (a few bytes each), then a 4-byte
+   seed from which every tensor is filled with moderate values (multiples of 1/32), then patches:
    (tensor, index, value) triples that plant NaN, +-inf, denormals, huge values or other finite values
    anywhere. Small inputs thus drive large tensors (up to 2100 keys, for the decoding key chunks).
 
@@ -1821,12 +1825,34 @@ static void fuzz_image_write(fz *f)
 /* ---------------------------------------------------------------------------------------------- */
 
 typedef void (*fz_target)(fz *f);
-static const fz_target k_targets[] = {fuzz_project, fuzz_project_ex, fuzz_scores, fuzz_softmax, fuzz_weighted_sum, fuzz_merge,
-                                      fuzz_rope, fuzz_sdpa, fuzz_sdpa_backward, fuzz_self_forward, fuzz_cross_forward, fuzz_align_scores,
-                                      fuzz_align_forward, fuzz_hardmax, fuzz_topk, fuzz_sample, fuzz_image_write};
+static const struct { const char *name; fz_target fn; } k_targets[] = {
+    {"project", fuzz_project}, {"project_ex", fuzz_project_ex}, {"scores", fuzz_scores}, {"softmax", fuzz_softmax},
+    {"weighted_sum", fuzz_weighted_sum}, {"merge", fuzz_merge}, {"rope", fuzz_rope}, {"sdpa", fuzz_sdpa},
+    {"sdpa_backward", fuzz_sdpa_backward}, {"self_forward", fuzz_self_forward}, {"cross_forward", fuzz_cross_forward},
+    {"align_scores", fuzz_align_scores}, {"align_forward", fuzz_align_forward}, {"hardmax", fuzz_hardmax},
+    {"topk", fuzz_topk}, {"sample", fuzz_sample}, {"image_write", fuzz_image_write}};
 
-#ifndef FUZZ_TARGET
-#error "build with -DFUZZ_TARGET=fuzz_<name> (see the Makefile's fuzz target)"
+#ifdef FUZZ_TARGET
+#define g_target FUZZ_TARGET /* chosen at build time */
+#else
+static fz_target g_target; /* chosen by LLVMFuzzerInitialize from the program's name */
+
+/* libFuzzer calls this once, before any input: the harness is the one argv[0] names (fuzz_<name>, any
+   directory); another name lists the harnesses and exits */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    const char *prog = *argc > 0 ? (*argv)[0] : "", *base = strrchr(prog, '/');
+    size_t t;
+    base = base ? base + 1 : prog;
+    if (strncmp(base, "fuzz_", 5) == 0)
+        for (t = 0; t < sizeof k_targets / sizeof *k_targets; ++t)
+            if (strcmp(base + 5, k_targets[t].name) == 0) { g_target = k_targets[t].fn; return 0; }
+    fprintf(stderr, "%s: run me as fuzz_<name> (a link to this binary; make fuzz makes them), <name> one of:", prog);
+    for (t = 0; t < sizeof k_targets / sizeof *k_targets; ++t) fprintf(stderr, " %s", k_targets[t].name);
+    fprintf(stderr, "\n");
+    exit(2);
+}
 #endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -1838,7 +1864,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     f.n = size;
     f.rng = fz_u8(&f) | fz_u8(&f) << 8 | (uint64_t)fz_u8(&f) << 16; /* the seed of every tensor */
     (void)k_targets;
-    FUZZ_TARGET(&f);
+    g_target(&f);
     fz_free(&f);
     return 0;
 }
