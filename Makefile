@@ -23,6 +23,7 @@ TEST_PATHS = dispatch avx2 scalar openmp native c11
 PATH_FLAGS_c11 = -std=c11
 PATH_FLAGS_dispatch =
 PATH_FLAGS_avx2 = -DATTN_NO_AVX512
+PATH_FLAGS_nobf16dot = -DATTN_NO_BF16DOT
 PATH_FLAGS_scalar = -DATTN_NO_SIMD
 PATH_FLAGS_openmp = -fopenmp
 PATH_FLAGS_native = -march=native -fopenmp
@@ -55,7 +56,8 @@ $(BUILD)/accuracy_%: tests/accuracy.c $(HEADER) | $(BUILD)
 # The tests that take more than about 0.1 s natively (random shapes, long rows, every K/V type): valgrind
 # (~150x slower) and the aarch64 scalar build under qemu skip them, as other builds run them.
 SLOW_TESTS = long_sequence long_keys_accuracy sdpa_half_kv sdpa_random sdpa_alibi sdpa_backward_random \
-             sdpa_window_softcap_sinks sdpa_backward_options project_ex_threads mha_random q8_format
+             sdpa_window_softcap_sinks sdpa_backward_options project_ex_threads mha_random q8_format \
+             decode_gqa_groups sdpa_bf16dot
 
 # The NEON path: cross-built for aarch64 (Debian's gcc-aarch64-linux-gnu) and run under qemu-user, the
 # whole suite in two halves (--shard, one qemu per core); and the portable scalar kernels built for
@@ -245,7 +247,7 @@ CONVERSION_FLAGS = -Wconversion -Wsign-conversion
 # on every kernel path; and the benchmark programs build (bench/decode_probe.c on
 # AVX2 and AVX-512 machines only) without warnings. Each check is a target of its own
 # (check-build-<name>), so make -j2 check-build runs two at a time.
-CONVERSION_PATHS = dispatch scalar avx2 openmp
+CONVERSION_PATHS = dispatch scalar avx2 nobf16dot openmp
 CHECK_BUILD = readme c11 cplusplus11 cplusplus17 link static no_stdio $(CONVERSION_PATHS:%=conversion_%) bench decode_probe
 .PHONY: $(CHECK_BUILD:%=check-build-%)
 check-build: $(CHECK_BUILD:%=check-build-%)

@@ -26,8 +26,8 @@
    ownership, errors:
        API: types                  attn_result, attn_stride, attn_dims, attn_options, attn_rope, attn_mha,
                                    attn_kv_cache, with their fields
-       API: helpers                attn_result_string, attn_simd_name, attn_stride_bhnd, attn_stride_bnhd,
-                                   attn_alibi_slopes
+       API: helpers                attn_result_string, attn_simd_name, attn_simd_bf16dot, attn_stride_bhnd,
+                                   attn_stride_bnhd, attn_alibi_slopes
        API: building blocks        attn_project, attn_project_ex, attn_scores, attn_softmax,
                                    attn_weighted_sum, attn_merge, attn_rope_apply, attn_f32_to_f16 ...,
                                    attn_f32_to_q8, attn_q8_to_f32
@@ -107,6 +107,7 @@
    | ATTN_FREE(ptr, user)       | attn_options.alloc_user                                                 |
    | ATTN_NO_SIMD               | portable scalar kernels only (the reference the SIMD kernels are held to) |
    | ATTN_NO_AVX512             | on x86-64, use AVX2+FMA at most                                          |
+   | ATTN_NO_BF16DOT            | never the vdpbf16ps dot products (bfloat16 q, k, v keep float32 kernels) |
    | ATTN_HEADER_FILE           | this file's name if renamed (default "attention.h"): the implementation |
    |                            | includes itself once per instruction set                                 |
    | ATTN_NO_STDIO              | leave out <stdio.h>, attn_image_save and attn_heatmap_print             |
@@ -265,7 +266,12 @@
                            K and V (attn_dtype, attn_options.k_type, v_type); ATTN_Q8, 8-bit
                            blocks of 32 with a float32 scale, for K and V (attn_f32_to_q8,
                            attn_q8_to_f32); KV caches in float16, bfloat16 or Q8
-                           (attn_kv_cache.k_type, v_type; k and v are void *).
+                           (attn_kv_cache.k_type, v_type; k and v are void *). attn_sdpa's q and
+                           out in float16 or bfloat16 (q_type, out_type; q and out are void *);
+                           vdpbf16ps dot products for bfloat16 q, k, v on AVX512_BF16 CPUs
+                           (attn_simd_bf16dot, ATTN_NO_BF16DOT). float16 / bfloat16 weights
+                           (attn_mha.w_type, attn_options.w_type for attn_project_ex; the weights
+                           are const void *).
                            attn_sdpa_backward and its workspace size (training: FlashAttention-2's
                            backward pass, memory linear in N, bitwise identical for any thread count,
                            every attn_sdpa option but out_weights, splits and 16-bit K/V, the sinks'
@@ -363,7 +369,8 @@ typedef struct attn_dims {
     int d_v;        /* Dv: value and output width; 0 = Dk */
 } attn_dims;
 
-/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type; q and out are float32) and of a KV
+/* Element types of attn_sdpa's k and v (attn_options.k_type, v_type), of its q and out (q_type, out_type:
+   float32, float16 or bfloat16), of weights (attn_mha.w_type; float32, float16 or bfloat16) and of a KV
    cache's K and V (attn_kv_cache.k_type, v_type). A 16-bit element is an unsigned short bit pattern
    (attn_f32_to_f16 and attn_f32_to_bf16 make them, rounding to nearest even). ATTN_Q8 is 8-bit blocks
    (ggml's q8_0 with a float32 scale; attn_f32_to_q8 makes them, attn_q8_to_f32 reads them back): each run
@@ -377,7 +384,18 @@ typedef struct attn_dims {
    and a widening, or 8 int8 loaded, widened to int32, converted and multiplied by the block's scale) and
    do all arithmetic in float32: the result is bitwise attn_sdpa's float32 result on the widened values (so
    within 1e-5 of the float64 attention of those values), with every option; decoding reads 2 bytes per
-   element from memory (1.125 for ATTN_Q8) instead of 4, and takes about half the time (a third). */
+   element from memory (1.125 for ATTN_Q8) instead of 4, and takes about half the time (a third).
+   A 16-bit q is widened exactly a query tile at a time; a 16-bit out is the float32 result rounded to
+   nearest even, row by row, so it adds only its own rounding (2^-11 relative for float16, 2^-8 for
+   bfloat16). The one exception to "bitwise the float32 result": with q, k and v all ATTN_BF16 and Dk
+   even on a CPU with AVX512_BF16 (attn_simd_bf16dot() says), the tile kernel computes Q.K^T and P.V with
+   vdpbf16ps dot products: twice the float32 rate. Each product of two bfloat16 is exact and the sums are float32, so
+   Q.K^T is exact up to float32 summation as before; P (the probabilities, in [0, 1]) is rounded to
+   bfloat16 for P.V only (the row sums use the float32 P), which adds at most 2^-9 relative error per
+   weight, averaging out over keys (measured ~1e-3 relative on N(0,1) data, tests/test_attention.c
+   sdpa_bf16dot); denormal inputs and products are read as zero (the instruction's rule), and the scale
+   multiplies the finished sums, so |q.k| itself must stay below FLT_MAX (the float32 path scales q first).
+   Query tiles of at most 8 rows (decoding) keep the float32 path. */
 typedef enum attn_dtype {
     ATTN_F32 = 0, /* float */
     ATTN_F16 = 1, /* IEEE 754 binary16 (float16) */
@@ -465,6 +483,14 @@ typedef struct attn_options {
                                               to the workspace. Else ATTN_ERR_OPTION; the multi-head
                                               functions and attn_kv_step require both 0 (ATTN_ERR_OPTION,
                                               "opt->k_type": a cache's types are its own) */
+    attn_dtype q_type, out_type;           /* attn_sdpa only: the element type of q and of out, ATTN_F32 (0),
+                                              ATTN_F16 or ATTN_BF16 (not ATTN_Q8); strides in elements, any
+                                              alignment. Each one not float32 adds 256 * D bytes (Dk for q,
+                                              Dv for out) per thread to the workspace. Else ATTN_ERR_OPTION;
+                                              the other functions require both 0 ("opt->q_type") */
+    attn_dtype w_type;                     /* attn_project_ex only: the element type of w, ATTN_F32 (0), ATTN_F16
+                                              or ATTN_BF16 (strides in elements); as attn_mha.w_type. Else
+                                              ATTN_ERR_OPTION; the other functions require 0 ("opt->w_type") */
 } attn_options;
 
 /* Rotary position embeddings (RoPE). */
@@ -493,7 +519,11 @@ typedef struct attn_rope {
    [d_model x d_model] (shapes for ATTN_LAYOUT_IN_OUT; transposed for ATTN_LAYOUT_OUT_IN, e.g. PyTorch's
    in_proj_weight, in_proj_weight + E*E, + 2*E*E, out_proj.weight); b_q, b_o [d_model], b_k, b_v
    [n_kv_heads*head_dim], each optional.
-   w_q_stride, w_k_stride, w_v_stride, w_o_stride: each weight's row stride as stored, in floats (0: dense),
+   w_type: the weights stored as float16 or bfloat16 (unsigned short patterns, attn_f32_to_bf16 makes
+   them): the projections widen each weight exactly as they read it (few rows: in registers, half the
+   bytes of float32 read; more rows: into the packed copy) and compute in float32, so the result is
+   bitwise the float32 result on the widened weights.
+   w_q_stride, w_k_stride, w_v_stride, w_o_stride: each weight's row stride as stored, in elements (0: dense),
    so packed weights load as stored: GPT-2's c_attn [E x 3E] (IN_OUT) is w_q = c_attn, w_k = c_attn + E,
    w_v = c_attn + 2E with the three strides 3E; PyTorch's in_proj_weight [3E x E] (OUT_IN) is w_q = p,
    w_k = p + E*E, w_v = p + 2*E*E, dense.
@@ -506,10 +536,10 @@ typedef struct attn_mha {
     int n_kv_heads;     /* key/value heads; 0 = n_heads */
     int d_kv;           /* width of x_kv (cross-attention); 0 = d_model */
     attn_layout layout; /* orientation of w_q, w_k, w_v, w_o */
-    const float *w_q;   /* [d_model x d_model] */
-    const float *w_k;   /* [d_kv x n_kv_heads*head_dim] */
-    const float *w_v;   /* [d_kv x n_kv_heads*head_dim] */
-    const float *w_o;   /* [d_model x d_model] */
+    const void *w_q;    /* [d_model x d_model] of w_type (const float * before 0.4.0: a float * still converts) */
+    const void *w_k;    /* [d_kv x n_kv_heads*head_dim] */
+    const void *w_v;    /* [d_kv x n_kv_heads*head_dim] */
+    const void *w_o;    /* [d_model x d_model] */
     const float *b_q;   /* [d_model] or NULL */
     const float *b_k;   /* [n_kv_heads*head_dim] or NULL */
     const float *b_v;   /* [n_kv_heads*head_dim] or NULL */
@@ -517,6 +547,9 @@ typedef struct attn_mha {
     ptrdiff_t w_q_stride, w_k_stride, w_v_stride, w_o_stride; /* row strides of the weights as stored, in
                            floats; 0 = dense (GPT-2's c_attn [E x 3E]: w_k = w_q + E, strides 3E) */
     attn_rope rope;     /* rotary positions for Q and K (self-attention and cache steps); style 0: none */
+    attn_dtype w_type;  /* the element type of the four weights: ATTN_F32 (0), ATTN_F16 or ATTN_BF16 (biases
+                           stay float32); strides in elements. Else ATTN_ERR_OPTION; the backward passes
+                           require 0 ("mha->w_type") */
 } attn_mha;
 
 /* A KV cache (decoding) in the caller's memory: the keys and values of the tokens seen so far, per batch and
@@ -565,6 +598,9 @@ typedef struct attn_kv_cache {
 ATTNDEF const char *attn_result_string(attn_result r);
 /* The kernels in use on this CPU: "avx512", "avx2", "neon" or "scalar" (KERNELS AND THREADS). */
 ATTNDEF const char *attn_simd_name(void);
+/* 1 when attn_sdpa computes with vdpbf16ps dot products on this CPU (bfloat16 q, k and v: the AVX-512
+   kernels on a CPU with AVX512_BF16 and AVX512BW, not built with ATTN_NO_BF16DOT), else 0 (attn_dtype). */
+ATTNDEF int attn_simd_bf16dot(void);
 
 /* The strides of a dense [B, H, N, D] tensor: attn_stride_bhnd(H, N, D) -> {H*N*D, N*D, D}. Each helper takes
    its sizes in the order of its name. */
@@ -607,9 +643,11 @@ ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, 
    columns) and the threads split the rows; with workspace NULL a block is taken through
    ATTN_MALLOC(opt->alloc_user) and freed. Other options are ignored. Errors as attn_project, plus n_threads
    < 0, a split index outside [0, split_count) (ATTN_ERR_OPTION), a workspace smaller than reported
-   (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM. */
+   (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM. w holds float32, or float16 / bfloat16 bit patterns as
+   opt->w_type says (w_stride in elements; bitwise the float32 result on the widened weights, reading half
+   the bytes: the few-row kernels widen in registers). */
 ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
-                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    const void *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                     int n, int d_in, int d_out, const attn_options *opt, void *workspace,
                                     size_t workspace_bytes);
 
@@ -716,7 +754,8 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
    and query head h, reading kv head h / (Hq / Hkv) (grouped-query; Hkv = 1 is multi-query):
        q [B, Hq, Nq, Dk], k [B, Hkv, Nk, Dk], v [B, Hkv, Nk, Dv], each with its attn_stride.
    k and v are float32, float16 / bfloat16 bit patterns or ATTN_Q8 blocks as opt->k_type and opt->v_type say
-   (attn_dtype; strides in elements of the stored type, for Q8 multiples of 32); q and out are float32.
+   (attn_dtype; strides in elements of the stored type, for Q8 multiples of 32); q and out float32, or
+   float16 / bfloat16 as opt->q_type and opt->out_type say (strides in elements).
    dims = {batch, n_heads (Hq), n_kv_heads (Hkv, 0 = Hq), n_q, n_kv, d_k, d_v (0 = d_k)}; opt (NULL: the
    defaults): attn_options, every field of which applies.
    The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an online
@@ -727,7 +766,7 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
    reported gives ATTN_ERR_WORKSPACE. The caller owns every buffer; nothing is kept after the call.
    Errors: ATTN_ERR_NULL, ATTN_ERR_SHAPE, ATTN_ERR_KV_HEADS (Hq not a multiple of Hkv), ATTN_ERR_STRIDE,
    ATTN_ERR_OVERFLOW, ATTN_ERR_OPTION, ATTN_ERR_WORKSPACE, ATTN_ERR_NOMEM. */
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+ATTNDEF attn_result attn_sdpa(void *out, attn_stride out_s, const void *q, attn_stride q_s, const void *k,
                               attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes);
 
@@ -1168,6 +1207,9 @@ static const attn_options attn__default_options = {0};
    the partial results merged from each chunk's max and sum in key order (flash-decoding). */
 #define ATTN__ROW_MAX 8
 #define ATTN__KEY_CHUNK 2048
+/* Decoding with grouped-query attention: up to ATTN__GROUP_MAX query heads of one kv head share a work item
+   and one pass over its K and V (attn__sdpa_run, the SIMD decoding kernel attn__row_forward_group). */
+#define ATTN__GROUP_MAX 8
 /* Key tiles per block of the kernels' blocked sums (512 keys): see attn__tile_forward_scalar. Blocks of 4
    tiles cost 0.3% more instructions (a fold per block) for about the same error at 65536 keys. */
 #define ATTN__FOLD 8
@@ -1456,6 +1498,9 @@ typedef struct attn__head {
     float alibi;                          /* nonzero: ALiBi's slope, scores get -alibi * |i + diag0 - j| */
     ptrdiff_t diag0;                      /* query i sits at key i + diag0: the causal diagonal (ALiBi) */
     const float *sink;                    /* the head's sink logit (in the denominator only), or NULL */
+    int bf16dot;                          /* the AVX-512 tile kernel with vdpbf16ps: q (as float32), k and v
+                                             hold bfloat16 values, Dk even; k_buf then holds the packed P and
+                                             v_buf the packed V (attn__pack_pairs_bf16, attn__pack_v_bf16) */
 } attn__head;
 
 /* t is one of the attn_dtype values. */
@@ -1488,22 +1533,43 @@ static int attn__kv_buf_floats(size_t *n, attn_dtype type, int d)
     return attn__mul(n, ATTN__TK, (size_t)d);
 }
 
-/* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the tile buffers
-   of a K and V not float32 ([TK x Dk] and [TK x Dv], each only for such a type), then the kernel's own floats
-   (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the block's and the total O^T [Dv x TQ] and six
-   [TQ] vectors; the scalar one less). Each part is a whole number of ATTN__ALIGN blocks (TK and TQ floats
-   are), so that each thread's slice and the kernel's part stay aligned. The kernels index their part with
-   int (c * TQ + i), so it must stay below INT_MAX floats: Dk + 2 Dv up to about 2^25. *kv gets the
-   floats of the two buffers (the kernel's part starts there). */
+/* q, k and v all bfloat16: the AVX-512 BF16 kernel may run (attn__bf16dot). */
+static int attn__bf16_types(const attn_options *o)
+{
+    return o->q_type == ATTN_BF16 && o->k_type == ATTN_BF16 && o->v_type == ATTN_BF16;
+}
+
+/* The buffers of one thread's fused-kernel workspace before the kernel's own part, in floats: a key tile of a
+   K and of a V not float32 ([TK x Dk], [TK x Dv]; with bfloat16 q, k and v the K one at least [TK/2 x TQ],
+   which the BF16 kernel uses for its packed probabilities and the V one for its packed V), a query tile of
+   a q not float32 [TQ x Dk] and of an out not float32 [TQ x Dv] (each 0 when float32). 0 on overflow. */
+typedef struct attn__bufs { size_t k, v, q, out; } attn__bufs;
+static int attn__sdpa_bufs(attn__bufs *b, int d_k, int d_v, const attn_options *o)
+{
+    if (!attn__kv_buf_floats(&b->k, o->k_type, d_k) || !attn__kv_buf_floats(&b->v, o->v_type, d_v) ||
+        !attn__mul(&b->q, o->q_type == ATTN_F32 ? 0 : ATTN__TQ, (size_t)d_k) ||
+        !attn__mul(&b->out, o->out_type == ATTN_F32 ? 0 : ATTN__TQ, (size_t)d_v))
+        return 0;
+    if (attn__bf16_types(o) && b->k < ATTN__TK / 2 * ATTN__TQ) b->k = ATTN__TK / 2 * ATTN__TQ;
+    return 1;
+}
+
+/* Floats of one thread's fused-kernel workspace, enough for every instruction set: first the buffers of
+   attn__sdpa_bufs, then the kernel's own floats (the SIMD kernels hold Q^T [Dk x TQ], scores [TK x TQ], the
+   block's and the total O^T [Dv x TQ] and six [TQ] vectors; the scalar one less). Each part is a whole
+   number of ATTN__ALIGN blocks (TK and TQ floats are), so that each thread's slice and the kernel's part
+   stay aligned. The kernels index their part with int (c * TQ + i), so it must stay below INT_MAX floats:
+   Dk + 2 Dv up to about 2^25. *kv gets the floats of the buffers (the kernel's part starts there). */
 static int attn__sdpa_ws_floats(size_t *n, size_t *kv, int d_k, int d_v, const attn_options *o)
 {
-    size_t dims, k_buf, v_buf;
+    size_t dims;
+    attn__bufs b;
     if (!attn__add(&dims, (size_t)d_k, (size_t)d_v) || !attn__add(&dims, dims, (size_t)d_v) ||
         !attn__add(&dims, dims, ATTN__TK + 6) ||
         !attn__mul(n, dims, ATTN__TQ) || *n > (size_t)INT_MAX)
         return 0;
-    if (!attn__kv_buf_floats(&k_buf, o->k_type, d_k) || !attn__kv_buf_floats(&v_buf, o->v_type, d_v) ||
-        !attn__add(kv, k_buf, v_buf))
+    if (!attn__sdpa_bufs(&b, d_k, d_v, o) || !attn__add(kv, b.k, b.v) || !attn__add(kv, *kv, b.q) ||
+        !attn__add(kv, *kv, b.out))
         return 0;
     return attn__add(n, *n, *kv);
 }
@@ -1515,6 +1581,16 @@ static void attn__to_f32(float *dst, const void *src, attn_dtype t, size_t n)
     if (t == ATTN_F16) (void)attn_f16_to_f32(dst, (const unsigned short *)src, n);
     else if (t == ATTN_BF16) (void)attn_bf16_to_f32(dst, (const unsigned short *)src, n);
     else if (t == ATTN_Q8) (void)attn_q8_to_f32(dst, src, n);
+    else memcpy(dst, src, sizeof(float) * n);
+}
+
+/* dst = n float32 values of src stored as type t (round to nearest even; Q8: n a multiple of 32, quantised
+   per block): the conversions of the public functions. */
+static void attn__from_f32(void *dst, attn_dtype t, const float *src, size_t n)
+{
+    if (t == ATTN_F16) (void)attn_f32_to_f16((unsigned short *)dst, src, n);
+    else if (t == ATTN_BF16) (void)attn_f32_to_bf16((unsigned short *)dst, src, n);
+    else if (t == ATTN_Q8) (void)attn_f32_to_q8(dst, src, n);
     else memcpy(dst, src, sizeof(float) * n);
 }
 
@@ -1741,8 +1817,8 @@ static void attn__tile_forward_scalar(const attn__head *h, int i0, float *ws)
 #define ATTN_HEADER_FILE "attention.h" /* this file's name, for the self-includes below */
 #endif
 
-#if defined(ATTN__HAVE_X86) || defined(ATTN__HAVE_NEON) /* for the decoding kernel (SIMD only) */
-/* One element of a K or V row of element type t, p + i, as a float (exact): the SIMD kernels' tails. */
+/* One element of a K or V row (or a weight row) of element type t, p + i, as a float (exact): the SIMD
+   kernels' tails, and the portable projections of 16-bit weights. */
 static inline float attn__f16_to_f32_1(unsigned short h);
 static inline float attn__bf16_to_f32_1(unsigned short h);
 static inline float attn__load_as(const void *p, int i, attn_dtype t)
@@ -1761,7 +1837,6 @@ static inline const void *attn__row_as(const void *x, attn_dtype t, ptrdiff_t rs
 {
     return (const char *)x + attn__dtype_bytes(t, (ptrdiff_t)j * rs);
 }
-#endif
 
 #define ATTN__VLOAD(p) ATTN__P(loadu_ps)(p)
 #define ATTN__VSTORE(p, v) ATTN__P(storeu_ps)(p, v)
@@ -1837,7 +1912,106 @@ static __attribute__((target("avx512f"), always_inline)) inline void attn__trans
         _mm512_storeu_ps(dst + (12 + j) * dst_rs, _mm512_shuffle_f32x4(b, d, 0xDD));
     }
 }
+#ifndef ATTN_NO_BF16DOT
+/* The bfloat16 dot products of the AVX-512 tile kernel (attn__head.bf16dot; attn_simd_bf16dot tells when
+   they run). vdpbf16ps adds to each float32 lane the two products of the bfloat16 pairs in the matching
+   32-bit words of its operands: a word is a pair (low half, high half) along the sum's index. So Q^T and P^T
+   are packed as pairs of rows (along Dk, along keys) with queries across the lanes, and the other operand,
+   broadcast, is a pair taken whole from a K row (two adjacent elements) or from the packed V (the same
+   column of two adjacent keys, attn__pack_v_bf16). */
+#define ATTN__BF16DOT 1
+#define ATTN__BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,fma")))
+
+/* dst [ceil(n/2) x TQ] 32-bit words = rows 2p and 2p + 1 of src [n x TQ] floats rounded to bfloat16 (nearest
+   even), row 2p's element i in the low half of word i of dst row p, row 2p + 1's in the high half (0 past
+   row n). In place (dst == src) works: dst row p is written after src rows 2p, 2p + 1 >= p are read, a
+   vector at a time. */
+static ATTN__BF16_TARGET void attn__pack_pairs_bf16(void *dst, const float *src, int n)
+{
+    static const unsigned short mix[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                           8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i idx = _mm512_loadu_si512((const void *)mix);
+    int p, v;
+    for (p = 0; 2 * p < n; ++p) {
+        const float *r0 = src + (ptrdiff_t)2 * p * ATTN__TQ, *r1 = r0 + ATTN__TQ;
+        for (v = 0; v < ATTN__TQ; v += 16) {
+            const __m512 lo = _mm512_loadu_ps(r0 + v), hi = 2 * p + 1 < n ? _mm512_loadu_ps(r1 + v) : _mm512_setzero_ps();
+            const __m512i x = (__m512i)_mm512_cvtne2ps_pbh(hi, lo); /* lo's 16 in elements 0..15, hi's in 16..31 */
+            _mm512_storeu_si512((char *)dst + ((ptrdiff_t)p * ATTN__TQ + v) * 4, _mm512_permutexvar_epi16(idx, x));
+        }
+    }
+}
+
+/* dst [ceil(n/2) x d] 32-bit words = rows 2p and 2p + 1 of the bfloat16 x [n x d] (row stride rs elements,
+   any alignment), paired per column: word c of dst row p holds x[2p][c] low, x[2p + 1][c] high (0 past row
+   n, which is never read). */
+static ATTN__BF16_TARGET void attn__pack_v_bf16(unsigned *dst, const unsigned short *x, ptrdiff_t rs, int n, int d)
+{
+    static const unsigned short mix[64] = {0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+                                           8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47,
+                                           16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+                                           24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+    const __m512i lo_idx = _mm512_loadu_si512((const void *)mix), hi_idx = _mm512_loadu_si512((const void *)(mix + 32));
+    int p, c;
+    for (p = 0; 2 * p < n; ++p) {
+        const unsigned short *r0 = x + (ptrdiff_t)2 * p * rs, *r1 = r0 + rs;
+        unsigned *d_p = dst + (ptrdiff_t)p * d;
+        for (c = 0; c < d; c += 32) {
+            const int left = d - c < 32 ? d - c : 32;
+            const __mmask32 m = left == 32 ? 0xffffffffu : (1u << left) - 1u;
+            const __m512i a = _mm512_maskz_loadu_epi16(m, r0 + c);
+            const __m512i b = 2 * p + 1 < n ? _mm512_maskz_loadu_epi16(m, r1 + c) : _mm512_setzero_si512();
+            _mm512_mask_storeu_epi32(d_p + c, (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1u),
+                                     _mm512_permutex2var_epi16(a, lo_idx, b));
+            if (left > 16)
+                _mm512_mask_storeu_epi32(d_p + c + 16, (__mmask16)(left == 32 ? 0xffff : (1u << (left - 16)) - 1u),
+                                         _mm512_permutex2var_epi16(a, hi_idx, b));
+        }
+    }
+}
+
+/* The micro-kernel of attn__kernel_rows in bfloat16 pairs: C[r][0..TQ) = out_scale * sum_{p < k} B[p] . A(r, p)
+   for r < rows <= 6, or with accumulate C[r][j] = C[r][j] * col_scale[j] + the sum; B [k x TQ] 32-bit words
+   (pairs), A(r, p) the word at a + r*a_rs + p*a_cs (in 16-bit units, any alignment) broadcast. 6 x 4
+   accumulators; rows past `rows` re-read row 0 and are never stored. */
+static ATTN__BF16_TARGET void attn__dot_tile_bf16(float *c, const unsigned short *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
+                                                  const void *b, int k, int rows, int accumulate,
+                                                  const float *col_scale, float out_scale)
+{
+    const unsigned short *a_r[6];
+    __m512 acc[6][4];
+    int r, v, p;
+    for (r = 0; r < 6; ++r) a_r[r] = a + (r < rows ? r : 0) * a_rs;
+#pragma GCC unroll 6
+    for (r = 0; r < 6; ++r)
+#pragma GCC unroll 4
+        for (v = 0; v < 4; ++v)
+            acc[r][v] = accumulate && r < rows ? _mm512_mul_ps(_mm512_loadu_ps(c + r * ATTN__TQ + 16 * v), _mm512_loadu_ps(col_scale + 16 * v))
+                                               : _mm512_setzero_ps();
+    for (p = 0; p < k; ++p) {
+        const char *b_p = (const char *)b + (ptrdiff_t)p * ATTN__TQ * 4;
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b_p), b1 = (__m512bh)_mm512_loadu_si512(b_p + 64);
+        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(b_p + 128), b3 = (__m512bh)_mm512_loadu_si512(b_p + 192);
+#pragma GCC unroll 6
+        for (r = 0; r < 6; ++r) {
+            unsigned w;
+            __m512bh x;
+            memcpy(&w, a_r[r] + p * a_cs, sizeof w);
+            x = (__m512bh)_mm512_set1_epi32((int)w);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], b0, x); acc[r][1] = _mm512_dpbf16_ps(acc[r][1], b1, x);
+            acc[r][2] = _mm512_dpbf16_ps(acc[r][2], b2, x); acc[r][3] = _mm512_dpbf16_ps(acc[r][3], b3, x);
+        }
+    }
+#pragma GCC unroll 6
+    for (r = 0; r < 6; ++r)
+#pragma GCC unroll 4
+        for (v = 0; v < 4; ++v)
+            if (r < rows)
+                _mm512_storeu_ps(c + r * ATTN__TQ + 16 * v, accumulate ? acc[r][v] : _mm512_mul_ps(acc[r][v], _mm512_set1_ps(out_scale)));
+}
+#endif
 #include ATTN_HEADER_FILE
+#undef ATTN__BF16DOT
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -1981,6 +2155,16 @@ static int attn__isa(void)
 #endif
 }
 
+ATTNDEF int attn_simd_bf16dot(void)
+{
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512) && !defined(ATTN_NO_BF16DOT)
+    return attn__isa() == ATTN__ISA_AVX512 && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
 ATTNDEF const char *attn_simd_name(void)
 {
     switch (attn__isa()) {
@@ -2018,20 +2202,20 @@ static int attn__pack_floats(size_t *r, int k, int n)
 }
 
 /* Packs strips part, part + parts, ... of op(w) [d_in x d_out] into bpack on instruction set isa. */
-static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride, int out_in, int d_in, int d_out,
-                               int isa, int part, int parts)
+static void attn__pack_weights(float *bpack, const void *w, attn_dtype wt, ptrdiff_t w_stride, int out_in, int d_in,
+                               int d_out, int isa, int part, int parts)
 {
     switch (isa) {
 #if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
-    case ATTN__ISA_AVX512: attn__pack_b_avx512(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+    case ATTN__ISA_AVX512: attn__pack_b_avx512(bpack, w, wt, w_stride, out_in, d_out, d_in, part, parts); break;
 #endif
 #if defined(ATTN__HAVE_X86)
-    case ATTN__ISA_AVX2: attn__pack_b_avx2(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+    case ATTN__ISA_AVX2: attn__pack_b_avx2(bpack, w, wt, w_stride, out_in, d_out, d_in, part, parts); break;
 #endif
 #if defined(ATTN__HAVE_NEON)
-    case ATTN__ISA_NEON: attn__pack_b_neon(bpack, w, w_stride, out_in, d_out, d_in, part, parts); break;
+    case ATTN__ISA_NEON: attn__pack_b_neon(bpack, w, wt, w_stride, out_in, d_out, d_in, part, parts); break;
 #endif
-    default: (void)bpack; (void)w; (void)w_stride; (void)out_in; (void)d_in; (void)d_out; (void)part; (void)parts;
+    default: (void)bpack; (void)w; (void)wt; (void)w_stride; (void)out_in; (void)d_in; (void)d_out; (void)part; (void)parts;
     }
 }
 
@@ -2050,23 +2234,29 @@ static void attn__pack_weights(float *bpack, const float *w, ptrdiff_t w_stride,
    W [d_out x d_in]. IN_OUT streams W's rows into the n rows of y; OUT_IN takes a dot product per output.
    The arithmetic of the scalar matrix products (attn__gemm_nn, attn__gemm_nt), so that on this path too a
    row's result does not depend on how many rows are projected with it. */
-static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs,
-                           int out_in, const float *bias, int n, int d_in, int j0, int j1)
+static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const void *w, attn_dtype wt,
+                           ptrdiff_t w_rs, int out_in, const float *bias, int n, int d_in, int j0, int j1)
 {
-    int i, j, p;
+    int i, j, p, l;
     for (i = 0; i < n; ++i) {
         const float *x_i = x + i * x_rs;
         float *y_i = y + i * y_rs;
         if (out_in)
-            for (j = j0; j < j1; ++j) {
-                const float dot = attn__dot(x_i, w + j * w_rs, d_in);
+            for (j = j0; j < j1; ++j) { /* attn__dot's sums, on W's values */
+                const void *w_j = attn__row_as(w, wt, w_rs, j);
+                float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, dot;
+                for (p = 0; p + 8 <= d_in; p += 8)
+                    for (l = 0; l < 8; ++l) acc[l] += x_i[p + l] * attn__load_as(w_j, p + l, wt);
+                for (l = 0; p < d_in; ++p, ++l) acc[l] += x_i[p] * attn__load_as(w_j, p, wt);
+                dot = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
                 y_i[j] = bias ? bias[j] + dot : dot;
             }
         else {
             for (j = j0; j < j1; ++j) y_i[j] = bias ? bias[j] : 0.0f;
             for (p = 0; p < d_in; ++p) {
-                const float x_ip = x_i[p], *w_p = w + p * w_rs;
-                for (j = j0; j < j1; ++j) y_i[j] += x_ip * w_p[j];
+                const float x_ip = x_i[p];
+                const void *w_p = attn__row_as(w, wt, w_rs, p);
+                for (j = j0; j < j1; ++j) y_i[j] += x_ip * attn__load_as(w_p, j, wt);
             }
         }
     }
@@ -2079,7 +2269,7 @@ static void attn__gemv_ref(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x
    rows: 5.5 ms; so no finer chunks to hand out). OUT_IN: chunks of 64 outputs (64 contiguous rows of W) handed out as the
    threads ask, so that a thread slowed by other work on its core takes fewer of them. At least 64 Ki
    weights per thread: smaller products are not worth a thread's start. */
-static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
+static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const void *w, attn_dtype wt,
                        ptrdiff_t w_stride, int out_in, const float *bias, int n, int d_in, int d_out, int threads)
 {
     const int isa = attn__isa(), units = 1 + (d_out - 1) / 16, chunks = out_in ? 1 + (d_out - 1) / 64 : 0;
@@ -2106,23 +2296,23 @@ static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x
         switch (isa) {
 #if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
         case ATTN__ISA_AVX512:
-            if (out_in) attn__gemv_out_in_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
-            else attn__gemv_in_out_avx512(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            if (out_in) attn__gemv_out_in_avx512(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx512(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
             break;
 #endif
 #if defined(ATTN__HAVE_X86)
         case ATTN__ISA_AVX2:
-            if (out_in) attn__gemv_out_in_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
-            else attn__gemv_in_out_avx2(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            if (out_in) attn__gemv_out_in_avx2(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_avx2(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
             break;
 #endif
 #if defined(ATTN__HAVE_NEON)
         case ATTN__ISA_NEON:
-            if (out_in) attn__gemv_out_in_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
-            else attn__gemv_in_out_neon(y, y_stride, x, x_stride, w, w_stride, bias, n, d_in, j0, j1);
+            if (out_in) attn__gemv_out_in_neon(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
+            else attn__gemv_in_out_neon(y, y_stride, x, x_stride, w, wt, w_stride, bias, n, d_in, j0, j1);
             break;
 #endif
-        default: attn__gemv_ref(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, j0, j1);
+        default: attn__gemv_ref(y, y_stride, x, x_stride, w, wt, w_stride, out_in, bias, n, d_in, j0, j1);
         }
     }
 }
@@ -2131,15 +2321,22 @@ static void attn__gemv(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x
    d_out) floats) the threads pack W together, then split the rows (each row gets the same arithmetic
    whatever the threads); without one, or on the scalar path, one thread and no buffer. At most
    ATTN__GEMV_ROWS rows take the few-row kernels instead, on `threads` threads, buffer or not. */
-static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const float *w,
-                          ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in, int d_out,
-                          int threads, float *bpack)
+static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride, const void *w,
+                          attn_dtype wt, ptrdiff_t w_stride, attn_layout layout, const float *bias, int n, int d_in,
+                          int d_out, int threads, float *bpack)
 {
     const int isa = bpack ? attn__isa() : ATTN__ISA_SCALAR, out_in = layout == ATTN_LAYOUT_OUT_IN;
     int n_blocks;
     if (n <= ATTN__GEMV_ROWS) { /* decoding: W read once, unpacked */
-        attn__gemv(y, y_stride, x, x_stride, w, w_stride, out_in, bias, n, d_in, d_out, threads);
+        attn__gemv(y, y_stride, x, x_stride, w, wt, w_stride, out_in, bias, n, d_in, d_out, threads);
         return;
+    }
+    if (isa == ATTN__ISA_SCALAR && wt != ATTN_F32) { /* the portable path: W widened into bpack, dense */
+        const int rows = out_in ? d_out : d_in, cols = out_in ? d_in : d_out;
+        int r;
+        for (r = 0; r < rows; ++r)
+            attn__to_f32(bpack + (size_t)r * (size_t)cols, attn__row_as(w, wt, w_stride, r), wt, (size_t)cols);
+        w = bpack; wt = ATTN_F32; w_stride = cols;
     }
     if (isa == ATTN__ISA_SCALAR) threads = 1;
     if (threads > 1 + n / 96) threads = 1 + n / 96;
@@ -2155,7 +2352,7 @@ static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_
         const int part = 0, parts = 1;
 #endif
         int blk;
-        attn__pack_weights(bpack, w, w_stride, out_in, d_in, d_out, isa, part, parts);
+        attn__pack_weights(bpack, w, wt, w_stride, out_in, d_in, d_out, isa, part, parts);
 #ifdef _OPENMP
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -2181,7 +2378,7 @@ static void attn__project(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_
 #if defined(ATTN__HAVE_NEON)
             case ATTN__ISA_NEON: attn__gemm_packed_neon(y_b, y_stride, x_b, x_stride, bpack, m, d_out, d_in, bias != NULL); break;
 #endif
-            default: attn__matmul(y_b, y_stride, x_b, x_stride, w, w_stride, out_in, m, d_out, d_in, bias != NULL);
+            default: attn__matmul(y_b, y_stride, x_b, x_stride, (const float *)w, w_stride, out_in, m, d_out, d_in, bias != NULL);
             }
         }
     }
@@ -2202,6 +2399,25 @@ static attn__tile_fn attn__tile_kernel(void)
     case ATTN__ISA_NEON: return attn__tile_forward_neon;
 #endif
     default: return attn__tile_forward_scalar;
+    }
+}
+
+/* The decoding kernel for the query heads of a kv group (attn__group_forward), on the instruction set of
+   this call; NULL on the portable path, which runs each head on its own. */
+typedef void (*attn__group_fn)(const attn__head *h, int g, float *ws);
+static attn__group_fn attn__group_kernel(void)
+{
+    switch (attn__isa()) {
+#if defined(ATTN__HAVE_X86) && !defined(ATTN_NO_AVX512)
+    case ATTN__ISA_AVX512: return attn__group_forward_avx512;
+#endif
+#if defined(ATTN__HAVE_X86)
+    case ATTN__ISA_AVX2: return attn__group_forward_avx2;
+#endif
+#if defined(ATTN__HAVE_NEON)
+    case ATTN__ISA_NEON: return attn__group_forward_neon;
+#endif
+    default: return NULL;
     }
 }
 
@@ -2653,7 +2869,7 @@ ATTNDEF attn_result attn_q8_to_f32(float *dst, const void *src, size_t n)
 
 /* Validates attn_project's arguments (and attn_project_ex's, under its own name). */
 static attn_result attn__project_check(const char *func, const float *y, ptrdiff_t y_stride, const float *x,
-                                       ptrdiff_t x_stride, const float *w, ptrdiff_t w_stride, attn_layout layout,
+                                       ptrdiff_t x_stride, const void *w, ptrdiff_t w_stride, attn_layout layout,
                                        int n, int d_in, int d_out)
 {
     attn_result r;
@@ -2680,7 +2896,7 @@ ATTNDEF attn_result attn_project(float *y, ptrdiff_t y_stride, const float *x, p
     attn_result r;
     if ((r = attn__project_check("attn_project", y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
         return r;
-    attn__project(y, y_stride, x, x_stride, w, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
+    attn__project(y, y_stride, x, x_stride, w, ATTN_F32, w_stride, layout, bias, n, d_in, d_out, 1, NULL);
     return ATTN_OK;
 }
 
@@ -2737,7 +2953,7 @@ ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, 
 }
 
 ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
-                                    const float *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
+                                    const void *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                     int n, int d_in, int d_out, const attn_options *opt, void *workspace,
                                     size_t workspace_bytes)
 {
@@ -2749,6 +2965,8 @@ ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x
     if (!opt) opt = &attn__default_options;
     if ((r = attn__project_check(func, y, y_stride, x, x_stride, w, w_stride, layout, n, d_in, d_out)) != ATTN_OK)
         return r;
+    ATTN__REQUIRE(opt->w_type == ATTN_F32 || opt->w_type == ATTN_F16 || opt->w_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->w_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     if ((r = attn__project_need(func, &need, n, d_in, d_out, opt)) != ATTN_OK) return r;
     ATTN__REQUIRE(!workspace || workspace_bytes >= need, ATTN_ERR_WORKSPACE, "workspace_bytes",
                   "smaller than attn_project_workspace_size reported");
@@ -2757,8 +2975,9 @@ ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x
     if (need && !workspace && !(mem = ATTN_MALLOC(need, opt->alloc_user)))
         return attn__fail(func, ATTN_ERR_NOMEM, "workspace", "NULL, and ATTN_MALLOC returned NULL");
     /* the slice is a projection of its own: columns [c0, c1) of y, of W (rows of W for OUT_IN) and of bias */
-    attn__project(y + c0, y_stride, x, x_stride, layout == ATTN_LAYOUT_OUT_IN ? w + (ptrdiff_t)c0 * w_stride : w + c0,
-                  w_stride, layout, bias ? bias + c0 : NULL, n, d_in, c1 - c0, attn__threads(opt, ATTN_MAX_THREADS),
+    attn__project(y + c0, y_stride, x, x_stride,
+                  (const char *)w + attn__dtype_bytes(opt->w_type, layout == ATTN_LAYOUT_OUT_IN ? (ptrdiff_t)c0 * w_stride : c0),
+                  opt->w_type, w_stride, layout, bias ? bias + c0 : NULL, n, d_in, c1 - c0, attn__threads(opt, ATTN_MAX_THREADS),
                   need ? attn__ws_base(mem) : NULL);
     if (need && !workspace) ATTN_FREE(mem, opt->alloc_user);
     return ATTN_OK;
@@ -3101,6 +3320,12 @@ static attn_result attn__check_options(const char *func, const attn_options *o, 
                   "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
     ATTN__REQUIRE(attn__dtype_valid(o->v_type), ATTN_ERR_OPTION, "opt->v_type",
                   "must be 0, 1, 2 or 3 (ATTN_F32, ATTN_F16, ATTN_BF16, ATTN_Q8)");
+    ATTN__REQUIRE(o->w_type == ATTN_F32, ATTN_ERR_OPTION, "opt->w_type",
+                  "must be 0: attn_project_ex's (a multi-head model's weights: attn_mha.w_type)");
+    ATTN__REQUIRE(o->q_type == ATTN_F32 || o->q_type == ATTN_F16 || o->q_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->q_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
+    ATTN__REQUIRE(o->out_type == ATTN_F32 || o->out_type == ATTN_F16 || o->out_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "opt->out_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     ATTN__REQUIRE(o->k_type != ATTN_Q8 || d->d_k % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "dims->d_k",
                   "not a multiple of 32 with k_type ATTN_Q8");
     ATTN__REQUIRE(o->v_type != ATTN_Q8 || d->d_v % ATTN_Q8_BLOCK == 0, ATTN_ERR_SHAPE, "dims->d_v",
@@ -3263,29 +3488,66 @@ static void attn__visible_keys(attn__head *h, const attn_dims *d, const attn_opt
     h->diag_lo = (long long)base - (h->lower ? o->window_left : 0);
 }
 
+/* Query heads per work item of a decoding call with grouped-query attention: gq heads of one kv head (a
+   divisor of the group, at most ATTN__GROUP_MAX) share one pass over its K and V (attn__group_kernel), for
+   calls of at most ATTN__ROW_MAX queries without the weights output, on a SIMD path; else 1. The largest gq
+   that still leaves a work item per thread (batch x n_heads / gq x chunks items), so that no thread idles.
+   A head's results are bitwise the same in a group or alone, so this choice, which depends on the threads,
+   changes no result. */
+static int attn__group_heads(const attn_dims *d, const attn_options *o, int threads, int chunks)
+{
+    const int group = d->n_heads / d->n_kv_heads;
+    int gq;
+    if (group == 1 || d->n_q > ATTN__ROW_MAX || o->out_weights || !attn__group_kernel()) return 1;
+    for (gq = group < ATTN__GROUP_MAX ? group : ATTN__GROUP_MAX; gq > 1; --gq) {
+        const int heads = d->n_heads / gq; /* work items per batch and key chunk */
+        if (group % gq == 0 && (double)d->batch * (double)heads * (double)chunks >= (double)threads) break;
+    }
+    return gq;
+}
+
+/* Rows [i0, i0 + n) of head hq of batch b of a 16-bit out (type t, view s) from their float32 values in
+   buf [n x d]; nothing for a float32 out (the kernels wrote it in place). */
+static void attn__narrow_rows(void *out, attn_stride s, attn_dtype t, int b, int hq, int i0, int n, const float *buf, int d)
+{
+    int i;
+    for (i = 0; i < n && t != ATTN_F32; ++i)
+        attn__from_f32((char *)out + attn__dtype_bytes(t, b * s.batch + hq * s.head + (ptrdiff_t)(i0 + i) * s.row), t,
+                       buf + (size_t)i * (size_t)d, (size_t)d);
+}
+
 /* The fused kernel over all batches and heads, on validated arguments and resolved sizes. A group of work
    is one query tile of one (batch, head); with averaged weights, one query tile of a batch over all its
-   heads in order, so that the sum over heads has one order. A group is one work item, or with key chunks
-   one item per chunk and a merge after. A split takes whole groups. Every group writes its own rows with
-   its own arithmetic, so the result is bitwise the same whatever the threads or the split. */
-static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+   heads in order, so that the sum over heads has one order; when decoding with GQA, the gq query heads
+   of a kv head that attn__group_heads gives, in one pass over K and V. A group is one work item, or with
+   key chunks one item per chunk and a merge after. A split takes whole groups. Every head's rows get their
+   own arithmetic, so the result is bitwise the same whatever the threads or the split. */
+static void attn__sdpa_run(void *out, attn_stride out_s, const void *q, attn_stride q_s, const void *k,
                            attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *d,
                            const attn_options *o, const attn__ring *ring, float *ws)
 {
     const attn__tile_fn tile = attn__tile_kernel();
+    const int bf16dot = attn__bf16_types(o) && d->d_k % 2 == 0 && attn_simd_bf16dot();
     const int group = d->n_heads / d->n_kv_heads, threads = attn__sdpa_threads(d, o, ring);
     const int chunks = attn__key_chunks(d, o, ring);
     const int n_qt = 1 + (d->n_q - 1) / ATTN__TQ; /* n_q > 0; no int overflow at INT_MAX */
-    const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : 1;
+    const int gq = attn__group_heads(d, o, threads, chunks); /* heads of a kv group per item */
+    const attn__group_fn grouped = gq > 1 ? attn__group_kernel() : NULL;
+    const int heads_per_item = o->out_weights && o->average_weights ? d->n_heads : gq;
     const int head_groups = d->n_heads / heads_per_item;
     const int part_rows = d->n_q < ATTN__TQ ? d->n_q : ATTN__TQ;
     const ptrdiff_t n_groups = (ptrdiff_t)d->batch * head_groups * n_qt;
     const size_t head_w = (size_t)d->n_q * (size_t)d->n_kv, part_floats = (size_t)part_rows * ((size_t)d->d_v + 2);
     size_t per_thread, total, kv_bufs;
+    attn__bufs bufs;
     float *parts;
     ptrdiff_t it, g0 = 0, g1 = n_groups;
     attn__sdpa_call_floats(&total, d, o, ring, &per_thread, &kv_bufs);
-    parts = ws + per_thread * (size_t)threads; /* [group][chunk] partial outputs [rows x Dv], max and sum [rows x 2] */
+    (void)attn__sdpa_bufs(&bufs, d->d_k, d->d_v, o); /* checked by attn__sdpa_call_floats */
+    parts = ws + per_thread * (size_t)threads; /* [group][gq][chunk] partial outputs [rows x Dv], max and sum [rows x 2] */
+    /* grouped heads: one query tile of at most ATTN__ROW_MAX rows, so the gq heads' 16-bit q and out rows fit
+       the [TQ x D] buffers side by side */
+    ATTN_ASSERT(!grouped || (n_qt == 1 && d->n_q * gq <= ATTN__TQ));
     if (o->split_count > 0) {
         const ptrdiff_t per_split = (n_groups + o->split_count - 1) / o->split_count;
         g0 = per_split * o->split_index < n_groups ? per_split * o->split_index : n_groups;
@@ -3301,21 +3563,25 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
 #else
         float *ws_t = ws;
 #endif
+        /* the thread's buffers (attn__sdpa_bufs), then the kernel's part */
+        float *k_buf = ws_t, *v_buf = k_buf + bufs.k, *q_buf = v_buf + bufs.v, *out_buf = q_buf + bufs.q;
         const ptrdiff_t g = it / chunks;
         const int c = (int)(it % chunks), hg = (int)(g / n_qt % head_groups);
         /* causal: a head's last query tiles see the most keys; hand them out first (heaviest first balances
            the threads: measured 2-thread causal N = 2048 D = 64, 21.5 -> 18.2 ms) */
         const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(g % n_qt) : (int)(g % n_qt);
-        const int b = (int)(g / n_qt / head_groups);
+        const int b = (int)(g / n_qt / head_groups), i0 = qt * ATTN__TQ;
         float *w_b = o->out_weights ? o->out_weights + (size_t)b * (size_t)head_groups * head_w : NULL;
-        attn__head h;
-        int hh;
+        attn__head h, hs[ATTN__GROUP_MAX]; /* hs: the heads of a grouped item */
+        int hh, i;
         memset(&h, 0, sizeof h);
-        h.nq = d->n_q; h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
-        h.out_rs = out_s.row; h.q_rs = q_s.row; h.k_rs = k_s.row; h.v_rs = v_s.row;
-        h.k_type = o->k_type; h.v_type = o->v_type; /* a 16/8-bit K's tile buffer, then V's, then the kernel's part */
-        h.k_buf = o->k_type != ATTN_F32 ? ws_t : NULL;
-        h.v_buf = o->v_type != ATTN_F32 ? ws_t + kv_bufs - (size_t)ATTN__TK * (size_t)d->d_v : NULL;
+        /* the query tile as a head of its own: its row i is query i0 + i */
+        h.nq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
+        h.nk = d->n_kv; h.dk = d->d_k; h.dv = d->d_v;
+        h.k_rs = k_s.row; h.v_rs = v_s.row;
+        h.k_type = o->k_type; h.v_type = o->v_type; h.bf16dot = bf16dot;
+        h.k_buf = o->k_type != ATTN_F32 ? k_buf : NULL;
+        h.v_buf = o->v_type != ATTN_F32 ? v_buf : NULL;
         h.mask_rs = o->mask_broadcast_rows ? 0 : o->mask_stride.row ? o->mask_stride.row : d->n_kv;
         h.n_valid = o->kv_len ? o->kv_len[b] : d->n_kv;
         if (ring) { /* chunk c of the ring's rows */
@@ -3324,64 +3590,89 @@ static void attn__sdpa_run(float *out, attn_stride out_s, const float *q, attn_s
             attn__visible_keys(&h, d, o, h.n_valid, base);
         } else { /* a bottom-right diagonal ends at the batch's last key */
             attn__visible_keys(&h, d, o, h.n_valid, o->causal == ATTN_CAUSAL_TOP_LEFT ? 0 : (ptrdiff_t)h.n_valid - d->n_q);
+            if (chunks > 1) { /* keys [c * CHUNK, (c + 1) * CHUNK) */
+                h.k_lo = c * ATTN__KEY_CHUNK;
+                if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
+            }
         }
+        h.diag += i0; h.diag_lo += i0; h.diag0 += i0;
         h.scale = attn__scale(o->scale, d->d_k);
         h.softcap = o->softcap;
         h.kpm = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)d->n_kv : NULL;
         for (hh = 0; hh < heads_per_item; ++hh) {
-            const int hq = hg * heads_per_item + hh, hk = hq / group;
-            h.out = out + b * out_s.batch + hq * out_s.head;
-            h.q = q + b * q_s.batch + hq * q_s.head;
+            const int hq = hg * heads_per_item + hh, hk = hq / group, slot = grouped ? hh : 0; /* slot: 16-bit rows */
+            const char *q_t = (const char *)q + attn__dtype_bytes(o->q_type, b * q_s.batch + hq * q_s.head + (ptrdiff_t)i0 * q_s.row);
+            if (o->q_type == ATTN_F32) {
+                h.q = (const float *)(const void *)q_t; h.q_rs = q_s.row;
+            } else { /* the tile's rows widened (exactly) */
+                h.q = q_buf + (size_t)slot * (size_t)h.nq * (size_t)d->d_k; h.q_rs = d->d_k;
+                for (i = 0; i < h.nq; ++i)
+                    attn__to_f32(q_buf + ((size_t)slot * (size_t)h.nq + (size_t)i) * (size_t)d->d_k,
+                                 q_t + attn__dtype_bytes(o->q_type, (ptrdiff_t)i * q_s.row), o->q_type, (size_t)d->d_k);
+            }
+            if (o->out_type == ATTN_F32) {
+                h.out = (float *)(void *)((char *)out + attn__dtype_bytes(ATTN_F32, b * out_s.batch + hq * out_s.head + (ptrdiff_t)i0 * out_s.row));
+                h.out_rs = out_s.row;
+            } else {
+                h.out = out_buf + (size_t)slot * (size_t)h.nq * (size_t)d->d_v; h.out_rs = d->d_v;
+            }
             h.k = (const char *)k + attn__dtype_bytes(o->k_type, b * k_s.batch + hk * k_s.head);
             h.v = (const char *)v + attn__dtype_bytes(o->v_type, b * v_s.batch + hk * v_s.head);
-            h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head : NULL;
-            h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q : NULL;
+            h.mask = o->mask ? o->mask + b * o->mask_stride.batch + hq * o->mask_stride.head + (ptrdiff_t)i0 * h.mask_rs : NULL;
+            h.lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + (size_t)i0 : NULL;
             h.sink = o->sinks && !(chunks > 1) ? o->sinks + hq : NULL; /* key chunks: the merge adds it */
             h.alibi = o->alibi_slopes ? o->alibi_slopes[hq] : 0.0f;
-            h.w = w_b ? w_b + (size_t)hg * head_w : NULL;
+            h.w = w_b ? w_b + (size_t)hg * head_w + (size_t)i0 * (size_t)d->n_kv : NULL;
             h.w_accumulate = hh > 0;
-            if (chunks > 1) { /* this chunk's keys into its partial result: the query tile as a head of its own */
-                const int i0 = qt * ATTN__TQ;
-                h.out = parts + ((size_t)(g - g0) * (size_t)chunks + (size_t)c) * part_floats;
+            if (chunks > 1) { /* this chunk's keys into its partial result */
+                h.out = parts + (((size_t)(g - g0) * (size_t)gq + (size_t)(grouped ? hh : 0)) * (size_t)chunks + (size_t)c) * part_floats;
                 h.out_rs = d->d_v;
                 h.lse = NULL;
                 h.ml = h.out + (size_t)part_rows * (size_t)d->d_v;
-                h.q += (ptrdiff_t)i0 * h.q_rs;
-                if (h.mask) h.mask += (ptrdiff_t)i0 * h.mask_rs;
-                h.nq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
-                h.diag += i0; h.diag_lo += i0; h.diag0 += i0; /* row i of the tile is query i0 + i */
-                if (!ring) {                                  /* keys [c * CHUNK, (c + 1) * CHUNK) */
-                    h.k_lo = c * ATTN__KEY_CHUNK;
-                    if (h.n_valid - h.k_lo > ATTN__KEY_CHUNK) h.n_valid = h.k_lo + ATTN__KEY_CHUNK; /* no int overflow */
-                }
-                tile(&h, 0, ws_t + kv_bufs);
-            } else {
-                tile(&h, qt * ATTN__TQ, ws_t + kv_bufs);
             }
+            if (grouped) {
+                hs[hh] = h;
+            } else {
+                tile(&h, 0, ws_t + kv_bufs);
+                if (chunks == 1) attn__narrow_rows(out, out_s, o->out_type, b, hq, i0, h.nq, out_buf, d->d_v);
+            }
+        }
+        if (grouped) {
+            grouped(hs, gq, ws_t + kv_bufs);
+            for (hh = 0; hh < gq && chunks == 1; ++hh)
+                attn__narrow_rows(out, out_s, o->out_type, b, hg * gq + hh, i0, h.nq,
+                                  out_buf + (size_t)hh * (size_t)h.nq * (size_t)d->d_v, d->d_v);
         }
         if (w_b && heads_per_item > 1) { /* the mean over the heads of this tile's rows */
             const float inv_h = 1.0f / (float)d->n_heads;
-            const int i0 = qt * ATTN__TQ, tq = d->n_q - i0 < ATTN__TQ ? d->n_q - i0 : ATTN__TQ;
             float *w_t = w_b + (size_t)i0 * (size_t)d->n_kv;
-            size_t i;
-            for (i = 0; i < (size_t)tq * (size_t)d->n_kv; ++i) w_t[i] *= inv_h;
+            size_t e;
+            for (e = 0; e < (size_t)h.nq * (size_t)d->n_kv; ++e) w_t[e] *= inv_h;
         }
     }
-    if (chunks > 1) { /* merge the chunks of each group (a query tile of a (batch, head)) in key order */
+    if (chunks > 1) { /* merge the chunks of each head's query tile, in key order */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && g1 - g0 > 1)
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && (g1 - g0) * gq > 1)
 #endif
-        for (it = g0; it < g1; ++it) { /* the group's tile as the work items numbered it */
-            const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(it % n_qt) : (int)(it % n_qt);
-            const int hq = (int)(it / n_qt % d->n_heads), b = (int)(it / n_qt / d->n_heads), i0 = qt * ATTN__TQ;
-            const float *part = parts + (size_t)(it - g0) * (size_t)chunks * part_floats;
+        for (it = g0 * gq; it < g1 * gq; ++it) { /* head it % gq of group it / gq, as the work items numbered them */
+#ifdef _OPENMP
+            float *row = ws + (size_t)omp_get_thread_num() * per_thread + bufs.k + bufs.v + bufs.q; /* [Dv] */
+#else
+            float *row = ws + bufs.k + bufs.v + bufs.q;
+#endif
+            const ptrdiff_t g = it / gq;
+            const int qt = o->causal != ATTN_CAUSAL_NONE ? n_qt - 1 - (int)(g % n_qt) : (int)(g % n_qt);
+            const int hq = (int)(g / n_qt % head_groups) * gq + (int)(it % gq), b = (int)(g / n_qt / head_groups);
+            const int i0 = qt * ATTN__TQ;
+            const float *part = parts + (size_t)(it - g0 * gq) * (size_t)chunks * part_floats;
             const size_t ml_off = (size_t)part_rows * (size_t)d->d_v;
             int i;
             for (i = 0; i < part_rows && i0 + i < d->n_q; ++i) {
-                float *o_i = out + b * out_s.batch + hq * out_s.head + (ptrdiff_t)(i0 + i) * out_s.row;
+                char *o_i = (char *)out + attn__dtype_bytes(o->out_type, b * out_s.batch + hq * out_s.head + (ptrdiff_t)(i0 + i) * out_s.row);
                 float *lse = o->out_lse ? o->out_lse + ((size_t)b * (size_t)d->n_heads + (size_t)hq) * (size_t)d->n_q + (size_t)(i0 + i) : NULL;
-                attn__merge_chunks(o_i, lse, part + (size_t)i * (size_t)d->d_v, part + ml_off + 2 * (size_t)i, part_floats,
-                                   chunks, d->d_v, o->sinks ? o->sinks + hq : NULL);
+                attn__merge_chunks(o->out_type == ATTN_F32 ? (float *)(void *)o_i : row, lse, part + (size_t)i * (size_t)d->d_v,
+                                   part + ml_off + 2 * (size_t)i, part_floats, chunks, d->d_v, o->sinks ? o->sinks + hq : NULL);
+                if (o->out_type != ATTN_F32) attn__from_f32(o_i, o->out_type, row, (size_t)d->d_v);
             }
         }
     }
@@ -3416,7 +3707,7 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
     return attn__sdpa_need(func, bytes, &d, opt);
 }
 
-ATTNDEF attn_result attn_sdpa(float *out, attn_stride out_s, const float *q, attn_stride q_s, const void *k,
+ATTNDEF attn_result attn_sdpa(void *out, attn_stride out_s, const void *q, attn_stride q_s, const void *k,
                               attn_stride k_s, const void *v, attn_stride v_s, const attn_dims *dims,
                               const attn_options *opt, void *workspace, size_t workspace_bytes)
 {
@@ -3862,6 +4153,8 @@ static attn_result attn__bwd_need(const char *func, size_t *bytes, const attn_di
     ATTN__REQUIRE(o->split_count == 0, ATTN_ERR_OPTION, "opt->split_count", "not available in the backward pass (0)");
     ATTN__REQUIRE(o->k_type == ATTN_F32 && o->v_type == ATTN_F32, ATTN_ERR_OPTION, "opt->k_type",
                   "the backward pass reads float32 K and V (ATTN_F32)");
+    ATTN__REQUIRE(o->q_type == ATTN_F32 && o->out_type == ATTN_F32, ATTN_ERR_OPTION, "opt->q_type",
+                  "the backward pass reads float32 q and out (ATTN_F32)");
     ATTN__REQUIRE(attn__bwd_ws_floats(&per_thread, d->d_k, d->d_v) &&
                       attn__mul(&floats, per_thread, (size_t)attn__threads(o, (double)d->batch * d->n_kv_heads)) &&
                       attn__ws_bytes(bytes, floats) == ATTN_OK,
@@ -3980,6 +4273,8 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
     ATTN__REQUIRE(m->d_model <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "mha->d_model", "above INT_MAX - 128");
     ATTN__REQUIRE(d_kv <= ATTN__MAX_DIM, ATTN_ERR_OVERFLOW, "mha->d_kv", "above INT_MAX - 128");
     ATTN__REQUIRE(m->n_heads % n_kv_heads == 0, ATTN_ERR_KV_HEADS, "mha->n_heads", "not a multiple of n_kv_heads");
+    ATTN__REQUIRE(m->w_type == ATTN_F32 || m->w_type == ATTN_F16 || m->w_type == ATTN_BF16, ATTN_ERR_OPTION,
+                  "mha->w_type", "must be 0, 1 or 2 (ATTN_F32, ATTN_F16, ATTN_BF16)");
     ATTN__REQUIRE(m->layout == ATTN_LAYOUT_IN_OUT || m->layout == ATTN_LAYOUT_OUT_IN, ATTN_ERR_OPTION, "mha->layout",
                   "must be ATTN_LAYOUT_IN_OUT (0) or ATTN_LAYOUT_OUT_IN (1)");
     head_dim = m->d_model / m->n_heads;
@@ -4013,6 +4308,8 @@ static attn_result attn__mha_resolve(const char *func, attn__mha_dims *md, int b
                   "must be 0: splits are for attn_sdpa only");
     ATTN__REQUIRE(!opt || (opt->k_type == ATTN_F32 && opt->v_type == ATTN_F32), ATTN_ERR_OPTION, "opt->k_type",
                   "must be 0 (ATTN_F32), as v_type: other K and V types are for attn_sdpa and caches only");
+    ATTN__REQUIRE(!opt || (opt->q_type == ATTN_F32 && opt->out_type == ATTN_F32), ATTN_ERR_OPTION, "opt->q_type",
+                  "must be 0 (ATTN_F32), as out_type: other q and out types are for attn_sdpa only");
     md->sdpa = full;
     md->sdpa.batch = 1;
     /* the dense inputs and output must be addressable */
@@ -4096,15 +4393,15 @@ static void attn__mha_run(float *out, const float *x_q, const float *x_kv, int n
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = o->out_lse ? o->out_lse + (size_t)b * (size_t)d->n_heads * (size_t)n_q : NULL;
         ob.out_weights = o->out_weights ? o->out_weights + (size_t)b * w_per_batch : NULL;
-        attn__project(qb, d_model, xq_b, d_model, m->w_q, w_rs[0], m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, w_rs[1], m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(qb, d_model, xq_b, d_model, m->w_q, m->w_type, w_rs[0], m->layout, m->b_q, n_q, md->d_model, md->d_model, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_k, m->w_type, w_rs[1], m->layout, m->b_k, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__rope_rows(qb, d_model, d->d_k, d->n_heads, n_q, d->d_k, 0, &m->rope); /* positions 0 .. */
         attn__rope_rows(ab, kv_dim, d->d_k, d->n_kv_heads, n_kv, d->d_k, 0, &m->rope);
         attn__split_heads(kb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
-        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, w_rs[2], m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
+        attn__project(ab, kv_dim, xkv_b, d_kv, m->w_v, m->w_type, w_rs[2], m->layout, m->b_v, n_kv, md->d_kv, md->kv_dim, threads, bpack);
         attn__split_heads(vb, ab, n_kv, d->n_kv_heads, d->d_k, threads);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, sdpa_ws);
-        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, w_rs[3], m->layout,
+        attn__project(out + (size_t)b * (size_t)n_q * (size_t)md->d_model, d_model, ab, d_model, m->w_o, m->w_type, w_rs[3], m->layout,
                       m->b_o, n_q, md->d_model, md->d_model, threads, bpack);
     }
 }
@@ -4263,11 +4560,11 @@ static void attn__proj_backward(float *dx, int dx_add, float *g, ptrdiff_t g_rs,
     int i, j;
     if (out_in) { /* dW [d_out x d_in] += dy^T . x */
         attn__transpose_rows(t, dy, d_out, n, d_out);
-        attn__project(p, d_in, t, n, x, d_in, ATTN_LAYOUT_IN_OUT, NULL, d_out, n, d_in, threads, bpack);
+        attn__project(p, d_in, t, n, x, ATTN_F32, d_in, ATTN_LAYOUT_IN_OUT, NULL, d_out, n, d_in, threads, bpack);
         attn__add_rows(g, g_rs, p, d_out, d_in);
     } else { /* dW [d_in x d_out] += x^T . dy */
         attn__transpose_rows(t, x, d_in, n, d_in);
-        attn__project(p, d_out, t, n, dy, d_out, ATTN_LAYOUT_IN_OUT, NULL, d_in, n, d_out, threads, bpack);
+        attn__project(p, d_out, t, n, dy, ATTN_F32, d_out, ATTN_LAYOUT_IN_OUT, NULL, d_in, n, d_out, threads, bpack);
         attn__add_rows(g, g_rs, p, d_in, d_out);
     }
     if (gb)
@@ -4275,7 +4572,7 @@ static void attn__proj_backward(float *dx, int dx_add, float *g, ptrdiff_t g_rs,
             for (j = 0; j < d_out; ++j) gb[j] += dy[(ptrdiff_t)i * d_out + j];
     if (!dx) return;
     /* dx [n x d_in] = dy . W^T (IN_OUT) or dy . W (OUT_IN): a projection with the other layout */
-    attn__project(dx_add ? p : dx, d_in, dy, d_out, w, w_rs, out_in ? ATTN_LAYOUT_IN_OUT : ATTN_LAYOUT_OUT_IN, NULL,
+    attn__project(dx_add ? p : dx, d_in, dy, d_out, w, ATTN_F32, w_rs, out_in ? ATTN_LAYOUT_IN_OUT : ATTN_LAYOUT_OUT_IN, NULL,
                   n, d_out, d_in, threads, bpack);
     if (dx_add) attn__add_rows(dx, d_in, p, n, d_in);
 }
@@ -4329,14 +4626,14 @@ static void attn__mha_bwd_run(float *dx_q, float *dx_kv, const attn_mha_grads *g
         ob.key_padding_mask = o->key_padding_mask ? o->key_padding_mask + (size_t)b * (size_t)n_kv : NULL;
         ob.out_lse = lse;
         /* 1. the forward: Q, K, V (RoPE on Q and K), A = attention, its lse */
-        attn__project(qb, E, xq_b, E, m->w_q, wq_rs, m->layout, m->b_q, n_q, E, E, threads, bpack);
-        attn__project(kb, kvd, xkv_b, d_kv, m->w_k, wk_rs, m->layout, m->b_k, n_kv, d_kv, kvd, threads, bpack);
-        attn__project(vb, kvd, xkv_b, d_kv, m->w_v, wv_rs, m->layout, m->b_v, n_kv, d_kv, kvd, threads, bpack);
+        attn__project(qb, E, xq_b, E, (const float *)m->w_q, ATTN_F32, wq_rs, m->layout, m->b_q, n_q, E, E, threads, bpack);
+        attn__project(kb, kvd, xkv_b, d_kv, (const float *)m->w_k, ATTN_F32, wk_rs, m->layout, m->b_k, n_kv, d_kv, kvd, threads, bpack);
+        attn__project(vb, kvd, xkv_b, d_kv, (const float *)m->w_v, ATTN_F32, wv_rs, m->layout, m->b_v, n_kv, d_kv, kvd, threads, bpack);
         attn__rope_rows(qb, E, hd, H, n_q, hd, 0, &m->rope);
         attn__rope_rows(kb, kvd, hd, Hkv, n_kv, hd, 0, &m->rope);
         attn__sdpa_run(ab, q_s, qb, q_s, kb, kv_s, vb, kv_s, d, &ob, NULL, kern);
         /* 2. out = A . W_o + b_o: dW_o, db_o, dA */
-        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, m->w_o, wo_rs, m->layout, n_q, E, E, tb, pb,
+        attn__proj_backward(dab, 0, gr->w_o, wo_rs, gr->b_o, ab, dout_b, (const float *)m->w_o, wo_rs, m->layout, n_q, E, E, tb, pb,
                             threads, bpack);
         /* 3. attention: dQ, dK, dV (and the sinks' gradient of this batch, in pb, summed over the batches) */
         a.o = &ob;
@@ -4347,11 +4644,11 @@ static void attn__mha_bwd_run(float *dx_q, float *dx_kv, const attn_mha_grads *g
         /* 4. RoPE's inverse, then the three input projections: dW, db, dx */
         attn__rope_rows_inverse(dqb, E, H, n_q, hd, &m->rope);
         attn__rope_rows_inverse(dkb, kvd, Hkv, n_kv, hd, &m->rope);
-        attn__proj_backward(dxq_b, 0, gr->w_q, wq_rs, gr->b_q, xq_b, dqb, m->w_q, wq_rs, m->layout, n_q, E, E, tb, pb,
+        attn__proj_backward(dxq_b, 0, gr->w_q, wq_rs, gr->b_q, xq_b, dqb, (const float *)m->w_q, wq_rs, m->layout, n_q, E, E, tb, pb,
                             threads, bpack);
-        attn__proj_backward(dxkv_b, self, gr->w_k, wk_rs, gr->b_k, xkv_b, dkb, m->w_k, wk_rs, m->layout, n_kv, d_kv, kvd,
+        attn__proj_backward(dxkv_b, self, gr->w_k, wk_rs, gr->b_k, xkv_b, dkb, (const float *)m->w_k, wk_rs, m->layout, n_kv, d_kv, kvd,
                             tb, pb, threads, bpack);
-        attn__proj_backward(dxkv_b, 1, gr->w_v, wv_rs, gr->b_v, xkv_b, dvb, m->w_v, wv_rs, m->layout, n_kv, d_kv, kvd,
+        attn__proj_backward(dxkv_b, 1, gr->w_v, wv_rs, gr->b_v, xkv_b, dvb, (const float *)m->w_v, wv_rs, m->layout, n_kv, d_kv, kvd,
                             tb, pb, threads, bpack);
     }
 }
@@ -4364,6 +4661,7 @@ static attn_result attn__mha_bwd_need(const char *func, attn__mha_dims *md, attn
     attn_result r;
     if ((r = attn__mha_resolve(func, md, batch, n_q, n_kv, m, opt, self, read_values)) != ATTN_OK) return r;
     ATTN__REQUIRE(!opt->out_weights, ATTN_ERR_OPTION, "opt->out_weights", "not computed by the backward pass (NULL)");
+    ATTN__REQUIRE(m->w_type == ATTN_F32, ATTN_ERR_OPTION, "mha->w_type", "the backward passes read float32 weights");
     ATTN__REQUIRE(attn__mbw_floats(z, md, n_q, n_kv, opt) && attn__ws_bytes(bytes, z->total) == ATTN_OK,
                   ATTN_ERR_OVERFLOW, "mha", "the workspace's size overflows");
     return ATTN_OK;
@@ -4483,16 +4781,6 @@ static attn_result attn__check_cache(const char *func, const attn_kv_cache *c, i
                           "more tokens than the cache has room for");
         }
     return ATTN_OK;
-}
-
-/* dst = n float32 values of src stored as type t (round to nearest even; Q8: n a multiple of 32, quantised
-   per block): the conversions of the public functions. */
-static void attn__from_f32(void *dst, attn_dtype t, const float *src, size_t n)
-{
-    if (t == ATTN_F16) (void)attn_f32_to_f16((unsigned short *)dst, src, n);
-    else if (t == ATTN_BF16) (void)attn_f32_to_bf16((unsigned short *)dst, src, n);
-    else if (t == ATTN_Q8) (void)attn_f32_to_q8(dst, src, n);
-    else memcpy(dst, src, sizeof(float) * n);
 }
 
 /* Batch b's n_new tokens into its rows for positions len[b] .. of the cache (row p, or p % max_len in a
@@ -4619,9 +4907,9 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     ptrdiff_t w_rs[4];
     int b;
     attn__weight_strides(w_rs, m, d_model, d_model, kv_dim);
-    attn__project(qb, d_model, x, d_model, m->w_q, w_rs[0], m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
-    attn__project(kb, kv_dim, x, d_model, m->w_k, w_rs[1], m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
-    attn__project(vb, kv_dim, x, d_model, m->w_v, w_rs[2], m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    attn__project(qb, d_model, x, d_model, m->w_q, m->w_type, w_rs[0], m->layout, m->b_q, rows, (int)d_model, (int)d_model, threads, bpack);
+    attn__project(kb, kv_dim, x, d_model, m->w_k, m->w_type, w_rs[1], m->layout, m->b_k, rows, (int)d_model, (int)kv_dim, threads, bpack);
+    attn__project(vb, kv_dim, x, d_model, m->w_v, m->w_type, w_rs[2], m->layout, m->b_v, rows, (int)d_model, (int)kv_dim, threads, bpack);
     db.n_kv = c->ring ? c->max_len : 0;
     for (b = 0; b < c->batch; ++b) {
         const size_t r0 = (size_t)b * (size_t)n_new;
@@ -4638,7 +4926,7 @@ static void attn__step_run(float *out, attn_kv_cache *c, const float *x, int n_n
     ob.causal = ATTN_CAUSAL_BOTTOM_RIGHT;
     ob.k_type = c->k_type; ob.v_type = c->v_type; /* the cache's types (opt's are 0, checked) */
     attn__sdpa_run(ab, q_s, qb, q_s, c->k, cache_s, c->v, cache_s, &db, &ob, c->ring ? &sd->ring : NULL, sdpa_ws);
-    attn__project(out, d_model, ab, d_model, m->w_o, w_rs[3], m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
+    attn__project(out, d_model, ab, d_model, m->w_o, m->w_type, w_rs[3], m->layout, m->b_o, rows, (int)d_model, (int)d_model, threads, bpack);
 }
 
 ATTNDEF attn_result attn_kv_step_workspace_size(size_t *bytes, const attn_kv_cache *cache, int n_new,
@@ -5779,17 +6067,19 @@ static ATTN__TARGET void ATTN__SFX(attn__kernel_panel)(float *c, ptrdiff_t c_rs,
 
 /* Packs rows [p0, p0 + kc) of columns [j0, j0 + NB) of op(B) -- B [k x n], or B^T given as [n x k] with
    b_trans -- into panel [kc x NB], zero past column n. */
-static ATTN__TARGET void ATTN__SFX(attn__pack_panel)(float *panel, const float *b, ptrdiff_t ldb, int b_trans,
-                                                     int n, int j0, int p0, int kc)
+static ATTN__TARGET void ATTN__SFX(attn__pack_panel)(float *panel, const void *b, attn_dtype bt, ptrdiff_t ldb,
+                                                     int b_trans, int n, int j0, int p0, int kc)
 {
     const int nb = n - j0 < ATTN__NB ? n - j0 : ATTN__NB;
     int p, jj;
     for (p = 0; p < kc; ++p) {
         float *row = panel + (ptrdiff_t)p * ATTN__NB;
         if (b_trans)
-            for (jj = 0; jj < nb; ++jj) row[jj] = b[(ptrdiff_t)(j0 + jj) * ldb + p0 + p];
+            for (jj = 0; jj < nb; ++jj) row[jj] = attn__load_as(attn__row_as(b, bt, ldb, j0 + jj), p0 + p, bt);
+        else if (bt == ATTN_F32)
+            memcpy(row, (const float *)b + (ptrdiff_t)(p0 + p) * ldb + j0, sizeof(float) * (size_t)nb);
         else
-            memcpy(row, b + (ptrdiff_t)(p0 + p) * ldb + j0, sizeof(float) * (size_t)nb);
+            attn__to_f32(row, (const char *)attn__row_as(b, bt, ldb, p0 + p) + attn__dtype_bytes(bt, j0), bt, (size_t)nb);
         for (jj = nb; jj < ATTN__NB; ++jj) row[jj] = 0.0f;
     }
 }
@@ -5824,7 +6114,7 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const fl
     for (j0 = 0; j0 < n; j0 += ATTN__NB)
         for (p0 = 0; p0 < k; p0 += ATTN__KC) {
             const int kc = k - p0 < ATTN__KC ? k - p0 : ATTN__KC;
-            ATTN__SFX(attn__pack_panel)(panel, b, ldb, b_trans, n, j0, p0, kc);
+            ATTN__SFX(attn__pack_panel)(panel, b, ATTN_F32, ldb, b_trans, n, j0, p0, kc);
             for (i0 = 0; i0 < m; i0 += rows) {
                 rows = ATTN__BLOCK_ROWS(m - i0);
                 ATTN__SFX(attn__tile_mm)(c + (ptrdiff_t)i0 * ldc + j0, ldc, a + (ptrdiff_t)i0 * lda + p0, lda, panel, kc,
@@ -5835,12 +6125,12 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm)(float *c, ptrdiff_t ldc, const fl
 
 /* Packs op(B) [k x n] into bp: strip s (columns [s*NB, s*NB + NB)) is [k x NB] at bp + s*k*NB. This call
    packs strips part, part + parts, part + 2 parts, ... (parts threads pack one B together). */
-static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const float *b, ptrdiff_t ldb, int b_trans, int n, int k,
+static ATTN__TARGET void ATTN__SFX(attn__pack_b)(float *bp, const void *b, attn_dtype bt, ptrdiff_t ldb, int b_trans, int n, int k,
                                                  int part, int parts)
 {
     ptrdiff_t j0;
     for (j0 = (ptrdiff_t)part * ATTN__NB; j0 < n; j0 += (ptrdiff_t)parts * ATTN__NB)
-        ATTN__SFX(attn__pack_panel)(bp + j0 * k, b, ldb, b_trans, n, (int)j0, 0, k);
+        ATTN__SFX(attn__pack_panel)(bp + j0 * k, b, bt, ldb, b_trans, n, (int)j0, 0, k);
 }
 
 /* C[m x n] (+)= A[m x k] . B from B packed by attn__pack_b: each 6-row block of A stays in L1 while it
@@ -5863,6 +6153,20 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
     }
 }
 
+/* W elements of a K or V row of element type t at p + i, as floats (exact; t is a constant in each copy of
+   attn__scores_pv_as, so this is one load or one load and a widening). */
+static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn__vload_as)(const void *p, int i,
+                                                                                           attn_dtype t)
+{
+    if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
+    if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
+    if (t == ATTN_Q8) { /* W of the 32 int8 of a block (W divides 32), times its scale; i >= 0 */
+        const signed char *b = (const signed char *)p + (unsigned)i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
+        return ATTN__VMUL(ATTN__VLOAD_Q8(b + sizeof(float) + (unsigned)i % ATTN_Q8_BLOCK), ATTN__VSET1(attn__q8_scale(b)));
+    }
+    return ATTN__VLOAD((const float *)p + i);
+}
+
 /* Few-row projections (decoding: n <= ATTN__GEMV_ROWS rows), read straight from the caller's W with no
    packing: each weight element is loaded once, so the time is W's bytes over the memory bandwidth.
    Columns [j0, j1) of y[n x d_out] = x[n x d_in] . W (+ bias), W [d_in x d_out] (row stride w_rs).
@@ -5876,9 +6180,9 @@ static ATTN__TARGET void ATTN__SFX(attn__gemm_packed)(float *c, ptrdiff_t ldc, c
    packed path's arithmetic (attn__gemm_packed), so a row projected alone equals the same row projected
    among many, bitwise. */
 #define ATTN__GEMV_COLS 4096
-static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
-                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
-                                                      int d_in, int j0, int j1)
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__gemv_in_out_as)(
+    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const void *w, attn_dtype wt, ptrdiff_t w_rs,
+    const float *bias, int n, int d_in, int j0, int j1)
 {
     int i, jb, j, p;
     for (i = 0; i < n; ++i)
@@ -5886,11 +6190,18 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
     const int cols = ATTN__GEMV_COLS / n / 16 * 16; /* whole vectors on every ISA: no scalar tail inside */
     for (jb = j0; jb < j1; jb += cols) {
         const int je = j1 - jb < cols ? j1 : jb + cols;
-        for (p = 0; p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
-            const float *w0 = w + p * w_rs, *w1 = w0 + w_rs, *w2 = w1 + w_rs, *w3 = w2 + w_rs;
+        /* four rows of W at a time while the rows of y are wide; narrow ones (y under 8 KiB, in L1 beside W's
+           stream) read W one row after another, one stream rather than four short ones: one row of 4096 ->
+           1024 (the K and V of decode_layer), 1 thread, 0.72 ms rather than 1.06; 4096 -> 512 0.34 / 0.72;
+           4096 -> 2048 1.7 / 1.9; 4096 -> 4096 4.3 / 3.5, so not there (Zen 4). The same FMAs per column in
+           the same order either way. */
+        const int four = n * (je - jb) >= 2048;
+        for (p = 0; four && p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
+            const void *w0 = attn__row_as(w, wt, w_rs, p), *w1 = attn__row_as(w, wt, w_rs, p + 1);
+            const void *w2 = attn__row_as(w, wt, w_rs, p + 2), *w3 = attn__row_as(w, wt, w_rs, p + 3);
             for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
-                const ATTN__V b0 = ATTN__VLOAD(w0 + j), b1 = ATTN__VLOAD(w1 + j);
-                const ATTN__V b2 = ATTN__VLOAD(w2 + j), b3 = ATTN__VLOAD(w3 + j);
+                const ATTN__V b0 = ATTN__SFX(attn__vload_as)(w0, j, wt), b1 = ATTN__SFX(attn__vload_as)(w1, j, wt);
+                const ATTN__V b2 = ATTN__SFX(attn__vload_as)(w2, j, wt), b3 = ATTN__SFX(attn__vload_as)(w3, j, wt);
                 for (i = 0; i < n; ++i) {
                     const float *x_i = x + i * x_rs + p;
                     float *y_i = y + i * y_rs + j;
@@ -5906,22 +6217,33 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
                 for (i = 0; i < n; ++i) {
                     const float *x_i = x + i * x_rs + p;
                     float *y_ij = y + i * y_rs + j;
-                    *y_ij = fmaf(x_i[3], w3[j], fmaf(x_i[2], w2[j], fmaf(x_i[1], w1[j], fmaf(x_i[0], w0[j], *y_ij))));
+                    *y_ij = fmaf(x_i[3], attn__load_as(w3, j, wt), fmaf(x_i[2], attn__load_as(w2, j, wt),
+                                 fmaf(x_i[1], attn__load_as(w1, j, wt), fmaf(x_i[0], attn__load_as(w0, j, wt), *y_ij))));
                 }
         }
-        for (; p < d_in; ++p) { /* the last d_in % 4 rows of W, one at a time */
-            const float *w0 = w + p * w_rs;
+        for (; p < d_in; ++p) { /* the last d_in % 4 rows of W (or all of them), one at a time */
+            const void *w0 = attn__row_as(w, wt, w_rs, p);
             for (j = jb; j + ATTN__W <= je; j += ATTN__W) {
-                const ATTN__V b0 = ATTN__VLOAD(w0 + j);
+                const ATTN__V b0 = ATTN__SFX(attn__vload_as)(w0, j, wt);
                 for (i = 0; i < n; ++i) {
                     float *y_i = y + i * y_rs + j;
                     ATTN__VSTORE(y_i, ATTN__VFMA(ATTN__VSET1(x[i * x_rs + p]), b0, ATTN__VLOAD(y_i)));
                 }
             }
             for (; j < je; ++j)
-                for (i = 0; i < n; ++i) y[i * y_rs + j] = fmaf(x[i * x_rs + p], w0[j], y[i * y_rs + j]);
+                for (i = 0; i < n; ++i) y[i * y_rs + j] = fmaf(x[i * x_rs + p], attn__load_as(w0, j, wt), y[i * y_rs + j]);
         }
     }
+}
+
+/* attn__gemv_in_out_as with W's element type constant in each copy */
+static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
+                                                      const void *w, attn_dtype wt, ptrdiff_t w_rs, const float *bias,
+                                                      int n, int d_in, int j0, int j1)
+{
+    if (wt == ATTN_F16) ATTN__SFX(attn__gemv_in_out_as)(y, y_rs, x, x_rs, w, ATTN_F16, w_rs, bias, n, d_in, j0, j1);
+    else if (wt == ATTN_BF16) ATTN__SFX(attn__gemv_in_out_as)(y, y_rs, x, x_rs, w, ATTN_BF16, w_rs, bias, n, d_in, j0, j1);
+    else ATTN__SFX(attn__gemv_in_out_as)(y, y_rs, x, x_rs, w, ATTN_F32, w_rs, bias, n, d_in, j0, j1);
 }
 
 /* Outputs [j0, j1) of y[n x d_out] = x[n x d_in] . W^T (+ bias), W [d_out x d_in] (row stride w_rs), for
@@ -5933,25 +6255,31 @@ static ATTN__TARGET void ATTN__SFX(attn__gemv_in_out)(float *y, ptrdiff_t y_rs, 
    is transposed in registers through a stack tile, whose row q then holds w[j + l][p + q] in lane l.
    Outputs past the last whole block, and the d_in % W tail, take the same fused steps in scalar code. */
 static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__gemv_out_in_rows)(
-    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const float *w, ptrdiff_t w_rs, const float *bias,
-    int n, int d_in, int j0, int j1, const int rows)
+    float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs, const void *w, attn_dtype wt, ptrdiff_t w_rs,
+    const float *bias, int n, int d_in, int j0, int j1, const int rows)
 {
     const float *x0 = x, *x1 = x + (n > 1) * x_rs, *x2 = x + (n > 2) * 2 * x_rs, *x3 = x + (n > 3) * 3 * x_rs;
     const float *x4 = x + (n > 4) * 4 * x_rs, *x5 = x + (n > 5) * 5 * x_rs, *x6 = x + (n > 6) * 6 * x_rs;
     const float *x7 = x + (n > 7) * 7 * x_rs;
-    float tile[ATTN__W * ATTN__W], acc_t[8 * ATTN__W];
+    float tile[ATTN__W * ATTN__W], wide[ATTN__W * ATTN__W], acc_t[8 * ATTN__W];
     const ATTN__V one = ATTN__VSET1(1.0f);
     int j, p, q, i, l;
     for (j = j0; j + ATTN__W <= j1; j += ATTN__W) {
-        const float *w_j = w + j * w_rs;
+        const char *w_j = (const char *)attn__row_as(w, wt, w_rs, j);
         const ATTN__V b = bias ? ATTN__VLOAD(bias + j) : ATTN__VZERO;
         ATTN__V a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
         for (p = 0; p + ATTN__W <= d_in; p += ATTN__W) {
             /* the next block's lines into L2 as this block's are read: rows of a few KiB (d_in = 768) are too
                short for the hardware's stream prefetch (one row of 768 -> 3072: 0.55 ms without, 0.45 with) */
             if (j + 2 * ATTN__W <= j1)
-                for (q = 0; q < ATTN__W; ++q) ATTN__PREFETCH_L2(w_j + (ATTN__W + q) * w_rs + p);
-            ATTN__TRANSPOSE(tile, ATTN__W, w_j + p, w_rs, one); /* tile[q][l] = w[j + l][p + q] (times 1) */
+                for (q = 0; q < ATTN__W; ++q) ATTN__PREFETCH_L2((const char *)attn__row_as(w_j, wt, w_rs, ATTN__W + q) + attn__dtype_bytes(wt, p));
+            if (wt == ATTN_F32) {
+                ATTN__TRANSPOSE(tile, ATTN__W, (const float *)(const void *)w_j + p, w_rs, one); /* tile[q][l] = w[j + l][p + q] (times 1) */
+            } else { /* a 16-bit block widened first */
+                for (q = 0; q < ATTN__W; ++q)
+                    ATTN__VSTORE(wide + q * ATTN__W, ATTN__SFX(attn__vload_as)(attn__row_as(w_j, wt, w_rs, q), p, wt));
+                ATTN__TRANSPOSE(tile, ATTN__W, wide, ATTN__W, one);
+            }
             for (q = 0; q < ATTN__W; ++q) {
                 const ATTN__V t = ATTN__VLOAD(tile + q * ATTN__W);
                 a0 = ATTN__VFMA(ATTN__VSET1(x0[p + q]), t, a0);
@@ -5974,31 +6302,39 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__g
         ATTN__VSTORE(acc_t + 7 * ATTN__W, a7);
         for (i = 0; i < n && i < rows; ++i) /* the d_in % W tail, then y */
             for (l = 0; l < ATTN__W; ++l) {
-                const float *x_i = x + i * x_rs, *w_l = w_j + l * w_rs;
+                const float *x_i = x + i * x_rs;
+                const void *w_l = attn__row_as(w_j, wt, w_rs, l);
                 float acc = acc_t[i * ATTN__W + l];
                 int pp;
-                for (pp = p; pp < d_in; ++pp) acc = fmaf(x_i[pp], w_l[pp], acc);
+                for (pp = p; pp < d_in; ++pp) acc = fmaf(x_i[pp], attn__load_as(w_l, pp, wt), acc);
                 y[i * y_rs + j + l] = acc;
             }
     }
     for (; j < j1; ++j) /* the last j1 - j0 % W outputs */
         for (i = 0; i < n && i < rows; ++i) {
-            const float *x_i = x + i * x_rs, *w_l = w + j * w_rs;
+            const float *x_i = x + i * x_rs;
+            const void *w_l = attn__row_as(w, wt, w_rs, j);
             float acc = bias ? bias[j] : 0.0f;
-            for (p = 0; p < d_in; ++p) acc = fmaf(x_i[p], w_l[p], acc);
+            for (p = 0; p < d_in; ++p) acc = fmaf(x_i[p], attn__load_as(w_l, p, wt), acc);
             y[i * y_rs + j] = acc;
         }
 }
 
+/* attn__gemv_out_in_rows for n rows, the rows (1, 2, 4, 8) and W's element type constant in each copy */
+#define ATTN__GEMV_OUT_IN_TYPE(t)                                                                                      \
+    if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 1);           \
+    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 2);      \
+    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 4);      \
+    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, t, w_rs, bias, n, d_in, j0, j1, 8)
 static ATTN__TARGET void ATTN__SFX(attn__gemv_out_in)(float *y, ptrdiff_t y_rs, const float *x, ptrdiff_t x_rs,
-                                                      const float *w, ptrdiff_t w_rs, const float *bias, int n,
-                                                      int d_in, int j0, int j1)
+                                                      const void *w, attn_dtype wt, ptrdiff_t w_rs, const float *bias,
+                                                      int n, int d_in, int j0, int j1)
 {
-    if (n == 1) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 1);
-    else if (n == 2) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 2);
-    else if (n <= 4) ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 4);
-    else ATTN__SFX(attn__gemv_out_in_rows)(y, y_rs, x, x_rs, w, w_rs, bias, n, d_in, j0, j1, 8);
+    if (wt == ATTN_F16) { ATTN__GEMV_OUT_IN_TYPE(ATTN_F16); }
+    else if (wt == ATTN_BF16) { ATTN__GEMV_OUT_IN_TYPE(ATTN_BF16); }
+    else { ATTN__GEMV_OUT_IN_TYPE(ATTN_F32); }
 }
+#undef ATTN__GEMV_OUT_IN_TYPE
 
 /* Prefetches `bytes` bytes at p into the cache: one prefetch per 64-byte line, four per loop step (the
    decoding kernel issues one for every line of K and V it will read). */
@@ -6024,10 +6360,20 @@ static ATTN__TARGET void ATTN__SFX(attn__prefetch_rows_l2)(const float *p, ptrdi
 static ATTN__TARGET void ATTN__SFX(attn__score_tile_t)(float *s_t, const attn__head *h, const float *q_t, int i0,
                                                        int tq, int j0, int tk)
 {
-    ptrdiff_t k_rs;
-    const float *k_t = attn__k_rows(h, j0, tk, &k_rs);
+    ptrdiff_t k_rs = 0;
+    const float *k_t = NULL;
     int j, i, nb, rows;
-    for (j = 0; j < tk; j += rows) {
+#ifdef ATTN__BF16DOT
+    if (h->bf16dot) /* Q^T packed in pairs (attn__tile_forward), K's pairs read in place, scaled at the end */
+        for (j = 0; j < tk; j += rows) {
+            rows = ATTN__BLOCK_ROWS(tk - j);
+            attn__dot_tile_bf16(s_t + j * ATTN__TQ, (const unsigned short *)h->k + (ptrdiff_t)(j0 + j) * h->k_rs, h->k_rs, 2,
+                                q_t, h->dk / 2, rows, 0, NULL, h->scale);
+        }
+    else
+#endif
+        k_t = attn__k_rows(h, j0, tk, &k_rs);
+    for (j = 0; k_t && j < tk; j += rows) {
         const int next = j0 + ATTN__TK + j; /* the same keys of the next tile */
         rows = ATTN__BLOCK_ROWS(tk - j);
         /* the V rows of these keys, into L2 for the P.V pass that follows: it reads them a few floats
@@ -6100,20 +6446,6 @@ static ATTN__TARGET float ATTN__SFX(attn__vsum)(ATTN__V v)
     return ATTN__VSUM(v);
 }
 
-
-/* W elements of a K or V row of element type t at p + i, as floats (exact; t is a constant in each copy of
-   attn__scores_pv_as, so this is one load or one load and a widening). */
-static ATTN__TARGET inline __attribute__((always_inline)) ATTN__V ATTN__SFX(attn__vload_as)(const void *p, int i,
-                                                                                           attn_dtype t)
-{
-    if (t == ATTN_F16) return ATTN__VLOAD_F16((const unsigned short *)p + i);
-    if (t == ATTN_BF16) return ATTN__VLOAD_BF16((const unsigned short *)p + i);
-    if (t == ATTN_Q8) { /* W of the 32 int8 of a block (W divides 32), times its scale; i >= 0 */
-        const signed char *b = (const signed char *)p + (unsigned)i / ATTN_Q8_BLOCK * ATTN_Q8_BLOCK_BYTES;
-        return ATTN__VMUL(ATTN__VLOAD_Q8(b + sizeof(float) + (unsigned)i % ATTN_Q8_BLOCK), ATTN__VSET1(attn__q8_scale(b)));
-    }
-    return ATTN__VLOAD((const float *)p + i);
-}
 
 /* dst [32 n_blocks] = the values of n_blocks ATTN_Q8 blocks at src: d * q, as attn__vload_as (the tile
    kernels' buffers, attn_q8_to_f32). */
@@ -6219,6 +6551,142 @@ static ATTN__TARGET void ATTN__SFX(attn__scores_pv)(const attn__head *h, float *
         ATTN__SFX(attn__scores_pv_as)(s, k, h->k_rs, qs, h->dk, n_s, pf_end, acc, v, h->v_rs, p, n_pv, h->dv, kt, vt);
 }
 
+/* The grouped decoding kernel: ATTN__GH heads per register block (16 accumulators of scores with 32
+   registers, 8 with 16); the scores of ATTN__GSTEP keys, then their P.V (1 thread, the attention of
+   decode_layer from DRAM: 2.5 ms with steps of 2 keys, 2.3 with 4, 2.4 with 8, 2.9 with 16, Zen 4). */
+#define ATTN__GH (ATTN__NV == 4 ? 4 : 2)
+#define ATTN__GSTEP 4
+
+/* s_r[j] = qs_r . k_j for the nh heads r < nh (1, 2 or 4 <= ATTN__GH, a constant once inlined), s_r = s + r TK
+   and qs_r = qs + r Dk: each K vector loaded once for all of them. Each head's sum is that of
+   attn__scores_pv_as: the same four chains (vector c of the row into chain c % 4), the same lane sum and
+   scalar tail, so the same float. */
+#define ATTN__DOT_ACC(r) ATTN__V a##r##0 = ATTN__VZERO, a##r##1 = ATTN__VZERO, a##r##2 = ATTN__VZERO, a##r##3 = ATTN__VZERO
+#define ATTN__DOT_FMA4(r)                                                                                          \
+    a##r##0 = ATTN__VFMA(ATTN__VLOAD(q##r + c), k0, a##r##0);                                                   \
+    a##r##1 = ATTN__VFMA(ATTN__VLOAD(q##r + c + ATTN__W), k1, a##r##1);                                         \
+    a##r##2 = ATTN__VFMA(ATTN__VLOAD(q##r + c + 2 * ATTN__W), k2, a##r##2);                                     \
+    a##r##3 = ATTN__VFMA(ATTN__VLOAD(q##r + c + 3 * ATTN__W), k3, a##r##3)
+#define ATTN__DOT_SUM(r)                                                                                           \
+    s[r * ATTN__TK + j] = ATTN__SFX(attn__vsum)(ATTN__VADD(ATTN__VADD(a##r##0, a##r##1), ATTN__VADD(a##r##2, a##r##3))); \
+    for (t = c; t < dk; ++t) s[r * ATTN__TK + j] += q##r[t] * attn__load_as(k_j, t, kt)
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__dot_heads)(
+    float *s, int j, const void *k_j, const float *qs, int dk, attn_dtype kt, const int nh)
+{
+    const float *q0 = qs, *q1 = qs + (nh > 1) * dk, *q2 = qs + (nh > 2) * 2 * dk, *q3 = qs + (nh > 3) * 3 * dk;
+    int c, t;
+    ATTN__DOT_ACC(0); ATTN__DOT_ACC(1); ATTN__DOT_ACC(2); ATTN__DOT_ACC(3);
+    for (c = 0; c + 4 * ATTN__W <= dk; c += 4 * ATTN__W) {
+        const ATTN__V k0 = ATTN__SFX(attn__vload_as)(k_j, c, kt), k1 = ATTN__SFX(attn__vload_as)(k_j, c + ATTN__W, kt);
+        const ATTN__V k2 = ATTN__SFX(attn__vload_as)(k_j, c + 2 * ATTN__W, kt), k3 = ATTN__SFX(attn__vload_as)(k_j, c + 3 * ATTN__W, kt);
+        ATTN__DOT_FMA4(0);
+        if (nh > 1) { ATTN__DOT_FMA4(1); }
+        if (nh > 2) { ATTN__DOT_FMA4(2); ATTN__DOT_FMA4(3); }
+    }
+    for (; c + ATTN__W <= dk; c += ATTN__W) {
+        const ATTN__V k0 = ATTN__SFX(attn__vload_as)(k_j, c, kt);
+        a00 = ATTN__VFMA(ATTN__VLOAD(q0 + c), k0, a00);
+        if (nh > 1) a10 = ATTN__VFMA(ATTN__VLOAD(q1 + c), k0, a10);
+        if (nh > 2) { a20 = ATTN__VFMA(ATTN__VLOAD(q2 + c), k0, a20); a30 = ATTN__VFMA(ATTN__VLOAD(q3 + c), k0, a30); }
+    }
+    ATTN__DOT_SUM(0);
+    if (nh > 1) { ATTN__DOT_SUM(1); }
+    if (nh > 2) { ATTN__DOT_SUM(2); ATTN__DOT_SUM(3); }
+}
+#undef ATTN__DOT_ACC
+#undef ATTN__DOT_FMA4
+#undef ATTN__DOT_SUM
+
+/* acc_r += p_r[j] v_j for the nh heads r < nh (1, 2 or 4 <= ATTN__GH, a constant once inlined), acc_r = acc +
+   r Dv, p_r = p + r TK: each V vector loaded once for the nh heads. Each acc element takes the one fused
+   multiply-add per key of attn__scores_pv_as (or its scalar tail's expression): the same floats. One key at a
+   time: blocks of 2 or 4 keys (one load and store of acc for several keys, the keys' V read across or row
+   after row) ran 8.5 to 10 rather than 12.6 ns per head and key with K and V in L2, but from DRAM the
+   attention of decode_layer took 3.5 to 3.7 ms rather than 2.3 (1 thread, Zen 4). */
+#define ATTN__PV_ROW(r) ATTN__VSTORE(acc##r + c, ATTN__VFMA(p##r, x, ATTN__VLOAD(acc##r + c)))
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__pv_heads)(
+    float *acc, int dv, const void *v_j, const float *p, int j, attn_dtype vt, const int nh)
+{
+    float *acc0 = acc, *acc1 = acc + (nh > 1) * dv, *acc2 = acc + (nh > 2) * 2 * dv, *acc3 = acc + (nh > 3) * 3 * dv;
+    const float pj0 = p[j], pj1 = p[(nh > 1) * ATTN__TK + j], pj2 = p[(nh > 2) * 2 * ATTN__TK + j];
+    const float pj3 = p[(nh > 3) * 3 * ATTN__TK + j];
+    const ATTN__V p0 = ATTN__VSET1(pj0), p1 = ATTN__VSET1(pj1), p2 = ATTN__VSET1(pj2), p3 = ATTN__VSET1(pj3);
+    int c;
+    for (c = 0; c + ATTN__W <= dv; c += ATTN__W) {
+        const ATTN__V x = ATTN__SFX(attn__vload_as)(v_j, c, vt);
+        ATTN__PV_ROW(0);
+        if (nh > 1) { ATTN__PV_ROW(1); }
+        if (nh > 2) { ATTN__PV_ROW(2); ATTN__PV_ROW(3); }
+    }
+    for (; c < dv; ++c) { /* the Dv % W tail */
+        const float e = attn__load_as(v_j, c, vt);
+        acc0[c] += pj0 * e;
+        if (nh > 1) acc1[c] += pj1 * e;
+        if (nh > 2) { acc2[c] += pj2 * e; acc3[c] += pj3 * e; }
+    }
+}
+#undef ATTN__PV_ROW
+
+/* attn__scores_pv_as for the g query heads (2 <= g <= ATTN__GROUP_MAX) of a kv group, K and V read once for
+   all of them (decoding with grouped-query attention): s_r[j] = qs_r . k_j for each head r (j < n_s) and
+   acc_r += p_r[j] v_j (j < n_pv), with s_r = s + r TK, p_r = p + r TK, qs_r = qs + r Dk and acc_r = acc + r Dv;
+   ATTN__GSTEP keys of K, then of V: two sequential streams side by side, as there. Each head gets the sums
+   of attn__scores_pv_as in the same order (attn__dot_heads, attn__pv_heads), so its results are bitwise
+   those of a pass of its own. Heads in register blocks of ATTN__GH, then 2, then 1 (7 heads: 4 + 2 + 1 with
+   32 registers); each row of K and V comes from memory for the first block, from L1 for the others. No
+   software prefetch: K's 16 keys ahead, as attn__scores_pv_as asks for it, made the attention of
+   decode_layer 0.5 ms slower (1 thread, Zen 4). (gcc 12 drops that one there: it takes
+   attn__prefetch_bytes, a function of prefetches only, for one without effect and deletes its calls.) */
+static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__scores_pv_group_as)(
+    float *s, const void *k, ptrdiff_t k_rs, const float *qs, int dk, int n_s, float *acc, const void *v,
+    ptrdiff_t v_rs, const float *p, int n_pv, int dv, int g, attn_dtype kt, attn_dtype vt)
+{
+    const int n = n_s > n_pv ? n_s : n_pv;
+    int j0, j, r, nh;
+    for (j0 = 0; j0 < n; j0 += ATTN__GSTEP) {
+        for (j = j0; j < j0 + ATTN__GSTEP && j < n_s; ++j) {
+            const void *k_j = attn__row_as(k, kt, k_rs, j);
+            for (r = 0; r < g; r += nh) {
+                float *s_r = s + r * ATTN__TK;
+                const float *qs_r = qs + (ptrdiff_t)r * dk;
+                nh = g - r >= ATTN__GH ? ATTN__GH : ATTN__GH > 2 && g - r >= 2 ? 2 : 1;
+                if (nh == ATTN__GH) ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, ATTN__GH);
+                else if (nh == 2) ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 2);
+                else ATTN__SFX(attn__dot_heads)(s_r, j, k_j, qs_r, dk, kt, 1);
+            }
+        }
+        for (j = j0; j < j0 + ATTN__GSTEP && j < n_pv; ++j) {
+            const void *v_j = attn__row_as(v, vt, v_rs, j);
+            for (r = 0; r < g; r += nh) {
+                float *acc_r = acc + (ptrdiff_t)r * dv;
+                const float *p_r = p + r * ATTN__TK;
+                nh = g - r >= ATTN__GH ? ATTN__GH : ATTN__GH > 2 && g - r >= 2 ? 2 : 1;
+                if (nh == ATTN__GH) ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, ATTN__GH);
+                else if (nh == 2) ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, 2);
+                else ATTN__SFX(attn__pv_heads)(acc_r, dv, v_j, p_r, j, vt, 1);
+            }
+        }
+    }
+}
+
+/* attn__scores_pv_group_as with the element types of h, one copy per type as attn__scores_pv. */
+static ATTN__TARGET void ATTN__SFX(attn__scores_pv_group)(const attn__head *h, int g, float *s, const void *k,
+                                                          const float *qs, int n_s, float *acc, const void *v,
+                                                          const float *p, int n_pv)
+{
+    const attn_dtype kt = h->k_type, vt = h->v_type;
+    if (kt == ATTN_F32 && vt == ATTN_F32)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F32, ATTN_F32);
+    else if (kt == ATTN_F16 && vt == ATTN_F16)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_F16, ATTN_F16);
+    else if (kt == ATTN_BF16 && vt == ATTN_BF16)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_BF16, ATTN_BF16);
+    else if (kt == ATTN_Q8 && vt == ATTN_Q8)
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, ATTN_Q8, ATTN_Q8);
+    else
+        ATTN__SFX(attn__scores_pv_group_as)(s, k, h->k_rs, qs, h->dk, n_s, acc, v, h->v_rs, p, n_pv, h->dv, g, kt, vt);
+}
+
 /* acc_tot[d] = acc_tot * a + acc, then acc = 0: a block of the blocked sums folded into the total. */
 static ATTN__TARGET void ATTN__SFX(attn__fold)(float *acc_tot, float *acc, float a, int d)
 {
@@ -6230,102 +6698,140 @@ static ATTN__TARGET void ATTN__SFX(attn__fold)(float *acc_tot, float *acc, float
     for (; c < d; ++c) { acc_tot[c] = acc_tot[c] * a + acc[c]; acc[c] = 0.0f; }
 }
 
-/* One query row i against its visible keys, vectorised along d: the decoding kernel, for few queries,
-   where the tile kernel's 64 query lanes would idle. Reads each K and V row once, whole, and keeps the
-   instructions per key few (a cached key costs ~70 ns of DRAM time; the work on it must hide under that):
-   the query pre-scaled, software prefetch of K 16 keys ahead, and a tile's P.V computed beside the next
-   tile's scores (attn__scores_pv), so that K and V are read as two sequential streams side by side rather
-   than a tile of K, then a tile of V. The running output is rescaled by the tile's alpha before that
-   tile's terms are added to it; the sums are blocked as in attn__tile_forward_scalar (acc and l per block
-   of ATTN__FOLD tiles, folded into acc_tot and l_tot), the max and sums in natural units. */
-static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
+/* One query row i of the g query heads hs[0 .. g) of a kv group (g = 1: one head) against their visible
+   keys, vectorised along d: the decoding kernel, for few queries, where the tile kernel's 64 query lanes
+   would idle. Reads each K and V row once, whole, for all g heads, and keeps the instructions per key few
+   (a cached key costs ~70 ns of DRAM time; the work on it must hide under that): the queries pre-scaled,
+   software prefetch of K 16 keys ahead, and a tile's P.V computed beside the next tile's scores
+   (attn__scores_pv, or attn__scores_pv_group for g > 1), so that K and V are read as two sequential streams
+   side by side rather than a tile of K, then a tile of V. The running output is rescaled by the tile's
+   alpha before that tile's terms are added to it; the sums are blocked as in attn__tile_forward_scalar (acc
+   and l per block of ATTN__FOLD tiles, folded into acc_tot and l_tot), the max and sums in natural units.
+   The heads of a group share everything of attn__head but out, q, mask, lse, ml, sink and alibi (each head's
+   own: the score modifiers run per head), and hold no weights output when g > 1; each head's state and
+   arithmetic is that of g = 1, so every head's results are bitwise those of a call of its own. */
+static ATTN__TARGET void ATTN__SFX(attn__row_forward_group)(const attn__head *hs, int g, int i, float *ws)
 {
+    const attn__head *h = hs;                     /* the fields the heads share */
     const int key_end = attn__key_end(h, i, 1), dk = h->dk, dv = h->dv;
-    const float *q_i = h->q + (ptrdiff_t)i * h->q_rs;
-    float *s = ws;                                /* [TK] scores of a key tile, padded with -inf */
-    float *p_prev = s + ATTN__TK;                 /* [TK] the probabilities of the tile before */
-    float *acc = p_prev + ATTN__TK;               /* [Dv] unnormalised output of the current block */
-    float *acc_tot = acc + dv;                    /* [Dv] unnormalised output of the blocks before */
-    float *qs = acc_tot + dv;                     /* [Dk] the scaled query */
-    float m = -INFINITY, l = 0.0f, l_tot = 0.0f, a_tot = 1.0f, inv = 0.0f, a_out = 1.0f;
+    float *s = ws;                                /* [g x TK] scores of a key tile, padded with -inf */
+    float *p_prev = s + g * ATTN__TK;             /* [g x TK] the probabilities of the tile before */
+    float *acc = p_prev + g * ATTN__TK;           /* [g x Dv] unnormalised output of the current block */
+    float *acc_tot = acc + (ptrdiff_t)g * dv;     /* [g x Dv] unnormalised output of the blocks before */
+    float *qs = acc_tot + (ptrdiff_t)g * dv;      /* [g x Dk] the scaled queries */
+    float m[ATTN__GROUP_MAX], l[ATTN__GROUP_MAX], l_tot[ATTN__GROUP_MAX]; /* per head: max and sums, */
+    float a_tot[ATTN__GROUP_MAX], inv[ATTN__GROUP_MAX], a_out[ATTN__GROUP_MAX]; /* rescales, 1 / sum */
     const void *v_prev = NULL;                    /* the V rows of the tile before, n_prev of them */
-    int j0, pass, c, t, n_prev = 0;
-    for (c = 0; c < dk; ++c) qs[c] = q_i[c] * h->scale;
-    memset(acc, 0, sizeof(float) * (size_t)dv);
-    memset(acc_tot, 0, sizeof(float) * (size_t)dv);
-    /* pass 0: online softmax and output; pass 1 (only with weights): the normalised weights */
+    int j0, pass, c, t, r, n_prev = 0;
+    ATTN_ASSERT(g >= 1 && g <= ATTN__GROUP_MAX && (g == 1 || !h->w));
+    for (r = 0; r < g; ++r) {
+        const float *q_i = hs[r].q + (ptrdiff_t)i * hs[r].q_rs;
+        float *qs_r = qs + (ptrdiff_t)r * dk;
+        for (c = 0; c < dk; ++c) qs_r[c] = q_i[c] * h->scale;
+        m[r] = -INFINITY; l[r] = 0.0f; l_tot[r] = 0.0f; a_tot[r] = 1.0f; inv[r] = 0.0f; a_out[r] = 1.0f;
+    }
+    memset(acc, 0, sizeof(float) * (size_t)g * (size_t)dv);
+    memset(acc_tot, 0, sizeof(float) * (size_t)g * (size_t)dv);
+    /* pass 0: online softmax and output; pass 1 (only with weights, g = 1): the normalised weights */
     for (pass = 0; pass < (h->w ? 2 : 1); ++pass) {
         const int end = pass ? h->nk : key_end;
         for (j0 = pass ? 0 : attn__key_begin(h, i), t = 0; j0 < end; j0 += ATTN__TK, ++t) {
             const int tk = end - j0 < ATTN__TK ? end - j0 : ATTN__TK;
             const int tv = key_end - j0 < tk ? (key_end - j0 < 0 ? 0 : key_end - j0) : tk; /* visible */
             const void *k_t = attn__row_as(h->k, h->k_type, h->k_rs, j0), *v_t = attn__row_as(h->v, h->v_type, h->v_rs, j0);
-            float m_new = m, mu, sum, alpha = 1.0f;
-            ATTN__V vsum = ATTN__VZERO;
             float *tmp;
-            int j;
             /* this tile's scores, and the P.V of the tile before (none in the weights pass) */
-            ATTN__SFX(attn__scores_pv)(h, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
-            if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s, tv, h->softcap);
-            if (h->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
-                ATTN__SFX(attn__alibi)(s, tv, h->alibi, (long long)j0 - i - h->diag0);
-            if (h->mask)
-                for (j = 0; j < tv; ++j) s[j] += h->mask[(ptrdiff_t)i * h->mask_rs + j0 + j];
-            if (h->kpm)
-                for (j = 0; j < tv; ++j) s[j] = h->kpm[j0 + j] ? -INFINITY : s[j];
-            if (h->lower) /* the window's left edge: keys j0 + j < i + diag_lo hidden */
-                for (j = 0; j < tv && (long long)j0 + j < (long long)i + h->diag_lo; ++j) s[j] = -INFINITY;
-            for (j = tv; j < ATTN__TK; ++j) s[j] = -INFINITY;
-            if (pass == 0) {
-                const float m_tile = attn__row_max(s, tv);
-                m_new = m_tile > m ? m_tile : m;
-                alpha = m_new == m ? 1.0f : expf(m - m_new);
+            if (g == 1) ATTN__SFX(attn__scores_pv)(h, s, k_t, qs, tv, key_end - j0, acc, v_prev, p_prev, n_prev);
+            else ATTN__SFX(attn__scores_pv_group)(h, g, s, k_t, qs, tv, acc, v_prev, p_prev, n_prev);
+            for (r = 0; r < g; ++r) { /* each head's scores into probabilities, and its state */
+                const attn__head *h_r = hs + r;
+                float *s_r = s + r * ATTN__TK, *acc_r = acc + (ptrdiff_t)r * dv;
+                float m_new = m[r], mu, sum, alpha = 1.0f;
+                ATTN__V vsum = ATTN__VZERO;
+                int j;
+                if (h->softcap > 0.0f) ATTN__SFX(attn__softcap)(s_r, tv, h->softcap);
+                if (h_r->alibi != 0.0f) /* key j0 + j at distance |j0 - i - diag0 + j| */
+                    ATTN__SFX(attn__alibi)(s_r, tv, h_r->alibi, (long long)j0 - i - h->diag0);
+                if (h_r->mask)
+                    for (j = 0; j < tv; ++j) s_r[j] += h_r->mask[(ptrdiff_t)i * h_r->mask_rs + j0 + j];
+                if (h->kpm)
+                    for (j = 0; j < tv; ++j) s_r[j] = h->kpm[j0 + j] ? -INFINITY : s_r[j];
+                if (h->lower) /* the window's left edge: keys j0 + j < i + diag_lo hidden */
+                    for (j = 0; j < tv && (long long)j0 + j < (long long)i + h->diag_lo; ++j) s_r[j] = -INFINITY;
+                for (j = tv; j < ATTN__TK; ++j) s_r[j] = -INFINITY;
+                if (pass == 0) {
+                    const float m_tile = attn__row_max(s_r, tv);
+                    m_new = m_tile > m[r] ? m_tile : m[r];
+                    alpha = m_new == m[r] ? 1.0f : expf(m[r] - m_new);
+                }
+                mu = m_new == -INFINITY ? 0.0f : m_new;
+                for (j = 0; j < ATTN__TK; j += ATTN__W) { /* p = e^(s - m); the -inf padding gives 0 */
+                    const ATTN__V x = ATTN__VLOAD(s_r + j);
+                    ATTN__V p = ATTN__SFX(attn__vexp)(ATTN__VSUB(x, ATTN__VSET1(mu)));
+                    if (m_new == INFINITY) p = ATTN__VBLEND(ATTN__VEQ(x, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
+                    ATTN__VSTORE(s_r + j, p);
+                    vsum = ATTN__VADD(vsum, p);
+                }
+                if (pass == 1) {
+                    float *w_i = h->w + (ptrdiff_t)i * h->nk + j0;
+                    for (j = 0; j < tk; ++j) w_i[j] = h->w_accumulate ? w_i[j] + s_r[j] * inv[r] : s_r[j] * inv[r];
+                    continue;
+                }
+                sum = ATTN__SFX(attn__vsum)(vsum);
+                l[r] = l[r] * alpha + sum;
+                a_tot[r] *= alpha;
+                m[r] = m_new;
+                /* acc = alpha acc + sum_j p_j v_j: acc (through the tile before) times alpha now, the sum
+                   beside the next tile's scores */
+                for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
+                    ATTN__VSTORE(acc_r + c, ATTN__VMUL(ATTN__VLOAD(acc_r + c), ATTN__VSET1(alpha)));
+                for (; c < dv && alpha != 1.0f; ++c) acc_r[c] *= alpha;
+                if (t % ATTN__FOLD == ATTN__FOLD - 1) { /* fold the block (its last P.V is still to come: harmless) */
+                    ATTN__SFX(attn__fold)(acc_tot + (ptrdiff_t)r * dv, acc_r, a_tot[r], dv);
+                    l_tot[r] = l_tot[r] * a_tot[r] + l[r];
+                    l[r] = 0.0f; a_tot[r] = 1.0f;
+                }
             }
-            mu = m_new == -INFINITY ? 0.0f : m_new;
-            for (j = 0; j < ATTN__TK; j += ATTN__W) { /* p = e^(s - m); the -inf padding gives 0 */
-                const ATTN__V x = ATTN__VLOAD(s + j);
-                ATTN__V p = ATTN__SFX(attn__vexp)(ATTN__VSUB(x, ATTN__VSET1(mu)));
-                if (m_new == INFINITY) p = ATTN__VBLEND(ATTN__VEQ(x, ATTN__VSET1(INFINITY)), p, ATTN__VSET1(1.0f));
-                ATTN__VSTORE(s + j, p);
-                vsum = ATTN__VADD(vsum, p);
-            }
-            if (pass == 1) {
-                float *w_i = h->w + (ptrdiff_t)i * h->nk + j0;
-                for (j = 0; j < tk; ++j) w_i[j] = h->w_accumulate ? w_i[j] + s[j] * inv : s[j] * inv;
-                continue;
-            }
-            sum = ATTN__SFX(attn__vsum)(vsum);
-            l = l * alpha + sum;
-            a_tot *= alpha;
-            m = m_new;
-            /* acc = alpha acc + sum_j p_j v_j: acc (through the tile before) times alpha now, the sum beside
-               the next tile's scores */
-            for (c = 0; c + ATTN__W <= dv && alpha != 1.0f; c += ATTN__W)
-                ATTN__VSTORE(acc + c, ATTN__VMUL(ATTN__VLOAD(acc + c), ATTN__VSET1(alpha)));
-            for (; c < dv && alpha != 1.0f; ++c) acc[c] *= alpha;
-            if (t % ATTN__FOLD == ATTN__FOLD - 1) { /* fold the block (its last P.V is still to come: harmless) */
-                ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
-                l_tot = l_tot * a_tot + l;
-                l = 0.0f; a_tot = 1.0f;
-            }
+            if (pass == 1) continue;
             tmp = p_prev; p_prev = s; s = tmp; v_prev = v_t; n_prev = tv;
         }
-        if (n_prev > 0) /* the last tile's P.V (no scores) */
-            ATTN__SFX(attn__scores_pv)(h, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
-        n_prev = 0;
-        if (pass == 0) {
-            ATTN__SFX(attn__fold)(acc_tot, acc, a_tot, dv);
-            l_tot = l_tot * a_tot + l;
-            a_out = h->ml ? 1.0f : attn__sink(&m, &l_tot, h->sink); /* the sink joins the max and sum */
+        if (n_prev > 0) { /* the last tile's P.V (no scores) */
+            if (g == 1) ATTN__SFX(attn__scores_pv)(h, s, h->k, qs, 0, 0, acc, v_prev, p_prev, n_prev);
+            else ATTN__SFX(attn__scores_pv_group)(h, g, s, h->k, qs, 0, acc, v_prev, p_prev, n_prev);
         }
-        inv = attn__inv_sum(l_tot);
+        n_prev = 0;
+        for (r = 0; r < g; ++r) {
+            if (pass == 0) {
+                ATTN__SFX(attn__fold)(acc_tot + (ptrdiff_t)r * dv, acc + (ptrdiff_t)r * dv, a_tot[r], dv);
+                l_tot[r] = l_tot[r] * a_tot[r] + l[r];
+                a_out[r] = hs[r].ml ? 1.0f : attn__sink(&m[r], &l_tot[r], hs[r].sink); /* the sink joins the max and sum */
+            }
+            inv[r] = attn__inv_sum(l_tot[r]);
+        }
     }
-    {
-        float *o_i = h->out + (ptrdiff_t)i * h->out_rs;
-        inv = h->ml ? 1.0f : a_out * inv;
-        for (c = 0; c < dv; ++c) o_i[c] = acc_tot[c] * inv;
-        attn__row_stats(h, i, m, l_tot);
+    for (r = 0; r < g; ++r) {
+        const attn__head *h_r = hs + r;
+        const float *tot_r = acc_tot + (ptrdiff_t)r * dv;
+        float *o_i = h_r->out + (ptrdiff_t)i * h_r->out_rs;
+        const float f = h_r->ml ? 1.0f : a_out[r] * inv[r];
+        for (c = 0; c < dv; ++c) o_i[c] = tot_r[c] * f;
+        attn__row_stats(h_r, i, m[r], l_tot[r]);
     }
+}
+
+/* One query row i of one head: the decoding kernel on a group of one (the tile kernel's rows). */
+static ATTN__TARGET void ATTN__SFX(attn__row_forward)(const attn__head *h, int i, float *ws)
+{
+    ATTN__SFX(attn__row_forward_group)(h, 1, i, ws);
+}
+
+/* Every query row of the g heads hs[0 .. g) of a kv group, at most ATTN__ROW_MAX rows (decoding; a key
+   chunk's heads alike): attn__sdpa_run's work item for GQA decoding, each K and V row read once per row. */
+static ATTN__TARGET void ATTN__SFX(attn__group_forward)(const attn__head *hs, int g, float *ws)
+{
+    int i;
+    ATTN_ASSERT(hs->nq <= ATTN__ROW_MAX);
+    for (i = 0; i < hs->nq; ++i) ATTN__SFX(attn__row_forward_group)(hs, g, i, ws);
 }
 
 /* dst [cols x rows] = the transpose of src [rows x cols] with column c times col_scale[c] (col_scale NULL:
@@ -6388,9 +6894,13 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
         for (i = 0; i < tq; ++i) ATTN__SFX(attn__row_forward)(h, i0 + i, ws);
         return;
     }
-    ATTN__SFX(attn__transpose)(q_t, ATTN__TQ, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, NULL, h->scale);
+    ATTN__SFX(attn__transpose)(q_t, ATTN__TQ, h->q + (ptrdiff_t)i0 * h->q_rs, h->q_rs, tq, h->dk, NULL,
+                               h->bf16dot ? 1.0f : h->scale);
     for (c = 0; c < h->dk; ++c) /* the padding queries of a last tile: zero */
         for (i = tq; i < ATTN__TQ; ++i) q_t[c * ATTN__TQ + i] = 0.0f;
+#ifdef ATTN__BF16DOT
+    if (h->bf16dot) attn__pack_pairs_bf16(q_t, q_t, h->dk); /* [Dk/2 x TQ] pairs, in place (exact: bfloat16 values) */
+#endif
     for (i = 0; i < ATTN__TQ; ++i) { m[i] = -INFINITY; l[i] = 0.0f; l_tot[i] = 0.0f; a_tot[i] = 1.0f; }
     memset(o_tot, 0, sizeof(float) * (size_t)h->dv * ATTN__TQ);
     for (j0 = attn__key_begin(h, i0), t = 0; j0 < key_end; j0 += ATTN__TK, ++t) {
@@ -6417,10 +6927,20 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
             ATTN__VSTORE(m + v, m_new);
         }
         ATTN__SFX(attn__exp_cols)(s_t, tk, m, sum);
-        v_t = attn__v_rows(h, j0, tk, &v_rs);
         for (v = 0; v < ATTN__TQ; v += ATTN__W)
             ATTN__VSTORE(l + v, first ? ATTN__VLOAD(sum + v) : ATTN__VFMA(ATTN__VLOAD(l + v), ATTN__VLOAD(alpha + v), ATTN__VLOAD(sum + v)));
-        for (c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] (a block's first: = the sum) */
+#ifdef ATTN__BF16DOT
+        if (h->bf16dot) { /* P^T and V in pairs of keys (P rounded to bfloat16 here only), then the same sum */
+            attn__pack_pairs_bf16(h->k_buf, s_t, tk);
+            attn__pack_v_bf16((unsigned *)(void *)h->v_buf, (const unsigned short *)h->v + (ptrdiff_t)j0 * h->v_rs, h->v_rs, tk, h->dv);
+            for (c = 0; c < h->dv; c += rows) {
+                rows = ATTN__BLOCK_ROWS(h->dv - c);
+                attn__dot_tile_bf16(o_t + c * ATTN__TQ, (const unsigned short *)(const void *)h->v_buf + 2 * c, 2, 2 * (ptrdiff_t)h->dv,
+                                    h->k_buf, (tk + 1) / 2, rows, !first, alpha, 1.0f);
+            }
+        } else
+#endif
+        for (v_t = attn__v_rows(h, j0, tk, &v_rs), c = 0; c < h->dv; c += rows) { /* O^T[c][:] = alpha O^T[c][:] + sum_j V[j][c] * P^T[j][:] (a block's first: = the sum) */
             rows = ATTN__BLOCK_ROWS(h->dv - c);
             for (v = 0; v < ATTN__TQ; v += ATTN__NB)
                 ATTN__SFX(attn__kernel_t)(o_t + c * ATTN__TQ + v, v_t + c, v_rs, 1,
@@ -6456,6 +6976,7 @@ static ATTN__TARGET void ATTN__SFX(attn__tile_forward)(const attn__head *h, int 
 }
 
 #undef ATTN__NB
+#undef ATTN__GH
 #undef ATTN__KC
 #undef ATTN__KC_PACKED
 /* the parameters of this instantiation, so that the next one can define its own */

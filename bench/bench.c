@@ -255,10 +255,14 @@ static void print_bench_lines(void)
         if (!strcmp(r->op, "peak")) printf(" gflops_median=%.2f", r->other_rate);
         if (!strcmp(r->op, "bw")) printf(" gbps_best=%.2f", r->other_rate);
         if (r->d_model > 0) printf(" d_model=%d", r->d_model);
-        if (!strcmp(r->op, "sdpa")) printf(" window=%d", r->window);
-        if (!strcmp(r->op, "decode"))
+        if (!strcmp(r->op, "sdpa"))
+            printf(" window=%d dtype=%s%s", r->window, r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : "f32",
+                   r->kv == ATTN_BF16 && attn_simd_bf16dot() ? " bf16dot=1" : "");
+        if (!strncmp(r->op, "decode", 6))
             printf(" kv=%s", r->kv == ATTN_F16 ? "f16" : r->kv == ATTN_BF16 ? "bf16" : r->kv == ATTN_Q8 ? "q8" : "f32");
-        if (!strcmp(r->op, "gemv")) printf(" d_in=%d d_out=%d layout=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out");
+        if (!strcmp(r->op, "gemv"))
+            printf(" d_in=%d d_out=%d layout=%s dtype=%s", r->d_model, r->d_out, r->layout ? "out_in" : "in_out",
+                   r->kv == ATTN_BF16 ? "bf16" : "f32");
         if (r->flops > 0) printf(" flops=%.0f", r->flops);
         printf(" reps=%d", r->reps);
         if (r->vs_1t > 0) printf(" speedup_vs_1t=%.3f", r->vs_1t);
@@ -510,7 +514,7 @@ typedef struct bench_case {
     int long_only;    /* only with --long */
     int window;       /* > 0: a sliding window of this many keys ending at the causal diagonal (Mistral's
                          sliding_window: window_left = window - 1, window_right = 0) */
-    attn_dtype kv;    /* decode: the element type of K and V (attn_options.k_type, v_type) */
+    attn_dtype kv;    /* decode: the element type of K and V (attn_options.k_type, v_type); sdpa: of q, k, v and out */
 } bench_case;
 
 static const bench_case cases[] = {
@@ -524,6 +528,9 @@ static const bench_case cases[] = {
     {"sdpa_n8192_d64_causal", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 0, ATTN_F32},
     {"sdpa_n8192_d64_causal_w1024", "sdpa", 1, 8, 8, 8192, 8192, 64, ATTN_CAUSAL_TOP_LEFT, 0, 0, 0, 0, 1024, ATTN_F32},
     {"gqa_h32_kv8_n2048_d128", "sdpa", 1, 32, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
+    /* dtype=bf16: q, k, v and out in bfloat16 (vdpbf16ps products where the CPU has AVX512_BF16, bf16dot=1) */
+    {"sdpa_n2048_d64_bf16", "sdpa", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_BF16},
+    {"sdpa_n2048_d128_bf16", "sdpa", 1, 8, 8, 2048, 2048, 128, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_BF16},
     /* the backward pass (attn_sdpa_backward: dq, dk, dv from q, k, v, out, lse and dout), FLOPs counted as
        2.5x the forward's (five products instead of two: 10 B H Nq Nk D, half when causal) */
     {"sdpa_bwd_n2048_d64", "sdpa_bwd", 1, 8, 8, 2048, 2048, 64, ATTN_CAUSAL_NONE, 0, 0, 0, 0, 0, ATTN_F32},
@@ -550,13 +557,16 @@ typedef struct gemv_case {
     const char *name;
     int d_in, d_out;
     attn_layout layout;
+    attn_dtype w_type; /* W's element type (attn_options.w_type): float32, or bfloat16 (half the bytes) */
 } gemv_case;
 
 static const gemv_case gemv_cases[] = {
-    {"gemv_in_out_4096x4096", 4096, 4096, ATTN_LAYOUT_IN_OUT},
-    {"gemv_out_in_4096x4096", 4096, 4096, ATTN_LAYOUT_OUT_IN},
-    {"gemv_in_out_768x3072", 768, 3072, ATTN_LAYOUT_IN_OUT},
-    {"gemv_out_in_768x3072", 768, 3072, ATTN_LAYOUT_OUT_IN},
+    {"gemv_in_out_4096x4096", 4096, 4096, ATTN_LAYOUT_IN_OUT, ATTN_F32},
+    {"gemv_out_in_4096x4096", 4096, 4096, ATTN_LAYOUT_OUT_IN, ATTN_F32},
+    {"gemv_in_out_768x3072", 768, 3072, ATTN_LAYOUT_IN_OUT, ATTN_F32},
+    {"gemv_out_in_768x3072", 768, 3072, ATTN_LAYOUT_OUT_IN, ATTN_F32},
+    {"gemv_in_out_4096x4096_bf16", 4096, 4096, ATTN_LAYOUT_IN_OUT, ATTN_BF16},
+    {"gemv_out_in_4096x4096_bf16", 4096, 4096, ATTN_LAYOUT_OUT_IN, ATTN_BF16},
 };
 #define N_GEMV_CASES ((int)(sizeof gemv_cases / sizeof gemv_cases[0]))
 
@@ -607,6 +617,7 @@ typedef struct ctx {
     attn_stride q_s, kv_s, o_s;
     float *q, *k, *v, *out, *ref; /* sdpa/decode [B,H,N,D]; mha: x = q, out [N x d_model]; sdpa_bwd: out = dq */
     void *k16, *v16;              /* decode with a 16-bit or q8 kv: K and V as attn_sdpa reads them, else NULL */
+    void *q16, *o16;              /* sdpa with a 16-bit dtype: q and out in that type too, else NULL */
     float *o_fwd, *lse, *dout, *dk, *dv; /* sdpa_bwd: the forward's out and lse, dL/dout, dk and dv */
     float *wq, *wk, *wv, *wo;     /* mha, proj: [d_model x d_model], layout IN_OUT */
     float *qb, *kb, *vb, *ab;     /* mha, proj: [N x d_model] projections and attention output */
@@ -644,7 +655,8 @@ static void run_attn(ctx *x)
                                  x->kv_s, x->o_fwd, x->o_s, x->dout, x->o_s, x->lse, &x->dims, &x->opt, x->ws,
                                  x->ws_bytes));
     } else if (!strcmp(c->op, "sdpa") || !strcmp(c->op, "decode")) {
-        CHECK(attn_sdpa(x->out, x->o_s, x->q, x->q_s, x->k16 ? x->k16 : (const void *)x->k, x->kv_s,
+        CHECK(attn_sdpa(x->o16 ? x->o16 : (void *)x->out, x->o_s, x->q16 ? x->q16 : (const void *)x->q, x->q_s,
+                        x->k16 ? x->k16 : (const void *)x->k, x->kv_s,
                         x->v16 ? x->v16 : (const void *)x->v, x->kv_s, &x->dims, &x->opt, x->ws, x->ws_bytes));
     } else if (!strcmp(c->op, "mha")) {
         attn_mha m;
@@ -659,10 +671,10 @@ static void run_attn(ctx *x)
            bench includes the implementation): W packed into the workspace, threads over row blocks */
         const int n = c->Nq, dm = c->d_model, t = x->threads;
         float *bp = (float *)x->ws;
-        attn__project(x->qb, dm, x->q, dm, x->wq, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
-        attn__project(x->kb, dm, x->q, dm, x->wk, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
-        attn__project(x->vb, dm, x->q, dm, x->wv, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
-        attn__project(x->out, dm, x->ab, dm, x->wo, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->qb, dm, x->q, dm, x->wq, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->kb, dm, x->q, dm, x->wk, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->vb, dm, x->q, dm, x->wv, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
+        attn__project(x->out, dm, x->ab, dm, x->wo, ATTN_F32, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm, t, bp);
     } else if (!strcmp(c->op, "proj")) {
         const int n = c->Nq, dm = c->d_model;
         CHECK(attn_project(x->qb, dm, x->q, dm, x->wq, dm, ATTN_LAYOUT_IN_OUT, NULL, n, dm, dm));
@@ -680,6 +692,7 @@ static void run_gemv(ctx *x)
     const ptrdiff_t w_rs = c->layout == ATTN_LAYOUT_OUT_IN ? c->d_in : c->d_out;
     int i;
     attn_options_threads(&x->opt, x->threads);
+    x->opt.w_type = c->w_type;
     for (i = 0; i < x->n_copies; ++i)
         CHECK(attn_project_ex(x->out, c->d_out, x->q, c->d_in, x->w_copies[i], w_rs, c->layout, NULL, 1, c->d_in,
                               c->d_out, &x->opt, NULL, 0));
@@ -1128,12 +1141,13 @@ static void run_gemv_impl(ctx *x, const char *impl, run_fn f)
     r.d_model = c->d_in;
     r.d_out = c->d_out;
     r.layout = (int)c->layout;
+    r.kv = c->w_type;
     r.threads = x->threads;
     r.err = -1.0;
     memset(x->out, 0, x->out_n * sizeof(float));
     r.ms = measure(f, x, 1, &r.reps) / x->n_copies;
     r.flops = 2.0 * c->d_in * (double)c->d_out;
-    r.bytes = 4.0 * c->d_in * (double)c->d_out;
+    r.bytes = (c->w_type == ATTN_F32 ? 4.0 : 2.0) * c->d_in * (double)c->d_out;
     if (!strcmp(impl, "attention.h") && x->threads == g.threads[0]) memcpy(x->ref, x->out, x->out_n * sizeof(float));
     else r.err = rel_err(x->out, x->ref, x->out_n); /* other threads: bitwise the same expected (err 0) */
     record(r);
@@ -1142,7 +1156,8 @@ static void run_gemv_impl(ctx *x, const char *impl, run_fn f)
 /* op=gemv: a one-row projection d_in -> d_out, W in DRAM, with each thread count, then the old path. */
 static void run_gemv_case(const gemv_case *c)
 {
-    const size_t w_n = (size_t)c->d_in * (size_t)c->d_out, w_bytes = w_n * sizeof(float);
+    const size_t w_n = (size_t)c->d_in * (size_t)c->d_out;
+    const size_t w_bytes = w_n * (c->w_type == ATTN_F32 ? sizeof(float) : sizeof(unsigned short));
     const size_t want = (size_t)96 << 20; /* 3 x the 32 MiB L3 of the hosts measured */
     const float scale = 1.0f / sqrtf((float)c->d_in);
     ctx x;
@@ -1153,7 +1168,10 @@ static void run_gemv_case(const gemv_case *c)
     x.n_copies = (int)((want + w_bytes - 1) / w_bytes);
     x.w_copies = (float **)malloc(sizeof(float *) * (size_t)x.n_copies);
     if (!x.w_copies) die("out of memory");
-    for (i = 0; i < x.n_copies; ++i) x.w_copies[i] = alloc_random(w_n, scale);
+    for (i = 0; i < x.n_copies; ++i) {
+        x.w_copies[i] = alloc_random(w_n, scale);
+        if (c->w_type == ATTN_BF16) CHECK(attn_f32_to_bf16((unsigned short *)(void *)x.w_copies[i], x.w_copies[i], w_n)); /* in place: the first half */
+    }
     x.out_n = (size_t)c->d_out;
     x.q = alloc_random((size_t)c->d_in, 1.0f);
     x.out = alloc_zero(x.out_n);
@@ -1165,7 +1183,7 @@ static void run_gemv_case(const gemv_case *c)
     }
     x.threads = 1;
     set_threads(1);
-    run_gemv_impl(&x, "old_packed", run_gemv_old);
+    if (c->w_type == ATTN_F32) run_gemv_impl(&x, "old_packed", run_gemv_old);
     for (i = 0; i < x.n_copies; ++i) free(x.w_copies[i]);
     free(x.w_copies); free(x.q); free(x.out); free(x.ref);
 }
@@ -1173,11 +1191,13 @@ static void run_gemv_case(const gemv_case *c)
 /* op=decode_layer: a Llama-7B-like attention layer (d_model 4096, 32 query heads, 8 kv heads, D = 128, IN_OUT
    weights) decoding one token over 4096 cached tokens: projections, append, attention, W_o. Weights and
    cache (201 MB) are far beyond the last-level cache, so every step reads them from DRAM: pct_bw counts
-   the weights plus the cache's K and V. */
-static void run_decode_layer_case(void)
+   the weights plus the cache's K and V. With t = ATTN_BF16 the weights (attn_mha.w_type) and the cache
+   (k_type, v_type) are bfloat16, a model held as llama.cpp holds it in 16 bits: half the bytes. */
+static void run_decode_layer_case(attn_dtype t)
 {
     enum { E = 4096, H = 32, HKV = 8, D = 128, N = 4096, KVD = HKV * D };
     const float scale = 1.0f / sqrtf((float)E);
+    const double elem = t == ATTN_F32 ? 4.0 : 2.0;
     ctx x;
     int ti, len = N;
     memset(&x, 0, sizeof x);
@@ -1190,6 +1210,16 @@ static void run_decode_layer_case(void)
     x.kv.batch = 1; x.kv.n_kv_heads = HKV; x.kv.max_len = N + 1; x.kv.d_k = D; x.kv.len = &len;
     x.kv.k = x.k = alloc_random((size_t)HKV * (N + 1) * D, 1.0f);
     x.kv.v = x.v = alloc_random((size_t)HKV * (N + 1) * D, 1.0f);
+    if (t == ATTN_BF16) { /* each buffer's first half becomes its values in bfloat16 (in place) */
+        float *bufs[6];
+        const size_t lens[6] = {(size_t)E * E, (size_t)E * KVD, (size_t)E * KVD, (size_t)E * E,
+                                (size_t)HKV * (N + 1) * D, (size_t)HKV * (N + 1) * D};
+        int b;
+        bufs[0] = x.wq; bufs[1] = x.wk; bufs[2] = x.wv; bufs[3] = x.wo; bufs[4] = x.k; bufs[5] = x.v;
+        for (b = 0; b < 6; ++b) CHECK(attn_f32_to_bf16((unsigned short *)(void *)bufs[b], bufs[b], lens[b]));
+        x.mha.w_type = ATTN_BF16;
+        x.kv.k_type = x.kv.v_type = ATTN_BF16;
+    }
     x.kv_len0 = N;
     x.q = alloc_random((size_t)E, 1.0f);
     x.out_n = (size_t)E;
@@ -1205,7 +1235,7 @@ static void run_decode_layer_case(void)
         CHECK(attn_kv_step_workspace_size(&x.ws_bytes, &x.kv, 1, &x.mha, &x.opt));
         free(x.ws);
         x.ws = bench_alloc(x.ws_bytes);
-        snprintf(r.name, sizeof r.name, "decode_layer_llama7b_kv4096");
+        snprintf(r.name, sizeof r.name, "decode_layer_llama7b_kv4096%s", t == ATTN_BF16 ? "_bf16" : "");
         r.op = "decode_layer";
         r.impl = "attention.h";
         r.B = 1; r.H = H; r.Hkv = HKV; r.Nq = 1; r.Nk = N + 1; r.D = D; r.causal = 2;
@@ -1213,7 +1243,8 @@ static void run_decode_layer_case(void)
         r.threads = x.threads;
         r.ms = measure(run_decode_layer, &x, 1, &r.reps);
         r.flops = 2.0 * (2.0 * E * E + 2.0 * E * KVD) + 4.0 * H * (double)(N + 1) * D;
-        r.bytes = 4.0 * (2.0 * E * E + 2.0 * E * KVD) + 2.0 * HKV * (double)(N + 1) * D * sizeof(float);
+        r.bytes = elem * (2.0 * E * E + 2.0 * E * KVD) + 2.0 * HKV * (double)(N + 1) * D * elem;
+        r.kv = t;
         if (ti == 0) { memcpy(x.ref, x.out, x.out_n * sizeof(float)); r.err = -1.0; }
         else r.err = rel_err(x.out, x.ref, x.out_n); /* other thread counts: bitwise the same expected */
         record(r);
@@ -1263,6 +1294,13 @@ static void run_case(const bench_case *c)
                 CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16((unsigned short *)x.v16, x.v, n) : attn_f32_to_bf16((unsigned short *)x.v16, x.v, n));
             }
             x.opt.k_type = x.opt.v_type = c->kv;
+            if (!strcmp(c->op, "sdpa")) { /* dtype: q and out of the same 16-bit type (a model held in bf16) */
+                x.q16 = bench_alloc(x.out_n * sizeof(unsigned short));
+                x.o16 = bench_alloc(x.out_n * sizeof(unsigned short));
+                CHECK(c->kv == ATTN_F16 ? attn_f32_to_f16((unsigned short *)x.q16, x.q, x.out_n)
+                                        : attn_f32_to_bf16((unsigned short *)x.q16, x.q, x.out_n));
+                x.opt.q_type = x.opt.out_type = c->kv;
+            }
         }
         CHECK(attn_sdpa_workspace_size(&x.ws_bytes, &x.dims, &x.opt));
         if (!strcmp(c->op, "sdpa_bwd")) { /* the forward once (out, lse), untimed; its workspace fits both */
@@ -1329,7 +1367,7 @@ static void run_case(const bench_case *c)
             run_impl(&x, "naive", run_naive, 0);
         }
 
-    free(x.q); free(x.k); free(x.v); free(x.k16); free(x.v16); free(x.out); free(x.ref); free(x.ws);
+    free(x.q); free(x.k); free(x.v); free(x.k16); free(x.v16); free(x.q16); free(x.o16); free(x.out); free(x.ref); free(x.ws);
     free(x.wq); free(x.wk); free(x.wv); free(x.wo);
     free(x.qb); free(x.kb); free(x.vb); free(x.ab); free(x.scores);
     free(x.o_fwd); free(x.lse); free(x.dout); free(x.dk); free(x.dv);
@@ -1625,7 +1663,7 @@ int main(int argc, char **argv)
         if (!strcmp(cases[i].op, "decode") && selected(&cases[i])) any_decode = 1;
     for (i = 0; i < N_GEMV_CASES; ++i)
         if (gemv_selected(&gemv_cases[i])) any_decode = 1; /* the projection rows need the bandwidth too */
-    if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) any_decode = 1;
+    if (!g.filter || strstr("decode_layer_llama7b_kv4096_bf16", g.filter)) any_decode = 1;
     want_bw = any_decode || (g.filter && strstr("bw", g.filter));
     printf("\nmachine (FMA peak: 12 independent %s FMA chains per thread; DRAM read: 2 streams x %zu MiB, "
            "%s loads):\n", FMA_SIMD, bw_array_bytes() >> 20, FMA_SIMD);
@@ -1657,10 +1695,11 @@ int main(int argc, char **argv)
             run_gemv_case(&gemv_cases[i]);
         }
 
-    if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) {
+    if (!g.filter || strstr("decode_layer_llama7b_kv4096_bf16", g.filter)) {
         if (!ti++) print_table_header();
         measure_machine_bw("_at_decode_layer", "                           ");
-        run_decode_layer_case();
+        if (!g.filter || strstr("decode_layer_llama7b_kv4096", g.filter)) run_decode_layer_case(ATTN_F32);
+        run_decode_layer_case(ATTN_BF16);
     }
 
     /* 4. the peak again: a large change means the machine was not quiet (other work, shared host) */

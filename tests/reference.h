@@ -17,15 +17,33 @@ static double *ref_dalloc(size_t n)
 
 
 /* y[n x d_out] = x . W + b; W [d_in x d_out] (in_out) or [d_out x d_in] */
-static void ref_project(double *y, const float *x, ptrdiff_t xs, const float *w, ptrdiff_t ws, int out_in,
-                        const float *b, int n, int d_in, int d_out)
+/* Element i of w stored as type t (float32, or float16 / bfloat16 bits), decoded from its definition. */
+static double ref_elem(const void *w, attn_dtype t, ptrdiff_t i)
+{
+    unsigned short h;
+    int e, m;
+    if (t == ATTN_F32) return ((const float *)w)[i];
+    memcpy(&h, (const unsigned short *)w + i, sizeof h);
+    if (t == ATTN_BF16) {
+        const unsigned x = (unsigned)h << 16;
+        float f;
+        memcpy(&f, &x, sizeof f);
+        return f;
+    }
+    e = (h >> 10) & 31; m = h & 1023; /* float16: sign, 5-bit exponent, 10-bit fraction */
+    if (e == 31) return m ? NAN : (h & 0x8000 ? -INFINITY : INFINITY);
+    return (h & 0x8000 ? -1.0 : 1.0) * (e ? ldexp(1024 + m, e - 25) : ldexp(m, -24));
+}
+
+static void ref_project(double *y, const float *x, ptrdiff_t xs, const void *w, attn_dtype wt, ptrdiff_t ws,
+                        int out_in, const float *b, int n, int d_in, int d_out)
 {
     int i, j, k;
     for (i = 0; i < n; ++i)
         for (j = 0; j < d_out; ++j) {
             double acc = b ? b[j] : 0.0;
             for (k = 0; k < d_in; ++k)
-                acc += (double)x[i * xs + k] * (out_in ? w[j * ws + k] : w[k * ws + j]);
+                acc += (double)x[i * xs + k] * ref_elem(w, wt, out_in ? j * ws + k : k * ws + j);
             y[i * d_out + j] = acc;
         }
 }
@@ -229,9 +247,9 @@ static void ref_mha(double *out, const float *xq, const float *xkv, int B, int N
     const ptrdiff_t wv_rs = m->w_v_stride ? m->w_v_stride : out_in ? dkv : kvd;
     int b, h, i, j, c;
     for (b = 0; b < B; ++b) {
-        ref_project(Q, xq + (size_t)b * Nq * E, E, m->w_q, wq_rs, out_in, m->b_q, Nq, E, E);
-        ref_project(K, xkv + (size_t)b * Nk * dkv, dkv, m->w_k, wk_rs, out_in, m->b_k, Nk, dkv, kvd);
-        ref_project(V, xkv + (size_t)b * Nk * dkv, dkv, m->w_v, wv_rs, out_in, m->b_v, Nk, dkv, kvd);
+        ref_project(Q, xq + (size_t)b * Nq * E, E, m->w_q, m->w_type, wq_rs, out_in, m->b_q, Nq, E, E);
+        ref_project(K, xkv + (size_t)b * Nk * dkv, dkv, m->w_k, m->w_type, wk_rs, out_in, m->b_k, Nk, dkv, kvd);
+        ref_project(V, xkv + (size_t)b * Nk * dkv, dkv, m->w_v, m->w_type, wv_rs, out_in, m->b_v, Nk, dkv, kvd);
         for (i = 0; i < Nq; ++i) for (h = 0; h < H; ++h) ref_rope_row(Q + i * E + h * Dh, Dh, i, &m->rope);
         for (j = 0; j < Nk; ++j) for (h = 0; h < Hkv; ++h) ref_rope_row(K + j * kvd + h * Dh, Dh, j, &m->rope);
         for (h = 0; h < H; ++h) {
@@ -262,7 +280,7 @@ static void ref_mha(double *out, const float *xq, const float *xkv, int B, int N
         for (i = 0; i < Nq; ++i)
             for (j = 0; j < E; ++j) {
                 double acc = m->b_o ? m->b_o[j] : 0.0;
-                for (c = 0; c < E; ++c) acc += A[i * E + c] * (out_in ? m->w_o[j * wo_rs + c] : m->w_o[c * wo_rs + j]);
+                for (c = 0; c < E; ++c) acc += A[i * E + c] * ref_elem(m->w_o, m->w_type, out_in ? j * wo_rs + c : c * wo_rs + j);
                 out[((size_t)b * Nq + i) * E + j] = acc;
             }
     }
@@ -290,12 +308,12 @@ static void ref_align_key(double *k, const attn_align *a, const float *h_j)
     const int out_in = a->layout == ATTN_LAYOUT_OUT_IN, ds = a->d_s, dh = a->d_h, da = a->d_a;
     int c;
     if (a->score == ATTN_SCORE_DOT) for (c = 0; c < dh; ++c) k[c] = h_j[c];
-    if (a->score == ATTN_SCORE_GENERAL) ref_project(k, h_j, dh, a->w, ref_w_rs(a->w_stride, out_in, dh, ds), out_in, a->b, 1, dh, ds);
-    if (a->score == ATTN_SCORE_ADDITIVE) ref_project(k, h_j, dh, a->w_h, ref_w_rs(a->w_h_stride, out_in, dh, da), out_in, a->b, 1, dh, da);
+    if (a->score == ATTN_SCORE_GENERAL) ref_project(k, h_j, dh, a->w, ATTN_F32, ref_w_rs(a->w_stride, out_in, dh, ds), out_in, a->b, 1, dh, ds);
+    if (a->score == ATTN_SCORE_ADDITIVE) ref_project(k, h_j, dh, a->w_h, ATTN_F32, ref_w_rs(a->w_h_stride, out_in, dh, da), out_in, a->b, 1, dh, da);
     if (a->score == ATTN_SCORE_CONCAT) { /* W [0; h_j] + b */
         float *x = ref_falloc((size_t)(ds + dh));
         memcpy(x + ds, h_j, sizeof(float) * dh);
-        ref_project(k, x, ds + dh, a->w, ref_w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
+        ref_project(k, x, ds + dh, a->w, ATTN_F32, ref_w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
         free(x);
     }
 }
@@ -313,10 +331,10 @@ static double ref_align_score(const attn_align *a, const float *s_i, const float
     } else if (a->score == ATTN_SCORE_CONCAT) { /* W [s_i; h_j] + b, the concatenation as such */
         memcpy(x, s_i, sizeof(float) * ds);
         memcpy(x + ds, h_j, sizeof(float) * dh);
-        ref_project(k, x, ds + dh, a->w, ref_w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
+        ref_project(k, x, ds + dh, a->w, ATTN_F32, ref_w_rs(a->w_stride, out_in, ds + dh, da), out_in, a->b, 1, ds + dh, da);
         for (c = 0; c < da; ++c) e += a->v[c] * tanh(k[c]);
     } else {
-        ref_project(q, s_i, ds, a->w_s, ref_w_rs(a->w_s_stride, out_in, ds, da), out_in, NULL, 1, ds, da);
+        ref_project(q, s_i, ds, a->w_s, ATTN_F32, ref_w_rs(a->w_s_stride, out_in, ds, da), out_in, NULL, 1, ds, da);
         ref_align_key(k, a, h_j);
         for (c = 0; c < da; ++c) e += a->v[c] * tanh(q[c] + k[c]);
     }

@@ -165,7 +165,7 @@ static void test_project(void)
         rnd_fill(b, (size_t)d_out, 1.0f);
         CHECK_CODE(attn_project(y, ys, x, xs, w, ws, out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT,
                                 with_bias ? b : NULL, n, d_in, d_out), ATTN_OK);
-        ref_project(ref, x, xs, w, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
+        ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
         for (i = 0; i < n; ++i) memcpy(yd + (size_t)i * d_out, y + (size_t)i * ys, sizeof(float) * d_out);
         CHECK_CLOSE(yd, ref, (size_t)n * d_out);
         free(x); free(w); free(b); free(y); free(yd); free(ref);
@@ -1127,6 +1127,211 @@ static void test_sdpa_huge_finite(void)
     check_one_head("n_q 40: scale 3e38", NQ, NK, D, q, k, v, NULL, 3e38f, 0);
     check_one_head("n_q 40: scale 3e38, rows masked with -FLT_MAX", NQ, NK, D, q, k, v, mask, 3e38f, 0);
     free(q); free(k); free(v); free(mask);
+    rnd_pop();
+}
+
+/* Decoding with grouped-query attention: on the SIMD paths the query heads of a kv head share one pass over
+   its K and V (attn__group_forward, up to 8 heads at a time). One call of the GQA shape against the float64
+   reference, and bitwise against the same call with K and V repeated for every query head (MHA: each head
+   on its own), and bitwise the same for 1, 2 and 3 threads and a 3-way split. q [B, Nq, Hq, Dk], K and V
+   [B, Hkv, Nk, D] as a cache holds them; per-head options as [Hq] arrays and a [B, Hq, Nq, Nk] mask. */
+typedef struct gqa_case {
+    int hkv, group, nq, nk, dk, dv;
+    int kind;    /* 0 plain; 1 per-head mask (-inf rows, -inf and +inf entries) and key padding; 2 ALiBi,
+                    sinks, soft-cap and a window; 3 weights (the per-head path); 4 no causal option, one mask
+                    row for every head (head stride 0) */
+    int len1;    /* kv_len of batch 1 (batch 0: nk) */
+} gqa_case;
+
+static void run_gqa_case(const gqa_case *gc, double *max_err)
+{
+    enum { B = 2 };
+    const int H = gc->hkv * gc->group, NQ = gc->nq, NK = gc->nk, DK = gc->dk, DV = gc->dv;
+    const attn_dims d = {B, H, gc->hkv, NQ, NK, DK, DV}, dr = {B, H, H, NQ, NK, DK, DV};
+    const attn_stride qs = attn_stride_bnhd(NQ, H, DK), os = attn_stride_bnhd(NQ, H, DV);
+    const attn_stride ks = attn_stride_bhnd(gc->hkv, NK, DK), vs = attn_stride_bhnd(gc->hkv, NK, DV);
+    const attn_stride krs = attn_stride_bhnd(H, NK, DK), vrs = attn_stride_bhnd(H, NK, DV);
+    const size_t n_out = (size_t)B * H * NQ * DV, n_lse = (size_t)B * H * NQ, n_w = (size_t)B * H * NQ * NK;
+    float *q = falloc((size_t)B * H * NQ * DK), *k = falloc((size_t)B * gc->hkv * NK * DK), *v = falloc((size_t)B * gc->hkv * NK * DV);
+    float *kr = falloc((size_t)B * H * NK * DK), *vr = falloc((size_t)B * H * NK * DV);
+    float *o1 = falloc(n_out), *o2 = falloc(n_out), *od = falloc(n_out), *l1 = falloc(n_lse), *l2 = falloc(n_lse);
+    float *w1 = gc->kind == 3 ? falloc(n_w) : NULL, *w2 = gc->kind == 3 ? falloc(n_w) : NULL;
+    float *mask = falloc(n_w), slopes[64], sinks[64];
+    unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
+    double *ref = dalloc(n_out), *ref_lse = dalloc(n_lse), *ref_w = dalloc(n_w);
+    int kv_len[B], b, h, i, j, t, part;
+    attn_options opt;
+    ref_opts ro;
+    char what[160];
+    double e;
+    snprintf(what, sizeof what, "gqa hkv %d group %d nq %d nk %d dk %d dv %d kind %d len1 %d", gc->hkv, gc->group, NQ, NK,
+             DK, DV, gc->kind, gc->len1);
+    rnd_fill(q, (size_t)B * H * NQ * DK, 2.0f); rnd_fill(k, (size_t)B * gc->hkv * NK * DK, 2.0f);
+    rnd_fill(v, (size_t)B * gc->hkv * NK * DV, 1.0f);
+    for (b = 0; b < B; ++b)
+        for (h = 0; h < H; ++h) {
+            memcpy(kr + ((size_t)b * H + h) * NK * DK, k + ((size_t)b * gc->hkv + h / gc->group) * NK * DK, sizeof(float) * NK * DK);
+            memcpy(vr + ((size_t)b * H + h) * NK * DV, v + ((size_t)b * gc->hkv + h / gc->group) * NK * DV, sizeof(float) * NK * DV);
+        }
+    kv_len[0] = NK; kv_len[1] = gc->len1;
+    memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+    ro.scale = 1.0 / sqrt((double)DK);
+    opt.causal = ro.causal = gc->kind == 4 ? ATTN_CAUSAL_NONE : ATTN_CAUSAL_BOTTOM_RIGHT;
+    opt.kv_len = ro.kv_len = kv_len;
+    opt.out_lse = l1; opt.out_weights = w1;
+    if (gc->kind == 1 || gc->kind == 4) { /* kind 4: one [Nq x Nk] mask row block for all the heads */
+        rnd_fill(mask, n_w, 2.0f);
+        for (j = 0; j < NK; j += 3) mask[j] = -INFINITY;      /* batch 0, head 0, row 0 */
+        if (gc->kind == 1) {
+            for (j = 0; j < NK; ++j) mask[(size_t)NQ * NK + j] = -INFINITY; /* batch 0, head 1, row 0: fully masked */
+            mask[(size_t)2 * NQ * NK + NK / 2] = INFINITY;                 /* batch 0, head 2, row 0: one +inf key */
+            for (j = 1; j < NK; j += 5) kpm[NK + j] = 1;                 /* batch 1: key padding */
+            opt.key_padding_mask = ro.kpm = kpm;
+        }
+        opt.mask = ro.mask = mask;
+        opt.mask_stride.batch = ro.mask_s.batch = gc->kind == 1 ? (ptrdiff_t)H * NQ * NK : 0;
+        opt.mask_stride.head = ro.mask_s.head = gc->kind == 1 ? (ptrdiff_t)NQ * NK : 0;
+        opt.mask_stride.row = ro.mask_s.row = NK;
+    }
+    if (gc->kind == 2) {
+        for (h = 0; h < H; ++h) { slopes[h] = 0.25f / (float)(1 + h); sinks[h] = h % 3 == 0 ? -INFINITY : rnd_unit(); }
+        opt.alibi_slopes = ro.alibi = slopes;
+        opt.sinks = ro.sinks = sinks;
+        opt.softcap = 5.0f; ro.softcap = 5.0;
+        opt.window = ro.window = 1; opt.window_left = ro.window_left = 37; opt.window_right = ro.window_right = -1;
+    }
+    opt.n_threads = 1;
+    CHECK_CODE(attn_sdpa(o1, os, q, qs, k, ks, v, vs, &d, &opt, NULL, 0), ATTN_OK);
+    ref_sdpa(ref, ref_lse, w1 ? ref_w : NULL, q, qs, k, ks, v, vs, &d, &ro);
+    /* the reference is [B, Hq, Nq, Dv]; out is [B, Nq, Hq, Dv] */
+    for (b = 0; b < B; ++b) for (h = 0; h < H; ++h) for (i = 0; i < NQ; ++i)
+        memcpy(od + (((size_t)b * H + h) * NQ + i) * DV, o1 + b * os.batch + h * os.head + i * os.row, sizeof(float) * DV);
+    e = rel_err(od, ref, n_out);
+    if (e > *max_err) *max_err = e;
+    if (!(e <= TOL)) { printf("    %s: out relative error %.3g > %g\n", what, e, TOL); ++g_fails; }
+    check_lse(l1, ref_lse, (int)n_lse, what);
+    if (w1 && !(rel_err(w1, ref_w, n_w) <= TOL)) { printf("    %s: weights relative error %.3g\n", what, rel_err(w1, ref_w, n_w)); ++g_fails; }
+    /* each head on its own: K and V repeated per query head */
+    opt.out_lse = l2; opt.out_weights = w2;
+    CHECK_CODE(attn_sdpa(o2, os, q, qs, kr, krs, vr, vrs, &dr, &opt, NULL, 0), ATTN_OK);
+    if (memcmp(o1, o2, sizeof(float) * n_out) != 0 || memcmp(l1, l2, sizeof(float) * n_lse) != 0 ||
+        (w1 && memcmp(w1, w2, sizeof(float) * n_w) != 0)) {
+        printf("    %s: not bitwise the per-head result (K, V repeated)\n", what);
+        ++g_fails;
+    }
+    for (t = 2; t <= 3; ++t) { /* threads: bitwise the 1-thread result */
+        opt.n_threads = t;
+        memset(o2, 0, sizeof(float) * n_out);
+        CHECK_CODE(attn_sdpa(o2, os, q, qs, k, ks, v, vs, &d, &opt, NULL, 0), ATTN_OK);
+        if (memcmp(o1, o2, sizeof(float) * n_out) != 0 || memcmp(l1, l2, sizeof(float) * n_lse) != 0) {
+            printf("    %s: %d threads differ from 1\n", what, t);
+            ++g_fails;
+        }
+    }
+    memset(o2, 0, sizeof(float) * n_out);
+    opt.n_threads = 0;
+    for (part = 0; part < 3; ++part) { /* a caller's thread pool: one slice per worker */
+        opt.split_index = part; opt.split_count = 3;
+        CHECK_CODE(attn_sdpa(o2, os, q, qs, k, ks, v, vs, &d, &opt, NULL, 0), ATTN_OK);
+    }
+    if (memcmp(o1, o2, sizeof(float) * n_out) != 0 || memcmp(l1, l2, sizeof(float) * n_lse) != 0) {
+        printf("    %s: a 3-way split differs\n", what);
+        ++g_fails;
+    }
+    free(q); free(k); free(v); free(kr); free(vr); free(o1); free(o2); free(od); free(l1); free(l2); free(w1); free(w2);
+    free(mask); free(kpm); free(ref); free(ref_lse); free(ref_w);
+}
+
+/* The cases: groups of 2, 4 and 8 (and 3 = 2 + 1, 7 = 4 + 2 + 1 in the kernel's register blocks, 16 = two
+   work items of 8), Dk != Dv, widths that no vector width divides (1, 3, 5, 17, 33, 40 on AVX-512, 130,
+   200), 1 to 8 query rows, ragged kv_len (0: no visible key; 1; the end of a key chunk), key chunks (2049 to
+   4500 keys), per-head masks and modifiers, and the weights output (which runs each head alone). */
+static void test_decode_gqa_groups(void)
+{
+    static const gqa_case cases[] = {
+        {2, 2, 1, 300, 128, 128, 0, 211},  {1, 4, 1, 2100, 40, 24, 0, 2048}, {2, 8, 3, 130, 17, 33, 1, 64},
+        {1, 7, 1, 200, 64, 3, 2, 200},     {1, 16, 2, 70, 20, 20, 0, 0},     {2, 4, 1, 4500, 128, 128, 2, 2049},
+        {1, 3, 8, 90, 5, 130, 3, 31},      {2, 2, 1, 1, 1, 1, 4, 1},         {1, 4, 1, 2049, 130, 200, 1, 1},
+        {1, 6, 1, 150, 48, 80, 4, 149},    {3, 4, 4, 257, 64, 64, 1, 100},   {1, 8, 1, 640, 128, 128, 0, 639},
+        {2, 4, 1, 5, 200, 17, 2, 0},       {1, 2, 5, 2300, 33, 16, 1, 2200},
+    };
+    double max_err = 0.0;
+    size_t c;
+    rnd_push(0x6A0D1C0Du);
+    for (c = 0; c < sizeof cases / sizeof *cases; ++c) run_gqa_case(&cases[c], &max_err);
+    rnd_pop();
+    printf("    %d cases, max relative error %.2g (TOL %g)\n", (int)(sizeof cases / sizeof *cases), max_err, TOL);
+}
+
+/* Extreme values on the grouped decoding kernel (GQA, group 4, one query; 300 keys, then 2100: two key
+   chunks). Each head of the first kv head's group takes a different extreme row: a mask of -FLT_MAX on
+   every key with q = 0 (the mean of V), huge finite scores (q of 3e37: one key takes all the weight), a
+   mask of +inf at two keys (one per chunk: the mean of their V, lse +inf), -inf on every key (0, lse -inf);
+   the second group: -1e9 on every key with q = 0, -FLT_MAX on every other key, and two ordinary rows. Then
+   scale 3e38 on queries of multiples of 2^-127 and keys of multiples of 1/8 (exact logits), one q = 0.
+   Against the float64 reference and bitwise the per-head result (K and V repeated per query head). */
+static void test_decode_gqa_extreme(void)
+{
+    enum { H = 8, HKV = 2, G = H / HKV, D = 16, NKMAX = 2100 };
+    static const int nks[] = {300, NKMAX};
+    float *q = falloc((size_t)H * D), *k = falloc((size_t)HKV * NKMAX * D), *v = falloc((size_t)HKV * NKMAX * D);
+    float *kr = falloc((size_t)H * NKMAX * D), *vr = falloc((size_t)H * NKMAX * D), *mask = falloc((size_t)H * NKMAX);
+    float o1[H * D], o2[H * D], l1[H], l2[H];
+    double ref[H * D], ref_lse[H];
+    int t, sc, h, j, c;
+    rnd_push(0x6A0D1C0Eu);
+    for (t = 0; t < 2; ++t)
+        for (sc = 0; sc < 2; ++sc) {
+            const int NK = nks[t];
+            const attn_dims d = {1, H, HKV, 1, NK, D, D}, dr = {1, H, H, 1, NK, D, D};
+            const attn_stride qs = attn_stride_bhnd(H, 1, D), ks = attn_stride_bhnd(HKV, NK, D), krs = attn_stride_bhnd(H, NK, D);
+            attn_options opt;
+            ref_opts ro;
+            char what[96];
+            snprintf(what, sizeof what, "gqa extreme, %d keys, %s", NK, sc ? "scale 3e38" : "masks");
+            rnd_fill(v, (size_t)HKV * NK * D, 1.0f);
+            memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+            opt.out_lse = l1;
+            if (!sc) {
+                rnd_fill(q, (size_t)H * D, 1.0f); rnd_fill(k, (size_t)HKV * NK * D, 1.0f); rnd_fill(mask, (size_t)H * NK, 1.0f);
+                for (c = 0; c < D; ++c) q[0 * D + c] = q[4 * D + c] = q[1 * D + c] = 0.0f;
+                q[1 * D] = 3e37f; /* head 1: logits 7.5e36 k[0] */
+                for (j = 0; j < NK; ++j) {
+                    mask[0 * NK + j] = -FLT_MAX;
+                    mask[2 * NK + j] = 0.0f;
+                    mask[3 * NK + j] = -INFINITY;
+                    mask[4 * NK + j] = -1e9f;
+                    if (j & 1) mask[5 * NK + j] = -FLT_MAX;
+                }
+                mask[2 * NK + 5] = mask[2 * NK + NK - 10] = INFINITY;
+                opt.mask = ro.mask = mask;
+                opt.mask_stride.head = ro.mask_s.head = NK; opt.mask_stride.row = ro.mask_s.row = NK;
+                ro.scale = 1.0 / sqrt((double)D);
+            } else {
+                for (j = 0; j < H * D; ++j) q[j] = (float)(rnd_int(9) - 4) * 5.877471754111438e-39f; /* 2^-127 */
+                for (j = 0; j < HKV * NK * D; ++j) k[j] = (float)(rnd_int(9) - 4) / 8.0f;
+                for (c = 0; c < D; ++c) q[6 * D + c] = 0.0f;
+                opt.scale = 3e38f; ro.scale = 3e38f;
+            }
+            for (h = 0; h < H; ++h) {
+                memcpy(kr + (size_t)h * NK * D, k + (size_t)(h / G) * NK * D, sizeof(float) * NK * D);
+                memcpy(vr + (size_t)h * NK * D, v + (size_t)(h / G) * NK * D, sizeof(float) * NK * D);
+            }
+            CHECK_CODE(attn_sdpa(o1, qs, q, qs, k, ks, v, ks, &d, &opt, NULL, 0), ATTN_OK);
+            ref_sdpa(ref, ref_lse, NULL, q, qs, k, ks, v, ks, &d, &ro);
+            if (!(rel_err(o1, ref, (size_t)H * D) <= TOL)) {
+                printf("    %s: out relative error %.3g > %g\n", what, rel_err(o1, ref, (size_t)H * D), TOL);
+                ++g_fails;
+            }
+            check_lse(l1, ref_lse, H, what);
+            opt.out_lse = l2;
+            CHECK_CODE(attn_sdpa(o2, qs, q, qs, kr, krs, vr, krs, &dr, &opt, NULL, 0), ATTN_OK);
+            if (memcmp(o1, o2, sizeof o1) != 0 || memcmp(l1, l2, sizeof l1) != 0) {
+                printf("    %s: not bitwise the per-head result (K, V repeated)\n", what);
+                ++g_fails;
+            }
+        }
+    free(q); free(k); free(v); free(kr); free(vr); free(mask);
     rnd_pop();
 }
 
@@ -3097,7 +3302,7 @@ static void test_project_few_rows(void)
             rnd_fill(w, w_n, 1.0f);
             rnd_fill(b, (size_t)d_out, 1.0f);
             for (i = 0; i < n * ys; ++i) y[i] = 77.0f;
-            ref_project(ref, x, xs, w, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
+            ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, with_bias ? b : NULL, n, d_in, d_out);
             CHECK_CODE(attn_project(y, ys, x, xs, w, ws, layout, with_bias ? b : NULL, n, d_in, d_out), ATTN_OK);
             gather_rows(yd, y, ys, n, d_out);
             CHECK_CLOSE(yd, ref, (size_t)n * d_out);
@@ -3138,7 +3343,7 @@ static void test_project_ex_threads(void)
         rnd_fill(w, w_n, 1.0f);
         rnd_fill(b, (size_t)d_out, 1.0f);
         CHECK_CODE(attn_project(y0, ys, x, xs, w, ws, layout, b, n, d_in, d_out), ATTN_OK);
-        ref_project(ref, x, xs, w, ws, out_in, b, n, d_in, d_out);
+        ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, b, n, d_in, d_out);
         gather_rows(yd, y0, ys, n, d_out);
         CHECK_CLOSE(yd, ref, (size_t)n * d_out);
         for (t = 1; t <= 3; ++t) {
@@ -3254,7 +3459,7 @@ static void kv_model(attn_mha *m, float *w_qkv, float *w_o, float *b_qkv, float 
         m->w_q = w_qkv; m->w_k = w_qkv + E; m->w_v = w_qkv + E + kvd;
         m->w_q_stride = m->w_k_stride = m->w_v_stride = cols;
     } else { /* rows [q; k; v], dense */
-        m->w_q = w_qkv; m->w_k = w_qkv + (size_t)E * E; m->w_v = m->w_k + (size_t)kvd * E;
+        m->w_q = w_qkv; m->w_k = w_qkv + (size_t)E * E; m->w_v = w_qkv + (size_t)E * E + (size_t)kvd * E;
     }
 }
 
@@ -4461,14 +4666,16 @@ static const void *half_tensor(float *x, attn_dtype type, int B, int H, int N, i
 }
 
 /* attn_sdpa with float16, bfloat16 and Q8 K and V (attn_options.k_type, v_type), mixed with each other and
-   float32 too: against the float64 reference on the rounded inputs (the stored values widened back) within TOL, on the tile kernel
+   float32 too, and float16 or bfloat16 q and out (q_type, out_type; rows at odd addresses, odd strides):
+   against the float64 reference on the rounded inputs (the stored values widened back) within TOL (a
+   16-bit out: its float32 result, held bitwise below), on the tile kernel
    (Nq 130 and 200), decoding with key chunks (Nq 1..8 over 5000 keys) and decoding with weights, with GQA,
    masks, causal both ways, windows, softcap, sinks, ALiBi, kv_len, log-sum-exp and weights; bitwise the
    float32 attn_sdpa on the widened K and V (the tile kernels widen each key tile and run the float32 code
    on it, the decoding kernel widens in registers with the same sums), whatever the threads or a split; odd
    row strides and rows at odd addresses (Q8: padding blocks, odd byte offsets). Then the workspace (it
-   grows by the tile buffers) and the errors: an unknown type, a Q8 width or stride not a multiple of 32, a
-   16-bit type in the multi-head functions. */
+   grows by the tile buffers) and the errors: an unknown type, Q8 for q or out, a Q8 width or stride not a
+   multiple of 32, a 16-bit type in the multi-head functions. */
 static void test_sdpa_half_kv(void)
 {
     enum { B = 2, H = 4, HKV = 2, N_TYPES = 9, CASES = 54 };
@@ -4485,6 +4692,7 @@ static void test_sdpa_half_kv(void)
         const int NQ = kind == 0 ? (t % 2 ? 130 : 200) : 1 + t % 8;
         const int NK = kind == 0 ? (t % 4 < 2 ? NQ : 197) : kind == 1 ? 2300 : 130; /* 2300: two key chunks */
         const attn_dtype kt = types[t / 3 % N_TYPES][0], vt = types[t / 3 % N_TYPES][1]; /* each with every kind */
+        const attn_dtype qt = (attn_dtype)(t / 2 % 3), ot = (attn_dtype)(t / 5 % 3); /* F32, F16, BF16 */
         const int DK = pick(kt == ATTN_Q8 ? d32s : dks, 4), DV = pick(vt == ATTN_Q8 ? d32s : dvs, 4);
         const attn_dims d = {B, H, HKV, NQ, NK, DK, DV};
         const attn_stride qs = attn_stride_bhnd(H, NQ, DK), os = attn_stride_bhnd(H, NQ, DV);
@@ -4498,12 +4706,21 @@ static void test_sdpa_half_kv(void)
         double *ref = dalloc(n_o), *ref_lse = dalloc(n_l), *ref_w = dalloc(n_w), *ref_avg = dalloc(n_w / H);
         unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
         int kv_len[B], j, b, h;
-        attn_stride ks, vs;
-        void *k_mem, *v_mem;
-        const void *k16, *v16;
+        attn_stride ks, vs, qs16, os16 = os;
+        void *k_mem, *v_mem, *q_mem, *o_mem = NULL;
+        const void *k16, *v16, *q16;
+        unsigned short *o16 = NULL;
         attn_options opt;
         ref_opts ro;
+        size_t r;
         rnd_fill(q, n_q, 2.0f); rnd_fill(k, n_k, 2.0f); rnd_fill(v, n_v, 1.0f); rnd_fill(mask, n_w, 1.0f);
+        q16 = half_tensor(q, qt, B, H, NQ, DK, t % 2, 1, &qs16, &q_mem); /* q now the rounded values */
+        if (ot != ATTN_F32) { /* rows DV + 1 apart, the first at an odd 2-byte offset, the padding watched */
+            os16.row = DV + 1; os16.head = NQ * os16.row; os16.batch = H * os16.head;
+            o_mem = malloc(sizeof(unsigned short) * ((size_t)B * H * NQ * (DV + 1) + 1));
+            o16 = (unsigned short *)o_mem + 1;
+            for (r = 0; r < (size_t)B * H * NQ * (DV + 1); ++r) o16[r] = 0x1234;
+        }
         k16 = half_tensor(k, kt, B, HKV, NK, DK, 1 + t % 2, t % 2, &ks, &k_mem); /* k, v now the rounded values */
         v16 = half_tensor(v, vt, B, HKV, NK, DV, t % 3, 1, &vs, &v_mem);
         for (j = 0; j < B * NK; j += 7) kpm[j] = 1;
@@ -4525,7 +4742,7 @@ static void test_sdpa_half_kv(void)
         opt.out_lse = lse;
         opt.out_weights = kind == 2 ? w : NULL; /* with weights: no key chunks */
         opt.average_weights = averaged;
-        opt.k_type = kt; opt.v_type = vt;
+        opt.k_type = kt; opt.v_type = vt; opt.q_type = qt; opt.out_type = ot;
         ro.scale = 1.0 / sqrt((double)DK);
         if (split) { /* a caller's pool of 3 running the splits in turn, each with a workspace of the reported size */
             size_t bytes = 0;
@@ -4534,15 +4751,23 @@ static void test_sdpa_half_kv(void)
             ws = malloc(bytes);
             opt.split_count = 3;
             for (opt.split_index = 0; opt.split_index < 3; ++opt.split_index)
-                CHECK_CODE(attn_sdpa(o, os, q, qs, k16, ks, v16, vs, &d, &opt, ws, bytes), ATTN_OK);
+                CHECK_CODE(attn_sdpa(o16 ? (void *)o16 : o, os16, q16, qs16, k16, ks, v16, vs, &d, &opt, ws, bytes), ATTN_OK);
             opt.split_count = opt.split_index = 0;
             free(ws);
         } else {
             opt.n_threads = 1 + t % 2;
-            CHECK_CODE(attn_sdpa(o, os, q, qs, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
+            CHECK_CODE(attn_sdpa(o16 ? (void *)o16 : o, os16, q16, qs16, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
         }
         ref_sdpa(ref, ref_lse, ref_w, q, qs, k, kws, v, vws, &d, &ro);
-        CHECK_CLOSE(o, ref, n_o);
+        if (o16) { /* the rows widened back into o; the padding untouched */
+            for (r = 0; r < (size_t)B * H * NQ; ++r) {
+                if (ot == ATTN_F16) CHECK_CODE(attn_f16_to_f32(o + r * DV, o16 + r * (DV + 1), (size_t)DV), ATTN_OK);
+                else CHECK_CODE(attn_bf16_to_f32(o + r * DV, o16 + r * (DV + 1), (size_t)DV), ATTN_OK);
+                CHECK(o16[r * (DV + 1) + DV] == 0x1234);
+            }
+        } else {
+            CHECK_CLOSE(o, ref, n_o);
+        }
         CHECK_CLOSE(lse, ref_lse, n_l);
         if (kind == 2 && !averaged) CHECK_CLOSE(w, ref_w, n_w);
         if (averaged) {
@@ -4551,24 +4776,32 @@ static void test_sdpa_half_kv(void)
                     for (j = 0; j < NQ * NK; ++j) ref_avg[(size_t)b * NQ * NK + j] += ref_w[((size_t)b * H + h) * NQ * NK + j] / H;
             CHECK_CLOSE(w, ref_avg, n_w / H);
         }
-        /* bitwise the float32 call on the widened K and V (dense), on one thread */
-        opt.k_type = opt.v_type = ATTN_F32;
+        /* bitwise the float32 call on the widened q, K and V (dense), on one thread, its out rounded to out_type */
+        opt.k_type = opt.v_type = opt.q_type = opt.out_type = ATTN_F32;
         opt.n_threads = 1;
         opt.out_lse = lse2;
         opt.out_weights = kind == 2 ? w2 : NULL;
         CHECK_CODE(attn_sdpa(o2, os, q, qs, k, kws, v, vws, &d, &opt, NULL, 0), ATTN_OK);
+        if (o16) {
+            unsigned short *tmp = (unsigned short *)malloc(sizeof(unsigned short) * n_o);
+            CHECK_CLOSE(o2, ref, n_o);
+            if (ot == ATTN_F16) { CHECK_CODE(attn_f32_to_f16(tmp, o2, n_o), ATTN_OK); CHECK_CODE(attn_f16_to_f32(o2, tmp, n_o), ATTN_OK); }
+            else { CHECK_CODE(attn_f32_to_bf16(tmp, o2, n_o), ATTN_OK); CHECK_CODE(attn_bf16_to_f32(o2, tmp, n_o), ATTN_OK); }
+            free(tmp);
+        }
         CHECK(memcmp(o, o2, sizeof(float) * n_o) == 0 && memcmp(lse, lse2, sizeof(float) * n_l) == 0);
         if (kind == 2) CHECK(memcmp(w, w2, sizeof(float) * (averaged ? n_w / H : n_w)) == 0);
         if (g_fails) {
-            printf("    case %d: k %d v %d nq %d nk %d dk %d dv %d causal %d window %d (%d, %d) softcap %g sinks %d "
-                   "alibi %d kpm %d kv_len %d mask %d weights %d split %d\n", t, (int)kt, (int)vt, NQ, NK, DK, DV,
+            printf("    case %d: q %d k %d v %d out %d nq %d nk %d dk %d dv %d causal %d window %d (%d, %d) softcap %g sinks %d "
+                   "alibi %d kpm %d kv_len %d mask %d weights %d split %d\n", t, (int)qt, (int)kt, (int)vt, (int)ot, NQ, NK, DK, DV,
                    (int)opt.causal, opt.window, opt.window_left, opt.window_right, (double)opt.softcap,
                    opt.sinks != NULL, opt.alibi_slopes != NULL, opt.key_padding_mask != NULL, opt.kv_len != NULL,
                    opt.mask != NULL, opt.out_weights ? 1 + averaged : 0, split);
             t = CASES;
         }
         free(q); free(k); free(v); free(mask); free(o); free(lse); free(w); free(o2); free(lse2); free(w2);
-        free(ref); free(ref_lse); free(ref_w); free(ref_avg); free(kpm); free(k_mem); free(v_mem);
+        free(ref); free(ref_lse); free(ref_w); free(ref_avg); free(kpm); free(k_mem); free(v_mem); free(q_mem);
+        free(o_mem);
     }
     { /* the workspace grows by a [TK x D] buffer per 16-bit tensor; errors leave the outputs untouched */
         enum { N = 70, D = 8, E = 16 };
@@ -4592,6 +4825,15 @@ static void test_sdpa_half_kv(void)
         opt.v_type = ATTN_BF16;
         CHECK_CODE(attn_sdpa_workspace_size(&bkv, &d, &opt), ATTN_OK);
         CHECK(bk == b32 + 64 * D * sizeof(float) && bkv == bk + 64 * D * sizeof(float)); /* one thread */
+        { /* and by a [TQ x D] buffer each for a 16-bit q and out */
+            size_t bq = 0, bqo = 0;
+            opt.q_type = ATTN_BF16;
+            CHECK_CODE(attn_sdpa_workspace_size(&bq, &d, &opt), ATTN_OK);
+            opt.out_type = ATTN_F16;
+            CHECK_CODE(attn_sdpa_workspace_size(&bqo, &d, &opt), ATTN_OK);
+            CHECK(bq == bkv + 64 * D * sizeof(float) && bqo == bq + 64 * D * sizeof(float));
+            opt.q_type = opt.out_type = ATTN_F32;
+        }
         ws = (unsigned char *)malloc(bkv);
         fill_sentinel(o, sizeof o / sizeof *o);
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, ws, bk), ATTN_ERR_WORKSPACE, "attn_sdpa",
@@ -4607,6 +4849,13 @@ static void test_sdpa_half_kv(void)
         opt.k_type = ATTN_F16; opt.v_type = (attn_dtype)-1;
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->v_type");
         HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->v_type");
+        opt.v_type = ATTN_BF16; opt.q_type = ATTN_Q8; /* q and out: no Q8 */
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->q_type");
+        opt.q_type = ATTN_F32; opt.out_type = ATTN_Q8;
+        HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_sdpa", "opt->out_type");
+        opt.out_type = (attn_dtype)5;
+        HOOK_EXPECT(attn_sdpa_workspace_size(&b32, &d, &opt), ATTN_ERR_OPTION, "attn_sdpa_workspace_size", "opt->out_type");
+        opt.out_type = ATTN_F32;
         /* Q8: D = 8 is not whole blocks; D = 32 with a row stride of 48 is not either */
         opt.v_type = ATTN_Q8;
         HOOK_EXPECT(attn_sdpa(o, s, q, s, k16, kvs, v16, kvs, &d, &opt, NULL, 0), ATTN_ERR_SHAPE, "attn_sdpa", "dims->d_v");
@@ -4631,8 +4880,281 @@ static void test_sdpa_half_kv(void)
         opt.k_type = ATTN_F32; opt.v_type = ATTN_BF16;
         HOOK_EXPECT(attn_cross_forward(out, x, x, B, N, N, &m, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_cross_forward",
                     "opt->k_type");
+        opt.v_type = ATTN_F32; opt.out_type = ATTN_BF16;
+        HOOK_EXPECT(attn_self_forward(out, x, B, N, &m, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "opt->q_type");
         CHECK(untouched(out, sizeof out / sizeof *out));
         free(ws);
+    }
+    rnd_pop();
+}
+
+/* attn_sdpa with bfloat16 q, k and v: on a CPU with AVX512_BF16 (attn_simd_bf16dot) the tile kernel's
+   vdpbf16ps products, elsewhere the float32 kernels. Against the float64 reference on the stored values,
+   with P rounded to bfloat16 for P.V only: each output within 2^-9 max|v| (P's rounding, at most 2^-9
+   relative per weight) plus float32 rounding; the log-sum-exp and weights (float32 P) within TOL. On a
+   CPU with the dot products the result must differ from the float32 kernel's (q_type ATTN_F32 on the same
+   values: the dot products ran), elsewhere equal it bitwise; decoding-sized tiles (<= 8 queries) equal it
+   everywhere. Shapes: Dk even, Dk and Dv not multiples of 16 or 32, odd key counts (a half key pair),
+   GQA, causal both ways, masks, padding, kv_len, window, softcap, sinks, ALiBi, weights, a split; extreme
+   values: scores up to 1e36 (one-hot rows: exactly a V row), -FLT_MAX masks (with scores of normal size). Prints the error on N(0,1)
+   data, D = 128, 1024 queries and keys. */
+static void test_sdpa_bf16dot(void)
+{
+    enum { B = 2, H = 4, HKV = 2, CASES = 24 };
+    static const int dks[] = {64, 128, 18, 40}, dvs[] = {64, 9, 128, 33}, nqs[] = {64, 130, 200, 5};
+    static const int nks[] = {64, 197, 301, 130};
+    const float slopes[H] = {0.25f, 0.0f, -0.01f, 0.003f}, sinks[H] = {0.5f, -INFINITY, 3.0f, -2.0f};
+    const int dot = attn_simd_bf16dot();
+    int t;
+    rnd_push(0xBF16D07ull);
+    for (t = 0; t < CASES; ++t) {
+        const int NQ = nqs[t % 4], NK = nks[t / 4 % 4], DK = dks[t / 2 % 4], DV = dvs[t % 4];
+        const attn_dims d = {B, H, HKV, NQ, NK, DK, DV};
+        const attn_stride qs = attn_stride_bhnd(H, NQ, DK), os = attn_stride_bhnd(H, NQ, DV);
+        const attn_stride kws = attn_stride_bhnd(HKV, NK, DK), vws = attn_stride_bhnd(HKV, NK, DV);
+        const size_t n_q = (size_t)B * H * NQ * DK, n_o = (size_t)B * H * NQ * DV, n_l = (size_t)B * H * NQ;
+        const size_t n_w = (size_t)B * H * NQ * NK, n_k = (size_t)B * HKV * NK * DK, n_v = (size_t)B * HKV * NK * DV;
+        const int extreme = t % 6 == 5;
+        float *q = falloc(n_q), *k = falloc(n_k), *v = falloc(n_v), *mask = falloc(n_w);
+        float *o = falloc(n_o), *o2 = falloc(n_o), *lse = falloc(n_l), *w = falloc(n_w);
+        double *ref = dalloc(n_o), *ref_lse = dalloc(n_l), *ref_w = dalloc(n_w), err = 0.0, vmax = 0.0;
+        unsigned char *kpm = (unsigned char *)calloc((size_t)B * NK, 1);
+        int kv_len[B], j;
+        attn_stride ks, vs, qs16;
+        void *k_mem, *v_mem, *q_mem;
+        const void *k16, *v16, *q16;
+        attn_options opt;
+        ref_opts ro;
+        size_t r;
+        rnd_fill(q, n_q, 2.0f); rnd_fill(k, n_k, 2.0f); rnd_fill(v, n_v, 1.0f); rnd_fill(mask, n_w, 1.0f);
+        if (extreme) { /* scores up to ~1e36: one key per row takes all the weight (the unscaled sums stay finite) */
+            for (r = 0; r < n_q; ++r) q[r] = q[r] < 0.0f ? -1e17f : 1e17f;
+            for (r = 0; r < n_k; ++r) k[r] = k[r] * 1e17f;
+        }
+        for (r = 0; r < n_w; r += 3) mask[r] = extreme ? -1e30f : -FLT_MAX; /* (scores near -FLT_MAX would overflow) */
+        q16 = half_tensor(q, ATTN_BF16, B, H, NQ, DK, t % 2, 1, &qs16, &q_mem); /* q, k, v now the stored values */
+        k16 = half_tensor(k, ATTN_BF16, B, HKV, NK, DK, t % 3, t % 2, &ks, &k_mem);
+        v16 = half_tensor(v, ATTN_BF16, B, HKV, NK, DV, 1, 0, &vs, &v_mem);
+        for (j = 0; j < B * NK; j += 5) kpm[j] = 1;
+        kv_len[0] = NK - rnd_int(NK / 3); kv_len[1] = NK;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = (attn_causal)(t % 3);
+        opt.window = ro.window = t % 8 == 3;
+        opt.window_left = ro.window_left = 40; opt.window_right = ro.window_right = t % 16 == 3 ? 5 : -1;
+        opt.softcap = (float)(ro.softcap = t % 5 == 1 && !extreme ? 3.0 : 0.0);
+        opt.sinks = ro.sinks = t % 4 == 2 ? sinks : NULL;
+        opt.alibi_slopes = ro.alibi = t % 7 == 3 && !extreme ? slopes : NULL;
+        opt.key_padding_mask = ro.kpm = t % 5 == 0 ? kpm : NULL;
+        opt.kv_len = ro.kv_len = t % 2 ? kv_len : NULL;
+        if (t % 3 == 1 || extreme) {
+            opt.mask = ro.mask = mask;
+            opt.mask_stride = ro.mask_s = attn_stride_bhnd(H, NQ, NK);
+        }
+        opt.out_lse = lse;
+        opt.out_weights = t % 4 == 1 ? w : NULL;
+        opt.k_type = opt.v_type = opt.q_type = ATTN_BF16;
+        opt.n_threads = 1 + t % 2;
+        opt.split_count = t % 9 == 4 ? 2 : 0;
+        for (opt.split_index = 0; opt.split_index < (opt.split_count ? 2 : 1); ++opt.split_index)
+            CHECK_CODE(attn_sdpa(o, os, q16, qs16, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
+        opt.split_count = opt.split_index = 0;
+        ro.scale = 1.0 / sqrt((double)DK);
+        ref_sdpa(ref, ref_lse, ref_w, q, qs, k, kws, v, vws, &d, &ro);
+        for (r = 0; r < n_v; ++r) vmax = fabs(v[r]) > vmax ? fabs(v[r]) : vmax;
+        for (r = 0; r < n_o; ++r) err = fabs(o[r] - ref[r]) > err || isnan(o[r]) ? fabs(o[r] - ref[r]) : err;
+        CHECK(err <= (1.0 / 512.0 + 2e-5) * vmax);
+        CHECK_CLOSE(lse, ref_lse, n_l);
+        if (opt.out_weights) CHECK_CLOSE(w, ref_w, n_w);
+        if (extreme) /* one-hot rows: P is 0 or 1, exact in bfloat16 */
+            for (r = 0; r < n_o; ++r) CHECK(o[r] == (float)ref[r] || fabs(o[r] - ref[r]) <= 1e-6 * vmax);
+        opt.q_type = ATTN_F32; /* the float32 kernels on the same values */
+        opt.out_lse = NULL; opt.out_weights = NULL;
+        CHECK_CODE(attn_sdpa(o2, os, q, qs, k16, ks, v16, vs, &d, &opt, NULL, 0), ATTN_OK);
+        if (NQ <= 8 || !dot || extreme) CHECK(memcmp(o, o2, sizeof(float) * n_o) == 0 || (extreme && dot));
+        else CHECK(memcmp(o, o2, sizeof(float) * n_o) != 0);
+        if (g_fails) {
+            printf("    case %d: nq %d nk %d dk %d dv %d causal %d err %.3g (vmax %.3g) dot %d\n", t, NQ, NK, DK, DV,
+                   (int)opt.causal, err, vmax, dot);
+            t = CASES;
+        }
+        free(q); free(k); free(v); free(mask); free(o); free(o2); free(lse); free(w); free(ref); free(ref_lse);
+        free(ref_w); free(kpm); free(k_mem); free(v_mem); free(q_mem);
+    }
+    { /* the error on N(0,1) data against the unrounded and the stored values, D = 128, N = 1024 */
+        enum { N = 1024, D = 128 };
+        const attn_dims d = {1, 1, 1, N, N, D, D};
+        const attn_stride s = attn_stride_bhnd(1, N, D);
+        float *q = falloc((size_t)N * D), *k = falloc((size_t)N * D), *v = falloc((size_t)N * D), *o = falloc((size_t)N * D);
+        double *ref = dalloc((size_t)N * D), *ref_r = dalloc((size_t)N * D);
+        ref_opts ro;
+        attn_options opt;
+        attn_stride s16;
+        void *mq, *mk, *mv;
+        const void *q16, *k16, *v16;
+        size_t r;
+        for (r = 0; r < (size_t)N * D; ++r) { q[r] = rnd_normal(); k[r] = rnd_normal(); v[r] = rnd_normal(); }
+        memset(&ro, 0, sizeof ro);
+        ro.scale = 1.0 / sqrt((double)D);
+        ref_sdpa(ref, NULL, NULL, q, s, k, s, v, s, &d, &ro);
+        q16 = half_tensor(q, ATTN_BF16, 1, 1, N, D, 0, 0, &s16, &mq);
+        k16 = half_tensor(k, ATTN_BF16, 1, 1, N, D, 0, 0, &s16, &mk);
+        v16 = half_tensor(v, ATTN_BF16, 1, 1, N, D, 0, 0, &s16, &mv);
+        ref_sdpa(ref_r, NULL, NULL, q, s, k, s, v, s, &d, &ro);
+        memset(&opt, 0, sizeof opt);
+        opt.q_type = opt.k_type = opt.v_type = ATTN_BF16;
+        CHECK_CODE(attn_sdpa(o, s, q16, s16, k16, s16, v16, s16, &d, &opt, NULL, 0), ATTN_OK);
+        printf("    bf16 q, K, V (%s), N(0,1), D = 128, N = 1024: max-norm relative error %.2e against the unrounded "
+               "inputs, %.2e against the stored values\n", dot ? "vdpbf16ps" : "float32 kernels",
+               rel_err(o, ref, (size_t)N * D), rel_err(o, ref_r, (size_t)N * D));
+        CHECK(rel_err(o, ref_r, (size_t)N * D) <= (dot ? 4e-3 : TOL));
+        free(q); free(k); free(v); free(o); free(ref); free(ref_r); free(mq); free(mk); free(mv);
+    }
+    rnd_pop();
+}
+
+/* w [n] rounded to `type` in place (float16 or bfloat16; float32: unchanged); returns the stored bits (NULL
+   for float32), to free. */
+static unsigned short *half_weights(float *w, size_t n, attn_dtype type)
+{
+    unsigned short *h;
+    if (type == ATTN_F32) return NULL;
+    h = (unsigned short *)malloc(sizeof(unsigned short) * (n ? n : 1));
+    if (!h) abort();
+    if (type == ATTN_F16) { CHECK_CODE(attn_f32_to_f16(h, w, n), ATTN_OK); CHECK_CODE(attn_f16_to_f32(w, h, n), ATTN_OK); }
+    else { CHECK_CODE(attn_f32_to_bf16(h, w, n), ATTN_OK); CHECK_CODE(attn_bf16_to_f32(w, h, n), ATTN_OK); }
+    return h;
+}
+
+/* float16 and bfloat16 weights (attn_options.w_type for attn_project_ex, attn_mha.w_type): bitwise the
+   float32 call on the widened weights, and within TOL of the float64 reference reading the stored bits
+   (tests/reference.h decodes them itself), on the few-row kernels (1, 3, 8 rows) and the packed ones (9,
+   40), both layouts, padded strides, odd widths, threads and a split; attn_self_forward (packed QKV as
+   stored, GQA, RoPE), attn_cross_forward and attn_kv_step (prefill then single tokens) with bfloat16 or
+   float16 weights. Errors: a type out of range, opt->w_type outside attn_project_ex, 16-bit weights in the
+   backward passes; outputs untouched. */
+static void test_half_weights(void)
+{
+    static const int k_n[] = {1, 3, 8, 9, 40};
+    int c;
+    rnd_push(0x3E16B7ull);
+    for (c = 0; c < 20; ++c) { /* attn_project_ex */
+        const int n = k_n[c % 5], out_in = c / 5 % 2, d_in = c < 10 ? 70 : 131, d_out = c < 10 ? 37 : 200;
+        const attn_dtype wt = c / 10 % 2 ? ATTN_BF16 : ATTN_F16;
+        const ptrdiff_t xs = d_in + 1, ys = d_out + 3, wrs = (out_in ? d_in : d_out) + c % 3;
+        const size_t w_n = (size_t)(out_in ? d_out : d_in) * wrs, y_n = (size_t)n * ys;
+        const attn_layout layout = out_in ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+        float *x = falloc((size_t)n * xs), *w = falloc(w_n), *b = falloc((size_t)d_out);
+        float *y0 = falloc(y_n), *y = falloc(y_n), *yd = falloc((size_t)n * d_out);
+        double *ref = dalloc((size_t)n * d_out);
+        unsigned short *w16;
+        attn_options opt;
+        rnd_fill(x, (size_t)n * xs, 1.0f); rnd_fill(w, w_n, 1.0f); rnd_fill(b, (size_t)d_out, 1.0f);
+        w16 = half_weights(w, w_n, wt); /* w: the widened values */
+        memset(&opt, 0, sizeof opt);
+        opt.n_threads = 1 + c % 2;
+        CHECK_CODE(attn_project_ex(y0, ys, x, xs, w, wrs, layout, b, n, d_in, d_out, &opt, NULL, 0), ATTN_OK);
+        opt.w_type = wt;
+        CHECK_CODE(attn_project_ex(y, ys, x, xs, w16, wrs, layout, b, n, d_in, d_out, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(y, y0, sizeof(float) * y_n) == 0);
+        ref_project(ref, x, xs, w16, wt, wrs, out_in, b, n, d_in, d_out);
+        gather_rows(yd, y, ys, n, d_out);
+        CHECK_CLOSE(yd, ref, (size_t)n * d_out);
+        if (c % 4 == 3) { /* a split of three, the middle one without a workspace */
+            int sidx;
+            memset(y, 0, sizeof(float) * y_n);
+            opt.split_count = 3;
+            for (sidx = 0; sidx < 3; ++sidx) {
+                opt.split_index = sidx;
+                CHECK_CODE(attn_project_ex(y, ys, x, xs, w16, wrs, layout, b, n, d_in, d_out, &opt, NULL, 0), ATTN_OK);
+            }
+            CHECK(memcmp(y, y0, sizeof(float) * y_n) == 0);
+        }
+        if (g_fails) { printf("    project case %d: n %d out_in %d type %d\n", c, n, out_in, (int)wt); c = 20; }
+        free(x); free(w); free(b); free(y0); free(y); free(yd); free(ref); free(w16);
+    }
+    for (c = 0; c < 4; ++c) { /* self (packed QKV as stored), cross, and decoding steps */
+        enum { B = 2, E = 32, H = 4, HKV = 2, DH = E / H, KVD = HKV * DH, N = 13, COLS = E + 2 * KVD, MAX = 16 };
+        const attn_dtype wt = c % 2 ? ATTN_BF16 : ATTN_F16;
+        const attn_layout layout = c / 2 ? ATTN_LAYOUT_OUT_IN : ATTN_LAYOUT_IN_OUT;
+        float *w_qkv = falloc((size_t)E * COLS), *w_o = falloc((size_t)E * E), *b_qkv = falloc(COLS);
+        float *x = falloc((size_t)B * N * E), *o32 = falloc((size_t)B * N * E), *o16 = falloc((size_t)B * N * E);
+        float *kc = falloc((size_t)B * HKV * MAX * DH), *vc = falloc((size_t)B * HKV * MAX * DH);
+        double *ref = dalloc((size_t)B * N * E);
+        unsigned short *wqkv16, *wo16;
+        attn_mha m32, m16;
+        attn_options opt;
+        ref_opts ro;
+        int len[B], t, step;
+        rnd_fill(w_qkv, (size_t)E * COLS, 0.3f); rnd_fill(w_o, (size_t)E * E, 0.3f); rnd_fill(b_qkv, COLS, 0.5f);
+        rnd_fill(x, (size_t)B * N * E, 1.0f);
+        wqkv16 = half_weights(w_qkv, (size_t)E * COLS, wt);
+        wo16 = half_weights(w_o, (size_t)E * E, wt);
+        kv_model(&m32, w_qkv, w_o, b_qkv, NULL, E, H, HKV, layout);
+        m16 = m32;
+        m16.w_type = wt;
+        if (layout == ATTN_LAYOUT_IN_OUT) { m16.w_q = wqkv16; m16.w_k = wqkv16 + E; m16.w_v = wqkv16 + E + KVD; }
+        else { m16.w_q = wqkv16; m16.w_k = wqkv16 + (size_t)E * E; m16.w_v = wqkv16 + (size_t)E * E + (size_t)KVD * E; }
+        m16.w_o = wo16;
+        if (c == 1) m32.rope.style = m16.rope.style = ATTN_ROPE_NEOX;
+        memset(&opt, 0, sizeof opt); memset(&ro, 0, sizeof ro);
+        opt.causal = ro.causal = ATTN_CAUSAL_TOP_LEFT;
+        ro.scale = 1.0 / sqrt((double)DH);
+        opt.n_threads = 1 + c % 2;
+        CHECK_CODE(attn_self_forward(o32, x, B, N, &m32, &opt, NULL, 0), ATTN_OK);
+        CHECK_CODE(attn_self_forward(o16, x, B, N, &m16, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(o16, o32, sizeof(float) * B * N * E) == 0);
+        ref_mha(ref, x, x, B, N, N, &m16, &ro);
+        CHECK_CLOSE(o16, ref, (size_t)B * N * E);
+        opt.causal = ATTN_CAUSAL_NONE;
+        m32.rope.style = m16.rope.style = ATTN_ROPE_NONE;
+        CHECK_CODE(attn_cross_forward(o32, x, x + E, B, N, N - 1, &m32, &opt, NULL, 0), ATTN_OK);
+        CHECK_CODE(attn_cross_forward(o16, x, x + E, B, N, N - 1, &m16, &opt, NULL, 0), ATTN_OK);
+        CHECK(memcmp(o16, o32, sizeof(float) * B * N * E) == 0);
+        for (t = 0; t < 2; ++t) { /* decoding through a cache: 5 prompt tokens then one at a time, both weight types */
+            attn_kv_cache cache;
+            memset(&cache, 0, sizeof cache);
+            cache.batch = B; cache.n_kv_heads = HKV; cache.max_len = MAX; cache.d_k = DH; cache.k = kc; cache.v = vc;
+            cache.len = len; len[0] = len[1] = 0;
+            opt.causal = ATTN_CAUSAL_NONE;
+            for (step = 0; step < 9; step += step ? 1 : 5) { /* x holds [B, N, E]: a step of n rows at row step */
+                const int n_new = step ? 1 : 5;
+                float *xs_b = falloc((size_t)B * n_new * E), *os_b = falloc((size_t)B * n_new * E);
+                int bb;
+                for (bb = 0; bb < B; ++bb) memcpy(xs_b + (size_t)bb * n_new * E, x + ((size_t)bb * N + step) * E, sizeof(float) * n_new * E);
+                CHECK_CODE(attn_kv_step(os_b, &cache, xs_b, n_new, t ? &m16 : &m32, &opt, NULL, 0), ATTN_OK);
+                for (bb = 0; bb < B; ++bb)
+                    memcpy((t ? o16 : o32) + ((size_t)bb * N + step) * E, os_b + (size_t)bb * n_new * E, sizeof(float) * n_new * E);
+                free(xs_b); free(os_b);
+            }
+        }
+        for (t = 0; t < B; ++t) CHECK(memcmp(o16 + (size_t)t * N * E, o32 + (size_t)t * N * E, sizeof(float) * 9 * E) == 0);
+        if (c == 0) { /* errors */
+            attn_mha_grads gr;
+            float *g = falloc((size_t)E * COLS + (size_t)E * E);
+            size_t bytes;
+            fill_sentinel(g, (size_t)E * COLS + (size_t)E * E);
+            fill_sentinel(o16, (size_t)B * N * E);
+            m16.w_type = ATTN_Q8;
+            HOOK_EXPECT(attn_self_forward(o16, x, B, N, &m16, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "mha->w_type");
+            m16.w_type = wt;
+            opt.w_type = ATTN_BF16; /* for attn_project_ex only */
+            HOOK_EXPECT(attn_self_forward(o16, x, B, N, &m16, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_forward", "opt->w_type");
+            opt.w_type = (attn_dtype)7;
+            HOOK_EXPECT(attn_project_ex(o16, E, x, E, wo16, E, ATTN_LAYOUT_IN_OUT, NULL, 2, E, E, &opt, NULL, 0),
+                        ATTN_ERR_OPTION, "attn_project_ex", "opt->w_type");
+            opt.w_type = ATTN_F32;
+            memset(&gr, 0, sizeof gr);
+            gr.w_q = g; gr.w_k = g; gr.w_v = g; gr.w_o = g;
+            HOOK_EXPECT(attn_self_backward(NULL, &gr, x, x, B, N, &m16, &opt, NULL, 0), ATTN_ERR_OPTION, "attn_self_backward",
+                        "mha->w_type");
+            HOOK_EXPECT(attn_self_backward_workspace_size(&bytes, B, N, &m16, &opt), ATTN_ERR_OPTION,
+                        "attn_self_backward_workspace_size", "mha->w_type");
+            CHECK(untouched(o16, (size_t)B * N * E) && untouched(g, (size_t)E * COLS + (size_t)E * E));
+            free(g);
+        }
+        if (g_fails) { printf("    mha case %d: type %d layout %d\n", c, (int)wt, (int)layout); c = 4; }
+        free(w_qkv); free(w_o); free(b_qkv); free(x); free(o32); free(o16); free(kc); free(vc); free(ref);
+        free(wqkv16); free(wo16);
     }
     rnd_pop();
 }
@@ -5896,6 +6418,8 @@ static const test_case k_tests[] = {
     {"sdpa_special_values", test_sdpa_special_values},
     {"decode_chunks_special_values", test_decode_chunks_special_values},
     {"sdpa_huge_finite", test_sdpa_huge_finite},
+    {"decode_gqa_groups", test_decode_gqa_groups},
+    {"decode_gqa_extreme", test_decode_gqa_extreme},
     {"self_forward_min_float_mask", test_self_forward_min_float_mask},
     {"long_keys_accuracy", test_long_keys_accuracy},
     {"mha_random", test_mha_random},
@@ -5937,6 +6461,8 @@ static const test_case k_tests[] = {
     {"errors_rope", test_errors_rope},
     {"half_conversions", test_half_conversions},
     {"sdpa_half_kv", test_sdpa_half_kv},
+    {"sdpa_bf16dot", test_sdpa_bf16dot},
+    {"half_weights", test_half_weights},
     {"q8_format", test_q8_format},
     {"kv_cache_types", test_kv_cache_types},
     {"sdpa_backward_random", test_sdpa_backward_random},

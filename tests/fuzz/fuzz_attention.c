@@ -280,8 +280,8 @@ static void fuzz_project(fz *f)
         fz_out_check(&oy, 0, "y");
         for (i = 0; i < n; ++i) for (j = 0; j < d_out; ++j) at[i * d_out + j] = (size_t)(i * ys + j);
         if (f->comparable) {
-            ref_project(ref, x, xs, w, ws, out_in, flags & 8 ? b : NULL, n, d_in, d_out);
-            ref_project(bound, xa, xs, wa, ws, out_in, flags & 8 ? ba : NULL, n, d_in, d_out);
+            ref_project(ref, x, xs, w, ATTN_F32, ws, out_in, flags & 8 ? b : NULL, n, d_in, d_out);
+            ref_project(bound, xa, xs, wa, ATTN_F32, ws, out_in, flags & 8 ? ba : NULL, n, d_in, d_out);
             fz_compare("y", y, at, ref, bound, (size_t)n * d_out, 2.0 * U * (d_in + 4));
         }
         free(ref); free(bound); free(at); free(xa); free(wa); free(ba);
@@ -944,6 +944,69 @@ static void fz_sdpa_extreme(const attn_dims *d, const attn_options *o, const flo
     free(key); free(vd); free(p); free(ro); free(rt); free(s); free(r); free(avg); free(avg_tol); free(avg_ok);
 }
 
+/* x [n] stored as type t (float32: a copy) into a new buffer, and back into a new float buffer *wide. */
+static void *fz_store_as(float **wide, const float *x, size_t n, attn_dtype t)
+{
+    void *st = malloc((n ? n : 1) * sizeof(float));
+    *wide = (float *)malloc((n ? n : 1) * sizeof(float));
+    if (!st || !*wide) abort();
+    if (t == ATTN_F16) { attn_f32_to_f16((unsigned short *)st, x, n); attn_f16_to_f32(*wide, (const unsigned short *)st, n); }
+    else if (t == ATTN_BF16) { attn_f32_to_bf16((unsigned short *)st, x, n); attn_bf16_to_f32(*wide, (const unsigned short *)st, n); }
+    else { memcpy(st, x, n * sizeof(float)); memcpy(*wide, x, n * sizeof(float)); }
+    return st;
+}
+
+/* attn_sdpa once more with float32, float16 or bfloat16 q, k, v and out (whole views converted, padding
+   too; the types from the tensor stream's state, not from more input bytes): bitwise the float32 call on
+   the stored values widened back, its out rounded to the out type -- except with bfloat16 q, k and v on a
+   CPU where vdpbf16ps runs (attn_simd_bf16dot), compared where fuzz_sdpa compares against float64 (tol > 0:
+   comparable inputs, a moderate scale) within P's rounding to
+   bfloat16 (2^-9 max|v|) plus the out's own rounding and twice the float32 bound, tol max|v|. */
+static void fz_sdpa_types(const fz *f, const attn_dims *d, const attn_options *o, const float *q, attn_stride qs,
+                          size_t nq_f, const float *k, attn_stride ks, size_t nk_f, const float *v, attn_stride vs,
+                          size_t nv_f, attn_stride os, size_t no_f, double tol)
+{
+    const unsigned pick = (unsigned)(f->rng >> 33);
+    const attn_dtype qt = (attn_dtype)(pick % 3), kt = (attn_dtype)(pick / 3 % 3), vt = (attn_dtype)(pick / 9 % 3);
+    const attn_dtype out_t = (attn_dtype)(pick / 27 % 3);
+    const int dot = qt == ATTN_BF16 && kt == ATTN_BF16 && vt == ATTN_BF16 && d->d_k % 2 == 0 && attn_simd_bf16dot();
+    const int Dv = d->d_v ? d->d_v : d->d_k, Hkv = d->n_kv_heads ? d->n_kv_heads : d->n_heads;
+    float *qw, *kw, *vw, *o16 = (float *)calloc(no_f, sizeof(float)), *o32 = (float *)calloc(no_f, sizeof(float));
+    void *q16 = fz_store_as(&qw, q, nq_f, qt), *k16 = fz_store_as(&kw, k, nk_f, kt), *v16 = fz_store_as(&vw, v, nv_f, vt);
+    const float vmax = fz_maxabs(vw, nv_f);
+    attn_options t = *o;
+    int b, h, i, c;
+    (void)Hkv;
+    if (!o16 || !o32) abort();
+    t.split_count = t.split_index = 0; t.out_lse = NULL; t.out_weights = NULL;
+    t.q_type = qt; t.k_type = kt; t.v_type = vt; t.out_type = out_t;
+    if (attn_sdpa(o16, os, q16, qs, k16, ks, v16, vs, d, &t, NULL, 0) != ATTN_OK) abort();
+    t.q_type = t.k_type = t.v_type = t.out_type = ATTN_F32;
+    if (attn_sdpa(o32, os, qw, qs, kw, ks, vw, vs, d, &t, NULL, 0) != ATTN_OK) abort();
+    for (b = 0; b < d->batch; ++b) for (h = 0; h < d->n_heads; ++h) for (i = 0; i < d->n_q; ++i) for (c = 0; c < Dv; ++c) {
+        const size_t e = (size_t)(b * os.batch + h * os.head + i * os.row + c);
+        float got, want = o32[e];
+        unsigned short bits;
+        if (out_t == ATTN_F32) got = o16[e];
+        else { /* element e of a 16-bit out, and the float32 result rounded the same way */
+            memcpy(&bits, (const unsigned short *)(const void *)o16 + e, sizeof bits);
+            if (out_t == ATTN_F16) { attn_f16_to_f32(&got, &bits, 1); attn_f32_to_f16(&bits, &want, 1); attn_f16_to_f32(&want, &bits, 1); }
+            else { attn_bf16_to_f32(&got, &bits, 1); attn_f32_to_bf16(&bits, &want, 1); attn_bf16_to_f32(&want, &bits, 1); }
+        }
+        if (dot) {
+            if (tol > 0.0 && !(fabs((double)got - o32[e]) <= (1.0 / 512.0 + 2.0 * tol) * vmax + fabs(o32[e]) / 128.0)) {
+                fprintf(stderr, "fuzz: bf16 dot products: out[%zu] = %.9g, float32 %.9g (max|v| %g)\n", e, got, o32[e], vmax);
+                abort();
+            }
+        } else if (memcmp(&got, &want, sizeof got) != 0 && !(isnan(got) && isnan(want))) {
+            fprintf(stderr, "fuzz: q %d k %d v %d out %d: out[%zu] = %.9g, the float32 call's %.9g\n", (int)qt, (int)kt,
+                    (int)vt, (int)out_t, e, got, want);
+            abort();
+        }
+    }
+    free(qw); free(kw); free(vw); free(q16); free(k16); free(v16); free(o16); free(o32);
+}
+
 static void fuzz_sdpa(fz *f)
 {
     attn_dims d;
@@ -1012,6 +1075,7 @@ static void fuzz_sdpa(fz *f)
         double *ref = ref_dalloc(n_out * Dv), *bound = ref_dalloc(n_out * Dv), *rl = ref_dalloc(n_out);
         double *rw_ = ref_dalloc(n_w), *bl = ref_dalloc(n_out), *bw = ref_dalloc(n_w);
         size_t *at = (size_t *)malloc(sizeof(size_t) * n_out * (size_t)Dv);
+        double tol_cmp = 0.0; /* comparable inputs: the relative bound of out against float64 */
         int b, h, i, c;
         fz_out_mark(&oo, os, d.batch, d.n_heads, d.n_q, Dv);
         fz_out_check(&oo, 0, "out");
@@ -1026,6 +1090,7 @@ static void fuzz_sdpa(fz *f)
                                  (o->sinks ? fz_maxabs(o->sinks, (size_t)d.n_heads) : 0.0f) +
                                  (o->alibi_slopes ? fz_maxabs(o->alibi_slopes, (size_t)d.n_heads) * (d.n_q + d.n_kv) : 0.0f);
             const double tol = 4.0 * U * ((d.d_k + 4) * (s_abs + 1.0) + d.n_kv + 16);
+            tol_cmp = tol;
             memset(&ro, 0, sizeof ro);
             ro.scale = sc; ro.causal = o->causal; ro.mask = o->mask; ro.mask_s = o->mask_stride;
             if (!ro.mask_s.row) ro.mask_s.row = d.n_kv;
@@ -1053,6 +1118,7 @@ static void fuzz_sdpa(fz *f)
         }
         if (fz_no_nan(f) && !o->window && o->softcap == 0.0f && !o->sinks && !o->alibi_slopes) /* its row reference has none */
             fz_sdpa_extreme(&d, o, q, qs, k, ks, v, vs, oo.p, os);
+        fz_sdpa_types(f, &d, o, q, qs, nq_f, k, ks, nk_f, v, vs, nv_f, os, no_f, tol_cmp);
         free(ref); free(bound); free(rl); free(rw_); free(bl); free(bw); free(at);
     } else {
         fz_out_check(&oo, 1, "out"); fz_out_check(&ol, 1, "lse"); fz_out_check(&ow, 1, "weights");
@@ -1231,12 +1297,12 @@ static void fz_mha_extreme(const float *out, const float *xq, const float *xkv, 
     memset(&res, 0, sizeof res);
     for (b = 0; b < B; ++b) {
         const float *xb = xq + (size_t)b * Nq * E, *xkb = xkv + (size_t)b * Nk * dkv;
-        ref_project(Q, xb, E, m->w_q, E, out_in, m->b_q, Nq, E, E);
-        ref_project(Qa, xqa + (size_t)b * Nq * E, E, wqa, E, out_in, bqa, Nq, E, E);
-        ref_project(K, xkb, dkv, m->w_k, out_in ? dkv : kvd, out_in, m->b_k, Nk, dkv, kvd);
-        ref_project(Ka, xkva + (size_t)b * Nk * dkv, dkv, wka, out_in ? dkv : kvd, out_in, bka, Nk, dkv, kvd);
-        ref_project(V, xkb, dkv, m->w_v, out_in ? dkv : kvd, out_in, m->b_v, Nk, dkv, kvd);
-        ref_project(Ve, xkva + (size_t)b * Nk * dkv, dkv, wva, out_in ? dkv : kvd, out_in, bva, Nk, dkv, kvd);
+        ref_project(Q, xb, E, m->w_q, ATTN_F32, E, out_in, m->b_q, Nq, E, E);
+        ref_project(Qa, xqa + (size_t)b * Nq * E, E, wqa, ATTN_F32, E, out_in, bqa, Nq, E, E);
+        ref_project(K, xkb, dkv, m->w_k, ATTN_F32, out_in ? dkv : kvd, out_in, m->b_k, Nk, dkv, kvd);
+        ref_project(Ka, xkva + (size_t)b * Nk * dkv, dkv, wka, ATTN_F32, out_in ? dkv : kvd, out_in, bka, Nk, dkv, kvd);
+        ref_project(V, xkb, dkv, m->w_v, ATTN_F32, out_in ? dkv : kvd, out_in, m->b_v, Nk, dkv, kvd);
+        ref_project(Ve, xkva + (size_t)b * Nk * dkv, dkv, wva, ATTN_F32, out_in ? dkv : kvd, out_in, bva, Nk, dkv, kvd);
         for (x = 0; x < (size_t)Nk * kvd; ++x) Ve[x] = U_proj_kv * Ve[x] + (dkv + 1) * 64.0 * tiny;
         memset(row_ok, 1, (size_t)Nq + 1);
         for (h = 0; h < H; ++h) {
@@ -1270,7 +1336,7 @@ static void fz_mha_extreme(const float *out, const float *xq, const float *xkv, 
             for (j = 0; row_ok[i] && j < E; ++j) {
                 double acc = m->b_o ? m->b_o[j] : 0.0, tol = m->b_o ? 2.0 * U * fabs(m->b_o[j]) : 0.0;
                 for (c = 0; c < E; ++c) {
-                    const double w = out_in ? m->w_o[j * E + c] : m->w_o[c * E + j];
+                    const double w = ((const float *)m->w_o)[out_in ? j * E + c : c * E + j];
                     acc += A[i * E + c] * w;
                     if (w != 0.0) tol += (At[i * E + c] + 2.0 * (E + 2) * U * (fabs(A[i * E + c]) + At[i * E + c])) * fabs(w);
                 }
