@@ -760,8 +760,8 @@ ATTNDEF attn_result attn_sdpa_workspace_size(size_t *bytes, const attn_dims *dim
    defaults): attn_options, every field of which applies.
    The Nq x Nk matrix is never materialised: the kernel walks query tiles against key tiles with an online
    softmax, so the workspace is a few tiles per thread, 256 * (Dk + 2 Dv + 70) bytes, independent of Nq and
-   Nk (plus 256 Dk bytes for a K and 256 Dv for a V stored in 16 or 8 bits; plus, for key chunks, B * Hq * Nq *
-   (Dv + 2) floats per 2048-key chunk);
+   Nk (plus 256 Dk bytes for a K and 256 Dv for a V stored in 16 or 8 bits, 256 Dk for a 16-bit q and 256 Dv
+   for a 16-bit out; plus, for key chunks, B * Hq * Nq * (Dv + 2) floats per 2048-key chunk);
    attn_sdpa_workspace_size tells. workspace NULL: allocated and freed inside. A workspace smaller than
    reported gives ATTN_ERR_WORKSPACE. The caller owns every buffer; nothing is kept after the call.
    Errors: ATTN_ERR_NULL, ATTN_ERR_SHAPE, ATTN_ERR_KV_HEADS (Hq not a multiple of Hkv), ATTN_ERR_STRIDE,
