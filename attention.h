@@ -6233,11 +6233,13 @@ static ATTN__TARGET inline __attribute__((always_inline)) void ATTN__SFX(attn__g
     for (jb = j0; jb < j1; jb += cols) {
         const int je = j1 - jb < cols ? j1 : jb + cols;
         /* four rows of W at a time while the rows of y are wide; narrow ones (y under 8 KiB, in L1 beside W's
-           stream) read W one row after another, one stream rather than four short ones: one row of 4096 ->
-           1024 (the K and V of decode_layer), 1 thread, 0.72 ms rather than 1.06; 4096 -> 512 0.34 / 0.72;
-           4096 -> 2048 1.7 / 1.9; 4096 -> 4096 4.3 / 3.5, so not there (Zen 4). The same FMAs per column in
-           the same order either way. */
-        const int four = n * (je - jb) >= 2048;
+           stream) read W one row after another when that is one sequential stream (whole rows, contiguous):
+           one row of 4096 -> 1024 (the K and V of decode_layer), 1 thread, 0.72 ms rather than 1.06;
+           4096 -> 512 0.34 / 0.72; 4096 -> 2048 1.7 / 1.9; 4096 -> 4096 4.3 / 3.5, so not there (Zen 4).
+           A slice of each row (threads side by side) is read four rows at a time, wide or not: a plain read
+           of 768 x 3072 floats, two threads on halves of each row, one row at a time 22.6 GB/s, four 32.9
+           (one thread on it all, 34.0). The same FMAs per column in the same order either way. */
+        const int four = n * (je - jb) >= 2048 || jb > 0 || je != w_rs;
         for (p = 0; four && p + 4 <= d_in; p += 4) { /* four rows of W: 4 FMAs per load and store of y */
             const void *w0 = attn__row_as(w, wt, w_rs, p), *w1 = attn__row_as(w, wt, w_rs, p + 1);
             const void *w2 = attn__row_as(w, wt, w_rs, p + 2), *w3 = attn__row_as(w, wt, w_rs, p + 3);
