@@ -286,7 +286,7 @@ check-build-decode_probe: | $(BUILD)
 # measure the sgemm -> softmax -> sgemm composition beside attention.h. BENCH_ARGS passes options. The
 # output is also saved in BENCH_OUT, after a line with the command and one with the date; make bench-table
 # prints the Markdown table of bench/RESULTS.md from it (bench/results_table.py; the run must have finished:
-# its bench: lines come last). make bench-table BENCH_OUT=bench/results.txt: the table in RESULTS.md.
+# its bench: lines come last). python3 bench/results_table.py bench/results/run*.txt: the table in RESULTS.md.
 BENCH_FLAGS = -std=c99 -O2 -march=native -fopenmp
 ifeq ($(BLAS),openblas)
 BENCH_FLAGS += -DBENCH_OPENBLAS

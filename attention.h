@@ -144,8 +144,9 @@
    Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
    (0: omp_get_max_threads()), but never more than the call's work items nor ATTN_MAX_THREADS (256),
    over (batch, head, query tile, key chunk) work items, and projections by
-   blocks of at most 96 rows, as many per thread (at most 8 rows: by blocks of output columns); so does
-   attn_project_ex. The other building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
+   blocks of at most 96 rows, as many per thread (at most 8 rows: by blocks of output columns, IN_OUT at
+   least 4 KiB of each W row per thread, and attn_kv_step's Q, K and V handed out together, so that two
+   threads read W_k and W_v whole side by side); so does attn_project_ex. The other building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
    attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
    number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
    its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical
@@ -639,7 +640,9 @@ ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, 
    split_count > 0 only slice split_index of the output columns (whole blocks of 64 columns, as even as they
    go; a slice past the last block does nothing): a caller's thread pool runs every slice, each with its own
    workspace. Bitwise identical to attn_project for any thread count or split. n <= 8 rows: the threads split
-   the output columns and the workspace size is 0. More rows: W is packed into the workspace (of the slice's
+   the output columns (IN_OUT: one slice per thread of at least 4 KiB of each W row, so a narrow W takes
+   fewer threads: two threads on 2 KiB of every row read DRAM slower than one on whole rows) and the
+   workspace size is 0. More rows: W is packed into the workspace (of the slice's
    columns) and the threads split the rows; with workspace NULL a block is taken through
    ATTN_MALLOC(opt->alloc_user) and freed. Other options are ignored. Errors as attn_project, plus n_threads
    < 0, a split index outside [0, split_count) (ATTN_ERR_OPTION), a workspace smaller than reported
@@ -2303,7 +2306,8 @@ static void attn__gemv(const attn__gemv_job *jobs, int n_jobs, const float *x, p
     const int isa = attn__isa();
     double weights = 0.0;
     int t, jn, items = 0, per[4];
-    for (jn = 0; jn < n_jobs; ++jn) { /* n_jobs <= 4 */
+    ATTN_ASSERT(n_jobs >= 1 && n_jobs <= 4);
+    for (jn = 0; jn < n_jobs; ++jn) {
         weights += (double)d_in * (double)jobs[jn].d_out;
         items += per[jn] = attn__gemv_items(&jobs[jn], out_in, threads);
     }
