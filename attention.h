@@ -141,17 +141,19 @@
    the input held in L1; the building blocks pack 16 KiB panels on the stack. Projections of at most 8
    rows skip the packing: IN_OUT streams W's rows four at a time into the output rows; OUT_IN transposes
    [W x W] blocks of W's rows in registers, so each output keeps the packed path's order of operations.
-   Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads
-   (0: omp_get_max_threads()), but never more than the call's work items nor ATTN_MAX_THREADS (256),
-   over (batch, head, query tile, key chunk) work items, and projections by
-   blocks of at most 96 rows, as many per thread (at most 8 rows: by blocks of output columns, IN_OUT at
-   least 4 KiB of each W row per thread, and attn_kv_step's Q, K and V handed out together, so that two
-   threads read W_k and W_v whole side by side); so does attn_project_ex. The other building blocks (attn_project, attn_scores, attn_softmax, attn_weighted_sum,
-   attn_merge) run on the calling thread only. A caller with its own thread pool sets split_count =
-   number of slices and split_index = this slice, and runs every slice (any order, any thread), each with
-   its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise identical
-   whatever the thread count or split. attn_sdpa_backward runs one work item per (batch, kv head) (its dK,
-   dV rows and the dQ rows of its query heads, in a fixed order: no atomics), so at most B x Hkv threads.
+   Threads: with -fopenmp, attn_sdpa and the multi-head functions run on attn_options.n_threads threads (0:
+   omp_get_max_threads()), but never more than the call's work items nor ATTN_MAX_THREADS (256), over (batch,
+   head, query tile, key chunk) work items, and projections by blocks of at most 96 rows, as many per thread
+   (at most 8 rows: by blocks of output columns, IN_OUT at least 4 KiB of each W row per thread, and
+   attn_kv_step's Q, K and V handed out together, so that two threads read W_k and W_v whole side by side); so
+   does attn_project_ex. The other building blocks (attn_project, attn_scores, attn_softmax,
+   attn_weighted_sum, attn_merge) run on the calling thread only. A caller with its own thread pool sets
+   split_count = number of slices and split_index = this slice, and runs every slice (any order, any thread),
+   each with its own workspace, on the same arguments: attn_sdpa and attn_project_ex. Results are bitwise
+   identical whatever the thread count or split. attn_sdpa_backward runs one work item per (batch, kv head)
+   (its dK, dV rows and the dQ rows of its query heads, in a fixed order: no atomics), so at most B x Hkv
+   threads.
+
 
    ==================================================================================================
    CONVENTIONS
@@ -640,15 +642,14 @@ ATTNDEF attn_result attn_project_workspace_size(size_t *bytes, int n, int d_in, 
    split_count > 0 only slice split_index of the output columns (whole blocks of 64 columns, as even as they
    go; a slice past the last block does nothing): a caller's thread pool runs every slice, each with its own
    workspace. Bitwise identical to attn_project for any thread count or split. n <= 8 rows: the threads split
-   the output columns (IN_OUT: one slice per thread of at least 4 KiB of each W row, so a narrow W takes
-   fewer threads: two threads on 2 KiB of every row read DRAM slower than one on whole rows) and the
-   workspace size is 0. More rows: W is packed into the workspace (of the slice's
-   columns) and the threads split the rows; with workspace NULL a block is taken through
-   ATTN_MALLOC(opt->alloc_user) and freed. Other options are ignored. Errors as attn_project, plus n_threads
-   < 0, a split index outside [0, split_count) (ATTN_ERR_OPTION), a workspace smaller than reported
-   (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM. w holds float32, or float16 / bfloat16 bit patterns as
-   opt->w_type says (w_stride in elements; bitwise the float32 result on the widened weights, reading half
-   the bytes: the few-row kernels widen in registers). */
+   the output columns (IN_OUT: one slice per thread of at least 4 KiB of each W row, so a narrow W takes fewer
+   threads: two threads on 2 KiB of every row read DRAM slower than one on whole rows) and the workspace size
+   is 0. More rows: W is packed into the workspace (of the slice's columns) and the threads split the rows;
+   with workspace NULL a block is taken through ATTN_MALLOC(opt->alloc_user) and freed. Other options are
+   ignored. Errors as attn_project, plus n_threads < 0, a split index outside [0, split_count)
+   (ATTN_ERR_OPTION), a workspace smaller than reported (ATTN_ERR_WORKSPACE) and ATTN_ERR_NOMEM. w holds
+   float32, or float16 / bfloat16 bit patterns as opt->w_type says (w_stride in elements; bitwise the float32
+   result on the widened weights, reading half the bytes: the few-row kernels widen in registers). */
 ATTNDEF attn_result attn_project_ex(float *y, ptrdiff_t y_stride, const float *x, ptrdiff_t x_stride,
                                     const void *w, ptrdiff_t w_stride, attn_layout layout, const float *bias,
                                     int n, int d_in, int d_out, const attn_options *opt, void *workspace,
@@ -2278,11 +2279,11 @@ typedef struct attn__gemv_job {
 
 /* The work items of a job on `threads` threads. OUT_IN: chunks of 64 outputs (64 contiguous rows of W),
    handed out as the threads ask, so that a thread slowed by other work on its core takes fewer of them.
-   IN_OUT: even slices of whole vectors, at most one per thread, and each at least 4 KiB of a W row: a
-   thread reads its slice of every row, and shorter runs defeat the hardware's stream prefetch (a plain
+   IN_OUT: even slices of whole vectors, at most one per thread, each at least 4 KiB of a W row, as a
+   thread reads its slice of every row and shorter runs defeat the hardware's stream prefetch (a plain
    read of 4096 x 1024 floats, two threads each on 2 KiB of every 4 KiB row: 15 GB/s, against 23 GB/s
-   for one thread on all of it; Zen 4). Slices of whole rows are runs of 16 KiB and more, where one row of
-   4096 -> 4096 on one thread in side-by-side runs of 2 KiB took 7.3 ms, of 4 KiB 6.4 ms, whole 5.5 ms. */
+   for one thread on whole rows; one thread on 4096 -> 4096 in runs of 2 KiB: 7.3 ms, of 4 KiB: 6.4 ms,
+   whole rows: 5.5 ms; Zen 4). So no finer slices to hand out. */
 static int attn__gemv_items(const attn__gemv_job *jb, int out_in, int threads)
 {
     const int units = 1 + (jb->d_out - 1) / 16, runs = (int)(attn__dtype_bytes(jb->wt, jb->d_out) / 4096);
@@ -2297,9 +2298,9 @@ static int attn__gemv_items(const attn__gemv_job *jb, int out_in, int threads)
    same x (a decoding step's Q, K and V), on up to `threads` threads. The threads split the output
    columns (never the sum over d_in), so the result is bitwise the same for any thread count; the items
    of all the jobs are handed out together, in order, so that two threads on Q's halves go on to K and V
-   side by side, each on a whole W (4096 -> 1024 Q, K, V on 2 threads, K and V: 1.2 ms each when split
-   in two, against 0.75 ms for one read whole). At least 64 Ki weights per thread: smaller products are
-   not worth a thread's start. */
+   side by side, each on a whole W (decode_layer's W_k and W_v, 4096 -> 1024, 2 threads: 1.2 ms each
+   split in two, against 0.75 ms read whole by one thread). At least 64 Ki weights per thread: smaller
+   products are not worth a thread's start. */
 static void attn__gemv(const attn__gemv_job *jobs, int n_jobs, const float *x, ptrdiff_t x_stride, int out_in,
                        int n, int d_in, int threads)
 {
