@@ -57,7 +57,7 @@ $(BUILD)/accuracy_%: tests/accuracy.c $(HEADER) | $(BUILD)
 # (~150x slower) and the aarch64 scalar build under qemu skip them, as other builds run them.
 SLOW_TESTS = long_sequence long_keys_accuracy sdpa_half_kv sdpa_random sdpa_alibi sdpa_backward_random \
              sdpa_window_softcap_sinks sdpa_backward_options project_ex_threads mha_random q8_format \
-             decode_gqa_groups sdpa_bf16dot
+             decode_gqa_groups sdpa_bf16dot kv_step_threads
 
 # The NEON path: cross-built for aarch64 (Debian's gcc-aarch64-linux-gnu) and run under qemu-user, the
 # whole suite in two halves (--shard, one qemu per core); and the portable scalar kernels built for

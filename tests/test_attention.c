@@ -5159,6 +5159,75 @@ static void test_half_weights(void)
     rnd_pop();
 }
 
+/* Decoding steps of a wide layer (d_model 2048, 16 query heads over 4 kv heads, D = 128, packed QKV
+   weights as stored): the few-row projections hand out Q, K and V's work items together (IN_OUT: W_q in
+   two slices of its rows with float32 weights, one with bfloat16, W_k and W_v whole; OUT_IN: chunks of 64
+   outputs), so 1 and 2 threads must give bitwise the same outputs and cache, and bfloat16 weights bitwise
+   the float32 result on their widened values; all within the float64 causal pass. B = 2, steps of 1 and
+   3 rows (2 and 6 projected rows), both layouts. */
+static void test_kv_step_threads(void)
+{
+    enum { B = 2, E = 2048, H = 16, HKV = 4, DH = E / H, KVD = HKV * DH, N = 4, QKV = (E + 2 * KVD) * E };
+    static const int steps[] = {1, 3}; /* sums to N */
+    float *x = falloc((size_t)B * N * E), *w_qkv = falloc((size_t)QKV), *w_o = falloc((size_t)E * E);
+    float *b_qkv = falloc(E + 2 * KVD), *b_o = falloc(E), *out0 = falloc((size_t)B * N * E);
+    float *out = falloc((size_t)B * N * E), *os = falloc((size_t)B * 3 * E), *xs = falloc((size_t)B * 3 * E);
+    float *kc0 = falloc((size_t)B * HKV * N * DH), *vc0 = falloc((size_t)B * HKV * N * DH);
+    float *kc = falloc((size_t)B * HKV * N * DH), *vc = falloc((size_t)B * HKV * N * DH);
+    double *ref = dalloc((size_t)B * N * E);
+    unsigned short *qkv16, *o16;
+    int layout, run;
+    rnd_push(0x5E7B2Dull);
+    rnd_fill(x, (size_t)B * N * E, 1.0f); rnd_fill(w_qkv, (size_t)QKV, 0.05f); rnd_fill(w_o, (size_t)E * E, 0.05f);
+    rnd_fill(b_qkv, E + 2 * KVD, 0.3f); rnd_fill(b_o, E, 0.3f);
+    qkv16 = half_weights(w_qkv, (size_t)QKV, ATTN_BF16); /* w_qkv and w_o: the widened values */
+    o16 = half_weights(w_o, (size_t)E * E, ATTN_BF16);
+    for (layout = 0; layout < 2; ++layout) {
+        ref_opts ro;
+        memset(&ro, 0, sizeof ro);
+        for (run = 0; run < 4; ++run) { /* float32 on 1 thread (the baseline), 2 threads; bfloat16 on 1, 2 */
+            const int threads = 1 + run % 2, bf16 = run / 2;
+            float *o_run = run ? out : out0, *k_run = run ? kc : kc0, *v_run = run ? vc : vc0;
+            attn_mha m;
+            attn_options opt;
+            attn_kv_cache c;
+            int len[B] = {0, 0}, s, t0 = 0, b;
+            kv_model(&m, w_qkv, w_o, b_qkv, b_o, E, H, HKV, (attn_layout)layout);
+            m.rope.style = ATTN_ROPE_NEOX;
+            if (bf16) { /* the same elements, in bfloat16 */
+                m.w_type = ATTN_BF16;
+                m.w_q = qkv16 + ((const float *)m.w_q - w_qkv); m.w_k = qkv16 + ((const float *)m.w_k - w_qkv);
+                m.w_v = qkv16 + ((const float *)m.w_v - w_qkv); m.w_o = o16;
+            }
+            memset(&opt, 0, sizeof opt); memset(&c, 0, sizeof c);
+            opt.n_threads = threads;
+            c.batch = B; c.n_kv_heads = HKV; c.max_len = N; c.d_k = DH; c.k = k_run; c.v = v_run; c.len = len;
+            for (s = 0; s < 2; ++s) {
+                const int n = steps[s];
+                for (b = 0; b < B; ++b)
+                    memcpy(xs + (size_t)b * n * E, x + ((size_t)b * N + (size_t)t0) * E, sizeof(float) * (size_t)n * E);
+                CHECK_CODE(attn_kv_step(os, &c, xs, n, &m, &opt, NULL, 0), ATTN_OK);
+                for (b = 0; b < B; ++b)
+                    memcpy(o_run + ((size_t)b * N + (size_t)t0) * E, os + (size_t)b * n * E, sizeof(float) * (size_t)n * E);
+                t0 += n;
+            }
+            if (run == 0) {
+                ro.scale = 1.0 / sqrt((double)DH);
+                ro.causal = ATTN_CAUSAL_TOP_LEFT;
+                ref_mha(ref, x, x, B, N, N, &m, &ro);
+                CHECK_CLOSE(out0, ref, (size_t)B * N * E);
+            } else {
+                CHECK(memcmp(out, out0, sizeof(float) * (size_t)B * N * E) == 0);
+                CHECK(memcmp(kc, kc0, sizeof(float) * (size_t)B * HKV * N * DH) == 0);
+                CHECK(memcmp(vc, vc0, sizeof(float) * (size_t)B * HKV * N * DH) == 0);
+            }
+        }
+    }
+    rnd_pop();
+    free(x); free(w_qkv); free(w_o); free(b_qkv); free(b_o); free(out0); free(out); free(os); free(xs);
+    free(kc0); free(vc0); free(kc); free(vc); free(ref); free(qkv16); free(o16);
+}
+
 /* Bytes of n elements of type t (attn_kv_cache, attn_sdpa). */
 static size_t dtype_bytes(attn_dtype t, size_t n)
 {
@@ -6463,6 +6532,7 @@ static const test_case k_tests[] = {
     {"sdpa_half_kv", test_sdpa_half_kv},
     {"sdpa_bf16dot", test_sdpa_bf16dot},
     {"half_weights", test_half_weights},
+    {"kv_step_threads", test_kv_step_threads},
     {"q8_format", test_q8_format},
     {"kv_cache_types", test_kv_cache_types},
     {"sdpa_backward_random", test_sdpa_backward_random},
