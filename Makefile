@@ -12,7 +12,7 @@ EXAMPLES = $(BUILD)/quickstart $(BUILD)/seq2seq_alignment $(BUILD)/self_attentio
            $(BUILD)/gpt_decode $(BUILD)/llama_decode $(BUILD)/vision_patches $(BUILD)/speech_alignment \
            $(BUILD)/train_tiny
 
-.PHONY: all test install uninstall check-install check-accuracy mpi check-mpi test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table check-build clean
+.PHONY: all test install uninstall check-install check-accuracy mpi check-mpi test-neon test-sanitize test-valgrind test-tsan test-m32 fuzz lint examples run bench bench-table bench-ggml check-build clean
 
 all: $(TEST_PATHS:%=$(BUILD)/test_%) examples
 
@@ -302,6 +302,15 @@ bench: $(HEADER) bench/bench.c | $(BUILD)
 
 bench-table:
 	python3 bench/results_table.py $(BENCH_OUT)
+
+# ggml's flash attention on the decoding cases, the ggml column of the table (bench/ggml_bench.c says how
+# to build ggml from a llama.cpp tree): make bench-ggml GGML=llama.cpp GGML_BUILD=ggml-build >> the run's file.
+GGML_LIBS = $(GGML_BUILD)/src/libggml.a $(GGML_BUILD)/src/libggml-cpu.a $(GGML_BUILD)/src/libggml-base.a
+bench-ggml: bench/ggml_bench.c | $(BUILD)
+	@test -n "$(GGML)" -a -n "$(GGML_BUILD)" || { echo "make bench-ggml GGML=<llama.cpp tree> GGML_BUILD=<its ggml build>" >&2; exit 2; }
+	@$(CC) -std=c11 -O2 -march=native -fopenmp -Wall -Wextra -I$(GGML)/ggml/include -o $(BUILD)/ggml_bench \
+	    bench/ggml_bench.c $(GGML_LIBS) -lstdc++ -lm
+	@$(BUILD)/ggml_bench
 
 # Install: the header in $(DESTDIR)$(PREFIX)/include, a pkg-config file in lib/pkgconfig (pkg-config
 # --cflags --libs attention: the include path and -lm) and a CMake package in lib/cmake/attention

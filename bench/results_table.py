@@ -16,9 +16,10 @@ the date, the command, then one row per attention.h case and thread count:
     % of peak          GFLOP/s over the FMA peak measured in the same run with the same thread count
     % of bandwidth     decode and gemv: bytes read / time over the DRAM read bandwidth of the same run
     x1t                time with 1 thread / time with this many (same case)
-    OpenBLAS, PyTorch  their time / attention.h's time, same case and thread count (> 1: attention.h
-                       faster); OpenBLAS's projections (mha_proj) are compared with the routine
-                       multi-head attention uses (mha_proj_inside)
+    OpenBLAS, PyTorch, their time / attention.h's time, same case and thread count (> 1: attention.h
+    ggml               faster); OpenBLAS's projections (mha_proj) are compared with the routine
+                       multi-head attention uses (mha_proj_inside); ggml's lines come from
+                       bench/ggml_bench.c appended to the run (make bench-ggml)
 
 A figure the input does not hold is "-"; a column with no figure at all is left out (and named). An attention.h line may carry vs_openblas= and vs_pytorch=, taken
 as the ratios as they are (for a table rebuilt from figures quoted elsewhere, not from a run). Lines `command: ...`, `date: ...` and `machine: ...` in the
@@ -37,6 +38,7 @@ WARNING = re.compile(r"warning: (?:the (\d+)-thread peak moved|(\d+) threads rea
 HEADER = re.compile(r"^attention\.h (\S+) benchmark: (.*)$")
 CPU = re.compile(r"^cpu: ([^;]*)(?:; last-level cache (\S+) MiB)?")
 OPENBLAS = re.compile(r"^openblas: .*\(core ([^,)]*)")
+GGML = re.compile(r"^ggml: (\S+)")
 PROJ, PROJ_INSIDE = "mha_proj_d512_n2048", "mha_proj_inside_d512_n2048"
 
 
@@ -70,6 +72,9 @@ class Run:
             m = OPENBLAS.match(line)
             if m:
                 self.header["openblas_core"] = m.group(1).strip()
+            m = GGML.match(line)
+            if m:
+                self.header["ggml"] = m.group(1)
             if line.startswith("bench: "):
                 kv = dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
                 key = (kv["name"], kv["impl"], int(kv["threads"]))
@@ -170,6 +175,9 @@ def describe(runs, args):
     pytorch = sorted({impl for run in runs for (_, impl, _) in run.rows if impl.startswith("pytorch")})
     if pytorch:
         lines.append(f"- PyTorch: {', '.join(pytorch)} (`bench/pytorch_bench.py`: matmul, softmax, matmul)")
+    ggml = sorted({run.header["ggml"] for run in runs if "ggml" in run.header})
+    if ggml:
+        lines.append(f"- ggml: commit {', '.join(ggml)} (`bench/ggml_bench.c`: `ggml_flash_attn_ext`, CPU backend)")
     return lines
 
 
@@ -181,7 +189,7 @@ def table(runs, only_threads=None):
     names = list(dict.fromkeys(k[0] for k in keys))
     keys.sort(key=lambda k: (names.index(k[0]), k[2]))
     head = ["case", "threads", "ms", "GFLOP/s", "% of peak", "% of bandwidth", "x1t", "OpenBLAS / attention.h",
-            "PyTorch / attention.h"]
+            "PyTorch / attention.h", "ggml / attention.h"]
     rows = []
     for key in keys:
         name, _, threads = key
@@ -214,7 +222,8 @@ def table(runs, only_threads=None):
         gflops, pct_peak = col("gflops"), col("pct_peak")
         rows.append([name, f"{threads}{'*' if warned else ''}", fmt_ms(col("ms")), fmt(gflops, 1) if gflops else "-",
                      fmt(pct_peak, 1) if pct_peak else "-", fmt(col("pct_bw"), 1),
-                     fmt(col("speedup_vs_1t", both), 2), fmt(ratio("openblas"), 2), fmt(ratio("pytorch"), 2)])
+                     fmt(col("speedup_vs_1t", both), 2), fmt(ratio("openblas"), 2), fmt(ratio("pytorch"), 2),
+                     fmt(ratio("ggml"), 2)])
     keep = [i for i in range(len(head)) if i < 2 or any(row[i] != "-" for row in rows)]
     out = ["| " + " | ".join(head[i] for i in keep) + " |",
            "|---|" + "---:|" * (len(keep) - 1)]
